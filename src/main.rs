@@ -1,0 +1,1 @@
+fn main() { glommio::LocalExecutorBuilder::default(); }

@@ -1,0 +1,56 @@
+//! `DEBUG DIGEST`: a checksum of a keyspace that two servers holding the same
+//! data agree on, whatever order their keys were written in or which shard
+//! holds them. Each key's digest mixes its database, name, type, value and
+//! expiry; the keyspace digest is the XOR of the key digests, so it is
+//! independent of iteration order and can be combined across shards.
+//!
+//! The hash is fixed (FNV-1a with a finaliser), never the process-random
+//! table hasher: replicas must compute the same digest.
+
+use crate::value::{Entry, Value};
+
+/// A 160-bit digest, printed as 40 hex digits like Redis's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digest([u64; 3]);
+
+fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for part in parts {
+        // Length first, so ("ab","c") and ("a","bc") differ.
+        for b in (part.len() as u64).to_le_bytes().iter().chain(part.iter()) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    // splitmix64 finaliser: spreads FNV's weak low bits.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+impl Digest {
+    pub fn of_entry(db: usize, key: &[u8], entry: &Entry) -> Digest {
+        let dbb = (db as u64).to_le_bytes();
+        let exp = entry.expire_at.to_le_bytes();
+        let (tag, body): (&[u8], &[u8]) = match &entry.value {
+            Value::Str(s) => (b"string", s),
+        };
+        let parts: [&[u8]; 5] = [&dbb, key, tag, body, &exp];
+        Digest([fnv1a(1, &parts), fnv1a(2, &parts), fnv1a(3, &parts)])
+    }
+
+    pub fn combine(&mut self, other: Digest) {
+        for i in 0..3 {
+            self.0[i] ^= other.0[i];
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 3]
+    }
+
+    /// 40 hex digits; all zeros for an empty keyspace, as Redis prints it.
+    pub fn to_hex(&self) -> String {
+        format!("{:016x}{:016x}{:08x}", self.0[0], self.0[1], self.0[2] as u32)
+    }
+}

@@ -1,0 +1,487 @@
+//! One shard: a core's slice of the keyspace, its databases, its write
+//! sequence, expiry and memory accounting.
+//!
+//! A shard is plain data: it is only ever touched by the executor that owns
+//! it, so nothing here locks. Time comes in as `now_ms` arguments; the engine
+//! never reads a clock, which keeps replay and tests deterministic.
+
+use crate::dict::Dict;
+use crate::digest::Digest;
+use crate::value::{Entry, Value};
+
+/// Databases per shard, as Redis's default `databases 16`.
+pub const DATABASES: usize = 16;
+
+/// How keys are chosen for eviction when a shard is over its memory limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionPolicy {
+    NoEviction,
+    AllKeysLru,
+    AllKeysRandom,
+    VolatileLru,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+impl EvictionPolicy {
+    pub const NAMES: [&'static str; 6] = [
+        "noeviction",
+        "allkeys-lru",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-random",
+        "volatile-ttl",
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "noeviction" => Self::NoEviction,
+            "allkeys-lru" => Self::AllKeysLru,
+            "allkeys-random" => Self::AllKeysRandom,
+            "volatile-lru" => Self::VolatileLru,
+            "volatile-random" => Self::VolatileRandom,
+            "volatile-ttl" => Self::VolatileTtl,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// Counters `INFO stats` aggregates over shards.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardStats {
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub expired_keys: u64,
+    pub evicted_keys: u64,
+}
+
+/// The shard is over its memory limit and may not evict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+#[derive(Default)]
+struct Db {
+    dict: Dict<Entry>,
+    /// Keys with an expiry: active expiry skips databases without any.
+    volatile: usize,
+    /// Where active expiry resumes its walk.
+    expire_cursor: u64,
+}
+
+pub struct Shard {
+    pub id: usize,
+    dbs: Vec<Db>,
+    seq: u64,
+    /// Payload bytes: keys, values and per-entry overhead (not the tables).
+    used: usize,
+    maxmemory: usize,
+    policy: EvictionPolicy,
+    rng: u64,
+    pub stats: ShardStats,
+}
+
+fn entry_bytes(key: &[u8], e: &Entry) -> usize {
+    key.len() + e.value.heap_bytes() + Dict::<Entry>::node_overhead()
+}
+
+impl Shard {
+    pub fn new(id: usize) -> Self {
+        let mut dbs = Vec::with_capacity(DATABASES);
+        dbs.resize_with(DATABASES, Db::default);
+        Shard {
+            id,
+            dbs,
+            seq: 0,
+            used: 0,
+            maxmemory: 0,
+            policy: EvictionPolicy::NoEviction,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1),
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// The shard's write sequence: the number of writes it has applied.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Marks one applied write. Every mutation of the keyspace goes through
+    /// here exactly once, which is where the write record will be emitted.
+    pub fn wrote(&mut self) {
+        self.seq += 1;
+    }
+
+    pub fn used_memory(&self) -> usize {
+        self.used + self.dbs.iter().map(|d| d.dict.table_bytes()).sum::<usize>()
+    }
+
+    pub fn set_memory_limit(&mut self, maxmemory: usize, policy: EvictionPolicy) {
+        self.maxmemory = maxmemory;
+        self.policy = policy;
+    }
+
+    pub fn db_len(&self, db: usize) -> usize {
+        self.dbs[db].dict.len()
+    }
+
+    pub fn db_volatile(&self, db: usize) -> usize {
+        self.dbs[db].volatile
+    }
+
+    pub fn keys(&self) -> usize {
+        self.dbs.iter().map(|d| d.dict.len()).sum()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: cheap, and good enough for sampling.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Removes `key` if it has expired; returns whether it did. An expiry is a
+    /// write (replicas see it as a DEL).
+    fn expire_if_due(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        let expired = matches!(self.dbs[db].dict.get(key), Some(e) if e.is_expired(now_ms));
+        if expired {
+            self.remove_entry(db, key);
+            self.stats.expired_keys += 1;
+            self.wrote();
+        }
+        expired
+    }
+
+    /// A read lookup: expires lazily, counts hits and misses, touches LRU age.
+    pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.expire_if_due(db, key, now_ms);
+        match self.dbs[db].dict.get_mut(key) {
+            Some(e) => {
+                e.access = (now_ms / 1000) as u32;
+                self.stats.keyspace_hits += 1;
+                Some(e)
+            }
+            None => {
+                self.stats.keyspace_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// A lookup that neither counts nor touches (EXISTS, TYPE, TTL...).
+    pub fn peek(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.expire_if_due(db, key, now_ms);
+        self.dbs[db].dict.get(key)
+    }
+
+    /// Changes a live entry in place, keeping memory accounting right. The
+    /// caller calls [`Shard::wrote`] when the change is a write.
+    pub fn modify<R>(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
+        self.expire_if_due(db, key, now_ms);
+        let d = &mut self.dbs[db];
+        let e = d.dict.get_mut(key)?;
+        let before = e.value.heap_bytes();
+        let had_ttl = e.expire_at != 0;
+        e.access = (now_ms / 1000) as u32;
+        let r = f(e);
+        let after = e.value.heap_bytes();
+        let has_ttl = e.expire_at != 0;
+        self.used = self.used + after - before;
+        if had_ttl != has_ttl {
+            if has_ttl {
+                d.volatile += 1;
+            } else {
+                d.volatile -= 1;
+            }
+        }
+        Some(r)
+    }
+
+    /// Stores `entry` under `key`, replacing whatever was there. Counts as
+    /// one write.
+    pub fn set(&mut self, db: usize, key: &[u8], mut entry: Entry, now_ms: u64) {
+        entry.access = (now_ms / 1000) as u32;
+        self.remove_entry(db, key);
+        self.used += entry_bytes(key, &entry);
+        let d = &mut self.dbs[db];
+        if entry.expire_at != 0 {
+            d.volatile += 1;
+        }
+        d.dict.insert(key, entry);
+        self.wrote();
+    }
+
+    /// Deletes `key`; returns the removed entry (None when absent or expired).
+    /// A removal of a live key counts as one write.
+    pub fn delete(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<Entry> {
+        if self.expire_if_due(db, key, now_ms) {
+            return None;
+        }
+        let e = self.remove_entry(db, key)?;
+        self.wrote();
+        Some(e)
+    }
+
+    fn remove_entry(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        let d = &mut self.dbs[db];
+        let e = d.dict.remove(key)?;
+        if e.expire_at != 0 {
+            d.volatile -= 1;
+        }
+        self.used -= entry_bytes(key, &e);
+        Some(e)
+    }
+
+    /// Empties one database; returns how many keys it held.
+    pub fn flush_db(&mut self, db: usize) -> usize {
+        let d = std::mem::take(&mut self.dbs[db]);
+        let n = d.dict.len();
+        for (k, e) in d.dict.iter() {
+            self.used -= entry_bytes(k, e);
+        }
+        if n > 0 {
+            self.wrote();
+        }
+        n
+    }
+
+    /// One step of a `SCAN` over `db`. Expired keys are skipped.
+    pub fn scan(
+        &self,
+        db: usize,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        mut f: impl FnMut(&[u8], &Entry),
+    ) -> u64 {
+        self.dbs[db].dict.scan(cursor, count, |k, e| {
+            if !e.is_expired(now_ms) {
+                f(k, e)
+            }
+        })
+    }
+
+    /// Every live key of `db`.
+    pub fn for_each(&self, db: usize, now_ms: u64, mut f: impl FnMut(&[u8], &Entry)) {
+        for (k, e) in self.dbs[db].dict.iter() {
+            if !e.is_expired(now_ms) {
+                f(k, e)
+            }
+        }
+    }
+
+    /// A random live key of `db`, if any (a few tries past expired keys).
+    pub fn random_key(&mut self, db: usize, now_ms: u64) -> Option<Vec<u8>> {
+        for _ in 0..16 {
+            let r = self.next_random();
+            let (k, e) = self.dbs[db].dict.sample(r)?;
+            if !e.is_expired(now_ms) {
+                return Some(k.to_vec());
+            }
+            let k = k.to_vec();
+            self.expire_if_due(db, &k, now_ms);
+        }
+        None
+    }
+
+    /// Digest of every live key in every database of this shard.
+    pub fn digest(&self, now_ms: u64) -> Digest {
+        let mut d = Digest::default();
+        for (db, dbv) in self.dbs.iter().enumerate() {
+            for (k, e) in dbv.dict.iter() {
+                if !e.is_expired(now_ms) {
+                    d.combine(Digest::of_entry(db, k, e));
+                }
+            }
+        }
+        d
+    }
+
+    /// Active expiry: walks up to `budget` entries of databases holding keys
+    /// with a TTL and deletes those that expired. Returns (walked, expired), so
+    /// the caller can repeat while a large share of what it saw had expired,
+    /// as Redis's adaptive cycle does.
+    pub fn active_expire(&mut self, now_ms: u64, budget: usize) -> (usize, usize) {
+        let mut walked = 0;
+        let mut expired = Vec::new();
+        for db in 0..DATABASES {
+            if self.dbs[db].volatile == 0 || walked >= budget {
+                continue;
+            }
+            let d = &self.dbs[db];
+            let count = (budget - walked).min(d.dict.len());
+            let next = d.dict.scan(d.expire_cursor, count, |k, e| {
+                walked += 1;
+                if e.is_expired(now_ms) {
+                    expired.push((db, k.to_vec()));
+                }
+            });
+            self.dbs[db].expire_cursor = next;
+        }
+        let n = expired.len();
+        for (db, k) in expired {
+            self.expire_if_due(db, &k, now_ms);
+        }
+        (walked, n)
+    }
+
+    /// Makes room before a write that may grow memory. `Err` means the write
+    /// must be refused with `-OOM`.
+    pub fn ensure_memory(&mut self, now_ms: u64) -> Result<(), OutOfMemory> {
+        if self.maxmemory == 0 {
+            return Ok(());
+        }
+        let mut guard = 0;
+        while self.used_memory() > self.maxmemory {
+            guard += 1;
+            if self.policy == EvictionPolicy::NoEviction || guard > 10_000 {
+                return Err(OutOfMemory);
+            }
+            match self.pick_victim(now_ms) {
+                Some((db, key)) => {
+                    self.remove_entry(db, &key);
+                    self.stats.evicted_keys += 1;
+                    self.wrote();
+                }
+                None => return Err(OutOfMemory),
+            }
+        }
+        Ok(())
+    }
+
+    /// Samples five keys (Redis's default `maxmemory-samples`) and returns the
+    /// best to evict under the policy.
+    fn pick_victim(&mut self, now_ms: u64) -> Option<(usize, Vec<u8>)> {
+        let volatile_only = matches!(
+            self.policy,
+            EvictionPolicy::VolatileLru | EvictionPolicy::VolatileRandom | EvictionPolicy::VolatileTtl
+        );
+        let candidates: Vec<usize> = (0..DATABASES)
+            .filter(|&db| {
+                let d = &self.dbs[db];
+                if volatile_only {
+                    d.volatile > 0
+                } else {
+                    !d.dict.is_empty()
+                }
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let mut best: Option<(u64, usize, Vec<u8>)> = None;
+        let mut tries = 0;
+        let mut found = 0;
+        while found < 5 && tries < 50 {
+            tries += 1;
+            let r = self.next_random();
+            let db = candidates[(r as usize >> 7) % candidates.len()];
+            let r2 = self.next_random();
+            let Some((k, e)) = self.dbs[db].dict.sample(r2) else {
+                continue;
+            };
+            if volatile_only && e.expire_at == 0 {
+                continue;
+            }
+            found += 1;
+            // Lower score is evicted first.
+            let score = match self.policy {
+                EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru => e.access as u64,
+                EvictionPolicy::VolatileTtl => e.expire_at,
+                _ => r2,
+            };
+            let _ = now_ms;
+            if best.as_ref().is_none_or(|b| score < b.0) {
+                best = Some((score, db, k.to_vec()));
+            }
+        }
+        best.map(|(_, db, k)| (db, k))
+    }
+}
+
+/// Convenience for string values.
+impl Entry {
+    pub fn string(bytes: Vec<u8>, expire_at: u64) -> Entry {
+        Entry::new(Value::Str(bytes), expire_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_bump_seq_and_reads_do_not() {
+        let mut s = Shard::new(0);
+        s.set(0, b"a", Entry::string(b"1".to_vec(), 0), 1000);
+        s.get(0, b"a", 1000);
+        s.peek(0, b"a", 1000);
+        assert_eq!(s.seq(), 1);
+        assert!(s.delete(0, b"a", 1000).is_some());
+        assert!(s.delete(0, b"a", 1000).is_none());
+        assert_eq!(s.seq(), 2);
+    }
+
+    #[test]
+    fn lazy_and_active_expiry() {
+        let mut s = Shard::new(0);
+        s.set(0, b"a", Entry::string(b"1".to_vec(), 1500), 1000);
+        for i in 0..100 {
+            s.set(0, format!("k{i}").as_bytes(), Entry::string(vec![], 1500), 1000);
+        }
+        assert!(s.get(0, b"a", 1499).is_some());
+        assert!(s.get(0, b"a", 1500).is_none());
+        assert_eq!(s.stats.expired_keys, 1);
+        let (_, n) = s.active_expire(2000, 1000);
+        assert_eq!(n, 100);
+        assert_eq!(s.keys(), 0);
+        assert_eq!(s.db_volatile(0), 0);
+        assert_eq!(s.used, 0);
+    }
+
+    #[test]
+    fn noeviction_refuses_and_lru_evicts_old_keys() {
+        let mut s = Shard::new(0);
+        s.set_memory_limit(1, EvictionPolicy::NoEviction);
+        s.set(0, b"a", Entry::string(vec![0; 100], 0), 0);
+        assert_eq!(s.ensure_memory(0), Err(OutOfMemory));
+        let mut s = Shard::new(0);
+        for i in 0..1000u64 {
+            s.set(0, format!("k{i}").as_bytes(), Entry::string(vec![0; 100], 0), i * 1000);
+        }
+        let full = s.used_memory();
+        s.set_memory_limit(full / 2, EvictionPolicy::AllKeysLru);
+        assert!(s.ensure_memory(1_000_000).is_ok());
+        assert!(s.used_memory() <= full / 2);
+        assert!(s.stats.evicted_keys > 0);
+        // Sampling favours old keys: the newest tenth mostly survives.
+        let recent = (900..1000)
+            .filter(|i| s.peek(0, format!("k{i}").as_bytes(), 1_000_000).is_some())
+            .count();
+        assert!(recent > 70, "only {recent} recent keys survived");
+    }
+
+    #[test]
+    fn digest_ignores_order_and_sees_values() {
+        let mut a = Shard::new(0);
+        let mut b = Shard::new(1);
+        a.set(0, b"x", Entry::string(b"1".to_vec(), 0), 0);
+        a.set(0, b"y", Entry::string(b"2".to_vec(), 0), 0);
+        b.set(0, b"y", Entry::string(b"2".to_vec(), 0), 0);
+        b.set(0, b"x", Entry::string(b"1".to_vec(), 0), 0);
+        assert_eq!(a.digest(0), b.digest(0));
+        b.set(0, b"x", Entry::string(b"3".to_vec(), 0), 0);
+        assert_ne!(a.digest(0), b.digest(0));
+        assert!(Shard::new(2).digest(0).is_empty());
+    }
+}

@@ -1,1 +1,45 @@
-pub fn placeholder() {}
+//! keel: a Redis-compatible, highly available key-value server,
+//! thread-per-core on io_uring.
+//!
+//! ```text
+//!  clients ──► listener per core (SO_REUSEPORT) ──► connection task
+//!                                                    │ parse RESP, look up command
+//!                                                    │ key → slot → shard
+//!              ┌─────────────────────────────────────┼───────────────────────┐
+//!              ▼                                     ▼                       ▼
+//!       executor 0 (core 0)                  executor 1 (core 1)   ...
+//!       shards 0, E, 2E...                   shards 1, E+1...
+//!       inline when local ◄── messages (Msg::Run/Lock/Unlock) ──► inbox
+//! ```
+//!
+//! # Layout
+//! The data path reads top-down:
+//! - `main.rs`: flags → [`config`] → [`runtime::run`].
+//! - [`runtime`]: one pinned glommio executor per core; listeners, inbox,
+//!   active expiry. The only module that names glommio.
+//! - [`conn`]: a connection's read → parse → execute → write loop.
+//! - [`resp`]: the RESP parser and reply encoder; [`reply`]: the reply value.
+//! - [`command`]: the command table (arity, flags, keys, handler).
+//! - [`router`]: key → shard → executor; inline or message; cross-shard
+//!   transactions over the locks of [`local`].
+//! - [`cmd`]: the command implementations, one file per family.
+//! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
+//! - The storage engine is the `keel-shards` crate (no I/O).
+
+pub mod client;
+pub mod cmd;
+pub mod command;
+pub mod config;
+pub mod conn;
+pub mod info;
+pub mod local;
+pub mod numbers;
+pub mod reply;
+pub mod resp;
+pub mod router;
+pub mod runtime;
+pub mod state;
+
+/// The Redis version keel answers to in INFO and HELLO: the release whose
+/// semantics it follows, so client libraries enable the right features.
+pub const REDIS_VERSION: &str = "7.2.4";

@@ -1,1 +1,34 @@
-fn main() { glommio::LocalExecutorBuilder::default(); }
+//! The `keel` binary: read the configuration, start one executor per core.
+
+use clap::Parser;
+
+use keel::config::{Config, Flags};
+
+fn main() {
+    let flags = Flags::parse();
+    let config = match Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keel: {e}");
+            std::process::exit(2);
+        }
+    };
+    let level = match config.loglevel.as_str() {
+        "debug" => "debug",
+        "verbose" => "debug",
+        "warning" => "warn",
+        _ => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if config.appendonly {
+        tracing::warn!("appendonly is not implemented yet: data lives in memory only");
+    }
+    if let Err(e) = keel::runtime::run(config) {
+        eprintln!("keel: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,79 @@
+//! What keel knows about a client connection, as CLIENT LIST and INFO show it,
+//! and the per-command counters of INFO commandstats.
+
+use std::collections::HashMap;
+
+use crate::resp::Protocol;
+
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: String,
+    pub db: usize,
+    pub created_ms: u64,
+    pub last_ms: u64,
+    pub last_cmd: String,
+    pub proto: Protocol,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub no_evict: bool,
+    /// Bytes buffered from the client and not yet parsed.
+    pub qbuf: usize,
+}
+
+impl ClientInfo {
+    /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
+    pub fn line(&self, now_ms: u64) -> String {
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.name,
+            now_ms.saturating_sub(self.created_ms) / 1000,
+            now_ms.saturating_sub(self.last_ms) / 1000,
+            if self.no_evict { "e" } else { "N" },
+            self.db,
+            self.qbuf,
+            if self.last_cmd.is_empty() { "NULL" } else { &self.last_cmd },
+            if self.proto == Protocol::Resp3 { 3 } else { 2 },
+            self.lib_name,
+            self.lib_ver,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommandStat {
+    pub calls: u64,
+    pub usec: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CommandStats {
+    pub by_name: HashMap<&'static str, CommandStat>,
+    pub total_commands: u64,
+    pub error_replies: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+}
+
+impl CommandStats {
+    pub fn merge(&mut self, other: &CommandStats) {
+        for (name, s) in &other.by_name {
+            let e = self.by_name.entry(name).or_default();
+            e.calls += s.calls;
+            e.usec += s.usec;
+            e.failed += s.failed;
+            e.rejected += s.rejected;
+        }
+        self.total_commands += other.total_commands;
+        self.error_replies += other.error_replies;
+        self.net_input_bytes += other.net_input_bytes;
+        self.net_output_bytes += other.net_output_bytes;
+    }
+}

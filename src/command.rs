@@ -1,0 +1,253 @@
+//! The command table: every command's name, arity, flags, key positions and
+//! how it executes. Adding a command touches one line here plus its handler.
+//!
+//! Arity follows Redis: `n > 0` means exactly `n` arguments (the name
+//! included), `n < 0` means at least `-n`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use keel_shards::Shard;
+
+use crate::cmd::error::CmdResult;
+use crate::cmd::{keys, strings, Ctx};
+
+pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
+
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 2;
+    pub const DENYOOM: u32 = 4;
+    pub const FAST: u32 = 8;
+    pub const NOAUTH: u32 = 16;
+    pub const ADMIN: u32 = 32;
+    pub const LOADING: u32 = 64;
+    pub const STALE: u32 = 128;
+
+    pub const NAMES: [(u32, &str); 8] = [
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (FAST, "fast"),
+        (NOAUTH, "no-auth"),
+        (ADMIN, "admin"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+    ];
+}
+
+/// How a keyed command whose keys live on several shards is run: each shard
+/// runs the same handler on its share of the keys, under a cross-shard
+/// transaction, and the parts are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Single-key command: never split.
+    Never,
+    /// Integer replies are added (DEL, EXISTS, TOUCH, UNLINK).
+    Sum,
+    /// Array replies are put back in key order (MGET).
+    Gather,
+    /// Every part answers OK (MSET).
+    AllOk,
+    /// MSETNX: check every shard, then write only if no key exists.
+    MsetNx,
+    /// RENAME / RENAMENX / COPY: read the source, write the destination.
+    Move,
+}
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// Runs on the shard that owns the keys.
+    Keyed(KeyedFn, Split),
+    /// Runs in the connection: connection state, server-wide commands.
+    Conn,
+}
+
+pub struct Spec {
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: u32,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub kind: Kind,
+    pub group: &'static str,
+    pub summary: &'static str,
+}
+
+impl Spec {
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Indexes of the key arguments in `argc` arguments.
+    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            (argc as i32 + self.last_key).max(0) as usize
+        } else {
+            (self.last_key as usize).min(argc.saturating_sub(1))
+        };
+        let step = self.step.max(1) as usize;
+        let n = if first == 0 || last < first { 0 } else { (last - first) / step + 1 };
+        (0..n).map(move |i| first + i * step)
+    }
+}
+
+use flags::*;
+use Split::*;
+
+macro_rules! keyed {
+    ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr, $f:path, $split:expr, $group:literal, $summary:literal) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $first,
+            last_key: $last,
+            step: $step,
+            kind: Kind::Keyed($f, $split),
+            group: $group,
+            summary: $summary,
+        }
+    };
+}
+
+macro_rules! conn {
+    ($name:literal, $arity:expr, $flags:expr, $group:literal, $summary:literal) => {
+        conn!($name, $arity, $flags, 0, 0, 0, $group, $summary)
+    };
+    ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr, $group:literal, $summary:literal) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $first,
+            last_key: $last,
+            step: $step,
+            kind: Kind::Conn,
+            group: $group,
+            summary: $summary,
+        }
+    };
+}
+
+const W: u32 = WRITE | DENYOOM;
+const WF: u32 = WRITE | DENYOOM | FAST;
+const R: u32 = READONLY;
+const RF: u32 = READONLY | FAST;
+
+pub static COMMANDS: &[Spec] = &[
+    // strings
+    keyed!("get", 2, RF, 1, 1, 1, strings::get, Never, "string", "Returns the string value of a key."),
+    keyed!("set", -3, W, 1, 1, 1, strings::set, Never, "string", "Sets the string value of a key, ignoring its type."),
+    keyed!("setnx", 3, WF, 1, 1, 1, strings::setnx, Never, "string", "Set the string value of a key only when the key doesn't exist."),
+    keyed!("setex", 4, W, 1, 1, 1, strings::setex, Never, "string", "Sets the string value and expiration time of a key."),
+    keyed!("psetex", 4, W, 1, 1, 1, strings::psetex, Never, "string", "Sets both string value and expiration time in milliseconds of a key."),
+    keyed!("mget", -2, RF, 1, -1, 1, strings::mget, Gather, "string", "Atomically returns the string values of one or more keys."),
+    keyed!("mset", -3, W, 1, -1, 2, strings::mset, AllOk, "string", "Atomically creates or modifies the string values of one or more keys."),
+    keyed!("msetnx", -3, W, 1, -1, 2, strings::msetnx, MsetNx, "string", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    keyed!("incr", 2, WF, 1, 1, 1, strings::incr, Never, "string", "Increments the integer value of a key by one."),
+    keyed!("decr", 2, WF, 1, 1, 1, strings::decr, Never, "string", "Decrements the integer value of a key by one."),
+    keyed!("incrby", 3, WF, 1, 1, 1, strings::incrby, Never, "string", "Increments the integer value of a key by a number."),
+    keyed!("decrby", 3, WF, 1, 1, 1, strings::decrby, Never, "string", "Decrements a number from the integer value of a key."),
+    keyed!("incrbyfloat", 3, WF, 1, 1, 1, strings::incrbyfloat, Never, "string", "Increment the floating point value of a key by a number."),
+    keyed!("append", 3, WF, 1, 1, 1, strings::append, Never, "string", "Appends a string to the value of a key."),
+    keyed!("strlen", 2, RF, 1, 1, 1, strings::strlen, Never, "string", "Returns the length of a string value."),
+    keyed!("getrange", 4, R, 1, 1, 1, strings::getrange, Never, "string", "Returns a substring of the string stored at a key."),
+    keyed!("setrange", 4, W, 1, 1, 1, strings::setrange, Never, "string", "Overwrites a part of a string value with another by an offset."),
+    keyed!("getdel", 2, WF, 1, 1, 1, strings::getdel, Never, "string", "Returns the string value of a key after deleting the key."),
+    keyed!("getex", -2, WF, 1, 1, 1, strings::getex, Never, "string", "Returns the string value of a key after setting its expiration time."),
+    keyed!("getset", 3, WF, 1, 1, 1, strings::getset, Never, "string", "Returns the previous string value of a key after setting it to a new value."),
+    // keys
+    keyed!("del", -2, WRITE, 1, -1, 1, keys::del, Sum, "generic", "Deletes one or more keys."),
+    keyed!("unlink", -2, WRITE | FAST, 1, -1, 1, keys::del, Sum, "generic", "Asynchronously deletes one or more keys."),
+    keyed!("exists", -2, RF, 1, -1, 1, keys::exists, Sum, "generic", "Determines whether one or more keys exist."),
+    keyed!("touch", -2, RF, 1, -1, 1, keys::touch, Sum, "generic", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
+    keyed!("expire", -3, WRITE | FAST, 1, 1, 1, keys::expire, Never, "generic", "Sets the expiration time of a key in seconds."),
+    keyed!("pexpire", -3, WRITE | FAST, 1, 1, 1, keys::pexpire, Never, "generic", "Sets the expiration time of a key in milliseconds."),
+    keyed!("expireat", -3, WRITE | FAST, 1, 1, 1, keys::expireat, Never, "generic", "Sets the expiration time of a key to a Unix timestamp."),
+    keyed!("pexpireat", -3, WRITE | FAST, 1, 1, 1, keys::pexpireat, Never, "generic", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    keyed!("ttl", 2, RF, 1, 1, 1, keys::ttl, Never, "generic", "Returns the expiration time in seconds of a key."),
+    keyed!("pttl", 2, RF, 1, 1, 1, keys::pttl, Never, "generic", "Returns the expiration time in milliseconds of a key."),
+    keyed!("expiretime", 2, RF, 1, 1, 1, keys::expiretime, Never, "generic", "Returns the expiration time of a key as a Unix timestamp."),
+    keyed!("pexpiretime", 2, RF, 1, 1, 1, keys::pexpiretime, Never, "generic", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
+    keyed!("persist", 2, WRITE | FAST, 1, 1, 1, keys::persist, Never, "generic", "Removes the expiration time of a key."),
+    keyed!("type", 2, RF, 1, 1, 1, keys::type_, Never, "generic", "Determines the type of value stored at a key."),
+    keyed!("rename", 3, WRITE, 1, 2, 1, keys::rename, Move, "generic", "Renames a key and overwrites the destination."),
+    keyed!("renamenx", 3, WRITE | FAST, 1, 2, 1, keys::rename, Move, "generic", "Renames a key only when the target key name doesn't exist."),
+    keyed!("copy", -3, W, 1, 2, 1, keys::copy, Move, "generic", "Copies the value of a key to a new key."),
+    conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
+    conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
+    conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),
+    conn!("dbsize", 1, RF, "server", "Returns the number of keys in the database."),
+    conn!("flushdb", -1, WRITE, "server", "Removes all keys from the current database."),
+    conn!("flushall", -1, WRITE, "server", "Removes all keys from all databases."),
+    // connection
+    conn!("ping", -1, FAST | STALE, "connection", "Returns the server's liveliness response."),
+    conn!("echo", 2, FAST, "connection", "Returns the given string."),
+    conn!("hello", -1, FAST | NOAUTH | STALE | LOADING, "connection", "Handshakes with the Redis server."),
+    conn!("auth", -2, FAST | NOAUTH | STALE | LOADING, "connection", "Authenticates the connection."),
+    conn!("select", 2, FAST | LOADING | STALE, "connection", "Changes the selected database."),
+    conn!("quit", -1, FAST | NOAUTH | STALE | LOADING, "connection", "Closes the connection."),
+    conn!("reset", 1, FAST | NOAUTH | STALE | LOADING, "connection", "Resets the connection."),
+    conn!("client", -2, ADMIN | STALE | LOADING, "connection", "A container for client connection commands."),
+    // server
+    conn!("command", -1, LOADING | STALE, "server", "Returns detailed information about all commands."),
+    conn!("info", -1, LOADING | STALE, "server", "Returns information and statistics about the server."),
+    conn!("config", -2, ADMIN | LOADING | STALE, "server", "A container for server configuration commands."),
+    conn!("time", 1, FAST | LOADING | STALE, "server", "Returns the server time."),
+    conn!("debug", -2, ADMIN | LOADING | STALE, "server", "A container for debugging commands."),
+    conn!("lastsave", 1, FAST | LOADING | STALE, "server", "Returns the Unix timestamp of the last successful save to disk."),
+];
+
+fn table() -> &'static HashMap<&'static str, &'static Spec> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static Spec>> = OnceLock::new();
+    TABLE.get_or_init(|| COMMANDS.iter().map(|s| (s.name, s)).collect())
+}
+
+/// Looks a command up by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    table().get(std::str::from_utf8(lower).ok()?).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
+        assert!(lookup(b"nosuchcommand").is_none());
+    }
+
+    #[test]
+    fn key_positions() {
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
+        let del = lookup(b"del").unwrap();
+        assert_eq!(del.key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let get = lookup(b"get").unwrap();
+        assert_eq!(get.key_indexes(2).collect::<Vec<_>>(), vec![1]);
+        let ping = lookup(b"ping").unwrap();
+        assert_eq!(ping.key_indexes(1).count(), 0);
+        let copy = lookup(b"copy").unwrap();
+        assert_eq!(copy.key_indexes(5).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}

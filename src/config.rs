@@ -1,0 +1,288 @@
+//! Configuration: embedded defaults, then a TOML file, then command-line
+//! flags (flags win). Flags carry redis-server's names where Redis has the
+//! setting, so operators' habits carry over.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+use keel_shards::EvictionPolicy;
+
+const DEFAULTS: &str = include_str!("default.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("bad config file {path}: {source}")]
+    Toml { path: String, source: toml::de::Error },
+    #[error("invalid {name} '{value}': {why}")]
+    Invalid { name: &'static str, value: String, why: String },
+}
+
+/// keel: a Redis-compatible, highly available key-value server.
+#[derive(Debug, Parser, Default)]
+#[command(name = "keel", version, about, long_about = None)]
+pub struct Flags {
+    /// TOML configuration file (like redis-server's first argument).
+    #[arg(value_name = "CONFIG")]
+    pub config_file: Option<PathBuf>,
+    /// TOML configuration file; same as the positional argument.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for clients.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// TCP port for clients (0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Keyspace shards; default the number of cores the process may use.
+    /// More shards than cores puts several shards on one core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Password clients must send with AUTH or HELLO before other commands.
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// Memory limit for data (bytes, or with a unit: 100mb, 2gb); 0 means none.
+    #[arg(long)]
+    pub maxmemory: Option<String>,
+    /// What to do at the memory limit: noeviction, allkeys-lru,
+    /// allkeys-random, volatile-lru, volatile-random, volatile-ttl.
+    #[arg(long = "maxmemory-policy")]
+    pub maxmemory_policy: Option<String>,
+    /// Directory for data files.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Append-only log: yes or no.
+    #[arg(long)]
+    pub appendonly: Option<String>,
+    /// When the append-only log is fsynced: always, everysec or no.
+    #[arg(long)]
+    pub appendfsync: Option<String>,
+    /// Largest bulk string a client may send (bytes or with a unit).
+    #[arg(long = "proto-max-bulk-len")]
+    pub proto_max_bulk_len: Option<String>,
+    /// Most arguments in one request.
+    #[arg(long = "max-multibulk-len")]
+    pub max_multibulk_len: Option<u64>,
+    /// Largest unparsed input a client may accumulate before it is closed.
+    #[arg(long = "client-query-buffer-limit")]
+    pub client_query_buffer_limit: Option<String>,
+    /// Most simultaneous client connections.
+    #[arg(long)]
+    pub maxclients: Option<u64>,
+    /// Log verbosity: debug, verbose, notice or warning.
+    #[arg(long)]
+    pub loglevel: Option<String>,
+}
+
+/// The settings as a file spells them.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    bind: Option<String>,
+    port: Option<u16>,
+    shards: Option<usize>,
+    requirepass: Option<String>,
+    maxmemory: Option<toml::Value>,
+    maxmemory_policy: Option<String>,
+    dir: Option<PathBuf>,
+    appendonly: Option<toml::Value>,
+    appendfsync: Option<String>,
+    proto_max_bulk_len: Option<toml::Value>,
+    max_multibulk_len: Option<u64>,
+    client_query_buffer_limit: Option<toml::Value>,
+    maxclients: Option<u64>,
+    loglevel: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub port: u16,
+    pub shards: Option<usize>,
+    pub requirepass: Option<String>,
+    pub maxmemory: u64,
+    pub maxmemory_policy: EvictionPolicy,
+    pub dir: PathBuf,
+    pub appendonly: bool,
+    pub appendfsync: String,
+    pub proto_max_bulk_len: u64,
+    pub max_multibulk_len: u64,
+    pub client_query_buffer_limit: u64,
+    pub maxclients: u64,
+    pub loglevel: String,
+    pub config_file: Option<PathBuf>,
+}
+
+/// Parses a memory size the way redis.conf does: `1gb`, `100mb`, `5k`, bytes.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Boolean(true) => "yes".into(),
+        toml::Value::Boolean(false) => "no".into(),
+        other => other.to_string(),
+    }
+}
+
+fn memory(name: &'static str, v: &str) -> Result<u64, ConfigError> {
+    parse_memory(v).ok_or_else(|| ConfigError::Invalid {
+        name,
+        value: v.into(),
+        why: "expected bytes or a size like 100mb".into(),
+    })
+}
+
+pub fn parse_yes_no(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Some(true),
+        "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Builds the configuration from defaults, the file and the flags.
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        let defaults: FileConfig = toml::from_str(DEFAULTS).map_err(|source| ConfigError::Toml {
+            path: "<embedded defaults>".into(),
+            source,
+        })?;
+        let path = flags.config.clone().or(flags.config_file.clone());
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Toml {
+                    path: p.display().to_string(),
+                    source,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        // Flags first, then the file, then the embedded defaults.
+        macro_rules! pick {
+            ($flag:expr, $field:ident) => {
+                $flag.or(file.$field.clone()).or(defaults.$field.clone())
+            };
+        }
+        macro_rules! pick_text {
+            ($flag:expr, $field:ident) => {
+                $flag
+                    .or(file.$field.as_ref().map(value_text))
+                    .or(defaults.$field.as_ref().map(value_text))
+                    .unwrap_or_default()
+            };
+        }
+        let policy_text = pick!(flags.maxmemory_policy, maxmemory_policy).unwrap_or_default();
+        let maxmemory_policy = EvictionPolicy::parse(&policy_text).ok_or_else(|| ConfigError::Invalid {
+            name: "maxmemory-policy",
+            value: policy_text.clone(),
+            why: format!("expected one of {}", EvictionPolicy::NAMES.join(", ")),
+        })?;
+        let appendonly_text = pick_text!(flags.appendonly, appendonly);
+        let appendonly = parse_yes_no(&appendonly_text).ok_or_else(|| ConfigError::Invalid {
+            name: "appendonly",
+            value: appendonly_text.clone(),
+            why: "expected yes or no".into(),
+        })?;
+        let appendfsync = pick!(flags.appendfsync, appendfsync).unwrap_or_default();
+        if !["always", "everysec", "no"].contains(&appendfsync.as_str()) {
+            return Err(ConfigError::Invalid {
+                name: "appendfsync",
+                value: appendfsync,
+                why: "expected always, everysec or no".into(),
+            });
+        }
+        let shards = pick!(flags.shards, shards);
+        if shards == Some(0) || shards.is_some_and(|n| n > 1024) {
+            return Err(ConfigError::Invalid {
+                name: "shards",
+                value: format!("{shards:?}"),
+                why: "expected 1 to 1024".into(),
+            });
+        }
+        Ok(Config {
+            bind: pick!(flags.bind, bind).unwrap_or_default(),
+            port: pick!(flags.port, port).unwrap_or(6379),
+            shards,
+            requirepass: pick!(flags.requirepass, requirepass).filter(|p| !p.is_empty()),
+            maxmemory: memory("maxmemory", &pick_text!(flags.maxmemory, maxmemory))?,
+            maxmemory_policy,
+            dir: pick!(flags.dir, dir).unwrap_or_else(|| ".".into()),
+            appendonly,
+            appendfsync,
+            proto_max_bulk_len: memory(
+                "proto-max-bulk-len",
+                &pick_text!(flags.proto_max_bulk_len, proto_max_bulk_len),
+            )?,
+            max_multibulk_len: pick!(flags.max_multibulk_len, max_multibulk_len).unwrap_or(i32::MAX as u64),
+            client_query_buffer_limit: memory(
+                "client-query-buffer-limit",
+                &pick_text!(flags.client_query_buffer_limit, client_query_buffer_limit),
+            )?,
+            maxclients: pick!(flags.maxclients, maxclients).unwrap_or(10000),
+            loglevel: pick!(flags.loglevel, loglevel).unwrap_or_else(|| "notice".into()),
+            config_file: path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_flags() {
+        let c = Config::load(Flags::default()).unwrap();
+        assert_eq!((c.bind.as_str(), c.port), ("127.0.0.1", 6379));
+        assert_eq!(c.proto_max_bulk_len, 512 * 1024 * 1024);
+        let c = Config::load(Flags::parse_from(["keel", "--port", "7000", "--maxmemory", "1gb"])).unwrap();
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.maxmemory, 1 << 30);
+    }
+
+    #[test]
+    fn file_is_overridden_by_flags() {
+        let dir = std::env::temp_dir().join(format!("keel-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keel.toml");
+        std::fs::write(&path, "port = 7001\nmaxmemory-policy = \"allkeys-lru\"\nappendonly = true\n").unwrap();
+        let c = Config::load(Flags::parse_from(["keel", path.to_str().unwrap()])).unwrap();
+        assert_eq!((c.port, c.maxmemory_policy, c.appendonly), (7001, EvictionPolicy::AllKeysLru, true));
+        let c = Config::load(Flags::parse_from(["keel", "--config", path.to_str().unwrap(), "--port", "7002"])).unwrap();
+        assert_eq!(c.port, 7002);
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(Config::load(Flags::parse_from(["keel", path.to_str().unwrap()])).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::load(Flags::parse_from(["keel", "--maxmemory", "lots"])).is_err());
+        assert!(Config::load(Flags::parse_from(["keel", "--maxmemory-policy", "sometimes"])).is_err());
+        assert!(Config::load(Flags::parse_from(["keel", "--shards", "0"])).is_err());
+    }
+}

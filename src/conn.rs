@@ -1,0 +1,206 @@
+//! One client connection: read bytes, parse requests, run each command in
+//! order, write every reply of a batch with one send.
+//!
+//! A connection lives on the executor that accepted it. Its commands run
+//! inline when their keys are on a local shard and travel as messages
+//! otherwise (`router.rs`); either way replies come back in request order,
+//! because the connection awaits each command before starting the next.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::client::ClientInfo;
+use crate::cmd::error::CmdError;
+use crate::cmd::{server, Ctx};
+use crate::command::{self, flags, Kind};
+use crate::reply::Reply;
+use crate::resp::{self, Limits, Parsed, Protocol, Source};
+use crate::router::Router;
+use crate::state::{now_ms, ServerState};
+
+/// Replies are flushed early when a batch's output grows past this.
+const FLUSH_AT: usize = 256 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the connection does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    Close,
+}
+
+/// A connection's state, as commands see and change it.
+pub struct Conn {
+    pub router: Rc<Router>,
+    pub state: Arc<ServerState>,
+    pub info: Rc<RefCell<ClientInfo>>,
+    pub db: usize,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub max_string: usize,
+}
+
+impl Conn {
+    pub fn id(&self) -> u64 {
+        self.info.borrow().id
+    }
+
+    fn ctx(&self, now_ms: u64) -> Ctx {
+        Ctx {
+            db: self.db,
+            now_ms,
+            max_string: self.max_string,
+        }
+    }
+
+    /// Runs one request and appends its reply to `out`.
+    pub async fn execute(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) -> After {
+        let started = Instant::now();
+        let Some(spec) = command::lookup(argv[0]) else {
+            return self.reply_err(CmdError::unknown_command(argv), out);
+        };
+        if !spec.arity_ok(argv.len()) {
+            return self.reply_err(CmdError::Arity(spec.name.to_string()), out);
+        }
+        if !self.authenticated && !spec.has(flags::NOAUTH) {
+            return self.reply_err(CmdError::NoAuth, out);
+        }
+        let now = now_ms();
+        {
+            let mut info = self.info.borrow_mut();
+            info.last_ms = now;
+            info.last_cmd.clear();
+            info.last_cmd.push_str(spec.name);
+        }
+        let (result, after) = match spec.kind {
+            Kind::Keyed(f, split) => (self.router.run(spec, f, split, self.ctx(now), argv).await, After::Continue),
+            Kind::Conn => server::run(self, spec, argv, now).await,
+        };
+        let failed = result.is_err();
+        let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string().into()));
+        resp::encode(&reply, self.proto, out);
+        {
+            let mut info = self.info.borrow_mut();
+            info.db = self.db;
+            info.proto = self.proto;
+        }
+        let mut stats = self.router.local.stats.borrow_mut();
+        stats.total_commands += 1;
+        let s = stats.by_name.entry(spec.name).or_default();
+        s.calls += 1;
+        s.usec += started.elapsed().as_micros() as u64;
+        if failed {
+            s.failed += 1;
+            stats.error_replies += 1;
+        }
+        after
+    }
+
+    fn reply_err(&self, e: CmdError, out: &mut Vec<u8>) -> After {
+        resp::encode(&Reply::Error(e.to_string().into()), self.proto, out);
+        self.router.local.stats.borrow_mut().error_replies += 1;
+        After::Continue
+    }
+}
+
+/// Serves one client until it disconnects, misbehaves or says QUIT.
+pub async fn serve<S>(mut stream: S, mut conn: Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = conn.state.config();
+    let limits = Limits {
+        max_bulk_len: config.proto_max_bulk_len,
+        max_multibulk_len: config.max_multibulk_len,
+    };
+    let query_limit = config.client_query_buffer_limit as usize;
+    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut parsed = 0usize;
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut scratch: Vec<u8> = Vec::new();
+    let mut argv_store: Vec<(usize, usize)> = Vec::new();
+    'conn: loop {
+        // Read more input, growing the buffer when a large request needs it.
+        let len = input.len();
+        if input.capacity() - len < READ_CHUNK {
+            input.reserve(READ_CHUNK.max(len));
+        }
+        input.resize(input.capacity(), 0);
+        let n = match stream.read(&mut input[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        input.truncate(len + n);
+        conn.router.local.stats.borrow_mut().net_input_bytes += n as u64;
+
+        let mut close = false;
+        loop {
+            match resp::parse(&input[parsed..], &limits, &mut ranges, &mut scratch) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Nothing { consumed }) => parsed += consumed,
+                Ok(Parsed::Request { consumed, source }) => {
+                    argv_store.clear();
+                    argv_store.extend_from_slice(&ranges);
+                    let base: &[u8] = match source {
+                        Source::Input => &input[parsed..],
+                        Source::Scratch => &scratch,
+                    };
+                    let argv: Vec<&[u8]> = argv_store.iter().map(|&(s, e)| &base[s..e]).collect();
+                    let after = conn.execute(&argv, &mut out).await;
+                    parsed += consumed;
+                    if after == After::Close {
+                        close = true;
+                        break;
+                    }
+                    if out.len() >= FLUSH_AT && write_out(&mut stream, &mut out, &conn).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Err(e) => {
+                    // Redis answers a protocol error and then closes.
+                    resp::encode(&Reply::Error(format!("ERR {e}").into()), conn.proto, &mut out);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if parsed == input.len() {
+            input.clear();
+            parsed = 0;
+        } else if parsed > 0 {
+            input.drain(..parsed);
+            parsed = 0;
+        }
+        conn.info.borrow_mut().qbuf = input.len();
+        if input.len() > query_limit {
+            tracing::warn!(client = conn.id(), "closing client that exceeded client-query-buffer-limit");
+            close = true;
+        }
+        if !out.is_empty() && write_out(&mut stream, &mut out, &conn).await.is_err() {
+            break;
+        }
+        if close {
+            break;
+        }
+        // Give back memory a large request left behind.
+        if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
+            input = Vec::with_capacity(READ_CHUNK);
+        }
+    }
+    let _ = stream.close().await;
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, conn: &Conn) -> std::io::Result<()> {
+    stream.write_all(out).await?;
+    conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;
+    out.clear();
+    if out.capacity() > 4 * FLUSH_AT {
+        *out = Vec::with_capacity(READ_CHUNK);
+    }
+    Ok(())
+}

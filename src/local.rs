@@ -1,0 +1,214 @@
+//! The shards one executor owns, and the locks that make commands spanning
+//! several shards atomic.
+//!
+//! # Protocol
+//! Work reaches a shard in one of two ways: inline, from a connection on the
+//! owning executor, or as a [`Msg`] from another executor's connection. Both
+//! run to completion without yielding, so a command that touches only one
+//! executor's shards is atomic by construction and needs no lock.
+//!
+//! A command whose keys span executors runs as a *transaction* `tx`:
+//! 1. it locks, executor by executor in ascending order, every shard it
+//!    touches (`Msg::Lock`, all of one executor's shards at once);
+//! 2. it runs its parts (`Msg::Run` carrying `tx`, which may enter its own
+//!    locked shards);
+//! 3. it unlocks (`Msg::Unlock`).
+//!
+//! While a shard is locked, every other piece of work for it waits in the
+//! executor's FIFO `waiting` queue (remote work) or parks on a wake-up
+//! (inline work) and re-checks after each unlock. No other client can
+//! observe a half-applied transaction.
+//!
+//! # Invariants
+//! - Locks are taken in one global order (ascending executor), so two
+//!   transactions never wait on each other in a cycle: no deadlock.
+//! - The message loop never blocks: work that cannot run is queued, never
+//!   awaited, so a transaction's own `Run` and `Unlock` always get through.
+//! - A `RefCell` borrow of a shard is never held across an `.await`.
+
+use std::cell::{RefCell, RefMut};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use keel_shards::Shard;
+
+use crate::client::{ClientInfo, CommandStats};
+
+/// Identifies a cross-shard transaction: its coordinator's executor in the
+/// high bits and a per-executor counter below.
+pub type TxId = u64;
+
+/// Work to run on the receiving executor.
+pub type Work = Box<dyn FnOnce(&LocalShards) + Send>;
+
+/// A message from one executor to another.
+pub enum Msg {
+    /// Run `work` once `shards` are not locked by anyone but `tx`.
+    Run {
+        tx: Option<TxId>,
+        shards: Vec<usize>,
+        work: Work,
+    },
+    /// Lock `shards` for `tx`, then answer on `grant`.
+    Lock {
+        tx: TxId,
+        shards: Vec<usize>,
+        grant: oneshot::Sender<()>,
+    },
+    /// Release every shard `tx` holds here.
+    Unlock { tx: TxId },
+}
+
+enum Waiting {
+    Run { shards: Vec<usize>, work: Work },
+    Lock {
+        tx: TxId,
+        shards: Vec<usize>,
+        grant: oneshot::Sender<()>,
+    },
+    Wake(oneshot::Sender<()>),
+}
+
+struct Locks {
+    owner: Vec<Option<TxId>>,
+    waiting: VecDeque<Waiting>,
+}
+
+/// The shards one executor owns. Global shard `g` lives on executor
+/// `g % executors` at local index `g / executors`.
+pub struct LocalShards {
+    pub executor: usize,
+    pub executors: usize,
+    shards: Vec<RefCell<Shard>>,
+    locks: RefCell<Locks>,
+    /// This executor's connections, for CLIENT LIST and INFO clients.
+    pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
+    /// Per-command counters of this executor's connections.
+    pub stats: RefCell<CommandStats>,
+}
+
+impl LocalShards {
+    pub fn new(executor: usize, executors: usize, total_shards: usize) -> Self {
+        let shards: Vec<RefCell<Shard>> = (executor..total_shards)
+            .step_by(executors)
+            .map(|g| RefCell::new(Shard::new(g)))
+            .collect();
+        let n = shards.len();
+        LocalShards {
+            executor,
+            executors,
+            shards,
+            locks: RefCell::new(Locks {
+                owner: vec![None; n],
+                waiting: VecDeque::new(),
+            }),
+            clients: RefCell::new(Vec::new()),
+            stats: RefCell::new(CommandStats::default()),
+        }
+    }
+
+    fn index(&self, global: usize) -> usize {
+        global / self.executors
+    }
+
+    /// Borrows a shard. Panics only on a keel bug (a borrow held across an
+    /// await), never on client input.
+    pub fn shard(&self, global: usize) -> RefMut<'_, Shard> {
+        self.shards[self.index(global)].borrow_mut()
+    }
+
+    /// Global ids of the shards this executor owns.
+    pub fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.shards.len()).map(|i| i * self.executors + self.executor)
+    }
+
+    fn free_for(&self, locks: &Locks, shards: &[usize], tx: Option<TxId>) -> bool {
+        shards.iter().all(|&g| match locks.owner[self.index(g)] {
+            None => true,
+            Some(owner) => Some(owner) == tx,
+        })
+    }
+
+    /// Whether inline work may touch `shards` now.
+    pub fn is_free(&self, shards: &[usize]) -> bool {
+        self.free_for(&self.locks.borrow(), shards, None)
+    }
+
+    /// Handles one message from another executor.
+    pub fn handle(&self, msg: Msg) {
+        match msg {
+            Msg::Run { tx, shards, work } => {
+                let runnable = self.free_for(&self.locks.borrow(), &shards, tx);
+                if runnable {
+                    work(self);
+                } else {
+                    self.locks.borrow_mut().waiting.push_back(Waiting::Run { shards, work });
+                }
+            }
+            Msg::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),
+            Msg::Unlock { tx } => self.unlock(tx),
+        }
+    }
+
+    fn lock_or_queue(&self, tx: TxId, shards: Vec<usize>, grant: oneshot::Sender<()>) {
+        let mut locks = self.locks.borrow_mut();
+        if self.free_for(&locks, &shards, Some(tx)) {
+            for &g in &shards {
+                locks.owner[self.index(g)] = Some(tx);
+            }
+            drop(locks);
+            if grant.send(()).is_err() {
+                // The coordinator is gone: nobody will unlock for it.
+                self.unlock(tx);
+            }
+        } else {
+            locks.waiting.push_back(Waiting::Lock { tx, shards, grant });
+        }
+    }
+
+    /// Locks `shards` for a transaction coordinated on this executor.
+    pub async fn lock(&self, tx: TxId, shards: Vec<usize>) {
+        let (grant, granted) = oneshot::channel();
+        self.lock_or_queue(tx, shards, grant);
+        let _ = granted.await;
+    }
+
+    /// Releases `tx`'s shards and lets waiting work through, in order.
+    pub fn unlock(&self, tx: TxId) {
+        let pending = {
+            let mut locks = self.locks.borrow_mut();
+            for owner in locks.owner.iter_mut() {
+                if *owner == Some(tx) {
+                    *owner = None;
+                }
+            }
+            std::mem::take(&mut locks.waiting)
+        };
+        for w in pending {
+            match w {
+                Waiting::Run { shards, work } => {
+                    if self.is_free(&shards) {
+                        work(self);
+                    } else {
+                        self.locks.borrow_mut().waiting.push_back(Waiting::Run { shards, work });
+                    }
+                }
+                Waiting::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),
+                Waiting::Wake(w) => {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    /// Waits until inline work may touch `shards`. The caller must then run
+    /// without awaiting in between.
+    pub async fn wait_free(&self, shards: &[usize]) {
+        while !self.is_free(shards) {
+            let (tx, rx) = oneshot::channel();
+            self.locks.borrow_mut().waiting.push_back(Waiting::Wake(tx));
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Reply → RESP2 / RESP3 bytes.
+
+use crate::reply::Reply;
+
+/// The protocol a connection speaks (`HELLO 2|3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Resp2,
+    Resp3,
+}
+
+fn push_int(out: &mut Vec<u8>, prefix: u8, n: i64) {
+    out.push(prefix);
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_bulk(out: &mut Vec<u8>, prefix: u8, b: &[u8]) {
+    push_int(out, prefix, b.len() as i64);
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Formats a double as Redis does for replies: shortest round-trip digits,
+/// `inf`/`-inf`/`nan`, exponent form for very large or small magnitudes.
+pub fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let abs = d.abs();
+    if abs != 0.0 && !(1e-5..1e17).contains(&abs) {
+        let s = format!("{d:e}");
+        // Rust prints 1e21 as "1e21"; Redis as "1e+21".
+        match s.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => s,
+        }
+    } else {
+        format!("{d}")
+    }
+}
+
+pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
+    let v3 = proto == Protocol::Resp3;
+    match reply {
+        Reply::Ok => out.extend_from_slice(b"+OK\r\n"),
+        Reply::Status(s) => {
+            out.push(b'+');
+            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Error(e) => {
+            out.push(b'-');
+            // An error is one line: a newline inside would desync the client.
+            out.extend(e.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Int(n) => push_int(out, b':', *n),
+        Reply::Bulk(b) => push_bulk(out, b'$', b),
+        Reply::Nil if v3 => out.extend_from_slice(b"_\r\n"),
+        Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
+        Reply::NilArray if v3 => out.extend_from_slice(b"_\r\n"),
+        Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Reply::Array(items) => {
+            push_int(out, b'*', items.len() as i64);
+            for r in items {
+                encode(r, proto, out);
+            }
+        }
+        Reply::Set(items) => {
+            push_int(out, if v3 { b'~' } else { b'*' }, items.len() as i64);
+            for r in items {
+                encode(r, proto, out);
+            }
+        }
+        Reply::Map(pairs) => {
+            if v3 {
+                push_int(out, b'%', pairs.len() as i64);
+            } else {
+                push_int(out, b'*', 2 * pairs.len() as i64);
+            }
+            for (k, v) in pairs {
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
+        }
+        Reply::Double(d) => {
+            let s = format_double(*d);
+            if v3 {
+                out.push(b',');
+                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            } else {
+                push_bulk(out, b'$', s.as_bytes());
+            }
+        }
+        Reply::Bool(b) if v3 => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+        Reply::Bool(b) => push_int(out, b':', *b as i64),
+        Reply::Verbatim(s) if v3 => {
+            push_int(out, b'=', s.len() as i64 + 4);
+            out.extend_from_slice(b"txt:");
+            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Verbatim(s) => push_bulk(out, b'$', s.as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: Reply, p: Protocol) -> String {
+        let mut out = Vec::new();
+        encode(&r, p, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn resp2_and_resp3_shapes() {
+        use Protocol::*;
+        assert_eq!(enc(Reply::Nil, Resp2), "$-1\r\n");
+        assert_eq!(enc(Reply::Nil, Resp3), "_\r\n");
+        let m = Reply::Map(vec![(Reply::bulk("a"), Reply::Int(1))]);
+        assert_eq!(enc(m.clone(), Resp2), "*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(m, Resp3), "%1\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(Reply::Double(1.5), Resp3), ",1.5\r\n");
+        assert_eq!(enc(Reply::Double(1.5), Resp2), "$3\r\n1.5\r\n");
+        assert_eq!(enc(Reply::Error("ERR a\r\nb".into()), Resp2), "-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn doubles_like_redis() {
+        assert_eq!(format_double(3.0), "3");
+        assert_eq!(format_double(0.1), "0.1");
+        assert_eq!(format_double(1e21), "1e+21");
+        assert_eq!(format_double(f64::INFINITY), "inf");
+        assert_eq!(format_double(-2.5e-7), "-2.5e-7");
+    }
+}

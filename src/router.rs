@@ -1,0 +1,315 @@
+//! Where a command runs: key → slot → shard → executor, inline when the
+//! shard is local, as a message when it is not; and the cross-shard
+//! transactions of multi-key commands (see `local.rs` for the lock protocol).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::{mpsc, oneshot};
+use keel_shards::{slot, Shard};
+
+use crate::cmd::error::{CmdError, CmdResult};
+use crate::cmd::{keys, strings, Ctx};
+use crate::command::{flags, KeyedFn, Spec, Split};
+use crate::local::{LocalShards, Msg, TxId};
+use crate::reply::Reply;
+
+/// One executor's view of every shard.
+pub struct Router {
+    pub shards: usize,
+    pub me: usize,
+    inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
+    pub local: Rc<LocalShards>,
+    next_tx: Cell<u64>,
+}
+
+/// An executor went away (shutdown): the command cannot complete.
+fn gone() -> CmdError {
+    CmdError::other("server is shutting down")
+}
+
+/// Runs a keyed handler, refusing writes that need memory the shard lacks.
+fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
+    if deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
+        return Err(CmdError::OutOfMemory);
+    }
+    f(s, ctx, args)
+}
+
+fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
+    args.iter().map(|a| a.to_vec()).collect()
+}
+
+fn borrowed(args: &[Vec<u8>]) -> Vec<&[u8]> {
+    args.iter().map(|a| &a[..]).collect()
+}
+
+impl Router {
+    pub fn new(
+        shards: usize,
+        me: usize,
+        inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
+        local: Rc<LocalShards>,
+    ) -> Self {
+        Router {
+            shards,
+            me,
+            inboxes,
+            local,
+            next_tx: Cell::new(0),
+        }
+    }
+
+    pub fn executors(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        slot::shard_of(key, self.shards)
+    }
+
+    fn executor_of(&self, shard: usize) -> usize {
+        shard % self.executors()
+    }
+
+    fn send(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
+        self.inboxes[executor].unbounded_send(msg).map_err(|_| gone())
+    }
+
+    /// Runs `f` on one shard, inside transaction `tx` if given.
+    pub async fn on_shard<T, F>(&self, shard: usize, tx: Option<TxId>, f: F) -> Result<T, CmdError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Shard) -> T + Send + 'static,
+    {
+        let e = self.executor_of(shard);
+        if e == self.me {
+            if tx.is_none() {
+                self.local.wait_free(&[shard]).await;
+            }
+            return Ok(f(&mut self.local.shard(shard)));
+        }
+        let (reply, answer) = oneshot::channel();
+        let work = Box::new(move |ls: &LocalShards| {
+            let _ = reply.send(f(&mut ls.shard(shard)));
+        });
+        self.send(e, Msg::Run { tx, shards: vec![shard], work })?;
+        answer.await.map_err(|_| gone())
+    }
+
+    /// Runs `f` once on every executor (no locks) and collects the results
+    /// in executor order.
+    pub async fn broadcast<T, F>(&self, f: F) -> Result<Vec<T>, CmdError>
+    where
+        T: Send + 'static,
+        F: Fn(&LocalShards) -> T + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let mut pending = Vec::new();
+        for e in 0..self.executors() {
+            if e == self.me {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            let f = f.clone();
+            let work = Box::new(move |ls: &LocalShards| {
+                let _ = reply.send(f(ls));
+            });
+            self.send(e, Msg::Run { tx: None, shards: vec![], work })?;
+            pending.push((e, answer));
+        }
+        let mut out: Vec<Option<T>> = (0..self.executors()).map(|_| None).collect();
+        out[self.me] = Some(f(&self.local));
+        for (e, answer) in pending {
+            out[e] = Some(answer.await.map_err(|_| gone())?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Runs a keyed command: inline when its keys are on one local shard, as
+    /// a message when on one remote shard, as a transaction when on several.
+    pub async fn run(&self, spec: &'static Spec, f: KeyedFn, split: Split, ctx: Ctx, args: &[&[u8]]) -> CmdResult {
+        let deny_oom = spec.has(flags::DENYOOM);
+        if split == Split::AllOk || split == Split::MsetNx {
+            strings::check_pairs(args)?;
+        }
+        let mut idx = spec.key_indexes(args.len());
+        let first = match idx.next() {
+            Some(i) => self.shard_of(args[i]),
+            None => return Err(CmdError::Syntax),
+        };
+        let single = idx.all(|i| self.shard_of(args[i]) == first);
+        if single {
+            if self.executor_of(first) == self.me {
+                self.local.wait_free(&[first]).await;
+                return apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
+            }
+            let args = owned(args);
+            return self
+                .on_shard(first, None, move |s| apply(f, deny_oom, s, &ctx, &borrowed(&args)))
+                .await?;
+        }
+        self.run_split(spec, f, split, ctx, args).await
+    }
+
+    fn new_tx(&self) -> TxId {
+        let n = self.next_tx.get() + 1;
+        self.next_tx.set(n);
+        ((self.me as u64) << 48) | n
+    }
+
+    /// Locks `shards` (sorted, deduplicated) in ascending executor order.
+    async fn begin(&self, tx: TxId, shards: &[usize]) -> Result<(), CmdError> {
+        for e in 0..self.executors() {
+            let mine: Vec<usize> = shards.iter().copied().filter(|&s| self.executor_of(s) == e).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            if e == self.me {
+                self.local.lock(tx, mine).await;
+            } else {
+                let (grant, granted) = oneshot::channel();
+                self.send(e, Msg::Lock { tx, shards: mine, grant })?;
+                if granted.await.is_err() {
+                    self.end(tx, shards);
+                    return Err(gone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&self, tx: TxId, shards: &[usize]) {
+        let mut executors: Vec<usize> = shards.iter().map(|&s| self.executor_of(s)).collect();
+        executors.dedup();
+        executors.sort_unstable();
+        executors.dedup();
+        for e in executors {
+            if e == self.me {
+                self.local.unlock(tx);
+            } else {
+                let _ = self.send(e, Msg::Unlock { tx });
+            }
+        }
+    }
+
+    /// A multi-key command whose keys span shards, as one transaction.
+    async fn run_split(&self, spec: &'static Spec, f: KeyedFn, split: Split, ctx: Ctx, args: &[&[u8]]) -> CmdResult {
+        let step = spec.step.max(1) as usize;
+        let mut shards: Vec<usize> = spec.key_indexes(args.len()).map(|i| self.shard_of(args[i])).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let tx = self.new_tx();
+        self.begin(tx, &shards).await?;
+        let result = if split == Split::Move {
+            self.run_move(tx, ctx, args).await
+        } else {
+            // Each shard's part: the command name plus its keys (and, for
+            // MSET-like commands, their values), in argument order.
+            let mut parts: Vec<(usize, Vec<Vec<u8>>, Vec<usize>)> = shards
+                .iter()
+                .map(|&s| (s, vec![args[0].to_vec()], Vec::new()))
+                .collect();
+            for (pos, i) in spec.key_indexes(args.len()).enumerate() {
+                let s = self.shard_of(args[i]);
+                if let Some(part) = parts.iter_mut().find(|p| p.0 == s) {
+                    part.1.extend(args[i..i + step].iter().map(|a| a.to_vec()));
+                    part.2.push(pos);
+                }
+            }
+            self.run_parts(tx, f, split, spec.has(flags::DENYOOM), ctx, parts, args.len()).await
+        };
+        self.end(tx, &shards);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_parts(
+        &self,
+        tx: TxId,
+        f: KeyedFn,
+        split: Split,
+        deny_oom: bool,
+        ctx: Ctx,
+        parts: Vec<(usize, Vec<Vec<u8>>, Vec<usize>)>,
+        argc: usize,
+    ) -> CmdResult {
+        if split == Split::MsetNx {
+            let mut existing = 0;
+            for (s, a, _) in &parts {
+                let a = a.clone();
+                let r = self
+                    .on_shard(*s, Some(tx), move |sh| strings::count_existing(sh, &ctx, &borrowed(&a)))
+                    .await??;
+                if let Reply::Int(n) = r {
+                    existing += n;
+                }
+            }
+            if existing > 0 {
+                return Ok(Reply::Int(0));
+            }
+        }
+        let mut sum = 0;
+        let mut gathered: Vec<Reply> = vec![Reply::Nil; argc];
+        for (s, a, positions) in parts {
+            let r = self
+                .on_shard(s, Some(tx), move |sh| apply(f, deny_oom, sh, &ctx, &borrowed(&a)))
+                .await??;
+            match (split, r) {
+                (Split::Sum, Reply::Int(n)) => sum += n,
+                (Split::Gather, Reply::Array(items)) => {
+                    for (p, item) in positions.into_iter().zip(items) {
+                        gathered[p] = item;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(match split {
+            Split::Sum => Reply::Int(sum),
+            Split::Gather => {
+                gathered.truncate(argc - 1);
+                Reply::Array(gathered)
+            }
+            Split::MsetNx => Reply::Int(1),
+            _ => Reply::Ok,
+        })
+    }
+
+    /// RENAME, RENAMENX and COPY between two shards.
+    async fn run_move(&self, tx: TxId, ctx: Ctx, args: &[&[u8]]) -> CmdResult {
+        let name = String::from_utf8_lossy(args[0]).to_lowercase();
+        let (src, dst) = (args[1].to_vec(), args[2].to_vec());
+        let (copy, nx) = (name == "copy", name == "renamenx");
+        let opts = if copy { Some(keys::copy_options(args, ctx.db)?) } else { None };
+        let (src_shard, dst_shard) = (self.shard_of(&src), self.shard_of(&dst));
+        let key = src.clone();
+        let entry = self
+            .on_shard(src_shard, Some(tx), move |s| s.peek(ctx.db, &key, ctx.now_ms).cloned())
+            .await?;
+        let Some(entry) = entry else {
+            return if copy { Ok(Reply::Int(0)) } else { Err(CmdError::NoSuchKey) };
+        };
+        let (dst_db, replace) = match &opts {
+            Some(o) => (o.dst_db, o.replace),
+            None => (ctx.db, !nx),
+        };
+        let stored = self
+            .on_shard(dst_shard, Some(tx), move |s| {
+                if s.ensure_memory(ctx.now_ms).is_err() {
+                    return Err(CmdError::OutOfMemory);
+                }
+                Ok(keys::put(s, &ctx, dst_db, &dst, entry, replace))
+            })
+            .await??;
+        if !copy && stored {
+            self.on_shard(src_shard, Some(tx), move |s| s.delete(ctx.db, &src, ctx.now_ms).is_some())
+                .await?;
+        }
+        Ok(match (copy || nx, stored) {
+            (true, s) => Reply::Int(s as i64),
+            (false, _) => Reply::Ok,
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! The thread-per-core runtime: one pinned glommio executor per core, each
+//! with its own listener (SO_REUSEPORT), its shards, an inbox for work from
+//! other executors, and the active-expiry timer.
+//!
+//! Every glommio type stays in this module, so the rest of keel speaks of
+//! shards, messages and timers, and the runtime could be swapped.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use thiserror::Error;
+
+use crate::client::ClientInfo;
+use crate::config::Config;
+use crate::conn::{self, Conn};
+use crate::local::{LocalShards, Msg};
+use crate::resp::Protocol;
+use crate::router::Router;
+use crate::state::{now_ms, ServerState};
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("invalid listen address {0}")]
+    Address(String),
+    #[error("cannot start executor {0}: {1}")]
+    Executor(usize, String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, String),
+}
+
+/// Sleeps on the current executor's timer.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// The CPUs this process may run on (its affinity mask), ascending.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes
+    // into the zeroed set we own.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let cpus: Vec<usize> = if ok {
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        cpus
+    }
+}
+
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Tells systemd (Type=notify) about our state, when run under it.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let r = if let Some(abstract_name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = r {
+        tracing::warn!("sd_notify failed: {e}");
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), RuntimeError> {
+    let addr: SocketAddr = format!("{}:{}", config.bind, config.port)
+        .parse()
+        .map_err(|_| RuntimeError::Address(format!("{}:{}", config.bind, config.port)))?;
+    let cpus = allowed_cpus();
+    let shards = config.shards.unwrap_or(cpus.len()).max(1);
+    let executors = shards.min(cpus.len()).max(1);
+    let state = Arc::new(ServerState::new(config, shards, executors));
+    install_signal_handlers();
+
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..executors {
+        let (tx, rx) = mpsc::unbounded::<Msg>();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let inboxes = Arc::new(senders);
+    let (bound_tx, bound_rx) = std_mpsc::channel::<Result<SocketAddr, RuntimeError>>();
+    let mut handles = Vec::new();
+    let mut port = addr.port();
+    // Executor 0 binds first, so that with port 0 the others share its port.
+    for (e, inbox) in receivers.into_iter().enumerate() {
+        let listen = SocketAddr::new(addr.ip(), port);
+        let (st, inboxes, bound_tx) = (state.clone(), inboxes.clone(), bound_tx.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[e]))
+            .name(&format!("keel-{e}"))
+            .spawn(move || executor_main(e, listen, st, inboxes, inbox, bound_tx))
+            .map_err(|err| RuntimeError::Executor(e, err.to_string()))?;
+        handles.push(handle);
+        match bound_rx.recv() {
+            Ok(Ok(a)) => port = a.port(),
+            Ok(Err(err)) => {
+                state.shutdown.store(true, Ordering::SeqCst);
+                return Err(err);
+            }
+            Err(_) => return Err(RuntimeError::Executor(e, "exited during start".into())),
+        }
+    }
+    state.port.store(port as u64, Ordering::SeqCst);
+    tracing::info!(
+        "keel {} ready on {}:{} with {shards} shards on {executors} cores",
+        env!("CARGO_PKG_VERSION"),
+        addr.ip(),
+        port
+    );
+    sd_notify("READY=1");
+    while !SIGNALLED.load(Ordering::SeqCst) && !state.shutdown.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("shutting down");
+    sd_notify("STOPPING=1");
+    state.shutdown.store(true, Ordering::SeqCst);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+async fn executor_main(
+    me: usize,
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
+    mut inbox: mpsc::UnboundedReceiver<Msg>,
+    bound: std_mpsc::Sender<Result<SocketAddr, RuntimeError>>,
+) {
+    let executors = inboxes.len();
+    let local = Rc::new(LocalShards::new(me, executors, state.shards));
+    let (limit, policy) = state.shard_memory_limit();
+    for id in local.ids() {
+        local.shard(id).set_memory_limit(limit, policy);
+    }
+    let router = Rc::new(Router::new(state.shards, me, inboxes, local.clone()));
+
+    // Work from other executors: handled one message at a time, never
+    // awaiting inside the loop (see local.rs).
+    let inbox_local = local.clone();
+    glommio::spawn_local(async move {
+        while let Some(msg) = inbox.next().await {
+            inbox_local.handle(msg);
+        }
+    })
+    .detach();
+
+    // Active expiry, ten times a second, as Redis's default hz.
+    let expiry_local = local.clone();
+    glommio::spawn_local(async move {
+        loop {
+            sleep(Duration::from_millis(100)).await;
+            let now = now_ms();
+            for id in expiry_local.ids() {
+                if !expiry_local.is_free(&[id]) {
+                    continue;
+                }
+                // Keep going while a quarter of what was sampled had expired,
+                // bounded so one tick never stalls the shard for long.
+                for _ in 0..16 {
+                    let (walked, expired) = expiry_local.shard(id).active_expire(now, 200);
+                    if walked == 0 || expired * 4 < walked {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .detach();
+
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = bound.send(Err(RuntimeError::Listen(addr, e.to_string())));
+            return;
+        }
+    };
+    let local_addr = listener.local_addr().unwrap_or(addr);
+    let _ = bound.send(Ok(local_addr));
+
+    let stop_state = state.clone();
+    let stop = async move {
+        while !stop_state.shutdown.load(Ordering::SeqCst) {
+            sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let accept = async {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let connected = state.connected_clients.fetch_add(1, Ordering::SeqCst) + 1;
+            state.total_connections.fetch_add(1, Ordering::Relaxed);
+            let config = state.config();
+            if connected as u64 > config.maxclients {
+                state.connected_clients.fetch_sub(1, Ordering::SeqCst);
+                state.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                let mut s = stream;
+                let _ = futures::AsyncWriteExt::write_all(&mut s, b"-ERR max number of clients reached\r\n").await;
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let now = now_ms();
+            let info = Rc::new(std::cell::RefCell::new(ClientInfo {
+                id: state.next_client_id.fetch_add(1, Ordering::Relaxed),
+                addr: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+                laddr: stream.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                name: String::new(),
+                db: 0,
+                created_ms: now,
+                last_ms: now,
+                last_cmd: String::new(),
+                proto: Protocol::Resp2,
+                lib_name: String::new(),
+                lib_ver: String::new(),
+                no_evict: false,
+                qbuf: 0,
+            }));
+            local.clients.borrow_mut().push(info.clone());
+            let conn = Conn {
+                router: router.clone(),
+                state: state.clone(),
+                info: info.clone(),
+                db: 0,
+                proto: Protocol::Resp2,
+                authenticated: config.requirepass.is_none(),
+                max_string: config.proto_max_bulk_len as usize,
+            };
+            let (state, local) = (state.clone(), local.clone());
+            glommio::spawn_local(async move {
+                conn::serve(stream, conn).await;
+                local.clients.borrow_mut().retain(|c| !Rc::ptr_eq(c, &info));
+                state.connected_clients.fetch_sub(1, Ordering::SeqCst);
+            })
+            .detach();
+        }
+    };
+    futures::pin_mut!(stop);
+    futures::pin_mut!(accept);
+    futures::future::select(stop, accept).await;
+}

@@ -1,0 +1,87 @@
+//! What every executor shares: the runtime-changeable settings and the
+//! server-wide counters. Hot-path readers use atomics; the rest sits behind a
+//! lock taken only by CONFIG and INFO.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use keel_shards::EvictionPolicy;
+
+use crate::config::Config;
+
+pub struct ServerState {
+    /// The settings CONFIG SET may change.
+    pub config: RwLock<Config>,
+    pub shards: usize,
+    pub executors: usize,
+    /// The port actually bound (differs from the config when it said 0).
+    pub port: AtomicU64,
+    pub started_ms: u64,
+    pub run_id: String,
+    pub next_client_id: AtomicU64,
+    pub connected_clients: AtomicUsize,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    /// Bumped by CONFIG SET so executors re-read memory limits.
+    pub config_epoch: AtomicU64,
+    pub shutdown: AtomicBool,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl ServerState {
+    pub fn new(config: Config, shards: usize, executors: usize) -> Self {
+        let started_ms = now_ms();
+        // A run id only needs to differ between runs: mix time and pid.
+        let mut x = started_ms ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+        let run_id: String = (0..40)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                std::char::from_digit((x % 16) as u32, 16).unwrap_or('0')
+            })
+            .collect();
+        ServerState {
+            port: AtomicU64::new(config.port as u64),
+            config: RwLock::new(config),
+            shards,
+            executors,
+            started_ms,
+            run_id,
+            next_client_id: AtomicU64::new(1),
+            connected_clients: AtomicUsize::new(0),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            config_epoch: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn update_config(&self, f: impl FnOnce(&mut Config)) {
+        match self.config.write() {
+            Ok(mut c) => f(&mut c),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+        self.config_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Each shard's share of `maxmemory`.
+    pub fn shard_memory_limit(&self) -> (usize, EvictionPolicy) {
+        let c = self.config();
+        ((c.maxmemory / self.shards as u64) as usize, c.maxmemory_policy)
+    }
+}

@@ -98,7 +98,11 @@ impl Spec {
             (self.last_key as usize).min(argc.saturating_sub(1))
         };
         let step = self.step.max(1) as usize;
-        let n = if first == 0 || last < first { 0 } else { (last - first) / step + 1 };
+        let n = if first == 0 || last < first {
+            0
+        } else {
+            (last - first) / step + 1
+        };
         (0..n).map(move |i| first + i * step)
     }
 }

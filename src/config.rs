@@ -15,11 +15,21 @@ const DEFAULTS: &str = include_str!("default.toml");
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bad config file {path}: {source}")]
-    Toml { path: String, source: toml::de::Error },
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid {name} '{value}': {why}")]
-    Invalid { name: &'static str, value: String, why: String },
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 /// keel: a Redis-compatible, highly available key-value server.
@@ -165,10 +175,11 @@ pub fn parse_yes_no(v: &str) -> Option<bool> {
 impl Config {
     /// Builds the configuration from defaults, the file and the flags.
     pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-        let defaults: FileConfig = toml::from_str(DEFAULTS).map_err(|source| ConfigError::Toml {
-            path: "<embedded defaults>".into(),
-            source,
-        })?;
+        let defaults: FileConfig =
+            toml::from_str(DEFAULTS).map_err(|source| ConfigError::Toml {
+                path: "<embedded defaults>".into(),
+                source,
+            })?;
         let path = flags.config.clone().or(flags.config_file.clone());
         let file = match &path {
             Some(p) => {
@@ -198,11 +209,12 @@ impl Config {
             };
         }
         let policy_text = pick!(flags.maxmemory_policy, maxmemory_policy).unwrap_or_default();
-        let maxmemory_policy = EvictionPolicy::parse(&policy_text).ok_or_else(|| ConfigError::Invalid {
-            name: "maxmemory-policy",
-            value: policy_text.clone(),
-            why: format!("expected one of {}", EvictionPolicy::NAMES.join(", ")),
-        })?;
+        let maxmemory_policy =
+            EvictionPolicy::parse(&policy_text).ok_or_else(|| ConfigError::Invalid {
+                name: "maxmemory-policy",
+                value: policy_text.clone(),
+                why: format!("expected one of {}", EvictionPolicy::NAMES.join(", ")),
+            })?;
         let appendonly_text = pick_text!(flags.appendonly, appendonly);
         let appendonly = parse_yes_no(&appendonly_text).ok_or_else(|| ConfigError::Invalid {
             name: "appendonly",
@@ -239,7 +251,8 @@ impl Config {
                 "proto-max-bulk-len",
                 &pick_text!(flags.proto_max_bulk_len, proto_max_bulk_len),
             )?,
-            max_multibulk_len: pick!(flags.max_multibulk_len, max_multibulk_len).unwrap_or(i32::MAX as u64),
+            max_multibulk_len: pick!(flags.max_multibulk_len, max_multibulk_len)
+                .unwrap_or(i32::MAX as u64),
             client_query_buffer_limit: memory(
                 "client-query-buffer-limit",
                 &pick_text!(flags.client_query_buffer_limit, client_query_buffer_limit),
@@ -260,7 +273,14 @@ mod tests {
         let c = Config::load(Flags::default()).unwrap();
         assert_eq!((c.bind.as_str(), c.port), ("127.0.0.1", 6379));
         assert_eq!(c.proto_max_bulk_len, 512 * 1024 * 1024);
-        let c = Config::load(Flags::parse_from(["keel", "--port", "7000", "--maxmemory", "1gb"])).unwrap();
+        let c = Config::load(Flags::parse_from([
+            "keel",
+            "--port",
+            "7000",
+            "--maxmemory",
+            "1gb",
+        ]))
+        .unwrap();
         assert_eq!(c.port, 7000);
         assert_eq!(c.maxmemory, 1 << 30);
     }
@@ -270,10 +290,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("keel-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keel.toml");
-        std::fs::write(&path, "port = 7001\nmaxmemory-policy = \"allkeys-lru\"\nappendonly = true\n").unwrap();
+        std::fs::write(
+            &path,
+            "port = 7001\nmaxmemory-policy = \"allkeys-lru\"\nappendonly = true\n",
+        )
+        .unwrap();
         let c = Config::load(Flags::parse_from(["keel", path.to_str().unwrap()])).unwrap();
-        assert_eq!((c.port, c.maxmemory_policy, c.appendonly), (7001, EvictionPolicy::AllKeysLru, true));
-        let c = Config::load(Flags::parse_from(["keel", "--config", path.to_str().unwrap(), "--port", "7002"])).unwrap();
+        assert_eq!(
+            (c.port, c.maxmemory_policy, c.appendonly),
+            (7001, EvictionPolicy::AllKeysLru, true)
+        );
+        let c = Config::load(Flags::parse_from([
+            "keel",
+            "--config",
+            path.to_str().unwrap(),
+            "--port",
+            "7002",
+        ]))
+        .unwrap();
         assert_eq!(c.port, 7002);
         std::fs::write(&path, "bogus = 1\n").unwrap();
         assert!(Config::load(Flags::parse_from(["keel", path.to_str().unwrap()])).is_err());
@@ -282,7 +316,12 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         assert!(Config::load(Flags::parse_from(["keel", "--maxmemory", "lots"])).is_err());
-        assert!(Config::load(Flags::parse_from(["keel", "--maxmemory-policy", "sometimes"])).is_err());
+        assert!(Config::load(Flags::parse_from([
+            "keel",
+            "--maxmemory-policy",
+            "sometimes"
+        ]))
+        .is_err());
         assert!(Config::load(Flags::parse_from(["keel", "--shards", "0"])).is_err());
     }
 }

@@ -77,7 +77,10 @@ impl Conn {
             info.last_cmd.push_str(spec.name);
         }
         let (result, after) = match spec.kind {
-            Kind::Keyed(f, split) => (self.router.run(spec, f, split, self.ctx(now), argv).await, After::Continue),
+            Kind::Keyed(f, split) => (
+                self.router.run(spec, f, split, self.ctx(now), argv).await,
+                After::Continue,
+            ),
             Kind::Conn => server::run(self, spec, argv, now).await,
         };
         let failed = result.is_err();
@@ -157,13 +160,19 @@ where
                         close = true;
                         break;
                     }
-                    if out.len() >= FLUSH_AT && write_out(&mut stream, &mut out, &conn).await.is_err() {
+                    if out.len() >= FLUSH_AT
+                        && write_out(&mut stream, &mut out, &conn).await.is_err()
+                    {
                         break 'conn;
                     }
                 }
                 Err(e) => {
                     // Redis answers a protocol error and then closes.
-                    resp::encode(&Reply::Error(format!("ERR {e}").into()), conn.proto, &mut out);
+                    resp::encode(
+                        &Reply::Error(format!("ERR {e}").into()),
+                        conn.proto,
+                        &mut out,
+                    );
                     close = true;
                     break;
                 }
@@ -178,7 +187,10 @@ where
         }
         conn.info.borrow_mut().qbuf = input.len();
         if input.len() > query_limit {
-            tracing::warn!(client = conn.id(), "closing client that exceeded client-query-buffer-limit");
+            tracing::warn!(
+                client = conn.id(),
+                "closing client that exceeded client-query-buffer-limit"
+            );
             close = true;
         }
         if !out.is_empty() && write_out(&mut stream, &mut out, &conn).await.is_err() {
@@ -195,7 +207,11 @@ where
     let _ = stream.close().await;
 }
 
-async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, conn: &Conn) -> std::io::Result<()> {
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    conn: &Conn,
+) -> std::io::Result<()> {
     stream.write_all(out).await?;
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;
     out.clear();

@@ -13,10 +13,26 @@ use crate::reply::Reply;
 use crate::state::now_ms;
 
 const DEFAULT: &[&str] = &[
-    "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace", "shards",
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "keyspace",
+    "shards",
 ];
 const ALL: &[&str] = &[
-    "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "commandstats", "keyspace",
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "keyspace",
     "shards",
 ];
 
@@ -32,7 +48,11 @@ struct ShardFacts {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -58,13 +78,19 @@ fn human(bytes: u64) -> String {
 }
 
 pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
-    let asked: Vec<String> = a[1..].iter().map(|s| String::from_utf8_lossy(s).to_lowercase()).collect();
+    let asked: Vec<String> = a[1..]
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_lowercase())
+        .collect();
     let sections: Vec<&str> = if asked.is_empty() || asked.iter().any(|s| s == "default") {
         DEFAULT.to_vec()
     } else if asked.iter().any(|s| s == "all" || s == "everything") {
         ALL.to_vec()
     } else {
-        ALL.iter().copied().filter(|s| asked.iter().any(|a| a == s)).collect()
+        ALL.iter()
+            .copied()
+            .filter(|s| asked.iter().any(|a| a == s))
+            .collect()
     };
     let parts = conn
         .router
@@ -79,7 +105,9 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                         keys: s.keys(),
                         used: s.used_memory(),
                         stats: s.stats,
-                        dbs: (0..DATABASES).map(|d| (s.db_len(d), s.db_volatile(d))).collect(),
+                        dbs: (0..DATABASES)
+                            .map(|d| (s.db_len(d), s.db_volatile(d)))
+                            .collect(),
                     }
                 })
                 .collect();
@@ -184,7 +212,10 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             }
             "cpu" => {
                 let (sys, user) = cpu_times();
-                let _ = write!(w, "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n");
+                let _ = write!(
+                    w,
+                    "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n"
+                );
             }
             "commandstats" => {
                 w.push_str("# Commandstats\r\n");
@@ -215,7 +246,11 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "shards" => {
                 w.push_str("# Shards\r\n");
                 for s in &shards {
-                    let _ = write!(w, "shard{}:seq={},keys={},used_memory={}\r\n", s.id, s.seq, s.keys, s.used);
+                    let _ = write!(
+                        w,
+                        "shard{}:seq={},keys={},used_memory={}\r\n",
+                        s.id, s.seq, s.keys, s.used
+                    );
                 }
             }
             _ => {}

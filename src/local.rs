@@ -61,7 +61,10 @@ pub enum Msg {
 }
 
 enum Waiting {
-    Run { shards: Vec<usize>, work: Work },
+    Run {
+        shards: Vec<usize>,
+        work: Work,
+    },
     Lock {
         tx: TxId,
         shards: Vec<usize>,
@@ -143,7 +146,10 @@ impl LocalShards {
                 if runnable {
                     work(self);
                 } else {
-                    self.locks.borrow_mut().waiting.push_back(Waiting::Run { shards, work });
+                    self.locks
+                        .borrow_mut()
+                        .waiting
+                        .push_back(Waiting::Run { shards, work });
                 }
             }
             Msg::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),
@@ -191,7 +197,10 @@ impl LocalShards {
                     if self.is_free(&shards) {
                         work(self);
                     } else {
-                        self.locks.borrow_mut().waiting.push_back(Waiting::Run { shards, work });
+                        self.locks
+                            .borrow_mut()
+                            .waiting
+                            .push_back(Waiting::Run { shards, work });
                     }
                 }
                 Waiting::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),

@@ -71,7 +71,9 @@ mod tests {
 
     #[test]
     fn incrbyfloat_matches_redis_text() {
-        let f = |a: &str, b: &str| String::from_utf8(incr_by_float(a.as_bytes(), b.as_bytes()).unwrap()).unwrap();
+        let f = |a: &str, b: &str| {
+            String::from_utf8(incr_by_float(a.as_bytes(), b.as_bytes()).unwrap()).unwrap()
+        };
         assert_eq!(f("10.50", "0.1"), "10.6");
         assert_eq!(f("0.1", "0.2"), "0.3");
         assert_eq!(f("5.0e3", "2.0e2"), "5200");

@@ -74,7 +74,9 @@ impl Router {
     }
 
     fn send(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
-        self.inboxes[executor].unbounded_send(msg).map_err(|_| gone())
+        self.inboxes[executor]
+            .unbounded_send(msg)
+            .map_err(|_| gone())
     }
 
     /// Runs `f` on one shard, inside transaction `tx` if given.
@@ -94,7 +96,14 @@ impl Router {
         let work = Box::new(move |ls: &LocalShards| {
             let _ = reply.send(f(&mut ls.shard(shard)));
         });
-        self.send(e, Msg::Run { tx, shards: vec![shard], work })?;
+        self.send(
+            e,
+            Msg::Run {
+                tx,
+                shards: vec![shard],
+                work,
+            },
+        )?;
         answer.await.map_err(|_| gone())
     }
 
@@ -116,7 +125,14 @@ impl Router {
             let work = Box::new(move |ls: &LocalShards| {
                 let _ = reply.send(f(ls));
             });
-            self.send(e, Msg::Run { tx: None, shards: vec![], work })?;
+            self.send(
+                e,
+                Msg::Run {
+                    tx: None,
+                    shards: vec![],
+                    work,
+                },
+            )?;
             pending.push((e, answer));
         }
         let mut out: Vec<Option<T>> = (0..self.executors()).map(|_| None).collect();
@@ -129,7 +145,14 @@ impl Router {
 
     /// Runs a keyed command: inline when its keys are on one local shard, as
     /// a message when on one remote shard, as a transaction when on several.
-    pub async fn run(&self, spec: &'static Spec, f: KeyedFn, split: Split, ctx: Ctx, args: &[&[u8]]) -> CmdResult {
+    pub async fn run(
+        &self,
+        spec: &'static Spec,
+        f: KeyedFn,
+        split: Split,
+        ctx: Ctx,
+        args: &[&[u8]],
+    ) -> CmdResult {
         let deny_oom = spec.has(flags::DENYOOM);
         if split == Split::AllOk || split == Split::MsetNx {
             strings::check_pairs(args)?;
@@ -147,7 +170,9 @@ impl Router {
             }
             let args = owned(args);
             return self
-                .on_shard(first, None, move |s| apply(f, deny_oom, s, &ctx, &borrowed(&args)))
+                .on_shard(first, None, move |s| {
+                    apply(f, deny_oom, s, &ctx, &borrowed(&args))
+                })
                 .await?;
         }
         self.run_split(spec, f, split, ctx, args).await
@@ -162,7 +187,11 @@ impl Router {
     /// Locks `shards` (sorted, deduplicated) in ascending executor order.
     async fn begin(&self, tx: TxId, shards: &[usize]) -> Result<(), CmdError> {
         for e in 0..self.executors() {
-            let mine: Vec<usize> = shards.iter().copied().filter(|&s| self.executor_of(s) == e).collect();
+            let mine: Vec<usize> = shards
+                .iter()
+                .copied()
+                .filter(|&s| self.executor_of(s) == e)
+                .collect();
             if mine.is_empty() {
                 continue;
             }
@@ -170,7 +199,14 @@ impl Router {
                 self.local.lock(tx, mine).await;
             } else {
                 let (grant, granted) = oneshot::channel();
-                self.send(e, Msg::Lock { tx, shards: mine, grant })?;
+                self.send(
+                    e,
+                    Msg::Lock {
+                        tx,
+                        shards: mine,
+                        grant,
+                    },
+                )?;
                 if granted.await.is_err() {
                     self.end(tx, shards);
                     return Err(gone());
@@ -195,9 +231,19 @@ impl Router {
     }
 
     /// A multi-key command whose keys span shards, as one transaction.
-    async fn run_split(&self, spec: &'static Spec, f: KeyedFn, split: Split, ctx: Ctx, args: &[&[u8]]) -> CmdResult {
+    async fn run_split(
+        &self,
+        spec: &'static Spec,
+        f: KeyedFn,
+        split: Split,
+        ctx: Ctx,
+        args: &[&[u8]],
+    ) -> CmdResult {
         let step = spec.step.max(1) as usize;
-        let mut shards: Vec<usize> = spec.key_indexes(args.len()).map(|i| self.shard_of(args[i])).collect();
+        let mut shards: Vec<usize> = spec
+            .key_indexes(args.len())
+            .map(|i| self.shard_of(args[i]))
+            .collect();
         shards.sort_unstable();
         shards.dedup();
         let tx = self.new_tx();
@@ -218,7 +264,16 @@ impl Router {
                     part.2.push(pos);
                 }
             }
-            self.run_parts(tx, f, split, spec.has(flags::DENYOOM), ctx, parts, args.len()).await
+            self.run_parts(
+                tx,
+                f,
+                split,
+                spec.has(flags::DENYOOM),
+                ctx,
+                parts,
+                args.len(),
+            )
+            .await
         };
         self.end(tx, &shards);
         result
@@ -240,7 +295,9 @@ impl Router {
             for (s, a, _) in &parts {
                 let a = a.clone();
                 let r = self
-                    .on_shard(*s, Some(tx), move |sh| strings::count_existing(sh, &ctx, &borrowed(&a)))
+                    .on_shard(*s, Some(tx), move |sh| {
+                        strings::count_existing(sh, &ctx, &borrowed(&a))
+                    })
                     .await??;
                 if let Reply::Int(n) = r {
                     existing += n;
@@ -254,7 +311,9 @@ impl Router {
         let mut gathered: Vec<Reply> = vec![Reply::Nil; argc];
         for (s, a, positions) in parts {
             let r = self
-                .on_shard(s, Some(tx), move |sh| apply(f, deny_oom, sh, &ctx, &borrowed(&a)))
+                .on_shard(s, Some(tx), move |sh| {
+                    apply(f, deny_oom, sh, &ctx, &borrowed(&a))
+                })
                 .await??;
             match (split, r) {
                 (Split::Sum, Reply::Int(n)) => sum += n,
@@ -282,14 +341,24 @@ impl Router {
         let name = String::from_utf8_lossy(args[0]).to_lowercase();
         let (src, dst) = (args[1].to_vec(), args[2].to_vec());
         let (copy, nx) = (name == "copy", name == "renamenx");
-        let opts = if copy { Some(keys::copy_options(args, ctx.db)?) } else { None };
+        let opts = if copy {
+            Some(keys::copy_options(args, ctx.db)?)
+        } else {
+            None
+        };
         let (src_shard, dst_shard) = (self.shard_of(&src), self.shard_of(&dst));
         let key = src.clone();
         let entry = self
-            .on_shard(src_shard, Some(tx), move |s| s.peek(ctx.db, &key, ctx.now_ms).cloned())
+            .on_shard(src_shard, Some(tx), move |s| {
+                s.peek(ctx.db, &key, ctx.now_ms).cloned()
+            })
             .await?;
         let Some(entry) = entry else {
-            return if copy { Ok(Reply::Int(0)) } else { Err(CmdError::NoSuchKey) };
+            return if copy {
+                Ok(Reply::Int(0))
+            } else {
+                Err(CmdError::NoSuchKey)
+            };
         };
         let (dst_db, replace) = match &opts {
             Some(o) => (o.dst_db, o.replace),
@@ -304,8 +373,10 @@ impl Router {
             })
             .await??;
         if !copy && stored {
-            self.on_shard(src_shard, Some(tx), move |s| s.delete(ctx.db, &src, ctx.now_ms).is_some())
-                .await?;
+            self.on_shard(src_shard, Some(tx), move |s| {
+                s.delete(ctx.db, &src, ctx.now_ms).is_some()
+            })
+            .await?;
         }
         Ok(match (copy || nx, stored) {
             (true, s) => Reply::Int(s as i64),

@@ -45,7 +45,9 @@ pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes
     // into the zeroed set we own.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
+            == 0;
     let cpus: Vec<usize> = if ok {
         (0..libc::CPU_SETSIZE as usize)
             .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
@@ -238,15 +240,25 @@ async fn executor_main(
                 state.connected_clients.fetch_sub(1, Ordering::SeqCst);
                 state.rejected_connections.fetch_add(1, Ordering::Relaxed);
                 let mut s = stream;
-                let _ = futures::AsyncWriteExt::write_all(&mut s, b"-ERR max number of clients reached\r\n").await;
+                let _ = futures::AsyncWriteExt::write_all(
+                    &mut s,
+                    b"-ERR max number of clients reached\r\n",
+                )
+                .await;
                 continue;
             }
             let _ = stream.set_nodelay(true);
             let now = now_ms();
             let info = Rc::new(std::cell::RefCell::new(ClientInfo {
                 id: state.next_client_id.fetch_add(1, Ordering::Relaxed),
-                addr: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-                laddr: stream.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                addr: stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                laddr: stream
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
                 name: String::new(),
                 db: 0,
                 created_ms: now,

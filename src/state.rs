@@ -82,6 +82,9 @@ impl ServerState {
     /// Each shard's share of `maxmemory`.
     pub fn shard_memory_limit(&self) -> (usize, EvictionPolicy) {
         let c = self.config();
-        ((c.maxmemory / self.shards as u64) as usize, c.maxmemory_policy)
+        (
+            (c.maxmemory / self.shards as u64) as usize,
+            c.maxmemory_policy,
+        )
     }
 }

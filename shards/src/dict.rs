@@ -299,7 +299,11 @@ mod tests {
         assert!(d.sample(1).is_none());
         d.insert(b"only", 1);
         for r in 0..50u64 {
-            assert_eq!(d.sample(r.wrapping_mul(0x9E37_79B9_7F4A_7C15)).map(|(k, _)| k), Some(&b"only"[..]));
+            assert_eq!(
+                d.sample(r.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .map(|(k, _)| k),
+                Some(&b"only"[..])
+            );
         }
     }
 }

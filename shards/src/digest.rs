@@ -51,6 +51,9 @@ impl Digest {
 
     /// 40 hex digits; all zeros for an empty keyspace, as Redis prints it.
     pub fn to_hex(&self) -> String {
-        format!("{:016x}{:016x}{:08x}", self.0[0], self.0[1], self.0[2] as u32)
+        format!(
+            "{:016x}{:016x}{:08x}",
+            self.0[0], self.0[1], self.0[2] as u32
+        )
     }
 }

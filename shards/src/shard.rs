@@ -364,7 +364,9 @@ impl Shard {
     fn pick_victim(&mut self, now_ms: u64) -> Option<(usize, Vec<u8>)> {
         let volatile_only = matches!(
             self.policy,
-            EvictionPolicy::VolatileLru | EvictionPolicy::VolatileRandom | EvictionPolicy::VolatileTtl
+            EvictionPolicy::VolatileLru
+                | EvictionPolicy::VolatileRandom
+                | EvictionPolicy::VolatileTtl
         );
         let candidates: Vec<usize> = (0..DATABASES)
             .filter(|&db| {
@@ -437,7 +439,12 @@ mod tests {
         let mut s = Shard::new(0);
         s.set(0, b"a", Entry::string(b"1".to_vec(), 1500), 1000);
         for i in 0..100 {
-            s.set(0, format!("k{i}").as_bytes(), Entry::string(vec![], 1500), 1000);
+            s.set(
+                0,
+                format!("k{i}").as_bytes(),
+                Entry::string(vec![], 1500),
+                1000,
+            );
         }
         assert!(s.get(0, b"a", 1499).is_some());
         assert!(s.get(0, b"a", 1500).is_none());
@@ -457,7 +464,12 @@ mod tests {
         assert_eq!(s.ensure_memory(0), Err(OutOfMemory));
         let mut s = Shard::new(0);
         for i in 0..1000u64 {
-            s.set(0, format!("k{i}").as_bytes(), Entry::string(vec![0; 100], 0), i * 1000);
+            s.set(
+                0,
+                format!("k{i}").as_bytes(),
+                Entry::string(vec![0; 100], 0),
+                i * 1000,
+            );
         }
         let full = s.used_memory();
         s.set_memory_limit(full / 2, EvictionPolicy::AllKeysLru);

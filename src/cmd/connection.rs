@@ -52,7 +52,8 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     let mut proto = conn.proto;
     let mut i = 1;
     if a.len() > 1 {
-        let v = parse_i64(a[1]).ok_or_else(|| CmdError::other("Protocol version is not an integer or out of range"))?;
+        let v = parse_i64(a[1])
+            .ok_or_else(|| CmdError::other("Protocol version is not an integer or out of range"))?;
         proto = match v {
             2 => Protocol::Resp2,
             3 => Protocol::Resp3,
@@ -69,7 +70,9 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             i += 3;
         } else if is(a[i], "setname") && i + 1 < a.len() {
             if !valid_name(a[i + 1]) {
-                return Err(CmdError::other("Client names cannot contain spaces, newlines or special characters."));
+                return Err(CmdError::other(
+                    "Client names cannot contain spaces, newlines or special characters.",
+                ));
             }
             name = Some(a[i + 1]);
             i += 2;
@@ -96,7 +99,10 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::Map(vec![
         (s("server"), s("redis")),
         (s("version"), s(crate::REDIS_VERSION)),
-        (s("proto"), Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 })),
+        (
+            s("proto"),
+            Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 }),
+        ),
         (s("id"), Reply::Int(conn.id() as i64)),
         (s("mode"), s("standalone")),
         (s("role"), s("master")),
@@ -137,11 +143,17 @@ pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         ("id", 2) => Ok(Reply::Int(conn.id() as i64)),
         ("getname", 2) => {
             let name = conn.info.borrow().name.clone();
-            Ok(if name.is_empty() { Reply::Nil } else { Reply::bulk(name) })
+            Ok(if name.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::bulk(name)
+            })
         }
         ("setname", 3) => {
             if !valid_name(a[2]) {
-                return Err(CmdError::other("Client names cannot contain spaces, newlines or special characters."));
+                return Err(CmdError::other(
+                    "Client names cannot contain spaces, newlines or special characters.",
+                ));
             }
             conn.info.borrow_mut().name = String::from_utf8_lossy(a[2]).into_owned();
             Ok(Reply::Ok)
@@ -178,13 +190,20 @@ pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             conn.info.borrow_mut().no_evict = on;
             Ok(Reply::Ok)
         }
-        ("info", 2) => Ok(Reply::Verbatim(format!("{}\n", conn.info.borrow().line(now_ms())))),
+        ("info", 2) => Ok(Reply::Verbatim(format!(
+            "{}\n",
+            conn.info.borrow().line(now_ms())
+        ))),
         ("list", _) => {
             let lines = conn
                 .router
                 .broadcast(|ls| {
                     let now = now_ms();
-                    ls.clients.borrow().iter().map(|c| c.borrow().line(now)).collect::<Vec<_>>()
+                    ls.clients
+                        .borrow()
+                        .iter()
+                        .map(|c| c.borrow().line(now))
+                        .collect::<Vec<_>>()
                 })
                 .await?;
             let mut text = String::new();
@@ -197,14 +216,21 @@ pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         ("help", 2) => Ok(Reply::Array(
             [
                 "CLIENT <subcommand> [<arg> ...]. Subcommands are:",
-                "ID", "GETNAME", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>",
-                "NO-EVICT (ON|OFF)", "INFO", "LIST",
+                "ID",
+                "GETNAME",
+                "SETNAME <name>",
+                "SETINFO <LIB-NAME|LIB-VER> <value>",
+                "NO-EVICT (ON|OFF)",
+                "INFO",
+                "LIST",
             ]
             .iter()
             .map(|s| Reply::Status(Cow::Borrowed(s)))
             .collect(),
         )),
-        ("id" | "getname" | "setname" | "setinfo" | "no-evict" | "info" | "help", _) => Err(client_arity(&sub)),
+        ("id" | "getname" | "setname" | "setinfo" | "no-evict" | "info" | "help", _) => {
+            Err(client_arity(&sub))
+        }
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "CLIENT".into(),
             sub: String::from_utf8_lossy(a[1]).into_owned(),

@@ -11,17 +11,26 @@ use crate::numbers::int_arg;
 use crate::reply::Reply;
 
 pub fn del(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let n = a[1..].iter().filter(|k| s.delete(ctx.db, k, ctx.now_ms).is_some()).count();
+    let n = a[1..]
+        .iter()
+        .filter(|k| s.delete(ctx.db, k, ctx.now_ms).is_some())
+        .count();
     Ok(Reply::Int(n as i64))
 }
 
 pub fn exists(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let n = a[1..].iter().filter(|k| s.peek(ctx.db, k, ctx.now_ms).is_some()).count();
+    let n = a[1..]
+        .iter()
+        .filter(|k| s.peek(ctx.db, k, ctx.now_ms).is_some())
+        .count();
     Ok(Reply::Int(n as i64))
 }
 
 pub fn touch(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let n = a[1..].iter().filter(|k| s.get(ctx.db, k, ctx.now_ms).is_some()).count();
+    let n = a[1..]
+        .iter()
+        .filter(|k| s.get(ctx.db, k, ctx.now_ms).is_some())
+        .count();
     Ok(Reply::Int(n as i64))
 }
 
@@ -147,7 +156,9 @@ pub fn pexpiretime(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn persist(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let had = s.modify(ctx.db, a[1], ctx.now_ms, |e| std::mem::take(&mut e.expire_at) != 0);
+    let had = s.modify(ctx.db, a[1], ctx.now_ms, |e| {
+        std::mem::take(&mut e.expire_at) != 0
+    });
     if had == Some(true) {
         s.wrote();
         return Ok(Reply::Int(1));
@@ -157,7 +168,8 @@ pub fn persist(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 pub fn type_(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::status(
-        s.peek(ctx.db, a[1], ctx.now_ms).map_or("none", |e| e.value.type_name()),
+        s.peek(ctx.db, a[1], ctx.now_ms)
+            .map_or("none", |e| e.value.type_name()),
     ))
 }
 
@@ -185,7 +197,10 @@ pub struct CopyOptions {
 }
 
 pub fn copy_options(a: &[&[u8]], db: usize) -> Result<CopyOptions, CmdError> {
-    let mut o = CopyOptions { dst_db: db, replace: false };
+    let mut o = CopyOptions {
+        dst_db: db,
+        replace: false,
+    };
     let mut i = 3;
     while i < a.len() {
         if is(a[i], "replace") {
@@ -209,12 +224,16 @@ pub fn copy_options(a: &[&[u8]], db: usize) -> Result<CopyOptions, CmdError> {
 pub fn copy(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let o = copy_options(a, ctx.db)?;
     if o.dst_db == ctx.db && a[1] == a[2] {
-        return Err(CmdError::other("source and destination objects are the same"));
+        return Err(CmdError::other(
+            "source and destination objects are the same",
+        ));
     }
     let Some(entry) = s.peek(ctx.db, a[1], ctx.now_ms).cloned() else {
         return Ok(Reply::Int(0));
     };
-    Ok(Reply::Int(put(s, ctx, o.dst_db, a[2], entry, o.replace) as i64))
+    Ok(Reply::Int(
+        put(s, ctx, o.dst_db, a[2], entry, o.replace) as i64
+    ))
 }
 
 /// Stores `entry` at `dst` unless it exists and `replace` is off. Returns

@@ -26,10 +26,17 @@ pub struct Ctx {
 
 /// The string a key holds: `Ok(None)` when absent, WRONGTYPE when it holds
 /// another type.
-pub fn get_string<'a>(s: &'a mut Shard, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a [u8]>, CmdError> {
+pub fn get_string<'a>(
+    s: &'a mut Shard,
+    ctx: &Ctx,
+    key: &[u8],
+) -> Result<Option<&'a [u8]>, CmdError> {
     match s.get(ctx.db, key, ctx.now_ms) {
         None => Ok(None),
-        Some(Entry { value: Value::Str(v), .. }) => Ok(Some(v)),
+        Some(Entry {
+            value: Value::Str(v),
+            ..
+        }) => Ok(Some(v)),
     }
 }
 

@@ -17,7 +17,12 @@ use crate::numbers::{float_arg, int_arg};
 use crate::reply::Reply;
 
 /// Runs a connection-kind command.
-pub async fn run(conn: &mut Conn, spec: &'static Spec, a: &[&[u8]], now: u64) -> (CmdResult, After) {
+pub async fn run(
+    conn: &mut Conn,
+    spec: &'static Spec,
+    a: &[&[u8]],
+    now: u64,
+) -> (CmdResult, After) {
     let r = match spec.name {
         "ping" => connection::ping(a),
         "echo" => Ok(Reply::bulk(a[1])),
@@ -40,7 +45,10 @@ pub async fn run(conn: &mut Conn, spec: &'static Spec, a: &[&[u8]], now: u64) ->
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as u64)
                 .unwrap_or(0);
-            Ok(Reply::bulks([(us / 1_000_000).to_string(), (us % 1_000_000).to_string()]))
+            Ok(Reply::bulks([
+                (us / 1_000_000).to_string(),
+                (us % 1_000_000).to_string(),
+            ]))
         }
         "debug" => debug(conn, a, now).await,
         "lastsave" => Ok(Reply::Int((conn.state.started_ms / 1000) as i64)),
@@ -103,7 +111,11 @@ async fn scan(conn: &Conn, a: &[&[u8]], now: u64) -> CmdResult {
     let mut keys = Vec::new();
     // Visit shards until COUNT entries were looked at or every shard is done.
     loop {
-        let (p, t, c) = (pattern.clone(), type_filter.clone(), count.saturating_sub(keys.len()).max(1));
+        let (p, t, c) = (
+            pattern.clone(),
+            type_filter.clone(),
+            count.saturating_sub(keys.len()).max(1),
+        );
         let (next, found) = conn
             .router
             .on_shard(shard, None, move |s| {
@@ -133,23 +145,39 @@ async fn scan(conn: &Conn, a: &[&[u8]], now: u64) -> CmdResult {
         }
     }
     let next = pos * shards + shard as u64;
-    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::bulks(keys)]))
+    Ok(Reply::Array(vec![
+        Reply::bulk(next.to_string()),
+        Reply::bulks(keys),
+    ]))
 }
 
 async fn randomkey(conn: &Conn, now: u64) -> CmdResult {
     let db = conn.db;
     let sizes = conn
         .router
-        .broadcast(move |ls| ls.ids().map(|id| (id, ls.shard(id).db_len(db))).collect::<Vec<_>>())
+        .broadcast(move |ls| {
+            ls.ids()
+                .map(|id| (id, ls.shard(id).db_len(db)))
+                .collect::<Vec<_>>()
+        })
         .await?;
-    let candidates: Vec<usize> = sizes.into_iter().flatten().filter(|&(_, n)| n > 0).map(|(id, _)| id).collect();
+    let candidates: Vec<usize> = sizes
+        .into_iter()
+        .flatten()
+        .filter(|&(_, n)| n > 0)
+        .map(|(id, _)| id)
+        .collect();
     if candidates.is_empty() {
         return Ok(Reply::Nil);
     }
     let start = (now as usize).wrapping_mul(2654435761) % candidates.len();
     for i in 0..candidates.len() {
         let shard = candidates[(start + i) % candidates.len()];
-        if let Some(k) = conn.router.on_shard(shard, None, move |s| s.random_key(db, now)).await? {
+        if let Some(k) = conn
+            .router
+            .on_shard(shard, None, move |s| s.random_key(db, now))
+            .await?
+        {
             return Ok(Reply::Bulk(k));
         }
     }
@@ -235,7 +263,10 @@ fn command_cmd(a: &[&[u8]]) -> CmdResult {
                 .collect()
         })),
         "docs" => Ok(Reply::Map(if a.len() == 2 {
-            COMMANDS.iter().map(|s| (Reply::bulk(s.name), command_docs(s))).collect()
+            COMMANDS
+                .iter()
+                .map(|s| (Reply::bulk(s.name), command_docs(s)))
+                .collect()
         } else {
             a[2..]
                 .iter()
@@ -257,7 +288,13 @@ fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     vec![
         ("bind", c.bind.clone()),
-        ("port", conn.state.port.load(std::sync::atomic::Ordering::Relaxed).to_string()),
+        (
+            "port",
+            conn.state
+                .port
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
         ("shards", conn.state.shards.to_string()),
         ("requirepass", c.requirepass.clone().unwrap_or_default()),
         ("maxmemory", c.maxmemory.to_string()),
@@ -268,7 +305,10 @@ fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
         ("appendfsync", c.appendfsync.clone()),
         ("proto-max-bulk-len", c.proto_max_bulk_len.to_string()),
         ("max-multibulk-len", c.max_multibulk_len.to_string()),
-        ("client-query-buffer-limit", c.client_query_buffer_limit.to_string()),
+        (
+            "client-query-buffer-limit",
+            c.client_query_buffer_limit.to_string(),
+        ),
         ("maxclients", c.maxclients.to_string()),
         ("loglevel", c.loglevel.clone()),
         ("databases", keel_shards::DATABASES.to_string()),
@@ -285,13 +325,16 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             let params = config_params(conn);
             let mut out = Vec::new();
             for (name, value) in params {
-                if a[2..].iter().any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes())) {
+                if a[2..]
+                    .iter()
+                    .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+                {
                     out.push((Reply::bulk(name), Reply::bulk(value)));
                 }
             }
             Ok(Reply::Map(out))
         }
-        "set" if a.len() >= 4 && a.len() % 2 == 0 => {
+        "set" if a.len() >= 4 && a.len().is_multiple_of(2) => {
             for pair in a[2..].chunks(2) {
                 config_set(conn, pair[0], pair[1]).await?;
             }
@@ -315,7 +358,9 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
     let name = String::from_utf8_lossy(name).to_lowercase();
     let text = String::from_utf8_lossy(value).into_owned();
     let failed = |why: &str| {
-        CmdError::other(format!("CONFIG SET failed (possibly related to argument '{name}') - {why}"))
+        CmdError::other(format!(
+            "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+        ))
     };
     let memory = || parse_memory(&text).ok_or_else(|| failed("argument must be a memory value"));
     match name.as_str() {
@@ -327,7 +372,9 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
             let p = EvictionPolicy::parse(&text).ok_or_else(|| failed("argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-random, allkeys-random, volatile-ttl, noeviction"))?;
             conn.state.update_config(|c| c.maxmemory_policy = p);
         }
-        "requirepass" => conn.state.update_config(|c| c.requirepass = Some(text.clone()).filter(|p| !p.is_empty())),
+        "requirepass" => conn
+            .state
+            .update_config(|c| c.requirepass = Some(text.clone()).filter(|p| !p.is_empty())),
         "appendfsync" if ["always", "everysec", "no"].contains(&text.as_str()) => {
             conn.state.update_config(|c| c.appendfsync = text.clone())
         }
@@ -337,17 +384,22 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
         }
         "client-query-buffer-limit" => {
             let v = memory()?;
-            conn.state.update_config(|c| c.client_query_buffer_limit = v);
+            conn.state
+                .update_config(|c| c.client_query_buffer_limit = v);
         }
         "maxclients" => {
-            let v = text.parse().map_err(|_| failed("argument couldn't be parsed into an integer"))?;
+            let v = text
+                .parse()
+                .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
             conn.state.update_config(|c| c.maxclients = v);
         }
         "loglevel" if ["debug", "verbose", "notice", "warning"].contains(&text.as_str()) => {
             conn.state.update_config(|c| c.loglevel = text.clone())
         }
         "save" | "hz" | "timeout" | "maxmemory-samples" => {}
-        "appendfsync" | "loglevel" => return Err(failed("argument(s) must be one of the allowed values")),
+        "appendfsync" | "loglevel" => {
+            return Err(failed("argument(s) must be one of the allowed values"))
+        }
         "port" | "bind" | "dir" | "shards" | "appendonly" | "databases" | "max-multibulk-len" => {
             return Err(failed("can't set immutable config"))
         }

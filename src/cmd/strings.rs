@@ -69,9 +69,14 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let key = a[1];
     let (old, old_ttl) = match s.get(ctx.db, key, ctx.now_ms) {
         None => (None, 0),
-        Some(Entry { value: Value::Str(v), expire_at, .. }) => {
-            (Some(if o.get { v.to_vec() } else { Vec::new() }), *expire_at)
-        }
+        Some(Entry {
+            value: Value::Str(v),
+            expire_at,
+            ..
+        }) => (
+            Some(if o.get { v.to_vec() } else { Vec::new() }),
+            *expire_at,
+        ),
     };
     let exists = old.is_some();
     let old_reply = || match &old {
@@ -90,7 +95,12 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         // Already in the past: the write's effect is a delete.
         s.delete(ctx.db, key, ctx.now_ms);
     } else {
-        s.set(ctx.db, key, Entry::string(a[2].to_vec(), expire_at), ctx.now_ms);
+        s.set(
+            ctx.db,
+            key,
+            Entry::string(a[2].to_vec(), expire_at),
+            ctx.now_ms,
+        );
     }
     Ok(if o.get { old_reply() } else { Reply::Ok })
 }
@@ -121,7 +131,10 @@ pub fn mget(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let mut out = Vec::with_capacity(a.len() - 1);
     for key in &a[1..] {
         out.push(match s.get(ctx.db, key, ctx.now_ms) {
-            Some(Entry { value: Value::Str(v), .. }) => Reply::Bulk(v.clone()),
+            Some(Entry {
+                value: Value::Str(v),
+                ..
+            }) => Reply::Bulk(v.clone()),
             _ => Reply::Nil,
         });
     }
@@ -130,8 +143,10 @@ pub fn mget(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 /// Checks MSET's and MSETNX's shape before anything is split across shards.
 pub fn check_pairs(a: &[&[u8]]) -> Result<(), CmdError> {
-    if a.len() < 3 || (a.len() - 1) % 2 != 0 {
-        return Err(CmdError::Arity(String::from_utf8_lossy(a[0]).to_lowercase()));
+    if a.len() < 3 || !(a.len() - 1).is_multiple_of(2) {
+        return Err(CmdError::Arity(
+            String::from_utf8_lossy(a[0]).to_lowercase(),
+        ));
     }
     Ok(())
 }
@@ -139,14 +154,22 @@ pub fn check_pairs(a: &[&[u8]]) -> Result<(), CmdError> {
 pub fn mset(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     check_pairs(a)?;
     for pair in a[1..].chunks(2) {
-        s.set(ctx.db, pair[0], Entry::string(pair[1].to_vec(), 0), ctx.now_ms);
+        s.set(
+            ctx.db,
+            pair[0],
+            Entry::string(pair[1].to_vec(), 0),
+            ctx.now_ms,
+        );
     }
     Ok(Reply::Ok)
 }
 
 /// How many of MSETNX's keys exist (the first phase of a cross-shard MSETNX).
 pub fn count_existing(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let n = a[1..].chunks(2).filter(|p| s.peek(ctx.db, p[0], ctx.now_ms).is_some()).count();
+    let n = a[1..]
+        .chunks(2)
+        .filter(|p| s.peek(ctx.db, p[0], ctx.now_ms).is_some())
+        .count();
     Ok(Reply::Int(n as i64))
 }
 
@@ -201,7 +224,9 @@ pub fn incrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 pub fn decrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let d = int_arg(a[2])?;
-    let neg = d.checked_neg().ok_or_else(|| CmdError::other("decrement would overflow"))?;
+    let neg = d
+        .checked_neg()
+        .ok_or_else(|| CmdError::other("decrement would overflow"))?;
     incr_generic(s, ctx, a[1], neg)
 }
 
@@ -237,7 +262,9 @@ pub fn append(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn strlen(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    Ok(Reply::Int(get_string(s, ctx, a[1])?.map_or(0, |v| v.len()) as i64))
+    Ok(Reply::Int(
+        get_string(s, ctx, a[1])?.map_or(0, |v| v.len()) as i64
+    ))
 }
 
 pub fn getrange(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -276,7 +303,9 @@ pub fn setrange(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     if value.is_empty() {
         return Ok(Reply::Int(current_len.unwrap_or(0) as i64));
     }
-    let end = offset.checked_add(value.len()).ok_or(CmdError::StringTooLong)?;
+    let end = offset
+        .checked_add(value.len())
+        .ok_or(CmdError::StringTooLong)?;
     check_size(end, ctx)?;
     let write = |v: &mut Vec<u8>| {
         if v.len() < end {

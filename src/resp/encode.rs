@@ -56,7 +56,10 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::Error(e) => {
             out.push(b'-');
             // An error is one line: a newline inside would desync the client.
-            out.extend(e.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+            out.extend(
+                e.bytes()
+                    .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+            );
             out.extend_from_slice(b"\r\n");
         }
         Reply::Int(n) => push_int(out, b':', *n),
@@ -130,7 +133,10 @@ mod tests {
         assert_eq!(enc(m, Resp3), "%1\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(Reply::Double(1.5), Resp3), ",1.5\r\n");
         assert_eq!(enc(Reply::Double(1.5), Resp2), "$3\r\n1.5\r\n");
-        assert_eq!(enc(Reply::Error("ERR a\r\nb".into()), Resp2), "-ERR a  b\r\n");
+        assert_eq!(
+            enc(Reply::Error("ERR a\r\nb".into()), Resp2),
+            "-ERR a  b\r\n"
+        );
     }
 
     #[test]

@@ -93,7 +93,11 @@ pub fn parse(
 /// Returns (value or None if not a number, index after the line).
 fn length_line(buf: &[u8], at: usize) -> Option<(Option<i64>, usize)> {
     let nl = memchr(b'\n', &buf[at..])? + at;
-    let end = if nl > at && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let end = if nl > at && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     Some((parse_i64(&buf[at + 1..end]), nl + 1))
 }
 
@@ -307,7 +311,10 @@ mod tests {
         let mut scratch = Vec::new();
         let p = parse(input, &Limits::default(), &mut args, &mut scratch)?;
         let base = match p {
-            Parsed::Request { source: Source::Scratch, .. } => &scratch[..],
+            Parsed::Request {
+                source: Source::Scratch,
+                ..
+            } => &scratch[..],
             _ => input,
         };
         let v = args.iter().map(|&(s, e)| base[s..e].to_vec()).collect();
@@ -318,20 +325,42 @@ mod tests {
     fn multibulk_whole_and_partial() {
         let req = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n";
         let (p, args) = run(req).unwrap();
-        assert_eq!(p, Parsed::Request { consumed: req.len(), source: Source::Input });
+        assert_eq!(
+            p,
+            Parsed::Request {
+                consumed: req.len(),
+                source: Source::Input
+            }
+        );
         assert_eq!(args, vec![b"GET".to_vec(), b"foo".to_vec()]);
         for cut in 0..req.len() {
-            assert_eq!(run(&req[..cut]).unwrap().0, Parsed::Incomplete, "cut at {cut}");
+            assert_eq!(
+                run(&req[..cut]).unwrap().0,
+                Parsed::Incomplete,
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn bad_lengths_get_redis_errors() {
         assert_eq!(run(b"*x\r\n").unwrap_err(), ProtocolError::MultibulkLength);
-        assert_eq!(run(b"*3000000000\r\n").unwrap_err(), ProtocolError::MultibulkLength);
-        assert_eq!(run(b"*1\r\n$600000000\r\n").unwrap_err(), ProtocolError::BulkLength);
-        assert_eq!(run(b"*1\r\n$-1\r\n").unwrap_err(), ProtocolError::BulkLength);
-        assert_eq!(run(b"*1\r\n:1\r\n").unwrap_err(), ProtocolError::ExpectedDollar(':'));
+        assert_eq!(
+            run(b"*3000000000\r\n").unwrap_err(),
+            ProtocolError::MultibulkLength
+        );
+        assert_eq!(
+            run(b"*1\r\n$600000000\r\n").unwrap_err(),
+            ProtocolError::BulkLength
+        );
+        assert_eq!(
+            run(b"*1\r\n$-1\r\n").unwrap_err(),
+            ProtocolError::BulkLength
+        );
+        assert_eq!(
+            run(b"*1\r\n:1\r\n").unwrap_err(),
+            ProtocolError::ExpectedDollar(':')
+        );
         assert_eq!(run(b"*0\r\n").unwrap().0, Parsed::Nothing { consumed: 4 });
         let long = vec![b'1'; INLINE_MAX + 10];
         let mut mb = b"*".to_vec();
@@ -343,9 +372,23 @@ mod tests {
     #[test]
     fn inline_with_quotes() {
         let (_, args) = run(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\n").unwrap();
-        assert_eq!(args, vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]);
-        assert_eq!(run(b"set \"abc\r\n").unwrap_err(), ProtocolError::UnbalancedQuotes);
-        assert_eq!(run(b"set \"a\"b\r\n").unwrap_err(), ProtocolError::UnbalancedQuotes);
+        assert_eq!(
+            args,
+            vec![
+                b"set".to_vec(),
+                b"a b".to_vec(),
+                b"c'd".to_vec(),
+                b"A\n".to_vec()
+            ]
+        );
+        assert_eq!(
+            run(b"set \"abc\r\n").unwrap_err(),
+            ProtocolError::UnbalancedQuotes
+        );
+        assert_eq!(
+            run(b"set \"a\"b\r\n").unwrap_err(),
+            ProtocolError::UnbalancedQuotes
+        );
         assert_eq!(run(b"   \r\n").unwrap().0, Parsed::Nothing { consumed: 5 });
         assert_eq!(run(b"PING").unwrap().0, Parsed::Incomplete);
     }
@@ -355,7 +398,16 @@ mod tests {
         assert_eq!(parse_i64(b"-42"), Some(-42));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b"9223372036854775808"[..], b"+1", b" 1", b"01", b"-0", b"", b"-", b"1a"] {
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"+1",
+            b" 1",
+            b"01",
+            b"-0",
+            b"",
+            b"-",
+            b"1a",
+        ] {
             assert_eq!(parse_i64(bad), None, "{:?}", std::str::from_utf8(bad));
         }
     }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of keel: installs what the tests need (idempotently: Debian's
+# redis-server and redis-tools, redis-py and pytest from PyPI), builds, then
+# runs the Rust unit and integration tests, the Python suites against real
+# clients and a reference redis-server, and the systemd unit check.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash tests/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+cargo build --workspace --all-targets
+cargo test --workspace
+bash tests/tuning/verify-unit.sh target/debug/keel
+python3 -m pytest -q tests/python

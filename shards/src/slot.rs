@@ -8,21 +8,29 @@
 /// Number of slots in the keyspace, as in Redis Cluster.
 pub const SLOTS: u16 = 16384;
 
-/// CRC16-CCITT (XModem), the variant Redis Cluster uses for slots.
+/// CRC16-CCITT (XModem), the variant Redis Cluster uses for slots, one
+/// table lookup per byte (this runs for every keyed command).
 pub fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    bytes.iter().fold(0u16, |crc, &b| {
+        (crc << 8) ^ CRC16_TABLE[(((crc >> 8) as u8) ^ b) as usize]
+    })
 }
+
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
 
 /// The part of `key` that is hashed: the first non-empty `{...}`, else the key.
 pub fn hash_tag(key: &[u8]) -> &[u8] {
@@ -47,7 +55,10 @@ pub fn key_slot(key: &[u8]) -> u16 {
 
 /// The shard that owns a key when the node runs `shards` shards.
 pub fn shard_of(key: &[u8], shards: usize) -> usize {
-    key_slot(key) as usize % shards.max(1)
+    if shards <= 1 {
+        return 0;
+    }
+    key_slot(key) as usize % shards
 }
 
 #[cfg(test)]

@@ -214,6 +214,11 @@ pub static COMMANDS: &[Spec] = &[
     conn!("lastsave", 1, FAST | LOADING | STALE, "server", "Returns the Unix timestamp of the last successful save to disk."),
 ];
 
+/// A command's position in [`COMMANDS`], for per-command counters.
+pub fn index_of(spec: &'static Spec) -> usize {
+    (spec as *const Spec as usize - COMMANDS.as_ptr() as usize) / std::mem::size_of::<Spec>()
+}
+
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
     static TABLE: OnceLock<HashMap<&'static str, &'static Spec>> = OnceLock::new();
     TABLE.get_or_init(|| COMMANDS.iter().map(|s| (s.name, s)).collect())

@@ -93,7 +93,7 @@ impl Conn {
         }
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
-        let s = stats.by_name.entry(spec.name).or_default();
+        let s = &mut stats.by_command[command::index_of(spec)];
         s.calls += 1;
         s.usec += started.elapsed().as_micros() as u64;
         if failed {
@@ -121,36 +121,38 @@ where
         max_multibulk_len: config.max_multibulk_len,
     };
     let query_limit = config.client_query_buffer_limit as usize;
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut input: Vec<u8> = Vec::new();
     let mut parsed = 0usize;
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut scratch: Vec<u8> = Vec::new();
     let mut argv_store: Vec<(usize, usize)> = Vec::new();
+    // `input` is zeroed once when it grows and never again: bytes
+    // `parsed..filled` are unparsed input, the rest is room to read into.
+    input.resize(READ_CHUNK, 0);
+    let mut filled = 0usize;
     'conn: loop {
-        // Read more input, growing the buffer when a large request needs it.
-        let len = input.len();
-        if input.capacity() - len < READ_CHUNK {
-            input.reserve(READ_CHUNK.max(len));
+        if input.len() - filled < READ_CHUNK / 2 {
+            let grow = input.len().max(READ_CHUNK);
+            input.resize(input.len() + grow, 0);
         }
-        input.resize(input.capacity(), 0);
-        let n = match stream.read(&mut input[len..]).await {
+        let n = match stream.read(&mut input[filled..]).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        input.truncate(len + n);
+        filled += n;
         conn.router.local.stats.borrow_mut().net_input_bytes += n as u64;
 
         let mut close = false;
         loop {
-            match resp::parse(&input[parsed..], &limits, &mut ranges, &mut scratch) {
+            match resp::parse(&input[parsed..filled], &limits, &mut ranges, &mut scratch) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Nothing { consumed }) => parsed += consumed,
                 Ok(Parsed::Request { consumed, source }) => {
                     argv_store.clear();
                     argv_store.extend_from_slice(&ranges);
                     let base: &[u8] = match source {
-                        Source::Input => &input[parsed..],
+                        Source::Input => &input[parsed..filled],
                         Source::Scratch => &scratch,
                     };
                     let argv: Vec<&[u8]> = argv_store.iter().map(|&(s, e)| &base[s..e]).collect();
@@ -178,15 +180,15 @@ where
                 }
             }
         }
-        if parsed == input.len() {
-            input.clear();
-            parsed = 0;
+        if parsed == filled {
+            filled = 0;
         } else if parsed > 0 {
-            input.drain(..parsed);
-            parsed = 0;
+            input.copy_within(parsed..filled, 0);
+            filled -= parsed;
         }
-        conn.info.borrow_mut().qbuf = input.len();
-        if input.len() > query_limit {
+        parsed = 0;
+        conn.info.borrow_mut().qbuf = filled;
+        if filled > query_limit {
             tracing::warn!(
                 client = conn.id(),
                 "closing client that exceeded client-query-buffer-limit"
@@ -200,8 +202,8 @@ where
             break;
         }
         // Give back memory a large request left behind.
-        if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
-            input = Vec::with_capacity(READ_CHUNK);
+        if filled == 0 && input.len() > 4 * READ_CHUNK {
+            input = vec![0; READ_CHUNK];
         }
     }
     let _ = stream.close().await;

@@ -75,6 +75,37 @@ impl<V> Dict<V> {
         (self.hasher.hash_one(key) as usize) & self.mask()
     }
 
+    /// The key's hash, for a lookup followed by a second one on the same key
+    /// without hashing twice.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// `get_mut` with a hash from [`Dict::hash`].
+    pub fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
+        let b = (hash as usize) & self.mask();
+        let mut node = self.buckets[b].as_deref_mut();
+        while let Some(n) = node {
+            if &*n.key == key {
+                return Some(&mut n.value);
+            }
+            node = n.next.as_deref_mut();
+        }
+        None
+    }
+
+    /// `get` with a hash from [`Dict::hash`].
+    pub fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
+        let mut node = self.buckets[(hash as usize) & self.mask()].as_deref();
+        while let Some(n) = node {
+            if &*n.key == key {
+                return Some(&n.value);
+            }
+            node = n.next.as_deref();
+        }
+        None
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         let mut node = self.buckets[self.bucket_of(key)].as_deref();
         while let Some(n) = node {

@@ -158,18 +158,21 @@ impl Shard {
 
     /// A read lookup: expires lazily, counts hits and misses, touches LRU age.
     pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        self.expire_if_due(db, key, now_ms);
-        match self.dbs[db].dict.get_mut(key) {
-            Some(e) => {
-                e.access = (now_ms / 1000) as u32;
-                self.stats.keyspace_hits += 1;
-                Some(e)
-            }
-            None => {
-                self.stats.keyspace_misses += 1;
-                None
-            }
+        // Hash once on the common path; only an expired key looks again.
+        let h = self.dbs[db].dict.hash(key);
+        let live = match self.dbs[db].dict.get_hashed(h, key) {
+            None => false,
+            Some(e) => !e.is_expired(now_ms),
+        };
+        if !live {
+            self.expire_if_due(db, key, now_ms);
+            self.stats.keyspace_misses += 1;
+            return None;
         }
+        self.stats.keyspace_hits += 1;
+        let e = self.dbs[db].dict.get_mut_hashed(h, key)?;
+        e.access = (now_ms / 1000) as u32;
+        Some(e)
     }
 
     /// A lookup that neither counts nor touches (EXISTS, TYPE, TTL...).

@@ -205,6 +205,12 @@ pub static COMMANDS: &[Spec] = &[
     conn!("quit", -1, FAST | NOAUTH | STALE | LOADING, "connection", "Closes the connection."),
     conn!("reset", 1, FAST | NOAUTH | STALE | LOADING, "connection", "Resets the connection."),
     conn!("client", -2, ADMIN | STALE | LOADING, "connection", "A container for client connection commands."),
+    // transactions
+    conn!("multi", 1, FAST | LOADING | STALE, "transactions", "Starts a transaction."),
+    conn!("exec", 1, LOADING | STALE, "transactions", "Executes all commands in a transaction."),
+    conn!("discard", 1, FAST | LOADING | STALE, "transactions", "Discards a transaction."),
+    conn!("watch", -2, FAST | LOADING | STALE, 1, -1, 1, "transactions", "Monitors changes to keys to determine the execution of a transaction."),
+    conn!("unwatch", 1, FAST | LOADING | STALE, "transactions", "Forgets about watched keys of a transaction."),
     // server
     conn!("command", -1, LOADING | STALE, "server", "Returns detailed information about all commands."),
     conn!("info", -1, LOADING | STALE, "server", "Returns information and statistics about the server."),

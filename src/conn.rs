@@ -17,6 +17,8 @@ use crate::client::ClientInfo;
 use crate::cmd::error::CmdError;
 use crate::cmd::{server, Ctx};
 use crate::command::{self, flags, Kind};
+use crate::local::TxId;
+use crate::multi::{self, MultiState, Queued, Watch};
 use crate::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
 use crate::router::Router;
@@ -42,6 +44,11 @@ pub struct Conn {
     pub proto: Protocol,
     pub authenticated: bool,
     pub max_string: usize,
+    /// Commands queued since MULTI.
+    pub multi: Option<MultiState>,
+    pub watches: Vec<Watch>,
+    /// The transaction this connection is running (inside EXEC).
+    pub tx: Option<TxId>,
 }
 
 impl Conn {
@@ -49,7 +56,7 @@ impl Conn {
         self.info.borrow().id
     }
 
-    fn ctx(&self, now_ms: u64) -> Ctx {
+    pub fn ctx(&self, now_ms: u64) -> Ctx {
         Ctx {
             db: self.db,
             now_ms,
@@ -69,6 +76,19 @@ impl Conn {
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
         }
+        if let Some(m) = &mut self.multi {
+            if !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            ) {
+                m.queued.push(Queued {
+                    spec,
+                    args: argv.iter().map(|a| a.to_vec()).collect(),
+                });
+                resp::encode(&Reply::status("QUEUED"), self.proto, out);
+                return After::Continue;
+            }
+        }
         let now = now_ms();
         {
             let mut info = self.info.borrow_mut();
@@ -78,7 +98,9 @@ impl Conn {
         }
         let (result, after) = match spec.kind {
             Kind::Keyed(f, split) => (
-                self.router.run(spec, f, split, self.ctx(now), argv).await,
+                self.router
+                    .run(spec, f, split, self.ctx(now), argv, None)
+                    .await,
                 After::Continue,
             ),
             Kind::Conn => server::run(self, spec, argv, now).await,
@@ -103,7 +125,11 @@ impl Conn {
         after
     }
 
-    fn reply_err(&self, e: CmdError, out: &mut Vec<u8>) -> After {
+    fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {
+        // A command that cannot even be queued dooms the transaction.
+        if let Some(m) = &mut self.multi {
+            m.aborted = true;
+        }
         resp::encode(&Reply::Error(e.to_string().into()), self.proto, out);
         self.router.local.stats.borrow_mut().error_replies += 1;
         After::Continue
@@ -207,6 +233,7 @@ where
         }
     }
     let _ = stream.close().await;
+    multi::unwatch_all(&mut conn).await;
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(

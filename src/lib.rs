@@ -23,6 +23,7 @@
 //! - [`router`]: key → shard → executor; inline or message; cross-shard
 //!   transactions over the locks of [`local`].
 //! - [`cmd`]: the command implementations, one file per family.
+//! - [`multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
@@ -33,6 +34,7 @@ pub mod config;
 pub mod conn;
 pub mod info;
 pub mod local;
+pub mod multi;
 pub mod numbers;
 pub mod reply;
 pub mod resp;

@@ -152,6 +152,7 @@ impl Router {
         split: Split,
         ctx: Ctx,
         args: &[&[u8]],
+        tx: Option<TxId>,
     ) -> CmdResult {
         let deny_oom = spec.has(flags::DENYOOM);
         if split == Split::AllOk || split == Split::MsetNx {
@@ -165,27 +166,36 @@ impl Router {
         let single = idx.all(|i| self.shard_of(args[i]) == first);
         if single {
             if self.executor_of(first) == self.me {
-                self.local.wait_free(&[first]).await;
+                if tx.is_none() {
+                    self.local.wait_free(&[first]).await;
+                }
                 return apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
             }
             let args = owned(args);
             return self
-                .on_shard(first, None, move |s| {
+                .on_shard(first, tx, move |s| {
                     apply(f, deny_oom, s, &ctx, &borrowed(&args))
                 })
                 .await?;
         }
-        self.run_split(spec, f, split, ctx, args).await
+        self.run_split(spec, f, split, ctx, args, tx).await
     }
 
-    fn new_tx(&self) -> TxId {
+    /// The shards a keyed command touches.
+    pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
+        spec.key_indexes(args.len())
+            .map(|i| self.shard_of(args[i]))
+            .collect()
+    }
+
+    pub fn new_tx(&self) -> TxId {
         let n = self.next_tx.get() + 1;
         self.next_tx.set(n);
         ((self.me as u64) << 48) | n
     }
 
     /// Locks `shards` (sorted, deduplicated) in ascending executor order.
-    async fn begin(&self, tx: TxId, shards: &[usize]) -> Result<(), CmdError> {
+    pub async fn begin(&self, tx: TxId, shards: &[usize]) -> Result<(), CmdError> {
         for e in 0..self.executors() {
             let mine: Vec<usize> = shards
                 .iter()
@@ -216,7 +226,7 @@ impl Router {
         Ok(())
     }
 
-    fn end(&self, tx: TxId, shards: &[usize]) {
+    pub fn end(&self, tx: TxId, shards: &[usize]) {
         let mut executors: Vec<usize> = shards.iter().map(|&s| self.executor_of(s)).collect();
         executors.dedup();
         executors.sort_unstable();
@@ -238,16 +248,20 @@ impl Router {
         split: Split,
         ctx: Ctx,
         args: &[&[u8]],
+        outer: Option<TxId>,
     ) -> CmdResult {
         let step = spec.step.max(1) as usize;
-        let mut shards: Vec<usize> = spec
-            .key_indexes(args.len())
-            .map(|i| self.shard_of(args[i]))
-            .collect();
+        let mut shards = self.shards_of(spec, args);
         shards.sort_unstable();
         shards.dedup();
-        let tx = self.new_tx();
-        self.begin(tx, &shards).await?;
+        let tx = match outer {
+            Some(tx) => tx,
+            None => {
+                let tx = self.new_tx();
+                self.begin(tx, &shards).await?;
+                tx
+            }
+        };
         let result = if split == Split::Move {
             self.run_move(tx, ctx, args).await
         } else {
@@ -275,7 +289,9 @@ impl Router {
             )
             .await
         };
-        self.end(tx, &shards);
+        if outer.is_none() {
+            self.end(tx, &shards);
+        }
         result
     }
 

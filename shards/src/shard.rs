@@ -5,6 +5,8 @@
 //! it, so nothing here locks. Time comes in as `now_ms` arguments; the engine
 //! never reads a clock, which keeps replay and tests deterministic.
 
+use std::collections::HashMap;
+
 use crate::dict::Dict;
 use crate::digest::Digest;
 use crate::value::{Entry, Value};
@@ -63,6 +65,11 @@ pub struct ShardStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutOfMemory;
 
+/// A watched key: (database, name).
+type WatchedKey = (usize, Box<[u8]>);
+/// How many connections watch a key, and its version.
+type Watchers = (u32, u64);
+
 #[derive(Default)]
 struct Db {
     dict: Dict<Entry>,
@@ -82,6 +89,9 @@ pub struct Shard {
     policy: EvictionPolicy,
     rng: u64,
     pub stats: ShardStats,
+    /// Keys some connection WATCHes: (watchers, version). Every change to
+    /// such a key bumps its version; EXEC compares versions.
+    watched: HashMap<WatchedKey, Watchers>,
 }
 
 fn entry_bytes(key: &[u8], e: &Entry) -> usize {
@@ -101,6 +111,7 @@ impl Shard {
             policy: EvictionPolicy::NoEviction,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1),
             stats: ShardStats::default(),
+            watched: HashMap::new(),
         }
     }
 
@@ -113,6 +124,41 @@ impl Shard {
     /// here exactly once, which is where the write record will be emitted.
     pub fn wrote(&mut self) {
         self.seq += 1;
+    }
+
+    /// Starts watching a key; returns its current version.
+    pub fn watch(&mut self, db: usize, key: &[u8]) -> u64 {
+        let w = self.watched.entry((db, key.into())).or_insert((0, 0));
+        w.0 += 1;
+        w.1
+    }
+
+    /// Stops one watcher of a key.
+    pub fn unwatch(&mut self, db: usize, key: &[u8]) {
+        let k = (db, Box::<[u8]>::from(key));
+        if let Some(w) = self.watched.get_mut(&k) {
+            w.0 -= 1;
+            if w.0 == 0 {
+                self.watched.remove(&k);
+            }
+        }
+    }
+
+    /// A watched key's version (it changes whenever the key does).
+    pub fn watched_version(&mut self, db: usize, key: &[u8], now_ms: u64) -> u64 {
+        // A key that expired since it was watched counts as changed.
+        self.expire_if_due(db, key, now_ms);
+        self.watched
+            .get(&(db, Box::<[u8]>::from(key)))
+            .map_or(0, |w| w.1)
+    }
+
+    fn touch_watched(&mut self, db: usize, key: &[u8]) {
+        if !self.watched.is_empty() {
+            if let Some(w) = self.watched.get_mut(&(db, Box::<[u8]>::from(key))) {
+                w.1 += 1;
+            }
+        }
     }
 
     pub fn used_memory(&self) -> usize {
@@ -191,6 +237,10 @@ impl Shard {
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Option<R> {
         self.expire_if_due(db, key, now_ms);
+        if !self.dbs[db].dict.contains_key(key) {
+            return None;
+        }
+        self.touch_watched(db, key);
         let d = &mut self.dbs[db];
         let e = d.dict.get_mut(key)?;
         let before = e.value.heap_bytes();
@@ -216,6 +266,7 @@ impl Shard {
         entry.access = (now_ms / 1000) as u32;
         self.remove_entry(db, key);
         self.used += entry_bytes(key, &entry);
+        self.touch_watched(db, key);
         let d = &mut self.dbs[db];
         if entry.expire_at != 0 {
             d.volatile += 1;
@@ -236,8 +287,9 @@ impl Shard {
     }
 
     fn remove_entry(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        let e = self.dbs[db].dict.remove(key)?;
+        self.touch_watched(db, key);
         let d = &mut self.dbs[db];
-        let e = d.dict.remove(key)?;
         if e.expire_at != 0 {
             d.volatile -= 1;
         }
@@ -251,6 +303,7 @@ impl Shard {
         let n = d.dict.len();
         for (k, e) in d.dict.iter() {
             self.used -= entry_bytes(k, e);
+            self.touch_watched(db, k);
         }
         if n > 0 {
             self.wrote();

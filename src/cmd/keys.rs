@@ -156,14 +156,14 @@ pub fn pexpiretime(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn persist(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let had = s.modify(ctx.db, a[1], ctx.now_ms, |e| {
-        std::mem::take(&mut e.expire_at) != 0
-    });
-    if had == Some(true) {
-        s.wrote();
-        return Ok(Reply::Int(1));
+    if s.peek(ctx.db, a[1], ctx.now_ms)
+        .is_none_or(|e| e.expire_at == 0)
+    {
+        return Ok(Reply::Int(0));
     }
-    Ok(Reply::Int(0))
+    s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = 0);
+    s.wrote();
+    Ok(Reply::Int(1))
 }
 
 pub fn type_(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {

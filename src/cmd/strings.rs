@@ -390,12 +390,10 @@ pub fn getex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             s.delete(ctx.db, a[1], ctx.now_ms);
         }
         Some(at) => {
-            let changed = s.modify(ctx.db, a[1], ctx.now_ms, |e| {
-                let changed = e.expire_at != at;
-                e.expire_at = at;
-                changed
-            });
-            if changed == Some(true) {
+            if s.peek(ctx.db, a[1], ctx.now_ms)
+                .is_some_and(|e| e.expire_at != at)
+            {
+                s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = at);
                 s.wrote();
             }
         }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::ClientInfo;
-use crate::cmd::error::CmdError;
+use crate::cmd::error::{unknown_command, CmdError};
 use crate::cmd::{server, Ctx};
 use crate::command::{self, flags, Kind};
 use crate::local::TxId;
@@ -68,7 +68,12 @@ impl Conn {
     pub async fn execute(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) -> After {
         let started = Instant::now();
         let Some(spec) = command::lookup(argv[0]) else {
-            return self.reply_err(CmdError::unknown_command(argv), out);
+            if let Some(m) = &mut self.multi {
+                m.aborted = true;
+            }
+            resp::encode(&Reply::ErrorBytes(unknown_command(argv)), self.proto, out);
+            self.router.local.stats.borrow_mut().error_replies += 1;
+            return After::Continue;
         };
         if !spec.arity_ok(argv.len()) {
             return self.reply_err(CmdError::Arity(spec.name.to_string()), out);
@@ -196,11 +201,7 @@ where
                 }
                 Err(e) => {
                     // Redis answers a protocol error and then closes.
-                    resp::encode(
-                        &Reply::Error(format!("ERR {e}").into()),
-                        conn.proto,
-                        &mut out,
-                    );
+                    resp::encode(&Reply::ErrorBytes(e.reply()), conn.proto, &mut out);
                     close = true;
                     break;
                 }

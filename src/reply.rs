@@ -11,6 +11,9 @@ pub enum Reply {
     Status(Cow<'static, str>),
     /// An error line without the leading '-', e.g. `ERR syntax error`.
     Error(Cow<'static, str>),
+    /// An error that quotes client bytes verbatim, as Redis does for unknown
+    /// commands and protocol errors (they need not be UTF-8).
+    ErrorBytes(Vec<u8>),
     Int(i64),
     Bulk(Vec<u8>),
     /// A missing value: `$-1` in RESP2, `_` in RESP3.
@@ -40,7 +43,7 @@ impl Reply {
     }
 
     pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_))
+        matches!(self, Reply::Error(_) | Reply::ErrorBytes(_))
     }
 
     pub fn bulks<I, B>(items: I) -> Reply

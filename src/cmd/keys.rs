@@ -75,8 +75,9 @@ fn expire_flags(a: &[&[u8]]) -> Result<ExpireFlags, CmdError> {
 
 fn expire_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, relative: bool) -> CmdResult {
     let cmd = String::from_utf8_lossy(a[0]).to_lowercase();
-    let n = int_arg(a[2])?;
+    // Redis checks the flags before the time.
     let flags = expire_flags(a)?;
+    let n = int_arg(a[2])?;
     let invalid = || CmdError::InvalidExpire(cmd.clone());
     let mut when = match unit {
         Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,

@@ -57,7 +57,7 @@ pub async fn run(
         "watch" => crate::multi::watch(conn, a).await,
         "unwatch" => crate::multi::unwatch(conn).await,
         "lastsave" => Ok(Reply::Int((conn.state.started_ms / 1000) as i64)),
-        _ => Err(CmdError::unknown_command(a)),
+        _ => Err(CmdError::other(format!("unknown command '{}'", spec.name))),
     };
     (r, After::Continue)
 }

@@ -395,14 +395,14 @@ pub fn getex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         Some(at) if at != 0 && at <= ctx.now_ms => {
             s.delete(ctx.db, a[1], ctx.now_ms);
         }
-        Some(at) => {
+        Some(at)
             if s.peek(ctx.db, a[1], ctx.now_ms)
-                .is_some_and(|e| e.expire_at != at)
-            {
-                s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = at);
-                s.wrote();
-            }
+                .is_some_and(|e| e.expire_at != at) =>
+        {
+            s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = at);
+            s.wrote();
         }
+        Some(_) => {}
     }
     Ok(Reply::Bulk(v))
 }

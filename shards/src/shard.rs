@@ -95,7 +95,7 @@ pub struct Shard {
 }
 
 fn entry_bytes(key: &[u8], e: &Entry) -> usize {
-    key.len() + e.value.heap_bytes() + Dict::<Entry>::node_overhead()
+    e.value.heap_bytes() + Dict::<Entry>::entry_overhead(key.len())
 }
 
 impl Shard {

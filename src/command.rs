@@ -211,6 +211,13 @@ pub static COMMANDS: &[Spec] = &[
     conn!("discard", 1, FAST | LOADING | STALE, "transactions", "Discards a transaction."),
     conn!("watch", -2, FAST | LOADING | STALE, 1, -1, 1, "transactions", "Monitors changes to keys to determine the execution of a transaction."),
     conn!("unwatch", 1, FAST | LOADING | STALE, "transactions", "Forgets about watched keys of a transaction."),
+    // pub/sub
+    conn!("subscribe", -2, LOADING | STALE, "pubsub", "Listens for messages published to channels."),
+    conn!("psubscribe", -2, LOADING | STALE, "pubsub", "Listens for messages published to channels that match one or more patterns."),
+    conn!("unsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages posted to channels."),
+    conn!("punsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
+    conn!("publish", 3, FAST | LOADING | STALE, "pubsub", "Posts a message to a channel."),
+    conn!("pubsub", -2, LOADING | STALE, "pubsub", "A container for Pub/Sub commands."),
     // server
     conn!("command", -1, LOADING | STALE, "server", "Returns detailed information about all commands."),
     conn!("info", -1, LOADING | STALE, "server", "Returns information and statistics about the server."),

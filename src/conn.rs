@@ -11,7 +11,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::future::Either;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
 use crate::client::ClientInfo;
 use crate::cmd::error::{unknown_command, CmdError};
@@ -19,6 +20,7 @@ use crate::cmd::{server, Ctx};
 use crate::command::{self, flags, Kind};
 use crate::local::TxId;
 use crate::multi::{self, MultiState, Queued, Watch};
+use crate::pubsub::{self, Subscriptions};
 use crate::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
 use crate::router::Router;
@@ -27,6 +29,17 @@ use crate::state::{now_ms, ServerState};
 /// Replies are flushed early when a batch's output grows past this.
 const FLUSH_AT: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Commands a RESP2 connection in subscribed mode may still send.
+const SUBSCRIBED_OK: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +62,7 @@ pub struct Conn {
     pub watches: Vec<Watch>,
     /// The transaction this connection is running (inside EXEC).
     pub tx: Option<TxId>,
+    pub subs: Subscriptions,
 }
 
 impl Conn {
@@ -81,6 +95,18 @@ impl Conn {
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
         }
+        if self.subs.active()
+            && self.proto == Protocol::Resp2
+            && !SUBSCRIBED_OK.contains(&spec.name)
+        {
+            return self.reply_err(
+                CmdError::other(format!(
+                    "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    spec.name
+                )),
+                out,
+            );
+        }
         if let Some(m) = &mut self.multi {
             if !matches!(
                 spec.name,
@@ -93,6 +119,31 @@ impl Conn {
                 resp::encode(&Reply::status("QUEUED"), self.proto, out);
                 return After::Continue;
             }
+        }
+        if matches!(
+            spec.name,
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe"
+        ) {
+            let patterns = spec.name.starts_with('p');
+            let replies = if spec.name.contains("unsub") {
+                pubsub::unsubscribe(self, argv, patterns)
+            } else {
+                pubsub::subscribe(self, argv, patterns)
+            };
+            for r in &replies {
+                resp::encode(r, self.proto, out);
+            }
+            return After::Continue;
+        }
+        if spec.name == "ping" && self.subs.active() && self.proto == Protocol::Resp2 {
+            // In subscribed mode Redis answers PING as a message-shaped array.
+            let msg = argv.get(1).map_or(Vec::new(), |m| m.to_vec());
+            resp::encode(
+                &Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(msg)]),
+                self.proto,
+                out,
+            );
+            return After::Continue;
         }
         let now = now_ms();
         {
@@ -167,7 +218,28 @@ where
             let grow = input.len().max(READ_CHUNK);
             input.resize(input.len() + grow, 0);
         }
-        let n = match stream.read(&mut input[filled..]).await {
+        let subscribed = conn.subs.active();
+        let read = if let Some(inbox) = conn.subs.inbox.as_mut().filter(|_| subscribed) {
+            // Subscribed: wait for input or a published message, whichever
+            // comes first. A pending read is resumed by the next call.
+            let read = stream.read(&mut input[filled..]);
+            futures::pin_mut!(read);
+            match futures::future::select(read, inbox.next()).await {
+                Either::Left((r, _)) => r,
+                Either::Right((Some(m), _)) => {
+                    resp::encode(&m.reply(), conn.proto, &mut out);
+                    drain_messages(&mut conn, &mut out);
+                    if write_out(&mut stream, &mut out, &conn).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Either::Right((None, _)) => continue,
+            }
+        } else {
+            stream.read(&mut input[filled..]).await
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -215,6 +287,7 @@ where
         }
         parsed = 0;
         conn.info.borrow_mut().qbuf = filled;
+        drain_messages(&mut conn, &mut out);
         if filled > query_limit {
             tracing::warn!(
                 client = conn.id(),
@@ -235,6 +308,16 @@ where
     }
     let _ = stream.close().await;
     multi::unwatch_all(&mut conn).await;
+    pubsub::unsubscribe_all(&mut conn);
+}
+
+/// Appends every message already waiting for a subscriber.
+fn drain_messages(conn: &mut Conn, out: &mut Vec<u8>) {
+    if let Some(inbox) = conn.subs.inbox.as_mut() {
+        while let Ok(m) = inbox.try_recv() {
+            resp::encode(&m.reply(), conn.proto, out);
+        }
+    }
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(

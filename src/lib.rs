@@ -24,6 +24,7 @@
 //!   transactions over the locks of [`local`].
 //! - [`cmd`]: the command implementations, one file per family.
 //! - [`multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
+//! - [`pubsub`]: subscriptions per executor, PUBLISH to every executor.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
@@ -36,6 +37,7 @@ pub mod info;
 pub mod local;
 pub mod multi;
 pub mod numbers;
+pub mod pubsub;
 pub mod reply;
 pub mod resp;
 pub mod router;

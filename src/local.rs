@@ -34,6 +34,7 @@ use futures::channel::oneshot;
 use keel_shards::Shard;
 
 use crate::client::{ClientInfo, CommandStats};
+use crate::pubsub::Registry;
 
 /// Identifies a cross-shard transaction: its coordinator's executor in the
 /// high bits and a per-executor counter below.
@@ -89,6 +90,8 @@ pub struct LocalShards {
     pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
     /// Per-command counters of this executor's connections.
     pub stats: RefCell<CommandStats>,
+    /// Pub/Sub subscriptions of this executor's connections.
+    pub pubsub: RefCell<Registry>,
 }
 
 impl LocalShards {
@@ -108,6 +111,7 @@ impl LocalShards {
             }),
             clients: RefCell::new(Vec::new()),
             stats: RefCell::new(CommandStats::default()),
+            pubsub: RefCell::new(Registry::default()),
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Reply {
     Bool(bool),
     /// Verbatim text (`=` with `txt`) in RESP3, a bulk string in RESP2.
     Verbatim(String),
+    /// Out-of-band data (pub/sub messages): a push in RESP3, an array in RESP2.
+    Push(Vec<Reply>),
 }
 
 impl Reply {

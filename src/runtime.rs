@@ -282,6 +282,7 @@ async fn executor_main(
                 multi: None,
                 watches: Vec::new(),
                 tx: None,
+                subs: Default::default(),
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

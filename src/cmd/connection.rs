@@ -121,6 +121,7 @@ pub fn select(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
 
 pub async fn reset(conn: &mut Conn) -> CmdResult {
     conn.multi = None;
+    crate::pubsub::unsubscribe_all(conn);
     crate::multi::unwatch_all(conn).await;
     conn.db = 0;
     conn.proto = Protocol::Resp2;

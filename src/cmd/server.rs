@@ -56,6 +56,8 @@ pub async fn run(
         "discard" => crate::multi::discard(conn).await,
         "watch" => crate::multi::watch(conn, a).await,
         "unwatch" => crate::multi::unwatch(conn).await,
+        "publish" => crate::pubsub::publish(conn, a).await,
+        "pubsub" => crate::pubsub::pubsub(conn, a).await,
         "lastsave" => Ok(Reply::Int((conn.state.started_ms / 1000) as i64)),
         _ => Err(CmdError::other(format!("unknown command '{}'", spec.name))),
     };

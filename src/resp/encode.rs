@@ -77,6 +77,12 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
                 encode(r, proto, out);
             }
         }
+        Reply::Push(items) => {
+            push_int(out, if v3 { b'>' } else { b'*' }, items.len() as i64);
+            for r in items {
+                encode(r, proto, out);
+            }
+        }
         Reply::Set(items) => {
             push_int(out, if v3 { b'~' } else { b'*' }, items.len() as i64);
             for r in items {

@@ -205,6 +205,14 @@ pub static COMMANDS: &[Spec] = &[
     conn!("quit", -1, FAST | NOAUTH | STALE | LOADING, "connection", "Closes the connection."),
     conn!("reset", 1, FAST | NOAUTH | STALE | LOADING, "connection", "Resets the connection."),
     conn!("client", -2, ADMIN | STALE | LOADING, "connection", "A container for client connection commands."),
+    // blocking list and sorted-set pops
+    conn!("blpop", -3, WRITE, 1, -2, 1, "list", "Removes and returns the first element in a list. Blocks until an element is available otherwise."),
+    conn!("brpop", -3, WRITE, 1, -2, 1, "list", "Removes and returns the last element in a list. Blocks until an element is available otherwise."),
+    conn!("blmove", 6, WRITE | DENYOOM, 1, 2, 1, "list", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise."),
+    conn!("brpoplpush", 4, WRITE | DENYOOM, 1, 2, 1, "list", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise."),
+    conn!("blmpop", -5, WRITE, 0, 0, 0, "list", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise."),
+    conn!("bzpopmin", -3, WRITE | FAST, 1, -2, 1, "sorted_set", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise."),
+    conn!("bzpopmax", -3, WRITE | FAST, 1, -2, 1, "sorted_set", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise."),
     // transactions
     conn!("multi", 1, FAST | LOADING | STALE, "transactions", "Starts a transaction."),
     conn!("exec", 1, LOADING | STALE, "transactions", "Executes all commands in a transaction."),

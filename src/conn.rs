@@ -14,6 +14,7 @@ use std::time::Instant;
 use futures::future::Either;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
+use crate::blocking::{self, Blocked};
 use crate::client::ClientInfo;
 use crate::cmd::error::{unknown_command, CmdError};
 use crate::cmd::{server, Ctx};
@@ -30,6 +31,17 @@ use crate::state::{now_ms, ServerState};
 const FLUSH_AT: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Commands that may block the connection.
+const BLOCKING: &[&str] = &[
+    "blpop",
+    "brpop",
+    "blmove",
+    "brpoplpush",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+];
+
 /// Commands a RESP2 connection in subscribed mode may still send.
 const SUBSCRIBED_OK: &[&str] = &[
     "subscribe",
@@ -42,10 +54,11 @@ const SUBSCRIBED_OK: &[&str] = &[
 ];
 
 /// What the connection does after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
     Continue,
     Close,
+    /// A blocking command is waiting for data (or its timeout).
+    Block(Box<Blocked>),
 }
 
 /// A connection's state, as commands see and change it.
@@ -153,6 +166,15 @@ impl Conn {
             info.last_cmd.push_str(spec.name);
         }
         let (result, after) = match spec.kind {
+            Kind::Conn if BLOCKING.contains(&spec.name) => {
+                match blocking::start(self, spec.name, argv).await {
+                    blocking::Start::Done(r) => (r, After::Continue),
+                    blocking::Start::Wait(b) => {
+                        self.count(spec, started, false);
+                        return After::Block(b);
+                    }
+                }
+            }
             Kind::Keyed(f, split) => (
                 self.router
                     .run(spec, f, split, self.ctx(now), argv, None)
@@ -169,6 +191,11 @@ impl Conn {
             info.db = self.db;
             info.proto = self.proto;
         }
+        self.count(spec, started, failed);
+        after
+    }
+
+    fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
         let s = &mut stats.by_command[command::index_of(spec)];
@@ -178,7 +205,6 @@ impl Conn {
             s.failed += 1;
             stats.error_replies += 1;
         }
-        after
     }
 
     fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {
@@ -261,9 +287,31 @@ where
                     let argv: Vec<&[u8]> = argv_store.iter().map(|&(s, e)| &base[s..e]).collect();
                     let after = conn.execute(&argv, &mut out).await;
                     parsed += consumed;
-                    if after == After::Close {
-                        close = true;
-                        break;
+                    match after {
+                        After::Continue => {}
+                        After::Close => {
+                            close = true;
+                            break;
+                        }
+                        After::Block(blocked) => {
+                            // Answer what came before, then wait; input that
+                            // arrives meanwhile is kept for afterwards.
+                            if write_out(&mut stream, &mut out, &conn).await.is_err() {
+                                break 'conn;
+                            }
+                            match wait_blocked(
+                                &mut stream,
+                                &mut input,
+                                &mut filled,
+                                &mut conn,
+                                *blocked,
+                            )
+                            .await
+                            {
+                                Some(reply) => resp::encode(&reply, conn.proto, &mut out),
+                                None => break 'conn,
+                            }
+                        }
                     }
                     if out.len() >= FLUSH_AT
                         && write_out(&mut stream, &mut out, &conn).await.is_err()
@@ -309,6 +357,65 @@ where
     let _ = stream.close().await;
     multi::unwatch_all(&mut conn).await;
     pubsub::unsubscribe_all(&mut conn);
+}
+
+/// Waits for a blocked command's answer, its timeout, or the client leaving
+/// (then `None`). Bytes the client sends meanwhile are buffered.
+async fn wait_blocked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    input: &mut Vec<u8>,
+    filled: &mut usize,
+    conn: &mut Conn,
+    mut b: Blocked,
+) -> Option<Reply> {
+    conn.state
+        .blocked_clients
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let outcome = loop {
+        if input.len() - *filled < READ_CHUNK / 2 {
+            let grow = input.len().max(READ_CHUNK);
+            input.resize(input.len() + grow, 0);
+        }
+        let timer = async {
+            match b.deadline {
+                Some(d) => crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        let read = stream.read(&mut input[*filled..]);
+        futures::pin_mut!(timer);
+        futures::pin_mut!(read);
+        let answer_or_timer = futures::future::select(&mut b.answer, timer);
+        match futures::future::select(answer_or_timer, read).await {
+            Either::Left((Either::Left((Ok(reply), _)), _)) => break Some(reply),
+            Either::Left((Either::Left((Err(_), _)), _)) => break Some(b.timeout_reply.clone()),
+            Either::Left((Either::Right(((), _)), _)) => {
+                if !b.claim.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    break Some(b.timeout_reply.clone());
+                }
+                // A shard won the claim first: its answer is on the way.
+                break Some((&mut b.answer).await.unwrap_or(b.timeout_reply.clone()));
+            }
+            Either::Right((Ok(n), _)) if n > 0 => {
+                *filled += n;
+                if *filled > conn.state.config().client_query_buffer_limit as usize {
+                    b.claim.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break None;
+                }
+            }
+            Either::Right(_) => {
+                // The client is gone. If a shard already popped for it, the
+                // answer is lost with the connection, as with any reply.
+                b.claim.store(true, std::sync::atomic::Ordering::SeqCst);
+                break None;
+            }
+        }
+    };
+    conn.state
+        .blocked_clients
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    blocking::cancel_all(conn, &b.claim, std::mem::take(&mut b.keys)).await;
+    outcome
 }
 
 /// Appends every message already waiting for a subscriber.

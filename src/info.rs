@@ -160,9 +160,10 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "clients" => {
                 let _ = write!(
                     w,
-                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
                     st.connected_clients.load(Ordering::Relaxed),
-                    config.maxclients
+                    config.maxclients,
+                    st.blocked_clients.load(Ordering::Relaxed)
                 );
             }
             "memory" => {

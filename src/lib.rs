@@ -25,9 +25,11 @@
 //! - [`cmd`]: the command implementations, one file per family.
 //! - [`multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
 //! - [`pubsub`]: subscriptions per executor, PUBLISH to every executor.
+//! - [`blocking`]: BLPOP and friends: waiters per key, served in order.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
+pub mod blocking;
 pub mod client;
 pub mod cmd;
 pub mod command;

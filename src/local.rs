@@ -33,6 +33,7 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use keel_shards::Shard;
 
+use crate::blocking::Waiters;
 use crate::client::{ClientInfo, CommandStats};
 use crate::pubsub::Registry;
 
@@ -92,6 +93,8 @@ pub struct LocalShards {
     pub stats: RefCell<CommandStats>,
     /// Pub/Sub subscriptions of this executor's connections.
     pub pubsub: RefCell<Registry>,
+    /// Clients blocked on keys of this executor's shards.
+    pub blocked: RefCell<Waiters>,
 }
 
 impl LocalShards {
@@ -112,6 +115,7 @@ impl LocalShards {
             clients: RefCell::new(Vec::new()),
             stats: RefCell::new(CommandStats::default()),
             pubsub: RefCell::new(Registry::default()),
+            blocked: RefCell::new(Waiters::default()),
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use keel_shards::{slot, Shard};
 
+use crate::blocking;
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::{keys, strings, Ctx};
 use crate::command::{flags, KeyedFn, Spec, Split};
@@ -35,6 +36,13 @@ fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
         return Err(CmdError::OutOfMemory);
     }
     f(s, ctx, args)
+}
+
+/// Serves clients blocked on keys the last command made ready.
+fn serve_blocked(ls: &LocalShards, shard: usize) {
+    if ls.shard(shard).has_ready() {
+        blocking::serve(ls, shard);
+    }
 }
 
 fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -90,11 +98,44 @@ impl Router {
             if tx.is_none() {
                 self.local.wait_free(&[shard]).await;
             }
-            return Ok(f(&mut self.local.shard(shard)));
+            let r = f(&mut self.local.shard(shard));
+            serve_blocked(&self.local, shard);
+            return Ok(r);
         }
         let (reply, answer) = oneshot::channel();
         let work = Box::new(move |ls: &LocalShards| {
-            let _ = reply.send(f(&mut ls.shard(shard)));
+            let r = f(&mut ls.shard(shard));
+            serve_blocked(ls, shard);
+            let _ = reply.send(r);
+        });
+        self.send(
+            e,
+            Msg::Run {
+                tx,
+                shards: vec![shard],
+                work,
+            },
+        )?;
+        answer.await.map_err(|_| gone())
+    }
+
+    /// Runs `f` with the executor-local state of `shard`'s executor (for
+    /// registries that live beside the shards, such as blocked clients).
+    pub async fn on_local<T, F>(&self, shard: usize, tx: Option<TxId>, f: F) -> Result<T, CmdError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LocalShards) -> T + Send + 'static,
+    {
+        let e = self.executor_of(shard);
+        if e == self.me {
+            if tx.is_none() {
+                self.local.wait_free(&[shard]).await;
+            }
+            return Ok(f(&self.local));
+        }
+        let (reply, answer) = oneshot::channel();
+        let work = Box::new(move |ls: &LocalShards| {
+            let _ = reply.send(f(ls));
         });
         self.send(
             e,
@@ -169,7 +210,9 @@ impl Router {
                 if tx.is_none() {
                     self.local.wait_free(&[first]).await;
                 }
-                return apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
+                let r = apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
+                serve_blocked(&self.local, first);
+                return r;
             }
             let args = owned(args);
             return self

@@ -92,6 +92,11 @@ pub struct Shard {
     /// Keys some connection WATCHes: (watchers, version). Every change to
     /// such a key bumps its version; EXEC compares versions.
     watched: HashMap<WatchedKey, Watchers>,
+    /// Keys clients are blocked on (BLPOP...), with how many wait.
+    blocking: HashMap<WatchedKey, u32>,
+    /// Blocked-on keys written since the server last looked: their waiters
+    /// may now be served.
+    ready: Vec<(usize, Vec<u8>)>,
 }
 
 fn entry_bytes(key: &[u8], e: &Entry) -> usize {
@@ -112,6 +117,8 @@ impl Shard {
             rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1),
             stats: ShardStats::default(),
             watched: HashMap::new(),
+            blocking: HashMap::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -153,12 +160,44 @@ impl Shard {
             .map_or(0, |w| w.1)
     }
 
+    /// Marks a change to `key`: bumps its WATCH version and flags it ready
+    /// for clients blocked on it.
     fn touch_watched(&mut self, db: usize, key: &[u8]) {
-        if !self.watched.is_empty() {
-            if let Some(w) = self.watched.get_mut(&(db, Box::<[u8]>::from(key))) {
-                w.1 += 1;
+        if self.watched.is_empty() && self.blocking.is_empty() {
+            return;
+        }
+        let k = (db, Box::<[u8]>::from(key));
+        if let Some(w) = self.watched.get_mut(&k) {
+            w.1 += 1;
+        }
+        if self.blocking.contains_key(&k) && !self.ready.iter().any(|(d, r)| *d == db && r == key) {
+            self.ready.push((db, key.to_vec()));
+        }
+    }
+
+    /// Notes one more client blocked on a key.
+    pub fn block_on(&mut self, db: usize, key: &[u8]) {
+        *self.blocking.entry((db, key.into())).or_insert(0) += 1;
+    }
+
+    /// Notes one blocked client less on a key.
+    pub fn unblock(&mut self, db: usize, key: &[u8]) {
+        let k = (db, Box::<[u8]>::from(key));
+        if let Some(n) = self.blocking.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                self.blocking.remove(&k);
             }
         }
+    }
+
+    /// Blocked-on keys written since the last call.
+    pub fn take_ready(&mut self) -> Vec<(usize, Vec<u8>)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     pub fn used_memory(&self) -> usize {

@@ -58,6 +58,13 @@ pub async fn run(
         "unwatch" => crate::multi::unwatch(conn).await,
         "publish" => crate::pubsub::publish(conn, a).await,
         "pubsub" => crate::pubsub::pubsub(conn, a).await,
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" => {
+            // Only reached inside EXEC, where blocking commands never block.
+            match crate::blocking::start(conn, spec.name, a).await {
+                crate::blocking::Start::Done(r) => r,
+                crate::blocking::Start::Wait(_) => Ok(Reply::NilArray),
+            }
+        }
         "lastsave" => Ok(Reply::Int((conn.state.started_ms / 1000) as i64)),
         _ => Err(CmdError::other(format!("unknown command '{}'", spec.name))),
     };

@@ -268,12 +268,11 @@ fn direction(arg: &[u8]) -> Result<&'static str, CmdError> {
     }
 }
 
-/// Parses a blocking command: its keys, timeout, operation and the reply
-/// for a timeout.
-fn parse(
-    name: &str,
-    a: &[&[u8]],
-) -> Result<(Vec<Vec<u8>>, Option<Duration>, BlockOp, Reply), CmdError> {
+/// A blocking command's keys, timeout, operation and reply for a timeout.
+type Request = (Vec<Vec<u8>>, Option<Duration>, BlockOp, Reply);
+
+/// Parses a blocking command.
+fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
     let last = a.len() - 1;
     Ok(match name {
         "blpop" | "brpop" => (

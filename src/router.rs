@@ -87,36 +87,19 @@ impl Router {
             .map_err(|_| gone())
     }
 
-    /// Runs `f` on one shard, inside transaction `tx` if given.
+    /// Runs `f` on one shard, inside transaction `tx` if given, then serves
+    /// clients blocked on keys it made ready.
     pub async fn on_shard<T, F>(&self, shard: usize, tx: Option<TxId>, f: F) -> Result<T, CmdError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Shard) -> T + Send + 'static,
     {
-        let e = self.executor_of(shard);
-        if e == self.me {
-            if tx.is_none() {
-                self.local.wait_free(&[shard]).await;
-            }
-            let r = f(&mut self.local.shard(shard));
-            serve_blocked(&self.local, shard);
-            return Ok(r);
-        }
-        let (reply, answer) = oneshot::channel();
-        let work = Box::new(move |ls: &LocalShards| {
+        self.on_local(shard, tx, move |ls| {
             let r = f(&mut ls.shard(shard));
             serve_blocked(ls, shard);
-            let _ = reply.send(r);
-        });
-        self.send(
-            e,
-            Msg::Run {
-                tx,
-                shards: vec![shard],
-                work,
-            },
-        )?;
-        answer.await.map_err(|_| gone())
+            r
+        })
+        .await
     }
 
     /// Runs `f` with the executor-local state of `shard`'s executor (for

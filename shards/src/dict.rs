@@ -145,26 +145,11 @@ impl<V> Dict<V> {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&V> {
-        let mut node = self.buckets[self.bucket_of(key)].as_deref();
-        while let Some(n) = node {
-            if n.key.as_bytes() == key {
-                return Some(&n.value);
-            }
-            node = n.next.as_deref();
-        }
-        None
+        self.get_hashed(self.hash(key), key)
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        let b = self.bucket_of(key);
-        let mut node = self.buckets[b].as_deref_mut();
-        while let Some(n) = node {
-            if n.key.as_bytes() == key {
-                return Some(&mut n.value);
-            }
-            node = n.next.as_deref_mut();
-        }
-        None
+        self.get_mut_hashed(self.hash(key), key)
     }
 
     pub fn contains_key(&self, key: &[u8]) -> bool {

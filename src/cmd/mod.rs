@@ -37,6 +37,7 @@ pub fn get_string<'a>(
             value: Value::Str(v),
             ..
         }) => Ok(Some(v)),
+        Some(_) => Err(CmdError::WrongType),
     }
 }
 

@@ -1,0 +1,495 @@
+//! The sorted set: member → score in a [`Dict`] for O(1) lookups, and every
+//! (score, member) pair in an order-statistic treap for O(log n) rank, range
+//! by score and range by lex.
+//!
+//! # The treap
+//! Nodes live in one arena (`Vec<Node>`, indices instead of pointers, a free
+//! list for reuse); each node carries a random priority (heap-ordered) and the
+//! size of its subtree, which is what makes rank queries logarithmic. Insert
+//! and remove are split/merge, whose recursion depth is the tree's height:
+//! O(log n) expected, so the stack stays small even for millions of members.
+//!
+//! Order is Redis's: by score, ties by member bytes. Scores are never NaN
+//! (commands refuse it), and `-0.0` sorts equal to `0.0` as in Redis.
+
+use std::cmp::Ordering;
+
+use crate::dict::Dict;
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone)]
+struct Node {
+    score: f64,
+    member: Box<[u8]>,
+    prio: u32,
+    left: u32,
+    right: u32,
+    size: u32,
+}
+
+fn cmp(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
+    s1.partial_cmp(&s2)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| m1.cmp(m2))
+}
+
+#[derive(Clone)]
+struct Treap {
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    root: u32,
+    rng: u32,
+}
+
+impl Default for Treap {
+    fn default() -> Self {
+        Treap {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            rng: 0x9E37_79B9,
+        }
+    }
+}
+
+impl Treap {
+    fn size(&self, t: u32) -> usize {
+        if t == NIL {
+            0
+        } else {
+            self.nodes[t as usize].size as usize
+        }
+    }
+
+    fn fix(&mut self, t: u32) {
+        let n = &self.nodes[t as usize];
+        let s = 1 + self.size(n.left) + self.size(n.right);
+        self.nodes[t as usize].size = s as u32;
+    }
+
+    fn next_prio(&mut self) -> u32 {
+        // xorshift32
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x
+    }
+
+    /// Splits `t` into (nodes before the key, nodes at or after it).
+    fn split(&mut self, t: u32, score: f64, member: &[u8]) -> (u32, u32) {
+        if t == NIL {
+            return (NIL, NIL);
+        }
+        let n = &self.nodes[t as usize];
+        if cmp(n.score, &n.member, score, member) == Ordering::Less {
+            let (l, r) = self.split(n.right, score, member);
+            self.nodes[t as usize].right = l;
+            self.fix(t);
+            (t, r)
+        } else {
+            let (l, r) = self.split(n.left, score, member);
+            self.nodes[t as usize].left = r;
+            self.fix(t);
+            (l, t)
+        }
+    }
+
+    /// Splits `t` into its first `k` nodes and the rest.
+    fn split_rank(&mut self, t: u32, k: usize) -> (u32, u32) {
+        if t == NIL {
+            return (NIL, NIL);
+        }
+        let left = self.nodes[t as usize].left;
+        let ls = self.size(left);
+        if k <= ls {
+            let (l, r) = self.split_rank(left, k);
+            self.nodes[t as usize].left = r;
+            self.fix(t);
+            (l, t)
+        } else {
+            let right = self.nodes[t as usize].right;
+            let (l, r) = self.split_rank(right, k - ls - 1);
+            self.nodes[t as usize].right = l;
+            self.fix(t);
+            (t, r)
+        }
+    }
+
+    fn merge(&mut self, a: u32, b: u32) -> u32 {
+        if a == NIL {
+            return b;
+        }
+        if b == NIL {
+            return a;
+        }
+        if self.nodes[a as usize].prio >= self.nodes[b as usize].prio {
+            let r = self.nodes[a as usize].right;
+            let m = self.merge(r, b);
+            self.nodes[a as usize].right = m;
+            self.fix(a);
+            a
+        } else {
+            let l = self.nodes[b as usize].left;
+            let m = self.merge(a, l);
+            self.nodes[b as usize].left = m;
+            self.fix(b);
+            b
+        }
+    }
+
+    fn insert(&mut self, score: f64, member: Box<[u8]>) {
+        let (l, r) = self.split(self.root, score, &member);
+        let prio = self.next_prio();
+        let node = Node {
+            score,
+            member,
+            prio,
+            left: NIL,
+            right: NIL,
+            size: 1,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let l = self.merge(l, idx);
+        self.root = self.merge(l, r);
+    }
+
+    fn remove(&mut self, score: f64, member: &[u8]) {
+        let (l, r) = self.split(self.root, score, member);
+        let (m, r) = self.split_rank(r, 1);
+        if m != NIL {
+            let n = &mut self.nodes[m as usize];
+            n.member = Box::default();
+            n.left = NIL;
+            n.right = NIL;
+            self.free.push(m);
+        }
+        self.root = self.merge(l, r);
+        if self.root == NIL {
+            self.nodes.clear();
+            self.free.clear();
+        }
+    }
+
+    /// How many nodes come before the first one for which `before` is false
+    /// (`before` must be true on a prefix of the order).
+    fn count_before(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
+        let mut t = self.root;
+        let mut n = 0;
+        while t != NIL {
+            let node = &self.nodes[t as usize];
+            if before(node.score, &node.member) {
+                n += self.size(node.left) + 1;
+                t = node.right;
+            } else {
+                t = node.left;
+            }
+        }
+        n
+    }
+
+    fn nth(&self, mut k: usize) -> Option<(f64, &[u8])> {
+        let mut t = self.root;
+        while t != NIL {
+            let node = &self.nodes[t as usize];
+            let ls = self.size(node.left);
+            match k.cmp(&ls) {
+                Ordering::Less => t = node.left,
+                Ordering::Equal => return Some((node.score, &node.member)),
+                Ordering::Greater => {
+                    k -= ls + 1;
+                    t = node.right;
+                }
+            }
+        }
+        None
+    }
+
+    /// Calls `f` on ranks `start..end` in order, in O(log n + m).
+    fn walk(&self, start: usize, end: usize, f: &mut impl FnMut(f64, &[u8])) {
+        // In-order traversal with an explicit stack, entering at `start`.
+        let mut stack = Vec::new();
+        let mut t = self.root;
+        let mut k = start;
+        while t != NIL {
+            let node = &self.nodes[t as usize];
+            let ls = self.size(node.left);
+            if k < ls {
+                stack.push(t);
+                t = node.left;
+            } else if k == ls {
+                stack.push(t);
+                break;
+            } else {
+                k -= ls + 1;
+                t = node.right;
+            }
+        }
+        let mut i = start;
+        while i < end {
+            let Some(t) = stack.pop() else { break };
+            let node = &self.nodes[t as usize];
+            f(node.score, &node.member);
+            i += 1;
+            let mut c = node.right;
+            while c != NIL {
+                stack.push(c);
+                c = self.nodes[c as usize].left;
+            }
+        }
+    }
+}
+
+/// A score bound: `(5` is exclusive, `5` inclusive, `-inf`/`+inf` open.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreBound {
+    pub value: f64,
+    pub exclusive: bool,
+}
+
+/// A lex bound: `-`, `+`, `[a` inclusive, `(a` exclusive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LexBound {
+    Min,
+    Max,
+    Inclusive(Vec<u8>),
+    Exclusive(Vec<u8>),
+}
+
+impl LexBound {
+    /// Whether `m` lies below this bound used as a range's minimum.
+    fn below_min(&self, m: &[u8]) -> bool {
+        match self {
+            LexBound::Min => false,
+            LexBound::Max => true,
+            LexBound::Inclusive(b) => m < b.as_slice(),
+            LexBound::Exclusive(b) => m <= b.as_slice(),
+        }
+    }
+
+    /// Whether `m` lies within this bound used as a range's maximum.
+    fn within_max(&self, m: &[u8]) -> bool {
+        match self {
+            LexBound::Min => false,
+            LexBound::Max => true,
+            LexBound::Inclusive(b) => m <= b.as_slice(),
+            LexBound::Exclusive(b) => m < b.as_slice(),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct ZSet {
+    scores: Dict<f64>,
+    tree: Treap,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for ZSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZSet({} members)", self.scores.len())
+    }
+}
+
+fn cost(member: &[u8]) -> usize {
+    2 * member.len() + Dict::<f64>::node_overhead() + std::mem::size_of::<Node>()
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes + self.scores.table_bytes()
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.scores.get(member).copied()
+    }
+
+    /// Sets `member`'s score; returns the previous one.
+    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        let old = self.scores.insert(member, score);
+        match old {
+            Some(o) if o == score && o.is_sign_negative() == score.is_sign_negative() => {
+                return old;
+            }
+            Some(o) => self.tree.remove(o, member),
+            None => self.bytes += cost(member),
+        }
+        self.tree.insert(score, member.into());
+        old
+    }
+
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let old = self.scores.remove(member)?;
+        self.tree.remove(old, member);
+        self.bytes -= cost(member);
+        Some(old)
+    }
+
+    /// 0-based rank of `member` in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        let s = self.score(member)?;
+        Some(
+            self.tree
+                .count_before(|sc, m| cmp(sc, m, s, member) == Ordering::Less),
+        )
+    }
+
+    /// The pair at ascending rank `k`.
+    pub fn nth(&self, k: usize) -> Option<(f64, &[u8])> {
+        self.tree.nth(k)
+    }
+
+    /// Calls `f` on ascending ranks `start..end`.
+    pub fn range(&self, start: usize, end: usize, mut f: impl FnMut(f64, &[u8])) {
+        self.tree.walk(start, end.min(self.len()), &mut f);
+    }
+
+    /// Ranks `[first, end)` of the members with `min <= score <= max`
+    /// (bounds as given).
+    pub fn score_ranks(&self, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
+        let first = self.tree.count_before(|s, _| {
+            if min.exclusive {
+                s <= min.value
+            } else {
+                s < min.value
+            }
+        });
+        let end = self.tree.count_before(|s, _| {
+            if max.exclusive {
+                s < max.value
+            } else {
+                s <= max.value
+            }
+        });
+        (first, end.max(first))
+    }
+
+    /// Ranks `[first, end)` of the members within the lex range. Meaningful
+    /// when all scores are equal, as in Redis.
+    pub fn lex_ranks(&self, min: &LexBound, max: &LexBound) -> (usize, usize) {
+        let first = self.tree.count_before(|_, m| min.below_min(m));
+        let end = self.tree.count_before(|_, m| max.within_max(m));
+        (first, end.max(first))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], f64)> {
+        self.scores.iter().map(|(m, s)| (m, *s))
+    }
+
+    pub fn scan(&self, cursor: u64, count: usize, f: impl FnMut(&[u8], &f64)) -> u64 {
+        self.scores.scan(cursor, count, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference model: a sorted vector of (score, member).
+    fn model(ops: &[(bool, u8, i8)]) -> (ZSet, Vec<(f64, Vec<u8>)>) {
+        let mut z = ZSet::default();
+        let mut m: Vec<(f64, Vec<u8>)> = Vec::new();
+        for &(add, member, score) in ops {
+            let member = vec![b'a' + member % 20];
+            let score = f64::from(score % 8);
+            m.retain(|(_, mm)| *mm != member);
+            if add {
+                z.insert(&member, score);
+                m.push((score, member));
+            } else {
+                z.remove(&member);
+            }
+        }
+        m.sort_by(|a, b| cmp(a.0, &a.1, b.0, &b.1));
+        (z, m)
+    }
+
+    fn all(z: &ZSet) -> Vec<(f64, Vec<u8>)> {
+        let mut out = Vec::new();
+        z.range(0, z.len(), |s, m| out.push((s, m.to_vec())));
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn matches_sorted_vector(ops in proptest::collection::vec((any::<bool>(), any::<u8>(), any::<i8>()), 0..300),
+                                 lo in -9i8..9, hi in -9i8..9, lx in any::<bool>(), hx in any::<bool>(),
+                                 start in 0usize..30, len in 0usize..30) {
+            let (z, m) = model(&ops);
+            prop_assert_eq!(z.len(), m.len());
+            prop_assert_eq!(all(&z), m.clone());
+            for (i, (s, mem)) in m.iter().enumerate() {
+                prop_assert_eq!(z.rank(mem), Some(i));
+                prop_assert_eq!(z.score(mem), Some(*s));
+                prop_assert_eq!(z.nth(i).map(|(s, m)| (s, m.to_vec())), Some((*s, mem.clone())));
+            }
+            let mut part = Vec::new();
+            z.range(start, start + len, |s, mm| part.push((s, mm.to_vec())));
+            let expect: Vec<_> = m.iter().skip(start).take(len).cloned().collect();
+            prop_assert_eq!(part, expect);
+            // By score.
+            let (min, max) = (ScoreBound { value: f64::from(lo), exclusive: lx }, ScoreBound { value: f64::from(hi), exclusive: hx });
+            let (a, b) = z.score_ranks(min, max);
+            let want: Vec<usize> = (0..m.len()).filter(|&i| {
+                let s = m[i].0;
+                (if lx { s > min.value } else { s >= min.value }) && (if hx { s < max.value } else { s <= max.value })
+            }).collect();
+            prop_assert_eq!((a..b).collect::<Vec<_>>(), want);
+        }
+
+        #[test]
+        fn lex_ranges(members in proptest::collection::btree_set(proptest::collection::vec(b'a'..b'e', 0..3), 0..40),
+                      lo in proptest::collection::vec(b'a'..b'e', 0..3), hi in proptest::collection::vec(b'a'..b'e', 0..3),
+                      lx in any::<bool>(), hx in any::<bool>()) {
+            let mut z = ZSet::default();
+            for m in &members { z.insert(m, 0.0); }
+            let min = if lx { LexBound::Exclusive(lo.clone()) } else { LexBound::Inclusive(lo.clone()) };
+            let max = if hx { LexBound::Exclusive(hi.clone()) } else { LexBound::Inclusive(hi.clone()) };
+            let (a, b) = z.lex_ranks(&min, &max);
+            let mut got = Vec::new();
+            z.range(a, b, |_, m| got.push(m.to_vec()));
+            let want: Vec<Vec<u8>> = members.iter().filter(|m| {
+                (if lx { **m > lo } else { **m >= lo }) && (if hx { **m < hi } else { **m <= hi })
+            }).cloned().collect();
+            prop_assert_eq!(got, want);
+            let (a, b) = z.lex_ranks(&LexBound::Min, &LexBound::Max);
+            prop_assert_eq!((a, b), (0, members.len()));
+        }
+    }
+
+    #[test]
+    fn memory_returns_to_zero() {
+        let mut z = ZSet::default();
+        for i in 0..1000 {
+            z.insert(format!("m{i}").as_bytes(), f64::from(i % 7));
+        }
+        for i in 0..1000 {
+            z.insert(format!("m{i}").as_bytes(), f64::from(i % 5));
+        }
+        for i in 0..1000 {
+            assert!(z.remove(format!("m{i}").as_bytes()).is_some());
+        }
+        assert_eq!(z.bytes, 0);
+        assert!(z.is_empty());
+    }
+}

@@ -14,7 +14,7 @@ fn bulk_or_nil(f: Option<&Field>) -> Reply {
 }
 
 fn hset_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> Result<i64, CmdError> {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return Err(CmdError::Arity(
             String::from_utf8_lossy(a[0]).to_lowercase(),
         ));
@@ -167,9 +167,9 @@ pub fn hrandfield(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let picks = read(s, ctx, a[1], |h: &Hash| {
         let pick = |r: u64| h.sample(r).map(|(k, f)| (k.to_vec(), f.value.clone()));
         match count {
-            None => pick(rng.next()).into_iter().collect(),
+            None => pick(rng.next_u64()).into_iter().collect(),
             Some(n) if n < 0 => (0..n.unsigned_abs())
-                .filter_map(|_| pick(rng.next()))
+                .filter_map(|_| pick(rng.next_u64()))
                 .collect(),
             Some(n) => distinct_items(&mut rng, h.len(), n as usize, pick, || {
                 h.iter()

@@ -164,7 +164,7 @@ impl Rng {
         Rng(s.random() | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -174,7 +174,7 @@ impl Rng {
 
     /// A number in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     /// `n` distinct indexes into `0..len` (`n <= len`).
@@ -219,7 +219,7 @@ pub fn distinct_items<T: Clone>(
         let mut tries = 0;
         while out.len() < n && tries < 64 * n + 64 {
             tries += 1;
-            if let Some((k, v)) = sample(rng.next()) {
+            if let Some((k, v)) = sample(rng.next_u64()) {
                 if seen.insert(k.clone()) {
                     out.push((k, v));
                 }

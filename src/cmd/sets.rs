@@ -78,7 +78,7 @@ pub fn spop(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let popped = write(s, ctx, a[1], false, |set: &mut Set, _| {
         let n = count.unwrap_or(1);
         let picks: Vec<(Vec<u8>, ())> = if n == 1 {
-            set.sample(rng.next())
+            set.sample(rng.next_u64())
                 .map(|m| (m.to_vec(), ()))
                 .into_iter()
                 .collect()
@@ -115,9 +115,9 @@ pub fn srandmember(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let r = read(s, ctx, a[1], |set: &Set| {
         let pick = |r: u64| set.sample(r).map(|m| (m.to_vec(), ()));
         let picks: Vec<(Vec<u8>, ())> = match count {
-            None => pick(rng.next()).into_iter().collect(),
+            None => pick(rng.next_u64()).into_iter().collect(),
             Some(n) if n < 0 => (0..n.unsigned_abs())
-                .filter_map(|_| pick(rng.next()))
+                .filter_map(|_| pick(rng.next_u64()))
                 .collect(),
             Some(n) => distinct_items(&mut rng, set.len(), n as usize, pick, || {
                 set.iter().map(|(m, _)| (m.to_vec(), ())).collect()

@@ -107,7 +107,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         i += 1;
     }
     let rest = &a[i..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
     if nx && xx {
@@ -115,7 +115,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             "XX and NX options at the same time are not compatible",
         ));
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return Err(CmdError::other(
             "GT, LT, and/or NX options at the same time are not compatible",
         ));
@@ -569,12 +569,11 @@ enum Aggregate {
     Max,
 }
 
+/// Members with their scores, in whatever order.
+type Scored = Vec<(Vec<u8>, f64)>;
+
 /// The members and scores of a sorted set or (score 1) a plain set at `key`.
-fn scored_members(
-    s: &mut Shard,
-    ctx: &Ctx,
-    key: &[u8],
-) -> Result<Option<Vec<(Vec<u8>, f64)>>, CmdError> {
+fn scored_members(s: &mut Shard, ctx: &Ctx, key: &[u8]) -> Result<Option<Scored>, CmdError> {
     match s.get(ctx.db, key, ctx.now_ms) {
         None => Ok(None),
         Some(Entry {
@@ -598,7 +597,7 @@ fn setop(
     at: usize,
     op: SetOp,
     store: bool,
-) -> Result<(Vec<(Vec<u8>, f64)>, bool), CmdError> {
+) -> Result<(Scored, bool), CmdError> {
     let n = int_arg(a[at])?;
     if n < 1 {
         return Err(CmdError::other(format!(

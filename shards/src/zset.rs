@@ -1,4 +1,5 @@
-//! The sorted set: member → score in a [`Dict`] for O(1) lookups, and every
+//! The sorted set: member → (score, HLC time of the member's last write) in a
+//! [`Dict`] for O(1) lookups, and every
 //! (score, member) pair in an order-statistic treap for O(log n) rank, range
 //! by score and range by lex.
 //!
@@ -15,6 +16,7 @@
 use std::cmp::Ordering;
 
 use crate::dict::Dict;
+use crate::hlc::Hlc;
 
 const NIL: u32 = u32::MAX;
 
@@ -289,9 +291,16 @@ impl LexBound {
     }
 }
 
+/// A member's score and the time it was last written.
+#[derive(Debug, Clone, Copy)]
+pub struct Scored {
+    pub score: f64,
+    pub hlc: Hlc,
+}
+
 #[derive(Default, Clone)]
 pub struct ZSet {
-    scores: Dict<f64>,
+    scores: Dict<Scored>,
     tree: Treap,
     bytes: usize,
 }
@@ -303,7 +312,7 @@ impl std::fmt::Debug for ZSet {
 }
 
 fn cost(member: &[u8]) -> usize {
-    2 * member.len() + Dict::<f64>::node_overhead() + std::mem::size_of::<Node>()
+    2 * member.len() + Dict::<Scored>::node_overhead() + std::mem::size_of::<Node>()
 }
 
 impl ZSet {
@@ -320,12 +329,20 @@ impl ZSet {
     }
 
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
+        self.scores.get(member).map(|s| s.score)
     }
 
-    /// Sets `member`'s score; returns the previous one.
-    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
-        let old = self.scores.insert(member, score);
+    /// When `member` was last written.
+    pub fn hlc(&self, member: &[u8]) -> Option<Hlc> {
+        self.scores.get(member).map(|s| s.hlc)
+    }
+
+    /// Sets `member`'s score, written at `hlc`; returns the previous score.
+    pub fn insert(&mut self, member: &[u8], score: f64, hlc: Hlc) -> Option<f64> {
+        let old = self
+            .scores
+            .insert(member, Scored { score, hlc })
+            .map(|s| s.score);
         match old {
             Some(o) if o == score && o.is_sign_negative() == score.is_sign_negative() => {
                 return old;
@@ -338,7 +355,7 @@ impl ZSet {
     }
 
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let old = self.scores.remove(member)?;
+        let old = self.scores.remove(member)?.score;
         self.tree.remove(old, member);
         self.bytes -= cost(member);
         Some(old)
@@ -392,11 +409,11 @@ impl ZSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], f64)> {
-        self.scores.iter().map(|(m, s)| (m, *s))
+        self.scores.iter().map(|(m, s)| (m, s.score))
     }
 
-    pub fn scan(&self, cursor: u64, count: usize, f: impl FnMut(&[u8], &f64)) -> u64 {
-        self.scores.scan(cursor, count, f)
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
+        self.scores.scan(cursor, count, |m, s| f(m, s.score))
     }
 }
 
@@ -414,7 +431,7 @@ mod tests {
             let score = f64::from(score % 8);
             m.retain(|(_, mm)| *mm != member);
             if add {
-                z.insert(&member, score);
+                z.insert(&member, score, Hlc::ZERO);
                 m.push((score, member));
             } else {
                 z.remove(&member);
@@ -462,7 +479,7 @@ mod tests {
                       lo in proptest::collection::vec(b'a'..b'e', 0..3), hi in proptest::collection::vec(b'a'..b'e', 0..3),
                       lx in any::<bool>(), hx in any::<bool>()) {
             let mut z = ZSet::default();
-            for m in &members { z.insert(m, 0.0); }
+            for m in &members { z.insert(m, 0.0, Hlc::ZERO); }
             let min = if lx { LexBound::Exclusive(lo.clone()) } else { LexBound::Inclusive(lo.clone()) };
             let max = if hx { LexBound::Exclusive(hi.clone()) } else { LexBound::Inclusive(hi.clone()) };
             let (a, b) = z.lex_ranks(&min, &max);
@@ -481,10 +498,10 @@ mod tests {
     fn memory_returns_to_zero() {
         let mut z = ZSet::default();
         for i in 0..1000 {
-            z.insert(format!("m{i}").as_bytes(), f64::from(i % 7));
+            z.insert(format!("m{i}").as_bytes(), f64::from(i % 7), Hlc::ZERO);
         }
         for i in 0..1000 {
-            z.insert(format!("m{i}").as_bytes(), f64::from(i % 5));
+            z.insert(format!("m{i}").as_bytes(), f64::from(i % 5), Hlc::new(5, 0));
         }
         for i in 0..1000 {
             assert!(z.remove(format!("m{i}").as_bytes()).is_some());

@@ -11,6 +11,8 @@ pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
+#[cfg(test)]
+mod write_tests;
 pub mod zsets;
 
 use keel_shards::{Entry, Hlc, Shard, Typed, Value};
@@ -236,14 +238,22 @@ pub fn distinct_items<T: Clone>(
         .collect()
 }
 
-/// The count argument of HRANDFIELD, SRANDMEMBER, SPOP and ZRANDMEMBER:
-/// Redis refuses `i64::MIN`, whose magnitude has no positive twin.
+/// The most elements a negative RAND count may ask for. Redis would try to
+/// build any size and run out of memory; keel refuses instead.
+pub const MAX_RAND_REPEATS: u64 = 1 << 24;
+
+/// The count argument of HRANDFIELD, SRANDMEMBER and ZRANDMEMBER: Redis
+/// refuses `i64::MIN`, whose magnitude has no positive twin; keel also
+/// refuses repeats beyond [`MAX_RAND_REPEATS`].
 pub fn rand_count(arg: &[u8]) -> Result<i64, CmdError> {
     let n = crate::numbers::int_arg(arg)?;
     if n == i64::MIN {
         return Err(CmdError::other(
             "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
         ));
+    }
+    if n < 0 && n.unsigned_abs() > MAX_RAND_REPEATS {
+        return Err(CmdError::other("value is out of range"));
     }
     Ok(n)
 }

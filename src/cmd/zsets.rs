@@ -129,7 +129,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         .chunks_exact(2)
         .map(|p| Ok((score_arg(p[0])?, p[1])))
         .collect::<Result<_, CmdError>>()?;
-    let r = write(s, ctx, a[1], !xx, |z: &mut ZSet, _| {
+    let r = write(s, ctx, a[1], !xx, |z: &mut ZSet, hlc| {
         let (mut added, mut changed) = (0i64, 0i64);
         let mut last: Option<f64> = None;
         for &(score, m) in &pairs {
@@ -147,7 +147,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                     }
                     last = Some(new);
                     if new != cur {
-                        z.insert(m, new);
+                        z.insert(m, new, hlc);
                         changed += 1;
                     }
                 }
@@ -155,7 +155,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                     if xx {
                         continue;
                     }
-                    z.insert(m, score);
+                    z.insert(m, score, hlc);
                     added += 1;
                     last = Some(score);
                 }
@@ -173,12 +173,12 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 pub fn zincrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let by = score_arg(a[2])?;
-    let r = write(s, ctx, a[1], true, |z: &mut ZSet, _| {
+    let r = write(s, ctx, a[1], true, |z: &mut ZSet, hlc| {
         let new = z.score(a[3]).unwrap_or(0.0) + by;
         if new.is_nan() {
             return Err(CmdError::other("resulting score is not a number (NaN)"));
         }
-        z.insert(a[3], new);
+        z.insert(a[3], new, hlc);
         Ok((new, true))
     })?;
     Ok(r.map_or(Reply::Nil, Reply::Double))
@@ -295,9 +295,9 @@ fn parse_range(a: &[&[u8]], syntax: Syntax) -> Result<Range, CmdError> {
         } else if is(o, "limit") && i + 2 < a.len() {
             limit = Some((int_arg(a[i + 1])?, int_arg(a[i + 2])?));
             i += 2;
-        } else if auto && is(o, "byscore") {
+        } else if auto && is(o, "byscore") && kind != Kind::Lex {
             kind = Kind::Score;
-        } else if auto && is(o, "bylex") {
+        } else if auto && is(o, "bylex") && kind != Kind::Score {
             kind = Kind::Lex;
         } else if auto && is(o, "rev") {
             rev = true;
@@ -420,9 +420,10 @@ fn store(s: &mut Shard, ctx: &Ctx, dst: &[u8], items: Vec<(Vec<u8>, f64)>) -> i6
         s.delete(ctx.db, dst, ctx.now_ms);
         return 0;
     }
+    let hlc = s.hlc_now(ctx.now_ms);
     let mut z = ZSet::default();
     for (m, sc) in &items {
-        z.insert(m, *sc);
+        z.insert(m, *sc, hlc);
     }
     let n = z.len() as i64;
     s.set(ctx.db, dst, Entry::new(Value::ZSet(z), 0), ctx.now_ms);
@@ -758,7 +759,7 @@ pub fn zscan(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         let next = z.scan(o.cursor, o.count, |m, sc| {
             if o.matches(m) {
                 items.push(Reply::bulk(m));
-                items.push(Reply::Bulk(format_double(*sc).into_bytes()));
+                items.push(Reply::Bulk(format_double(sc).into_bytes()));
             }
         });
         scan_reply(next, items)

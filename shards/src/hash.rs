@@ -1,29 +1,58 @@
 //! The hash type: field → value, each field with the HLC time of its last
 //! write (field-level merge needs it).
 //!
-//! Built on the keyspace's own [`Dict`], which gives HSCAN stable cursors and
-//! HRANDFIELD random sampling.
+//! Small hashes (up to [`MAX_ENTRIES`] fields of up to [`MAX_VALUE`] bytes)
+//! are one packed buffer of `field | value | hlc` records, searched linearly
+//! as Redis searches a listpack; a hash that outgrows that moves, once, to
+//! the keyspace's own [`Dict`], which gives HSCAN stable cursors and
+//! HRANDFIELD sampling.
 
 use crate::dict::Dict;
 use crate::hlc::Hlc;
+use crate::packed::{
+    add_one, count, first_record, get_bytes, get_u64, put_bytes, put_u64, remove_one, MAX_ENTRIES,
+    MAX_VALUE,
+};
 
-/// One field's value and the time it was last written.
+/// One field's value and the time it was last written (the large form).
 #[derive(Debug, Clone)]
 pub struct Field {
     pub value: Vec<u8>,
     pub hlc: Hlc,
 }
 
-#[derive(Default, Clone)]
-pub struct Hash {
+/// A field as commands see it, whichever form holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldRef<'a> {
+    pub value: &'a [u8],
+    pub hlc: Hlc,
+}
+
+#[derive(Clone)]
+struct Big {
     map: Dict<Field>,
     /// Payload bytes: field names, values and per-field overhead (HLC included).
     bytes: usize,
 }
 
+#[derive(Clone)]
+enum Repr {
+    Packed(Vec<u8>),
+    Big(Box<Big>),
+}
+
+#[derive(Clone)]
+pub struct Hash(Repr);
+
+impl Default for Hash {
+    fn default() -> Self {
+        Hash(Repr::Packed(Vec::new()))
+    }
+}
+
 impl std::fmt::Debug for Hash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Hash({} fields)", self.map.len())
+        write!(f, "Hash({} fields)", self.len())
     }
 }
 
@@ -31,50 +60,252 @@ fn cost(field: &[u8], value: &[u8]) -> usize {
     field.len() + value.len() + Dict::<Field>::node_overhead()
 }
 
+/// One packed record: (field, value, hlc, start, end).
+fn records(buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Hlc, usize, usize)> {
+    let mut pos = first_record(buf);
+    std::iter::from_fn(move || {
+        if pos >= buf.len() {
+            return None;
+        }
+        let start = pos;
+        let f = get_bytes(buf, &mut pos);
+        let v = get_bytes(buf, &mut pos);
+        let h = Hlc::from_raw(get_u64(buf, &mut pos));
+        Some((f, v, h, start, pos))
+    })
+}
+
 impl Hash {
     pub fn len(&self) -> usize {
-        self.map.len()
+        match &self.0 {
+            Repr::Packed(buf) => count(buf),
+            Repr::Big(b) => b.map.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
+    }
+
+    /// Whether the hash is in its packed small form.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.0, Repr::Packed(_))
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.bytes + self.map.table_bytes()
+        match &self.0 {
+            Repr::Packed(buf) => buf.capacity(),
+            Repr::Big(b) => b.bytes + b.map.table_bytes() + std::mem::size_of::<Big>(),
+        }
     }
 
-    pub fn get(&self, field: &[u8]) -> Option<&Field> {
-        self.map.get(field)
+    pub fn get(&self, field: &[u8]) -> Option<FieldRef<'_>> {
+        match &self.0 {
+            Repr::Packed(buf) => records(buf)
+                .find(|r| r.0 == field)
+                .map(|(_, value, hlc, ..)| FieldRef { value, hlc }),
+            Repr::Big(b) => b.map.get(field).map(|f| FieldRef {
+                value: &f.value,
+                hlc: f.hlc,
+            }),
+        }
     }
 
     /// Sets `field`; returns whether it is new.
     pub fn insert(&mut self, field: &[u8], value: Vec<u8>, hlc: Hlc) -> bool {
-        self.bytes += cost(field, &value);
-        match self.map.insert(field, Field { value, hlc }) {
+        if let Repr::Packed(buf) = &mut self.0 {
+            let fits = field.len() <= MAX_VALUE && value.len() <= MAX_VALUE;
+            let found = records(buf).find(|r| r.0 == field).map(|r| (r.3, r.4));
+            if fits && (found.is_some() || count(buf) < MAX_ENTRIES) {
+                let mut rec = Vec::with_capacity(field.len() + value.len() + 10);
+                put_bytes(&mut rec, field);
+                put_bytes(&mut rec, &value);
+                put_u64(&mut rec, hlc.raw());
+                return match found {
+                    Some((start, end)) => {
+                        buf.splice(start..end, rec);
+                        false
+                    }
+                    None => {
+                        add_one(buf);
+                        buf.extend_from_slice(&rec);
+                        true
+                    }
+                };
+            }
+            self.grow();
+        }
+        let Repr::Big(b) = &mut self.0 else {
+            return false;
+        };
+        b.bytes += cost(field, &value);
+        match b.map.insert(field, Field { value, hlc }) {
             Some(old) => {
-                self.bytes -= cost(field, &old.value);
+                b.bytes -= cost(field, &old.value);
                 false
             }
             None => true,
         }
     }
 
-    pub fn remove(&mut self, field: &[u8]) -> Option<Field> {
-        let old = self.map.remove(field)?;
-        self.bytes -= cost(field, &old.value);
-        Some(old)
+    /// Moves a packed hash to the table form.
+    fn grow(&mut self) {
+        let Repr::Packed(buf) = &self.0 else {
+            return;
+        };
+        let mut big = Big {
+            map: Dict::new(),
+            bytes: 0,
+        };
+        for (f, v, hlc, ..) in records(buf) {
+            big.bytes += cost(f, v);
+            big.map.insert(
+                f,
+                Field {
+                    value: v.to_vec(),
+                    hlc,
+                },
+            );
+        }
+        self.0 = Repr::Big(Box::new(big));
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Field)> {
-        self.map.iter()
+    /// Removes `field`; returns whether it was there.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.0 {
+            Repr::Packed(buf) => {
+                let Some((start, end)) = records(buf).find(|r| r.0 == field).map(|r| (r.3, r.4))
+                else {
+                    return false;
+                };
+                buf.drain(start..end);
+                remove_one(buf);
+                true
+            }
+            Repr::Big(b) => match b.map.remove(field) {
+                Some(old) => {
+                    b.bytes -= cost(field, &old.value);
+                    true
+                }
+                None => false,
+            },
+        }
     }
 
-    pub fn scan(&self, cursor: u64, count: usize, f: impl FnMut(&[u8], &Field)) -> u64 {
-        self.map.scan(cursor, count, f)
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], FieldRef<'_>)> + '_> {
+        match &self.0 {
+            Repr::Packed(buf) => {
+                Box::new(records(buf).map(|(f, value, hlc, ..)| (f, FieldRef { value, hlc })))
+            }
+            Repr::Big(b) => Box::new(b.map.iter().map(|(k, f)| {
+                (
+                    k,
+                    FieldRef {
+                        value: &f.value,
+                        hlc: f.hlc,
+                    },
+                )
+            })),
+        }
     }
 
-    pub fn sample(&self, random: u64) -> Option<(&[u8], &Field)> {
-        self.map.sample(random)
+    /// One HSCAN step. A packed hash answers whole, with cursor 0, as
+    /// Redis answers for a listpack.
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], FieldRef<'_>)) -> u64 {
+        match &self.0 {
+            Repr::Packed(_) => {
+                for (k, v) in self.iter() {
+                    f(k, v);
+                }
+                0
+            }
+            Repr::Big(b) => b.map.scan(cursor, count, |k, v| {
+                f(
+                    k,
+                    FieldRef {
+                        value: &v.value,
+                        hlc: v.hlc,
+                    },
+                )
+            }),
+        }
+    }
+
+    pub fn sample(&self, random: u64) -> Option<(&[u8], FieldRef<'_>)> {
+        match &self.0 {
+            Repr::Packed(buf) => {
+                let n = count(buf) as u64;
+                if n == 0 {
+                    return None;
+                }
+                self.iter().nth((random % n) as usize)
+            }
+            Repr::Big(b) => b.map.sample(random).map(|(k, f)| {
+                (
+                    k,
+                    FieldRef {
+                        value: &f.value,
+                        hlc: f.hlc,
+                    },
+                )
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        #[test]
+        fn matches_a_map_across_both_forms(ops in proptest::collection::vec((any::<bool>(), 0u16..300, 0usize..100), 0..600)) {
+            let mut h = Hash::default();
+            let mut m: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (i, (add, k, vlen)) in ops.into_iter().enumerate() {
+                let k = format!("f{k}").into_bytes();
+                if add {
+                    let v = vec![b'v'; vlen];
+                    prop_assert_eq!(h.insert(&k, v.clone(), Hlc::new(i as u64, 0)), m.insert(k, v).is_none());
+                } else {
+                    prop_assert_eq!(h.remove(&k), m.remove(&k).is_some());
+                }
+                prop_assert_eq!(h.len(), m.len());
+            }
+            let got: BTreeMap<Vec<u8>, Vec<u8>> = h.iter().map(|(k, f)| (k.to_vec(), f.value.to_vec())).collect();
+            prop_assert_eq!(&got, &m);
+            for (k, v) in &m {
+                prop_assert_eq!(h.get(k).map(|f| f.value), Some(&v[..]));
+            }
+            let mut scanned = 0;
+            let mut cursor = 0;
+            loop {
+                cursor = h.scan(cursor, 10, |_, _| scanned += 1);
+                if cursor == 0 { break; }
+            }
+            prop_assert_eq!(scanned, m.len());
+        }
+    }
+
+    #[test]
+    fn stays_packed_while_small_and_keeps_times() {
+        let mut h = Hash::default();
+        for i in 0..MAX_ENTRIES {
+            h.insert(
+                format!("f{i}").as_bytes(),
+                b"v".to_vec(),
+                Hlc::new(i as u64, 0),
+            );
+        }
+        assert!(h.is_packed());
+        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(7, 0)));
+        h.insert(b"one-more", b"v".to_vec(), Hlc::new(999, 0));
+        assert!(!h.is_packed());
+        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(7, 0)));
+        let mut long = Hash::default();
+        long.insert(b"f", vec![0; MAX_VALUE + 1], Hlc::ZERO);
+        assert!(!long.is_packed());
     }
 }

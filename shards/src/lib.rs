@@ -10,6 +10,7 @@
 //! - [`value`]: what a key holds ([`Value`], [`Entry`]).
 //! - [`hash`], [`set`], [`zset`], [`list`]: the collection types (the sorted
 //!   set is an order-statistic treap plus a member → score table).
+//! - [`packed`]: the byte-packed records of small hashes and sorted sets.
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
@@ -21,6 +22,7 @@ pub mod glob;
 pub mod hash;
 pub mod hlc;
 pub mod list;
+pub mod packed;
 pub mod set;
 pub mod shard;
 pub mod slot;

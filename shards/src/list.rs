@@ -3,14 +3,18 @@
 use std::collections::VecDeque;
 
 #[derive(Default, Clone)]
-pub struct List {
+struct Inner {
     items: VecDeque<Vec<u8>>,
     bytes: usize,
 }
 
+/// Boxed, so the list costs a key one pointer.
+#[derive(Default, Clone)]
+pub struct List(Box<Inner>);
+
 impl std::fmt::Debug for List {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "List({} items)", self.items.len())
+        write!(f, "List({} items)", self.0.items.len())
     }
 }
 
@@ -18,91 +22,91 @@ const ITEM: usize = std::mem::size_of::<Vec<u8>>();
 
 impl List {
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.0.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.0.items.is_empty()
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.bytes + self.items.capacity() * ITEM
+        self.0.bytes + self.0.items.capacity() * ITEM + std::mem::size_of::<Inner>()
     }
 
     pub fn push_front(&mut self, v: Vec<u8>) {
-        self.bytes += v.len();
-        self.items.push_front(v);
+        self.0.bytes += v.len();
+        self.0.items.push_front(v);
     }
 
     pub fn push_back(&mut self, v: Vec<u8>) {
-        self.bytes += v.len();
-        self.items.push_back(v);
+        self.0.bytes += v.len();
+        self.0.items.push_back(v);
     }
 
     pub fn pop_front(&mut self) -> Option<Vec<u8>> {
-        let v = self.items.pop_front()?;
-        self.bytes -= v.len();
+        let v = self.0.items.pop_front()?;
+        self.0.bytes -= v.len();
         self.shrink();
         Some(v)
     }
 
     pub fn pop_back(&mut self) -> Option<Vec<u8>> {
-        let v = self.items.pop_back()?;
-        self.bytes -= v.len();
+        let v = self.0.items.pop_back()?;
+        self.0.bytes -= v.len();
         self.shrink();
         Some(v)
     }
 
     fn shrink(&mut self) {
-        if self.items.capacity() > 64 && self.items.len() * 4 < self.items.capacity() {
-            self.items.shrink_to(self.items.len() * 2);
+        if self.0.items.capacity() > 64 && self.0.items.len() * 4 < self.0.items.capacity() {
+            self.0.items.shrink_to(self.0.items.len() * 2);
         }
     }
 
     pub fn get(&self, i: usize) -> Option<&Vec<u8>> {
-        self.items.get(i)
+        self.0.items.get(i)
     }
 
     /// Replaces item `i`; false when out of range.
     pub fn set(&mut self, i: usize, v: Vec<u8>) -> bool {
-        let Some(slot) = self.items.get_mut(i) else {
+        let Some(slot) = self.0.items.get_mut(i) else {
             return false;
         };
-        self.bytes = self.bytes + v.len() - slot.len();
+        self.0.bytes = self.0.bytes + v.len() - slot.len();
         *slot = v;
         true
     }
 
     pub fn insert(&mut self, i: usize, v: Vec<u8>) {
-        self.bytes += v.len();
-        self.items.insert(i, v);
+        self.0.bytes += v.len();
+        self.0.items.insert(i, v);
     }
 
     pub fn remove(&mut self, i: usize) -> Option<Vec<u8>> {
-        let v = self.items.remove(i)?;
-        self.bytes -= v.len();
+        let v = self.0.items.remove(i)?;
+        self.0.bytes -= v.len();
         Some(v)
     }
 
     /// Keeps items `start..end` only.
     pub fn retain_range(&mut self, start: usize, end: usize) {
-        let end = end.min(self.items.len());
+        let end = end.min(self.0.items.len());
         let start = start.min(end);
-        for v in self.items.drain(end..) {
-            self.bytes -= v.len();
+        for v in self.0.items.drain(end..) {
+            self.0.bytes -= v.len();
         }
-        for v in self.items.drain(..start) {
-            self.bytes -= v.len();
+        for v in self.0.items.drain(..start) {
+            self.0.bytes -= v.len();
         }
         self.shrink();
     }
 
     /// Keeps the items `keep` says yes to, in order; returns how many went.
     pub fn retain(&mut self, mut keep: impl FnMut(usize, &[u8]) -> bool) -> usize {
-        let before = self.items.len();
+        let before = self.0.items.len();
         let mut i = 0;
         let mut freed = 0;
-        self.items.retain(|v| {
+        self.0.items.retain(|v| {
             let k = keep(i, v);
             i += 1;
             if !k {
@@ -110,16 +114,16 @@ impl List {
             }
             k
         });
-        self.bytes -= freed;
+        self.0.bytes -= freed;
         self.shrink();
-        before - self.items.len()
+        before - self.0.items.len()
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Vec<u8>> + ExactSizeIterator {
-        self.items.iter()
+        self.0.items.iter()
     }
 
     pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &Vec<u8>> {
-        self.items.range(start..end)
+        self.0.items.range(start..end)
     }
 }

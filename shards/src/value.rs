@@ -114,3 +114,17 @@ impl Entry {
         self.expire_at != 0 && self.expire_at <= now_ms
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_entries_stay_small() {
+        // Every key pays for an Entry: keep it compact (large collections
+        // live behind a box).
+        let (v, e) = (std::mem::size_of::<Value>(), std::mem::size_of::<Entry>());
+        assert!(v <= 32, "Value is {v} bytes");
+        assert!(e <= 56, "Entry is {e} bytes");
+    }
+}

@@ -17,6 +17,10 @@ use std::cmp::Ordering;
 
 use crate::dict::Dict;
 use crate::hlc::Hlc;
+use crate::packed::{
+    add_one, count, first_record, get_bytes, get_u64, put_bytes, put_u64, remove_one, MAX_ENTRIES,
+    MAX_VALUE,
+};
 
 const NIL: u32 = u32::MAX;
 
@@ -298,16 +302,36 @@ pub struct Scored {
     pub hlc: Hlc,
 }
 
+/// The large form: member table plus treap.
 #[derive(Default, Clone)]
-pub struct ZSet {
+struct Big {
     scores: Dict<Scored>,
     tree: Treap,
     bytes: usize,
 }
 
+/// Small sorted sets (up to [`MAX_ENTRIES`] members of up to [`MAX_VALUE`]
+/// bytes) are one packed buffer of `member | score | hlc` records kept in
+/// order, walked linearly as Redis walks a listpack; larger ones move, once,
+/// to the table-plus-treap form.
+#[derive(Clone)]
+enum Repr {
+    Packed(Vec<u8>),
+    Big(Box<Big>),
+}
+
+#[derive(Clone)]
+pub struct ZSet(Repr);
+
+impl Default for ZSet {
+    fn default() -> Self {
+        ZSet(Repr::Packed(Vec::new()))
+    }
+}
+
 impl std::fmt::Debug for ZSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ZSet({} members)", self.scores.len())
+        write!(f, "ZSet({} members)", self.len())
     }
 }
 
@@ -315,30 +339,25 @@ fn cost(member: &[u8]) -> usize {
     2 * member.len() + Dict::<Scored>::node_overhead() + std::mem::size_of::<Node>()
 }
 
-impl ZSet {
-    pub fn len(&self) -> usize {
-        self.scores.len()
-    }
+/// A packed record: (member, score, hlc, start, end).
+type Record<'a> = (&'a [u8], f64, Hlc, usize, usize);
 
-    pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
-    }
+fn records(buf: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    let mut pos = first_record(buf);
+    std::iter::from_fn(move || {
+        if pos >= buf.len() {
+            return None;
+        }
+        let start = pos;
+        let m = get_bytes(buf, &mut pos);
+        let score = f64::from_bits(get_u64(buf, &mut pos));
+        let hlc = Hlc::from_raw(get_u64(buf, &mut pos));
+        Some((m, score, hlc, start, pos))
+    })
+}
 
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes + self.scores.table_bytes()
-    }
-
-    pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).map(|s| s.score)
-    }
-
-    /// When `member` was last written.
-    pub fn hlc(&self, member: &[u8]) -> Option<Hlc> {
-        self.scores.get(member).map(|s| s.hlc)
-    }
-
-    /// Sets `member`'s score, written at `hlc`; returns the previous score.
-    pub fn insert(&mut self, member: &[u8], score: f64, hlc: Hlc) -> Option<f64> {
+impl Big {
+    fn insert(&mut self, member: &[u8], score: f64, hlc: Hlc) -> Option<f64> {
         let old = self
             .scores
             .insert(member, Scored { score, hlc })
@@ -353,44 +372,167 @@ impl ZSet {
         self.tree.insert(score, member.into());
         old
     }
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Packed(buf) => count(buf),
+            Repr::Big(b) => b.scores.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the set is in its packed small form.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.0, Repr::Packed(_))
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Packed(buf) => buf.capacity(),
+            Repr::Big(b) => {
+                b.bytes
+                    + b.scores.table_bytes()
+                    + b.tree.nodes.capacity().saturating_sub(b.tree.nodes.len())
+                        * std::mem::size_of::<Node>()
+                    + std::mem::size_of::<Big>()
+            }
+        }
+    }
+
+    fn find(&self, member: &[u8]) -> Option<Scored> {
+        match &self.0 {
+            Repr::Packed(buf) => records(buf).find(|r| r.0 == member).map(|r| Scored {
+                score: r.1,
+                hlc: r.2,
+            }),
+            Repr::Big(b) => b.scores.get(member).copied(),
+        }
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.find(member).map(|s| s.score)
+    }
+
+    /// When `member` was last written.
+    pub fn hlc(&self, member: &[u8]) -> Option<Hlc> {
+        self.find(member).map(|s| s.hlc)
+    }
+
+    /// Sets `member`'s score, written at `hlc`; returns the previous score.
+    pub fn insert(&mut self, member: &[u8], score: f64, hlc: Hlc) -> Option<f64> {
+        if let Repr::Packed(buf) = &mut self.0 {
+            let found = records(buf)
+                .find(|r| r.0 == member)
+                .map(|r| (r.1, r.3, r.4));
+            if member.len() <= MAX_VALUE && (found.is_some() || count(buf) < MAX_ENTRIES) {
+                let old = found.map(|(old, start, end)| {
+                    buf.drain(start..end);
+                    old
+                });
+                if old.is_none() {
+                    add_one(buf);
+                }
+                let at = records(buf)
+                    .find(|r| cmp(r.1, r.0, score, member) == Ordering::Greater)
+                    .map_or(buf.len(), |r| r.3);
+                let mut rec = Vec::with_capacity(member.len() + 18);
+                put_bytes(&mut rec, member);
+                put_u64(&mut rec, score.to_bits());
+                put_u64(&mut rec, hlc.raw());
+                buf.splice(at..at, rec);
+                return old;
+            }
+            self.grow();
+        }
+        match &mut self.0 {
+            Repr::Big(b) => b.insert(member, score, hlc),
+            Repr::Packed(_) => None,
+        }
+    }
+
+    /// Moves a packed set to the table-plus-treap form.
+    fn grow(&mut self) {
+        let Repr::Packed(buf) = &self.0 else {
+            return;
+        };
+        let mut big = Big::default();
+        for (m, score, hlc, ..) in records(buf) {
+            big.insert(m, score, hlc);
+        }
+        self.0 = Repr::Big(Box::new(big));
+    }
 
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let old = self.scores.remove(member)?.score;
-        self.tree.remove(old, member);
-        self.bytes -= cost(member);
-        Some(old)
+        match &mut self.0 {
+            Repr::Packed(buf) => {
+                let (old, start, end) = records(buf)
+                    .find(|r| r.0 == member)
+                    .map(|r| (r.1, r.3, r.4))?;
+                buf.drain(start..end);
+                remove_one(buf);
+                Some(old)
+            }
+            Repr::Big(b) => {
+                let old = b.scores.remove(member)?.score;
+                b.tree.remove(old, member);
+                b.bytes -= cost(member);
+                Some(old)
+            }
+        }
+    }
+
+    /// How many members come before the first for which `before` is false
+    /// (`before` must hold on a prefix of the order).
+    fn count_before(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
+        match &self.0 {
+            Repr::Packed(buf) => records(buf).take_while(|r| before(r.1, r.0)).count(),
+            Repr::Big(b) => b.tree.count_before(before),
+        }
     }
 
     /// 0-based rank of `member` in ascending order.
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
         let s = self.score(member)?;
-        Some(
-            self.tree
-                .count_before(|sc, m| cmp(sc, m, s, member) == Ordering::Less),
-        )
+        Some(self.count_before(|sc, m| cmp(sc, m, s, member) == Ordering::Less))
     }
 
     /// The pair at ascending rank `k`.
     pub fn nth(&self, k: usize) -> Option<(f64, &[u8])> {
-        self.tree.nth(k)
+        match &self.0 {
+            Repr::Packed(buf) => records(buf).nth(k).map(|r| (r.1, r.0)),
+            Repr::Big(b) => b.tree.nth(k),
+        }
     }
 
     /// Calls `f` on ascending ranks `start..end`.
     pub fn range(&self, start: usize, end: usize, mut f: impl FnMut(f64, &[u8])) {
-        self.tree.walk(start, end.min(self.len()), &mut f);
+        let end = end.min(self.len());
+        match &self.0 {
+            Repr::Packed(buf) => {
+                for r in records(buf).skip(start).take(end.saturating_sub(start)) {
+                    f(r.1, r.0);
+                }
+            }
+            Repr::Big(b) => b.tree.walk(start, end, &mut f),
+        }
     }
 
     /// Ranks `[first, end)` of the members with `min <= score <= max`
     /// (bounds as given).
     pub fn score_ranks(&self, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
-        let first = self.tree.count_before(|s, _| {
+        let first = self.count_before(|s, _| {
             if min.exclusive {
                 s <= min.value
             } else {
                 s < min.value
             }
         });
-        let end = self.tree.count_before(|s, _| {
+        let end = self.count_before(|s, _| {
             if max.exclusive {
                 s < max.value
             } else {
@@ -403,17 +545,31 @@ impl ZSet {
     /// Ranks `[first, end)` of the members within the lex range. Meaningful
     /// when all scores are equal, as in Redis.
     pub fn lex_ranks(&self, min: &LexBound, max: &LexBound) -> (usize, usize) {
-        let first = self.tree.count_before(|_, m| min.below_min(m));
-        let end = self.tree.count_before(|_, m| max.within_max(m));
+        let first = self.count_before(|_, m| min.below_min(m));
+        let end = self.count_before(|_, m| max.within_max(m));
         (first, end.max(first))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], f64)> {
-        self.scores.iter().map(|(m, s)| (m, s.score))
+    /// Every member and score (in score order when packed, else any order).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], f64)> + '_> {
+        match &self.0 {
+            Repr::Packed(buf) => Box::new(records(buf).map(|r| (r.0, r.1))),
+            Repr::Big(b) => Box::new(b.scores.iter().map(|(m, s)| (m, s.score))),
+        }
     }
 
+    /// One ZSCAN step. A packed set answers whole, with cursor 0, as Redis
+    /// answers for a listpack.
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
-        self.scores.scan(cursor, count, |m, s| f(m, s.score))
+        match &self.0 {
+            Repr::Packed(_) => {
+                for (m, s) in self.iter() {
+                    f(m, s);
+                }
+                0
+            }
+            Repr::Big(b) => b.scores.scan(cursor, count, |m, s| f(m, s.score)),
+        }
     }
 }
 
@@ -423,11 +579,15 @@ mod tests {
     use proptest::prelude::*;
 
     /// The reference model: a sorted vector of (score, member).
-    fn model(ops: &[(bool, u8, i8)]) -> (ZSet, Vec<(f64, Vec<u8>)>) {
+    fn model(ops: &[(bool, u8, i8)], big: bool) -> (ZSet, Vec<(f64, Vec<u8>)>) {
         let mut z = ZSet::default();
+        if big {
+            z.grow();
+        }
         let mut m: Vec<(f64, Vec<u8>)> = Vec::new();
         for &(add, member, score) in ops {
-            let member = vec![b'a' + member % 20];
+            // 200 names: enough to cross the packed form's limit.
+            let member = format!("m{}", member % 200).into_bytes();
             let score = f64::from(score % 8);
             m.retain(|(_, mm)| *mm != member);
             if add {
@@ -451,8 +611,8 @@ mod tests {
         #[test]
         fn matches_sorted_vector(ops in proptest::collection::vec((any::<bool>(), any::<u8>(), any::<i8>()), 0..300),
                                  lo in -9i8..9, hi in -9i8..9, lx in any::<bool>(), hx in any::<bool>(),
-                                 start in 0usize..30, len in 0usize..30) {
-            let (z, m) = model(&ops);
+                                 start in 0usize..30, len in 0usize..30, big in any::<bool>()) {
+            let (z, m) = model(&ops, big);
             prop_assert_eq!(z.len(), m.len());
             prop_assert_eq!(all(&z), m.clone());
             for (i, (s, mem)) in m.iter().enumerate() {
@@ -477,8 +637,11 @@ mod tests {
         #[test]
         fn lex_ranges(members in proptest::collection::btree_set(proptest::collection::vec(b'a'..b'e', 0..3), 0..40),
                       lo in proptest::collection::vec(b'a'..b'e', 0..3), hi in proptest::collection::vec(b'a'..b'e', 0..3),
-                      lx in any::<bool>(), hx in any::<bool>()) {
+                      lx in any::<bool>(), hx in any::<bool>(), big in any::<bool>()) {
             let mut z = ZSet::default();
+            if big {
+                z.grow();
+            }
             for m in &members { z.insert(m, 0.0, Hlc::ZERO); }
             let min = if lx { LexBound::Exclusive(lo.clone()) } else { LexBound::Inclusive(lo.clone()) };
             let max = if hx { LexBound::Exclusive(hi.clone()) } else { LexBound::Inclusive(hi.clone()) };
@@ -506,7 +669,11 @@ mod tests {
         for i in 0..1000 {
             assert!(z.remove(format!("m{i}").as_bytes()).is_some());
         }
-        assert_eq!(z.bytes, 0);
         assert!(z.is_empty());
+        assert!(!z.is_packed());
+        match &z.0 {
+            Repr::Big(b) => assert_eq!(b.bytes, 0),
+            Repr::Packed(_) => unreachable!(),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Hash commands: HSET, HGET, HINCRBY, HRANDFIELD, HSCAN and friends. Every
 //! field written is stamped with the write's HLC time.
 
-use keel_shards::hash::Field;
+use keel_shards::hash::FieldRef;
 use keel_shards::{Hash, Shard};
 
 use super::error::{CmdError, CmdResult};
@@ -9,8 +9,8 @@ use super::{distinct_items, is, rand_count, read, scan_args, scan_reply, write, 
 use crate::numbers::{incr_by_float, int_arg, parse_i64};
 use crate::reply::Reply;
 
-fn bulk_or_nil(f: Option<&Field>) -> Reply {
-    f.map_or(Reply::Nil, |f| Reply::Bulk(f.value.clone()))
+fn bulk_or_nil(f: Option<FieldRef<'_>>) -> Reply {
+    f.map_or(Reply::Nil, |f| Reply::Bulk(f.value.to_vec()))
 }
 
 fn hset_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> Result<i64, CmdError> {
@@ -65,7 +65,7 @@ pub fn hgetall(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::Map(
         read(s, ctx, a[1], |h: &Hash| {
             h.iter()
-                .map(|(k, f)| (Reply::bulk(k), Reply::Bulk(f.value.clone())))
+                .map(|(k, f)| (Reply::bulk(k), Reply::Bulk(f.value.to_vec())))
                 .collect()
         })?
         .unwrap_or_default(),
@@ -85,7 +85,7 @@ pub fn hvals(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::Array(
         read(s, ctx, a[1], |h: &Hash| {
             h.iter()
-                .map(|(_, f)| Reply::Bulk(f.value.clone()))
+                .map(|(_, f)| Reply::Bulk(f.value.to_vec()))
                 .collect()
         })?
         .unwrap_or_default(),
@@ -115,7 +115,7 @@ pub fn hexists(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 pub fn hdel(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let r = write(s, ctx, a[1], false, |h: &mut Hash, _| {
-        let n = a[2..].iter().filter(|f| h.remove(f).is_some()).count();
+        let n = a[2..].iter().filter(|f| h.remove(f)).count();
         Ok((n as i64, n > 0))
     })?;
     Ok(Reply::Int(r.unwrap_or(0)))
@@ -141,7 +141,7 @@ pub fn hincrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     // "hash value is not a float".
     crate::numbers::float_arg(a[3])?;
     let r = write(s, ctx, a[1], true, |h: &mut Hash, hlc| {
-        let current = h.get(a[2]).map_or(b"0".to_vec(), |f| f.value.clone());
+        let current = h.get(a[2]).map_or(b"0".to_vec(), |f| f.value.to_vec());
         let next = incr_by_float(&current, a[3]).map_err(|e| match e {
             CmdError::NotFloat => CmdError::other("hash value is not a float"),
             e => e,
@@ -165,7 +165,7 @@ pub fn hrandfield(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     };
     let mut rng = Rng::new(s);
     let picks = read(s, ctx, a[1], |h: &Hash| {
-        let pick = |r: u64| h.sample(r).map(|(k, f)| (k.to_vec(), f.value.clone()));
+        let pick = |r: u64| h.sample(r).map(|(k, f)| (k.to_vec(), f.value.to_vec()));
         match count {
             None => pick(rng.next_u64()).into_iter().collect(),
             Some(n) if n < 0 => (0..n.unsigned_abs())
@@ -173,7 +173,7 @@ pub fn hrandfield(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                 .collect(),
             Some(n) => distinct_items(&mut rng, h.len(), n as usize, pick, || {
                 h.iter()
-                    .map(|(k, f)| (k.to_vec(), f.value.clone()))
+                    .map(|(k, f)| (k.to_vec(), f.value.to_vec()))
                     .collect()
             }),
         }
@@ -208,7 +208,7 @@ pub fn hscan(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         let next = h.scan(o.cursor, o.count, |k, f| {
             if o.matches(k) {
                 items.push(Reply::bulk(k));
-                items.push(Reply::Bulk(f.value.clone()));
+                items.push(Reply::Bulk(f.value.to_vec()));
             }
         });
         scan_reply(next, items)

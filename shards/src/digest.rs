@@ -48,7 +48,7 @@ impl Digest {
         let (tag, body): (&[u8], &[u8]) = match &entry.value {
             Value::Str(s) => (b"string", s),
             Value::Hash(h) => {
-                agg = unordered(h.iter().map(|(f, v)| [f, &v.value[..]]));
+                agg = unordered(h.iter().map(|(f, v)| [f, v.value]));
                 (b"hash", &agg)
             }
             Value::Set(s) => {

@@ -123,11 +123,15 @@ impl Hash {
                 put_u64(&mut rec, hlc.raw());
                 return match found {
                     Some((start, end)) => {
+                        buf.reserve_exact(rec.len().saturating_sub(end - start));
                         buf.splice(start..end, rec);
                         false
                     }
                     None => {
                         add_one(buf);
+                        // Exact growth: a packed buffer lives long and
+                        // doubling would waste up to half of it.
+                        buf.reserve_exact(rec.len());
                         buf.extend_from_slice(&rec);
                         true
                     }

@@ -444,6 +444,9 @@ impl ZSet {
                 put_bytes(&mut rec, member);
                 put_u64(&mut rec, score.to_bits());
                 put_u64(&mut rec, hlc.raw());
+                // Exact growth: a packed buffer lives long and doubling
+                // would waste up to half of it.
+                buf.reserve_exact(rec.len());
                 buf.splice(at..at, rec);
                 return old;
             }

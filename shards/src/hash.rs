@@ -10,8 +10,8 @@
 use crate::dict::Dict;
 use crate::hlc::Hlc;
 use crate::packed::{
-    add_one, count, first_record, get_bytes, get_u64, put_bytes, put_u64, remove_one, MAX_ENTRIES,
-    MAX_VALUE,
+    add_one, base, base_for, count, first_record, fits_base, get_bytes, get_hlc, header, put_bytes,
+    put_hlc, remove_one, MAX_ENTRIES, MAX_VALUE,
 };
 
 /// One field's value and the time it was last written (the large form).
@@ -63,6 +63,7 @@ fn cost(field: &[u8], value: &[u8]) -> usize {
 /// One packed record: (field, value, hlc, start, end).
 fn records(buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Hlc, usize, usize)> {
     let mut pos = first_record(buf);
+    let b = base(buf);
     std::iter::from_fn(move || {
         if pos >= buf.len() {
             return None;
@@ -70,9 +71,21 @@ fn records(buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], Hlc, usize, usize)
         let start = pos;
         let f = get_bytes(buf, &mut pos);
         let v = get_bytes(buf, &mut pos);
-        let h = Hlc::from_raw(get_u64(buf, &mut pos));
+        let h = get_hlc(buf, &mut pos, b);
         Some((f, v, h, start, pos))
     })
+}
+
+/// Re-encodes a packed buffer on an older base (a record older than every
+/// time it holds arrives: merge input, never a local write).
+fn rebase(buf: &mut Vec<u8>, new_base: Hlc) {
+    let mut out = header(count(buf), new_base);
+    for (f, v, h, ..) in records(buf) {
+        put_bytes(&mut out, f);
+        put_bytes(&mut out, v);
+        put_hlc(&mut out, new_base, h);
+    }
+    *buf = out;
 }
 
 impl Hash {
@@ -114,13 +127,17 @@ impl Hash {
     /// Sets `field`; returns whether it is new.
     pub fn insert(&mut self, field: &[u8], value: Vec<u8>, hlc: Hlc) -> bool {
         if let Repr::Packed(buf) = &mut self.0 {
+            if !fits_base(buf, hlc) {
+                rebase(buf, hlc);
+            }
             let fits = field.len() <= MAX_VALUE && value.len() <= MAX_VALUE;
             let found = records(buf).find(|r| r.0 == field).map(|r| (r.3, r.4));
             if fits && (found.is_some() || count(buf) < MAX_ENTRIES) {
-                let mut rec = Vec::with_capacity(field.len() + value.len() + 10);
+                let b = base_for(buf, hlc);
+                let mut rec = Vec::with_capacity(field.len() + value.len() + 12);
                 put_bytes(&mut rec, field);
                 put_bytes(&mut rec, &value);
-                put_u64(&mut rec, hlc.raw());
+                put_hlc(&mut rec, b, hlc);
                 return match found {
                     Some((start, end)) => {
                         buf.reserve_exact(rec.len().saturating_sub(end - start));
@@ -128,7 +145,7 @@ impl Hash {
                         false
                     }
                     None => {
-                        add_one(buf);
+                        add_one(buf, b);
                         // Exact growth: a packed buffer lives long and
                         // doubling would waste up to half of it.
                         buf.reserve_exact(rec.len());
@@ -300,14 +317,20 @@ mod tests {
             h.insert(
                 format!("f{i}").as_bytes(),
                 b"v".to_vec(),
-                Hlc::new(i as u64, 0),
+                Hlc::new(i as u64 + 1, 0),
             );
         }
         assert!(h.is_packed());
-        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(7, 0)));
+        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(8, 0)));
+        // An older time than the base re-encodes the buffer.
+        h.insert(b"f9", b"w".to_vec(), Hlc::new(0, 0));
+        h.insert(b"f0", b"w".to_vec(), Hlc::new(0, 0));
+        assert!(h.is_packed());
+        assert_eq!(h.get(b"f9").map(|f| f.hlc), Some(Hlc::new(0, 0)));
+        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(8, 0)));
         h.insert(b"one-more", b"v".to_vec(), Hlc::new(999, 0));
         assert!(!h.is_packed());
-        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(7, 0)));
+        assert_eq!(h.get(b"f7").map(|f| f.hlc), Some(Hlc::new(8, 0)));
         let mut long = Hash::default();
         long.insert(b"f", vec![0; MAX_VALUE + 1], Hlc::ZERO);
         assert!(!long.is_packed());

@@ -18,8 +18,8 @@ use std::cmp::Ordering;
 use crate::dict::Dict;
 use crate::hlc::Hlc;
 use crate::packed::{
-    add_one, count, first_record, get_bytes, get_u64, put_bytes, put_u64, remove_one, MAX_ENTRIES,
-    MAX_VALUE,
+    add_one, base, base_for, count, first_record, fits_base, get_bytes, get_hlc, get_score, header,
+    put_bytes, put_hlc, put_score, remove_one, MAX_ENTRIES, MAX_VALUE,
 };
 
 const NIL: u32 = u32::MAX;
@@ -344,16 +344,29 @@ type Record<'a> = (&'a [u8], f64, Hlc, usize, usize);
 
 fn records(buf: &[u8]) -> impl Iterator<Item = Record<'_>> {
     let mut pos = first_record(buf);
+    let b = base(buf);
     std::iter::from_fn(move || {
         if pos >= buf.len() {
             return None;
         }
         let start = pos;
         let m = get_bytes(buf, &mut pos);
-        let score = f64::from_bits(get_u64(buf, &mut pos));
-        let hlc = Hlc::from_raw(get_u64(buf, &mut pos));
+        let score = get_score(buf, &mut pos);
+        let hlc = get_hlc(buf, &mut pos, b);
         Some((m, score, hlc, start, pos))
     })
+}
+
+/// Re-encodes a packed buffer on an older base (a record older than every
+/// time it holds arrives: merge input, never a local write).
+fn rebase(buf: &mut Vec<u8>, new_base: Hlc) {
+    let mut out = header(count(buf), new_base);
+    for (m, score, h, ..) in records(buf) {
+        put_bytes(&mut out, m);
+        put_score(&mut out, score);
+        put_hlc(&mut out, new_base, h);
+    }
+    *buf = out;
 }
 
 impl Big {
@@ -426,6 +439,9 @@ impl ZSet {
     /// Sets `member`'s score, written at `hlc`; returns the previous score.
     pub fn insert(&mut self, member: &[u8], score: f64, hlc: Hlc) -> Option<f64> {
         if let Repr::Packed(buf) = &mut self.0 {
+            if !fits_base(buf, hlc) {
+                rebase(buf, hlc);
+            }
             let found = records(buf)
                 .find(|r| r.0 == member)
                 .map(|r| (r.1, r.3, r.4));
@@ -434,16 +450,17 @@ impl ZSet {
                     buf.drain(start..end);
                     old
                 });
+                let b = base_for(buf, hlc);
                 if old.is_none() {
-                    add_one(buf);
+                    add_one(buf, b);
                 }
                 let at = records(buf)
                     .find(|r| cmp(r.1, r.0, score, member) == Ordering::Greater)
                     .map_or(buf.len(), |r| r.3);
                 let mut rec = Vec::with_capacity(member.len() + 18);
                 put_bytes(&mut rec, member);
-                put_u64(&mut rec, score.to_bits());
-                put_u64(&mut rec, hlc.raw());
+                put_score(&mut rec, score);
+                put_hlc(&mut rec, b, hlc);
                 // Exact growth: a packed buffer lives long and doubling
                 // would waste up to half of it.
                 buf.reserve_exact(rec.len());
@@ -594,7 +611,8 @@ mod tests {
             let score = f64::from(score % 8);
             m.retain(|(_, mm)| *mm != member);
             if add {
-                z.insert(&member, score, Hlc::ZERO);
+                // Times wander backwards too, which re-encodes packed buffers.
+                z.insert(&member, score, Hlc::new(u64::from(member[1]) * 7 % 11, 0));
                 m.push((score, member));
             } else {
                 z.remove(&member);

@@ -126,8 +126,9 @@ pub fn hincrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let r = write(s, ctx, a[1], true, |h: &mut Hash, hlc| {
         let current = match h.get(a[2]) {
             None => 0,
-            Some(f) => parse_i64(f.value)
-                .ok_or_else(|| CmdError::other("hash value is not an integer"))?,
+            Some(f) => {
+                parse_i64(f.value).ok_or_else(|| CmdError::other("hash value is not an integer"))?
+            }
         };
         let next = current.checked_add(delta).ok_or(CmdError::Overflow)?;
         h.insert(a[2], next.to_string().into_bytes(), hlc);

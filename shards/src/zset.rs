@@ -303,6 +303,19 @@ pub struct Scored {
 }
 
 /// The large form: member table plus treap.
+/// Whether `min > max`, or they are equal and one excludes: Redis answers
+/// such a range empty before it looks at any member.
+fn lex_bounds_empty(min: &LexBound, max: &LexBound) -> bool {
+    use LexBound::*;
+    match (min, max) {
+        (Max, _) | (_, Min) => true,
+        (Min, _) | (_, Max) => false,
+        (Inclusive(a) | Exclusive(a), Inclusive(b) | Exclusive(b)) => {
+            a > b || (a == b && (matches!(min, Exclusive(_)) || matches!(max, Exclusive(_))))
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 struct Big {
     scores: Dict<Scored>,
@@ -437,7 +450,9 @@ impl ZSet {
     }
 
     /// Sets `member`'s score, written at `hlc`; returns the previous score.
+    /// A score of `-0` is stored as `0`, as Redis stores it.
     pub fn insert(&mut self, member: &[u8], score: f64, hlc: Hlc) -> Option<f64> {
+        let score = score + 0.0;
         if let Repr::Packed(buf) = &mut self.0 {
             if !fits_base(buf, hlc) {
                 rebase(buf, hlc);
@@ -562,12 +577,51 @@ impl ZSet {
         (first, end.max(first))
     }
 
-    /// Ranks `[first, end)` of the members within the lex range. Meaningful
-    /// when all scores are equal, as in Redis.
-    pub fn lex_ranks(&self, min: &LexBound, max: &LexBound) -> (usize, usize) {
-        let first = self.count_before(|_, m| min.below_min(m));
-        let end = self.count_before(|_, m| max.within_max(m));
-        (first, end.max(first))
+    /// Ranks `[first, end)` of the members within the lex range, walked
+    /// forward (`rev` false) or backward. Lex ranges are meant for sets whose
+    /// scores are all equal; for others keel answers as Redis answers for a
+    /// small (listpack) set: the range is empty unless the first member is
+    /// at most `max` and the last at least `min`, and it runs from the first
+    /// member at least `min` (backward: the last at most `max`) for as long
+    /// as members stay within the other bound.
+    pub fn lex_ranks(&self, min: &LexBound, max: &LexBound, rev: bool) -> (usize, usize) {
+        let len = self.len();
+        if len == 0 || lex_bounds_empty(min, max) {
+            return (0, 0);
+        }
+        let (Some((_, head)), Some((_, tail))) = (self.nth(0), self.nth(len - 1)) else {
+            return (0, 0);
+        };
+        if min.below_min(tail) || !max.within_max(head) {
+            return (0, 0);
+        }
+        match &self.0 {
+            Repr::Packed(buf) => {
+                let ms: Vec<&[u8]> = records(buf).map(|r| r.0).collect();
+                if rev {
+                    let Some(last) = ms.iter().rposition(|m| max.within_max(m)) else {
+                        return (0, 0);
+                    };
+                    let n = ms[..=last]
+                        .iter()
+                        .rev()
+                        .take_while(|m| !min.below_min(m))
+                        .count();
+                    (last + 1 - n, last + 1)
+                } else {
+                    let Some(first) = ms.iter().position(|m| !min.below_min(m)) else {
+                        return (0, 0);
+                    };
+                    let n = ms[first..].iter().take_while(|m| max.within_max(m)).count();
+                    (first, first + n)
+                }
+            }
+            Repr::Big(_) => {
+                let first = self.count_before(|_, m| min.below_min(m));
+                let end = self.count_before(|_, m| max.within_max(m));
+                (first, end.max(first))
+            }
+        }
     }
 
     /// Every member and score (in score order when packed, else any order).
@@ -666,14 +720,15 @@ mod tests {
             for m in &members { z.insert(m, 0.0, Hlc::ZERO); }
             let min = if lx { LexBound::Exclusive(lo.clone()) } else { LexBound::Inclusive(lo.clone()) };
             let max = if hx { LexBound::Exclusive(hi.clone()) } else { LexBound::Inclusive(hi.clone()) };
-            let (a, b) = z.lex_ranks(&min, &max);
+            let (a, b) = z.lex_ranks(&min, &max, false);
+            prop_assert_eq!(z.lex_ranks(&min, &max, true), (a, b));
             let mut got = Vec::new();
             z.range(a, b, |_, m| got.push(m.to_vec()));
             let want: Vec<Vec<u8>> = members.iter().filter(|m| {
                 (if lx { **m > lo } else { **m >= lo }) && (if hx { **m < hi } else { **m <= hi })
             }).cloned().collect();
             prop_assert_eq!(got, want);
-            let (a, b) = z.lex_ranks(&LexBound::Min, &LexBound::Max);
+            let (a, b) = z.lex_ranks(&LexBound::Min, &LexBound::Max, false);
             prop_assert_eq!((a, b), (0, members.len()));
         }
     }

@@ -227,7 +227,7 @@ pub fn zcount(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 pub fn zlexcount(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let (min, max) = (lex_bound(a[2])?, lex_bound(a[3])?);
     let r = read(s, ctx, a[1], |z: &ZSet| {
-        let (b, e) = z.lex_ranks(&min, &max);
+        let (b, e) = z.lex_ranks(&min, &max, false);
         (e - b) as i64
     })?;
     Ok(Reply::Int(r.unwrap_or(0)))
@@ -299,14 +299,16 @@ fn parse_range(a: &[&[u8]], syntax: Syntax) -> Result<Range, CmdError> {
             kind = Kind::Score;
         } else if auto && is(o, "bylex") && kind != Kind::Score {
             kind = Kind::Lex;
-        } else if auto && is(o, "rev") {
+        } else if auto && is(o, "rev") && !rev {
             rev = true;
         } else {
             return Err(CmdError::Syntax);
         }
         i += 1;
     }
-    if limit.is_some() && kind == Kind::Rank {
+    // Redis refuses a LIMIT on ranks only when it limits: `LIMIT n -1` is
+    // accepted, and ignored.
+    if kind == Kind::Rank && limit.is_some_and(|(_, count)| count != -1) {
         return Err(CmdError::other(
             "syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
         ));
@@ -351,10 +353,11 @@ fn select(z: &ZSet, r: &Range) -> Vec<(Vec<u8>, f64)> {
             }
         }
         By::Score(min, max) => z.score_ranks(*min, *max),
-        By::Lex(min, max) => z.lex_ranks(min, max),
+        By::Lex(min, max) => z.lex_ranks(min, max, r.rev),
     };
     let (b, e) = match r.limit {
         None => (b, e),
+        Some(_) if matches!(r.by, By::Rank(..)) => (b, e),
         Some((offset, _)) if offset < 0 => return vec![],
         Some((offset, count)) => {
             let offset = (offset as usize).min(e - b);
@@ -678,18 +681,20 @@ fn setop(
         }
         SetOp::Inter => {
             if inputs.iter().all(|i| i.is_some()) {
-                let mut it = inputs.into_iter().flatten().zip(&weights);
+                // As Redis: smallest input first (a stable sort), and only
+                // its weighted scores are cleared of NaN before aggregating.
+                let mut sorted: Vec<(Scored, f64)> =
+                    inputs.into_iter().flatten().zip(weights).collect();
+                sorted.sort_by_key(|(input, _)| input.len());
+                let mut it = sorted.into_iter();
                 if let Some((first, w)) = it.next() {
-                    acc = first
-                        .into_iter()
-                        .map(|(m, sc)| (m, weigh(sc, *w)))
-                        .collect();
+                    acc = first.into_iter().map(|(m, sc)| (m, weigh(sc, w))).collect();
                 }
                 for (input, w) in it {
                     let other: HashMap<Vec<u8>, f64> = input.into_iter().collect();
                     acc.retain(|m, x| match other.get(m) {
                         Some(sc) => {
-                            *x = combine(*x, weigh(*sc, *w));
+                            *x = combine(*x, *sc * w);
                             true
                         }
                         None => false,

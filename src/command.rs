@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
-use crate::cmd::{keys, strings, Ctx};
+use crate::cmd::{hashes, keys, lists, sets, strings, zsets, Ctx};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -53,6 +53,11 @@ pub enum Split {
     MsetNx,
     /// RENAME / RENAMENX / COPY: read the source, write the destination.
     Move,
+    /// Multi-key commands that run whole on one shard (SINTER, SMOVE,
+    /// ZUNIONSTORE, LMOVE...). For now keys on different shards are refused
+    /// with Redis Cluster's CROSSSLOT error (see [`keys_of`]); cross-shard
+    /// execution replaces this later.
+    SameShard,
 }
 
 #[derive(Clone, Copy)]
@@ -190,6 +195,90 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("rename", 3, WRITE, 1, 2, 1, keys::rename, Move, "generic", "Renames a key and overwrites the destination."),
     keyed!("renamenx", 3, WRITE | FAST, 1, 2, 1, keys::rename, Move, "generic", "Renames a key only when the target key name doesn't exist."),
     keyed!("copy", -3, W, 1, 2, 1, keys::copy, Move, "generic", "Copies the value of a key to a new key."),
+    // hashes
+    keyed!("hset", -4, WF, 1, 1, 1, hashes::hset, Never, "hash", "Creates or modifies the value of a field in a hash."),
+    keyed!("hmset", -4, WF, 1, 1, 1, hashes::hmset, Never, "hash", "Sets the values of multiple fields."),
+    keyed!("hsetnx", 4, WF, 1, 1, 1, hashes::hsetnx, Never, "hash", "Sets the value of a field in a hash only when the field doesn't exist."),
+    keyed!("hget", 3, RF, 1, 1, 1, hashes::hget, Never, "hash", "Returns the value of a field in a hash."),
+    keyed!("hmget", -3, RF, 1, 1, 1, hashes::hmget, Never, "hash", "Returns the values of all fields in a hash."),
+    keyed!("hgetall", 2, R, 1, 1, 1, hashes::hgetall, Never, "hash", "Returns all fields and values in a hash."),
+    keyed!("hdel", -3, WRITE | FAST, 1, 1, 1, hashes::hdel, Never, "hash", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain."),
+    keyed!("hexists", 3, RF, 1, 1, 1, hashes::hexists, Never, "hash", "Determines whether a field exists in a hash."),
+    keyed!("hincrby", 4, WF, 1, 1, 1, hashes::hincrby, Never, "hash", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist."),
+    keyed!("hincrbyfloat", 4, WF, 1, 1, 1, hashes::hincrbyfloat, Never, "hash", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist."),
+    keyed!("hkeys", 2, R, 1, 1, 1, hashes::hkeys, Never, "hash", "Returns all fields in a hash."),
+    keyed!("hvals", 2, R, 1, 1, 1, hashes::hvals, Never, "hash", "Returns all values in a hash."),
+    keyed!("hlen", 2, RF, 1, 1, 1, hashes::hlen, Never, "hash", "Returns the number of fields in a hash."),
+    keyed!("hstrlen", 3, RF, 1, 1, 1, hashes::hstrlen, Never, "hash", "Returns the length of the value of a field."),
+    keyed!("hrandfield", -2, R, 1, 1, 1, hashes::hrandfield, Never, "hash", "Returns one or more random fields from a hash."),
+    keyed!("hscan", -3, R, 1, 1, 1, hashes::hscan, Never, "hash", "Iterates over fields and values of a hash."),
+    // sets
+    keyed!("sadd", -3, WF, 1, 1, 1, sets::sadd, Never, "set", "Adds one or more members to a set. Creates the key if it doesn't exist."),
+    keyed!("srem", -3, WRITE | FAST, 1, 1, 1, sets::srem, Never, "set", "Removes one or more members from a set. Deletes the set if the last member was removed."),
+    keyed!("smembers", 2, R, 1, 1, 1, sets::smembers, Never, "set", "Returns all members of a set."),
+    keyed!("sismember", 3, RF, 1, 1, 1, sets::sismember, Never, "set", "Determines whether a member belongs to a set."),
+    keyed!("smismember", -3, RF, 1, 1, 1, sets::smismember, Never, "set", "Determines whether multiple members belong to a set."),
+    keyed!("scard", 2, RF, 1, 1, 1, sets::scard, Never, "set", "Returns the number of members in a set."),
+    keyed!("spop", -2, WRITE | FAST, 1, 1, 1, sets::spop, Never, "set", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped."),
+    keyed!("srandmember", -2, R, 1, 1, 1, sets::srandmember, Never, "set", "Get one or multiple random members from a set."),
+    keyed!("sinter", -2, R, 1, -1, 1, sets::sinter, SameShard, "set", "Returns the intersect of multiple sets."),
+    keyed!("sintercard", -3, R, 2, 2, 1, sets::sintercard, SameShard, "set", "Returns the number of members of the intersect of multiple sets."),
+    keyed!("sunion", -2, R, 1, -1, 1, sets::sunion, SameShard, "set", "Returns the union of multiple sets."),
+    keyed!("sdiff", -2, R, 1, -1, 1, sets::sdiff, SameShard, "set", "Returns the difference of multiple sets."),
+    keyed!("sinterstore", -3, W, 1, -1, 1, sets::sinterstore, SameShard, "set", "Stores the intersect of multiple sets in a key."),
+    keyed!("sunionstore", -3, W, 1, -1, 1, sets::sunionstore, SameShard, "set", "Stores the union of multiple sets in a key."),
+    keyed!("sdiffstore", -3, W, 1, -1, 1, sets::sdiffstore, SameShard, "set", "Stores the difference of multiple sets in a key."),
+    keyed!("smove", 4, WF, 1, 2, 1, sets::smove, SameShard, "set", "Moves a member from one set to another."),
+    keyed!("sscan", -3, R, 1, 1, 1, sets::sscan, Never, "set", "Iterates over members of a set."),
+    // lists
+    keyed!("lpush", -3, WF, 1, 1, 1, lists::lpush, Never, "list", "Prepends one or more elements to a list. Creates the key if it doesn't exist."),
+    keyed!("rpush", -3, WF, 1, 1, 1, lists::rpush, Never, "list", "Appends one or more elements to a list. Creates the key if it doesn't exist."),
+    keyed!("lpushx", -3, WF, 1, 1, 1, lists::lpushx, Never, "list", "Prepends one or more elements to a list only when the list exists."),
+    keyed!("rpushx", -3, WF, 1, 1, 1, lists::rpushx, Never, "list", "Appends an element to a list only when the list exists."),
+    keyed!("lpop", -2, WRITE | FAST, 1, 1, 1, lists::lpop, Never, "list", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped."),
+    keyed!("rpop", -2, WRITE | FAST, 1, 1, 1, lists::rpop, Never, "list", "Returns and removes the last elements of a list. Deletes the list if the last element was popped."),
+    keyed!("llen", 2, RF, 1, 1, 1, lists::llen, Never, "list", "Returns the length of a list."),
+    keyed!("lrange", 4, R, 1, 1, 1, lists::lrange, Never, "list", "Returns a range of elements from a list."),
+    keyed!("lindex", 3, R, 1, 1, 1, lists::lindex, Never, "list", "Returns an element from a list by its index."),
+    keyed!("lset", 4, W, 1, 1, 1, lists::lset, Never, "list", "Sets the value of an element in a list by its index."),
+    keyed!("lrem", 4, WRITE, 1, 1, 1, lists::lrem, Never, "list", "Removes elements from a list. Deletes the list if the last element was removed."),
+    keyed!("ltrim", 4, WRITE, 1, 1, 1, lists::ltrim, Never, "list", "Removes elements from both ends a list. Deletes the list if all elements were trimmed."),
+    keyed!("linsert", 5, W, 1, 1, 1, lists::linsert, Never, "list", "Inserts an element before or after another element in a list."),
+    keyed!("lpos", -3, R, 1, 1, 1, lists::lpos, Never, "list", "Returns the index of matching elements in a list."),
+    keyed!("lmove", 5, W, 1, 2, 1, lists::lmove, SameShard, "list", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved."),
+    keyed!("rpoplpush", 3, W, 1, 2, 1, lists::rpoplpush, SameShard, "list", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped."),
+    keyed!("lmpop", -4, WRITE, 2, 2, 1, lists::lmpop, SameShard, "list", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped."),
+    // sorted sets
+    keyed!("zadd", -4, WF, 1, 1, 1, zsets::zadd, Never, "sorted-set", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist."),
+    keyed!("zincrby", 4, WF, 1, 1, 1, zsets::zincrby, Never, "sorted-set", "Increments the score of a member in a sorted set."),
+    keyed!("zrem", -3, WRITE | FAST, 1, 1, 1, zsets::zrem, Never, "sorted-set", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed."),
+    keyed!("zscore", 3, RF, 1, 1, 1, zsets::zscore, Never, "sorted-set", "Returns the score of a member in a sorted set."),
+    keyed!("zmscore", -3, RF, 1, 1, 1, zsets::zmscore, Never, "sorted-set", "Returns the score of one or more members in a sorted set."),
+    keyed!("zcard", 2, RF, 1, 1, 1, zsets::zcard, Never, "sorted-set", "Returns the number of members in a sorted set."),
+    keyed!("zcount", 4, RF, 1, 1, 1, zsets::zcount, Never, "sorted-set", "Returns the count of members in a sorted set that have scores within a range."),
+    keyed!("zlexcount", 4, RF, 1, 1, 1, zsets::zlexcount, Never, "sorted-set", "Returns the number of members in a sorted set within a lexicographical range."),
+    keyed!("zrange", -4, R, 1, 1, 1, zsets::zrange, Never, "sorted-set", "Returns members in a sorted set within a range of indexes."),
+    keyed!("zrangestore", -5, W, 1, 2, 1, zsets::zrangestore, SameShard, "sorted-set", "Stores a range of members from sorted set in a key."),
+    keyed!("zrevrange", -4, R, 1, 1, 1, zsets::zrevrange, Never, "sorted-set", "Returns members in a sorted set within a range of indexes in reverse order."),
+    keyed!("zrangebyscore", -4, R, 1, 1, 1, zsets::zrangebyscore, Never, "sorted-set", "Returns members in a sorted set within a range of scores."),
+    keyed!("zrevrangebyscore", -4, R, 1, 1, 1, zsets::zrevrangebyscore, Never, "sorted-set", "Returns members in a sorted set within a range of scores in reverse order."),
+    keyed!("zrangebylex", -4, R, 1, 1, 1, zsets::zrangebylex, Never, "sorted-set", "Returns members in a sorted set within a lexicographical range."),
+    keyed!("zrevrangebylex", -4, R, 1, 1, 1, zsets::zrevrangebylex, Never, "sorted-set", "Returns members in a sorted set within a lexicographical range in reverse order."),
+    keyed!("zrank", 3, RF, 1, 1, 1, zsets::zrank, Never, "sorted-set", "Returns the index of a member in a sorted set ordered by ascending scores."),
+    keyed!("zrevrank", 3, RF, 1, 1, 1, zsets::zrevrank, Never, "sorted-set", "Returns the index of a member in a sorted set ordered by descending scores."),
+    keyed!("zremrangebyscore", 4, WRITE, 1, 1, 1, zsets::zremrangebyscore, Never, "sorted-set", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed."),
+    keyed!("zremrangebyrank", 4, WRITE, 1, 1, 1, zsets::zremrangebyrank, Never, "sorted-set", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed."),
+    keyed!("zremrangebylex", 4, WRITE, 1, 1, 1, zsets::zremrangebylex, Never, "sorted-set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed."),
+    keyed!("zpopmin", -2, WRITE | FAST, 1, 1, 1, zsets::zpopmin, Never, "sorted-set", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
+    keyed!("zpopmax", -2, WRITE | FAST, 1, 1, 1, zsets::zpopmax, Never, "sorted-set", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
+    keyed!("zrandmember", -2, R, 1, 1, 1, zsets::zrandmember, Never, "sorted-set", "Returns one or more random members from a sorted set."),
+    keyed!("zunion", -3, R, 2, 2, 1, zsets::zunion, SameShard, "sorted-set", "Returns the union of multiple sorted sets."),
+    keyed!("zinter", -3, R, 2, 2, 1, zsets::zinter, SameShard, "sorted-set", "Returns the intersect of multiple sorted sets."),
+    keyed!("zdiff", -3, R, 2, 2, 1, zsets::zdiff, SameShard, "sorted-set", "Returns the difference between multiple sorted sets."),
+    keyed!("zunionstore", -4, W, 1, 1, 1, zsets::zunionstore, SameShard, "sorted-set", "Stores the union of multiple sorted sets in a key."),
+    keyed!("zinterstore", -4, W, 1, 1, 1, zsets::zinterstore, SameShard, "sorted-set", "Stores the intersect of multiple sorted sets in a key."),
+    keyed!("zdiffstore", -4, W, 1, 1, 1, zsets::zdiffstore, SameShard, "sorted-set", "Stores the difference of multiple sorted sets in a key."),
+    keyed!("zscan", -3, R, 1, 1, 1, zsets::zscan, Never, "sorted-set", "Iterates over members and scores of a sorted set."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),
@@ -238,6 +327,28 @@ pub static COMMANDS: &[Spec] = &[
 /// A command's position in [`COMMANDS`], for per-command counters.
 pub fn index_of(spec: &'static Spec) -> usize {
     (spec as *const Spec as usize - COMMANDS.as_ptr() as usize) / std::mem::size_of::<Spec>()
+}
+
+/// Every key a command names, for commands whose keys follow a `numkeys`
+/// count (SINTERCARD, ZUNIONSTORE, LMPOP...) as well as the plain ones.
+/// Malformed counts yield what can be read; the handler reports the error.
+pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    let numkeys_at = match spec.name {
+        "sintercard" | "zinter" | "zunion" | "zdiff" | "lmpop" | "zintercard" | "zmpop" => Some(1),
+        "zunionstore" | "zinterstore" | "zdiffstore" => Some(2),
+        _ => None,
+    };
+    let Some(at) = numkeys_at else {
+        return spec.key_indexes(args.len()).map(|i| args[i]).collect();
+    };
+    let mut keys: Vec<&[u8]> = args[1..at].to_vec();
+    let n = args
+        .get(at)
+        .and_then(|a| crate::numbers::parse_i64(a))
+        .unwrap_or(0)
+        .max(0) as usize;
+    keys.extend(args.iter().skip(at + 1).take(n));
+    keys
 }
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {

@@ -23,6 +23,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// Key-value pairs: a map in RESP3, a flat array in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// Pairs (ZRANGE WITHSCORES, HRANDFIELD WITHVALUES): an array of
+    /// two-element arrays in RESP3, one flat array in RESP2.
+    Pairs(Vec<(Reply, Reply)>),
     /// A set in RESP3, an array in RESP2.
     Set(Vec<Reply>),
     /// A double in RESP3, a bulk string in RESP2.

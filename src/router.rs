@@ -182,6 +182,15 @@ impl Router {
         if split == Split::AllOk || split == Split::MsetNx {
             strings::check_pairs(args)?;
         }
+        if split == Split::SameShard {
+            let keys = crate::command::keys_of(spec, args);
+            if keys
+                .iter()
+                .any(|k| self.shard_of(k) != self.shard_of(keys[0]))
+            {
+                return Err(CmdError::CrossSlot);
+            }
+        }
         let mut idx = spec.key_indexes(args.len());
         let first = match idx.next() {
             Some(i) => self.shard_of(args[i]),

@@ -281,6 +281,16 @@ impl<V> Dict<V> {
     }
 }
 
+impl<V: Clone> Clone for Dict<V> {
+    fn clone(&self) -> Self {
+        let mut d = Dict::new();
+        for (k, v) in self.iter() {
+            d.insert_new(k.into(), v.clone());
+        }
+        d
+    }
+}
+
 impl<V> Drop for Dict<V> {
     // Long chains would otherwise drop recursively and could overflow the stack.
     fn drop(&mut self) {

@@ -28,12 +28,48 @@ fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// An order-independent digest of a collection's elements (each a pair of
+/// byte strings): the XOR of their hashes, as 24 bytes.
+fn unordered<'a>(items: impl Iterator<Item = [&'a [u8]; 2]>) -> Vec<u8> {
+    let mut acc = [0u64; 3];
+    for pair in items {
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a ^= fnv1a(10 + i as u64, &pair);
+        }
+    }
+    acc.iter().flat_map(|a| a.to_le_bytes()).collect()
+}
+
 impl Digest {
     pub fn of_entry(db: usize, key: &[u8], entry: &Entry) -> Digest {
         let dbb = (db as u64).to_le_bytes();
         let exp = entry.expire_at.to_le_bytes();
+        let agg;
         let (tag, body): (&[u8], &[u8]) = match &entry.value {
             Value::Str(s) => (b"string", s),
+            Value::Hash(h) => {
+                agg = unordered(h.iter().map(|(f, v)| [f, v.value]));
+                (b"hash", &agg)
+            }
+            Value::Set(s) => {
+                agg = unordered(s.iter().map(|(m, _)| [m, &[][..]]));
+                (b"set", &agg)
+            }
+            Value::ZSet(z) => {
+                // -0.0 and 0.0 are the same score.
+                let bits = |s: f64| (s + 0.0).to_bits().to_le_bytes();
+                let scored: Vec<([u8; 8], &[u8])> = z.iter().map(|(m, s)| (bits(s), m)).collect();
+                agg = unordered(scored.iter().map(|(s, m)| [*m, &s[..]]));
+                (b"zset", &agg)
+            }
+            Value::List(l) => {
+                let items: Vec<&[u8]> = l.iter().map(|v| &v[..]).collect();
+                agg = [1, 2, 3]
+                    .iter()
+                    .flat_map(|&seed| fnv1a(seed, &items).to_le_bytes())
+                    .collect();
+                (b"list", &agg)
+            }
         };
         let parts: [&[u8]; 5] = [&dbb, key, tag, body, &exp];
         Digest([fnv1a(1, &parts), fnv1a(2, &parts), fnv1a(3, &parts)])

@@ -8,6 +8,10 @@
 //! - [`slot`]: key → slot (`crc16`, hash tags) → shard.
 //! - [`dict`]: the keyspace hash table (stable scan cursors, sampling).
 //! - [`value`]: what a key holds ([`Value`], [`Entry`]).
+//! - [`hash`], [`set`], [`zset`], [`list`]: the collection types (the sorted
+//!   set is an order-statistic treap plus a member → score table).
+//! - [`packed`]: the byte-packed records of small hashes and sorted sets.
+//! - [`hlc`]: hybrid logical clock timestamps carried by every write.
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
@@ -15,10 +19,21 @@
 pub mod dict;
 pub mod digest;
 pub mod glob;
+pub mod hash;
+pub mod hlc;
+pub mod list;
+pub mod packed;
+pub mod set;
 pub mod shard;
 pub mod slot;
 pub mod value;
+pub mod zset;
 
 pub use digest::Digest;
+pub use hash::Hash;
+pub use hlc::Hlc;
+pub use list::List;
+pub use set::Set;
 pub use shard::{EvictionPolicy, OutOfMemory, Shard, ShardStats, DATABASES};
-pub use value::{Entry, Value};
+pub use value::{Entry, Typed, Value};
+pub use zset::ZSet;

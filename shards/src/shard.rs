@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use crate::dict::Dict;
 use crate::digest::Digest;
+use crate::hlc::{Hlc, HlcClock};
 use crate::value::{Entry, Value};
 
 /// Databases per shard, as Redis's default `databases 16`.
@@ -88,6 +89,8 @@ pub struct Shard {
     maxmemory: usize,
     policy: EvictionPolicy,
     rng: u64,
+    /// Stamps every write with a hybrid-logical-clock time.
+    clock: HlcClock,
     pub stats: ShardStats,
     /// Keys some connection WATCHes: (watchers, version). Every change to
     /// such a key bumps its version; EXEC compares versions.
@@ -115,6 +118,7 @@ impl Shard {
             maxmemory: 0,
             policy: EvictionPolicy::NoEviction,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1),
+            clock: HlcClock::new(u64::MAX / 2),
             stats: ShardStats::default(),
             watched: HashMap::new(),
             blocking: HashMap::new(),
@@ -221,6 +225,19 @@ impl Shard {
         self.dbs.iter().map(|d| d.dict.len()).sum()
     }
 
+    /// A fresh HLC time for a write at wall-clock `now_ms`: later than every
+    /// time this shard issued before.
+    pub fn hlc_now(&mut self, now_ms: u64) -> Hlc {
+        // `now` fails only when the 48-bit clock is exhausted; the last time
+        // is then the best there is.
+        self.clock.now(now_ms).unwrap_or(self.clock.last())
+    }
+
+    /// A pseudo-random number (for sampling and random commands).
+    pub fn random(&mut self) -> u64 {
+        self.next_random()
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64*: cheap, and good enough for sampling.
         self.rng ^= self.rng >> 12;
@@ -299,10 +316,52 @@ impl Shard {
         Some(r)
     }
 
+    /// Changes, or creates from `create`, the value at `key` as at most one
+    /// write. `f` gets the value and the write's HLC time, and returns its
+    /// result and whether it wrote; a write stamps the key's HLC and counts
+    /// once. A collection left empty is deleted, as Redis does. Returns
+    /// `None` when the key is absent and `create` is `None`.
+    pub fn write<R>(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<Value>,
+        f: impl FnOnce(&mut Value, Hlc) -> (R, bool),
+    ) -> Option<R> {
+        self.expire_if_due(db, key, now_ms);
+        if !self.dbs[db].dict.contains_key(key) {
+            let entry = Entry::new(create?, 0);
+            self.used += entry_bytes(key, &entry);
+            self.dbs[db].dict.insert(key, entry);
+        }
+        let hlc = self.hlc_now(now_ms);
+        let d = &mut self.dbs[db];
+        let e = d.dict.get_mut(key)?;
+        let before = e.value.heap_bytes();
+        e.access = (now_ms / 1000) as u32;
+        let (r, wrote) = f(&mut e.value, hlc);
+        let after = e.value.heap_bytes();
+        let empty = e.value.is_empty_collection();
+        if wrote {
+            e.hlc = hlc;
+        }
+        self.used = self.used + after - before;
+        if empty {
+            self.remove_entry(db, key);
+        }
+        if wrote {
+            self.touch_watched(db, key);
+            self.wrote();
+        }
+        Some(r)
+    }
+
     /// Stores `entry` under `key`, replacing whatever was there. Counts as
     /// one write.
     pub fn set(&mut self, db: usize, key: &[u8], mut entry: Entry, now_ms: u64) {
         entry.access = (now_ms / 1000) as u32;
+        entry.hlc = self.hlc_now(now_ms);
         self.remove_entry(db, key);
         self.used += entry_bytes(key, &entry);
         self.touch_watched(db, key);
@@ -590,5 +649,46 @@ mod tests {
         b.set(0, b"x", Entry::string(b"3".to_vec(), 0), 0);
         assert_ne!(a.digest(0), b.digest(0));
         assert!(Shard::new(2).digest(0).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+    use crate::value::Typed;
+    use crate::{Hash, Set};
+
+    #[test]
+    fn write_creates_counts_once_and_deletes_empty() {
+        let mut s = Shard::new(0);
+        let r = s.write(0, b"h", 1000, Some(Hash::empty()), |v, hlc| {
+            let h = Hash::of_mut(v).unwrap();
+            h.insert(b"f", b"v".to_vec(), hlc);
+            h.insert(b"g", b"w".to_vec(), hlc);
+            (2, true)
+        });
+        assert_eq!(r, Some(2));
+        assert_eq!(s.seq(), 1);
+        let hlc = s.peek(0, b"h", 1000).unwrap().hlc;
+        assert_eq!(hlc.physical_ms(), 1000);
+        assert!(s.used > 0);
+        // A write that changes nothing neither counts nor stamps.
+        s.write(0, b"h", 2000, None, |_, _| ((), false));
+        assert_eq!(s.seq(), 1);
+        assert_eq!(s.peek(0, b"h", 2000).unwrap().hlc, hlc);
+        s.write(0, b"h", 3000, None, |v, _| {
+            let h = Hash::of_mut(v).unwrap();
+            h.remove(b"f");
+            h.remove(b"g");
+            ((), true)
+        });
+        assert_eq!(s.seq(), 2);
+        assert!(s.peek(0, b"h", 3000).is_none());
+        assert_eq!(s.used, 0);
+        // Creating without writing leaves nothing behind.
+        s.write(0, b"s", 3000, Some(Set::empty()), |_, _| ((), false));
+        assert!(s.peek(0, b"s", 3000).is_none());
+        assert_eq!((s.used, s.seq()), (0, 2));
+        assert!(s.write(0, b"none", 3000, None, |_, _| ((), true)).is_none());
     }
 }

@@ -1,9 +1,19 @@
 //! What a key holds.
 
-/// A key's value. Strings only for now; the other Redis types join this enum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::hash::Hash;
+use crate::hlc::Hlc;
+use crate::list::List;
+use crate::set::Set;
+use crate::zset::ZSet;
+
+/// A key's value: one of Redis's data types.
+#[derive(Debug, Clone)]
 pub enum Value {
     Str(Vec<u8>),
+    Hash(Hash),
+    Set(Set),
+    ZSet(ZSet),
+    List(List),
 }
 
 impl Value {
@@ -11,16 +21,72 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+            Value::List(_) => "list",
         }
     }
 
-    /// Heap bytes the value holds, for memory accounting.
+    /// Heap bytes the value holds, for memory accounting. O(1): collections
+    /// keep a running count, because the shard asks before and after every
+    /// in-place change.
     pub fn heap_bytes(&self) -> usize {
         match self {
             Value::Str(s) => s.capacity(),
+            Value::Hash(h) => h.heap_bytes(),
+            Value::Set(s) => s.heap_bytes(),
+            Value::ZSet(z) => z.heap_bytes(),
+            Value::List(l) => l.heap_bytes(),
+        }
+    }
+
+    /// An empty collection: Redis deletes a key whose collection empties.
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(h) => h.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+            Value::List(l) => l.is_empty(),
         }
     }
 }
+
+/// A collection type a command expects at a key: how to find it inside a
+/// [`Value`] (anything else is WRONGTYPE) and how to make an empty one.
+pub trait Typed: Sized {
+    fn of(v: &Value) -> Option<&Self>;
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    fn empty() -> Value;
+}
+
+macro_rules! typed {
+    ($t:ty, $variant:ident) => {
+        impl Typed for $t {
+            fn of(v: &Value) -> Option<&Self> {
+                match v {
+                    Value::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn of_mut(v: &mut Value) -> Option<&mut Self> {
+                match v {
+                    Value::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn empty() -> Value {
+                Value::$variant(Default::default())
+            }
+        }
+    };
+}
+
+typed!(Hash, Hash);
+typed!(Set, Set);
+typed!(ZSet, ZSet);
+typed!(List, List);
 
 /// One key's record in the keyspace.
 #[derive(Debug, Clone)]
@@ -30,6 +96,8 @@ pub struct Entry {
     pub expire_at: u64,
     /// Last access, in seconds of the shard's clock: the approximated-LRU age.
     pub access: u32,
+    /// Hybrid-logical-clock time of the key's last write (merge uses it).
+    pub hlc: Hlc,
 }
 
 impl Entry {
@@ -38,10 +106,25 @@ impl Entry {
             value,
             expire_at,
             access: 0,
+            hlc: Hlc::ZERO,
         }
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expire_at != 0 && self.expire_at <= now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_entries_stay_small() {
+        // Every key pays for an Entry: keep it compact (large collections
+        // live behind a box).
+        let (v, e) = (std::mem::size_of::<Value>(), std::mem::size_of::<Entry>());
+        assert!(v <= 32, "Value is {v} bytes");
+        assert!(e <= 56, "Entry is {e} bytes");
     }
 }

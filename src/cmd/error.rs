@@ -38,6 +38,8 @@ pub enum CmdError {
     WrongPass,
     #[error("ERR DB index is out of range")]
     DbIndex,
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
     #[error("ERR {0}")]
     Other(String),
     /// An error with its own prefix (e.g. `NOPROTO ...`).

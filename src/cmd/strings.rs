@@ -105,6 +105,8 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             Some(if o.get { v.to_vec() } else { Vec::new() }),
             *expire_at,
         ),
+        Some(_) if o.get => return Err(CmdError::WrongType),
+        Some(e) => (Some(Vec::new()), e.expire_at),
     };
     let exists = old.is_some();
     let old_reply = || match &old {
@@ -226,9 +228,11 @@ fn incr_generic(s: &mut Shard, ctx: &Ctx, key: &[u8], delta: i64) -> CmdResult {
 /// Replaces a string value in place (keeping its TTL), or creates the key.
 fn store_keeping_ttl(s: &mut Shard, ctx: &Ctx, key: &[u8], value: Vec<u8>) {
     let mut value = Some(value);
+    let hlc = s.hlc_now(ctx.now_ms);
     let updated = s.modify(ctx.db, key, ctx.now_ms, |e| {
         if let Some(v) = value.take() {
             e.value = Value::Str(v);
+            e.hlc = hlc;
         }
     });
     match (updated, value) {
@@ -281,9 +285,12 @@ pub fn append(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         Some(v) => v.len() + a[2].len(),
     };
     check_size(len, ctx)?;
+    let hlc = s.hlc_now(ctx.now_ms);
     s.modify(ctx.db, a[1], ctx.now_ms, |e| {
-        let Value::Str(v) = &mut e.value;
-        v.extend_from_slice(a[2]);
+        if let Value::Str(v) = &mut e.value {
+            v.extend_from_slice(a[2]);
+            e.hlc = hlc;
+        }
     });
     s.wrote();
     Ok(Reply::Int(len as i64))
@@ -350,10 +357,14 @@ pub fn setrange(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             len
         }
         Some(_) => {
+            let hlc = s.hlc_now(ctx.now_ms);
             let len = s
-                .modify(ctx.db, a[1], ctx.now_ms, |e| {
-                    let Value::Str(v) = &mut e.value;
-                    write(v)
+                .modify(ctx.db, a[1], ctx.now_ms, |e| match &mut e.value {
+                    Value::Str(v) => {
+                        e.hlc = hlc;
+                        write(v)
+                    }
+                    _ => 0,
                 })
                 .unwrap_or(0);
             s.wrote();

@@ -22,8 +22,9 @@ fn push_bulk(out: &mut Vec<u8>, prefix: u8, b: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Formats a double as Redis does for replies: shortest round-trip digits,
-/// `inf`/`-inf`/`nan`, exponent form for very large or small magnitudes.
+/// Formats a double as Redis 7.0 does for replies (`%.17g`; `inf`, `-inf`).
+/// Redis 7.2 switched to the shortest round-trip digits; keel follows the
+/// 7.0 server the differential test runs against.
 pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         return "nan".into();
@@ -31,16 +32,25 @@ pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let abs = d.abs();
-    if abs != 0.0 && !(1e-5..1e17).contains(&abs) {
-        let s = format!("{d:e}");
-        // Rust prints 1e21 as "1e21"; Redis as "1e+21".
-        match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // 17 significant digits, then %g's choice between fixed and exponent.
+    let sci = format!("{d:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
         }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
     } else {
-        format!("{d}")
+        trim(&format!("{d:.*}", (16 - exp) as usize))
     }
 }
 
@@ -81,6 +91,20 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
             push_int(out, if v3 { b'>' } else { b'*' }, items.len() as i64);
             for r in items {
                 encode(r, proto, out);
+            }
+        }
+        Reply::Pairs(pairs) => {
+            if v3 {
+                push_int(out, b'*', pairs.len() as i64);
+            } else {
+                push_int(out, b'*', 2 * pairs.len() as i64);
+            }
+            for (k, v) in pairs {
+                if v3 {
+                    out.extend_from_slice(b"*2\r\n");
+                }
+                encode(k, proto, out);
+                encode(v, proto, out);
             }
         }
         Reply::Set(items) => {
@@ -151,9 +175,15 @@ mod tests {
     #[test]
     fn doubles_like_redis() {
         assert_eq!(format_double(3.0), "3");
-        assert_eq!(format_double(0.1), "0.1");
+        assert_eq!(format_double(0.1), "0.10000000000000001");
+        assert_eq!(format_double(1.1), "1.1000000000000001");
+        assert_eq!(format_double(1.5), "1.5");
         assert_eq!(format_double(1e21), "1e+21");
+        assert_eq!(format_double(1e16), "10000000000000000");
+        assert_eq!(format_double(1e17), "1e+17");
+        assert_eq!(format_double(0.0001), "0.0001");
         assert_eq!(format_double(f64::INFINITY), "inf");
-        assert_eq!(format_double(-2.5e-7), "-2.5e-7");
+        assert_eq!(format_double(-2.5e-7), "-2.4999999999999999e-07");
+        assert_eq!(format_double(-12345.5), "-12345.5");
     }
 }

@@ -9,6 +9,23 @@ are compared:
   scan         not sent as is: SCAN is iterated to cursor 0 on each server and the
                sets of keys are compared (errors are compared exactly)
   randomkey    nil-ness must agree; a returned key must exist on that server
+  unordered    arrays/sets compared as multisets (SMEMBERS, SINTER, HKEYS, HVALS...:
+               their order depends on each server's encoding)
+  map          HGETALL: compared as a set of (field, value) pairs (a flat array in
+               RESP2, a map in RESP3)
+  rand         SRANDMEMBER / HRANDFIELD / ZRANDMEMBER: errors and nil must agree;
+               otherwise same reply shape and length, every element (and value or
+               score) present in that server's own key, distinct for count >= 0
+  spop         SPOP: like rand, then each server's popped members must have been
+               in its set; the reference is then made to pop what keel popped so
+               the keyspaces stay equal
+  kscan        SSCAN / HSCAN / ZSCAN iterated to cursor 0; the sets of elements (or
+               pairs) are compared
+
+Data-type families (hashes, sets, zsets, lists, multi) draw their multi-key
+commands' keys from one hash tag ({t}), so that they run on one shard of a
+keel with several; the xshard family sends multi-key data-type commands over keys
+of every shard. MULTI/EXEC bodies only hold commands compared exactly.
 
 Relative expiries are drawn from huge ranges so that no key expires during the
 test and no GT/LT comparison is close enough for the few milliseconds between
@@ -56,6 +73,7 @@ class Gen:
     def __init__(self, seed: int):
         self.r = random.Random(seed)
         self.now = int(time.time())
+        self.xshard = False
 
     # -- value pools -------------------------------------------------------------
     def key(self) -> bytes:
@@ -414,7 +432,12 @@ class Gen:
         weights = self.FAMILIES[family]
         names = list(weights)
         w = [weights[k] for k in names]
+        self.xshard = family == "xshard"
         out = []
-        for _ in range(n):
-            out.append(getattr(self, self.r.choices(names, w)[0])())
+        while len(out) < n:
+            step = getattr(self, self.r.choices(names, w)[0])()
+            if isinstance(step, list):  # a whole MULTI/EXEC or WATCH sequence
+                out.extend(step)
+            else:
+                out.append(step)
         return out

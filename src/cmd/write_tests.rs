@@ -1,0 +1,94 @@
+//! Write accounting across the collection commands: each write counts
+//! once in the shard's sequence, no-ops and errors count nothing, and
+//! fields, members and keys carry the HLC time of their last write.
+
+use keel_shards::{Hash, Hlc, Set, Shard, Typed, Value, ZSet};
+
+use super::error::CmdError;
+use super::{hashes::*, lists, sets, zsets, Ctx};
+use crate::reply::Reply;
+fn ctx(now_ms: u64) -> Ctx {
+    Ctx {
+        db: 0,
+        now_ms,
+        max_string: 512 << 20,
+    }
+}
+
+fn run(s: &mut Shard, now: u64, f: crate::command::KeyedFn, words: &str) -> Reply {
+    let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+    f(s, &ctx(now), &args).unwrap_or_else(|e| Reply::Error(e.to_string().into()))
+}
+
+fn field_hlc(s: &mut Shard, key: &[u8], field: &[u8]) -> Option<Hlc> {
+    let e = s.peek(0, key, 0)?;
+    Hash::of(&e.value)?.get(field).map(|f| f.hlc)
+}
+
+#[test]
+fn each_write_counts_once_and_stamps_fields_and_key() {
+    let mut s = Shard::new(0);
+    run(&mut s, 1000, hset, "HSET h a 1 b 2");
+    assert_eq!(s.seq(), 1);
+    let t1 = field_hlc(&mut s, b"h", b"a").unwrap();
+    assert_eq!(t1.physical_ms(), 1000);
+    run(&mut s, 2000, hset, "HSET h b 3");
+    assert_eq!(s.seq(), 2);
+    // Only the written field moves; the key takes the newest time.
+    assert_eq!(field_hlc(&mut s, b"h", b"a"), Some(t1));
+    let t2 = field_hlc(&mut s, b"h", b"b").unwrap();
+    assert!(t2 > t1);
+    assert_eq!(s.peek(0, b"h", 0).map(|e| e.hlc), Some(t2));
+    // No-ops are not writes.
+    run(&mut s, 3000, hsetnx, "HSETNX h a 9");
+    run(&mut s, 3000, hdel, "HDEL h nope");
+    run(&mut s, 3000, hget, "HGET h a");
+    assert_eq!(s.seq(), 2);
+    // An error after the type check writes nothing and creates nothing.
+    run(&mut s, 3000, hincrby, "HINCRBY new f x");
+    assert!(s.peek(0, b"new", 0).is_none());
+    assert_eq!(s.seq(), 2);
+}
+
+#[test]
+fn set_members_keep_the_time_they_were_added() {
+    let mut s = Shard::new(0);
+    run(&mut s, 1000, sets::sadd, "SADD s a");
+    run(&mut s, 2000, sets::sadd, "SADD s a b");
+    run(&mut s, 3000, sets::sadd, "SADD s a");
+    assert_eq!(s.seq(), 2);
+    let e = s.peek(0, b"s", 0).unwrap();
+    let set = Set::of(&e.value).unwrap();
+    assert_eq!(set.hlc(b"a").map(|h| h.physical_ms()), Some(1000));
+    assert_eq!(set.hlc(b"b").map(|h| h.physical_ms()), Some(2000));
+    // SPOP of everything: one write, key gone.
+    run(&mut s, 4000, sets::spop, "SPOP s 10");
+    assert_eq!(s.seq(), 3);
+    assert!(s.peek(0, b"s", 0).is_none());
+}
+
+#[test]
+fn zset_members_and_lists_count_writes() {
+    let mut s = Shard::new(0);
+    run(&mut s, 1000, zsets::zadd, "ZADD z 1 a 2 b");
+    run(&mut s, 2000, zsets::zadd, "ZADD z 1 a 3 b");
+    run(&mut s, 3000, zsets::zadd, "ZADD z GT 0 a");
+    assert_eq!(s.seq(), 2);
+    let e = s.peek(0, b"z", 0).unwrap();
+    let z = ZSet::of(&e.value).unwrap();
+    assert_eq!(z.hlc(b"a").map(|h| h.physical_ms()), Some(1000));
+    assert_eq!(z.hlc(b"b").map(|h| h.physical_ms()), Some(2000));
+    run(&mut s, 4000, lists::rpush, "RPUSH l a b c");
+    run(&mut s, 4000, lists::lrem, "LREM l 0 zz");
+    run(&mut s, 4000, lists::lmove, "LMOVE l l2 LEFT RIGHT");
+    assert_eq!(s.seq(), 5);
+    assert!(matches!(
+        s.peek(0, b"l2", 0).map(|e| &e.value),
+        Some(Value::List(_))
+    ));
+    assert_eq!(
+        run(&mut s, 4000, sets::sadd, "SADD l x"),
+        Reply::Error(CmdError::WrongType.to_string().into())
+    );
+    assert_eq!(s.seq(), 5);
+}

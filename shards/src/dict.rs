@@ -285,7 +285,7 @@ impl<V: Clone> Clone for Dict<V> {
     fn clone(&self) -> Self {
         let mut d = Dict::new();
         for (k, v) in self.iter() {
-            d.insert_new(k.into(), v.clone());
+            d.insert_new(k, v.clone());
         }
         d
     }

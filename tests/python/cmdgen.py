@@ -62,6 +62,26 @@ KEY_PATTERNS = [b"*", b"k*", b"{user1}*", b"\\{user1\\}*", b"?1", b"k[12]", b"k[
                 b"*a*", b"{u2}?", b"nomatch*", b"bin*", b"*\\**", b"[a-k]*", b""]
 TYPES = [b"string", b"hash", b"list", b"set", b"zset", b"stream", b"nosuchtype"]
 
+# Data-type keys. TYPED_KEYS share the hash tag {t} (one shard, so multi-key
+# commands work on a keel with several shards); UNTAGGED_KEYS spread over shards.
+TYPED_KEYS = {
+    "h": [b"{t}h1", b"{t}h2", b"{t}h3"],
+    "s": [b"{t}s1", b"{t}s2", b"{t}s3", b"{t}s4"],
+    "z": [b"{t}z1", b"{t}z2", b"{t}z3", b"{t}z4"],
+    "l": [b"{t}l1", b"{t}l2", b"{t}l3"],
+}
+UNTAGGED_KEYS = {
+    "h": [b"h:a", b"h:b", b"h:c"],
+    "s": [b"s:a", b"s:b", b"s:c"],
+    "z": [b"z:a", b"z:b", b"z:c"],
+    "l": [b"l:a", b"l:b", b"l:c"],
+}
+ALL_TYPED_KEYS = [k for kind in "hszl" for k in TYPED_KEYS[kind] + UNTAGGED_KEYS[kind]]
+TAGGED_ALL = [k for kind in "hszl" for k in TYPED_KEYS[kind]] + [b"{t}str", b"{t}none"]
+FIELDS = [b"f1", b"f2", b"f3", b"f4", b"f5", b"", b"n", b"\xff\x00f"]
+MEMBERS = [b"a", b"b", b"c", b"d", b"1", b"2", b"3", b"-1", b"10", b"", b"x y", b"\x00\xff"]
+ZMEMBERS = [b"a", b"b", b"c", b"d", b"e", b"aa", b"ab", b"", b"B", b"\xff", b"1"]
+
 
 @dataclass
 class Step:
@@ -400,6 +420,536 @@ class Gen:
             (b"CONFIG", b"NOSUCHSUB"),
         ]))
 
+    # == data types ====================================================================
+    # Single-key commands use any key of the right kind (tagged or not, so every
+    # shard gets work); multi-key commands take theirs from one hash tag unless
+    # the family is xshard.
+
+    def tkey(self, kind: str) -> bytes:
+        """A key for a single-key command of `kind` (h s z l); sometimes another type's."""
+        r = self.r
+        if r.random() < 0.8:
+            return r.choice(TYPED_KEYS[kind] + UNTAGGED_KEYS[kind])
+        return r.choice(ALL_TYPED_KEYS + [b"k1", b"num"])
+
+    def gkey(self, kind: str) -> bytes:
+        """A key for a multi-key command: one hash tag, unless xshard."""
+        r = self.r
+        if self.xshard:
+            return r.choice(UNTAGGED_KEYS[kind] + UNTAGGED_KEYS[kind] + TYPED_KEYS[kind] + [b"k1", b"k2"])
+        if r.random() < 0.85:
+            return r.choice(TYPED_KEYS[kind])
+        return r.choice(TAGGED_ALL)
+
+    def gkeys(self, kind: str, lo=1, hi=4) -> list:
+        return [self.gkey(kind) for _ in range(self.r.randint(lo, hi))]
+
+    def field(self) -> bytes:
+        return self.r.choice(FIELDS)
+
+    def member(self) -> bytes:
+        return self.r.choice(MEMBERS)
+
+    def zmember(self) -> bytes:
+        return self.r.choice(ZMEMBERS)
+
+    def hvalue(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.35:
+            return str(r.randint(-100, 100)).encode()
+        if x < 0.5:
+            return r.choice(FLOATS)
+        return self.value()
+
+    def count_arg(self, lo=-6, hi=8) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return str(r.randint(lo, hi)).encode()
+        return r.choice([b"abc", b"1.5", b"", b"-9223372036854775808", b"99999999999999999999"])
+
+    def index(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return str(r.randint(-7, 7)).encode()
+        return r.choice([b"100", b"-100", b"9223372036854775807", b"-9223372036854775808", b"x", b"1.5", b""])
+
+    def score(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.45:
+            return str(r.randint(-5, 20)).encode()
+        if x < 0.75:
+            return r.choice([b"0.1", b"0.2", b"0.3", b"1.5", b"-2.5", b"3.0", b"1e3", b"1e-5",
+                             b"123456789.123456789", b"0.1e1", b"-0", b"1.7976931348623157e308"])
+        if x < 0.87:
+            return r.choice([b"inf", b"-inf", b"+inf", b"INF", b"-Infinity", b"1e308", b"-1e308"])
+        return r.choice([b"nan", b"abc", b"", b"1.2.3", b"0x10", b"1e400", b" 1", b"(1"])
+
+    def score_bound(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.5:
+            v = str(r.randint(-5, 20)).encode()
+            return (b"(" + v) if r.random() < 0.3 else v
+        if x < 0.8:
+            return r.choice([b"-inf", b"+inf", b"inf", b"(-inf", b"(+inf", b"1.5", b"(0.3", b"0.1"])
+        return r.choice([b"abc", b"(", b"", b"(abc", b"nan", b"[1"])
+
+    def lex_bound(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return r.choice([b"-", b"+", b"[a", b"(a", b"[b", b"(b", b"[c", b"(aa", b"[aa", b"[",
+                             b"(", b"[B", b"[\xff", b"(e"])
+        return r.choice([b"a", b"", b"b", b"-a", b"+b"])
+
+    # -- hashes ---------------------------------------------------------------------------
+    def h_set(self):
+        r = self.r
+        args = [r.choice([b"HSET", b"HSET", b"HMSET"]), self.tkey("h")]
+        for _ in range(r.randint(1, 4)):
+            args += [self.field(), self.hvalue()]
+        if r.random() < 0.04:
+            args.pop()
+        return Step(tuple(args))
+
+    def h_setnx(self):
+        return Step((b"HSETNX", self.tkey("h"), self.field(), self.hvalue()))
+
+    def h_get(self):
+        r = self.r
+        c = r.random()
+        if c < 0.4:
+            return Step((b"HGET", self.tkey("h"), self.field()))
+        if c < 0.6:
+            return Step((b"HMGET", self.tkey("h"), *[self.field() for _ in range(r.randint(1, 4))]))
+        if c < 0.75:
+            return Step((b"HEXISTS", self.tkey("h"), self.field()))
+        if c < 0.88:
+            return Step((b"HSTRLEN", self.tkey("h"), self.field()))
+        return Step((b"HLEN", self.tkey("h")))
+
+    def h_getall(self):
+        r = self.r
+        c = r.random()
+        if c < 0.5:
+            return Step((b"HGETALL", self.tkey("h")), "map")
+        return Step((r.choice([b"HKEYS", b"HVALS"]), self.tkey("h")), "unordered")
+
+    def h_del(self):
+        return Step((b"HDEL", self.tkey("h"), *[self.field() for _ in range(self.r.randint(1, 3))]))
+
+    def h_incr(self):
+        r = self.r
+        if r.random() < 0.55:
+            return Step((b"HINCRBY", self.tkey("h"), self.field(), self.incr_arg()))
+        return Step((b"HINCRBYFLOAT", self.tkey("h"), self.field(), self.float_arg()))
+
+    def h_rand(self):
+        r = self.r
+        args = [b"HRANDFIELD", self.tkey("h")]
+        if r.random() < 0.75:
+            args.append(self.count_arg())
+            if r.random() < 0.5:
+                args.append(r.choice([b"WITHVALUES", b"withvalues", b"WITHVALUES", b"BOGUS"]))
+        return Step(tuple(args), "rand")
+
+    def h_scan(self):
+        return self._kscan(b"HSCAN", self.tkey("h"), [b"f*", b"f[12]", b"*", b"n", b""])
+
+    def _kscan(self, cmd, key, patterns):
+        r = self.r
+        args = [cmd, key, b"0"]
+        if r.random() < 0.4:
+            args += [b"MATCH", r.choice(patterns)]
+        if r.random() < 0.4:
+            args += [b"COUNT", r.choice([b"1", b"2", b"10", b"1000"])]
+        if r.random() < 0.05:
+            return Step(tuple(args[:2] + [r.choice([b"abc", b"-1"])] + args[3:]), "exact")
+        if r.random() < 0.05:
+            args += [b"COUNT", r.choice([b"0", b"-1", b"abc"])]
+            return Step(tuple(args), "exact")
+        return Step(tuple(args), "kscan")
+
+    # -- sets -------------------------------------------------------------------------------
+    def s_add(self):
+        r = self.r
+        return Step((r.choice([b"SADD", b"SADD", b"SREM"]), self.tkey("s"),
+                     *[self.member() for _ in range(r.randint(1, 5))]))
+
+    def s_query(self):
+        r = self.r
+        c = r.random()
+        if c < 0.3:
+            return Step((b"SISMEMBER", self.tkey("s"), self.member()))
+        if c < 0.5:
+            return Step((b"SMISMEMBER", self.tkey("s"), *[self.member() for _ in range(r.randint(1, 4))]))
+        if c < 0.7:
+            return Step((b"SCARD", self.tkey("s")))
+        return Step((b"SMEMBERS", self.tkey("s")), "unordered")
+
+    def s_rand(self):
+        r = self.r
+        if r.random() < 0.45:
+            args = [b"SPOP", self.tkey("s")]
+            if r.random() < 0.6:
+                args.append(self.count_arg(-1, 5))
+            return Step(tuple(args), "spop")
+        args = [b"SRANDMEMBER", self.tkey("s")]
+        if r.random() < 0.75:
+            args.append(self.count_arg())
+        return Step(tuple(args), "rand")
+
+    def s_algebra(self):
+        r = self.r
+        c = r.random()
+        if c < 0.45:
+            return Step((r.choice([b"SINTER", b"SUNION", b"SDIFF"]), *self.gkeys("s", 1, 4)), "unordered")
+        if c < 0.75:
+            return Step((r.choice([b"SINTERSTORE", b"SUNIONSTORE", b"SDIFFSTORE"]), self.gkey("s"),
+                         *self.gkeys("s", 1, 3)))
+        keys = self.gkeys("s", 1, 3)
+        n = len(keys) if r.random() < 0.85 else r.choice([0, -1, len(keys) + 1])
+        args = [b"SINTERCARD", str(n).encode(), *keys]
+        if r.random() < 0.4:
+            args += [b"LIMIT", self.count_arg(-1, 4)]
+        return Step(tuple(args))
+
+    def s_move(self):
+        return Step((b"SMOVE", self.gkey("s"), self.gkey("s"), self.member()))
+
+    def s_scan(self):
+        return self._kscan(b"SSCAN", self.tkey("s"), [b"a*", b"[ab]", b"*", b"1*", b"?"])
+
+    # -- sorted sets --------------------------------------------------------------------------
+    def z_add(self):
+        r = self.r
+        args = [b"ZADD", self.tkey("z")]
+        flags = [b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR", b"nx", b"ch"]
+        for _ in range(r.choice([0, 0, 0, 1, 1, 2])):
+            args.append(r.choice(flags))
+        for _ in range(r.choice([1, 1, 1, 2, 3]) if b"INCR" not in args else 1):
+            args += [self.score(), self.zmember()]
+        if r.random() < 0.04:
+            args.pop()
+        return Step(tuple(args))
+
+    def z_incr(self):
+        return Step((b"ZINCRBY", self.tkey("z"), self.score(), self.zmember()))
+
+    def z_rem(self):
+        return Step((b"ZREM", self.tkey("z"), *[self.zmember() for _ in range(self.r.randint(1, 3))]))
+
+    def z_query(self):
+        r = self.r
+        k = self.tkey("z")
+        return Step(r.choice([
+            (b"ZSCORE", k, self.zmember()),
+            (b"ZMSCORE", k, *[self.zmember() for _ in range(r.randint(1, 3))]),
+            (b"ZCARD", k),
+            (b"ZCOUNT", k, self.score_bound(), self.score_bound()),
+            (b"ZLEXCOUNT", k, self.lex_bound(), self.lex_bound()),
+            (b"ZRANK", k, self.zmember()),
+            (b"ZREVRANK", k, self.zmember()),
+        ]))
+
+    def _limit(self):
+        r = self.r
+        if r.random() < 0.3:
+            return [b"LIMIT", str(r.randint(-1, 4)).encode(), str(r.randint(-1, 5)).encode()]
+        return []
+
+    def z_range(self):
+        r = self.r
+        k = self.tkey("z")
+        c = r.random()
+        ws = [b"WITHSCORES"] if r.random() < 0.4 else []
+        if c < 0.35:
+            by = r.choice([None, None, b"BYSCORE", b"BYLEX"])
+            if by == b"BYSCORE":
+                lo, hi = self.score_bound(), self.score_bound()
+            elif by == b"BYLEX":
+                lo, hi = self.lex_bound(), self.lex_bound()
+            else:
+                lo, hi = self.index(), self.index()
+            args = [b"ZRANGE", k, lo, hi]
+            if by:
+                args.append(by)
+            if r.random() < 0.35:
+                args.append(b"REV")
+            if by or r.random() < 0.1:
+                args += self._limit()
+            if by != b"BYLEX" or r.random() < 0.1:
+                args += ws
+            return Step(tuple(args))
+        if c < 0.5:
+            return Step((r.choice([b"ZREVRANGE", b"ZRANGE"]), k, self.index(), self.index(), *ws))
+        if c < 0.75:
+            cmd = r.choice([b"ZRANGEBYSCORE", b"ZREVRANGEBYSCORE"])
+            return Step((cmd, k, self.score_bound(), self.score_bound(), *ws, *self._limit()))
+        cmd = r.choice([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX"])
+        return Step((cmd, k, self.lex_bound(), self.lex_bound(), *self._limit()))
+
+    def z_rangestore(self):
+        r = self.r
+        args = [b"ZRANGESTORE", self.gkey("z"), self.gkey("z")]
+        by = r.choice([None, b"BYSCORE", b"BYLEX"])
+        if by == b"BYSCORE":
+            args += [self.score_bound(), self.score_bound(), by]
+        elif by == b"BYLEX":
+            args += [self.lex_bound(), self.lex_bound(), by]
+        else:
+            args += [self.index(), self.index()]
+        if r.random() < 0.3:
+            args.append(b"REV")
+        if by:
+            args += self._limit()
+        return Step(tuple(args))
+
+    def z_remrange(self):
+        r = self.r
+        k = self.tkey("z")
+        return Step(r.choice([
+            (b"ZREMRANGEBYSCORE", k, self.score_bound(), self.score_bound()),
+            (b"ZREMRANGEBYRANK", k, self.index(), self.index()),
+            (b"ZREMRANGEBYLEX", k, self.lex_bound(), self.lex_bound()),
+        ]))
+
+    def z_pop(self):
+        r = self.r
+        if r.random() < 0.25:
+            keys = self.gkeys("z", 1, 3)
+            n = len(keys) if r.random() < 0.9 else r.choice([0, len(keys) + 1])
+            args = [b"ZMPOP", str(n).encode(), *keys, r.choice([b"MIN", b"MAX", b"min", b"BOTH"])]
+            if r.random() < 0.5:
+                args += [b"COUNT", self.count_arg(0, 4)]
+            return Step(tuple(args))
+        args = [r.choice([b"ZPOPMIN", b"ZPOPMAX"]), self.tkey("z")]
+        if r.random() < 0.5:
+            args.append(self.count_arg(-1, 4))
+        return Step(tuple(args))
+
+    def z_rand(self):
+        r = self.r
+        args = [b"ZRANDMEMBER", self.tkey("z")]
+        if r.random() < 0.75:
+            args.append(self.count_arg())
+            if r.random() < 0.5:
+                args.append(r.choice([b"WITHSCORES", b"withscores", b"BOGUS"]))
+        return Step(tuple(args), "rand")
+
+    def _weights_aggregate(self, n):
+        r = self.r
+        out = []
+        if r.random() < 0.35:
+            out.append(b"WEIGHTS")
+            out += [r.choice([b"1", b"2", b"0", b"-1", b"0.5", b"inf", b"abc"]) for _ in range(n)]
+        if r.random() < 0.35:
+            out += [b"AGGREGATE", r.choice([b"SUM", b"MIN", b"MAX", b"max", b"AVG"])]
+        return out
+
+    def z_setops(self):
+        r = self.r
+        keys = self.gkeys("z", 1, 3)
+        if r.random() < 0.2:
+            keys[0] = self.gkey("s")  # sets take part in ZUNION/ZINTER with score 1
+        n = len(keys) if r.random() < 0.9 else r.choice([0, len(keys) + 1, -1])
+        numk = str(n).encode()
+        c = r.random()
+        if c < 0.4:
+            cmd = r.choice([b"ZUNIONSTORE", b"ZINTERSTORE", b"ZDIFFSTORE"])
+            extra = self._weights_aggregate(len(keys)) if cmd != b"ZDIFFSTORE" else []
+            return Step((cmd, self.gkey("z"), numk, *keys, *extra))
+        if c < 0.8:
+            cmd = r.choice([b"ZUNION", b"ZINTER", b"ZDIFF"])
+            extra = self._weights_aggregate(len(keys)) if cmd != b"ZDIFF" else []
+            if r.random() < 0.5:
+                extra.append(b"WITHSCORES")
+            return Step((cmd, numk, *keys, *extra))
+        args = [b"ZINTERCARD", numk, *keys]
+        if r.random() < 0.4:
+            args += [b"LIMIT", self.count_arg(-1, 4)]
+        return Step(tuple(args))
+
+    def z_scan(self):
+        return self._kscan(b"ZSCAN", self.tkey("z"), [b"a*", b"*", b"[ab]*", b"?"])
+
+    # -- lists ---------------------------------------------------------------------------------
+    def l_push(self):
+        r = self.r
+        cmd = r.choice([b"LPUSH", b"RPUSH", b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX"])
+        return Step((cmd, self.tkey("l"), *[self.member() for _ in range(r.randint(1, 5))]))
+
+    def l_pop(self):
+        r = self.r
+        args = [r.choice([b"LPOP", b"RPOP"]), self.tkey("l")]
+        if r.random() < 0.45:
+            args.append(self.count_arg(-1, 4))
+        return Step(tuple(args))
+
+    def l_read(self):
+        r = self.r
+        k = self.tkey("l")
+        c = r.random()
+        if c < 0.45:
+            return Step((b"LRANGE", k, self.index(), self.index()))
+        if c < 0.65:
+            return Step((b"LINDEX", k, self.index()))
+        if c < 0.8:
+            return Step((b"LLEN", k))
+        args = [b"LPOS", k, self.member()]
+        for _ in range(r.choice([0, 1, 1, 2])):
+            opt = r.choice([b"RANK", b"COUNT", b"MAXLEN"])
+            val = {b"RANK": [b"1", b"-1", b"2", b"-2", b"0", b"-9223372036854775808"],
+                   b"COUNT": [b"0", b"1", b"2", b"-1"],
+                   b"MAXLEN": [b"0", b"1", b"3", b"-1"]}[opt]
+            args += [opt, r.choice(val)]
+        return Step(tuple(args))
+
+    def l_edit(self):
+        r = self.r
+        k = self.tkey("l")
+        c = r.random()
+        if c < 0.25:
+            return Step((b"LSET", k, self.index(), self.member()))
+        if c < 0.5:
+            return Step((b"LREM", k, str(r.randint(-3, 3)).encode(), self.member()))
+        if c < 0.7:
+            return Step((b"LTRIM", k, self.index(), self.index()))
+        return Step((b"LINSERT", k, r.choice([b"BEFORE", b"AFTER", b"before", b"MIDDLE"]),
+                     self.member(), self.member()))
+
+    def l_move(self):
+        r = self.r
+        side = lambda: r.choice([b"LEFT", b"RIGHT", b"left", b"UP"]) if r.random() < 0.05 \
+            else r.choice([b"LEFT", b"RIGHT"])
+        c = r.random()
+        if c < 0.45:
+            return Step((b"LMOVE", self.gkey("l"), self.gkey("l"), side(), side()))
+        if c < 0.6:
+            return Step((b"RPOPLPUSH", self.gkey("l"), self.gkey("l")))
+        keys = self.gkeys("l", 1, 3)
+        n = len(keys) if r.random() < 0.9 else r.choice([0, len(keys) + 1])
+        args = [b"LMPOP", str(n).encode(), *keys, r.choice([b"LEFT", b"RIGHT", b"right"])]
+        if r.random() < 0.5:
+            args += [b"COUNT", self.count_arg(0, 4)]
+        return Step(tuple(args))
+
+    # -- keyspace commands on data-type keys ------------------------------------------------------
+    def t_keyops(self):
+        r = self.r
+        kind = r.choice("hszl")
+        c = r.random()
+        if c < 0.3:
+            return Step((b"TYPE", self.tkey(kind)))
+        if c < 0.45:
+            return Step((r.choice([b"EXISTS", b"DEL"]), *[self.gkey(kind) for _ in range(r.randint(1, 3))]))
+        if c < 0.65:
+            return Step((r.choice([b"RENAME", b"RENAMENX"]), self.gkey(kind), self.gkey(kind)))
+        if c < 0.85:
+            args = [b"COPY", self.gkey(kind), self.gkey(kind)]
+            if r.random() < 0.5:
+                args.append(b"REPLACE")
+            return Step(tuple(args))
+        if c < 0.93:
+            if r.random() < 0.6:
+                return Step((b"EXPIRE", self.tkey(kind), self.rel_seconds()))
+            return Step((b"PERSIST", self.tkey(kind)))
+        return Step((b"TTL", self.tkey(kind)), "ttl")
+
+    def t_bad_arity(self):
+        r = self.r
+        k = self.tkey(r.choice("hszl"))
+        return Step(r.choice([
+            (b"HSET", k), (b"HGET", k), (b"HMGET", k), (b"HDEL", k), (b"HINCRBY", k, b"f"),
+            (b"HGETALL",), (b"HRANDFIELD",), (b"HSCAN", k), (b"SADD", k), (b"SREM", k),
+            (b"SISMEMBER", k), (b"SMISMEMBER", k), (b"SINTER",), (b"SINTERCARD", b"1"),
+            (b"SMOVE", k, k), (b"SPOP",), (b"SPOP", k, b"1", b"2"), (b"ZADD", k), (b"ZADD", k, b"1"),
+            (b"ZSCORE", k), (b"ZRANGE", k, b"0"), (b"ZUNIONSTORE", k), (b"ZINCRBY", k, b"1"),
+            (b"ZPOPMIN",), (b"ZMPOP", b"1", k), (b"LPUSH", k), (b"LRANGE", k, b"0"), (b"LSET", k, b"0"),
+            (b"LINSERT", k, b"BEFORE", b"a"), (b"LMOVE", k, k, b"LEFT"), (b"LMPOP", b"1", k),
+            (b"LPOS", k), (b"LREM", k, b"0"), (b"ZRANGEBYLEX", k, b"-"), (b"ZDIFF", b"1"),
+            (b"HSTRLEN", k), (b"LPOP", k, b"1", b"2"),
+        ]))
+
+    # -- blocking commands on their non-blocking path (data present or a tiny timeout) -------------
+    def b_blocking(self):
+        r = self.r
+        t = r.choice([b"0.01", b"0.01", b"0.02", b"-1", b"abc"])
+        c = r.random()
+        if c < 0.3:
+            return Step((r.choice([b"BLPOP", b"BRPOP"]), *self.gkeys("l", 1, 3), t))
+        if c < 0.5:
+            return Step((b"BLMOVE", self.gkey("l"), self.gkey("l"), r.choice([b"LEFT", b"RIGHT"]),
+                         r.choice([b"LEFT", b"RIGHT"]), t))
+        if c < 0.6:
+            return Step((b"BRPOPLPUSH", self.gkey("l"), self.gkey("l"), t))
+        if c < 0.8:
+            return Step((r.choice([b"BZPOPMIN", b"BZPOPMAX"]), *self.gkeys("z", 1, 3), t))
+        keys = self.gkeys("l", 1, 2)
+        args = [b"BLMPOP", t, str(len(keys)).encode(), *keys, r.choice([b"LEFT", b"RIGHT"])]
+        if r.random() < 0.5:
+            args += [b"COUNT", self.count_arg(0, 3)]
+        return Step(tuple(args))
+
+    # -- transactions ----------------------------------------------------------------------------
+    TX_BODY = {
+        "h_set": 3, "h_setnx": 1, "h_get": 3, "h_del": 2, "h_incr": 3, "s_add": 3, "s_query": 2,
+        "s_algebra": 2, "s_move": 1, "z_add": 3, "z_incr": 2, "z_rem": 1, "z_query": 2, "z_range": 2,
+        "z_pop": 1, "z_setops": 1, "l_push": 3, "l_pop": 2, "l_read": 2, "l_edit": 2, "l_move": 1,
+        "g_set": 3, "g_get": 2, "g_incr": 3, "g_mset": 1, "g_mget": 1, "g_del": 1, "t_keyops": 1,
+    }
+
+    def _tx_command(self) -> Step:
+        names = list(self.TX_BODY)
+        w = [self.TX_BODY[k] for k in names]
+        for _ in range(50):
+            step = getattr(self, self.r.choices(names, w)[0])()
+            if step.mode == "exact":
+                return step
+        return Step((b"PING",))
+
+    def _queue_error(self) -> Step:
+        r = self.r
+        return Step(r.choice([(b"NOSUCHCMD", b"x"), (b"HSET", self.tkey("h")), (b"ZADD",),
+                              (b"LPUSH", b"{t}l1"), (b"GET",), (b"SADD", b"{t}s1")]))
+
+    def m_multi(self):
+        r = self.r
+        out = []
+        c = r.random()
+        watch = []
+        if c < 0.3:
+            watch = [r.choice(ALL_TYPED_KEYS + KEYS[:6]) for _ in range(r.randint(1, 3))]
+            out.append(Step((b"WATCH", *watch)))
+            for _ in range(r.choice([0, 1, 1, 2])):  # maybe touch a watched key ourselves
+                out.append(self._tx_command())
+            if r.random() < 0.15:
+                out.append(Step((b"UNWATCH",)))
+        out.append(Step((b"MULTI",)))
+        for _ in range(r.randint(0, 6)):
+            x = r.random()
+            if x < 0.05:
+                out.append(self._queue_error())
+            elif x < 0.07:
+                out.append(Step(r.choice([(b"MULTI",), (b"WATCH", b"k1"), (b"SELECT", b"0")])))
+            else:
+                out.append(self._tx_command())
+        out.append(Step((b"DISCARD",) if r.random() < 0.1 else (b"EXEC",)))
+        return out
+
+    def b_tx(self):
+        """Blocking commands inside MULTI never block."""
+        return [Step((b"MULTI",)), self.b_blocking(), self.l_push(), self.b_blocking(), Step((b"EXEC",))]
+
+    def m_misuse(self):
+        r = self.r
+        return Step(r.choice([(b"EXEC",), (b"DISCARD",), (b"UNWATCH",), (b"WATCH",), (b"MULTI", b"x"),
+                              (b"EXEC", b"x"), (b"WATCH", b"{t}h1", b"k1")]))
+
     # -- families ------------------------------------------------------------------
     FAMILIES = {
         "strings": {
@@ -427,6 +977,33 @@ class Gen:
         },
     }
     FAMILIES["mixed"] = {k: v for fam in FAMILIES.values() for k, v in fam.items()}
+    # Data-type families (added after "mixed": the older streams stay as they were).
+    _TYPE_COMMON = {"t_keyops": 2, "t_bad_arity": 1, "g_set_number": 0.5, "g_flushdb": 0.2}
+    FAMILIES["hashes"] = {
+        "h_set": 8, "h_setnx": 2, "h_get": 8, "h_getall": 4, "h_del": 4, "h_incr": 7, "h_rand": 2,
+        "h_scan": 1, **_TYPE_COMMON,
+    }
+    FAMILIES["sets"] = {
+        "s_add": 10, "s_query": 8, "s_rand": 4, "s_algebra": 7, "s_move": 2, "s_scan": 1,
+        **_TYPE_COMMON,
+    }
+    FAMILIES["zsets"] = {
+        "z_add": 10, "z_incr": 5, "z_rem": 3, "z_query": 8, "z_range": 10, "z_rangestore": 2,
+        "z_remrange": 3, "z_pop": 3, "z_rand": 2, "z_setops": 4, "z_scan": 1, "s_add": 2,
+        **_TYPE_COMMON,
+    }
+    FAMILIES["lists"] = {
+        "l_push": 10, "l_pop": 5, "l_read": 8, "l_edit": 6, "l_move": 4, **_TYPE_COMMON,
+    }
+    FAMILIES["multi"] = {
+        "m_multi": 10, "m_misuse": 1, "h_set": 1, "z_add": 1, "l_push": 1, "s_add": 1, "g_set": 1,
+    }
+    # multi-key data-type commands (and transactions) over keys of every shard
+    FAMILIES["xshard"] = {
+        "s_algebra": 6, "s_move": 2, "z_rangestore": 2, "z_setops": 5, "z_pop": 2, "l_move": 4,
+        "t_keyops": 3, "s_add": 6, "z_add": 6, "l_push": 5, "h_set": 2, "m_multi": 2,
+    }
+    FAMILIES["blocking"] = {"b_blocking": 6, "b_tx": 1, "l_push": 6, "z_add": 4, "l_pop": 1}
 
     def stream(self, family: str, n: int) -> list:
         weights = self.FAMILIES[family]

@@ -92,7 +92,11 @@ impl BlockOp {
         let Some(Kind::Keyed(f, _)) = command::lookup(argv[0]).map(|spec| spec.kind) else {
             return None;
         };
-        let reply = f(s, ctx, &argv).ok()?;
+        // An error (e.g. a destination of the wrong type) is the answer.
+        let reply = match f(s, ctx, &argv) {
+            Ok(r) => r,
+            Err(e) => return Some(Reply::Error(e.to_string().into())),
+        };
         Some(match (self, reply) {
             (_, Reply::Nil | Reply::NilArray) => return None,
             (BlockOp::Pop { .. }, v) => Reply::Array(vec![Reply::bulk(key), v]),
@@ -140,9 +144,15 @@ pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, 
     }
     let ctx = ctx_for(db);
     let mut s = ls.shard(shard);
-    let ready =
-        s.peek(db, &key, ctx.now_ms).map(|e| e.value.type_name()) == Some(w.op.value_type());
-    if ready && !w.claim.swap(true, Ordering::SeqCst) {
+    let found = s.peek(db, &key, ctx.now_ms).map(|e| e.value.type_name());
+    if found.is_some_and(|t| t != w.op.value_type()) {
+        // A key of another type is an error at once, as in Redis.
+        if !w.claim.swap(true, Ordering::SeqCst) {
+            w.send(Reply::Error(CmdError::WrongType.to_string().into()));
+        }
+        return;
+    }
+    if found.is_some() && !w.claim.swap(true, Ordering::SeqCst) {
         if let Some(r) = w.op.attempt(&mut s, &ctx, &key) {
             w.send(r);
         }
@@ -299,7 +309,7 @@ fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
                 from: "right",
                 to: "left",
             },
-            Reply::Nil,
+            Reply::NilArray,
         ),
         "blmove" => {
             let (from, to) = (direction(a[3])?, direction(a[4])?);
@@ -311,7 +321,7 @@ fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
                     from,
                     to,
                 },
-                Reply::Nil,
+                Reply::NilArray,
             )
         }
         "blmpop" => {

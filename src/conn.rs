@@ -103,7 +103,16 @@ impl Conn {
             return After::Continue;
         };
         if !spec.arity_ok(argv.len()) {
-            return self.reply_err(CmdError::Arity(spec.name.to_string()), out);
+            let e = CmdError::Arity(spec.name.to_string());
+            if spec.name == "exec" && self.multi.take().is_some() {
+                // A rejected EXEC ends the transaction, naming the reason.
+                let why = e.to_string();
+                let why = why.strip_prefix("ERR ").unwrap_or(&why);
+                let abort = format!("EXECABORT Transaction discarded because of: {why}");
+                multi::unwatch_all(self).await;
+                return self.reply_err(CmdError::Raw(abort), out);
+            }
+            return self.reply_err(e, out);
         }
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);

@@ -33,4 +33,6 @@ fn main() {
         eprintln!("keel: {e}");
         std::process::exit(1);
     }
+    // Leave without waiting for executor threads that may still be parked.
+    std::process::exit(0);
 }

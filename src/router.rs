@@ -31,11 +31,21 @@ fn gone() -> CmdError {
 }
 
 /// Runs a keyed handler, refusing writes that need memory the shard lacks.
+///
+/// A panic in a handler is a keel bug, but it must not take the executor's
+/// task (and any cross-shard locks it holds) down with it: it becomes an
+/// error reply and is logged.
 fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
     if deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
         return Err(CmdError::OutOfMemory);
     }
-    f(s, ctx, args)
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s, ctx, args))) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(command = %String::from_utf8_lossy(args[0]), "command handler panicked");
+            Err(CmdError::other("internal error while running the command"))
+        }
+    }
 }
 
 /// Serves clients blocked on keys the last command made ready.
@@ -184,11 +194,12 @@ impl Router {
         }
         if split == Split::SameShard {
             let keys = crate::command::keys_of(spec, args);
-            if keys
-                .iter()
-                .any(|k| self.shard_of(k) != self.shard_of(keys[0]))
-            {
-                return Err(CmdError::CrossSlot);
+            if let Some(first) = keys.first().map(|k| self.shard_of(k)) {
+                if keys.iter().any(|k| self.shard_of(k) != first) {
+                    let keys = keys.iter().map(|k| k.to_vec()).collect();
+                    return self.run_gathered(f, ctx, args, keys, tx).await;
+                }
+                return self.run_on(first, f, deny_oom, ctx, args, tx).await;
             }
         }
         let mut idx = spec.key_indexes(args.len());
@@ -198,28 +209,113 @@ impl Router {
         };
         let single = idx.all(|i| self.shard_of(args[i]) == first);
         if single {
-            if self.executor_of(first) == self.me {
-                if tx.is_none() {
-                    self.local.wait_free(&[first]).await;
-                }
-                let r = apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
-                serve_blocked(&self.local, first);
-                return r;
-            }
-            let args = owned(args);
-            return self
-                .on_shard(first, tx, move |s| {
-                    apply(f, deny_oom, s, &ctx, &borrowed(&args))
-                })
-                .await?;
+            return self.run_on(first, f, deny_oom, ctx, args, tx).await;
         }
         self.run_split(spec, f, split, ctx, args, tx).await
     }
 
+    /// Runs a keyed handler on one shard: inline when local, else as a
+    /// message.
+    async fn run_on(
+        &self,
+        shard: usize,
+        f: KeyedFn,
+        deny_oom: bool,
+        ctx: Ctx,
+        args: &[&[u8]],
+        tx: Option<TxId>,
+    ) -> CmdResult {
+        if self.executor_of(shard) == self.me {
+            if tx.is_none() {
+                self.local.wait_free(&[shard]).await;
+            }
+            let r = apply(f, deny_oom, &mut self.local.shard(shard), &ctx, args);
+            serve_blocked(&self.local, shard);
+            return r;
+        }
+        let args = owned(args);
+        self.on_shard(shard, tx, move |s| {
+            apply(f, deny_oom, s, &ctx, &borrowed(&args))
+        })
+        .await?
+    }
+
+    /// A multi-key command over keys of several shards (SUNIONSTORE, LMOVE,
+    /// ZINTER...), run whole and atomically: lock the shards, copy the keys
+    /// into a scratch shard, run the ordinary handler there, and write back
+    /// exactly the keys it changed. The handlers stay single-shard code.
+    async fn run_gathered(
+        &self,
+        f: KeyedFn,
+        ctx: Ctx,
+        args: &[&[u8]],
+        mut keys: Vec<Vec<u8>>,
+        outer: Option<TxId>,
+    ) -> CmdResult {
+        keys.sort_unstable();
+        keys.dedup();
+        let mut shards: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let tx = match outer {
+            Some(tx) => tx,
+            None => {
+                let tx = self.new_tx();
+                self.begin(tx, &shards).await?;
+                tx
+            }
+        };
+        let result = self.gather_run_scatter(tx, f, ctx, args, &keys).await;
+        if outer.is_none() {
+            self.end(tx, &shards);
+        }
+        result
+    }
+
+    async fn gather_run_scatter(
+        &self,
+        tx: TxId,
+        f: KeyedFn,
+        ctx: Ctx,
+        args: &[&[u8]],
+        keys: &[Vec<u8>],
+    ) -> CmdResult {
+        let (db, now) = (ctx.db, ctx.now_ms);
+        let mut scratch = Shard::new(usize::MAX);
+        for key in keys {
+            let k = key.clone();
+            let entry = self
+                .on_shard(self.shard_of(key), Some(tx), move |s| {
+                    s.peek(db, &k, now).cloned()
+                })
+                .await?;
+            if let Some(e) = entry {
+                scratch.set(db, key, e, now);
+            }
+            scratch.watch(db, key);
+        }
+        let result = apply(f, false, &mut scratch, &ctx, args);
+        for key in keys {
+            if scratch.watched_version(db, key, now) == 0 {
+                continue;
+            }
+            let (k, entry) = (key.clone(), scratch.peek(db, key, now).cloned());
+            self.on_shard(self.shard_of(key), Some(tx), move |s| match entry {
+                Some(e) => s.set(db, &k, e, now),
+                None => {
+                    s.delete(db, &k, now);
+                }
+            })
+            .await?;
+        }
+        result
+    }
+
     /// The shards a keyed command touches.
     pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
-        spec.key_indexes(args.len())
-            .map(|i| self.shard_of(args[i]))
+        crate::command::keys_of(spec, args)
+            .iter()
+            .map(|k| self.shard_of(k))
             .collect()
     }
 

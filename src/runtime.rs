@@ -152,8 +152,18 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     tracing::info!("shutting down");
     sd_notify("STOPPING=1");
     state.shutdown.store(true, Ordering::SeqCst);
-    for h in handles {
-        let _ = h.join();
+    // Executors stop accepting and finish their turn; connections still open
+    // are cut. Joining is bounded: a connection stuck in a pending I/O must
+    // not keep the process alive after SIGTERM.
+    let (done_tx, done_rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(Duration::from_secs(3)).is_err() {
+        tracing::warn!("executors did not stop within 3 s; exiting anyway");
     }
     Ok(())
 }

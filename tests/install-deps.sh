@@ -55,5 +55,21 @@ then
     "$PY" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi
 
+# Node.js client tests (tests/node): `npm ci` only when node_modules is missing or
+# older than package-lock.json (npm writes node_modules/.package-lock.json).
+node_dir="$here/node"
+if [ -f "$node_dir/package-lock.json" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "install-deps: npm not found (Node.js >= 20 is needed for tests/node)" >&2
+        exit 1
+    fi
+    if [ ! -f "$node_dir/node_modules/.package-lock.json" ] ||
+       [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules/.package-lock.json" ] ||
+       [ "$node_dir/package.json" -nt "$node_dir/node_modules/.package-lock.json" ]; then
+        npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error
+    fi
+    echo "node $(node --version)"
+fi
+
 redis-server --version
 "$PY" -c 'import redis, pytest; print("redis-py", redis.__version__, "pytest", pytest.__version__)'

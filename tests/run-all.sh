@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of keel: installs what the tests need (idempotently: Debian's
-# redis-server and redis-tools, redis-py and pytest from PyPI), builds, then
-# runs the Rust unit and integration tests, the Python suites against real
-# clients and a reference redis-server, and the systemd unit check.
+# redis-server and redis-tools, redis-py and pytest from PyPI, the Node
+# clients from npm), builds, then runs the Rust unit and integration tests,
+# the systemd unit check, the Node client tests, and the Python suites against
+# real clients and a reference redis-server (last, so its summary closes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,4 +13,5 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace
 bash tests/tuning/verify-unit.sh target/debug/keel
+bash tests/node/run.sh
 python3 -m pytest -q tests/python

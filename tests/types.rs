@@ -191,13 +191,14 @@ fn sets() {
         "ERR LIMIT can't be negative"
     );
     assert_eq!(err(&mut c, "SSCAN {s}b x"), "ERR invalid cursor");
-    // Keys on different shards are refused for now.
-    let _: i64 = q(&mut c, "SADD a 1");
-    let _: i64 = q(&mut c, "SADD b 1");
-    assert_eq!(
-        err(&mut c, "SINTER a b"),
-        "CROSSSLOT Keys in request don't hash to the same slot"
-    );
+    // Keys on different shards work as one atomic command.
+    let _: i64 = q(&mut c, "SADD a 1 2");
+    let _: i64 = q(&mut c, "SADD b 2 3");
+    assert_eq!(q::<Vec<String>>(&mut c, "SINTER a b"), vec!["2"]);
+    assert_eq!(q::<i64>(&mut c, "SUNIONSTORE dest a b"), 3);
+    assert_eq!(q::<i64>(&mut c, "SCARD dest"), 3);
+    assert_eq!(q::<i64>(&mut c, "SMOVE a b 1"), 1);
+    assert_eq!(q::<i64>(&mut c, "SCARD b"), 3);
     assert_eq!(q::<String>(&mut c, "TYPE {s}b"), "set");
 }
 
@@ -384,9 +385,13 @@ fn sorted_sets() {
         err(&mut c, "ZPOPMIN {z}x -1"),
         "ERR value is out of range, must be positive"
     );
+    // Keys on different shards work as one atomic command.
+    let _: i64 = q(&mut c, "ZADD b 1 x 2 y");
+    let _: i64 = q(&mut c, "ZADD c 10 y");
+    assert_eq!(q::<i64>(&mut c, "ZUNIONSTORE a 2 b c"), 2);
     assert_eq!(
-        err(&mut c, "ZUNIONSTORE a 2 b c"),
-        "CROSSSLOT Keys in request don't hash to the same slot"
+        q::<Vec<String>>(&mut c, "ZRANGE a 0 -1 WITHSCORES"),
+        vec!["x", "1", "y", "12"]
     );
     assert_eq!(q::<String>(&mut c, "TYPE {z}x"), "zset");
 }
@@ -490,10 +495,11 @@ fn lists() {
         err(&mut c, "LMPOP 1 {l}a LEFT COUNT 0"),
         "ERR count should be greater than 0"
     );
-    assert_eq!(
-        err(&mut c, "LMOVE a b LEFT LEFT"),
-        "CROSSSLOT Keys in request don't hash to the same slot"
-    );
+    // Keys on different shards work as one atomic command.
+    let _: i64 = q(&mut c, "RPUSH a 1 2");
+    assert_eq!(q::<String>(&mut c, "LMOVE a b LEFT LEFT"), "1");
+    assert_eq!(q::<Vec<String>>(&mut c, "LRANGE b 0 -1"), vec!["1"]);
+    assert_eq!(q::<Vec<String>>(&mut c, "LRANGE a 0 -1"), vec!["2"]);
     assert_eq!(q::<String>(&mut c, "TYPE {l}a"), "list");
 }
 

@@ -117,7 +117,7 @@ impl Shard {
             used: 0,
             maxmemory: 0,
             policy: EvictionPolicy::NoEviction,
-            rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64).wrapping_add(1),
             clock: HlcClock::new(u64::MAX / 2),
             stats: ShardStats::default(),
             watched: HashMap::new(),

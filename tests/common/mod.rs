@@ -27,7 +27,12 @@ impl Keel {
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // KEEL_TEST_STDERR=1 shows the servers' logs (and any panic).
+            .stderr(if std::env::var_os("KEEL_TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("cannot start keel");
         let keel = Keel { port, child };

@@ -35,6 +35,16 @@ STREAMS = [
     ("keys", 21, 2000), ("keys", 22, 2000),
     ("expiry", 31, 2000), ("expiry", 32, 2000),
     ("errors", 41, 1500), ("errors", 42, 1500),
+    # data types (cmdgen.py: multi-key commands on one hash tag) and transactions
+    ("hashes", 51, 1500), ("hashes", 52, 1500),
+    ("sets", 61, 1500), ("sets", 62, 1500),
+    ("zsets", 71, 2000), ("zsets", 72, 2000),
+    ("lists", 81, 1500), ("lists", 82, 1500),
+    ("multi", 91, 1500), ("multi", 92, 1500),
+    # multi-key data-type commands over keys on different shards
+    ("xshard", 101, 1000),
+    # blocking commands where they do not block (data present, tiny timeouts, inside MULTI)
+    ("blocking", 111, 600),
 ]
 
 TOLERANCE = {"ttl": 1, "pttl": 1000}
@@ -72,11 +82,118 @@ def replies_match(mode: str, a, b) -> bool:
         if a[0] == b[0] == "int" and a[1] >= 0 and b[1] >= 0:
             return abs(a[1] - b[1]) <= TOLERANCE[mode]
         return a == b
-    if mode == "sorted":
+    if mode in ("sorted", "unordered"):
         if a[0] == b[0] and a[0] in ("array", "set"):
             return sorted(a[1], key=_sort_key) == sorted(b[1], key=_sort_key)
         return a == b
+    if mode == "map":
+        if a[0] == b[0] == "map":
+            return sorted(a[1], key=_sort_key) == sorted(b[1], key=_sort_key)
+        if a[0] == b[0] == "array" and len(a[1]) % 2 == 0:
+            return sorted(_pairs(a[1]), key=_sort_key) == sorted(_pairs(b[1]), key=_sort_key)
+        return a == b
     return a == b
+
+
+def _pairs(items):
+    return [(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+
+
+def _is_error_or_nil(reply) -> bool:
+    return reply[0] in ("error", "blob_error") or is_nil(reply)
+
+
+def _skeleton(reply):
+    """A reply with the values taken out (tags and lengths): the shape two
+    random answers must share."""
+    if reply[0] in ("array", "set", "push"):
+        return (reply[0], tuple(_skeleton(x) for x in reply[1]))
+    if reply[0] == "map":
+        return ("map", tuple((_skeleton(k), _skeleton(v)) for k, v in reply[1]))
+    return (reply[0],)
+
+
+RAND_KIND = {b"SRANDMEMBER": "set", b"SPOP": "set", b"HRANDFIELD": "hash", b"ZRANDMEMBER": "zset"}
+
+
+def key_content(conn, key, kind):
+    """{element: value-reply or None} of a set / hash / zset, or None if it is not one."""
+    if kind == "set":
+        r = conn.call("SMEMBERS", key)
+        return {x: None for x in r[1]} if r[0] in ("array", "set") else None
+    if kind == "hash":
+        r = conn.call("HGETALL", key)
+        if r[0] == "map":
+            return dict(r[1])
+        return dict(_pairs(r[1])) if r[0] == "array" else None
+    r = conn.call("ZRANGE", key, "0", "-1", "WITHSCORES")
+    if r[0] != "array":
+        return None
+    if r[1] and r[1][0][0] == "array":  # RESP3: [[member, score], ...]
+        return {x[1][0]: x[1][1] for x in r[1]}
+    return dict(_pairs(r[1]))
+
+
+def check_random_reply(args, reply, content):
+    """Why `reply` cannot be an answer of SRANDMEMBER/SPOP/HRANDFIELD/ZRANDMEMBER
+    `args` on a key holding `content`; None if it can."""
+    if _is_error_or_nil(reply):
+        return None
+    if content is None:
+        return "key is not of the expected type"
+    if len(args) == 2:  # no count: one element
+        if reply[0] != "bulk" or reply not in content:
+            return "element is not in the key"
+        return None
+    count = int(args[2])
+    with_values = len(args) > 3
+    if reply[0] not in ("array", "set"):
+        return f"expected an array, got {reply[0]}"
+    items = reply[1]
+    if with_values:
+        if items and items[0][0] == "array":  # RESP3 pairs
+            pairs = [tuple(x[1]) for x in items if len(x[1]) == 2]
+            if len(pairs) != len(items):
+                return "malformed pair"
+        else:
+            if len(items) % 2:
+                return "odd number of items"
+            pairs = _pairs(items)
+    else:
+        pairs = [(x, None) for x in items]
+    for el, val in pairs:
+        if el not in content:
+            return f"{fmt(el)} is not in the key"
+        if with_values and content[el] != val:
+            return f"{fmt(el)} has value {fmt(content[el])}, reply says {fmt(val)}"
+    if not content:  # a missing key gives an empty array for any count
+        return None if not pairs else "elements from an empty key"
+    if count >= 0:
+        if len(pairs) != min(count, len(content)):
+            return f"{len(pairs)} elements for count {count} of {len(content)}"
+        if len({el for el, _ in pairs}) != len(pairs):
+            return "repeated elements for a positive count"
+    elif len(pairs) != -count:
+        return f"{len(pairs)} elements for count {count}"
+    return None
+
+
+def kscan_all(conn, args, max_rounds: int = 10000):
+    """Iterate SSCAN/HSCAN/ZSCAN to cursor 0: ("scanned", sorted unique elements or
+    (field, value) pairs), or the first error / odd reply."""
+    args = list(args)
+    seen = set()
+    pairs = bytes(args[0]).upper() in (b"HSCAN", b"ZSCAN")
+    for _ in range(max_rounds):
+        reply = conn.call(*args)
+        if reply[0] != "array" or len(reply[1]) != 2 or reply[1][0][0] != "bulk" or reply[1][1][0] != "array":
+            return reply
+        items = reply[1][1][1]
+        seen.update(_pairs(items) if pairs else items)
+        args[2] = reply[1][0][1]
+        if args[2] == b"0":
+            return ("scanned", sorted(seen, key=_sort_key))
+    return ("scan-did-not-finish", max_rounds)
 
 
 def scan_all(conn: RespConnection, args: tuple, max_rounds: int = 10000):
@@ -126,7 +243,7 @@ class Runner:
     def resync(self):
         """After a recorded mismatch (keep-going mode): empty both keyspaces."""
         for c in (self.k, self.r):
-            c.call("FLUSHDB")
+            c.pipeline([("DISCARD",), ("UNWATCH",), ("FLUSHDB",)])
 
     def _record(self, i, step, a, b):
         self.history.append((i, step.args, a, b))
@@ -162,15 +279,52 @@ class Runner:
                 eb = self.r.call("EXISTS", b[1])
                 if ea != ("int", 1) or eb != ("int", 1):
                     self.fail(i, step, (a, ea), (b, eb), "RANDOMKEY returned a missing key")
+        elif step.mode == "kscan":
+            a, b = kscan_all(self.k, step.args), kscan_all(self.r, step.args)
+            if a != b:
+                self.fail(i, step, a, b, "SSCAN/HSCAN/ZSCAN iteration results differ")
+        elif step.mode in ("rand", "spop"):
+            a, b = self.run_random(i, step)
         else:
             raise AssertionError(step.mode)
         self._record(i, step, a, b)
+
+    def run_random(self, i, step: Step):
+        kind = RAND_KIND[bytes(step.args[0]).upper()]
+        key = step.args[1]
+        ca, cb = key_content(self.k, key, kind), key_content(self.r, key, kind)
+        if ca != cb:
+            self.fail(i, step, ("content", ca), ("content", cb), f"{kind} {fmt(key)} differs before the command")
+        a, b = self.k.call(*step.args), self.r.call(*step.args)
+        if _is_error_or_nil(a) or _is_error_or_nil(b):
+            if a != b:
+                self.fail(i, step, a, b)
+            return a, b
+        if _skeleton(a) != _skeleton(b):
+            self.fail(i, step, a, b, "random replies differ in shape or length")
+        for reply in (a, b):
+            why = check_random_reply(step.args, reply, ca)
+            if why:
+                self.fail(i, step, a, b, f"invalid random reply ({why}; key holds {fmt(list(ca or ()), 200)})")
+        if step.mode == "spop":
+            # make the reference pop what keel popped, so both keyspaces stay equal
+            got = lambda r: {r} if r[0] == "bulk" else set(r[1])
+            pa, pb = got(a), got(b)
+            back, drop = [x[1] for x in pb - pa], [x[1] for x in pa - pb]
+            if back:
+                self.r.call("SADD", key, *back)
+            if drop:
+                self.r.call("SREM", key, *drop)
+            ca2, cb2 = key_content(self.k, key, kind), key_content(self.r, key, kind)
+            if ca2 != cb2:
+                self.fail(i, step, ("after", ca2), ("after", cb2), "sets differ after SPOP")
+        return a, b
 
     def run(self, steps, batch_rng: random.Random):
         batch = []
         for i, step in enumerate(steps):
             try:
-                if step.mode in ("scan", "randomkey"):
+                if step.mode in ("scan", "randomkey", "kscan", "rand", "spop"):
                     if batch:
                         self.run_batch(batch)
                         batch = []
@@ -204,7 +358,14 @@ def final_state(conn: RespConnection):
     out = []
     for k in sorted(x[1] for x in keys[1]):
         t = conn.call("TYPE", k)
-        v = conn.call("GET", k) if t == ("simple", b"string") else None
+        v = None
+        if t == ("simple", b"string"):
+            v = conn.call("GET", k)
+        elif t == ("simple", b"list"):
+            v = conn.call("LRANGE", k, "0", "-1")
+        elif t in (("simple", b"set"), ("simple", b"hash"), ("simple", b"zset")):
+            content = key_content(conn, k, t[1].decode())
+            v = sorted(content.items(), key=_sort_key) if content is not None else None
         out.append((k, t, v))
     return out
 

@@ -8,7 +8,6 @@ const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const Redis = require('ioredis')
 const Limiter = require('async-ratelimiter')
-const LuaLimiter = require('async-ratelimiter-lua')
 const { startServer, within, sleep } = require('./server')
 
 let server
@@ -323,20 +322,3 @@ describe('rate limiter (async-ratelimiter 1.3.13: MULTI with sorted sets)', { ti
   })
 })
 
-describe('rate limiter (async-ratelimiter latest: Lua script)', { timeout: 30000 }, () => {
-  it('allows max calls per window, then refuses (skipped if the server has no EVAL)', async (t) => {
-    const db = client()
-    try {
-      await db.eval('return 1', 0)
-    } catch (e) {
-      if (/unknown command/i.test(e.message)) return t.skip(`server has no scripting: ${e.message}`)
-      throw e
-    }
-    const limiter = new LuaLimiter({ db, max: 3, duration: 60000, namespace: 'rlua' })
-    const seen = []
-    for (let i = 0; i < 5; i++) seen.push(await limiter.get({ id: 'u' }))
-    assert.deepEqual(seen.map(x => x.remaining), [3, 2, 1, 0, 0])
-    assert.ok(seen[0].reset * 1000 > Date.now())
-    assert.equal(await db.zcard('rlua:u'), 3)
-  })
-})

@@ -1,8 +1,6 @@
 //! What keel knows about a client connection, as CLIENT LIST and INFO show it,
 //! and the per-command counters of INFO commandstats.
 
-use std::collections::HashMap;
-
 use crate::resp::Protocol;
 
 #[derive(Debug, Clone)]
@@ -53,19 +51,31 @@ pub struct CommandStat {
     pub rejected: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CommandStats {
-    pub by_name: HashMap<&'static str, CommandStat>,
+    /// Indexed like the command table.
+    pub by_command: Vec<CommandStat>,
     pub total_commands: u64,
     pub error_replies: u64,
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
 }
 
+impl Default for CommandStats {
+    fn default() -> Self {
+        CommandStats {
+            by_command: vec![CommandStat::default(); crate::command::COMMANDS.len()],
+            total_commands: 0,
+            error_replies: 0,
+            net_input_bytes: 0,
+            net_output_bytes: 0,
+        }
+    }
+}
+
 impl CommandStats {
     pub fn merge(&mut self, other: &CommandStats) {
-        for (name, s) in &other.by_name {
-            let e = self.by_name.entry(name).or_default();
+        for (e, s) in self.by_command.iter_mut().zip(&other.by_command) {
             e.calls += s.calls;
             e.usec += s.usec;
             e.failed += s.failed;

@@ -294,6 +294,27 @@ pub static COMMANDS: &[Spec] = &[
     conn!("quit", -1, FAST | NOAUTH | STALE | LOADING, "connection", "Closes the connection."),
     conn!("reset", 1, FAST | NOAUTH | STALE | LOADING, "connection", "Resets the connection."),
     conn!("client", -2, ADMIN | STALE | LOADING, "connection", "A container for client connection commands."),
+    // blocking list and sorted-set pops
+    conn!("blpop", -3, WRITE, 1, -2, 1, "list", "Removes and returns the first element in a list. Blocks until an element is available otherwise."),
+    conn!("brpop", -3, WRITE, 1, -2, 1, "list", "Removes and returns the last element in a list. Blocks until an element is available otherwise."),
+    conn!("blmove", 6, WRITE | DENYOOM, 1, 2, 1, "list", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise."),
+    conn!("brpoplpush", 4, WRITE | DENYOOM, 1, 2, 1, "list", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise."),
+    conn!("blmpop", -5, WRITE, 0, 0, 0, "list", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise."),
+    conn!("bzpopmin", -3, WRITE | FAST, 1, -2, 1, "sorted_set", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise."),
+    conn!("bzpopmax", -3, WRITE | FAST, 1, -2, 1, "sorted_set", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise."),
+    // transactions
+    conn!("multi", 1, FAST | LOADING | STALE, "transactions", "Starts a transaction."),
+    conn!("exec", 1, LOADING | STALE, "transactions", "Executes all commands in a transaction."),
+    conn!("discard", 1, FAST | LOADING | STALE, "transactions", "Discards a transaction."),
+    conn!("watch", -2, FAST | LOADING | STALE, 1, -1, 1, "transactions", "Monitors changes to keys to determine the execution of a transaction."),
+    conn!("unwatch", 1, FAST | LOADING | STALE, "transactions", "Forgets about watched keys of a transaction."),
+    // pub/sub
+    conn!("subscribe", -2, LOADING | STALE, "pubsub", "Listens for messages published to channels."),
+    conn!("psubscribe", -2, LOADING | STALE, "pubsub", "Listens for messages published to channels that match one or more patterns."),
+    conn!("unsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages posted to channels."),
+    conn!("punsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
+    conn!("publish", 3, FAST | LOADING | STALE, "pubsub", "Posts a message to a channel."),
+    conn!("pubsub", -2, LOADING | STALE, "pubsub", "A container for Pub/Sub commands."),
     // server
     conn!("command", -1, LOADING | STALE, "server", "Returns detailed information about all commands."),
     conn!("info", -1, LOADING | STALE, "server", "Returns information and statistics about the server."),
@@ -302,6 +323,11 @@ pub static COMMANDS: &[Spec] = &[
     conn!("debug", -2, ADMIN | LOADING | STALE, "server", "A container for debugging commands."),
     conn!("lastsave", 1, FAST | LOADING | STALE, "server", "Returns the Unix timestamp of the last successful save to disk."),
 ];
+
+/// A command's position in [`COMMANDS`], for per-command counters.
+pub fn index_of(spec: &'static Spec) -> usize {
+    (spec as *const Spec as usize - COMMANDS.as_ptr() as usize) / std::mem::size_of::<Spec>()
+}
 
 /// Every key a command names, for commands whose keys follow a `numkeys`
 /// count (SINTERCARD, ZUNIONSTORE, LMPOP...) as well as the plain ones.

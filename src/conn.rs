@@ -11,12 +11,17 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::future::Either;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
+use crate::blocking::{self, Blocked};
 use crate::client::ClientInfo;
-use crate::cmd::error::CmdError;
+use crate::cmd::error::{unknown_command, CmdError};
 use crate::cmd::{server, Ctx};
 use crate::command::{self, flags, Kind};
+use crate::local::TxId;
+use crate::multi::{self, MultiState, Queued, Watch};
+use crate::pubsub::{self, Subscriptions};
 use crate::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
 use crate::router::Router;
@@ -26,11 +31,34 @@ use crate::state::{now_ms, ServerState};
 const FLUSH_AT: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Commands that may block the connection.
+const BLOCKING: &[&str] = &[
+    "blpop",
+    "brpop",
+    "blmove",
+    "brpoplpush",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+];
+
+/// Commands a RESP2 connection in subscribed mode may still send.
+const SUBSCRIBED_OK: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
 /// What the connection does after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
     Continue,
     Close,
+    /// A blocking command is waiting for data (or its timeout).
+    Block(Box<Blocked>),
 }
 
 /// A connection's state, as commands see and change it.
@@ -42,6 +70,12 @@ pub struct Conn {
     pub proto: Protocol,
     pub authenticated: bool,
     pub max_string: usize,
+    /// Commands queued since MULTI.
+    pub multi: Option<MultiState>,
+    pub watches: Vec<Watch>,
+    /// The transaction this connection is running (inside EXEC).
+    pub tx: Option<TxId>,
+    pub subs: Subscriptions,
 }
 
 impl Conn {
@@ -49,7 +83,7 @@ impl Conn {
         self.info.borrow().id
     }
 
-    fn ctx(&self, now_ms: u64) -> Ctx {
+    pub fn ctx(&self, now_ms: u64) -> Ctx {
         Ctx {
             db: self.db,
             now_ms,
@@ -61,13 +95,68 @@ impl Conn {
     pub async fn execute(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) -> After {
         let started = Instant::now();
         let Some(spec) = command::lookup(argv[0]) else {
-            return self.reply_err(CmdError::unknown_command(argv), out);
+            if let Some(m) = &mut self.multi {
+                m.aborted = true;
+            }
+            resp::encode(&Reply::ErrorBytes(unknown_command(argv)), self.proto, out);
+            self.router.local.stats.borrow_mut().error_replies += 1;
+            return After::Continue;
         };
         if !spec.arity_ok(argv.len()) {
             return self.reply_err(CmdError::Arity(spec.name.to_string()), out);
         }
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
+        }
+        if self.subs.active()
+            && self.proto == Protocol::Resp2
+            && !SUBSCRIBED_OK.contains(&spec.name)
+        {
+            return self.reply_err(
+                CmdError::other(format!(
+                    "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    spec.name
+                )),
+                out,
+            );
+        }
+        if let Some(m) = &mut self.multi {
+            if !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            ) {
+                m.queued.push(Queued {
+                    spec,
+                    args: argv.iter().map(|a| a.to_vec()).collect(),
+                });
+                resp::encode(&Reply::status("QUEUED"), self.proto, out);
+                return After::Continue;
+            }
+        }
+        if matches!(
+            spec.name,
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe"
+        ) {
+            let patterns = spec.name.starts_with('p');
+            let replies = if spec.name.contains("unsub") {
+                pubsub::unsubscribe(self, argv, patterns)
+            } else {
+                pubsub::subscribe(self, argv, patterns)
+            };
+            for r in &replies {
+                resp::encode(r, self.proto, out);
+            }
+            return After::Continue;
+        }
+        if spec.name == "ping" && self.subs.active() && self.proto == Protocol::Resp2 {
+            // In subscribed mode Redis answers PING as a message-shaped array.
+            let msg = argv.get(1).map_or(Vec::new(), |m| m.to_vec());
+            resp::encode(
+                &Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(msg)]),
+                self.proto,
+                out,
+            );
+            return After::Continue;
         }
         let now = now_ms();
         {
@@ -77,8 +166,19 @@ impl Conn {
             info.last_cmd.push_str(spec.name);
         }
         let (result, after) = match spec.kind {
+            Kind::Conn if BLOCKING.contains(&spec.name) => {
+                match blocking::start(self, spec.name, argv).await {
+                    blocking::Start::Done(r) => (r, After::Continue),
+                    blocking::Start::Wait(b) => {
+                        self.count(spec, started, false);
+                        return After::Block(b);
+                    }
+                }
+            }
             Kind::Keyed(f, split) => (
-                self.router.run(spec, f, split, self.ctx(now), argv).await,
+                self.router
+                    .run(spec, f, split, self.ctx(now), argv, None)
+                    .await,
                 After::Continue,
             ),
             Kind::Conn => server::run(self, spec, argv, now).await,
@@ -91,19 +191,27 @@ impl Conn {
             info.db = self.db;
             info.proto = self.proto;
         }
+        self.count(spec, started, failed);
+        after
+    }
+
+    fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
-        let s = stats.by_name.entry(spec.name).or_default();
+        let s = &mut stats.by_command[command::index_of(spec)];
         s.calls += 1;
         s.usec += started.elapsed().as_micros() as u64;
         if failed {
             s.failed += 1;
             stats.error_replies += 1;
         }
-        after
     }
 
-    fn reply_err(&self, e: CmdError, out: &mut Vec<u8>) -> After {
+    fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {
+        // A command that cannot even be queued dooms the transaction.
+        if let Some(m) = &mut self.multi {
+            m.aborted = true;
+        }
         resp::encode(&Reply::Error(e.to_string().into()), self.proto, out);
         self.router.local.stats.borrow_mut().error_replies += 1;
         After::Continue
@@ -121,44 +229,89 @@ where
         max_multibulk_len: config.max_multibulk_len,
     };
     let query_limit = config.client_query_buffer_limit as usize;
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut input: Vec<u8> = Vec::new();
     let mut parsed = 0usize;
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut scratch: Vec<u8> = Vec::new();
     let mut argv_store: Vec<(usize, usize)> = Vec::new();
+    // `input` is zeroed once when it grows and never again: bytes
+    // `parsed..filled` are unparsed input, the rest is room to read into.
+    input.resize(READ_CHUNK, 0);
+    let mut filled = 0usize;
     'conn: loop {
-        // Read more input, growing the buffer when a large request needs it.
-        let len = input.len();
-        if input.capacity() - len < READ_CHUNK {
-            input.reserve(READ_CHUNK.max(len));
+        if input.len() - filled < READ_CHUNK / 2 {
+            let grow = input.len().max(READ_CHUNK);
+            input.resize(input.len() + grow, 0);
         }
-        input.resize(input.capacity(), 0);
-        let n = match stream.read(&mut input[len..]).await {
+        let subscribed = conn.subs.active();
+        let read = if let Some(inbox) = conn.subs.inbox.as_mut().filter(|_| subscribed) {
+            // Subscribed: wait for input or a published message, whichever
+            // comes first. A pending read is resumed by the next call.
+            let read = stream.read(&mut input[filled..]);
+            futures::pin_mut!(read);
+            match futures::future::select(read, inbox.next()).await {
+                Either::Left((r, _)) => r,
+                Either::Right((Some(m), _)) => {
+                    resp::encode(&m.reply(), conn.proto, &mut out);
+                    drain_messages(&mut conn, &mut out);
+                    if write_out(&mut stream, &mut out, &conn).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Either::Right((None, _)) => continue,
+            }
+        } else {
+            stream.read(&mut input[filled..]).await
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        input.truncate(len + n);
+        filled += n;
         conn.router.local.stats.borrow_mut().net_input_bytes += n as u64;
 
         let mut close = false;
         loop {
-            match resp::parse(&input[parsed..], &limits, &mut ranges, &mut scratch) {
+            match resp::parse(&input[parsed..filled], &limits, &mut ranges, &mut scratch) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Nothing { consumed }) => parsed += consumed,
                 Ok(Parsed::Request { consumed, source }) => {
                     argv_store.clear();
                     argv_store.extend_from_slice(&ranges);
                     let base: &[u8] = match source {
-                        Source::Input => &input[parsed..],
+                        Source::Input => &input[parsed..filled],
                         Source::Scratch => &scratch,
                     };
                     let argv: Vec<&[u8]> = argv_store.iter().map(|&(s, e)| &base[s..e]).collect();
                     let after = conn.execute(&argv, &mut out).await;
                     parsed += consumed;
-                    if after == After::Close {
-                        close = true;
-                        break;
+                    match after {
+                        After::Continue => {}
+                        After::Close => {
+                            close = true;
+                            break;
+                        }
+                        After::Block(blocked) => {
+                            // Answer what came before, then wait; input that
+                            // arrives meanwhile is kept for afterwards.
+                            if write_out(&mut stream, &mut out, &conn).await.is_err() {
+                                break 'conn;
+                            }
+                            match wait_blocked(
+                                &mut stream,
+                                &mut input,
+                                &mut filled,
+                                &mut conn,
+                                *blocked,
+                            )
+                            .await
+                            {
+                                Some(reply) => resp::encode(&reply, conn.proto, &mut out),
+                                None => break 'conn,
+                            }
+                        }
                     }
                     if out.len() >= FLUSH_AT
                         && write_out(&mut stream, &mut out, &conn).await.is_err()
@@ -168,25 +321,22 @@ where
                 }
                 Err(e) => {
                     // Redis answers a protocol error and then closes.
-                    resp::encode(
-                        &Reply::Error(format!("ERR {e}").into()),
-                        conn.proto,
-                        &mut out,
-                    );
+                    resp::encode(&Reply::ErrorBytes(e.reply()), conn.proto, &mut out);
                     close = true;
                     break;
                 }
             }
         }
-        if parsed == input.len() {
-            input.clear();
-            parsed = 0;
+        if parsed == filled {
+            filled = 0;
         } else if parsed > 0 {
-            input.drain(..parsed);
-            parsed = 0;
+            input.copy_within(parsed..filled, 0);
+            filled -= parsed;
         }
-        conn.info.borrow_mut().qbuf = input.len();
-        if input.len() > query_limit {
+        parsed = 0;
+        conn.info.borrow_mut().qbuf = filled;
+        drain_messages(&mut conn, &mut out);
+        if filled > query_limit {
             tracing::warn!(
                 client = conn.id(),
                 "closing client that exceeded client-query-buffer-limit"
@@ -200,11 +350,81 @@ where
             break;
         }
         // Give back memory a large request left behind.
-        if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
-            input = Vec::with_capacity(READ_CHUNK);
+        if filled == 0 && input.len() > 4 * READ_CHUNK {
+            input = vec![0; READ_CHUNK];
         }
     }
     let _ = stream.close().await;
+    multi::unwatch_all(&mut conn).await;
+    pubsub::unsubscribe_all(&mut conn);
+}
+
+/// Waits for a blocked command's answer, its timeout, or the client leaving
+/// (then `None`). Bytes the client sends meanwhile are buffered.
+async fn wait_blocked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    input: &mut Vec<u8>,
+    filled: &mut usize,
+    conn: &mut Conn,
+    mut b: Blocked,
+) -> Option<Reply> {
+    conn.state
+        .blocked_clients
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let outcome = loop {
+        if input.len() - *filled < READ_CHUNK / 2 {
+            let grow = input.len().max(READ_CHUNK);
+            input.resize(input.len() + grow, 0);
+        }
+        let timer = async {
+            match b.deadline {
+                Some(d) => crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        let read = stream.read(&mut input[*filled..]);
+        futures::pin_mut!(timer);
+        futures::pin_mut!(read);
+        let answer_or_timer = futures::future::select(&mut b.answer, timer);
+        match futures::future::select(answer_or_timer, read).await {
+            Either::Left((Either::Left((Ok(reply), _)), _)) => break Some(reply),
+            Either::Left((Either::Left((Err(_), _)), _)) => break Some(b.timeout_reply.clone()),
+            Either::Left((Either::Right(((), _)), _)) => {
+                if !b.claim.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    break Some(b.timeout_reply.clone());
+                }
+                // A shard won the claim first: its answer is on the way.
+                break Some((&mut b.answer).await.unwrap_or(b.timeout_reply.clone()));
+            }
+            Either::Right((Ok(n), _)) if n > 0 => {
+                *filled += n;
+                if *filled > conn.state.config().client_query_buffer_limit as usize {
+                    b.claim.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break None;
+                }
+            }
+            Either::Right(_) => {
+                // The client is gone. If a shard already popped for it, the
+                // answer is lost with the connection, as with any reply.
+                b.claim.store(true, std::sync::atomic::Ordering::SeqCst);
+                break None;
+            }
+        }
+    };
+    conn.state
+        .blocked_clients
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    blocking::cancel_all(conn, &b.claim, std::mem::take(&mut b.keys)).await;
+    outcome
+}
+
+/// Appends every message already waiting for a subscriber.
+fn drain_messages(conn: &mut Conn, out: &mut Vec<u8>) {
+    if let Some(inbox) = conn.subs.inbox.as_mut() {
+        while let Ok(m) = inbox.try_recv() {
+            resp::encode(&m.reply(), conn.proto, out);
+        }
+    }
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(

@@ -160,9 +160,10 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "clients" => {
                 let _ = write!(
                     w,
-                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
                     st.connected_clients.load(Ordering::Relaxed),
-                    config.maxclients
+                    config.maxclients,
+                    st.blocked_clients.load(Ordering::Relaxed)
                 );
             }
             "memory" => {
@@ -219,8 +220,13 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             }
             "commandstats" => {
                 w.push_str("# Commandstats\r\n");
-                let mut names: Vec<_> = cmd.by_name.iter().collect();
-                names.sort_by_key(|(n, _)| **n);
+                let mut names: Vec<_> = crate::command::COMMANDS
+                    .iter()
+                    .zip(&cmd.by_command)
+                    .filter(|(_, s)| s.calls > 0)
+                    .map(|(spec, s)| (spec.name, s))
+                    .collect();
+                names.sort_by_key(|(n, _)| *n);
                 for (name, s) in names {
                     let _ = write!(
                         w,

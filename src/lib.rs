@@ -23,9 +23,13 @@
 //! - [`router`]: key → shard → executor; inline or message; cross-shard
 //!   transactions over the locks of [`local`].
 //! - [`cmd`]: the command implementations, one file per family.
+//! - [`multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
+//! - [`pubsub`]: subscriptions per executor, PUBLISH to every executor.
+//! - [`blocking`]: BLPOP and friends: waiters per key, served in order.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
+pub mod blocking;
 pub mod client;
 pub mod cmd;
 pub mod command;
@@ -33,7 +37,9 @@ pub mod config;
 pub mod conn;
 pub mod info;
 pub mod local;
+pub mod multi;
 pub mod numbers;
+pub mod pubsub;
 pub mod reply;
 pub mod resp;
 pub mod router;

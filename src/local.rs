@@ -33,7 +33,9 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use keel_shards::Shard;
 
+use crate::blocking::Waiters;
 use crate::client::{ClientInfo, CommandStats};
+use crate::pubsub::Registry;
 
 /// Identifies a cross-shard transaction: its coordinator's executor in the
 /// high bits and a per-executor counter below.
@@ -89,6 +91,10 @@ pub struct LocalShards {
     pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
     /// Per-command counters of this executor's connections.
     pub stats: RefCell<CommandStats>,
+    /// Pub/Sub subscriptions of this executor's connections.
+    pub pubsub: RefCell<Registry>,
+    /// Clients blocked on keys of this executor's shards.
+    pub blocked: RefCell<Waiters>,
 }
 
 impl LocalShards {
@@ -108,6 +114,8 @@ impl LocalShards {
             }),
             clients: RefCell::new(Vec::new()),
             stats: RefCell::new(CommandStats::default()),
+            pubsub: RefCell::new(Registry::default()),
+            blocked: RefCell::new(Waiters::default()),
         }
     }
 

@@ -11,6 +11,9 @@ pub enum Reply {
     Status(Cow<'static, str>),
     /// An error line without the leading '-', e.g. `ERR syntax error`.
     Error(Cow<'static, str>),
+    /// An error that quotes client bytes verbatim, as Redis does for unknown
+    /// commands and protocol errors (they need not be UTF-8).
+    ErrorBytes(Vec<u8>),
     Int(i64),
     Bulk(Vec<u8>),
     /// A missing value: `$-1` in RESP2, `_` in RESP3.
@@ -31,6 +34,8 @@ pub enum Reply {
     Bool(bool),
     /// Verbatim text (`=` with `txt`) in RESP3, a bulk string in RESP2.
     Verbatim(String),
+    /// Out-of-band data (pub/sub messages): a push in RESP3, an array in RESP2.
+    Push(Vec<Reply>),
 }
 
 impl Reply {
@@ -43,7 +48,7 @@ impl Reply {
     }
 
     pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_))
+        matches!(self, Reply::Error(_) | Reply::ErrorBytes(_))
     }
 
     pub fn bulks<I, B>(items: I) -> Reply

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use keel_shards::{slot, Shard};
 
+use crate::blocking;
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::{keys, strings, Ctx};
 use crate::command::{flags, KeyedFn, Spec, Split};
@@ -35,6 +36,13 @@ fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
         return Err(CmdError::OutOfMemory);
     }
     f(s, ctx, args)
+}
+
+/// Serves clients blocked on keys the last command made ready.
+fn serve_blocked(ls: &LocalShards, shard: usize) {
+    if ls.shard(shard).has_ready() {
+        blocking::serve(ls, shard);
+    }
 }
 
 fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -79,22 +87,38 @@ impl Router {
             .map_err(|_| gone())
     }
 
-    /// Runs `f` on one shard, inside transaction `tx` if given.
+    /// Runs `f` on one shard, inside transaction `tx` if given, then serves
+    /// clients blocked on keys it made ready.
     pub async fn on_shard<T, F>(&self, shard: usize, tx: Option<TxId>, f: F) -> Result<T, CmdError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Shard) -> T + Send + 'static,
+    {
+        self.on_local(shard, tx, move |ls| {
+            let r = f(&mut ls.shard(shard));
+            serve_blocked(ls, shard);
+            r
+        })
+        .await
+    }
+
+    /// Runs `f` with the executor-local state of `shard`'s executor (for
+    /// registries that live beside the shards, such as blocked clients).
+    pub async fn on_local<T, F>(&self, shard: usize, tx: Option<TxId>, f: F) -> Result<T, CmdError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LocalShards) -> T + Send + 'static,
     {
         let e = self.executor_of(shard);
         if e == self.me {
             if tx.is_none() {
                 self.local.wait_free(&[shard]).await;
             }
-            return Ok(f(&mut self.local.shard(shard)));
+            return Ok(f(&self.local));
         }
         let (reply, answer) = oneshot::channel();
         let work = Box::new(move |ls: &LocalShards| {
-            let _ = reply.send(f(&mut ls.shard(shard)));
+            let _ = reply.send(f(ls));
         });
         self.send(
             e,
@@ -152,6 +176,7 @@ impl Router {
         split: Split,
         ctx: Ctx,
         args: &[&[u8]],
+        tx: Option<TxId>,
     ) -> CmdResult {
         let deny_oom = spec.has(flags::DENYOOM);
         if split == Split::AllOk || split == Split::MsetNx {
@@ -174,27 +199,38 @@ impl Router {
         let single = idx.all(|i| self.shard_of(args[i]) == first);
         if single {
             if self.executor_of(first) == self.me {
-                self.local.wait_free(&[first]).await;
-                return apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
+                if tx.is_none() {
+                    self.local.wait_free(&[first]).await;
+                }
+                let r = apply(f, deny_oom, &mut self.local.shard(first), &ctx, args);
+                serve_blocked(&self.local, first);
+                return r;
             }
             let args = owned(args);
             return self
-                .on_shard(first, None, move |s| {
+                .on_shard(first, tx, move |s| {
                     apply(f, deny_oom, s, &ctx, &borrowed(&args))
                 })
                 .await?;
         }
-        self.run_split(spec, f, split, ctx, args).await
+        self.run_split(spec, f, split, ctx, args, tx).await
     }
 
-    fn new_tx(&self) -> TxId {
+    /// The shards a keyed command touches.
+    pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
+        spec.key_indexes(args.len())
+            .map(|i| self.shard_of(args[i]))
+            .collect()
+    }
+
+    pub fn new_tx(&self) -> TxId {
         let n = self.next_tx.get() + 1;
         self.next_tx.set(n);
         ((self.me as u64) << 48) | n
     }
 
     /// Locks `shards` (sorted, deduplicated) in ascending executor order.
-    async fn begin(&self, tx: TxId, shards: &[usize]) -> Result<(), CmdError> {
+    pub async fn begin(&self, tx: TxId, shards: &[usize]) -> Result<(), CmdError> {
         for e in 0..self.executors() {
             let mine: Vec<usize> = shards
                 .iter()
@@ -225,7 +261,7 @@ impl Router {
         Ok(())
     }
 
-    fn end(&self, tx: TxId, shards: &[usize]) {
+    pub fn end(&self, tx: TxId, shards: &[usize]) {
         let mut executors: Vec<usize> = shards.iter().map(|&s| self.executor_of(s)).collect();
         executors.dedup();
         executors.sort_unstable();
@@ -247,16 +283,20 @@ impl Router {
         split: Split,
         ctx: Ctx,
         args: &[&[u8]],
+        outer: Option<TxId>,
     ) -> CmdResult {
         let step = spec.step.max(1) as usize;
-        let mut shards: Vec<usize> = spec
-            .key_indexes(args.len())
-            .map(|i| self.shard_of(args[i]))
-            .collect();
+        let mut shards = self.shards_of(spec, args);
         shards.sort_unstable();
         shards.dedup();
-        let tx = self.new_tx();
-        self.begin(tx, &shards).await?;
+        let tx = match outer {
+            Some(tx) => tx,
+            None => {
+                let tx = self.new_tx();
+                self.begin(tx, &shards).await?;
+                tx
+            }
+        };
         let result = if split == Split::Move {
             self.run_move(tx, ctx, args).await
         } else {
@@ -284,7 +324,9 @@ impl Router {
             )
             .await
         };
-        self.end(tx, &shards);
+        if outer.is_none() {
+            self.end(tx, &shards);
+        }
         result
     }
 

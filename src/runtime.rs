@@ -279,6 +279,10 @@ async fn executor_main(
                 proto: Protocol::Resp2,
                 authenticated: config.requirepass.is_none(),
                 max_string: config.proto_max_bulk_len as usize,
+                multi: None,
+                watches: Vec::new(),
+                tx: None,
+                subs: Default::default(),
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

@@ -23,6 +23,7 @@ pub struct ServerState {
     pub connected_clients: AtomicUsize,
     pub total_connections: AtomicU64,
     pub rejected_connections: AtomicU64,
+    pub blocked_clients: AtomicUsize,
     /// Bumped by CONFIG SET so executors re-read memory limits.
     pub config_epoch: AtomicU64,
     pub shutdown: AtomicBool,
@@ -59,6 +60,7 @@ impl ServerState {
             connected_clients: AtomicUsize::new(0),
             total_connections: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            blocked_clients: AtomicUsize::new(0),
             config_epoch: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
         }

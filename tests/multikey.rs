@@ -141,3 +141,130 @@ fn transfers_between_shards_conserve_the_total() {
     let total: i64 = c.mget::<_, Vec<i64>>(&accounts).unwrap().iter().sum();
     assert_eq!(total, 600);
 }
+
+#[test]
+fn multi_exec_transfers_conserve_the_total_across_shards() {
+    let keel = Keel::start(&["--shards", "4"]);
+    let accounts: Vec<String> = (0..5).map(|i| format!("bank:{i}")).collect();
+    {
+        let mut c = keel.client();
+        for a in &accounts {
+            let _: () = c.set(a, 1000).unwrap();
+        }
+    }
+    let movers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, accounts) = (keel.url(), accounts.clone());
+            thread::spawn(move || {
+                let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+                for i in 0..150usize {
+                    let from = &accounts[(i + w) % accounts.len()];
+                    let to = &accounts[(i * 3 + w + 1) % accounts.len()];
+                    let _: () = redis::pipe()
+                        .atomic()
+                        .cmd("DECRBY")
+                        .arg(from)
+                        .arg(7)
+                        .ignore()
+                        .cmd("INCRBY")
+                        .arg(to)
+                        .arg(7)
+                        .ignore()
+                        .query(&mut c)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let auditors: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, accounts) = (keel.url(), accounts.clone());
+            thread::spawn(move || {
+                let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+                for _ in 0..200 {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    for a in &accounts {
+                        pipe.cmd("GET").arg(a);
+                    }
+                    let balances: Vec<i64> = pipe.query(&mut c).unwrap();
+                    assert_eq!(balances.iter().sum::<i64>(), 5000, "saw {balances:?}");
+                }
+            })
+        })
+        .collect();
+    for t in movers.into_iter().chain(auditors) {
+        t.join().unwrap();
+    }
+    let mut c = keel.client();
+    let total: i64 = c.mget::<_, Vec<i64>>(&accounts).unwrap().iter().sum();
+    assert_eq!(total, 5000);
+}
+
+#[test]
+fn watch_aborts_exec_when_a_watched_key_changed() {
+    let keel = Keel::start(&["--shards", "2"]);
+    let mut c = keel.client();
+    let mut other = keel.client();
+    let _: () = c.set("w:a", 1).unwrap();
+    let _: () = redis::cmd("WATCH")
+        .arg("w:a")
+        .arg("w:b")
+        .query(&mut c)
+        .unwrap();
+    let _: () = other.set("w:b", "changed").unwrap();
+    let r: Option<Vec<String>> = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("w:a")
+        .arg(2)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, None, "EXEC ran although a watched key changed");
+    assert_eq!(c.get::<_, i64>("w:a").unwrap(), 1);
+    // Unchanged watched keys let EXEC through; WATCH ends with EXEC.
+    let _: () = redis::cmd("WATCH").arg("w:a").query(&mut c).unwrap();
+    let r: Option<Vec<String>> = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("w:a")
+        .arg(3)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, Some(vec!["OK".to_string()]));
+    let _: () = other.set("w:a", 4).unwrap();
+    let r: Option<Vec<String>> = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("w:a")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, Some(vec!["OK".to_string()]));
+    // Queueing errors abort with EXECABORT; runtime errors do not.
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    assert!(redis::cmd("GET").query::<String>(&mut c).is_err());
+    let e = redis::cmd("EXEC")
+        .query::<redis::Value>(&mut c)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("discarded because of previous errors"),
+        "{e}"
+    );
+    // The INCR on a string fails inside EXEC; the pipeline reports it, but the
+    // other commands of the transaction still ran.
+    let _ = redis::pipe()
+        .atomic()
+        .cmd("INCR")
+        .arg("w:a")
+        .cmd("SET")
+        .arg("w:s")
+        .arg("x")
+        .cmd("INCR")
+        .arg("w:s")
+        .query::<redis::Value>(&mut c);
+    let s: String = c.get("w:s").unwrap();
+    assert_eq!(s, "x");
+    assert_eq!(c.get::<_, i64>("w:a").unwrap(), 6);
+}

@@ -286,3 +286,87 @@ fn sigterm_shuts_down_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn pubsub_across_cores_in_resp2_and_resp3() {
+    let keel = Keel::start(&["--shards", "4"]);
+    let client = redis::Client::open(keel.url()).unwrap();
+    // Several subscribers, likely on different cores (SO_REUSEPORT spreads
+    // connections), each must get every message.
+    let mut subs: Vec<redis::Connection> =
+        (0..4).map(|_| client.get_connection().unwrap()).collect();
+    for s in subs.iter_mut() {
+        let _: () = redis::cmd("SUBSCRIBE").arg("news").query(s).unwrap_or(());
+    }
+    let mut pattern_sub = client.get_connection().unwrap();
+    let mut ps = pattern_sub.as_pubsub();
+    ps.psubscribe("n*").unwrap();
+    let mut publisher = keel.client();
+    let n: i64 = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("news")
+        .query(&mut publisher)
+        .map(|v: Vec<redis::Value>| match &v[1] {
+            redis::Value::Int(n) => *n,
+            _ => -1,
+        })
+        .unwrap();
+    assert_eq!(n, 4);
+    let received: i64 = redis::cmd("PUBLISH")
+        .arg("news")
+        .arg("hello")
+        .query(&mut publisher)
+        .unwrap();
+    assert_eq!(
+        received, 5,
+        "4 channel subscribers and 1 pattern subscriber"
+    );
+    ps.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let msg = ps.get_message().unwrap();
+    assert_eq!(msg.get_channel_name(), "news");
+    assert_eq!(msg.get_pattern::<String>().unwrap(), "n*");
+    assert_eq!(msg.get_payload::<String>().unwrap(), "hello");
+    // RESP3: the subscription acknowledgement and messages are pushes.
+    let mut raw = keel.raw();
+    raw.write_all(b"HELLO 3\r\nSUBSCRIBE chat\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains(">3\r\n$9\r\nsubscribe\r\n$4\r\nchat\r\n:1\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "no RESP3 subscribe push: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let n = std::io::Read::read(&mut raw, &mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("chat")
+        .arg("hi")
+        .query(&mut publisher)
+        .unwrap();
+    got.clear();
+    while !String::from_utf8_lossy(&got)
+        .contains(">3\r\n$7\r\nmessage\r\n$4\r\nchat\r\n$2\r\nhi\r\n")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no RESP3 message push: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let n = std::io::Read::read(&mut raw, &mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    // A RESP3 subscriber may still run ordinary commands.
+    raw.write_all(b"PING\r\n").unwrap();
+    got.clear();
+    while !got.ends_with(b"+PONG\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "PING in RESP3 subscribed mode failed"
+        );
+        let n = std::io::Read::read(&mut raw, &mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+}

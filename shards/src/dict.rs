@@ -18,9 +18,41 @@
 use ahash::RandomState;
 
 struct Node<V> {
-    key: Box<[u8]>,
+    key: NodeKey,
     value: V,
     next: Option<Box<Node<V>>>,
+}
+
+/// Keys up to this many bytes live inside the node: most keys are short, and
+/// this saves one allocation (and its allocator overhead) per key.
+const INLINE_KEY: usize = 22;
+
+/// A key stored inline when short, on the heap when long. 24 bytes either way.
+enum NodeKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl NodeKey {
+    fn new(key: &[u8]) -> NodeKey {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            NodeKey::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            NodeKey::Heap(key.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            NodeKey::Inline { len, bytes } => &bytes[..*len as usize],
+            NodeKey::Heap(b) => b,
+        }
+    }
 }
 
 /// A chained hash table from byte-string keys to `V`.
@@ -62,9 +94,15 @@ impl<V> Dict<V> {
         self.buckets.len() * std::mem::size_of::<Option<Box<Node<V>>>>()
     }
 
-    /// Heap bytes one entry costs beyond its key and value payload.
-    pub const fn node_overhead() -> usize {
-        std::mem::size_of::<Node<V>>() + 16
+    /// Heap bytes one entry of `key_len` costs beyond its value's payload:
+    /// the node with its allocator header, and a long key's own allocation.
+    pub const fn entry_overhead(key_len: usize) -> usize {
+        let node = std::mem::size_of::<Node<V>>() + 16;
+        if key_len <= INLINE_KEY {
+            node
+        } else {
+            node + key_len + 16
+        }
     }
 
     fn mask(&self) -> usize {
@@ -75,10 +113,30 @@ impl<V> Dict<V> {
         (self.hasher.hash_one(key) as usize) & self.mask()
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        let mut node = self.buckets[self.bucket_of(key)].as_deref();
+    /// The key's hash, for a lookup followed by a second one on the same key
+    /// without hashing twice.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// `get_mut` with a hash from [`Dict::hash`].
+    pub fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
+        let b = (hash as usize) & self.mask();
+        let mut node = self.buckets[b].as_deref_mut();
         while let Some(n) = node {
-            if &*n.key == key {
+            if n.key.as_bytes() == key {
+                return Some(&mut n.value);
+            }
+            node = n.next.as_deref_mut();
+        }
+        None
+    }
+
+    /// `get` with a hash from [`Dict::hash`].
+    pub fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
+        let mut node = self.buckets[(hash as usize) & self.mask()].as_deref();
+        while let Some(n) = node {
+            if n.key.as_bytes() == key {
                 return Some(&n.value);
             }
             node = n.next.as_deref();
@@ -86,16 +144,12 @@ impl<V> Dict<V> {
         None
     }
 
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.get_hashed(self.hash(key), key)
+    }
+
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        let b = self.bucket_of(key);
-        let mut node = self.buckets[b].as_deref_mut();
-        while let Some(n) = node {
-            if &*n.key == key {
-                return Some(&mut n.value);
-            }
-            node = n.next.as_deref_mut();
-        }
-        None
+        self.get_mut_hashed(self.hash(key), key)
     }
 
     pub fn contains_key(&self, key: &[u8]) -> bool {
@@ -107,16 +161,17 @@ impl<V> Dict<V> {
         if let Some(slot) = self.get_mut(key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(key.into(), value);
+        self.insert_new(key, value);
         None
     }
 
     /// Inserts a key known to be absent.
-    fn insert_new(&mut self, key: Box<[u8]>, value: V) {
+    fn insert_new(&mut self, key: &[u8], value: V) {
         if self.len >= self.buckets.len() {
             self.resize(self.buckets.len() * 2);
         }
-        let b = self.bucket_of(&key);
+        let b = self.bucket_of(key);
+        let key = NodeKey::new(key);
         let next = self.buckets[b].take();
         self.buckets[b] = Some(Box::new(Node { key, value, next }));
         self.len += 1;
@@ -128,7 +183,7 @@ impl<V> Dict<V> {
         loop {
             match link {
                 None => return None,
-                Some(n) if &*n.key == key => {
+                Some(n) if n.key.as_bytes() == key => {
                     let mut node = link.take()?;
                     *link = node.next.take();
                     self.len -= 1;
@@ -161,7 +216,7 @@ impl<V> Dict<V> {
         for mut head in old {
             while let Some(mut node) = head {
                 head = node.next.take();
-                let b = (self.hasher.hash_one(&*node.key) as usize) & mask;
+                let b = (self.hasher.hash_one(node.key.as_bytes()) as usize) & mask;
                 node.next = self.buckets[b].take();
                 self.buckets[b] = Some(node);
             }
@@ -177,7 +232,7 @@ impl<V> Dict<V> {
         loop {
             let mut node = self.buckets[(cursor & mask) as usize].as_deref();
             while let Some(n) = node {
-                f(&n.key, &n.value);
+                f(n.key.as_bytes(), &n.value);
                 seen += 1;
                 node = n.next.as_deref();
             }
@@ -208,7 +263,7 @@ impl<V> Dict<V> {
             }
             if !chain.is_empty() {
                 let pick = chain[((random >> 32) as usize) % chain.len()];
-                return Some((&pick.key, &pick.value));
+                return Some((pick.key.as_bytes(), &pick.value));
             }
         }
         None
@@ -220,7 +275,7 @@ impl<V> Dict<V> {
             std::iter::from_fn(move || {
                 let n = node?;
                 node = n.next.as_deref();
-                Some((&*n.key, &n.value))
+                Some((n.key.as_bytes(), &n.value))
             })
         })
     }
@@ -230,7 +285,7 @@ impl<V: Clone> Clone for Dict<V> {
     fn clone(&self) -> Self {
         let mut d = Dict::new();
         for (k, v) in self.iter() {
-            d.insert_new(k.into(), v.clone());
+            d.insert_new(k, v.clone());
         }
         d
     }

@@ -57,7 +57,7 @@ impl std::fmt::Debug for Hash {
 }
 
 fn cost(field: &[u8], value: &[u8]) -> usize {
-    field.len() + value.len() + Dict::<Field>::node_overhead()
+    value.len() + Dict::<Field>::entry_overhead(field.len())
 }
 
 /// One packed record: (field, value, hlc, start, end).

@@ -24,7 +24,7 @@ impl std::fmt::Debug for Set {
 }
 
 fn cost(member: &[u8]) -> usize {
-    member.len() + Dict::<Hlc>::node_overhead()
+    Dict::<Hlc>::entry_overhead(member.len())
 }
 
 impl Set {

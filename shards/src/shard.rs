@@ -5,6 +5,8 @@
 //! it, so nothing here locks. Time comes in as `now_ms` arguments; the engine
 //! never reads a clock, which keeps replay and tests deterministic.
 
+use std::collections::HashMap;
+
 use crate::dict::Dict;
 use crate::digest::Digest;
 use crate::hlc::{Hlc, HlcClock};
@@ -64,6 +66,11 @@ pub struct ShardStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutOfMemory;
 
+/// A watched key: (database, name).
+type WatchedKey = (usize, Box<[u8]>);
+/// How many connections watch a key, and its version.
+type Watchers = (u32, u64);
+
 #[derive(Default)]
 struct Db {
     dict: Dict<Entry>,
@@ -85,10 +92,18 @@ pub struct Shard {
     /// Stamps every write with a hybrid-logical-clock time.
     clock: HlcClock,
     pub stats: ShardStats,
+    /// Keys some connection WATCHes: (watchers, version). Every change to
+    /// such a key bumps its version; EXEC compares versions.
+    watched: HashMap<WatchedKey, Watchers>,
+    /// Keys clients are blocked on (BLPOP...), with how many wait.
+    blocking: HashMap<WatchedKey, u32>,
+    /// Blocked-on keys written since the server last looked: their waiters
+    /// may now be served.
+    ready: Vec<(usize, Vec<u8>)>,
 }
 
 fn entry_bytes(key: &[u8], e: &Entry) -> usize {
-    key.len() + e.value.heap_bytes() + Dict::<Entry>::node_overhead()
+    e.value.heap_bytes() + Dict::<Entry>::entry_overhead(key.len())
 }
 
 impl Shard {
@@ -105,6 +120,9 @@ impl Shard {
             rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1),
             clock: HlcClock::new(u64::MAX / 2),
             stats: ShardStats::default(),
+            watched: HashMap::new(),
+            blocking: HashMap::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -117,6 +135,73 @@ impl Shard {
     /// here exactly once, which is where the write record will be emitted.
     pub fn wrote(&mut self) {
         self.seq += 1;
+    }
+
+    /// Starts watching a key; returns its current version.
+    pub fn watch(&mut self, db: usize, key: &[u8]) -> u64 {
+        let w = self.watched.entry((db, key.into())).or_insert((0, 0));
+        w.0 += 1;
+        w.1
+    }
+
+    /// Stops one watcher of a key.
+    pub fn unwatch(&mut self, db: usize, key: &[u8]) {
+        let k = (db, Box::<[u8]>::from(key));
+        if let Some(w) = self.watched.get_mut(&k) {
+            w.0 -= 1;
+            if w.0 == 0 {
+                self.watched.remove(&k);
+            }
+        }
+    }
+
+    /// A watched key's version (it changes whenever the key does).
+    pub fn watched_version(&mut self, db: usize, key: &[u8], now_ms: u64) -> u64 {
+        // A key that expired since it was watched counts as changed.
+        self.expire_if_due(db, key, now_ms);
+        self.watched
+            .get(&(db, Box::<[u8]>::from(key)))
+            .map_or(0, |w| w.1)
+    }
+
+    /// Marks a change to `key`: bumps its WATCH version and flags it ready
+    /// for clients blocked on it.
+    fn touch_watched(&mut self, db: usize, key: &[u8]) {
+        if self.watched.is_empty() && self.blocking.is_empty() {
+            return;
+        }
+        let k = (db, Box::<[u8]>::from(key));
+        if let Some(w) = self.watched.get_mut(&k) {
+            w.1 += 1;
+        }
+        if self.blocking.contains_key(&k) && !self.ready.iter().any(|(d, r)| *d == db && r == key) {
+            self.ready.push((db, key.to_vec()));
+        }
+    }
+
+    /// Notes one more client blocked on a key.
+    pub fn block_on(&mut self, db: usize, key: &[u8]) {
+        *self.blocking.entry((db, key.into())).or_insert(0) += 1;
+    }
+
+    /// Notes one blocked client less on a key.
+    pub fn unblock(&mut self, db: usize, key: &[u8]) {
+        let k = (db, Box::<[u8]>::from(key));
+        if let Some(n) = self.blocking.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                self.blocking.remove(&k);
+            }
+        }
+    }
+
+    /// Blocked-on keys written since the last call.
+    pub fn take_ready(&mut self) -> Vec<(usize, Vec<u8>)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     pub fn used_memory(&self) -> usize {
@@ -175,18 +260,21 @@ impl Shard {
 
     /// A read lookup: expires lazily, counts hits and misses, touches LRU age.
     pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        self.expire_if_due(db, key, now_ms);
-        match self.dbs[db].dict.get_mut(key) {
-            Some(e) => {
-                e.access = (now_ms / 1000) as u32;
-                self.stats.keyspace_hits += 1;
-                Some(e)
-            }
-            None => {
-                self.stats.keyspace_misses += 1;
-                None
-            }
+        // Hash once on the common path; only an expired key looks again.
+        let h = self.dbs[db].dict.hash(key);
+        let live = match self.dbs[db].dict.get_hashed(h, key) {
+            None => false,
+            Some(e) => !e.is_expired(now_ms),
+        };
+        if !live {
+            self.expire_if_due(db, key, now_ms);
+            self.stats.keyspace_misses += 1;
+            return None;
         }
+        self.stats.keyspace_hits += 1;
+        let e = self.dbs[db].dict.get_mut_hashed(h, key)?;
+        e.access = (now_ms / 1000) as u32;
+        Some(e)
     }
 
     /// A lookup that neither counts nor touches (EXISTS, TYPE, TTL...).
@@ -205,6 +293,10 @@ impl Shard {
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Option<R> {
         self.expire_if_due(db, key, now_ms);
+        if !self.dbs[db].dict.contains_key(key) {
+            return None;
+        }
+        self.touch_watched(db, key);
         let d = &mut self.dbs[db];
         let e = d.dict.get_mut(key)?;
         let before = e.value.heap_bytes();
@@ -259,6 +351,7 @@ impl Shard {
             self.remove_entry(db, key);
         }
         if wrote {
+            self.touch_watched(db, key);
             self.wrote();
         }
         Some(r)
@@ -271,6 +364,7 @@ impl Shard {
         entry.hlc = self.hlc_now(now_ms);
         self.remove_entry(db, key);
         self.used += entry_bytes(key, &entry);
+        self.touch_watched(db, key);
         let d = &mut self.dbs[db];
         if entry.expire_at != 0 {
             d.volatile += 1;
@@ -291,8 +385,9 @@ impl Shard {
     }
 
     fn remove_entry(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        let e = self.dbs[db].dict.remove(key)?;
+        self.touch_watched(db, key);
         let d = &mut self.dbs[db];
-        let e = d.dict.remove(key)?;
         if e.expire_at != 0 {
             d.volatile -= 1;
         }
@@ -306,6 +401,7 @@ impl Shard {
         let n = d.dict.len();
         for (k, e) in d.dict.iter() {
             self.used -= entry_bytes(k, e);
+            self.touch_watched(db, k);
         }
         if n > 0 {
             self.wrote();

@@ -349,7 +349,7 @@ impl std::fmt::Debug for ZSet {
 }
 
 fn cost(member: &[u8]) -> usize {
-    2 * member.len() + Dict::<Scored>::node_overhead() + std::mem::size_of::<Node>()
+    member.len() + Dict::<Scored>::entry_overhead(member.len()) + std::mem::size_of::<Node>()
 }
 
 /// A packed record: (member, score, hlc, start, end).

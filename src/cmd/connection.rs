@@ -119,7 +119,10 @@ pub fn select(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-pub fn reset(conn: &mut Conn) -> CmdResult {
+pub async fn reset(conn: &mut Conn) -> CmdResult {
+    conn.multi = None;
+    crate::pubsub::unsubscribe_all(conn);
+    crate::multi::unwatch_all(conn).await;
     conn.db = 0;
     conn.proto = Protocol::Resp2;
     conn.authenticated = conn.state.config().requirepass.is_none();

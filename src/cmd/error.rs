@@ -20,8 +20,6 @@ pub enum CmdError {
     Syntax,
     #[error("ERR wrong number of arguments for '{0}' command")]
     Arity(String),
-    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
-    UnknownCommand { name: String, args: String },
     #[error("ERR unknown subcommand '{sub}'. Try {cmd} HELP.")]
     UnknownSubcommand { cmd: String, sub: String },
     #[error("ERR invalid expire time in '{0}' command")]
@@ -53,20 +51,21 @@ impl CmdError {
     pub fn other(msg: impl Into<String>) -> Self {
         CmdError::Other(msg.into())
     }
+}
 
-    /// The error for a command name nobody knows, listing its first arguments
-    /// as Redis does.
-    pub fn unknown_command(args: &[&[u8]]) -> Self {
-        let show = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned();
-        let name = args.first().map(|a| show(a)).unwrap_or_default();
-        let rest: String = args
-            .iter()
-            .skip(1)
-            .take(50)
-            .map(|a| format!("'{}' ", show(a)))
-            .collect();
-        CmdError::UnknownCommand { name, args: rest }
+/// The error for a command name nobody knows, quoting its first arguments
+/// byte for byte as Redis does (they need not be UTF-8).
+pub fn unknown_command(args: &[&[u8]]) -> Vec<u8> {
+    let cut = |b: &[u8]| b[..b.len().min(128)].to_vec();
+    let mut msg = b"ERR unknown command '".to_vec();
+    msg.extend(args.first().map(|a| cut(a)).unwrap_or_default());
+    msg.extend_from_slice(b"', with args beginning with: ");
+    for a in args.iter().skip(1).take(50) {
+        msg.push(b'\'');
+        msg.extend(cut(a));
+        msg.extend_from_slice(b"' ");
     }
+    msg
 }
 
 pub type CmdResult = Result<crate::reply::Reply, CmdError>;

@@ -75,8 +75,9 @@ fn expire_flags(a: &[&[u8]]) -> Result<ExpireFlags, CmdError> {
 
 fn expire_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, relative: bool) -> CmdResult {
     let cmd = String::from_utf8_lossy(a[0]).to_lowercase();
-    let n = int_arg(a[2])?;
+    // Redis checks the flags before the time.
     let flags = expire_flags(a)?;
+    let n = int_arg(a[2])?;
     let invalid = || CmdError::InvalidExpire(cmd.clone());
     let mut when = match unit {
         Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
@@ -156,14 +157,14 @@ pub fn pexpiretime(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn persist(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let had = s.modify(ctx.db, a[1], ctx.now_ms, |e| {
-        std::mem::take(&mut e.expire_at) != 0
-    });
-    if had == Some(true) {
-        s.wrote();
-        return Ok(Reply::Int(1));
+    if s.peek(ctx.db, a[1], ctx.now_ms)
+        .is_none_or(|e| e.expire_at == 0)
+    {
+        return Ok(Reply::Int(0));
     }
-    Ok(Reply::Int(0))
+    s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = 0);
+    s.wrote();
+    Ok(Reply::Int(1))
 }
 
 pub fn type_(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {

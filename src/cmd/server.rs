@@ -30,7 +30,7 @@ pub async fn run(
         "auth" => connection::auth(conn, a),
         "select" => connection::select(conn, a),
         "quit" => return connection::quit(),
-        "reset" => connection::reset(conn),
+        "reset" => connection::reset(conn).await,
         "client" => connection::client(conn, a).await,
         "keys" => keys(conn, a, now).await,
         "scan" => scan(conn, a, now).await,
@@ -51,8 +51,22 @@ pub async fn run(
             ]))
         }
         "debug" => debug(conn, a, now).await,
+        "multi" => crate::multi::multi(conn),
+        "exec" => crate::multi::exec(conn, now).await,
+        "discard" => crate::multi::discard(conn).await,
+        "watch" => crate::multi::watch(conn, a).await,
+        "unwatch" => crate::multi::unwatch(conn).await,
+        "publish" => crate::pubsub::publish(conn, a).await,
+        "pubsub" => crate::pubsub::pubsub(conn, a).await,
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" => {
+            // Only reached inside EXEC, where blocking commands never block.
+            match crate::blocking::start(conn, spec.name, a).await {
+                crate::blocking::Start::Done(r) => r,
+                crate::blocking::Start::Wait(_) => Ok(Reply::NilArray),
+            }
+        }
         "lastsave" => Ok(Reply::Int((conn.state.started_ms / 1000) as i64)),
-        _ => Err(CmdError::unknown_command(a)),
+        _ => Err(CmdError::other(format!("unknown command '{}'", spec.name))),
     };
     (r, After::Continue)
 }
@@ -118,7 +132,7 @@ async fn scan(conn: &Conn, a: &[&[u8]], now: u64) -> CmdResult {
         );
         let (next, found) = conn
             .router
-            .on_shard(shard, None, move |s| {
+            .on_shard(shard, conn.tx, move |s| {
                 let mut found = Vec::new();
                 let next = s.scan(db, pos, c, now, |k, e| {
                     let type_ok = t.as_deref().is_none_or(|t| e.value.type_name() == t);
@@ -175,7 +189,7 @@ async fn randomkey(conn: &Conn, now: u64) -> CmdResult {
         let shard = candidates[(start + i) % candidates.len()];
         if let Some(k) = conn
             .router
-            .on_shard(shard, None, move |s| s.random_key(db, now))
+            .on_shard(shard, conn.tx, move |s| s.random_key(db, now))
             .await?
         {
             return Ok(Reply::Bulk(k));

@@ -15,57 +15,85 @@ pub fn get(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     })
 }
 
+/// SET's and GETEX's options, parsed with Redis's rules: a flag conflicts
+/// only with the flags it excludes, so a repeated `EX` is allowed and the
+/// last value wins. The expiry value is kept raw and checked later, because
+/// Redis checks it after the syntax (and GETEX only once the key exists).
 #[derive(Default)]
-struct SetOptions {
+struct ExtOptions<'a> {
     nx: bool,
     xx: bool,
     get: bool,
     keepttl: bool,
-    expire_at: Option<u64>,
+    persist: bool,
+    expire: Option<(&'a [u8], Unit, bool)>,
 }
 
-fn parse_set_options(a: &[&[u8]], ctx: &Ctx) -> Result<SetOptions, CmdError> {
-    let mut o = SetOptions::default();
-    let mut expire: Option<(&[u8], Unit, bool)> = None;
-    let mut i = 3;
+#[derive(PartialEq)]
+enum ExtCommand {
+    Set,
+    GetEx,
+}
+
+fn parse_ext_options<'a>(
+    a: &[&'a [u8]],
+    from: usize,
+    cmd: ExtCommand,
+) -> Result<ExtOptions<'a>, CmdError> {
+    let mut o = ExtOptions::default();
+    // Which expiry form was given: EX, PX, EXAT or PXAT.
+    let mut form: Option<(Unit, bool)> = None;
+    let mut i = from;
     while i < a.len() {
         let arg = a[i];
         let next = a.get(i + 1).copied();
-        if is(arg, "nx") && !o.xx {
+        let set = cmd == ExtCommand::Set;
+        let expiry_form = if is(arg, "ex") {
+            Some((Unit::Seconds, true))
+        } else if is(arg, "px") {
+            Some((Unit::Millis, true))
+        } else if is(arg, "exat") {
+            Some((Unit::Seconds, false))
+        } else if is(arg, "pxat") {
+            Some((Unit::Millis, false))
+        } else {
+            None
+        };
+        if set && is(arg, "nx") && !o.xx {
             o.nx = true;
-        } else if is(arg, "xx") && !o.nx {
+        } else if set && is(arg, "xx") && !o.nx {
             o.xx = true;
-        } else if is(arg, "get") {
+        } else if set && is(arg, "get") {
             o.get = true;
-        } else if is(arg, "keepttl") && expire.is_none() {
+        } else if set && is(arg, "keepttl") && !o.persist && form.is_none() {
             o.keepttl = true;
-        } else if expire.is_none() && !o.keepttl && next.is_some() {
-            let (unit, relative) = if is(arg, "ex") {
-                (Unit::Seconds, true)
-            } else if is(arg, "px") {
-                (Unit::Millis, true)
-            } else if is(arg, "exat") {
-                (Unit::Seconds, false)
-            } else if is(arg, "pxat") {
-                (Unit::Millis, false)
-            } else {
+        } else if !set && is(arg, "persist") && !o.keepttl && form.is_none() {
+            o.persist = true;
+        } else if let (Some(f), Some(n)) = (expiry_form, next) {
+            if o.keepttl || o.persist || form.is_some_and(|g| g != f) {
                 return Err(CmdError::Syntax);
-            };
-            expire = next.map(|n| (n, unit, relative));
+            }
+            form = Some(f);
+            o.expire = Some((n, f.0, f.1));
             i += 1;
         } else {
             return Err(CmdError::Syntax);
         }
         i += 1;
     }
-    if let Some((n, unit, relative)) = expire {
-        o.expire_at = Some(absolute_expiry(n, unit, relative, ctx.now_ms, "set")?);
-    }
     Ok(o)
 }
 
+fn expiry_of(o: &ExtOptions, ctx: &Ctx, cmd: &str) -> Result<Option<u64>, CmdError> {
+    match o.expire {
+        None => Ok(None),
+        Some((n, unit, relative)) => absolute_expiry(n, unit, relative, ctx.now_ms, cmd).map(Some),
+    }
+}
+
 pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let o = parse_set_options(a, ctx)?;
+    let o = parse_ext_options(a, 3, ExtCommand::Set)?;
+    let expire_at = expiry_of(&o, ctx, "set")?;
     let key = a[1];
     let (old, old_ttl) = match s.get(ctx.db, key, ctx.now_ms) {
         None => (None, 0),
@@ -88,7 +116,7 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     if (o.nx && exists) || (o.xx && !exists) {
         return Ok(if o.get { old_reply() } else { Reply::Nil });
     }
-    let expire_at = match o.expire_at {
+    let expire_at = match expire_at {
         Some(at) => at,
         None if o.keepttl => old_ttl,
         None => 0,
@@ -362,54 +390,30 @@ pub fn getset(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn getex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    // None: leave the TTL; Some(0): PERSIST; Some(t): expire at t.
-    let mut new_ttl: Option<u64> = None;
-    let mut i = 2;
-    while i < a.len() {
-        let arg = a[i];
-        let next = a.get(i + 1).copied();
-        let (unit, relative) = if is(arg, "ex") {
-            (Unit::Seconds, true)
-        } else if is(arg, "px") {
-            (Unit::Millis, true)
-        } else if is(arg, "exat") {
-            (Unit::Seconds, false)
-        } else if is(arg, "pxat") {
-            (Unit::Millis, false)
-        } else if is(arg, "persist") && new_ttl.is_none() {
-            new_ttl = Some(0);
-            i += 1;
-            continue;
-        } else {
-            return Err(CmdError::Syntax);
-        };
-        match (new_ttl, next) {
-            (None, Some(n)) => {
-                new_ttl = Some(absolute_expiry(n, unit, relative, ctx.now_ms, "getex")?);
-            }
-            _ => return Err(CmdError::Syntax),
-        }
-        i += 2;
-    }
+    let o = parse_ext_options(a, 2, ExtCommand::GetEx)?;
     let v = match get_string(s, ctx, a[1])? {
         None => return Ok(Reply::Nil),
         Some(v) => v.to_vec(),
+    };
+    // None: leave the TTL; Some(0): PERSIST; Some(t): expire at t.
+    let new_ttl = match expiry_of(&o, ctx, "getex")? {
+        Some(at) => Some(at),
+        None if o.persist => Some(0),
+        None => None,
     };
     match new_ttl {
         None => {}
         Some(at) if at != 0 && at <= ctx.now_ms => {
             s.delete(ctx.db, a[1], ctx.now_ms);
         }
-        Some(at) => {
-            let changed = s.modify(ctx.db, a[1], ctx.now_ms, |e| {
-                let changed = e.expire_at != at;
-                e.expire_at = at;
-                changed
-            });
-            if changed == Some(true) {
-                s.wrote();
-            }
+        Some(at)
+            if s.peek(ctx.db, a[1], ctx.now_ms)
+                .is_some_and(|e| e.expire_at != at) =>
+        {
+            s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = at);
+            s.wrote();
         }
+        Some(_) => {}
     }
     Ok(Reply::Bulk(v))
 }

@@ -54,6 +54,16 @@ pub fn format_double(d: f64) -> String {
     }
 }
 
+fn push_error(out: &mut Vec<u8>, e: &[u8]) {
+    out.push(b'-');
+    // An error is one line: a newline inside would desync the client.
+    out.extend(
+        e.iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
 pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
     let v3 = proto == Protocol::Resp3;
     match reply {
@@ -63,15 +73,8 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
             out.extend_from_slice(s.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Reply::Error(e) => {
-            out.push(b'-');
-            // An error is one line: a newline inside would desync the client.
-            out.extend(
-                e.bytes()
-                    .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
-            );
-            out.extend_from_slice(b"\r\n");
-        }
+        Reply::Error(e) => push_error(out, e.as_bytes()),
+        Reply::ErrorBytes(e) => push_error(out, e),
         Reply::Int(n) => push_int(out, b':', *n),
         Reply::Bulk(b) => push_bulk(out, b'$', b),
         Reply::Nil if v3 => out.extend_from_slice(b"_\r\n"),
@@ -80,6 +83,12 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
         Reply::Array(items) => {
             push_int(out, b'*', items.len() as i64);
+            for r in items {
+                encode(r, proto, out);
+            }
+        }
+        Reply::Push(items) => {
+            push_int(out, if v3 { b'>' } else { b'*' }, items.len() as i64);
             for r in items {
                 encode(r, proto, out);
             }

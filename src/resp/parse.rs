@@ -42,8 +42,8 @@ pub enum ProtocolError {
     MultibulkLength,
     #[error("Protocol error: invalid bulk length")]
     BulkLength,
-    #[error("Protocol error: expected '$', got '{0}'")]
-    ExpectedDollar(char),
+    #[error("Protocol error: expected '$', got '{}'", char::from(*.0))]
+    ExpectedDollar(u8),
     #[error("Protocol error: too big mbulk count string")]
     MultibulkLine,
     #[error("Protocol error: too big bulk count string")]
@@ -52,6 +52,22 @@ pub enum ProtocolError {
     InlineTooBig,
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+}
+
+impl ProtocolError {
+    /// The error line sent to the client (without '-'): the offending byte
+    /// of `expected '$'` is quoted raw, as Redis sends it.
+    pub fn reply(&self) -> Vec<u8> {
+        match self {
+            ProtocolError::ExpectedDollar(c) => {
+                let mut v = b"ERR Protocol error: expected '$', got '".to_vec();
+                v.push(*c);
+                v.push(b'\'');
+                v
+            }
+            other => format!("ERR {other}").into_bytes(),
+        }
+    }
 }
 
 /// Where a parsed request's argument ranges point.
@@ -157,7 +173,7 @@ fn parse_multibulk(
         match buf.get(pos) {
             None => return Ok(Parsed::Incomplete),
             Some(b'$') => {}
-            Some(&c) => return Err(ProtocolError::ExpectedDollar(c as char)),
+            Some(&c) => return Err(ProtocolError::ExpectedDollar(c)),
         }
         let Some((len, data)) = length_line(buf, pos) else {
             return if buf.len() - pos > INLINE_MAX {
@@ -359,7 +375,7 @@ mod tests {
         );
         assert_eq!(
             run(b"*1\r\n:1\r\n").unwrap_err(),
-            ProtocolError::ExpectedDollar(':')
+            ProtocolError::ExpectedDollar(b':')
         );
         assert_eq!(run(b"*0\r\n").unwrap().0, Parsed::Nothing { consumed: 4 });
         let long = vec![b'1'; INLINE_MAX + 10];

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# keel against redis-server on this machine, same load, side by side.
+#
+#   bench/run.sh                      build keel (release) and run everything
+#   KEEL_BIN=path bench/run.sh        use that binary, no build
+#   KEEL_BIN=bench/redis-as-keel.sh   self-test: redis-server in keel's place
+#
+# Knobs (env): RUNS=3 N=200000 (requests per unpipelined test) N_PIPE=2000000
+# (per -P 16 test) KEYS=1000000 (RSS test) SERVER_CPU=0 LOADGEN_CPU=1
+# SCALE_CPUS=0,1 SCALE_SHARDS=2 SCALING=1 MEMTIER=1 MEMTIER_ARGS= (extra
+# memtier_benchmark flags; empty = its defaults) BENCH_TIMEOUT=300 (s, per
+# load-generator call) RESULTS=bench/RESULTS.md LABEL=latest (the section of
+# RESULTS that is replaced; another label appends a new section) KEEP=1 (keep
+# the work dir with logs and raw CSV).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+RUNS=${RUNS:-3}
+N=${N:-200000}
+N_PIPE=${N_PIPE:-2000000}
+KEYS=${KEYS:-1000000}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+SCALE_CPUS=${SCALE_CPUS:-0,1}
+SCALE_SHARDS=${SCALE_SHARDS:-2}
+SCALING=${SCALING:-1}
+MEMTIER=${MEMTIER:-1}
+MEMTIER_ARGS=${MEMTIER_ARGS:-}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+RESULTS=${RESULTS:-$here/RESULTS.md}
+LABEL=${LABEL:-latest}
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- tools -------------------------------------------------------------------
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "redis-server/redis-benchmark missing; install redis-server redis-tools"
+    log "installing redis-server redis-tools"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools >/dev/null ||
+        { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y redis-server redis-tools >/dev/null; }
+fi
+for t in redis-server redis-benchmark redis-cli taskset python3 timeout; do
+    command -v $t >/dev/null || die "$t not found"
+done
+if [ -z "${KEEL_BIN:-}" ]; then
+    log "building keel (release)"
+    (cd "$root" && cargo build --release --bin keel) >&2 # before any trap: ^C stops cargo directly
+    KEEL_BIN=$root/target/release/keel
+fi
+[ -x "$KEEL_BIN" ] || die "KEEL_BIN=$KEEL_BIN is not executable"
+KEEL_BIN=$(cd "$(dirname "$KEEL_BIN")" && pwd)/$(basename "$KEEL_BIN")
+taskset -c "$SERVER_CPU,$LOADGEN_CPU,$SCALE_CPUS" true 2>/dev/null ||
+    die "CPUs $SERVER_CPU,$LOADGEN_CPU,$SCALE_CPUS not all usable here (set SERVER_CPU/LOADGEN_CPU/SCALE_CPUS)"
+
+# --- servers -----------------------------------------------------------------
+work=$(mktemp -d /tmp/keel-bench.XXXXXX)
+manifest=$work/manifest.tsv
+: >"$manifest"
+pids=()
+cleanup() {
+    local rc=$? p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    # Keep logs and raw output when asked or when something failed.
+    if [ "${KEEP:-0}" = 1 ] || [ $rc != 0 ]; then log "work dir kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+# bash runs a trap only after the foreground command ends, so long commands run
+# through fg (background + wait, which a signal interrupts) and die with us.
+child=
+trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null; exit 130' INT TERM
+fg() {
+    local rc=0
+    "$@" &
+    child=$!
+    wait "$child" || rc=$?
+    child=
+    return $rc
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start NAME CPUS PORT CMD... : start a server on loopback, wait (bounded) for
+# PONG, leave its PID in $spid. taskset execs the server, so $! is its PID.
+start() {
+    local name=$1 cpus=$2 port=$3
+    shift 3
+    mkdir -p "$work/$name"
+    (cd "$work/$name" && exec taskset -c "$cpus" "$@") >"$work/$name.log" 2>&1 &
+    spid=$!
+    pids+=("$spid")
+    for _ in $(seq 150); do
+        kill -0 "$spid" 2>/dev/null || { tail -20 "$work/$name.log" >&2; die "$name exited at start"; }
+        [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.2
+    done
+    tail -20 "$work/$name.log" >&2
+    die "$name did not answer PING on port $port within 30 s"
+}
+
+stop() {
+    local p=$1 q rest=()
+    for q in "${pids[@]}"; do [ "$q" = "$p" ] || rest+=("$q"); done
+    pids=("${rest[@]}")
+    kill -TERM "$p" 2>/dev/null || return 0
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+redis_cmd() { echo redis-server --port "$1" --bind 127.0.0.1 --save "''" --appendonly no; }
+start_redis() { # NAME CPUS PORT
+    start "$1" "$2" "$3" redis-server --port "$3" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/$1"
+}
+start_keel() { # NAME CPUS PORT SHARDS
+    start "$1" "$2" "$3" "$KEEL_BIN" --port "$3" --bind 127.0.0.1 --shards "$4" --appendonly no --dir "$work/$1"
+}
+
+# Server CPU time so far, in clock ticks: utime + stime (fields 14, 15 of
+# /proc/PID/stat, counted after the ")" closing the command name).
+cpu_ticks() {
+    local s
+    s=$(<"/proc/$1/stat")
+    s=${s##*) }
+    set -- $s
+    echo $((${12} + ${13}))
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+commands=$work/commands.txt
+note_cmd() { grep -qxF -- "$*" "$commands" 2>/dev/null || echo "$*" >>"$commands"; }
+
+# bench SERVER CONFIG PID PORT LOADGEN_CPUS RUN TEST PIPELINE REQUESTS
+bench() {
+    local server=$1 config=$2 pid=$3 port=$4 lcpus=$5 run=$6 test=$7 pipe=$8 n=$9
+    local out=$work/rb-$server-$config-$run-$test-P$pipe.csv c0 c1
+    local args=(-t "$test" -c 50 -r 100000 -d 32 -n "$n" -P "$pipe" --csv)
+    note_cmd "taskset -c $lcpus redis-benchmark -h 127.0.0.1 -p \$PORT ${args[*]}"
+    c0=$(cpu_ticks "$pid")
+    fg timeout "$BENCH_TIMEOUT" taskset -c "$lcpus" redis-benchmark -h 127.0.0.1 -p "$port" "${args[@]}" >"$out" ||
+        die "redis-benchmark against $server ($config) failed or timed out"
+    kill -0 "$pid" 2>/dev/null || die "$server ($config) died during the run"
+    c1=$(cpu_ticks "$pid")
+    printf 'rb\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$config" "$run" "$test" "$pipe" "$n" \
+        $((c1 - c0)) "$out" >>"$manifest"
+    log "$server $config run $run $test -P $pipe: $(tail -1 "$out")"
+}
+
+# --- 1. throughput, latency, CPU per op: both pinned to SERVER_CPU -----------
+rport=$(free_port)
+kport=$(free_port)
+[ "$rport" != "$kport" ] || kport=$(free_port)
+note_cmd "taskset -c $SERVER_CPU $(redis_cmd \$PORT) --dir \$DIR"
+note_cmd "taskset -c $SERVER_CPU $KEEL_BIN --port \$PORT --bind 127.0.0.1 --shards 1 --appendonly no --dir \$DIR"
+start_redis redis "$SERVER_CPU" "$rport"
+rpid=$spid
+start_keel keel "$SERVER_CPU" "$kport" 1
+kpid=$spid
+log "redis-server pid $rpid port $rport; keel pid $kpid port $kport"
+
+for run in $(seq "$RUNS"); do
+    # Alternate which server goes first, run by run, so drift (heat, caches,
+    # neighbours) does not always favour the same one.
+    if [ $((run % 2)) = 1 ]; then order="redis keel"; else order="keel redis"; fi
+    for pipe in 1 16; do
+        n=$N
+        [ "$pipe" = 1 ] || n=$N_PIPE
+        for test in set get; do
+            for s in $order; do
+                if [ "$s" = redis ]; then
+                    bench redis pinned "$rpid" "$rport" "$LOADGEN_CPU" "$run" "$test" "$pipe" "$n"
+                else
+                    bench keel pinned "$kpid" "$kport" "$LOADGEN_CPU" "$run" "$test" "$pipe" "$n"
+                fi
+            done
+        done
+    done
+done
+
+# --- 2. memtier_benchmark's default mix (only if installed; not in Debian) ---
+if [ "$MEMTIER" = 1 ] && command -v memtier_benchmark >/dev/null; then
+    note_cmd "taskset -c $LOADGEN_CPU memtier_benchmark -s 127.0.0.1 -p \$PORT --hide-histogram --json-out-file \$FILE $MEMTIER_ARGS"
+    for s in redis keel; do
+        if [ "$s" = redis ]; then pid=$rpid port=$rport; else pid=$kpid port=$kport; fi
+        out=$work/mt-$s.json
+        c0=$(cpu_ticks "$pid")
+        fg timeout "$BENCH_TIMEOUT" taskset -c "$LOADGEN_CPU" memtier_benchmark -s 127.0.0.1 -p "$port" \
+            --hide-histogram --json-out-file "$out" $MEMTIER_ARGS >"$work/mt-$s.out" 2>&1 ||
+            { tail -5 "$work/mt-$s.out" >&2; die "memtier_benchmark against $s failed or timed out"; }
+        c1=$(cpu_ticks "$pid")
+        printf 'mt\t%s\tpinned\t1\tmix\t1\t0\t%s\t%s\n' "$s" $((c1 - c0)) "$out" >>"$manifest"
+        log "memtier $s done"
+    done
+else
+    log "memtier_benchmark not on PATH (or MEMTIER=0): skipped"
+fi
+stop "$rpid"
+stop "$kpid"
+
+# --- 3. memory: RSS of a fresh server before and after KEYS keys -------------
+note_cmd "python3 bench/load_keys.py \$PORT $KEYS 32   # SET key:%012d (16 B) -> 32 B value, pipelined"
+for s in redis keel; do
+    port=$(free_port)
+    if [ "$s" = redis ]; then start_redis redis-rss "$SERVER_CPU" "$port"; else start_keel keel-rss "$SERVER_CPU" "$port" 1; fi
+    before=$(rss_kib "$spid")
+    fg timeout "$BENCH_TIMEOUT" python3 "$here/load_keys.py" "$port" "$KEYS" 32 || die "loading $KEYS keys into $s failed"
+    sleep 1 # let the server finish any lazy work before sampling
+    after=$(rss_kib "$spid")
+    printf 'rss\t%s\tpinned\t1\tload\t1\t%s\t%s\t%s\n' "$s" "$KEYS" "$before" "$after" >>"$manifest"
+    log "$s RSS ${before} KiB -> ${after} KiB after $KEYS keys"
+    stop "$spid"
+done
+
+# --- 4. scaling: keel with more shards, not pinned to one core ---------------
+if [ "$SCALING" = 1 ]; then
+    port=$(free_port)
+    note_cmd "taskset -c $SCALE_CPUS $KEEL_BIN --port \$PORT --bind 127.0.0.1 --shards $SCALE_SHARDS --appendonly no --dir \$DIR"
+    start_keel keel-scale "$SCALE_CPUS" "$port" "$SCALE_SHARDS"
+    spid2=$spid
+    for run in $(seq "$RUNS"); do
+        for pipe in 1 16; do
+            n=$N
+            [ "$pipe" = 1 ] || n=$N_PIPE
+            for test in set get; do
+                bench keel "shards$SCALE_SHARDS" "$spid2" "$port" "$SCALE_CPUS" "$run" "$test" "$pipe" "$n"
+            done
+        done
+    done
+    stop "$spid2"
+fi
+
+# --- report --------------------------------------------------------------------
+python3 "$here/report.py" --manifest "$manifest" --commands "$commands" --results "$RESULTS" \
+    --label "$LABEL" --keel-bin "$KEEL_BIN" --root "$root" --runs "$RUNS" \
+    --server-cpu "$SERVER_CPU" --loadgen-cpu "$LOADGEN_CPU" --scale-cpus "$SCALE_CPUS"
+log "report written to $RESULTS (section '$LABEL')"

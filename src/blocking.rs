@@ -1,0 +1,428 @@
+//! Blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX.
+//!
+//! # Protocol
+//! A blocked client leaves a [`Waiter`] on the executor of each key's shard,
+//! in a FIFO per key, so clients are served in the order they blocked. A
+//! waiter is registered by one message that first tries the key and only
+//! registers if it is not ready, so a push between "try" and "register"
+//! cannot be missed.
+//!
+//! Every write to a key someone is blocked on marks the key ready in its
+//! shard; after each command the executor serves the ready keys' waiters by
+//! running the non-blocking twin (LPOP, LMOVE, LMPOP, ZPOPMIN...) on the
+//! shard, inside the same turn, so no other command can take the data first.
+//!
+//! A client blocked on keys of several shards has one waiter per key, all
+//! sharing one `claim` flag: whoever sets it first (a shard serving it, or
+//! the connection timing out or going away) wins, and the others drop the
+//! waiter. The data is popped only after winning the claim, so nothing is
+//! popped for a client that already had its answer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use keel_shards::{Shard, DATABASES};
+
+use crate::cmd::error::{CmdError, CmdResult};
+use crate::cmd::{is, Ctx};
+use crate::command::{self, Kind};
+use crate::conn::Conn;
+use crate::local::LocalShards;
+use crate::numbers::{float_arg, int_arg};
+use crate::reply::Reply;
+use crate::state::now_ms;
+
+/// What serving a waiter runs on its key.
+#[derive(Debug, Clone)]
+pub enum BlockOp {
+    /// BLPOP / BRPOP: `[key, value]`.
+    Pop { left: bool },
+    /// BLMOVE / BRPOPLPUSH: the moved value.
+    Move {
+        dst: Vec<u8>,
+        from: &'static str,
+        to: &'static str,
+    },
+    /// BLMPOP: `[key, [values]]`.
+    MPop { left: bool, count: i64 },
+    /// BZPOPMIN / BZPOPMAX: `[key, member, score]`.
+    ZPop { min: bool },
+}
+
+impl BlockOp {
+    fn value_type(&self) -> &'static str {
+        match self {
+            BlockOp::ZPop { .. } => "zset",
+            _ => "list",
+        }
+    }
+
+    /// The non-blocking twin's arguments for `key`.
+    fn args(&self, key: &[u8]) -> Vec<Vec<u8>> {
+        let v = |s: &str| s.as_bytes().to_vec();
+        match self {
+            BlockOp::Pop { left } => vec![v(if *left { "lpop" } else { "rpop" }), key.to_vec()],
+            BlockOp::Move { dst, from, to } => {
+                vec![v("lmove"), key.to_vec(), dst.clone(), v(from), v(to)]
+            }
+            BlockOp::MPop { left, count } => vec![
+                v("lmpop"),
+                v("1"),
+                key.to_vec(),
+                v(if *left { "left" } else { "right" }),
+                v("count"),
+                count.to_string().into_bytes(),
+            ],
+            BlockOp::ZPop { min } => {
+                vec![v(if *min { "zpopmin" } else { "zpopmax" }), key.to_vec()]
+            }
+        }
+    }
+
+    /// Runs the twin on `key` if it holds data of the right type.
+    fn attempt(&self, s: &mut Shard, ctx: &Ctx, key: &[u8]) -> Option<Reply> {
+        if s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value.type_name()) != Some(self.value_type()) {
+            return None;
+        }
+        let args = self.args(key);
+        let argv: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        let Some(Kind::Keyed(f, _)) = command::lookup(argv[0]).map(|spec| spec.kind) else {
+            return None;
+        };
+        let reply = f(s, ctx, &argv).ok()?;
+        Some(match (self, reply) {
+            (_, Reply::Nil | Reply::NilArray) => return None,
+            (BlockOp::Pop { .. }, v) => Reply::Array(vec![Reply::bulk(key), v]),
+            (BlockOp::ZPop { .. }, Reply::Array(mut items)) if items.len() == 2 => {
+                items.insert(0, Reply::bulk(key));
+                Reply::Array(items)
+            }
+            (_, v) => v,
+        })
+    }
+}
+
+/// One blocked client's registration on one key.
+pub struct Waiter {
+    pub claim: Arc<AtomicBool>,
+    pub reply: Arc<Mutex<Option<oneshot::Sender<Reply>>>>,
+    pub op: BlockOp,
+}
+
+impl Waiter {
+    fn send(&self, r: Reply) {
+        if let Ok(mut slot) = self.reply.lock() {
+            if let Some(tx) = slot.take() {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+/// One executor's blocked clients: (shard, db, key) → waiters in order.
+pub type Waiters = HashMap<(usize, usize, Vec<u8>), VecDeque<Waiter>>;
+
+fn ctx_for(db: usize) -> Ctx {
+    Ctx {
+        db,
+        now_ms: now_ms(),
+        max_string: usize::MAX,
+    }
+}
+
+/// Tries `key` for the waiter and registers it if the key is not ready.
+pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, w: Waiter) {
+    if w.claim.load(Ordering::SeqCst) {
+        return;
+    }
+    let ctx = ctx_for(db);
+    let mut s = ls.shard(shard);
+    let ready =
+        s.peek(db, &key, ctx.now_ms).map(|e| e.value.type_name()) == Some(w.op.value_type());
+    if ready && !w.claim.swap(true, Ordering::SeqCst) {
+        if let Some(r) = w.op.attempt(&mut s, &ctx, &key) {
+            w.send(r);
+        }
+        drop(s);
+        serve(ls, shard);
+        return;
+    }
+    s.block_on(db, &key);
+    ls.blocked
+        .borrow_mut()
+        .entry((shard, db, key))
+        .or_default()
+        .push_back(w);
+}
+
+/// Serves waiters of keys that writes made ready on `shard`.
+pub fn serve(ls: &LocalShards, shard: usize) {
+    for _round in 0..1024 {
+        let ready = ls.shard(shard).take_ready();
+        if ready.is_empty() {
+            return;
+        }
+        for (db, key) in ready {
+            serve_key(ls, shard, db, key);
+        }
+    }
+}
+
+fn serve_key(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>) {
+    let ctx = ctx_for(db);
+    let map_key = (shard, db, key);
+    loop {
+        let mut blocked = ls.blocked.borrow_mut();
+        let Some(queue) = blocked.get_mut(&map_key) else {
+            return;
+        };
+        let Some(w) = queue.front() else {
+            blocked.remove(&map_key);
+            return;
+        };
+        let mut s = ls.shard(shard);
+        if w.claim.load(Ordering::SeqCst) {
+            // Served elsewhere or gone: drop the stale registration.
+            queue.pop_front();
+            s.unblock(db, &map_key.2);
+            continue;
+        }
+        let ready = s
+            .peek(db, &map_key.2, ctx.now_ms)
+            .map(|e| e.value.type_name())
+            == Some(w.op.value_type());
+        if !ready {
+            return;
+        }
+        w.claim.store(true, Ordering::SeqCst);
+        let Some(w) = queue.pop_front() else { return };
+        drop(blocked);
+        s.unblock(db, &map_key.2);
+        if let Some(r) = w.op.attempt(&mut s, &ctx, &map_key.2) {
+            w.send(r);
+        }
+    }
+}
+
+/// Drops the registrations of a waiter that is done (served, timed out or
+/// disconnected).
+pub fn cancel(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, claim: &Arc<AtomicBool>) {
+    let map_key = (shard, db, key);
+    let mut blocked = ls.blocked.borrow_mut();
+    if let Some(queue) = blocked.get_mut(&map_key) {
+        let before = queue.len();
+        queue.retain(|w| !Arc::ptr_eq(&w.claim, claim));
+        let removed = before - queue.len();
+        if queue.is_empty() {
+            blocked.remove(&map_key);
+        }
+        drop(blocked);
+        let mut s = ls.shard(shard);
+        for _ in 0..removed {
+            s.unblock(map_key.1, &map_key.2);
+        }
+    }
+}
+
+/// A client waiting for a blocking command's answer.
+pub struct Blocked {
+    pub answer: oneshot::Receiver<Reply>,
+    pub claim: Arc<AtomicBool>,
+    pub deadline: Option<Instant>,
+    pub timeout_reply: Reply,
+    pub keys: Vec<(usize, usize, Vec<u8>)>,
+}
+
+/// The outcome of starting a blocking command.
+pub enum Start {
+    Done(CmdResult),
+    Wait(Box<Blocked>),
+}
+
+fn timeout_arg(arg: &[u8]) -> Result<Option<Duration>, CmdError> {
+    let t =
+        float_arg(arg).map_err(|_| CmdError::other("timeout is not a float or out of range"))?;
+    if t < 0.0 {
+        return Err(CmdError::other("timeout is negative"));
+    }
+    if !t.is_finite() || t > 1e10 {
+        return Err(CmdError::other("timeout is out of range"));
+    }
+    Ok(if t == 0.0 {
+        None
+    } else {
+        Some(Duration::from_secs_f64(t))
+    })
+}
+
+fn direction(arg: &[u8]) -> Result<&'static str, CmdError> {
+    if is(arg, "left") {
+        Ok("left")
+    } else if is(arg, "right") {
+        Ok("right")
+    } else {
+        Err(CmdError::Syntax)
+    }
+}
+
+/// A blocking command's keys, timeout, operation and reply for a timeout.
+type Request = (Vec<Vec<u8>>, Option<Duration>, BlockOp, Reply);
+
+/// Parses a blocking command.
+fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
+    let last = a.len() - 1;
+    Ok(match name {
+        "blpop" | "brpop" => (
+            a[1..last].iter().map(|k| k.to_vec()).collect(),
+            timeout_arg(a[last])?,
+            BlockOp::Pop {
+                left: name == "blpop",
+            },
+            Reply::NilArray,
+        ),
+        "bzpopmin" | "bzpopmax" => (
+            a[1..last].iter().map(|k| k.to_vec()).collect(),
+            timeout_arg(a[last])?,
+            BlockOp::ZPop {
+                min: name == "bzpopmin",
+            },
+            Reply::NilArray,
+        ),
+        "brpoplpush" => (
+            vec![a[1].to_vec()],
+            timeout_arg(a[3])?,
+            BlockOp::Move {
+                dst: a[2].to_vec(),
+                from: "right",
+                to: "left",
+            },
+            Reply::Nil,
+        ),
+        "blmove" => {
+            let (from, to) = (direction(a[3])?, direction(a[4])?);
+            (
+                vec![a[1].to_vec()],
+                timeout_arg(a[5])?,
+                BlockOp::Move {
+                    dst: a[2].to_vec(),
+                    from,
+                    to,
+                },
+                Reply::Nil,
+            )
+        }
+        "blmpop" => {
+            let timeout = timeout_arg(a[1])?;
+            let numkeys =
+                int_arg(a[2]).map_err(|_| CmdError::other("numkeys should be greater than 0"))?;
+            if numkeys <= 0 {
+                return Err(CmdError::other("numkeys should be greater than 0"));
+            }
+            let n = numkeys as usize;
+            if a.len() < 3 + n + 1 {
+                return Err(CmdError::Syntax);
+            }
+            let keys = a[3..3 + n].iter().map(|k| k.to_vec()).collect();
+            let left = direction(a[3 + n])? == "left";
+            let mut count = 1;
+            let rest = &a[4 + n..];
+            match rest {
+                [] => {}
+                [c, v] if is(c, "count") => {
+                    count = int_arg(v)
+                        .map_err(|_| CmdError::other("count should be greater than 0"))?;
+                    if count <= 0 {
+                        return Err(CmdError::other("count should be greater than 0"));
+                    }
+                }
+                _ => return Err(CmdError::Syntax),
+            }
+            (
+                keys,
+                timeout,
+                BlockOp::MPop { left, count },
+                Reply::NilArray,
+            )
+        }
+        _ => return Err(CmdError::other("not a blocking command")),
+    })
+}
+
+/// Starts a blocking command: answers at once when a key is ready (or inside
+/// MULTI, where blocking commands never block), else leaves waiters.
+pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
+    let (keys, timeout, op, timeout_reply) = match parse(name, a) {
+        Ok(p) => p,
+        Err(e) => return Start::Done(Err(e)),
+    };
+    let router = conn.router.clone();
+    if let BlockOp::Move { dst, .. } = &op {
+        if router.shard_of(dst) != router.shard_of(&keys[0]) {
+            return Start::Done(Err(CmdError::Raw(
+                "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            )));
+        }
+    }
+    if conn.db >= DATABASES {
+        return Start::Done(Err(CmdError::DbIndex));
+    }
+    let claim = Arc::new(AtomicBool::new(false));
+    let (tx, mut answer) = oneshot::channel();
+    let reply = Arc::new(Mutex::new(Some(tx)));
+    let db = conn.db;
+    let mut registered = Vec::new();
+    for key in keys {
+        let shard = router.shard_of(&key);
+        let w = Waiter {
+            claim: claim.clone(),
+            reply: reply.clone(),
+            op: op.clone(),
+        };
+        let k = key.clone();
+        if router
+            .on_local(shard, conn.tx, move |ls| {
+                try_or_register(ls, shard, db, k, w)
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        registered.push((shard, db, key));
+        if claim.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    if claim.load(Ordering::SeqCst) {
+        let r = (&mut answer).await.unwrap_or(timeout_reply);
+        cancel_all(conn, &claim, registered).await;
+        return Start::Done(Ok(r));
+    }
+    if conn.tx.is_some() {
+        // Inside EXEC nothing blocks: an empty answer at once.
+        claim.store(true, Ordering::SeqCst);
+        cancel_all(conn, &claim, registered).await;
+        return Start::Done(Ok(timeout_reply));
+    }
+    Start::Wait(Box::new(Blocked {
+        answer,
+        claim,
+        deadline: timeout.map(|t| Instant::now() + t),
+        timeout_reply,
+        keys: registered,
+    }))
+}
+
+/// Removes a finished waiter's registrations from every shard.
+pub async fn cancel_all(conn: &Conn, claim: &Arc<AtomicBool>, keys: Vec<(usize, usize, Vec<u8>)>) {
+    for (shard, db, key) in keys {
+        let c = claim.clone();
+        let _ = conn
+            .router
+            .on_local(shard, conn.tx, move |ls| cancel(ls, shard, db, key, &c))
+            .await;
+    }
+}

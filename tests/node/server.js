@@ -1,0 +1,163 @@
+'use strict'
+// Starts the server under test for one test file and stops it afterwards.
+//
+//   KEEL_BIN           keel binary (default <repo>/target/debug/keel)
+//   KEEL_TEST_TARGET   "keel" (default) or "redis": a redis-server stands in for
+//                      keel (self-check of the tests)
+//   REDIS_SERVER_BIN   redis-server for stand-in mode (default: on PATH)
+//   KEEL_SHARDS        keel's --shards (default 4)
+//   KEEL_START_TIMEOUT seconds to wait for PING (default 20)
+//
+// Each server gets a free loopback port, its own temp dir and a log file there;
+// it is killed when the test file's process exits, however it exits.
+
+const { spawn } = require('node:child_process')
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+
+const REPO = path.resolve(__dirname, '..', '..')
+const HOST = '127.0.0.1'
+const TARGET = (process.env.KEEL_TEST_TARGET || 'keel').trim().toLowerCase()
+const KEEL_BIN = process.env.KEEL_BIN || path.join(REPO, 'target', 'debug', 'keel')
+const REDIS_BIN = process.env.REDIS_SERVER_BIN || 'redis-server'
+const SHARDS = Number(process.env.KEEL_SHARDS || 4)
+const START_TIMEOUT_MS = 1000 * Number(process.env.KEEL_START_TIMEOUT || 20)
+
+if (TARGET !== 'keel' && TARGET !== 'redis') {
+  throw new Error(`KEEL_TEST_TARGET must be 'keel' or 'redis', not ${JSON.stringify(TARGET)}`)
+}
+
+const live = new Set()
+const killAll = () => { for (const s of live) { try { s.kill('SIGKILL') } catch {} } }
+process.on('exit', killAll)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => { killAll(); process.kill(process.pid, sig) })
+}
+// Where util-linux's setpriv exists, the server also gets SIGKILL when this
+// process dies in a way no handler sees (SIGKILL, a crash).
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find(p => fs.existsSync(p))
+
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+// One raw PING over a fresh socket; resolves to the reply line or rejects.
+function ping (port, timeoutMs = 1000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection({ host: HOST, port })
+    let buf = ''
+    const done = (err, val) => { clearTimeout(t); sock.destroy(); err ? reject(err) : resolve(val) }
+    const t = setTimeout(() => done(new Error('PING timed out')), timeoutMs)
+    sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'))
+    sock.on('data', d => {
+      buf += d.toString('latin1')
+      const i = buf.indexOf('\r\n')
+      if (i >= 0) done(null, buf.slice(0, i))
+    })
+    sock.on('error', e => done(e))
+  })
+}
+
+function argv (kind, port, dir) {
+  const common = ['--port', String(port), '--bind', HOST, '--dir', dir]
+  if (kind === 'keel') return [KEEL_BIN, [...common, '--shards', String(SHARDS)]]
+  return [REDIS_BIN, [...common, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+    '--protected-mode', 'no', '--logfile', '']]
+}
+
+class Server {
+  constructor (kind, proc, port, dir, logPath) {
+    Object.assign(this, { kind, proc, port, dir, logPath, host: HOST })
+    this.name = kind === 'keel' ? `keel[shards=${SHARDS}]` : 'redis-server(stand-in)'
+  }
+
+  alive () { return this.proc.exitCode === null && this.proc.signalCode === null }
+
+  logTail (n = 30) {
+    try { return fs.readFileSync(this.logPath, 'utf8').split('\n').slice(-n).join('\n') } catch { return '(no log)' }
+  }
+
+  // Stops the server; throws if it had died on its own during the tests.
+  async stop () {
+    const died = this.alive() ? null : (this.proc.exitCode ?? this.proc.signalCode)
+    if (this.alive()) {
+      const exited = new Promise(resolve => this.proc.once('exit', resolve))
+      this.proc.kill('SIGTERM')
+      const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(t)
+    }
+    live.delete(this.proc)
+    try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch {}
+    if (died !== null) throw new Error(`${this.name} died during the tests (${died})\n${this.logTail()}`)
+  }
+}
+
+async function startOnce (kind) {
+  if (kind === 'keel') {
+    try { fs.accessSync(KEEL_BIN, fs.constants.X_OK) } catch {
+      throw new Error(`keel binary ${KEEL_BIN} not found (cargo build, set KEEL_BIN, or KEEL_TEST_TARGET=redis)`)
+    }
+  }
+  const port = await freePort()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `keel-node-${kind}-`))
+  const logPath = path.join(dir, 'server.log')
+  const log = fs.openSync(logPath, 'a')
+  const [bin, args] = argv(kind, port, dir)
+  const proc = SETPRIV
+    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: dir, stdio: ['ignore', log, log] })
+    : spawn(bin, args, { cwd: dir, stdio: ['ignore', log, log] })
+  fs.closeSync(log)
+  live.add(proc)
+  const server = new Server(kind, proc, port, dir, logPath)
+  const deadline = Date.now() + START_TIMEOUT_MS
+  let last = 'not tried'
+  while (Date.now() < deadline) {
+    if (!server.alive()) break
+    try {
+      const line = await ping(port)
+      if (line === '+PONG') return server
+      last = `PING answered ${line}`
+    } catch (e) { last = e.message }
+    await sleep(50)
+  }
+  const tail = server.logTail()
+  try { await server.stop() } catch {}
+  const err = new Error(`${server.name} did not answer PING within ${START_TIMEOUT_MS / 1000}s ` +
+    `(last: ${last})\n--- log ---\n${tail}`)
+  err.portRace = /in use/i.test(tail)
+  throw err
+}
+
+// Starts keel (or redis-server in stand-in mode); retries a port race.
+async function startServer () {
+  const kind = TARGET === 'keel' ? 'keel' : 'redis'
+  let err
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try { return await startOnce(kind) } catch (e) { err = e; if (!e.portRace) break }
+  }
+  throw err
+}
+
+// Rejects if `promise` does not settle within `ms` (bounds every blocking call).
+function within (ms, promise, what = 'operation') {
+  let t
+  const timeout = new Promise((resolve, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(t))
+}
+
+module.exports = { startServer, within, sleep, TARGET, HOST }

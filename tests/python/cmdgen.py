@@ -1,0 +1,1020 @@
+"""Seeded random command streams for the differential test (Redis 7 semantics).
+
+A stream is a list of Step(args, mode). `mode` says how the two servers' replies
+are compared:
+  exact        identical reply (type and value)
+  ttl          integers >= 0 may differ by 1 (seconds), anything else exact
+  pttl         integers >= 0 may differ by 1000 (milliseconds), anything else exact
+  sorted       arrays compared after sorting their elements (KEYS)
+  scan         not sent as is: SCAN is iterated to cursor 0 on each server and the
+               sets of keys are compared (errors are compared exactly)
+  randomkey    nil-ness must agree; a returned key must exist on that server
+  unordered    arrays/sets compared as multisets (SMEMBERS, SINTER, HKEYS, HVALS...:
+               their order depends on each server's encoding)
+  map          HGETALL: compared as a set of (field, value) pairs (a flat array in
+               RESP2, a map in RESP3)
+  rand         SRANDMEMBER / HRANDFIELD / ZRANDMEMBER: errors and nil must agree;
+               otherwise same reply shape and length, every element (and value or
+               score) present in that server's own key, distinct for count >= 0
+  spop         SPOP: like rand, then each server's popped members must have been
+               in its set; the reference is then made to pop what keel popped so
+               the keyspaces stay equal
+  kscan        SSCAN / HSCAN / ZSCAN iterated to cursor 0; the sets of elements (or
+               pairs) are compared
+
+Data-type families (hashes, sets, zsets, lists, multi) draw their multi-key
+commands' keys from one hash tag ({t}), so that they run on one shard of a
+keel with several; the xshard family sends multi-key data-type commands over keys
+of every shard. MULTI/EXEC bodies only hold commands compared exactly.
+
+Relative expiries are drawn from huge ranges so that no key expires during the
+test and no GT/LT comparison is close enough for the few milliseconds between
+the two servers to flip it. Absolute expiries in the past are only used where
+Redis deletes the key at once (EXPIREAT family, GETEX), never in SET.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+KEYS = [
+    b"k1", b"k2", b"k3", b"num", b"flt", b"str",
+    b"{user1}.a", b"{user1}.b", b"{user1}.c", b"{u2}x", b"{u2}y",
+    b"bin\x00\xff key", b"",
+]
+
+INTS = [b"0", b"1", b"-1", b"2", b"42", b"-17", b"100", b"1000000",
+        b"9223372036854775807", b"-9223372036854775808", b"9223372036854775806",
+        b"-9223372036854775807", b"4611686018427387904"]
+OVERFLOW = [b"9223372036854775808", b"-9223372036854775809", b"18446744073709551616",
+            b"99999999999999999999999"]
+FLOATS = [b"3.14", b"-0.5", b"1e3", b"1.5e-3", b"0.1", b"0.2", b"5.0e3", b"1e308",
+          b"-1e308", b"2.5", b"10.5", b"1.7976931348623157e308", b"4.9e-324", b"-0",
+          b"0.0", b"123456789.123456789"]
+NOT_FLOATS = [b"inf", b"-inf", b"nan", b"+inf", b"1e309", b"1.2.3", b"0x10", b"1,5"]
+BAD_NUMS = [b" 1", b"1 ", b"01", b"+1", b"0x10", b"1.", b".5", b"--1", b"", b"abc",
+            b"1e3", b"3.0", b"1\x00"]
+WORDS = [b"", b"a", b"abc", b"hello world", b"OK", b"nil", b"-ERR not an error",
+         b"+PONG", b"\r\n", b"*1\r\n$1\r\nx\r\n", b"\xff\xfe\x00\x01", b"caf\xc3\xa9"]
+KEY_PATTERNS = [b"*", b"k*", b"{user1}*", b"\\{user1\\}*", b"?1", b"k[12]", b"k[^1]",
+                b"*a*", b"{u2}?", b"nomatch*", b"bin*", b"*\\**", b"[a-k]*", b""]
+TYPES = [b"string", b"hash", b"list", b"set", b"zset", b"stream", b"nosuchtype"]
+
+# Data-type keys. TYPED_KEYS share the hash tag {t} (one shard, so multi-key
+# commands work on a keel with several shards); UNTAGGED_KEYS spread over shards.
+TYPED_KEYS = {
+    "h": [b"{t}h1", b"{t}h2", b"{t}h3"],
+    "s": [b"{t}s1", b"{t}s2", b"{t}s3", b"{t}s4"],
+    "z": [b"{t}z1", b"{t}z2", b"{t}z3", b"{t}z4"],
+    "l": [b"{t}l1", b"{t}l2", b"{t}l3"],
+}
+UNTAGGED_KEYS = {
+    "h": [b"h:a", b"h:b", b"h:c"],
+    "s": [b"s:a", b"s:b", b"s:c"],
+    "z": [b"z:a", b"z:b", b"z:c"],
+    "l": [b"l:a", b"l:b", b"l:c"],
+}
+ALL_TYPED_KEYS = [k for kind in "hszl" for k in TYPED_KEYS[kind] + UNTAGGED_KEYS[kind]]
+TAGGED_ALL = [k for kind in "hszl" for k in TYPED_KEYS[kind]] + [b"{t}str", b"{t}none"]
+FIELDS = [b"f1", b"f2", b"f3", b"f4", b"f5", b"", b"n", b"\xff\x00f"]
+MEMBERS = [b"a", b"b", b"c", b"d", b"1", b"2", b"3", b"-1", b"10", b"", b"x y", b"\x00\xff"]
+ZMEMBERS = [b"a", b"b", b"c", b"d", b"e", b"aa", b"ab", b"", b"B", b"\xff", b"1"]
+
+
+@dataclass
+class Step:
+    args: tuple
+    mode: str = "exact"
+
+
+class Gen:
+    def __init__(self, seed: int):
+        self.r = random.Random(seed)
+        self.now = int(time.time())
+        self.xshard = False
+
+    # -- value pools -------------------------------------------------------------
+    def key(self) -> bytes:
+        return self.r.choice(KEYS)
+
+    def keys(self, lo=1, hi=4) -> list:
+        return [self.key() for _ in range(self.r.randint(lo, hi))]
+
+    def value(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.25:
+            return r.choice(INTS)
+        if x < 0.30:
+            return r.choice(OVERFLOW)
+        if x < 0.45:
+            return r.choice(FLOATS)
+        if x < 0.50:
+            return r.choice(NOT_FLOATS + BAD_NUMS)
+        if x < 0.65:
+            return r.choice(WORDS)
+        if x < 0.80:
+            return str(r.randint(-10**6, 10**6)).encode()
+        if x < 0.88:
+            return bytes(r.randrange(256) for _ in range(r.randint(0, 20)))
+        if x < 0.96:
+            return "".join(r.choice("abcdefxyz0123456789 ") for _ in range(r.randint(1, 30))).encode()
+        return r.choice([b"x", b"ab", b"0123456789"]) * r.randint(10, 60)
+
+    def incr_arg(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.6:
+            return str(r.randint(-1000, 1000)).encode()
+        if x < 0.8:
+            return r.choice(INTS)
+        if x < 0.9:
+            return r.choice(OVERFLOW)
+        return r.choice(BAD_NUMS + FLOATS[:3])
+
+    def float_arg(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.5:
+            return r.choice(FLOATS)
+        if x < 0.7:
+            return str(r.randint(-1000, 1000)).encode()
+        if x < 0.85:
+            return ("%.*f" % (r.randint(0, 6), r.uniform(-1000, 1000))).encode()
+        return r.choice(NOT_FLOATS + BAD_NUMS + OVERFLOW)
+
+    def rel_seconds(self) -> bytes:
+        """A relative expiry in seconds: huge (never expires in a test) or invalid."""
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return str(r.randint(10**5, 10**8)).encode()
+        return r.choice([b"0", b"-1", b"-100", b"abc", b"1.5", b"9223372036854775807",
+                         b"9223372036854775", b"", b"99999999999999999999"])
+
+    def rel_millis(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return str(r.randint(10**8, 10**11)).encode()
+        return r.choice([b"0", b"-1", b"abc", b"1.5", b"9223372036854775807",
+                         b"9223372036854775806", b""])
+
+    def abs_seconds(self, allow_past: bool) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.8 or not allow_past:
+            return str(self.now + r.randint(10**5, 10**8)).encode()
+        if x < 0.93:
+            return str(r.choice([1, 100, self.now - 10**5])).encode()
+        return r.choice([b"0", b"-1", b"abc", b"9223372036854775807"])
+
+    def abs_millis(self, allow_past: bool) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.8 or not allow_past:
+            return str(self.now * 1000 + r.randint(10**8, 10**11)).encode()
+        if x < 0.93:
+            return str(r.choice([1, 1000, (self.now - 10**5) * 1000])).encode()
+        return r.choice([b"0", b"-1", b"abc", b"9223372036854775807"])
+
+    def maybe_case(self, name: str) -> bytes:
+        r = self.r.random()
+        if r < 0.85:
+            return name.encode()
+        if r < 0.95:
+            return name.lower().encode()
+        return "".join(c.lower() if self.r.random() < 0.5 else c for c in name).encode()
+
+    # -- string commands --------------------------------------------------------
+    def set_options(self, for_set: bool) -> list:
+        r = self.r
+        opts = []
+        n = r.choice([0, 0, 1, 1, 1, 2, 2, 3])
+        for _ in range(n):
+            c = r.random()
+            if c < 0.18:
+                opts += [b"EX", self.rel_seconds()]
+            elif c < 0.3:
+                opts += [b"PX", self.rel_millis()]
+            elif c < 0.4:
+                opts += [b"EXAT", self.abs_seconds(allow_past=not for_set)]
+            elif c < 0.48:
+                opts += [b"PXAT", self.abs_millis(allow_past=not for_set)]
+            elif c < 0.6:
+                opts += [b"NX"] if for_set else [b"PERSIST"]
+            elif c < 0.72:
+                opts += [b"XX"] if for_set else [b"EX", self.rel_seconds()]
+            elif c < 0.82:
+                opts += [b"KEEPTTL"] if for_set else [b"PERSIST"]
+            elif c < 0.92:
+                opts += [b"GET"] if for_set else [b"PX", self.rel_millis()]
+            elif c < 0.96:
+                opts += [r.choice([b"ex", b"nx", b"xx", b"get", b"keepttl", b"px"])]
+            else:
+                opts += [r.choice([b"BOGUS", b"EX"])]
+        return opts
+
+    def g_set(self):
+        return Step((self.maybe_case("SET"), self.key(), self.value(), *self.set_options(True)))
+
+    def g_get(self):
+        return Step((self.maybe_case("GET"), self.key()))
+
+    def g_setnx(self):
+        return Step((b"SETNX", self.key(), self.value()))
+
+    def g_setex(self):
+        r = self.r
+        if r.random() < 0.5:
+            return Step((b"SETEX", self.key(), self.rel_seconds(), self.value()))
+        return Step((b"PSETEX", self.key(), self.rel_millis(), self.value()))
+
+    def g_mget(self):
+        return Step((b"MGET", *self.keys(1, 6)))
+
+    def g_mset(self):
+        pairs = []
+        for k in self.keys(1, 4):
+            pairs += [k, self.value()]
+        if self.r.random() < 0.05:
+            pairs.append(self.key())  # odd number of arguments
+        return Step((self.r.choice([b"MSET", b"MSETNX"]), *pairs))
+
+    def g_incr(self):
+        r = self.r
+        c = r.random()
+        if c < 0.3:
+            return Step((r.choice([b"INCR", b"DECR"]), self.key()))
+        if c < 0.65:
+            return Step((r.choice([b"INCRBY", b"DECRBY"]), self.key(), self.incr_arg()))
+        return Step((b"INCRBYFLOAT", self.key(), self.float_arg()))
+
+    def g_set_number(self):
+        """Put a number in a key, so that INCR-family commands hit numbers often."""
+        r = self.r
+        v = r.choice([r.choice(INTS), r.choice(FLOATS), str(r.randint(-100, 100)).encode(),
+                      r.choice(OVERFLOW)])
+        return Step((b"SET", r.choice([b"num", b"flt", b"k1", b"{user1}.a"]), v))
+
+    def g_append(self):
+        return Step((b"APPEND", self.key(), self.value()))
+
+    def g_strlen(self):
+        return Step((b"STRLEN", self.key()))
+
+    def g_getrange(self):
+        r = self.r
+        ints = [0, 1, 2, 5, -1, -2, -5, 100, -100, 9223372036854775807, -9223372036854775808]
+        a, b = r.choice(ints), r.choice(ints)
+        args = [b"GETRANGE", self.key(), str(a).encode(), str(b).encode()]
+        if r.random() < 0.05:
+            args[2] = b"x"
+        return Step(tuple(args))
+
+    def g_setrange(self):
+        r = self.r
+        off = r.choice([0, 1, 3, 10, 50, 200, -1, 536870911, 536870912])
+        val = self.value()
+        if off > 10000:
+            # never allocate 512MB: only an empty value (no write) or one that is too long
+            val = r.choice([b"", b"xx"]) if off == 536870911 else r.choice([b"", b"x"])
+        return Step((b"SETRANGE", self.key(), str(off).encode(), val))
+
+    def g_getdel(self):
+        return Step((b"GETDEL", self.key()))
+
+    def g_getex(self):
+        return Step((b"GETEX", self.key(), *self.set_options(False)))
+
+    def g_getset(self):
+        return Step((b"GETSET", self.key(), self.value()))
+
+    # -- key commands -------------------------------------------------------------
+    def g_del(self):
+        return Step((self.r.choice([b"DEL", b"UNLINK"]), *self.keys(1, 4)))
+
+    def g_exists(self):
+        return Step((self.r.choice([b"EXISTS", b"TOUCH"]), *self.keys(1, 4)))
+
+    def expire_flags(self) -> list:
+        r = self.r
+        c = r.random()
+        if c < 0.5:
+            return []
+        if c < 0.9:
+            return [r.choice([b"NX", b"XX", b"GT", b"LT", b"nx", b"gt"])]
+        return r.sample([b"NX", b"XX", b"GT", b"LT", b"BOGUS"], 2)
+
+    def g_expire(self):
+        r = self.r
+        cmd = r.choice([b"EXPIRE", b"PEXPIRE", b"EXPIREAT", b"PEXPIREAT"])
+        t = {b"EXPIRE": self.rel_seconds, b"PEXPIRE": self.rel_millis,
+             b"EXPIREAT": lambda: self.abs_seconds(True),
+             b"PEXPIREAT": lambda: self.abs_millis(True)}[cmd]()
+        return Step((cmd, self.key(), t, *self.expire_flags()))
+
+    def g_ttl(self):
+        r = self.r
+        c = r.choice([b"TTL", b"PTTL", b"EXPIRETIME", b"PEXPIRETIME"])
+        mode = "pttl" if c.startswith(b"P") else "ttl"
+        return Step((c, self.key()), mode)
+
+    def g_persist(self):
+        return Step((b"PERSIST", self.key()))
+
+    def g_type(self):
+        return Step((b"TYPE", self.key()))
+
+    def g_rename(self):
+        return Step((self.r.choice([b"RENAME", b"RENAMENX"]), self.key(), self.key()))
+
+    def g_copy(self):
+        r = self.r
+        args = [b"COPY", self.key(), self.key()]
+        if r.random() < 0.2:
+            args += [b"DB", r.choice([b"0", b"0", b"abc", b"-1", b"99999"])]
+        if r.random() < 0.4:
+            args.append(b"REPLACE")
+        if r.random() < 0.03:
+            args.append(b"BOGUS")
+        return Step(tuple(args))
+
+    def g_keys(self):
+        return Step((b"KEYS", self.r.choice(KEY_PATTERNS)), "sorted")
+
+    def g_scan(self):
+        r = self.r
+        args = [b"SCAN", b"0"]
+        if r.random() < 0.4:
+            args += [b"MATCH", r.choice(KEY_PATTERNS)]
+        if r.random() < 0.4:
+            args += [b"COUNT", r.choice([b"1", b"2", b"10", b"1000", b"0", b"-1", b"abc"])]
+        if r.random() < 0.3:
+            args += [b"TYPE", r.choice(TYPES)]
+        if r.random() < 0.03:
+            args[1] = r.choice([b"abc", b"1x", b"18446744073709551616"])  # invalid cursors
+            return Step(tuple(args), "exact")
+        if r.random() < 0.02:
+            args.append(b"BOGUS")
+        return Step(tuple(args), "scan")
+
+    def g_randomkey(self):
+        return Step((b"RANDOMKEY",), "randomkey")
+
+    def g_dbsize(self):
+        return Step((b"DBSIZE",))
+
+    def g_flushdb(self):
+        if self.r.random() < 0.25:  # rare: keeps the keyspace interesting
+            return Step((b"FLUSHDB", *self.r.choice([[], [b"SYNC"], [b"ASYNC"]])))
+        return Step((b"DBSIZE",))
+
+    # -- other types, only to create wrong-type keys ---------------------------------
+    def g_othertype(self):
+        r = self.r
+        k = self.key()
+        c = r.random()
+        if c < 0.34:
+            return Step((b"HSET", k, b"f", self.value(), *([b"g", b"1"] if r.random() < 0.3 else [])))
+        if c < 0.67:
+            return Step((b"LPUSH", k, self.value(), *([b"x"] if r.random() < 0.3 else [])))
+        return Step((b"SADD", k, self.value(), *([b"m"] if r.random() < 0.3 else [])))
+
+    # -- connection and error paths ------------------------------------------------
+    def g_connection(self):
+        r = self.r
+        return Step(r.choice([
+            (b"PING",), (b"PING", self.value()), (b"ping",), (b"ECHO", self.value()),
+            (b"SELECT", b"0"), (b"SELECT", b"16"), (b"SELECT", b"-1"), (b"SELECT", b"abc"),
+            (b"SELECT", b"99999999999999999999"), (b"PING", b"a", b"b"), (b"ECHO",),
+            (b"ECHO", b"a", b"b"), (b"SELECT",),
+        ]))
+
+    def g_bad_arity(self):
+        r = self.r
+        k = self.key()
+        return Step(r.choice([
+            (b"GET",), (b"GET", k, k), (b"SET", k), (b"SET",), (b"SETNX", k),
+            (b"SETEX", k, b"10"), (b"PSETEX", k), (b"MGET",), (b"MSET",), (b"MSET", k),
+            (b"MSETNX", k), (b"INCR",), (b"INCR", k, k), (b"INCRBY", k), (b"DECRBY", k),
+            (b"INCRBYFLOAT", k), (b"APPEND", k), (b"STRLEN",), (b"GETRANGE", k, b"0"),
+            (b"SETRANGE", k, b"0"), (b"GETDEL",), (b"GETEX",), (b"GETSET", k),
+            (b"DEL",), (b"UNLINK",), (b"EXISTS",), (b"EXPIRE", k), (b"PEXPIRE", k),
+            (b"EXPIREAT", k), (b"PEXPIREAT", k), (b"TTL",), (b"PTTL", k, k),
+            (b"EXPIRETIME",), (b"PEXPIRETIME",), (b"PERSIST",), (b"TYPE",),
+            (b"RENAME", k), (b"RENAMENX", k), (b"COPY", k), (b"KEYS",), (b"KEYS", b"*", b"x"),
+            (b"SCAN",), (b"RANDOMKEY", k), (b"TOUCH",), (b"DBSIZE", k), (b"FLUSHDB", b"BOGUS"),
+            (b"DECR",), (b"DECR", k, k), (b"GETEX", k, b"EX"), (b"HSET", k, b"f"),
+            (b"LPUSH", k), (b"SADD", k),
+        ]))
+
+    def g_unknown(self):
+        r = self.r
+        return Step(r.choice([
+            # no NUL bytes here: redis prints these names and arguments as C strings
+            (b"FOO",), (b"FOO", b"a", b"b"), (b"GETX", r.choice(KEYS[:-2])), (b"",), (b"", b"x"),
+            (b"SET\xff", b"a", b"b"), (b"notacommand", b"x" * 200),
+            (b"CONFIG", b"NOSUCHSUB"),
+        ]))
+
+    # == data types ====================================================================
+    # Single-key commands use any key of the right kind (tagged or not, so every
+    # shard gets work); multi-key commands take theirs from one hash tag unless
+    # the family is xshard.
+
+    def tkey(self, kind: str) -> bytes:
+        """A key for a single-key command of `kind` (h s z l); sometimes another type's."""
+        r = self.r
+        if r.random() < 0.8:
+            return r.choice(TYPED_KEYS[kind] + UNTAGGED_KEYS[kind])
+        return r.choice(ALL_TYPED_KEYS + [b"k1", b"num"])
+
+    def gkey(self, kind: str) -> bytes:
+        """A key for a multi-key command: one hash tag, unless xshard."""
+        r = self.r
+        if self.xshard:
+            return r.choice(UNTAGGED_KEYS[kind] + UNTAGGED_KEYS[kind] + TYPED_KEYS[kind] + [b"k1", b"k2"])
+        if r.random() < 0.85:
+            return r.choice(TYPED_KEYS[kind])
+        return r.choice(TAGGED_ALL)
+
+    def gkeys(self, kind: str, lo=1, hi=4) -> list:
+        return [self.gkey(kind) for _ in range(self.r.randint(lo, hi))]
+
+    def field(self) -> bytes:
+        return self.r.choice(FIELDS)
+
+    def member(self) -> bytes:
+        return self.r.choice(MEMBERS)
+
+    def zmember(self) -> bytes:
+        return self.r.choice(ZMEMBERS)
+
+    def hvalue(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.35:
+            return str(r.randint(-100, 100)).encode()
+        if x < 0.5:
+            return r.choice(FLOATS)
+        return self.value()
+
+    def count_arg(self, lo=-6, hi=8) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return str(r.randint(lo, hi)).encode()
+        return r.choice([b"abc", b"1.5", b"", b"-9223372036854775808", b"99999999999999999999"])
+
+    def index(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return str(r.randint(-7, 7)).encode()
+        return r.choice([b"100", b"-100", b"9223372036854775807", b"-9223372036854775808", b"x", b"1.5", b""])
+
+    def score(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.45:
+            return str(r.randint(-5, 20)).encode()
+        if x < 0.75:
+            return r.choice([b"0.1", b"0.2", b"0.3", b"1.5", b"-2.5", b"3.0", b"1e3", b"1e-5",
+                             b"123456789.123456789", b"0.1e1", b"-0", b"1.7976931348623157e308"])
+        if x < 0.87:
+            return r.choice([b"inf", b"-inf", b"+inf", b"INF", b"-Infinity", b"1e308", b"-1e308"])
+        return r.choice([b"nan", b"abc", b"", b"1.2.3", b"0x10", b"1e400", b" 1", b"(1"])
+
+    def score_bound(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.5:
+            v = str(r.randint(-5, 20)).encode()
+            return (b"(" + v) if r.random() < 0.3 else v
+        if x < 0.8:
+            return r.choice([b"-inf", b"+inf", b"inf", b"(-inf", b"(+inf", b"1.5", b"(0.3", b"0.1"])
+        return r.choice([b"abc", b"(", b"", b"(abc", b"nan", b"[1"])
+
+    def lex_bound(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.85:
+            return r.choice([b"-", b"+", b"[a", b"(a", b"[b", b"(b", b"[c", b"(aa", b"[aa", b"[",
+                             b"(", b"[B", b"[\xff", b"(e"])
+        return r.choice([b"a", b"", b"b", b"-a", b"+b"])
+
+    # -- hashes ---------------------------------------------------------------------------
+    def h_set(self):
+        r = self.r
+        args = [r.choice([b"HSET", b"HSET", b"HMSET"]), self.tkey("h")]
+        for _ in range(r.randint(1, 4)):
+            args += [self.field(), self.hvalue()]
+        if r.random() < 0.04:
+            args.pop()
+        return Step(tuple(args))
+
+    def h_setnx(self):
+        return Step((b"HSETNX", self.tkey("h"), self.field(), self.hvalue()))
+
+    def h_get(self):
+        r = self.r
+        c = r.random()
+        if c < 0.4:
+            return Step((b"HGET", self.tkey("h"), self.field()))
+        if c < 0.6:
+            return Step((b"HMGET", self.tkey("h"), *[self.field() for _ in range(r.randint(1, 4))]))
+        if c < 0.75:
+            return Step((b"HEXISTS", self.tkey("h"), self.field()))
+        if c < 0.88:
+            return Step((b"HSTRLEN", self.tkey("h"), self.field()))
+        return Step((b"HLEN", self.tkey("h")))
+
+    def h_getall(self):
+        r = self.r
+        c = r.random()
+        if c < 0.5:
+            return Step((b"HGETALL", self.tkey("h")), "map")
+        return Step((r.choice([b"HKEYS", b"HVALS"]), self.tkey("h")), "unordered")
+
+    def h_del(self):
+        return Step((b"HDEL", self.tkey("h"), *[self.field() for _ in range(self.r.randint(1, 3))]))
+
+    def h_incr(self):
+        r = self.r
+        if r.random() < 0.55:
+            return Step((b"HINCRBY", self.tkey("h"), self.field(), self.incr_arg()))
+        return Step((b"HINCRBYFLOAT", self.tkey("h"), self.field(), self.float_arg()))
+
+    def h_rand(self):
+        r = self.r
+        args = [b"HRANDFIELD", self.tkey("h")]
+        if r.random() < 0.75:
+            args.append(self.count_arg())
+            if r.random() < 0.5:
+                args.append(r.choice([b"WITHVALUES", b"withvalues", b"WITHVALUES", b"BOGUS"]))
+        return Step(tuple(args), "rand")
+
+    def h_scan(self):
+        return self._kscan(b"HSCAN", self.tkey("h"), [b"f*", b"f[12]", b"*", b"n", b""])
+
+    def _kscan(self, cmd, key, patterns):
+        r = self.r
+        args = [cmd, key, b"0"]
+        if r.random() < 0.4:
+            args += [b"MATCH", r.choice(patterns)]
+        if r.random() < 0.4:
+            args += [b"COUNT", r.choice([b"1", b"2", b"10", b"1000"])]
+        if r.random() < 0.05:
+            return Step(tuple(args[:2] + [r.choice([b"abc", b"-1"])] + args[3:]), "exact")
+        if r.random() < 0.05:
+            args += [b"COUNT", r.choice([b"0", b"-1", b"abc"])]
+            return Step(tuple(args), "exact")
+        return Step(tuple(args), "kscan")
+
+    # -- sets -------------------------------------------------------------------------------
+    def s_add(self):
+        r = self.r
+        return Step((r.choice([b"SADD", b"SADD", b"SREM"]), self.tkey("s"),
+                     *[self.member() for _ in range(r.randint(1, 5))]))
+
+    def s_query(self):
+        r = self.r
+        c = r.random()
+        if c < 0.3:
+            return Step((b"SISMEMBER", self.tkey("s"), self.member()))
+        if c < 0.5:
+            return Step((b"SMISMEMBER", self.tkey("s"), *[self.member() for _ in range(r.randint(1, 4))]))
+        if c < 0.7:
+            return Step((b"SCARD", self.tkey("s")))
+        return Step((b"SMEMBERS", self.tkey("s")), "unordered")
+
+    def s_rand(self):
+        r = self.r
+        if r.random() < 0.45:
+            args = [b"SPOP", self.tkey("s")]
+            if r.random() < 0.6:
+                args.append(self.count_arg(-1, 5))
+            return Step(tuple(args), "spop")
+        args = [b"SRANDMEMBER", self.tkey("s")]
+        if r.random() < 0.75:
+            args.append(self.count_arg())
+        return Step(tuple(args), "rand")
+
+    def s_algebra(self):
+        r = self.r
+        c = r.random()
+        if c < 0.45:
+            return Step((r.choice([b"SINTER", b"SUNION", b"SDIFF"]), *self.gkeys("s", 1, 4)), "unordered")
+        if c < 0.75:
+            return Step((r.choice([b"SINTERSTORE", b"SUNIONSTORE", b"SDIFFSTORE"]), self.gkey("s"),
+                         *self.gkeys("s", 1, 3)))
+        keys = self.gkeys("s", 1, 3)
+        n = len(keys) if r.random() < 0.85 else r.choice([0, -1, len(keys) + 1])
+        args = [b"SINTERCARD", str(n).encode(), *keys]
+        if r.random() < 0.4:
+            args += [b"LIMIT", self.count_arg(-1, 4)]
+        return Step(tuple(args))
+
+    def s_move(self):
+        return Step((b"SMOVE", self.gkey("s"), self.gkey("s"), self.member()))
+
+    def s_scan(self):
+        return self._kscan(b"SSCAN", self.tkey("s"), [b"a*", b"[ab]", b"*", b"1*", b"?"])
+
+    # -- sorted sets --------------------------------------------------------------------------
+    def z_add(self):
+        r = self.r
+        args = [b"ZADD", self.tkey("z")]
+        flags = [b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR", b"nx", b"ch"]
+        for _ in range(r.choice([0, 0, 0, 1, 1, 2])):
+            args.append(r.choice(flags))
+        for _ in range(r.choice([1, 1, 1, 2, 3]) if b"INCR" not in args else 1):
+            args += [self.score(), self.zmember()]
+        if r.random() < 0.04:
+            args.pop()
+        return Step(tuple(args))
+
+    def z_incr(self):
+        return Step((b"ZINCRBY", self.tkey("z"), self.score(), self.zmember()))
+
+    def z_rem(self):
+        return Step((b"ZREM", self.tkey("z"), *[self.zmember() for _ in range(self.r.randint(1, 3))]))
+
+    def z_query(self):
+        r = self.r
+        k = self.tkey("z")
+        return Step(r.choice([
+            (b"ZSCORE", k, self.zmember()),
+            (b"ZMSCORE", k, *[self.zmember() for _ in range(r.randint(1, 3))]),
+            (b"ZCARD", k),
+            (b"ZCOUNT", k, self.score_bound(), self.score_bound()),
+            (b"ZLEXCOUNT", k, self.lex_bound(), self.lex_bound()),
+            (b"ZRANK", k, self.zmember()),
+            (b"ZREVRANK", k, self.zmember()),
+        ]))
+
+    def _limit(self):
+        r = self.r
+        if r.random() < 0.3:
+            return [b"LIMIT", str(r.randint(-1, 4)).encode(), str(r.randint(-1, 5)).encode()]
+        return []
+
+    def z_range(self):
+        r = self.r
+        k = self.tkey("z")
+        c = r.random()
+        ws = [b"WITHSCORES"] if r.random() < 0.4 else []
+        if c < 0.35:
+            by = r.choice([None, None, b"BYSCORE", b"BYLEX"])
+            if by == b"BYSCORE":
+                lo, hi = self.score_bound(), self.score_bound()
+            elif by == b"BYLEX":
+                lo, hi = self.lex_bound(), self.lex_bound()
+            else:
+                lo, hi = self.index(), self.index()
+            args = [b"ZRANGE", k, lo, hi]
+            if by:
+                args.append(by)
+            if r.random() < 0.35:
+                args.append(b"REV")
+            if by or r.random() < 0.1:
+                args += self._limit()
+            if by != b"BYLEX" or r.random() < 0.1:
+                args += ws
+            return Step(tuple(args))
+        if c < 0.5:
+            return Step((r.choice([b"ZREVRANGE", b"ZRANGE"]), k, self.index(), self.index(), *ws))
+        if c < 0.75:
+            cmd = r.choice([b"ZRANGEBYSCORE", b"ZREVRANGEBYSCORE"])
+            return Step((cmd, k, self.score_bound(), self.score_bound(), *ws, *self._limit()))
+        cmd = r.choice([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX"])
+        return Step((cmd, k, self.lex_bound(), self.lex_bound(), *self._limit()))
+
+    def z_rangestore(self):
+        r = self.r
+        args = [b"ZRANGESTORE", self.gkey("z"), self.gkey("z")]
+        by = r.choice([None, b"BYSCORE", b"BYLEX"])
+        if by == b"BYSCORE":
+            args += [self.score_bound(), self.score_bound(), by]
+        elif by == b"BYLEX":
+            args += [self.lex_bound(), self.lex_bound(), by]
+        else:
+            args += [self.index(), self.index()]
+        if r.random() < 0.3:
+            args.append(b"REV")
+        if by:
+            args += self._limit()
+        return Step(tuple(args))
+
+    def z_remrange(self):
+        r = self.r
+        k = self.tkey("z")
+        return Step(r.choice([
+            (b"ZREMRANGEBYSCORE", k, self.score_bound(), self.score_bound()),
+            (b"ZREMRANGEBYRANK", k, self.index(), self.index()),
+            (b"ZREMRANGEBYLEX", k, self.lex_bound(), self.lex_bound()),
+        ]))
+
+    def z_pop(self):
+        r = self.r
+        if r.random() < 0.25:
+            keys = self.gkeys("z", 1, 3)
+            n = len(keys) if r.random() < 0.9 else r.choice([0, len(keys) + 1])
+            args = [b"ZMPOP", str(n).encode(), *keys, r.choice([b"MIN", b"MAX", b"min", b"BOTH"])]
+            if r.random() < 0.5:
+                args += [b"COUNT", self.count_arg(0, 4)]
+            return Step(tuple(args))
+        args = [r.choice([b"ZPOPMIN", b"ZPOPMAX"]), self.tkey("z")]
+        if r.random() < 0.5:
+            args.append(self.count_arg(-1, 4))
+        return Step(tuple(args))
+
+    def z_rand(self):
+        r = self.r
+        args = [b"ZRANDMEMBER", self.tkey("z")]
+        if r.random() < 0.75:
+            args.append(self.count_arg())
+            if r.random() < 0.5:
+                args.append(r.choice([b"WITHSCORES", b"withscores", b"BOGUS"]))
+        return Step(tuple(args), "rand")
+
+    def _weights_aggregate(self, n):
+        r = self.r
+        out = []
+        if r.random() < 0.35:
+            out.append(b"WEIGHTS")
+            out += [r.choice([b"1", b"2", b"0", b"-1", b"0.5", b"inf", b"abc"]) for _ in range(n)]
+        if r.random() < 0.35:
+            out += [b"AGGREGATE", r.choice([b"SUM", b"MIN", b"MAX", b"max", b"AVG"])]
+        return out
+
+    def z_setops(self):
+        r = self.r
+        keys = self.gkeys("z", 1, 3)
+        if r.random() < 0.2:
+            keys[0] = self.gkey("s")  # sets take part in ZUNION/ZINTER with score 1
+        n = len(keys) if r.random() < 0.9 else r.choice([0, len(keys) + 1, -1])
+        numk = str(n).encode()
+        c = r.random()
+        if c < 0.4:
+            cmd = r.choice([b"ZUNIONSTORE", b"ZINTERSTORE", b"ZDIFFSTORE"])
+            extra = self._weights_aggregate(len(keys)) if cmd != b"ZDIFFSTORE" else []
+            return Step((cmd, self.gkey("z"), numk, *keys, *extra))
+        if c < 0.8:
+            cmd = r.choice([b"ZUNION", b"ZINTER", b"ZDIFF"])
+            extra = self._weights_aggregate(len(keys)) if cmd != b"ZDIFF" else []
+            if r.random() < 0.5:
+                extra.append(b"WITHSCORES")
+            return Step((cmd, numk, *keys, *extra))
+        args = [b"ZINTERCARD", numk, *keys]
+        if r.random() < 0.4:
+            args += [b"LIMIT", self.count_arg(-1, 4)]
+        return Step(tuple(args))
+
+    def z_scan(self):
+        return self._kscan(b"ZSCAN", self.tkey("z"), [b"a*", b"*", b"[ab]*", b"?"])
+
+    # -- lists ---------------------------------------------------------------------------------
+    def l_push(self):
+        r = self.r
+        cmd = r.choice([b"LPUSH", b"RPUSH", b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX"])
+        return Step((cmd, self.tkey("l"), *[self.member() for _ in range(r.randint(1, 5))]))
+
+    def l_pop(self):
+        r = self.r
+        args = [r.choice([b"LPOP", b"RPOP"]), self.tkey("l")]
+        if r.random() < 0.45:
+            args.append(self.count_arg(-1, 4))
+        return Step(tuple(args))
+
+    def l_read(self):
+        r = self.r
+        k = self.tkey("l")
+        c = r.random()
+        if c < 0.45:
+            return Step((b"LRANGE", k, self.index(), self.index()))
+        if c < 0.65:
+            return Step((b"LINDEX", k, self.index()))
+        if c < 0.8:
+            return Step((b"LLEN", k))
+        args = [b"LPOS", k, self.member()]
+        for _ in range(r.choice([0, 1, 1, 2])):
+            opt = r.choice([b"RANK", b"COUNT", b"MAXLEN"])
+            val = {b"RANK": [b"1", b"-1", b"2", b"-2", b"0", b"-9223372036854775808"],
+                   b"COUNT": [b"0", b"1", b"2", b"-1"],
+                   b"MAXLEN": [b"0", b"1", b"3", b"-1"]}[opt]
+            args += [opt, r.choice(val)]
+        return Step(tuple(args))
+
+    def l_edit(self):
+        r = self.r
+        k = self.tkey("l")
+        c = r.random()
+        if c < 0.25:
+            return Step((b"LSET", k, self.index(), self.member()))
+        if c < 0.5:
+            return Step((b"LREM", k, str(r.randint(-3, 3)).encode(), self.member()))
+        if c < 0.7:
+            return Step((b"LTRIM", k, self.index(), self.index()))
+        return Step((b"LINSERT", k, r.choice([b"BEFORE", b"AFTER", b"before", b"MIDDLE"]),
+                     self.member(), self.member()))
+
+    def l_move(self):
+        r = self.r
+        side = lambda: r.choice([b"LEFT", b"RIGHT", b"left", b"UP"]) if r.random() < 0.05 \
+            else r.choice([b"LEFT", b"RIGHT"])
+        c = r.random()
+        if c < 0.45:
+            return Step((b"LMOVE", self.gkey("l"), self.gkey("l"), side(), side()))
+        if c < 0.6:
+            return Step((b"RPOPLPUSH", self.gkey("l"), self.gkey("l")))
+        keys = self.gkeys("l", 1, 3)
+        n = len(keys) if r.random() < 0.9 else r.choice([0, len(keys) + 1])
+        args = [b"LMPOP", str(n).encode(), *keys, r.choice([b"LEFT", b"RIGHT", b"right"])]
+        if r.random() < 0.5:
+            args += [b"COUNT", self.count_arg(0, 4)]
+        return Step(tuple(args))
+
+    # -- keyspace commands on data-type keys ------------------------------------------------------
+    def t_keyops(self):
+        r = self.r
+        kind = r.choice("hszl")
+        c = r.random()
+        if c < 0.3:
+            return Step((b"TYPE", self.tkey(kind)))
+        if c < 0.45:
+            return Step((r.choice([b"EXISTS", b"DEL"]), *[self.gkey(kind) for _ in range(r.randint(1, 3))]))
+        if c < 0.65:
+            return Step((r.choice([b"RENAME", b"RENAMENX"]), self.gkey(kind), self.gkey(kind)))
+        if c < 0.85:
+            args = [b"COPY", self.gkey(kind), self.gkey(kind)]
+            if r.random() < 0.5:
+                args.append(b"REPLACE")
+            return Step(tuple(args))
+        if c < 0.93:
+            if r.random() < 0.6:
+                return Step((b"EXPIRE", self.tkey(kind), self.rel_seconds()))
+            return Step((b"PERSIST", self.tkey(kind)))
+        return Step((b"TTL", self.tkey(kind)), "ttl")
+
+    def t_bad_arity(self):
+        r = self.r
+        k = self.tkey(r.choice("hszl"))
+        return Step(r.choice([
+            (b"HSET", k), (b"HGET", k), (b"HMGET", k), (b"HDEL", k), (b"HINCRBY", k, b"f"),
+            (b"HGETALL",), (b"HRANDFIELD",), (b"HSCAN", k), (b"SADD", k), (b"SREM", k),
+            (b"SISMEMBER", k), (b"SMISMEMBER", k), (b"SINTER",), (b"SINTERCARD", b"1"),
+            (b"SMOVE", k, k), (b"SPOP",), (b"SPOP", k, b"1", b"2"), (b"ZADD", k), (b"ZADD", k, b"1"),
+            (b"ZSCORE", k), (b"ZRANGE", k, b"0"), (b"ZUNIONSTORE", k), (b"ZINCRBY", k, b"1"),
+            (b"ZPOPMIN",), (b"ZMPOP", b"1", k), (b"LPUSH", k), (b"LRANGE", k, b"0"), (b"LSET", k, b"0"),
+            (b"LINSERT", k, b"BEFORE", b"a"), (b"LMOVE", k, k, b"LEFT"), (b"LMPOP", b"1", k),
+            (b"LPOS", k), (b"LREM", k, b"0"), (b"ZRANGEBYLEX", k, b"-"), (b"ZDIFF", b"1"),
+            (b"HSTRLEN", k), (b"LPOP", k, b"1", b"2"),
+        ]))
+
+    # -- blocking commands on their non-blocking path (data present or a tiny timeout) -------------
+    def b_blocking(self):
+        r = self.r
+        t = r.choice([b"0.01", b"0.01", b"0.02", b"-1", b"abc"])
+        c = r.random()
+        if c < 0.3:
+            return Step((r.choice([b"BLPOP", b"BRPOP"]), *self.gkeys("l", 1, 3), t))
+        if c < 0.5:
+            return Step((b"BLMOVE", self.gkey("l"), self.gkey("l"), r.choice([b"LEFT", b"RIGHT"]),
+                         r.choice([b"LEFT", b"RIGHT"]), t))
+        if c < 0.6:
+            return Step((b"BRPOPLPUSH", self.gkey("l"), self.gkey("l"), t))
+        if c < 0.8:
+            return Step((r.choice([b"BZPOPMIN", b"BZPOPMAX"]), *self.gkeys("z", 1, 3), t))
+        keys = self.gkeys("l", 1, 2)
+        args = [b"BLMPOP", t, str(len(keys)).encode(), *keys, r.choice([b"LEFT", b"RIGHT"])]
+        if r.random() < 0.5:
+            args += [b"COUNT", self.count_arg(0, 3)]
+        return Step(tuple(args))
+
+    # -- transactions ----------------------------------------------------------------------------
+    TX_BODY = {
+        "h_set": 3, "h_setnx": 1, "h_get": 3, "h_del": 2, "h_incr": 3, "s_add": 3, "s_query": 2,
+        "s_algebra": 2, "s_move": 1, "z_add": 3, "z_incr": 2, "z_rem": 1, "z_query": 2, "z_range": 2,
+        "z_pop": 1, "z_setops": 1, "l_push": 3, "l_pop": 2, "l_read": 2, "l_edit": 2, "l_move": 1,
+        "g_set": 3, "g_get": 2, "g_incr": 3, "g_mset": 1, "g_mget": 1, "g_del": 1, "t_keyops": 1,
+    }
+
+    def _tx_command(self) -> Step:
+        names = list(self.TX_BODY)
+        w = [self.TX_BODY[k] for k in names]
+        for _ in range(50):
+            step = getattr(self, self.r.choices(names, w)[0])()
+            if step.mode == "exact":
+                return step
+        return Step((b"PING",))
+
+    def _queue_error(self) -> Step:
+        r = self.r
+        return Step(r.choice([(b"NOSUCHCMD", b"x"), (b"HSET", self.tkey("h")), (b"ZADD",),
+                              (b"LPUSH", b"{t}l1"), (b"GET",), (b"SADD", b"{t}s1")]))
+
+    def m_multi(self):
+        r = self.r
+        out = []
+        c = r.random()
+        watch = []
+        if c < 0.3:
+            watch = [r.choice(ALL_TYPED_KEYS + KEYS[:6]) for _ in range(r.randint(1, 3))]
+            out.append(Step((b"WATCH", *watch)))
+            for _ in range(r.choice([0, 1, 1, 2])):  # maybe touch a watched key ourselves
+                out.append(self._tx_command())
+            if r.random() < 0.15:
+                out.append(Step((b"UNWATCH",)))
+        out.append(Step((b"MULTI",)))
+        for _ in range(r.randint(0, 6)):
+            x = r.random()
+            if x < 0.05:
+                out.append(self._queue_error())
+            elif x < 0.07:
+                out.append(Step(r.choice([(b"MULTI",), (b"WATCH", b"k1"), (b"SELECT", b"0")])))
+            else:
+                out.append(self._tx_command())
+        out.append(Step((b"DISCARD",) if r.random() < 0.1 else (b"EXEC",)))
+        return out
+
+    def b_tx(self):
+        """Blocking commands inside MULTI never block."""
+        return [Step((b"MULTI",)), self.b_blocking(), self.l_push(), self.b_blocking(), Step((b"EXEC",))]
+
+    def m_misuse(self):
+        r = self.r
+        return Step(r.choice([(b"EXEC",), (b"DISCARD",), (b"UNWATCH",), (b"WATCH",), (b"MULTI", b"x"),
+                              (b"EXEC", b"x"), (b"WATCH", b"{t}h1", b"k1")]))
+
+    # -- families ------------------------------------------------------------------
+    FAMILIES = {
+        "strings": {
+            "g_set": 10, "g_get": 8, "g_setnx": 2, "g_setex": 2, "g_mget": 4, "g_mset": 4,
+            "g_incr": 10, "g_set_number": 6, "g_append": 4, "g_strlen": 3, "g_getrange": 4,
+            "g_setrange": 3, "g_getdel": 2, "g_getex": 3, "g_getset": 2, "g_del": 2,
+            "g_exists": 2, "g_type": 1, "g_othertype": 1, "g_flushdb": 0.3,
+        },
+        "keys": {
+            "g_set": 8, "g_mset": 3, "g_get": 3, "g_del": 5, "g_exists": 5, "g_type": 4,
+            "g_rename": 5, "g_copy": 5, "g_keys": 4, "g_scan": 3, "g_randomkey": 2,
+            "g_dbsize": 3, "g_othertype": 3, "g_expire": 3, "g_ttl": 3, "g_persist": 1,
+            "g_flushdb": 0.5,
+        },
+        "expiry": {
+            "g_set": 10, "g_setex": 4, "g_getex": 6, "g_expire": 12, "g_ttl": 12,
+            "g_persist": 4, "g_get": 3, "g_exists": 3, "g_del": 2, "g_rename": 2,
+            "g_copy": 2, "g_incr": 2, "g_append": 1, "g_dbsize": 2, "g_othertype": 1,
+            "g_flushdb": 0.3,
+        },
+        "errors": {
+            "g_connection": 10, "g_bad_arity": 12, "g_unknown": 6, "g_set": 4, "g_incr": 6,
+            "g_othertype": 3, "g_get": 3, "g_getrange": 2, "g_setrange": 2, "g_expire": 3,
+            "g_scan": 1, "g_copy": 2, "g_mset": 1,
+        },
+    }
+    FAMILIES["mixed"] = {k: v for fam in FAMILIES.values() for k, v in fam.items()}
+    # Data-type families (added after "mixed": the older streams stay as they were).
+    _TYPE_COMMON = {"t_keyops": 2, "t_bad_arity": 1, "g_set_number": 0.5, "g_flushdb": 0.2}
+    FAMILIES["hashes"] = {
+        "h_set": 8, "h_setnx": 2, "h_get": 8, "h_getall": 4, "h_del": 4, "h_incr": 7, "h_rand": 2,
+        "h_scan": 1, **_TYPE_COMMON,
+    }
+    FAMILIES["sets"] = {
+        "s_add": 10, "s_query": 8, "s_rand": 4, "s_algebra": 7, "s_move": 2, "s_scan": 1,
+        **_TYPE_COMMON,
+    }
+    FAMILIES["zsets"] = {
+        "z_add": 10, "z_incr": 5, "z_rem": 3, "z_query": 8, "z_range": 10, "z_rangestore": 2,
+        "z_remrange": 3, "z_pop": 3, "z_rand": 2, "z_setops": 4, "z_scan": 1, "s_add": 2,
+        **_TYPE_COMMON,
+    }
+    FAMILIES["lists"] = {
+        "l_push": 10, "l_pop": 5, "l_read": 8, "l_edit": 6, "l_move": 4, **_TYPE_COMMON,
+    }
+    FAMILIES["multi"] = {
+        "m_multi": 10, "m_misuse": 1, "h_set": 1, "z_add": 1, "l_push": 1, "s_add": 1, "g_set": 1,
+    }
+    # multi-key data-type commands (and transactions) over keys of every shard
+    FAMILIES["xshard"] = {
+        "s_algebra": 6, "s_move": 2, "z_rangestore": 2, "z_setops": 5, "z_pop": 2, "l_move": 4,
+        "t_keyops": 3, "s_add": 6, "z_add": 6, "l_push": 5, "h_set": 2, "m_multi": 2,
+    }
+    FAMILIES["blocking"] = {"b_blocking": 6, "b_tx": 1, "l_push": 6, "z_add": 4, "l_pop": 1}
+
+    def stream(self, family: str, n: int) -> list:
+        weights = self.FAMILIES[family]
+        names = list(weights)
+        w = [weights[k] for k in names]
+        self.xshard = family == "xshard"
+        out = []
+        while len(out) < n:
+            step = getattr(self, self.r.choices(names, w)[0])()
+            if isinstance(step, list):  # a whole MULTI/EXEC or WATCH sequence
+                out.extend(step)
+            else:
+                out.append(step)
+        return out

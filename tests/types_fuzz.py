@@ -29,13 +29,38 @@ def read(f):
 rng=random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 N=int(sys.argv[4]) if len(sys.argv) > 4 else 3000
 A=conn(int(sys.argv[1])); B=conn(int(sys.argv[2]))
-keys=[b"l1",b"l2",b"z1",b"z2"]
+keys=[b"l1",b"l2",b"z1",b"z2",b"h1",b"s1",b"s2"]
 mem=[b"a",b"b",b"c",b"d",b"e",b"aa",b"b\x00"]
 def num(): return str(rng.choice([-3,-2,-1,0,1,2,3,5,10,-10])).encode()
 def sc(): return rng.choice([b"1",b"2",b"-1",b"0",b"1.5",b"inf",b"-inf",b"(1",b"(2",b"+inf",b"3e0",b"x"])
 def lex(): return rng.choice([b"-",b"+",b"[a",b"(a",b"[b",b"(c",b"[aa",b"(e",b"a"])
+def fnum(): return rng.choice([b"1",b"-1",b"0.1",b"1e3",b"x",b"inf",b"9223372036854775807",b"-2.5"])
 def cmd():
-    k=rng.choice(keys[:2]); z=rng.choice(keys[2:]); m=rng.choice(mem)
+    k=rng.choice(keys[:2]); z=rng.choice(keys[2:4]); m=rng.choice(mem)
+    h=b"h1"; st=rng.choice([b"s1",b"s2"])
+    # Now and then a key of another type: WRONGTYPE paths.
+    if rng.random()<.05: k=rng.choice(keys)
+    if rng.random()<.05: z=rng.choice(keys)
+    if rng.random()<.05: h=rng.choice(keys)
+    if rng.random()<.05: st=rng.choice(keys)
+    if rng.random()<.3:
+        c=rng.choice(["hset","hsetnx","hget","hmget","hdel","hlen","hexists","hstrlen","hincrby","hincrbyfloat",
+                      "sadd","srem","scard","sismember","smismember","sintercard","sinterstore","sunionstore","sdiffstore","smove"])
+        if c=="hset": return [b"hset",h]+sum([[rng.choice(mem),rng.choice(mem+[b"5",b"1.5"])] for _ in range(rng.randint(1,2))],[])
+        if c=="hsetnx": return [b"hsetnx",h,m,rng.choice(mem)]
+        if c in("hget","hexists","hstrlen"): return [c.encode(),h,m]
+        if c=="hmget": return [b"hmget",h,m,rng.choice(mem)]
+        if c=="hdel": return [b"hdel",h,m]
+        if c=="hlen": return [b"hlen",h]
+        if c=="hincrby": return [b"hincrby",h,m,rng.choice([b"1",b"-5",b"x",b"9223372036854775807"])]
+        if c=="hincrbyfloat": return [b"hincrbyfloat",h,m,fnum()]
+        if c in("sadd","srem"): return [c.encode(),st]+[rng.choice(mem) for _ in range(rng.randint(1,3))]
+        if c=="scard": return [b"scard",st]
+        if c=="sismember": return [b"sismember",st,m]
+        if c=="smismember": return [b"smismember",st,m,rng.choice(mem)]
+        if c=="sintercard": return [b"sintercard",b"2",b"s1",rng.choice([b"s2",b"h1",b"nokey"])]+([b"limit",num()] if rng.random()<.3 else [])
+        if c in("sinterstore","sunionstore","sdiffstore"): return [c.encode(),rng.choice([b"s3",b"s1"]),b"s1",rng.choice([b"s2",b"nokey",b"z1"])]
+        if c=="smove": return [b"smove",st,rng.choice([b"s1",b"s2",b"l1"]),m]
     c=rng.choice(["lpush","rpush","lpop","rpop","lrange","lindex","lset","lrem","ltrim","linsert","lpos","lmove","llen","lpushx",
                   "zadd","zrem","zincrby","zrange","zrangebyscore","zrevrangebyscore","zrangebylex","zrevrangebylex","zcount","zlexcount","zrank","zrevrank",
                   "zremrangebyscore","zremrangebyrank","zremrangebylex","zpopmin","zpopmax","zrangestore","zunionstore","zinterstore","zdiffstore","zmscore","zscore","zcard","zrevrange"])

@@ -1,4 +1,5 @@
-//! The list type: a deque of byte strings with a running byte count.
+//! The list type: a deque of byte strings with a running byte count (so
+//! memory accounting stays O(1) per write).
 
 use std::collections::VecDeque;
 
@@ -80,12 +81,6 @@ impl List {
     pub fn insert(&mut self, i: usize, v: Vec<u8>) {
         self.0.bytes += v.len();
         self.0.items.insert(i, v);
-    }
-
-    pub fn remove(&mut self, i: usize) -> Option<Vec<u8>> {
-        let v = self.0.items.remove(i)?;
-        self.0.bytes -= v.len();
-        Some(v)
     }
 
     /// Keeps items `start..end` only.

@@ -141,6 +141,12 @@ pub fn hincrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     // Check the increment first: a bad one is "not a valid float", not
     // "hash value is not a float".
     crate::numbers::float_arg(a[3])?;
+    // An infinite increment is refused before the key is looked at (a long
+    // double holds 1e400, so only the words spell infinity here).
+    let word = String::from_utf8_lossy(a[3]).to_ascii_lowercase();
+    if matches!(word.trim_start_matches(['+', '-']), "inf" | "infinity") {
+        return Err(CmdError::other("value is NaN or Infinity"));
+    }
     let r = write(s, ctx, a[1], true, |h: &mut Hash, hlc| {
         let current = h.get(a[2]).map_or(b"0".to_vec(), |f| f.value.to_vec());
         let next = incr_by_float(&current, a[3]).map_err(|e| match e {

@@ -31,9 +31,11 @@ def sh(*cmd, cwd=None):
 def read_rb(path, test):
     """rps, p50, p99 (ms) from redis-benchmark --csv (7.x prints p50/p99 columns)."""
     with open(path) as f:
-        for row in csv.DictReader(f):
-            if row["test"].upper() == test.upper():
-                return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        # A named command (e.g. HGET) is its run's only row, titled by its text.
+        if row["test"].upper() == test.upper() or (len(rows) == 1 and row["test"].upper().startswith(test.upper())):
+            return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
     raise SystemExit(f"{path}: no {test} row (did redis-benchmark fail?)")
 
 

@@ -5,7 +5,8 @@
 #   KEEL_BIN=path bench/run.sh        use that binary, no build
 #   KEEL_BIN=bench/redis-as-keel.sh   self-test: redis-server in keel's place
 #
-# Knobs (env): RUNS=3 N=200000 (requests per unpipelined test) N_PIPE=2000000
+# Knobs (env): TESTS="set get" (also: hset hget sadd zadd zrange lpush lpop;
+# hget and zrange read what hset and zadd wrote, so list those first) RUNS=3 N=200000 (requests per unpipelined test) N_PIPE=2000000
 # (per -P 16 test) KEYS=1000000 (RSS test) SERVER_CPU=0 LOADGEN_CPU=1
 # SCALE_CPUS=0,1 SCALE_SHARDS=2 SCALING=1 MEMTIER=1 MEMTIER_ARGS= (extra
 # memtier_benchmark flags; empty = its defaults) BENCH_TIMEOUT=300 (s, per
@@ -16,6 +17,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
+TESTS=${TESTS:-set get}
 RUNS=${RUNS:-3}
 N=${N:-200000}
 N_PIPE=${N_PIPE:-2000000}
@@ -140,7 +142,13 @@ note_cmd() { grep -qxF -- "$*" "$commands" 2>/dev/null || echo "$*" >>"$commands
 bench() {
     local server=$1 config=$2 pid=$3 port=$4 lcpus=$5 run=$6 test=$7 pipe=$8 n=$9
     local out=$work/rb-$server-$config-$run-$test-P$pipe.csv c0 c1
-    local args=(-t "$test" -c 50 -r 100000 -d 32 -n "$n" -P "$pipe" --csv)
+    local args=(-c 50 -r 100000 -d 32 -n "$n" -P "$pipe" --csv)
+    # Reads of the collection types are not built-in tests: name the command.
+    case $test in
+    hget) args+=(HGET myhash "element:__rand_int__") ;;
+    zrange) args+=(ZRANGE myzset 0 9 WITHSCORES) ;;
+    *) args+=(-t "$test") ;;
+    esac
     note_cmd "taskset -c $lcpus redis-benchmark -h 127.0.0.1 -p \$PORT ${args[*]}"
     c0=$(cpu_ticks "$pid")
     fg timeout "$BENCH_TIMEOUT" taskset -c "$lcpus" redis-benchmark -h 127.0.0.1 -p "$port" "${args[@]}" >"$out" ||
@@ -171,7 +179,7 @@ for run in $(seq "$RUNS"); do
     for pipe in 1 16; do
         n=$N
         [ "$pipe" = 1 ] || n=$N_PIPE
-        for test in set get; do
+        for test in $TESTS; do
             for s in $order; do
                 if [ "$s" = redis ]; then
                     bench redis pinned "$rpid" "$rport" "$LOADGEN_CPU" "$run" "$test" "$pipe" "$n"
@@ -204,8 +212,8 @@ stop "$rpid"
 stop "$kpid"
 
 # --- 3. memory: RSS of a fresh server before and after KEYS keys -------------
-note_cmd "python3 bench/load_keys.py \$PORT $KEYS 32   # SET key:%012d (16 B) -> 32 B value, pipelined"
-for s in redis keel; do
+[ "$KEYS" = 0 ] || note_cmd "python3 bench/load_keys.py \$PORT $KEYS 32   # SET key:%012d (16 B) -> 32 B value, pipelined"
+for s in $([ "$KEYS" = 0 ] || echo redis keel); do
     port=$(free_port)
     if [ "$s" = redis ]; then start_redis redis-rss "$SERVER_CPU" "$port"; else start_keel keel-rss "$SERVER_CPU" "$port" 1; fi
     before=$(rss_kib "$spid")
@@ -227,7 +235,7 @@ if [ "$SCALING" = 1 ]; then
         for pipe in 1 16; do
             n=$N
             [ "$pipe" = 1 ] || n=$N_PIPE
-            for test in set get; do
+            for test in $TESTS; do
                 bench keel "shards$SCALE_SHARDS" "$spid2" "$port" "$SCALE_CPUS" "$run" "$test" "$pipe" "$n"
             done
         done

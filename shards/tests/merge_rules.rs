@@ -190,7 +190,7 @@ fn a_key_only_one_side_wrote_is_kept() {
     let r = merge_keyspace(&mut local, &remote, &mut clock, 10);
     assert_eq!(r.merged, 1);
     assert_eq!(
-        view_keyspace(&local).get(&b"k".to_vec()),
+        view_keyspace(&local).get(b"k".as_slice()),
         Some(&View::String(b"v".to_vec()))
     );
 }
@@ -207,8 +207,8 @@ fn hashes_merge_field_by_field() {
     let View::Hash(h) = a.view().unwrap() else {
         panic!("not a hash")
     };
-    assert_eq!(h.get(&b"f".to_vec()), Some(&b"a".to_vec()));
-    assert_eq!(h.get(&b"g".to_vec()), Some(&b"b".to_vec()));
+    assert_eq!(h.get(b"f".as_slice()), Some(&b"a".to_vec()));
+    assert_eq!(h.get(b"g".as_slice()), Some(&b"b".to_vec()));
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn hdel_tombstone_beats_an_older_field_write() {
     let View::Hash(h) = b.view().unwrap() else {
         panic!("not a hash")
     };
-    assert!(!h.contains_key(&b"f".to_vec()));
+    assert!(!h.contains_key(b"f".as_slice()));
 }
 
 #[test]
@@ -292,5 +292,5 @@ fn far_future_remote_keys_are_refused_and_reported() {
     assert_eq!(r.rejected.len(), 1);
     assert_eq!(r.rejected[0].key, b"wild".to_vec());
     assert!(matches!(r.rejected[0].error, HlcError::ClockDrift { .. }));
-    assert!(!local.contains_key(&b"wild".to_vec()));
+    assert!(!local.contains_key(b"wild".as_slice()));
 }

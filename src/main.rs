@@ -1,1 +1,3 @@
-fn main() { glommio::LocalExecutorBuilder::default(); }
+fn main() {
+    glommio::LocalExecutorBuilder::default();
+}

@@ -1,0 +1,803 @@
+//! One member's control-plane state machine.
+//!
+//! # Protocol
+//! - Every `ping_interval` the node pings every member with its term, its view of
+//!   the primary, whether it is itself an open primary, its progress, the commit
+//!   points it knows, its suspect list, and an echo of the last ping it got from the
+//!   recipient (the strong-mode lease rides on that echo).
+//! - Failure: when its primary is failed ([`detector`](super::detector)), a data
+//!   member schedules a candidacy after a seeded random delay; at that time it
+//!   reschedules if an election is in progress, stands if it is the best eligible
+//!   candidate it knows, waits for the better one otherwise, and counts a failed
+//!   round for the [`safety`](super::safety) check when nobody is eligible.
+//! - Winning: the winner (role `CatchingUp`) waits until every member it considers
+//!   alive has pinged it since the win (bounded by `catchup_wait`), then pulls, per
+//!   shard, what it lacks from the member furthest ahead on that shard in its own
+//!   history, asks every member on another history for its records since the fork
+//!   point ([`Action::MergeFrom`]), and opens for writes only when all of that is
+//!   applied.
+//! - Higher terms: a candidate or catching-up node that hears a higher term steps
+//!   down. An open primary steps down when it hears of an election in a higher
+//!   term; if it hears of another *primary* instead, it stays open (eventual mode
+//!   keeps a cut-off minority writable) and the split-brain check resolves it.
+//!
+//! # Invariants
+//! - At most one node wins a term (see [`election`](super::election)).
+//! - A strong-mode primary accepts writes only while a majority of voters (itself
+//!   included) echoed a ping it sent less than `lease` ago and still in its term.
+//!   A failover vote needs `node_timeout` of silence from the old primary, and a
+//!   split-brain or forced winner waits one lease before opening; with clock rates
+//!   within a few percent, leases never overlap.
+//! - Persistent across restarts: term, vote, believed primary, and whether this node
+//!   was the open primary; everything else is rebuilt from pings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::detector::FailureDetector;
+use super::election::{vote_rule, Candidacy, Request, VoterView};
+use super::messages::{Action, Envelope, Input, Message, Output, Ping, Reason};
+use super::progress::{best, Eligibility, Progress, Ranked};
+use super::rng::SeededRng;
+use super::safety::SafetyCheck;
+use super::split_brain::SplitBrainCheck;
+use super::{Cluster, Config, Millis, NodeId, Term};
+
+/// What this node last heard from a peer's ping.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerView {
+    pub heard_at: Millis,
+    pub term: Term,
+    pub primary: Option<NodeId>,
+    pub open: bool,
+    pub progress: Progress,
+    pub paused: bool,
+}
+
+/// A winner's catch-up before opening for writes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CatchUp {
+    pub term: Term,
+    pub reason: Reason,
+    pub won_at: Millis,
+    pub open_not_before: Millis,
+    pub planned: bool,
+    /// Outstanding pulls: (shard, source, target seq).
+    pub pulls: Vec<(usize, NodeId, u64)>,
+    /// Outstanding merges, by source.
+    pub merges: BTreeSet<NodeId>,
+    pub last_request: Millis,
+    /// Voters' progress from their grants.
+    pub votes: BTreeMap<NodeId, Progress>,
+}
+
+/// A node's role in the database.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    Candidate(Candidacy),
+    CatchingUp(CatchUp),
+    /// Primary of `term`, open for writes.
+    Primary {
+        term: Term,
+    },
+}
+
+/// A member's control-plane state machine. See the module doc.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Node {
+    me: NodeId,
+    cluster: Cluster,
+    cfg: Config,
+    rng: SeededRng,
+    now: Millis,
+    term: Term,
+    voted_for: Option<NodeId>,
+    primary: Option<NodeId>,
+    role: Role,
+    progress: Progress,
+    commit: Vec<u64>,
+    peers: BTreeMap<NodeId, PeerView>,
+    detector: FailureDetector,
+    safety: SafetyCheck,
+    split: SplitBrainCheck,
+    next_ping: Millis,
+    election_at: Option<(Millis, Reason)>,
+    last_election_activity: Millis,
+    primary_total: u64,
+    echo_from: BTreeMap<NodeId, Millis>,
+    lease: BTreeMap<NodeId, Millis>,
+    failed_reported: BTreeSet<NodeId>,
+}
+
+impl Node {
+    /// A node booting at `now` into `term` with `primary` as the known primary (from
+    /// the cluster file). The primary itself boots open.
+    pub fn new(
+        me: NodeId,
+        cluster: Cluster,
+        cfg: Config,
+        seed: u64,
+        now: Millis,
+        term: Term,
+        primary: Option<NodeId>,
+    ) -> Node {
+        let ids: Vec<NodeId> = cluster.members.iter().map(|m| m.id).collect();
+        let shards = cluster.shards;
+        let role = if primary == Some(me) {
+            Role::Primary { term }
+        } else {
+            Role::Follower
+        };
+        Node {
+            me,
+            detector: FailureDetector::new(me, ids, cfg.node_timeout, now),
+            safety: SafetyCheck::new(cfg.safety_retries),
+            cluster,
+            rng: SeededRng::new(seed ^ (u64::from(me) << 32)),
+            now,
+            term,
+            voted_for: None,
+            primary,
+            role,
+            progress: Progress::empty(term, shards),
+            commit: vec![0; shards],
+            peers: BTreeMap::new(),
+            split: SplitBrainCheck::default(),
+            next_ping: now,
+            election_at: None,
+            last_election_activity: now,
+            primary_total: 0,
+            echo_from: BTreeMap::new(),
+            lease: BTreeMap::new(),
+            failed_reported: BTreeSet::new(),
+            cfg,
+        }
+    }
+
+    /// Restart after a crash at `now`: keeps the persistent part, rebuilds the rest.
+    pub fn restart(&mut self, now: Millis) {
+        let ids: Vec<NodeId> = self.cluster.members.iter().map(|m| m.id).collect();
+        self.now = now;
+        self.detector = FailureDetector::new(self.me, ids, self.cfg.node_timeout, now);
+        self.peers.clear();
+        self.echo_from.clear();
+        self.lease.clear();
+        self.election_at = None;
+        self.last_election_activity = now;
+        self.next_ping = now;
+        self.split = SplitBrainCheck::default();
+        self.failed_reported.clear();
+        self.role = match self.role {
+            Role::Primary { term } => Role::Primary { term },
+            _ => Role::Follower,
+        };
+        if self.role == Role::Follower && self.primary == Some(self.me) {
+            self.primary = None;
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+    pub fn primary(&self) -> Option<NodeId> {
+        self.primary
+    }
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+    pub fn writes_paused(&self) -> bool {
+        self.safety.paused()
+    }
+    /// The term this node is open primary of, if any.
+    pub fn open_term(&self) -> Option<Term> {
+        match self.role {
+            Role::Primary { term } => Some(term),
+            _ => None,
+        }
+    }
+
+    /// Eventual mode: this node takes writes.
+    pub fn can_accept_writes(&self) -> bool {
+        self.open_term().is_some() && !self.safety.paused()
+    }
+
+    /// Strong mode: this node takes writes and holds a majority lease at `now`.
+    pub fn can_accept_strong(&self, now: Millis) -> bool {
+        if !self.can_accept_writes() {
+            return false;
+        }
+        let holders = self
+            .cluster
+            .voters()
+            .into_iter()
+            .filter(|v| {
+                *v == self.me
+                    || self
+                        .lease
+                        .get(v)
+                        .is_some_and(|e| e.saturating_add(self.cfg.lease) > now)
+            })
+            .count();
+        holders >= self.cluster.majority()
+    }
+
+    /// Feeds one input at local time `now`.
+    pub fn handle(&mut self, now: Millis, input: Input) -> Output {
+        self.now = self.now.max(now);
+        let mut out = Output::default();
+        match input {
+            Input::Tick => self.on_tick(&mut out),
+            Input::Receive { from, msg } => self.on_message(from, msg, &mut out),
+            Input::Progress(p) => {
+                self.progress = p;
+                self.catch_up(&mut out);
+            }
+            Input::Commit(c) => self.learn_commit(&c),
+            Input::Merged { from } => {
+                if let Role::CatchingUp(cu) = &mut self.role {
+                    cu.merges.remove(&from);
+                }
+                self.catch_up(&mut out);
+            }
+            Input::ForceFailover => {
+                if self.cluster.holds_data(self.me) {
+                    self.stand(Reason::Forced, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn on_tick(&mut self, out: &mut Output) {
+        let now = self.now;
+        if now >= self.next_ping {
+            self.send_pings(out);
+            self.next_ping = now + self.cfg.ping_interval;
+        }
+        self.report_failures(out);
+        if let Role::Candidate(c) = &self.role {
+            if now.saturating_sub(c.started) >= self.cfg.election_timeout {
+                let reason = c.reason;
+                self.role = Role::Follower;
+                self.last_election_activity = now;
+                let delay = self.rng.range(0, self.cfg.election_jitter);
+                self.election_at = Some((now + delay, reason));
+            }
+        }
+        self.catch_up(out);
+        self.check_split_brain();
+        self.check_failover();
+        self.maybe_stand(out);
+    }
+
+    fn send_pings(&mut self, out: &mut Output) {
+        let suspects = self.detector.suspect_list(self.now);
+        for m in &self.cluster.members {
+            if m.id == self.me {
+                continue;
+            }
+            out.sends.push(Envelope {
+                to: m.id,
+                msg: Message::Ping(Ping {
+                    term: self.term,
+                    sent_at: self.now,
+                    echo: self.echo_from.get(&m.id).copied(),
+                    primary: self.primary,
+                    open: self.open_term().is_some(),
+                    progress: self.progress.clone(),
+                    commit: self.commit.clone(),
+                    suspects: suspects.clone(),
+                    paused: self.safety.paused(),
+                }),
+            });
+        }
+    }
+
+    fn report_failures(&mut self, out: &mut Output) {
+        let voters = self.cluster.voters();
+        for m in &self.cluster.members {
+            if m.id == self.me {
+                continue;
+            }
+            let failed = self.detector.is_failed(m.id, &voters, self.now);
+            if failed && self.failed_reported.insert(m.id) {
+                out.actions.push(Action::Failed { node: m.id });
+            } else if !failed {
+                self.failed_reported.remove(&m.id);
+            }
+        }
+    }
+
+    fn primary_failed(&self) -> bool {
+        match self.primary {
+            Some(p) if p == self.me => false,
+            Some(p) => {
+                self.detector.suspects(p, self.now)
+                    && self.detector.is_failed(p, &self.cluster.voters(), self.now)
+            }
+            None => true,
+        }
+    }
+
+    fn election_in_progress(&self) -> bool {
+        self.primary.is_none()
+            && self.now.saturating_sub(self.last_election_activity) < self.cfg.election_timeout
+    }
+
+    fn check_failover(&mut self) {
+        if !self.cluster.holds_data(self.me) || self.role != Role::Follower {
+            return;
+        }
+        let need = match self.primary {
+            Some(_) => self.primary_failed(),
+            None => !self.election_in_progress(),
+        };
+        match self.election_at {
+            None if need => {
+                let delay = self.rng.range(0, self.cfg.election_jitter);
+                self.election_at = Some((self.now + delay, Reason::Failover));
+            }
+            Some((_, Reason::Failover)) if self.primary.is_some() && !need => {
+                self.election_at = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn claims(&self) -> BTreeMap<NodeId, Term> {
+        let mut claims: BTreeMap<NodeId, Term> = self
+            .peers
+            .iter()
+            .filter(|(_, v)| v.open && self.now.saturating_sub(v.heard_at) < self.cfg.node_timeout)
+            .map(|(id, v)| (*id, v.term))
+            .collect();
+        if let Some(t) = self.open_term() {
+            claims.insert(self.me, t);
+        }
+        claims
+    }
+
+    fn check_split_brain(&mut self) {
+        let claims = self.claims();
+        let found = self
+            .split
+            .run(self.now, self.cfg.split_check_interval, &claims);
+        let busy = matches!(self.role, Role::Candidate(_) | Role::CatchingUp(_));
+        if found.is_some()
+            && self.cluster.holds_data(self.me)
+            && self.election_at.is_none()
+            && !busy
+        {
+            let delay = self.rng.range(0, self.cfg.election_jitter);
+            self.election_at = Some((self.now + delay, Reason::SplitBrain));
+        }
+    }
+
+    fn still_needed(&self, reason: Reason) -> bool {
+        match reason {
+            Reason::Forced => true,
+            Reason::SplitBrain => self.split.seen_recently(self.now, self.cfg.node_timeout),
+            Reason::Failover => self.role == Role::Follower && self.primary_failed(),
+        }
+    }
+
+    fn eligibility(&self) -> Eligibility {
+        Eligibility {
+            commit: self.commit.clone(),
+            primary_total: self.primary_total,
+            max_lag: self.cfg.failover_max_lag,
+        }
+    }
+
+    /// Live data members this node knows, itself included, for ranking.
+    fn known_candidates(&self, reason: Reason) -> Vec<Ranked<'_>> {
+        let failed_primary = match reason {
+            Reason::Failover => self.primary.filter(|p| *p != self.me),
+            _ => None,
+        };
+        let mut v = Vec::new();
+        if self.cluster.holds_data(self.me) {
+            v.push(Ranked {
+                id: self.me,
+                progress: &self.progress,
+                is_current_primary: self.open_term().is_some(),
+            });
+        }
+        for (id, pv) in &self.peers {
+            if self.cluster.holds_data(*id)
+                && !self.detector.suspects(*id, self.now)
+                && Some(*id) != failed_primary
+            {
+                v.push(Ranked {
+                    id: *id,
+                    progress: &pv.progress,
+                    is_current_primary: self.primary == Some(*id) || pv.open,
+                });
+            }
+        }
+        v
+    }
+
+    fn maybe_stand(&mut self, out: &mut Output) {
+        let Some((at, reason)) = self.election_at else {
+            return;
+        };
+        if self.now < at {
+            return;
+        }
+        self.election_at = None;
+        if !self.still_needed(reason) {
+            return;
+        }
+        if reason != Reason::Forced && self.election_in_progress() {
+            let delay = self
+                .rng
+                .range(self.cfg.election_jitter / 2, self.cfg.election_jitter * 2);
+            self.election_at = Some((self.now + delay, reason));
+            return;
+        }
+        let rule = self.eligibility();
+        let winner = best(self.known_candidates(reason), &rule);
+        match winner {
+            None => {
+                if let Some(a) = self.safety.no_eligible_round() {
+                    out.actions.push(a);
+                }
+                self.election_at = Some((self.now + self.cfg.election_timeout, reason));
+            }
+            Some(b) => {
+                if let Some(a) = self.safety.eligible_seen() {
+                    out.actions.push(a);
+                }
+                if b == self.me {
+                    self.stand(reason, out);
+                } else {
+                    let delay = self.rng.range(0, self.cfg.election_jitter);
+                    self.election_at = Some((self.now + self.cfg.election_timeout + delay, reason));
+                }
+            }
+        }
+    }
+
+    fn stand(&mut self, reason: Reason, out: &mut Output) {
+        if self.open_term().is_some() {
+            out.actions.push(Action::StepDown {
+                term: self.term + 1,
+            });
+        }
+        self.term += 1;
+        self.primary = None;
+        self.election_at = None;
+        self.last_election_activity = self.now;
+        let mut c = Candidacy {
+            term: self.term,
+            reason,
+            started: self.now,
+            votes: BTreeMap::new(),
+        };
+        let mut won = false;
+        if self.cluster.is_voter(self.me) {
+            self.voted_for = Some(self.me);
+            won = c.grant(self.me, self.progress.clone(), self.cluster.majority());
+        } else {
+            self.voted_for = None;
+        }
+        out.actions.push(Action::StartElection {
+            term: self.term,
+            reason,
+        });
+        if reason == Reason::Forced {
+            out.actions.push(Action::ForcedFailover { term: self.term });
+        }
+        for v in self.cluster.voters() {
+            if v != self.me {
+                out.sends.push(Envelope {
+                    to: v,
+                    msg: Message::RequestVote {
+                        term: self.term,
+                        progress: self.progress.clone(),
+                        reason,
+                    },
+                });
+            }
+        }
+        self.role = Role::Candidate(c);
+        if won {
+            self.win(out);
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Output) {
+        if from == self.me || self.cluster.member(from).is_none() {
+            return;
+        }
+        self.detector.heard(from, self.now);
+        match msg {
+            Message::Ping(p) => self.on_ping(from, p, out),
+            Message::RequestVote {
+                term,
+                progress,
+                reason,
+            } => self.on_request_vote(from, term, progress, reason, out),
+            Message::Vote {
+                term,
+                granted,
+                progress,
+            } => {
+                if let Some(pv) = self.peers.get_mut(&from) {
+                    pv.progress = progress.clone();
+                }
+                let majority = self.cluster.majority();
+                let is_voter = self.cluster.is_voter(from);
+                let won = match &mut self.role {
+                    Role::Candidate(c) if c.term == term && granted && is_voter => {
+                        c.grant(from, progress, majority)
+                    }
+                    _ => false,
+                };
+                if won {
+                    self.win(out);
+                }
+            }
+        }
+    }
+
+    fn learn_commit(&mut self, c: &[u64]) {
+        if self.commit.len() < c.len() {
+            self.commit.resize(c.len(), 0);
+        }
+        for (mine, theirs) in self.commit.iter_mut().zip(c) {
+            *mine = (*mine).max(*theirs);
+        }
+    }
+
+    fn on_ping(&mut self, from: NodeId, p: Ping, out: &mut Output) {
+        self.detector.gossip(from, &p.suspects);
+        self.echo_from.insert(from, p.sent_at);
+        self.learn_commit(&p.commit);
+        if let (Role::Primary { term }, Some(e)) = (&self.role, p.echo) {
+            if p.term == *term {
+                let l = self.lease.entry(from).or_insert(e);
+                *l = (*l).max(e);
+            }
+        }
+        if p.term > self.term {
+            self.term = p.term;
+            self.voted_for = None;
+            self.primary = if p.open { Some(from) } else { p.primary };
+            if self.primary == Some(self.me) {
+                self.primary = None;
+            }
+            let step_down = match self.role {
+                Role::Candidate(_) | Role::CatchingUp(_) => true,
+                Role::Primary { .. } => self.primary.is_none(),
+                Role::Follower => false,
+            };
+            if step_down {
+                self.role = Role::Follower;
+                out.actions.push(Action::StepDown { term: p.term });
+            }
+            if self.primary.is_none() {
+                self.last_election_activity = self.now;
+            } else if let (Some(x), Role::Follower) = (self.primary, &self.role) {
+                out.actions.push(Action::Follow {
+                    primary: x,
+                    term: self.term,
+                });
+            }
+        } else if p.term == self.term && self.primary.is_none() {
+            let learned = if p.open { Some(from) } else { p.primary };
+            if let Some(x) = learned.filter(|x| *x != self.me) {
+                self.primary = Some(x);
+                if self.role == Role::Follower {
+                    out.actions.push(Action::Follow {
+                        primary: x,
+                        term: self.term,
+                    });
+                }
+            }
+        }
+        if Some(from) == self.primary {
+            self.primary_total = p.progress.total();
+        }
+        self.peers.insert(
+            from,
+            PeerView {
+                heard_at: self.now,
+                term: p.term,
+                primary: p.primary,
+                open: p.open,
+                progress: p.progress,
+                paused: p.paused,
+            },
+        );
+    }
+
+    fn on_request_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        progress: Progress,
+        reason: Reason,
+        out: &mut Output,
+    ) {
+        if !self.cluster.is_voter(self.me) {
+            return;
+        }
+        let rule = self.eligibility();
+        let decision = {
+            let view = VoterView {
+                term: self.term,
+                voted_for: self.voted_for,
+                primary_failed: self.primary_failed(),
+                split_seen: self.split.seen_recently(self.now, self.cfg.node_timeout),
+                rule: &rule,
+                known: self.known_candidates(reason),
+            };
+            let req = Request {
+                candidate: from,
+                term,
+                progress: &progress,
+                reason,
+            };
+            vote_rule(&req, &view)
+        };
+        let granted = decision.is_ok();
+        if granted && !(term == self.term && self.voted_for == Some(from)) {
+            if self.role != Role::Follower {
+                out.actions.push(Action::StepDown { term });
+                self.role = Role::Follower;
+            }
+            self.term = term;
+            self.voted_for = Some(from);
+            self.primary = None;
+            self.election_at = None;
+            self.last_election_activity = self.now;
+            out.actions.push(Action::Voted {
+                term,
+                candidate: from,
+            });
+        }
+        out.sends.push(Envelope {
+            to: from,
+            msg: Message::Vote {
+                term,
+                granted,
+                progress: self.progress.clone(),
+            },
+        });
+    }
+
+    fn win(&mut self, out: &mut Output) {
+        let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
+            return;
+        };
+        self.primary = Some(self.me);
+        let wait = match c.reason {
+            Reason::Failover => 0,
+            // No silence was required of voters: wait out any older lease.
+            Reason::SplitBrain | Reason::Forced => self.cfg.lease + self.cfg.lease / 4,
+        };
+        out.actions.push(Action::Won { term: c.term });
+        self.role = Role::CatchingUp(CatchUp {
+            term: c.term,
+            reason: c.reason,
+            won_at: self.now,
+            open_not_before: self.now + wait,
+            planned: false,
+            pulls: Vec::new(),
+            merges: BTreeSet::new(),
+            last_request: self.now,
+            votes: c.votes,
+        });
+        self.catch_up(out);
+    }
+
+    fn live_data_peers(&self) -> Vec<NodeId> {
+        self.cluster
+            .members
+            .iter()
+            .filter(|m| m.id != self.me && m.holds_data && !self.detector.suspects(m.id, self.now))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Plans, retries and completes the winner's catch-up.
+    fn catch_up(&mut self, out: &mut Output) {
+        let now = self.now;
+        let live = self.live_data_peers();
+        let Role::CatchingUp(cu) = &self.role else {
+            return;
+        };
+        let mut cu = cu.clone();
+        if !cu.planned {
+            let fresh = |id: &NodeId| self.peers.get(id).is_some_and(|v| v.heard_at > cu.won_at);
+            let all_fresh = live.iter().all(fresh);
+            if !all_fresh && now.saturating_sub(cu.won_at) < self.cfg.catchup_wait {
+                return;
+            }
+            let mine = &self.progress;
+            let mut sources: Vec<(NodeId, &Progress)> = live
+                .iter()
+                .filter_map(|id| self.peers.get(id).map(|v| (*id, &v.progress)))
+                .collect();
+            for (id, p) in &cu.votes {
+                if *id != self.me && live.contains(id) && !sources.iter().any(|(s, _)| s == id) {
+                    sources.push((*id, p));
+                }
+            }
+            cu.pulls.clear();
+            for shard in 0..self.cluster.shards {
+                let have = mine.seqs.get(shard).copied().unwrap_or(0);
+                let ahead = sources
+                    .iter()
+                    .filter(|(_, p)| p.history == mine.history)
+                    .map(|(id, p)| {
+                        (
+                            p.seqs.get(shard).copied().unwrap_or(0),
+                            std::cmp::Reverse(*id),
+                        )
+                    })
+                    .max();
+                if let Some((seq, std::cmp::Reverse(src))) = ahead {
+                    if seq > have {
+                        cu.pulls.push((shard, src, seq));
+                    }
+                }
+            }
+            cu.merges = sources
+                .iter()
+                .filter(|(_, p)| p.history != mine.history && p.total() > 0)
+                .map(|(id, _)| *id)
+                .collect();
+            cu.planned = true;
+            cu.last_request = now;
+            self.emit_requests(&cu, out);
+        } else {
+            let seqs = &self.progress.seqs;
+            cu.pulls
+                .retain(|(s, _, up_to)| seqs.get(*s).copied().unwrap_or(0) < *up_to);
+            let lost_source = cu.pulls.iter().any(|(_, src, _)| !live.contains(src));
+            cu.merges.retain(|m| live.contains(m));
+            if lost_source {
+                cu.planned = false;
+                cu.won_at = now.saturating_sub(self.cfg.catchup_wait);
+            } else if now.saturating_sub(cu.last_request) >= 2 * self.cfg.ping_interval {
+                cu.last_request = now;
+                self.emit_requests(&cu, out);
+            }
+        }
+        let done = cu.planned && cu.pulls.is_empty() && cu.merges.is_empty();
+        let ready = now >= cu.open_not_before;
+        let term = cu.term;
+        self.role = Role::CatchingUp(cu);
+        if done && ready {
+            self.role = Role::Primary { term };
+            self.progress.history = term;
+            self.lease.clear();
+            if let Some(a) = self.safety.eligible_seen() {
+                out.actions.push(a);
+            }
+            out.actions.push(Action::OpenForWrites { term });
+        }
+    }
+
+    fn emit_requests(&self, cu: &CatchUp, out: &mut Output) {
+        for (shard, from, up_to) in &cu.pulls {
+            out.actions.push(Action::Pull {
+                shard: *shard,
+                from: *from,
+                up_to: *up_to,
+            });
+        }
+        for m in &cu.merges {
+            out.actions.push(Action::MergeFrom { from: *m });
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Long soak of the control-plane simulator, and the source of the figures in
+//! `bench/CONTROL_PLANE.md`.
+//!
+//! ```text
+//! cargo run --release --example sim_soak -- --seeds 2000
+//! cargo run --release --example sim_soak -- --replay 1234 --nodes 3 --nemesis Mixed [--strong]
+//! ```
+
+use keel::control::sim::{run_seed, FailoverTimes, Nemesis, SimConfig};
+
+struct Args {
+    seeds: u64,
+    replay: Option<u64>,
+    nodes: u32,
+    nemesis: Option<Nemesis>,
+    strong: bool,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        seeds: 500,
+        replay: None,
+        nodes: 3,
+        nemesis: None,
+        strong: false,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let val = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--seeds" => a.seeds = val.parse().unwrap_or(a.seeds),
+            "--replay" => a.replay = val.parse().ok(),
+            "--nodes" => a.nodes = val.parse().unwrap_or(3),
+            "--nemesis" => a.nemesis = Nemesis::ALL.into_iter().find(|n| format!("{n:?}") == val),
+            "--strong" => {
+                a.strong = true;
+                i += 1;
+                continue;
+            }
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[idx]
+}
+
+fn summary(name: &str, v: &mut [u64]) {
+    if v.is_empty() {
+        println!("{name:<28} (no samples)");
+        return;
+    }
+    let (p50, p99, max) = (pct(v, 0.5), pct(v, 0.99), pct(v, 1.0));
+    println!("{name:<28} n={:<6} p50={p50:>5} ms  p99={p99:>5} ms  max={max:>5} ms", v.len());
+}
+
+fn main() {
+    let a = parse();
+    if let Some(seed) = a.replay {
+        let mut cfg = SimConfig::three_zones(a.nodes, a.nemesis.unwrap_or(Nemesis::Mixed), a.strong);
+        cfg.trace = true;
+        match run_seed(seed, &cfg) {
+            Ok(r) => println!("seed {seed}: ok {r:?}"),
+            Err(v) => {
+                println!("{v}");
+                for l in &v.trace {
+                    println!("{l}");
+                }
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let mut failures = 0u64;
+    let mut runs = 0u64;
+    let nemeses: Vec<Nemesis> = a.nemesis.map(|n| vec![n]).unwrap_or(Nemesis::ALL.to_vec());
+    let mut fo: Vec<FailoverTimes> = Vec::new();
+    let mut heal: Vec<u64> = Vec::new();
+    let mut false_failovers = 0u64;
+    let mut calm_runs = 0u64;
+    for nemesis in &nemeses {
+        for strong in [false, true] {
+            for nodes in [3u32, 5] {
+                let cfg = SimConfig::three_zones(nodes, *nemesis, strong);
+                for seed in 0..a.seeds {
+                    runs += 1;
+                    match run_seed(seed, &cfg) {
+                        Err(v) => {
+                            failures += 1;
+                            if failures <= 5 {
+                                println!("FAIL nodes={nodes} strong={strong} nemesis={nemesis:?}: {v}");
+                            }
+                        }
+                        Ok(r) => {
+                            if nemesis.must_not_fail_over() {
+                                calm_runs += 1;
+                                false_failovers += r.elections;
+                            }
+                            if matches!(nemesis, Nemesis::CrashPrimary | Nemesis::ZoneOutage) {
+                                fo.extend(r.failover);
+                            }
+                            if matches!(nemesis, Nemesis::ZoneOutage | Nemesis::Partitions) {
+                                heal.extend(r.heal_to_converge);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("runs={runs} failures={failures}");
+    summary("failover total", &mut fo.iter().map(|f| f.total()).collect::<Vec<_>>());
+    summary("  detection", &mut fo.iter().map(|f| f.detection).collect::<Vec<_>>());
+    summary("  election", &mut fo.iter().map(|f| f.election).collect::<Vec<_>>());
+    summary("  catch-up", &mut fo.iter().map(|f| f.catch_up).collect::<Vec<_>>());
+    summary("heal to convergence", &mut heal);
+    println!("false failovers (calm, short pauses, flapping): {false_failovers} in {calm_runs} runs");
+    if failures > 0 {
+        std::process::exit(1);
+    }
+}

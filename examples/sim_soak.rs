@@ -63,13 +63,17 @@ fn summary(name: &str, v: &mut [u64]) {
         return;
     }
     let (p50, p99, max) = (pct(v, 0.5), pct(v, 0.99), pct(v, 1.0));
-    println!("{name:<28} n={:<6} p50={p50:>5} ms  p99={p99:>5} ms  max={max:>5} ms", v.len());
+    println!(
+        "{name:<28} n={:<6} p50={p50:>5} ms  p99={p99:>5} ms  max={max:>5} ms",
+        v.len()
+    );
 }
 
 fn main() {
     let a = parse();
     if let Some(seed) = a.replay {
-        let mut cfg = SimConfig::three_zones(a.nodes, a.nemesis.unwrap_or(Nemesis::Mixed), a.strong);
+        let mut cfg =
+            SimConfig::three_zones(a.nodes, a.nemesis.unwrap_or(Nemesis::Mixed), a.strong);
         cfg.trace = true;
         match run_seed(seed, &cfg) {
             Ok(r) => println!("seed {seed}: ok {r:?}"),
@@ -100,7 +104,9 @@ fn main() {
                         Err(v) => {
                             failures += 1;
                             if failures <= 5 {
-                                println!("FAIL nodes={nodes} strong={strong} nemesis={nemesis:?}: {v}");
+                                println!(
+                                    "FAIL nodes={nodes} strong={strong} nemesis={nemesis:?}: {v}"
+                                );
                             }
                         }
                         Ok(r) => {
@@ -121,12 +127,26 @@ fn main() {
         }
     }
     println!("runs={runs} failures={failures}");
-    summary("failover total", &mut fo.iter().map(|f| f.total()).collect::<Vec<_>>());
-    summary("  detection", &mut fo.iter().map(|f| f.detection).collect::<Vec<_>>());
-    summary("  election", &mut fo.iter().map(|f| f.election).collect::<Vec<_>>());
-    summary("  catch-up", &mut fo.iter().map(|f| f.catch_up).collect::<Vec<_>>());
+    summary(
+        "failover total",
+        &mut fo.iter().map(|f| f.total()).collect::<Vec<_>>(),
+    );
+    summary(
+        "  detection",
+        &mut fo.iter().map(|f| f.detection).collect::<Vec<_>>(),
+    );
+    summary(
+        "  election",
+        &mut fo.iter().map(|f| f.election).collect::<Vec<_>>(),
+    );
+    summary(
+        "  catch-up",
+        &mut fo.iter().map(|f| f.catch_up).collect::<Vec<_>>(),
+    );
     summary("heal to convergence", &mut heal);
-    println!("false failovers (calm, short pauses, flapping): {false_failovers} in {calm_runs} runs");
+    println!(
+        "false failovers (calm, short pauses, flapping): {false_failovers} in {calm_runs} runs"
+    );
     if failures > 0 {
         std::process::exit(1);
     }

@@ -4,9 +4,12 @@
 //! When the primary is failed (or the split-brain check fires, or an operator
 //! forces it), a data member waits a seeded random delay, then stands for
 //! `term + 1` if it is the best eligible candidate it knows. If it sees an election
-//! already in progress it reschedules instead: one election at a time. It asks
-//! every voter; it wins with a majority of grants and then catches up before it
-//! opens (see [`node`](super::node)).
+//! already in progress it reschedules instead: one election at a time. It first
+//! runs a pre-vote (the same rule, nobody records anything), and only with a
+//! majority of pre-grants bumps its term and asks for real votes; so terms only move
+//! when an election can succeed. It wins with a majority of grants and then catches
+//! up before it opens (see [`node`](super::node)). As in Raft, any message with a
+//! higher term makes the receiver adopt it, and a primary or candidate step down.
 //!
 //! A voter grants ([`vote_rule`]):
 //! 1. only for a term at least its own, and at most one candidate per term;
@@ -97,10 +100,13 @@ pub fn vote_rule(req: &Request<'_>, v: &VoterView<'_>) -> Result<(), Denial> {
     }
 }
 
-/// A candidate's round.
+/// A candidate's round: first a pre-vote, then the real vote.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Candidacy {
+    /// The term this round is for.
     pub term: Term,
+    /// Still in the pre-vote phase.
+    pub pre: bool,
     pub reason: Reason,
     pub started: Millis,
     /// Grants received, with each voter's progress (used to plan the catch-up).
@@ -216,6 +222,7 @@ mod tests {
     fn majority_of_grants_wins() {
         let mut c = Candidacy {
             term: 2,
+            pre: false,
             reason: Reason::Failover,
             started: 0,
             votes: BTreeMap::new(),

@@ -43,15 +43,20 @@ pub struct Ping {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {
     Ping(Ping),
-    /// A candidate asks for a vote in `term`.
+    /// A candidate asks for a vote in `term`. With `pre`, it only asks whether it
+    /// *would* get the vote (pre-vote): nobody changes state, so a member that
+    /// cannot win — cut off in a minority, say — never bumps the term and never
+    /// disrupts a healthy primary when it comes back.
     RequestVote {
         term: Term,
+        pre: bool,
         progress: Progress,
         reason: Reason,
     },
     /// A voter's answer; `progress` is the voter's, so the winner knows what to pull.
     Vote {
         term: Term,
+        pre: bool,
         granted: bool,
         progress: Progress,
     },
@@ -96,7 +101,7 @@ pub enum Input {
 pub enum Action {
     /// A majority of voters suspect this member.
     Failed { node: NodeId },
-    /// This node stands as candidate for `term`.
+    /// This node won a pre-vote and stands as candidate for `term`.
     StartElection { term: Term, reason: Reason },
     /// This node voted for `candidate` in `term`.
     Voted { term: Term, candidate: NodeId },

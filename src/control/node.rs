@@ -246,7 +246,7 @@ impl Node {
                 self.catch_up(&mut out);
             }
             Input::ForceFailover => {
-                if self.cluster.holds_data(self.me) {
+                if self.cluster.holds_data(self.me) && self.role == Role::Follower {
                     self.stand(Reason::Forced, &mut out);
                 }
             }
@@ -314,7 +314,17 @@ impl Node {
         }
     }
 
+    /// The failover gate: no open primary has been heard for `node_timeout`, and the
+    /// primary this node follows (if any) is failed by a majority. Requiring the
+    /// silence here, not just the majority verdict, is what makes the lease safe.
     fn primary_failed(&self) -> bool {
+        let open_heard = self
+            .peers
+            .values()
+            .any(|v| v.open && self.now.saturating_sub(v.heard_at) < self.cfg.node_timeout);
+        if open_heard {
+            return false;
+        }
         match self.primary {
             Some(p) if p == self.me => false,
             Some(p) => {
@@ -368,11 +378,13 @@ impl Node {
         let found = self
             .split
             .run(self.now, self.cfg.split_check_interval, &claims);
-        let busy = matches!(self.role, Role::Candidate(_) | Role::CatchingUp(_));
+        // Only followers stand: an open primary that hears a higher term steps
+        // down by itself, so two primaries that hear each other resolve at once;
+        // the check is for views that only a third member can compare.
         if found.is_some()
             && self.cluster.holds_data(self.me)
             && self.election_at.is_none()
-            && !busy
+            && self.role == Role::Follower
         {
             let delay = self.rng.range(0, self.cfg.election_jitter);
             self.election_at = Some((self.now + delay, Reason::SplitBrain));
@@ -432,7 +444,7 @@ impl Node {
             return;
         }
         self.election_at = None;
-        if !self.still_needed(reason) {
+        if !self.still_needed(reason) || self.role != Role::Follower {
             return;
         }
         if reason != Reason::Forced && self.election_in_progress() {
@@ -465,51 +477,99 @@ impl Node {
         }
     }
 
+    /// Starts the pre-vote for `term + 1`.
     fn stand(&mut self, reason: Reason, out: &mut Output) {
-        if self.open_term().is_some() {
-            out.actions.push(Action::StepDown {
-                term: self.term + 1,
-            });
-        }
-        self.term += 1;
-        self.primary = None;
         self.election_at = None;
-        self.last_election_activity = self.now;
         let mut c = Candidacy {
-            term: self.term,
+            term: self.term + 1,
+            pre: true,
             reason,
             started: self.now,
             votes: BTreeMap::new(),
         };
-        let mut won = false;
-        if self.cluster.is_voter(self.me) {
-            self.voted_for = Some(self.me);
-            won = c.grant(self.me, self.progress.clone(), self.cluster.majority());
-        } else {
-            self.voted_for = None;
+        let is_voter = self.cluster.is_voter(self.me);
+        let enough = is_voter && c.grant(self.me, self.progress.clone(), self.cluster.majority());
+        self.send_requests(&c, out);
+        self.role_before_candidacy(out);
+        self.role = Role::Candidate(c);
+        if enough {
+            self.start_real_vote(out);
         }
-        out.actions.push(Action::StartElection {
-            term: self.term,
-            reason,
-        });
-        if reason == Reason::Forced {
-            out.actions.push(Action::ForcedFailover { term: self.term });
+    }
+
+    /// A primary that stands again (split brain, forced) is no longer open.
+    fn role_before_candidacy(&mut self, out: &mut Output) {
+        if self.open_term().is_some() {
+            out.actions.push(Action::StepDown { term: self.term });
         }
+    }
+
+    fn send_requests(&self, c: &Candidacy, out: &mut Output) {
         for v in self.cluster.voters() {
             if v != self.me {
                 out.sends.push(Envelope {
                     to: v,
                     msg: Message::RequestVote {
-                        term: self.term,
+                        term: c.term,
+                        pre: c.pre,
                         progress: self.progress.clone(),
-                        reason,
+                        reason: c.reason,
                     },
                 });
             }
         }
-        self.role = Role::Candidate(c);
+    }
+
+    /// The pre-vote passed: bump the term and ask for real votes.
+    fn start_real_vote(&mut self, out: &mut Output) {
+        let Role::Candidate(c) = &mut self.role else {
+            return;
+        };
+        c.pre = false;
+        c.started = self.now;
+        c.votes.clear();
+        let c = c.clone();
+        self.term = c.term;
+        self.primary = None;
+        self.last_election_activity = self.now;
+        out.actions.push(Action::StartElection {
+            term: c.term,
+            reason: c.reason,
+        });
+        if c.reason == Reason::Forced {
+            out.actions.push(Action::ForcedFailover { term: c.term });
+        }
+        let mut won = false;
+        if self.cluster.is_voter(self.me) {
+            self.voted_for = Some(self.me);
+            if let Role::Candidate(cc) = &mut self.role {
+                won = cc.grant(self.me, self.progress.clone(), self.cluster.majority());
+            }
+        } else {
+            self.voted_for = None;
+        }
+        self.send_requests(&c, out);
         if won {
             self.win(out);
+        }
+    }
+
+    /// Raft's rule: a higher term is adopted at once; leaders and candidates step
+    /// down. Safe from disruption because terms only move after a pre-vote.
+    fn adopt_term(&mut self, term: Term, primary: Option<NodeId>, out: &mut Output) {
+        if term <= self.term {
+            return;
+        }
+        self.term = term;
+        self.voted_for = None;
+        self.primary = primary.filter(|p| *p != self.me);
+        if self.role != Role::Follower {
+            self.role = Role::Follower;
+            out.actions.push(Action::StepDown { term });
+        }
+        match self.primary {
+            None => self.last_election_activity = self.now,
+            Some(x) => out.actions.push(Action::Follow { primary: x, term }),
         }
     }
 
@@ -522,26 +582,33 @@ impl Node {
             Message::Ping(p) => self.on_ping(from, p, out),
             Message::RequestVote {
                 term,
+                pre,
                 progress,
                 reason,
-            } => self.on_request_vote(from, term, progress, reason, out),
+            } => self.on_request_vote(from, term, pre, progress, reason, out),
             Message::Vote {
                 term,
+                pre,
                 granted,
                 progress,
             } => {
+                if !pre {
+                    self.adopt_term(term, None, out);
+                }
                 if let Some(pv) = self.peers.get_mut(&from) {
                     pv.progress = progress.clone();
                 }
                 let majority = self.cluster.majority();
                 let is_voter = self.cluster.is_voter(from);
-                let won = match &mut self.role {
-                    Role::Candidate(c) if c.term == term && granted && is_voter => {
+                let enough = match &mut self.role {
+                    Role::Candidate(c) if c.term == term && c.pre == pre && granted && is_voter => {
                         c.grant(from, progress, majority)
                     }
                     _ => false,
                 };
-                if won {
+                if enough && pre {
+                    self.start_real_vote(out);
+                } else if enough {
                     self.win(out);
                 }
             }
@@ -567,33 +634,11 @@ impl Node {
                 *l = (*l).max(e);
             }
         }
+        let announced = if p.open { Some(from) } else { p.primary };
         if p.term > self.term {
-            self.term = p.term;
-            self.voted_for = None;
-            self.primary = if p.open { Some(from) } else { p.primary };
-            if self.primary == Some(self.me) {
-                self.primary = None;
-            }
-            let step_down = match self.role {
-                Role::Candidate(_) | Role::CatchingUp(_) => true,
-                Role::Primary { .. } => self.primary.is_none(),
-                Role::Follower => false,
-            };
-            if step_down {
-                self.role = Role::Follower;
-                out.actions.push(Action::StepDown { term: p.term });
-            }
-            if self.primary.is_none() {
-                self.last_election_activity = self.now;
-            } else if let (Some(x), Role::Follower) = (self.primary, &self.role) {
-                out.actions.push(Action::Follow {
-                    primary: x,
-                    term: self.term,
-                });
-            }
+            self.adopt_term(p.term, announced, out);
         } else if p.term == self.term && self.primary.is_none() {
-            let learned = if p.open { Some(from) } else { p.primary };
-            if let Some(x) = learned.filter(|x| *x != self.me) {
+            if let Some(x) = announced.filter(|x| *x != self.me) {
                 self.primary = Some(x);
                 if self.role == Role::Follower {
                     out.actions.push(Action::Follow {
@@ -623,6 +668,7 @@ impl Node {
         &mut self,
         from: NodeId,
         term: Term,
+        pre: bool,
         progress: Progress,
         reason: Reason,
         out: &mut Output,
@@ -630,6 +676,8 @@ impl Node {
         if !self.cluster.is_voter(self.me) {
             return;
         }
+        // Judge with the view from before the request: adopting its term first
+        // would forget who the primary is.
         let rule = self.eligibility();
         let decision = {
             let view = VoterView {
@@ -649,25 +697,24 @@ impl Node {
             vote_rule(&req, &view)
         };
         let granted = decision.is_ok();
-        if granted && !(term == self.term && self.voted_for == Some(from)) {
-            if self.role != Role::Follower {
-                out.actions.push(Action::StepDown { term });
-                self.role = Role::Follower;
+        if !pre {
+            self.adopt_term(term, None, out);
+            if granted && self.voted_for != Some(from) {
+                self.voted_for = Some(from);
+                self.primary = None;
+                self.election_at = None;
+                self.last_election_activity = self.now;
+                out.actions.push(Action::Voted {
+                    term,
+                    candidate: from,
+                });
             }
-            self.term = term;
-            self.voted_for = Some(from);
-            self.primary = None;
-            self.election_at = None;
-            self.last_election_activity = self.now;
-            out.actions.push(Action::Voted {
-                term,
-                candidate: from,
-            });
         }
         out.sends.push(Envelope {
             to: from,
             msg: Message::Vote {
                 term,
+                pre,
                 granted,
                 progress: self.progress.clone(),
             },
@@ -717,7 +764,13 @@ impl Node {
         };
         let mut cu = cu.clone();
         if !cu.planned {
-            let fresh = |id: &NodeId| self.peers.get(id).is_some_and(|v| v.heard_at > cu.won_at);
+            // Fresh: pinged since the win, and already in our term, so it is no longer
+            // an older term's primary still taking writes.
+            let fresh = |id: &NodeId| {
+                self.peers
+                    .get(id)
+                    .is_some_and(|v| v.heard_at > cu.won_at && v.term >= cu.term)
+            };
             let all_fresh = live.iter().all(fresh);
             if !all_fresh && now.saturating_sub(cu.won_at) < self.cfg.catchup_wait {
                 return;

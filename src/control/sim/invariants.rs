@@ -63,7 +63,12 @@ impl Checker {
             ping: cfg.control.ping_interval,
             bound: cfg.liveness_bound,
             strong: cfg.strong,
-            voters: cfg.members.iter().filter(|m| m.voter).map(|m| m.id).collect(),
+            voters: cfg
+                .members
+                .iter()
+                .filter(|m| m.voter)
+                .map(|m| m.id)
+                .collect(),
         }
     }
 
@@ -121,7 +126,9 @@ impl Checker {
     pub fn on_open(&mut self, w: &mut World, i: usize, term: Term) -> Result<(), String> {
         if let Some(prev) = self.opened.insert(term, i as NodeId) {
             if prev != i as NodeId {
-                return Err(format!("I1: n{prev} and n{i} both opened as primary of term {term}"));
+                return Err(format!(
+                    "I1: n{prev} and n{i} both opened as primary of term {term}"
+                ));
             }
         }
         let mine = w.nodes[i].all_ids();
@@ -146,7 +153,9 @@ impl Checker {
                 w.report.unprotected_strong_acks += 1;
             }
         }
-        if let (Some((p, t0)), Some(f), Some(won)) = (self.failover_from, self.failed_at, self.won_at) {
+        if let (Some((p, t0)), Some(f), Some(won)) =
+            (self.failover_from, self.failed_at, self.won_at)
+        {
             if p as usize != i && w.report.failover.is_none() {
                 w.report.failover = Some(FailoverTimes {
                     detection: f - t0,
@@ -195,7 +204,9 @@ impl Checker {
             .filter(|i| w.nodes[*i].running(w.t) && w.nodes[*i].node.can_accept_strong(w.local(*i)))
             .collect();
         if holders.len() > 1 {
-            return Err(format!("I1: {holders:?} can all accept strong-mode writes at once"));
+            return Err(format!(
+                "I1: {holders:?} can all accept strong-mode writes at once"
+            ));
         }
         Ok(())
     }
@@ -238,8 +249,14 @@ impl Checker {
             }
         }
         let healthy = groups.values().find(|g| {
-            let voters = g.iter().filter(|i| self.voters.contains(&(**i as NodeId))).count();
-            let no_cuts = g.iter().all(|a| g.iter().all(|b| w.net.connected(*a as NodeId, *b as NodeId)));
+            let voters = g
+                .iter()
+                .filter(|i| self.voters.contains(&(**i as NodeId)))
+                .count();
+            let no_cuts = g.iter().all(|a| {
+                g.iter()
+                    .all(|b| w.net.connected(*a as NodeId, *b as NodeId))
+            });
             let eligible = g.iter().any(|i| {
                 let s = &w.nodes[*i];
                 s.holds_data && {
@@ -284,7 +301,9 @@ impl Checker {
                     )
                 })
                 .collect();
-            return Err(format!("I6: replicas did not converge after the heal: {views:?}"));
+            return Err(format!(
+                "I6: replicas did not converge after the heal: {views:?}"
+            ));
         }
         let open = w.open_nodes();
         let Some(p) = open.first() else {
@@ -292,7 +311,9 @@ impl Checker {
         };
         let ids = w.nodes[*p].all_ids();
         if let Some(lost) = w.acked.iter().find(|x| !ids.contains(x)) {
-            return Err(format!("I6: acknowledged write {lost} is lost after convergence"));
+            return Err(format!(
+                "I6: acknowledged write {lost} is lost after convergence"
+            ));
         }
         Ok(())
     }

@@ -139,7 +139,11 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "seed {} violated at t={} ms: {}", self.seed, self.t, self.what)?;
+        writeln!(
+            f,
+            "seed {} violated at t={} ms: {}",
+            self.seed, self.t, self.what
+        )?;
         for l in self.trace.iter().rev().take(60).rev() {
             writeln!(f, "  {l}")?;
         }

@@ -11,11 +11,16 @@ use super::super::NodeId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Crash the current open primary (or `fallback` if none is open).
-    CrashPrimary { fallback: NodeId },
+    CrashPrimary {
+        fallback: NodeId,
+    },
     Crash(NodeId),
     Restart(NodeId),
     /// Pause the current primary for `ms` (or `fallback`).
-    PausePrimary { fallback: NodeId, ms: u64 },
+    PausePrimary {
+        fallback: NodeId,
+        ms: u64,
+    },
     Pause(NodeId, u64),
     /// Cut off every node of the current primary's zone.
     IsolatePrimaryZone,
@@ -112,7 +117,13 @@ pub fn schedule(
             while t < end {
                 let ms = rng.range(10, node_timeout * 9 / 20);
                 if rng.chance(0.5) {
-                    out.push((t, Fault::PausePrimary { fallback: any(rng), ms }));
+                    out.push((
+                        t,
+                        Fault::PausePrimary {
+                            fallback: any(rng),
+                            ms,
+                        },
+                    ));
                 } else {
                     out.push((t, Fault::Pause(any(rng), ms)));
                 }
@@ -123,7 +134,13 @@ pub fn schedule(
             let mut t = start;
             while t < end {
                 let ms = rng.range(100, node_timeout * 3);
-                out.push((t, Fault::PausePrimary { fallback: any(rng), ms }));
+                out.push((
+                    t,
+                    Fault::PausePrimary {
+                        fallback: any(rng),
+                        ms,
+                    },
+                ));
                 t += ms + rng.range(500, 4000);
             }
         }

@@ -30,7 +30,10 @@ fn sweep(name: &str, make: impl Fn(u64) -> SimConfig + Sync) {
                                 bad.push(again.unwrap_or_else(|| format!("{v} (did not replay!)")));
                             }
                             Ok(rep) if cfg.nemesis.must_not_fail_over() && rep.elections > 0 => {
-                                bad.push(format!("seed {seed}: {} elections under {:?}", rep.elections, cfg.nemesis));
+                                bad.push(format!(
+                                    "seed {seed}: {} elections under {:?}",
+                                    rep.elections, cfg.nemesis
+                                ));
                             }
                             Ok(_) => {}
                         }
@@ -42,9 +45,17 @@ fn sweep(name: &str, make: impl Fn(u64) -> SimConfig + Sync) {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
-    assert!(failures.is_empty(), "{name}: {} failing seeds\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} failing seeds\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn nemesis_of(seed: u64) -> Nemesis {
@@ -69,25 +80,35 @@ fn crash_of_the_primary_fails_over_and_converges() {
 
 #[test]
 fn three_nodes_eventual_every_nemesis() {
-    sweep("3 nodes eventual", |s| SimConfig::three_zones(3, nemesis_of(s), false));
+    sweep("3 nodes eventual", |s| {
+        SimConfig::three_zones(3, nemesis_of(s), false)
+    });
 }
 
 #[test]
 fn three_nodes_strong_every_nemesis() {
-    sweep("3 nodes strong", |s| SimConfig::three_zones(3, nemesis_of(s), true));
+    sweep("3 nodes strong", |s| {
+        SimConfig::three_zones(3, nemesis_of(s), true)
+    });
 }
 
 #[test]
 fn five_nodes_eventual_every_nemesis() {
-    sweep("5 nodes eventual", |s| SimConfig::three_zones(5, nemesis_of(s), false));
+    sweep("5 nodes eventual", |s| {
+        SimConfig::three_zones(5, nemesis_of(s), false)
+    });
 }
 
 #[test]
 fn five_nodes_strong_every_nemesis() {
-    sweep("5 nodes strong", |s| SimConfig::three_zones(5, nemesis_of(s), true));
+    sweep("5 nodes strong", |s| {
+        SimConfig::three_zones(5, nemesis_of(s), true)
+    });
 }
 
 #[test]
 fn two_zones_with_an_arbiter() {
-    sweep("2 zones + arbiter", |s| SimConfig::two_zones_with_arbiter(nemesis_of(s), s % 2 == 0));
+    sweep("2 zones + arbiter", |s| {
+        SimConfig::two_zones_with_arbiter(nemesis_of(s), s % 2 == 0)
+    });
 }

@@ -32,13 +32,31 @@ use super::{Report, SimConfig, Violation};
 #[derive(Clone, Debug)]
 pub enum SimMsg {
     Control(Message),
-    Repl { term: Term, shard: usize, log: Rc<Vec<u64>> },
-    ReplAck { term: Term, shard: usize, seq: u64 },
-    Offer { shard: usize, ids: Vec<u64> },
-    PullReq { shard: usize },
-    PullResp { shard: usize, log: Rc<Vec<u64>> },
+    Repl {
+        term: Term,
+        shard: usize,
+        log: Rc<Vec<u64>>,
+    },
+    ReplAck {
+        term: Term,
+        shard: usize,
+        seq: u64,
+    },
+    Offer {
+        shard: usize,
+        ids: Vec<u64>,
+    },
+    PullReq {
+        shard: usize,
+    },
+    PullResp {
+        shard: usize,
+        log: Rc<Vec<u64>>,
+    },
     MergeReq,
-    MergeResp { logs: Vec<Rc<Vec<u64>>> },
+    MergeResp {
+        logs: Vec<Rc<Vec<u64>>>,
+    },
 }
 
 /// One simulated machine.
@@ -226,9 +244,7 @@ impl World {
             self.step().map_err(|w| self.fail(w))?;
             self.t += 1;
         }
-        self.checker
-            .final_check(&self)
-            .map_err(|w| self.fail(w))?;
+        self.checker.final_check(&self).map_err(|w| self.fail(w))?;
         let mut report = self.report;
         report.acked = self.acked.len() as u64;
         Ok(report)
@@ -318,7 +334,10 @@ impl World {
     fn apply_fault(&mut self, f: Fault) {
         self.log(|| format!("fault {f:?}"));
         self.checker.fault_changed(self.t);
-        if matches!(f, Fault::Partition(_) | Fault::Heal | Fault::IsolatePrimaryZone) {
+        if matches!(
+            f,
+            Fault::Partition(_) | Fault::Heal | Fault::IsolatePrimaryZone
+        ) {
             self.checker.partition_changed = self.t;
         }
         match f {
@@ -508,8 +527,11 @@ impl World {
                     self.feed_progress(i)?;
                 } else {
                     let theirs: HashSet<u64> = log.iter().copied().collect();
-                    let extra: Vec<u64> =
-                        mine.iter().copied().filter(|x| !theirs.contains(x)).collect();
+                    let extra: Vec<u64> = mine
+                        .iter()
+                        .copied()
+                        .filter(|x| !theirs.contains(x))
+                        .collect();
                     if extra.is_empty() {
                         // The primary holds everything we have: resync to its log.
                         self.nodes[i].logs[shard] = log.clone();
@@ -559,7 +581,14 @@ impl World {
         Ok(())
     }
 
-    fn on_ack(&mut self, i: usize, from: usize, term: Term, shard: usize, seq: u64) -> Result<(), String> {
+    fn on_ack(
+        &mut self,
+        i: usize,
+        from: usize,
+        term: Term,
+        shard: usize,
+        seq: u64,
+    ) -> Result<(), String> {
         if !self.cfg.strong || self.nodes[i].node.open_term() != Some(term) {
             return Ok(());
         }
@@ -574,9 +603,7 @@ impl World {
         let log = s.logs[shard].clone();
         let mut newly = Vec::new();
         s.pending.retain(|(id, sh, sq)| {
-            let done = *sh == shard
-                && *sq <= seq
-                && log.get(*sq as usize - 1) == Some(id);
+            let done = *sh == shard && *sq <= seq && log.get(*sq as usize - 1) == Some(id);
             if done {
                 newly.push((*id, *sq));
             }

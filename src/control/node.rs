@@ -107,6 +107,8 @@ pub struct Node {
     echo_from: BTreeMap<NodeId, Millis>,
     lease: BTreeMap<NodeId, Millis>,
     failed_reported: BTreeSet<NodeId>,
+    /// `cluster.voters()`, cached: asked on every tick.
+    voters: Vec<NodeId>,
 }
 
 impl Node {
@@ -132,6 +134,7 @@ impl Node {
             me,
             detector: FailureDetector::new(me, ids, cfg.node_timeout, now),
             safety: SafetyCheck::new(cfg.safety_retries),
+            voters: cluster.voters(),
             cluster,
             rng: SeededRng::new(seed ^ (u64::from(me) << 32)),
             now,
@@ -213,18 +216,17 @@ impl Node {
             return false;
         }
         let holders = self
-            .cluster
-            .voters()
-            .into_iter()
+            .voters
+            .iter()
             .filter(|v| {
-                *v == self.me
+                **v == self.me
                     || self
                         .lease
                         .get(v)
                         .is_some_and(|e| e.saturating_add(self.cfg.lease) > now)
             })
             .count();
-        holders >= self.cluster.majority()
+        holders > self.voters.len() / 2
     }
 
     /// Feeds one input at local time `now`.
@@ -300,12 +302,11 @@ impl Node {
     }
 
     fn report_failures(&mut self, out: &mut Output) {
-        let voters = self.cluster.voters();
         for m in &self.cluster.members {
             if m.id == self.me {
                 continue;
             }
-            let failed = self.detector.is_failed(m.id, &voters, self.now);
+            let failed = self.detector.is_failed(m.id, &self.voters, self.now);
             if failed && self.failed_reported.insert(m.id) {
                 out.actions.push(Action::Failed { node: m.id });
             } else if !failed {
@@ -329,7 +330,7 @@ impl Node {
             Some(p) if p == self.me => false,
             Some(p) => {
                 self.detector.suspects(p, self.now)
-                    && self.detector.is_failed(p, &self.cluster.voters(), self.now)
+                    && self.detector.is_failed(p, &self.voters, self.now)
             }
             None => true,
         }
@@ -505,7 +506,7 @@ impl Node {
     }
 
     fn send_requests(&self, c: &Candidacy, out: &mut Output) {
-        for v in self.cluster.voters() {
+        for v in self.voters.iter().copied() {
             if v != self.me {
                 out.sends.push(Envelope {
                     to: v,

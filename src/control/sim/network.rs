@@ -86,27 +86,18 @@ impl<M: Clone> Network<M> {
         if !self.connected(from, to) || rng.chance(self.model.drop) {
             return;
         }
-        let copies = if rng.chance(self.model.duplicate) {
-            2
+        let copies = if rng.chance(self.model.duplicate) { 2 } else { 1 };
+        let base = if self.zones[from as usize] == self.zones[to as usize] {
+            self.model.same_zone_delay
         } else {
-            1
+            self.model.cross_zone_delay
         };
-        for _ in 0..copies {
-            let base = if self.zones[from as usize] == self.zones[to as usize] {
-                self.model.same_zone_delay
-            } else {
-                self.model.cross_zone_delay
-            };
+        if copies == 2 {
             let at = now + base + rng.range(0, self.model.jitter);
-            self.push(
-                at,
-                InFlight {
-                    from,
-                    to,
-                    msg: msg.clone(),
-                },
-            );
+            self.push(at, InFlight { from, to, msg: msg.clone() });
         }
+        let at = now + base + rng.range(0, self.model.jitter);
+        self.push(at, InFlight { from, to, msg });
     }
 
     /// Puts a message back for later delivery (its receiver is paused).

@@ -19,7 +19,7 @@ pub enum Reason {
 }
 
 /// The periodic message every member sends every other: liveness, gossip, views.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ping {
     pub term: Term,
     /// Sender's clock when sent; echoed back so a primary can hold a lease.
@@ -40,7 +40,7 @@ pub struct Ping {
 }
 
 /// A message between members of one database.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Message {
     Ping(Ping),
     /// A candidate asks for a vote in `term`. With `pre`, it only asks whether it

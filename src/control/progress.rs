@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use super::{NodeId, Term};
 
 /// A replica's position: history and per-shard applied seqs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Progress {
     /// Term of the primary whose stream this replica's tail follows.
     pub history: Term,

@@ -249,9 +249,15 @@ impl Checker {
             }
         }
         let healthy = groups.values().find(|g| {
-            let voters = g.iter().filter(|i| self.voters.contains(&(**i as NodeId))).count();
+            let voters = g
+                .iter()
+                .filter(|i| self.voters.contains(&(**i as NodeId)))
+                .count();
             voters >= self.majority()
-                && g.iter().all(|a| g.iter().all(|b| w.net.connected(*a as NodeId, *b as NodeId)))
+                && g.iter().all(|a| {
+                    g.iter()
+                        .all(|b| w.net.connected(*a as NodeId, *b as NodeId))
+                })
         });
         let Some(g) = healthy else {
             self.last_ok = w.t;

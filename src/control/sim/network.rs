@@ -86,7 +86,11 @@ impl<M: Clone> Network<M> {
         if !self.connected(from, to) || rng.chance(self.model.drop) {
             return;
         }
-        let copies = if rng.chance(self.model.duplicate) { 2 } else { 1 };
+        let copies = if rng.chance(self.model.duplicate) {
+            2
+        } else {
+            1
+        };
         let base = if self.zones[from as usize] == self.zones[to as usize] {
             self.model.same_zone_delay
         } else {
@@ -94,7 +98,14 @@ impl<M: Clone> Network<M> {
         };
         if copies == 2 {
             let at = now + base + rng.range(0, self.model.jitter);
-            self.push(at, InFlight { from, to, msg: msg.clone() });
+            self.push(
+                at,
+                InFlight {
+                    from,
+                    to,
+                    msg: msg.clone(),
+                },
+            );
         }
         let at = now + base + rng.range(0, self.model.jitter);
         self.push(at, InFlight { from, to, msg });

@@ -76,7 +76,15 @@ fn main() {
             SimConfig::three_zones(a.nodes, a.nemesis.unwrap_or(Nemesis::Mixed), a.strong);
         cfg.trace = true;
         match run_seed(seed, &cfg) {
-            Ok(r) => println!("seed {seed}: ok {r:?}"),
+            Ok(r) => {
+                for l in &r.trace {
+                    println!("{l}");
+                }
+                println!(
+                    "seed {seed}: ok elections={} failover={:?} heal_to_converge={:?}",
+                    r.elections, r.failover, r.heal_to_converge
+                );
+            }
             Err(v) => {
                 println!("{v}");
                 for l in &v.trace {

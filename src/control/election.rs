@@ -109,6 +109,8 @@ pub struct Candidacy {
     pub pre: bool,
     pub reason: Reason,
     pub started: Millis,
+    /// When requests were last (re)sent.
+    pub last_sent: Millis,
     /// Grants received, with each voter's progress (used to plan the catch-up).
     pub votes: BTreeMap<NodeId, Progress>,
 }
@@ -225,6 +227,7 @@ mod tests {
             pre: false,
             reason: Reason::Failover,
             started: 0,
+            last_sent: 0,
             votes: BTreeMap::new(),
         };
         assert!(!c.grant(1, prog(1), 2));

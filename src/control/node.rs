@@ -264,12 +264,20 @@ impl Node {
         }
         self.report_failures(out);
         if let Role::Candidate(c) = &self.role {
-            if now.saturating_sub(c.started) >= self.cfg.election_timeout {
+            let age = now.saturating_sub(c.started);
+            if age >= self.cfg.election_timeout {
+                // Our own round timing out is not "an election in progress".
                 let reason = c.reason;
                 self.role = Role::Follower;
-                self.last_election_activity = now;
                 let delay = self.rng.range(0, self.cfg.election_jitter);
                 self.election_at = Some((now + delay, reason));
+            } else if now.saturating_sub(c.last_sent) >= self.cfg.ping_interval {
+                // Ask again whoever has not answered: one lost message should
+                // cost a ping interval, not a whole round.
+                let mut c = c.clone();
+                c.last_sent = now;
+                self.send_requests(&c, out);
+                self.role = Role::Candidate(c);
             }
         }
         self.catch_up(out);
@@ -471,8 +479,11 @@ impl Node {
                 if b == self.me {
                     self.stand(reason, out);
                 } else {
+                    // Give the better member two pings' time to stand; if views
+                    // disagree, the next pings settle them and this re-evaluates.
                     let delay = self.rng.range(0, self.cfg.election_jitter);
-                    self.election_at = Some((self.now + self.cfg.election_timeout + delay, reason));
+                    self.election_at =
+                        Some((self.now + 2 * self.cfg.ping_interval + delay, reason));
                 }
             }
         }
@@ -486,6 +497,7 @@ impl Node {
             pre: true,
             reason,
             started: self.now,
+            last_sent: self.now,
             votes: BTreeMap::new(),
         };
         let is_voter = self.cluster.is_voter(self.me);
@@ -507,7 +519,7 @@ impl Node {
 
     fn send_requests(&self, c: &Candidacy, out: &mut Output) {
         for v in self.voters.iter().copied() {
-            if v != self.me {
+            if v != self.me && !c.votes.contains_key(&v) {
                 out.sends.push(Envelope {
                     to: v,
                     msg: Message::RequestVote {
@@ -528,6 +540,7 @@ impl Node {
         };
         c.pre = false;
         c.started = self.now;
+        c.last_sent = self.now;
         c.votes.clear();
         let c = c.clone();
         self.term = c.term;

@@ -126,6 +126,8 @@ pub struct Report {
     /// Strong acks missing at an open whose every holder was down or cut off
     /// (a double fault: outside the guarantee, counted not failed).
     pub unprotected_strong_acks: u64,
+    /// The last events, when the run was traced.
+    pub trace: Vec<String>,
 }
 
 /// A violated invariant.

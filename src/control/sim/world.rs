@@ -247,6 +247,7 @@ impl World {
         self.checker.final_check(&self).map_err(|w| self.fail(w))?;
         let mut report = self.report;
         report.acked = self.acked.len() as u64;
+        report.trace = self.trace;
         Ok(report)
     }
 

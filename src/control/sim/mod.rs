@@ -77,7 +77,7 @@ impl SimConfig {
             nemesis,
             fault_start: 1_000,
             fault_end: 9_000,
-            heal: 8_000,
+            heal: 5_000,
             write_every: 10,
             repl_every: 20,
             tick_every: 10,

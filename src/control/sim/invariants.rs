@@ -227,7 +227,7 @@ impl Checker {
         if self.strong {
             self.single_strong_writer(w)?;
         }
-        if w.t % 10 != 0 {
+        if !w.t.is_multiple_of(10) {
             return Ok(());
         }
         self.liveness(w)?;

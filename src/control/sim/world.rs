@@ -171,7 +171,7 @@ impl World {
                     holds_data: m.holds_data,
                     up: true,
                     paused_until: None,
-                    logs: vec![Rc::new(Vec::new()); cfg.shards],
+                    logs: (0..cfg.shards).map(|_| Rc::new(Vec::new())).collect(),
                     history: 1,
                     offset,
                     drift_ppm: drift,
@@ -284,15 +284,15 @@ impl World {
                     self.nodes[i].disturbed_at = self.t;
                 }
             }
-            if (self.t + i as u64) % self.cfg.tick_every == 0 {
+            if (self.t + i as u64).is_multiple_of(self.cfg.tick_every) {
                 self.feed(i, Input::Tick)?;
             }
-            if (self.t + i as u64) % self.cfg.repl_every == 0 {
+            if (self.t + i as u64).is_multiple_of(self.cfg.repl_every) {
                 self.replicate(i);
             }
         }
         // Clients stop at the heal, so convergence is exact equality of logs.
-        if self.t < self.cfg.fault_end && self.t % self.cfg.write_every == 0 {
+        if self.t < self.cfg.fault_end && self.t.is_multiple_of(self.cfg.write_every) {
             self.client_writes()?;
         }
         self.with_checker(|c, w| c.step(w))

@@ -81,8 +81,8 @@ fn main() {
                     println!("{l}");
                 }
                 println!(
-                    "seed {seed}: ok elections={} failover={:?} heal_to_converge={:?}",
-                    r.elections, r.failover, r.heal_to_converge
+                    "seed {seed}: ok elections={} failover={:?} heals={:?}",
+                    r.elections, r.failover, r.heals
                 );
             }
             Err(v) => {
@@ -95,46 +95,71 @@ fn main() {
         }
         return;
     }
+    let started = std::time::Instant::now();
     let mut failures = 0u64;
     let mut runs = 0u64;
     let nemeses: Vec<Nemesis> = a.nemesis.map(|n| vec![n]).unwrap_or(Nemesis::ALL.to_vec());
+    let layouts: [(&str, fn(Nemesis, bool) -> SimConfig); 3] = [
+        ("3 nodes, 3 zones", |n, s| SimConfig::three_zones(3, n, s)),
+        ("5 nodes, 3 zones", |n, s| SimConfig::three_zones(5, n, s)),
+        ("2 zones + arbiter", SimConfig::two_zones_with_arbiter),
+    ];
     let mut fo: Vec<FailoverTimes> = Vec::new();
+    let mut fo_by_layout: Vec<(&str, Vec<u64>)> =
+        layouts.iter().map(|(l, _)| (*l, Vec::new())).collect();
     let mut heal: Vec<u64> = Vec::new();
-    let mut false_failovers = 0u64;
-    let mut calm_runs = 0u64;
+    let mut per_nemesis: Vec<(Nemesis, u64, u64, u64)> = Vec::new();
     for nemesis in &nemeses {
+        let (mut n_runs, mut n_fail, mut n_elections) = (0, 0, 0);
         for strong in [false, true] {
-            for nodes in [3u32, 5] {
-                let cfg = SimConfig::three_zones(nodes, *nemesis, strong);
+            for (li, (_, make)) in layouts.iter().enumerate() {
+                let cfg = make(*nemesis, strong);
                 for seed in 0..a.seeds {
                     runs += 1;
+                    n_runs += 1;
                     match run_seed(seed, &cfg) {
                         Err(v) => {
                             failures += 1;
+                            n_fail += 1;
                             if failures <= 5 {
                                 println!(
-                                    "FAIL nodes={nodes} strong={strong} nemesis={nemesis:?}: {v}"
+                                    "FAIL layout={} strong={strong} nemesis={nemesis:?}: {v}",
+                                    layouts[li].0
                                 );
                             }
                         }
                         Ok(r) => {
-                            if nemesis.must_not_fail_over() {
-                                calm_runs += 1;
-                                false_failovers += r.elections;
-                            }
+                            n_elections += r.elections;
                             if matches!(nemesis, Nemesis::CrashPrimary | Nemesis::ZoneOutage) {
                                 fo.extend(r.failover);
+                                fo_by_layout[li].1.extend(r.failover.map(|f| f.total()));
                             }
                             if matches!(nemesis, Nemesis::ZoneOutage | Nemesis::Partitions) {
-                                heal.extend(r.heal_to_converge);
+                                heal.extend(r.heals.iter().copied());
                             }
                         }
                     }
                 }
             }
         }
+        per_nemesis.push((*nemesis, n_runs, n_fail, n_elections));
     }
-    println!("runs={runs} failures={failures}");
+    println!(
+        "runs={runs} failures={failures} wall={:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!(
+        "{:<14} {:>6} {:>9} {:>10}",
+        "nemesis", "runs", "failures", "elections"
+    );
+    for (n, r, f, e) in &per_nemesis {
+        println!("{:<14} {r:>6} {f:>9} {e:>10}", format!("{n:?}"));
+    }
+    println!();
+    println!(
+        "failover (primary crash or zone cut off -> new primary open for writes), all layouts:"
+    );
     summary(
         "failover total",
         &mut fo.iter().map(|f| f.total()).collect::<Vec<_>>(),
@@ -151,10 +176,17 @@ fn main() {
         "  catch-up",
         &mut fo.iter().map(|f| f.catch_up).collect::<Vec<_>>(),
     );
+    for (l, v) in &mut fo_by_layout {
+        summary(&format!("total, {l}"), v);
+    }
+    println!();
     summary("heal to convergence", &mut heal);
-    println!(
-        "false failovers (calm, short pauses, flapping): {false_failovers} in {calm_runs} runs"
-    );
+    let false_failovers: u64 = per_nemesis
+        .iter()
+        .filter(|(n, ..)| n.must_not_fail_over())
+        .map(|(.., e)| *e)
+        .sum();
+    println!("false failovers (elections under Calm, ShortPauses, Flapping): {false_failovers}");
     if failures > 0 {
         std::process::exit(1);
     }

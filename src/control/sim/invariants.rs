@@ -38,6 +38,8 @@ pub struct Checker {
     last_ok: u64,
     pub heal_started: Option<u64>,
     converged_at: Option<u64>,
+    broken: bool,
+    clear_since: Option<u64>,
     node_timeout: u64,
     ping: u64,
     bound: u64,
@@ -59,6 +61,8 @@ impl Checker {
             last_ok: 0,
             heal_started: None,
             converged_at: None,
+            broken: false,
+            clear_since: None,
             node_timeout: cfg.control.node_timeout,
             ping: cfg.control.ping_interval,
             bound: cfg.liveness_bound,
@@ -231,13 +235,48 @@ impl Checker {
             return Ok(());
         }
         self.liveness(w)?;
-        if let (Some(h), None) = (self.heal_started, self.converged_at) {
+        if let (Some(_), None) = (self.heal_started, self.converged_at) {
             if self.converged(w) {
                 self.converged_at = Some(w.t);
-                w.report.heal_to_converge = Some(w.t - h);
             }
         }
+        self.measure_heal(w);
         Ok(())
+    }
+
+    /// Heal-to-convergence samples: from the instant every fault is gone to the
+    /// instant one primary is open and every replica follows it (its logs a prefix
+    /// of the primary's, at most a few records behind: writes keep flowing).
+    fn measure_heal(&mut self, w: &mut World) {
+        let n = w.nodes.len() as NodeId;
+        let clear = w.nodes.iter().all(|s| s.running(w.t))
+            && (0..n).all(|a| (0..n).all(|b| w.net.connected(a, b)));
+        if !clear {
+            self.broken = true;
+            self.clear_since = None;
+            return;
+        }
+        if !self.broken {
+            return;
+        }
+        let since = *self.clear_since.get_or_insert(w.t);
+        let open = w.open_nodes();
+        let [p] = open.as_slice() else {
+            return;
+        };
+        let p = &w.nodes[*p];
+        let following = w.nodes.iter().filter(|s| s.holds_data).all(|s| {
+            s.logs.iter().zip(&p.logs).all(|(mine, theirs)| {
+                mine.len() <= theirs.len()
+                    && theirs.len() - mine.len() <= 10
+                    && mine[..] == theirs[..mine.len()]
+            })
+        });
+        if following {
+            w.report.heals.push(w.t - since);
+            self.broken = false;
+            self.clear_since = None;
+        }
     }
 
     fn liveness(&mut self, w: &World) -> Result<(), String> {

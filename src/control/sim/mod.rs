@@ -119,7 +119,8 @@ impl FailoverTimes {
 pub struct Report {
     pub elections: u64,
     pub failover: Option<FailoverTimes>,
-    pub heal_to_converge: Option<u64>,
+    /// Time from each return to a fault-free world to convergence (ms).
+    pub heals: Vec<u64>,
     pub write_pauses: u64,
     pub forced: u64,
     pub acked: u64,

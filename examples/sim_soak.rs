@@ -48,6 +48,9 @@ fn parse() -> Args {
     a
 }
 
+/// Builds a simulation config for a nemesis and a consistency mode.
+type Layout = fn(Nemesis, bool) -> SimConfig;
+
 fn pct(v: &mut [u64], p: f64) -> u64 {
     if v.is_empty() {
         return 0;
@@ -99,7 +102,7 @@ fn main() {
     let mut failures = 0u64;
     let mut runs = 0u64;
     let nemeses: Vec<Nemesis> = a.nemesis.map(|n| vec![n]).unwrap_or(Nemesis::ALL.to_vec());
-    let layouts: [(&str, fn(Nemesis, bool) -> SimConfig); 3] = [
+    let layouts: [(&str, Layout); 3] = [
         ("3 nodes, 3 zones", |n, s| SimConfig::three_zones(3, n, s)),
         ("5 nodes, 3 zones", |n, s| SimConfig::three_zones(5, n, s)),
         ("2 zones + arbiter", SimConfig::two_zones_with_arbiter),

@@ -323,6 +323,16 @@ impl Node {
         }
         match self.primary {
             Some(p) if p == self.me => false,
+            // The primary we follow says it is not primary any more (it restarted
+            // mid catch-up, say): nobody holds the term, and it holds no lease.
+            Some(p)
+                if self
+                    .peers
+                    .get(&p)
+                    .is_some_and(|v| !v.open && v.primary != Some(p) && v.term >= self.term) =>
+            {
+                true
+            }
             Some(p) => {
                 self.detector.suspects(p, self.now)
                     && self.detector.is_failed(p, &self.voters, self.now)

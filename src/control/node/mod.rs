@@ -10,16 +10,22 @@
 //!   reschedules if an election is in progress, stands if it is the best eligible
 //!   candidate it knows, waits for the better one otherwise, and counts a failed
 //!   round for the [`safety`](super::safety) check when nobody is eligible.
-//! - Winning: the winner (role `CatchingUp`) waits until every member it considers
-//!   alive has pinged it since the win (bounded by `catchup_wait`), then pulls, per
-//!   shard, what it lacks from the member furthest ahead on that shard in its own
-//!   history, asks every member on another history for its records since the fork
-//!   point ([`Action::MergeFrom`]), and opens for writes only when all of that is
-//!   applied.
-//! - Higher terms: a candidate or catching-up node that hears a higher term steps
-//!   down. An open primary steps down when it hears of an election in a higher
-//!   term; if it hears of another *primary* instead, it stays open (eventual mode
-//!   keeps a cut-off minority writable) and the split-brain check resolves it.
+//! - Standing: a pre-vote first (nobody records anything), then the real vote in
+//!   `term + 1`; a candidate re-asks silent voters every ping and gives up the
+//!   round after `election_timeout`.
+//! - Winning: the winner (role `CatchingUp`) catches up before it opens for writes
+//!   (see `node/catch_up.rs`).
+//! - Higher terms (Raft's rule): any message with a higher term is adopted at once;
+//!   a candidate, a catching-up node or an open primary steps down. Because terms
+//!   only move after a pre-vote majority, a member that was cut off cannot disrupt
+//!   a healthy primary when it comes back. A primary cut off in a minority does not
+//!   hear the new term and, in eventual mode, stays writable (the design's choice);
+//!   when the partition heals it hears the new term, steps down and resyncs as a
+//!   backup, offering its records since the fork point for merge first.
+//! - Split brain: two primaries that hear each other therefore resolve in one
+//!   ping. The periodic [`split_brain`](super::split_brain) check covers the case
+//!   only a third member can see (two primaries that cannot hear each other): it
+//!   starts a fresh election, whose winner merges every other history.
 //!
 //! # Invariants
 //! - At most one node wins a term (see [`election`](super::election)).

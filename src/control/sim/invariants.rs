@@ -10,8 +10,9 @@
 //! | I6 | after the final heal all replicas converge (same logs, one primary) within the heal phase, and no acknowledged write is lost | every 10 ms after heal; end |
 //!
 //! A *survivor* of a winner is a member that is running, connected to the winner,
-//! and was not crashed, paused, restarted, re-partitioned or link-cut during the
-//! last `node_timeout` (and a bit): the members the winner can count on hearing.
+//! and was not crashed, paused or restarted, and whose link to the winner did not
+//! change (partition, heal, cut), during the last `node_timeout` plus two pings:
+//! the members the winner can count on hearing.
 //! "Healthy and reachable by a majority" (I4) uses the same notion over
 //! `1.2 × node_timeout + 2 pings`, the longest silence clock-rate drift can stretch
 //! a timeout to.
@@ -32,8 +33,6 @@ pub struct Checker {
     won_at: Option<u64>,
     won_snapshot: BTreeMap<usize, HashSet<u64>>,
     last_fault_change: u64,
-    /// Last time partition groups changed (cut, heal, zone isolation).
-    pub partition_changed: u64,
     links: BTreeMap<(NodeId, NodeId), u64>,
     last_ok: u64,
     pub heal_started: Option<u64>,
@@ -56,7 +55,6 @@ impl Checker {
             won_at: None,
             won_snapshot: BTreeMap::new(),
             last_fault_change: 0,
-            partition_changed: 0,
             links: BTreeMap::new(),
             last_ok: 0,
             heal_started: None,
@@ -96,7 +94,6 @@ impl Checker {
             && ok(b)
             && w.net.connected(a as NodeId, b as NodeId)
             && self.links.get(&k).is_none_or(|t| *t < since)
-            && self.partition_changed < since
     }
 
     fn survivors(&self, w: &World, winner: usize) -> Vec<usize> {

@@ -118,6 +118,8 @@ impl FailoverTimes {
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub elections: u64,
+    /// Elections started by the split-brain check.
+    pub split_brain_elections: u64,
     pub failover: Option<FailoverTimes>,
     /// Time from each return to a fault-free world to convergence (ms).
     pub heals: Vec<u64>,

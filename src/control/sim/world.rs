@@ -67,7 +67,10 @@ pub struct SimNode {
     pub up: bool,
     pub paused_until: Option<u64>,
     pub logs: Vec<Rc<Vec<u64>>>,
-    pub history: Term,
+    /// Per shard, the term of the primary whose stream that shard follows. The
+    /// node reports the oldest: one shard still diverged keeps the whole node on
+    /// its old history, so a winner merges from it rather than trusting seqs.
+    pub histories: Vec<Term>,
     offset: u64,
     drift_ppm: i64,
     /// Strong-mode writes waiting for a backup ack: (id, shard, seq).
@@ -88,7 +91,7 @@ impl SimNode {
 
     fn progress(&self) -> Progress {
         Progress {
-            history: self.history,
+            history: self.histories.iter().copied().min().unwrap_or(0),
             seqs: self.logs.iter().map(|l| l.len() as u64).collect(),
         }
     }
@@ -172,7 +175,7 @@ impl World {
                     up: true,
                     paused_until: None,
                     logs: (0..cfg.shards).map(|_| Rc::new(Vec::new())).collect(),
-                    history: 1,
+                    histories: vec![1; cfg.shards],
                     offset,
                     drift_ppm: drift,
                     pending: Vec::new(),
@@ -298,11 +301,37 @@ impl World {
         self.with_checker(|c, w| c.step(w))
     }
 
+    fn connectivity(&self) -> Vec<bool> {
+        let n = self.nodes.len() as NodeId;
+        (0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .map(|(a, b)| self.net.connected(a, b))
+            .collect()
+    }
+
+    /// Tells the checker which links a fault changed.
+    fn note_link_changes(&mut self, before: &[bool]) {
+        let n = self.nodes.len();
+        let after = self.connectivity();
+        for a in 0..n {
+            for b in a + 1..n {
+                if before[a * n + b] != after[a * n + b] {
+                    self.checker.link_changed((a as NodeId, b as NodeId), self.t);
+                }
+            }
+        }
+    }
+
     fn heal_all(&mut self) {
+        let before = self.connectivity();
+        self.heal_all_inner();
+        self.note_link_changes(&before);
+    }
+
+    fn heal_all_inner(&mut self) {
         self.log(|| "heal all".into());
         self.net.group.iter_mut().for_each(|g| *g = 0);
         self.net.cut.clear();
-        self.checker.partition_changed = self.t;
         for i in 0..self.nodes.len() {
             if !self.nodes[i].up {
                 self.restart(i);
@@ -333,14 +362,14 @@ impl World {
     }
 
     fn apply_fault(&mut self, f: Fault) {
+        let before = self.connectivity();
+        self.apply_fault_inner(f);
+        self.note_link_changes(&before);
+    }
+
+    fn apply_fault_inner(&mut self, f: Fault) {
         self.log(|| format!("fault {f:?}"));
         self.checker.fault_changed(self.t);
-        if matches!(
-            f,
-            Fault::Partition(_) | Fault::Heal | Fault::IsolatePrimaryZone
-        ) {
-            self.checker.partition_changed = self.t;
-        }
         match f {
             Fault::CrashPrimary { fallback } => {
                 let v = self.open_primary().unwrap_or(fallback as usize);
@@ -441,6 +470,9 @@ impl World {
                 Action::Failed { node } => self.checker.on_failed(self.t, node),
                 Action::StartElection { term, reason } => {
                     self.report.elections += 1;
+                    if reason == Reason::SplitBrain {
+                        self.report.split_brain_elections += 1;
+                    }
                     if reason == Reason::Failover {
                         self.checker.on_failover_election(self, i, term)?;
                     }
@@ -449,7 +481,7 @@ impl World {
                 Action::Pull { shard, from, .. } => self.send(i, from, SimMsg::PullReq { shard }),
                 Action::MergeFrom { from } => self.send(i, from, SimMsg::MergeReq),
                 Action::OpenForWrites { term } => {
-                    self.nodes[i].history = term;
+                    self.nodes[i].histories.iter_mut().for_each(|h| *h = term);
                     self.nodes[i].pending.clear();
                     self.with_checker(|c, w| c.on_open(w, i, term))?;
                 }
@@ -519,9 +551,9 @@ impl World {
                 }
                 let mine = &s.logs[shard];
                 if is_prefix(mine, &log) {
-                    if mine.len() < log.len() || s.history != term {
+                    if mine.len() < log.len() || s.histories[shard] != term {
                         self.nodes[i].logs[shard] = log.clone();
-                        self.nodes[i].history = term;
+                        self.nodes[i].histories[shard] = term;
                     }
                     let seq = log.len() as u64;
                     self.send(i, from, SimMsg::ReplAck { term, shard, seq });
@@ -536,7 +568,7 @@ impl World {
                     if extra.is_empty() {
                         // The primary holds everything we have: resync to its log.
                         self.nodes[i].logs[shard] = log.clone();
-                        self.nodes[i].history = term;
+                        self.nodes[i].histories[shard] = term;
                         self.feed_progress(i)?;
                     } else {
                         self.send(i, from, SimMsg::Offer { shard, ids: extra });

@@ -58,6 +58,7 @@ pub struct PeerView {
     pub primary: Option<NodeId>,
     pub open: bool,
     pub progress: Progress,
+    pub commit: Vec<u64>,
     pub paused: bool,
 }
 
@@ -186,6 +187,14 @@ impl Node {
     }
     pub fn progress(&self) -> &Progress {
         &self.progress
+    }
+    /// The highest commit point per shard this node knows.
+    pub fn commit(&self) -> &[u64] {
+        &self.commit
+    }
+    /// The commit points `peer` last said it knows (from its pings).
+    pub fn peer_commit(&self, peer: NodeId) -> Option<&[u64]> {
+        self.peers.get(&peer).map(|v| v.commit.as_slice())
     }
     pub fn writes_paused(&self) -> bool {
         self.safety.paused()
@@ -676,6 +685,7 @@ impl Node {
                 primary: p.primary,
                 open: p.open,
                 progress: p.progress,
+                commit: p.commit,
                 paused: p.paused,
             },
         );

@@ -36,11 +36,16 @@ pub enum SimMsg {
         term: Term,
         shard: usize,
         log: Rc<Vec<u64>>,
+        /// The primary's commit point for this shard (the seq a cross-zone
+        /// backup applied), so backups learn it with the stream.
+        commit: u64,
     },
     ReplAck {
         term: Term,
         shard: usize,
         seq: u64,
+        /// The commit point the backup now knows for this shard.
+        knows: u64,
     },
     Offer {
         shard: usize,
@@ -75,7 +80,10 @@ pub struct SimNode {
     drift_ppm: i64,
     /// Strong-mode writes waiting for a backup ack: (id, shard, seq).
     pending: Vec<(u64, usize, u64)>,
+    /// As primary: per shard, the highest seq a cross-zone backup applied.
     commit: Vec<u64>,
+    /// As primary: per member and shard, the commit point it reported knowing.
+    known: BTreeMap<NodeId, Vec<u64>>,
     /// Last time this node crashed, restarted, paused or resumed.
     pub disturbed_at: u64,
 }
@@ -180,6 +188,7 @@ impl World {
                     drift_ppm: drift,
                     pending: Vec::new(),
                     commit: vec![0; cfg.shards],
+                    known: BTreeMap::new(),
                     disturbed_at: 0,
                 }
             })
@@ -316,7 +325,8 @@ impl World {
         for a in 0..n {
             for b in a + 1..n {
                 if before[a * n + b] != after[a * n + b] {
-                    self.checker.link_changed((a as NodeId, b as NodeId), self.t);
+                    self.checker
+                        .link_changed((a as NodeId, b as NodeId), self.t);
                 }
             }
         }
@@ -481,6 +491,7 @@ impl World {
                 Action::Pull { shard, from, .. } => self.send(i, from, SimMsg::PullReq { shard }),
                 Action::MergeFrom { from } => self.send(i, from, SimMsg::MergeReq),
                 Action::OpenForWrites { term } => {
+                    self.nodes[i].known.clear();
                     self.nodes[i].histories.iter_mut().for_each(|h| *h = term);
                     self.nodes[i].pending.clear();
                     self.with_checker(|c, w| c.on_open(w, i, term))?;
@@ -535,7 +546,17 @@ impl World {
             }
             for shard in 0..self.cfg.shards {
                 let log = self.nodes[i].logs[shard].clone();
-                self.send(i, j as NodeId, SimMsg::Repl { term, shard, log });
+                let commit = self.nodes[i].commit[shard];
+                self.send(
+                    i,
+                    j as NodeId,
+                    SimMsg::Repl {
+                        term,
+                        shard,
+                        log,
+                        commit,
+                    },
+                );
             }
         }
     }
@@ -544,7 +565,12 @@ impl World {
         let (f, i) = (from as usize, to as usize);
         match msg {
             SimMsg::Control(m) => self.feed(i, Input::Receive { from, msg: m })?,
-            SimMsg::Repl { term, shard, log } => {
+            SimMsg::Repl {
+                term,
+                shard,
+                log,
+                commit,
+            } => {
                 let s = &self.nodes[i];
                 if s.node.primary() != Some(from) || *s.node.role() != Role::Follower {
                     return Ok(());
@@ -556,8 +582,23 @@ impl World {
                         self.nodes[i].histories[shard] = term;
                     }
                     let seq = log.len() as u64;
-                    self.send(i, from, SimMsg::ReplAck { term, shard, seq });
                     self.feed_progress(i)?;
+                    let mut c = self.nodes[i].node.commit().to_vec();
+                    if let Some(x) = c.get_mut(shard) {
+                        *x = (*x).max(commit);
+                    }
+                    self.feed(i, Input::Commit(c))?;
+                    let knows = self.nodes[i].node.commit().get(shard).copied().unwrap_or(0);
+                    self.send(
+                        i,
+                        from,
+                        SimMsg::ReplAck {
+                            term,
+                            shard,
+                            seq,
+                            knows,
+                        },
+                    );
                 } else {
                     let theirs: HashSet<u64> = log.iter().copied().collect();
                     let extra: Vec<u64> = mine
@@ -575,7 +616,12 @@ impl World {
                     }
                 }
             }
-            SimMsg::ReplAck { term, shard, seq } => self.on_ack(i, f, term, shard, seq)?,
+            SimMsg::ReplAck {
+                term,
+                shard,
+                seq,
+                knows,
+            } => self.on_ack(i, f, term, shard, seq, knows)?,
             SimMsg::Offer { shard, ids } => {
                 if self.nodes[i].node.open_term().is_some() {
                     let have: HashSet<u64> = self.nodes[i].logs[shard].iter().copied().collect();
@@ -614,6 +660,11 @@ impl World {
         Ok(())
     }
 
+    /// Strong mode: a write is acknowledged once (1) a backup in another zone
+    /// applied it — that seq becomes the shard's commit point — and (2) a majority
+    /// of voters know a commit point at or past it (from the stream or from pings).
+    /// (2) is what lets any later majority refuse a candidate missing the write.
+    #[allow(clippy::too_many_arguments)]
     fn on_ack(
         &mut self,
         i: usize,
@@ -621,38 +672,78 @@ impl World {
         term: Term,
         shard: usize,
         seq: u64,
+        knows: u64,
     ) -> Result<(), String> {
         if !self.cfg.strong || self.nodes[i].node.open_term() != Some(term) {
             return Ok(());
         }
-        if self.nodes[from].zone == self.nodes[i].zone {
-            return Ok(());
+        let shards = self.cfg.shards;
+        let k = self.nodes[i]
+            .known
+            .entry(from as NodeId)
+            .or_insert_with(|| vec![0; shards]);
+        k[shard] = k[shard].max(knows);
+        if self.nodes[from].zone != self.nodes[i].zone && seq > self.nodes[i].commit[shard] {
+            let log = &self.nodes[i].logs[shard];
+            if seq as usize <= log.len() {
+                self.nodes[i].commit[shard] = seq;
+                let c = self.nodes[i].commit.clone();
+                self.feed(i, Input::Commit(c))?;
+            }
         }
+        self.try_ack(i, shard)
+    }
+
+    fn try_ack(&mut self, i: usize, shard: usize) -> Result<(), String> {
         let now = self.local(i);
         if !self.nodes[i].node.can_accept_strong(now) {
             return Ok(());
         }
+        // How far a majority of voters know the commit point.
+        let mut knowledge: Vec<u64> = self
+            .cfg
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| {
+                if m.id as usize == i {
+                    return self.nodes[i].commit[shard];
+                }
+                let via_stream = self.nodes[i]
+                    .known
+                    .get(&m.id)
+                    .and_then(|v| v.get(shard).copied())
+                    .unwrap_or(0);
+                let via_ping = self.nodes[i]
+                    .node
+                    .peer_commit(m.id)
+                    .and_then(|v| v.get(shard).copied())
+                    .unwrap_or(0);
+                via_stream.max(via_ping)
+            })
+            .collect();
+        knowledge.sort_unstable_by(|a, b| b.cmp(a));
+        let majority = knowledge.len() / 2 + 1;
+        let known = knowledge.get(majority - 1).copied().unwrap_or(0);
+        let upto = known.min(self.nodes[i].commit[shard]);
         let s = &mut self.nodes[i];
         let log = s.logs[shard].clone();
         let mut newly = Vec::new();
         s.pending.retain(|(id, sh, sq)| {
-            let done = *sh == shard && *sq <= seq && log.get(*sq as usize - 1) == Some(id);
+            let done = *sh == shard && *sq <= upto && log.get(*sq as usize - 1) == Some(id);
             if done {
-                newly.push((*id, *sq));
+                newly.push(*id);
             }
             !done
         });
         if newly.is_empty() {
             return Ok(());
         }
-        for (id, sq) in newly {
+        for id in newly {
             self.acked.insert(id);
             self.strong_acked.insert(id);
-            self.nodes[i].commit[shard] = self.nodes[i].commit[shard].max(sq);
         }
-        self.checker.on_strong_ack(self, i)?;
-        let c = self.nodes[i].commit.clone();
-        self.feed(i, Input::Commit(c))
+        self.checker.on_strong_ack(self, i)
     }
 
     /// Lends the checker and the world to `f` at once.

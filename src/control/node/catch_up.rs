@@ -129,7 +129,10 @@ impl Node {
         self.role = Role::CatchingUp(cu);
         if done && ready {
             self.role = Role::Primary { term };
+            self.prior_history = self.progress.history;
+            self.takeover = self.progress.seqs.clone();
             self.progress.history = term;
+            self.loser_merges.clear();
             self.lease.clear();
             if let Some(a) = self.safety.eligible_seen() {
                 out.actions.push(a);

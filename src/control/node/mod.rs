@@ -103,6 +103,15 @@ pub struct Node {
     failed_reported: BTreeSet<NodeId>,
     /// `cluster.voters()`, cached: asked on every tick.
     voters: Vec<NodeId>,
+    /// As open primary: the history this node followed before it opened. Members
+    /// on it hold prefixes of our log; members on any other history diverged.
+    prior_history: Term,
+    /// As open primary: our seq per shard when we took over (the fork point of
+    /// the prior history: records past it on that history were written by an old
+    /// primary after we were elected).
+    takeover: Vec<u64>,
+    /// As open primary: when each diverged member was last asked to merge.
+    loser_merges: BTreeMap<NodeId, Millis>,
 }
 
 impl Node {
@@ -129,6 +138,9 @@ impl Node {
             detector: FailureDetector::new(me, ids, cfg.node_timeout, now),
             safety: SafetyCheck::new(cfg.safety_retries),
             voters: cluster.voters(),
+            prior_history: term,
+            takeover: Vec::new(),
+            loser_merges: BTreeMap::new(),
             cluster,
             rng: SeededRng::new(seed ^ (u64::from(me) << 32)),
             now,
@@ -246,6 +258,11 @@ impl Node {
             Input::Merged { from } => {
                 if let Role::CatchingUp(cu) = &mut self.role {
                     cu.merges.remove(&from);
+                }
+                if self.open_term().is_some() {
+                    // Give the loser time to resync before asking again.
+                    self.loser_merges
+                        .insert(from, self.now + self.cfg.node_timeout);
                 }
                 self.catch_up(&mut out);
             }
@@ -677,6 +694,7 @@ impl Node {
         if Some(from) == self.primary {
             self.primary_total = p.progress.total();
         }
+        self.merge_from_loser(from, &p, out);
         self.peers.insert(
             from,
             PeerView {
@@ -689,6 +707,35 @@ impl Node {
                 paused: p.paused,
             },
         );
+    }
+
+    /// Split brain, after the fact: a member that now follows our term but whose
+    /// data is on a history we never followed, or on our prior history past the
+    /// point where we took over, was a primary (or its backup) on the other side. Ask it for its records since the fork point; it resyncs as a
+    /// backup afterwards.
+    fn merge_from_loser(&mut self, from: NodeId, p: &Ping, out: &mut Output) {
+        let Some(term) = self.open_term() else {
+            return;
+        };
+        let h = p.progress.history;
+        let past_fork = p
+            .progress
+            .seqs
+            .iter()
+            .enumerate()
+            .any(|(k, s)| *s > self.takeover.get(k).copied().unwrap_or(0));
+        let diverged = h != term && (h != self.prior_history || past_fork);
+        if !self.cluster.holds_data(from) || p.term < term || !diverged {
+            return;
+        }
+        let due = self
+            .loser_merges
+            .get(&from)
+            .is_none_or(|t| self.now >= t.saturating_add(2 * self.cfg.ping_interval));
+        if due {
+            self.loser_merges.insert(from, self.now);
+            out.actions.push(Action::MergeFrom { from });
+        }
     }
 
     fn on_request_vote(

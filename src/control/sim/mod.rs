@@ -120,6 +120,8 @@ pub struct Report {
     pub elections: u64,
     /// Elections started by the split-brain check.
     pub split_brain_elections: u64,
+    /// Merges an open primary asked of a member on a diverged history.
+    pub loser_merges: u64,
     pub failover: Option<FailoverTimes>,
     /// Time from each return to a fault-free world to convergence (ms).
     pub heals: Vec<u64>,

@@ -489,7 +489,12 @@ impl World {
                 }
                 Action::Won { .. } => self.with_checker(|c, w| c.on_won(w, i)),
                 Action::Pull { shard, from, .. } => self.send(i, from, SimMsg::PullReq { shard }),
-                Action::MergeFrom { from } => self.send(i, from, SimMsg::MergeReq),
+                Action::MergeFrom { from } => {
+                    if self.nodes[i].node.open_term().is_some() {
+                        self.report.loser_merges += 1;
+                    }
+                    self.send(i, from, SimMsg::MergeReq)
+                }
                 Action::OpenForWrites { term } => {
                     self.nodes[i].known.clear();
                     self.nodes[i].histories.iter_mut().for_each(|h| *h = term);
@@ -648,7 +653,8 @@ impl World {
                 self.send(i, from, SimMsg::MergeResp { logs });
             }
             SimMsg::MergeResp { logs } => {
-                if matches!(self.nodes[i].node.role(), Role::CatchingUp(_)) {
+                let node = &self.nodes[i].node;
+                if matches!(node.role(), Role::CatchingUp(_)) || node.open_term().is_some() {
                     for (shard, log) in logs.iter().enumerate() {
                         union_into(&mut self.nodes[i].logs[shard], log);
                     }

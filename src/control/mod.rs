@@ -24,7 +24,7 @@
 //! # Testing
 //! - `cargo test -p keel --lib control`: unit and transcript tests, then the
 //!   simulator over every nemesis, both consistency modes, 3 and 5 nodes and the
-//!   arbiter layout — 600 seeds per sweep by default (3000 runs, about 70–100 s in
+//!   arbiter layout — 500 seeds per sweep by default (2500 runs, about 110 s in
 //!   debug on 2 cores); `KEEL_SIM_SEEDS=n` changes it.
 //! - `cargo test --test control_model`: stateright over the real `Node`s, four
 //!   3-node scenarios for `KEEL_MC_SECS` (default 15) seconds each; the 5-node

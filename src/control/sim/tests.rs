@@ -7,7 +7,7 @@ fn seeds() -> u64 {
     std::env::var("KEEL_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(600)
+        .unwrap_or(500)
 }
 
 fn sweep(name: &str, make: impl Fn(u64) -> SimConfig + Sync) {

@@ -115,6 +115,7 @@ fn main() {
     let mut pauses = 0u64;
     let mut split = 0u64;
     let mut loser = 0u64;
+    let mut refused = 0u64;
     let mut per_nemesis: Vec<(Nemesis, u64, u64, u64)> = Vec::new();
     for nemesis in &nemeses {
         let (mut n_runs, mut n_fail, mut n_elections) = (0, 0, 0);
@@ -141,6 +142,7 @@ fn main() {
                             pauses += r.write_pauses;
                             split += r.split_brain_elections;
                             loser += r.loser_merges;
+                            refused += r.hlc_refused;
                             if matches!(nemesis, Nemesis::CrashPrimary | Nemesis::ZoneOutage) {
                                 fo.extend(r.failover);
                                 fo_by_layout[li].1.extend(r.failover.map(|f| f.total()));
@@ -200,6 +202,7 @@ fn main() {
     println!("false failovers (elections under Calm, ShortPauses, Flapping): {false_failovers}");
     println!("elections started by the split-brain check: {split}");
     println!("merges asked by an open primary of a diverged member: {loser}");
+    println!("remote HLCs refused for drift: {refused}");
     println!("safety-check write pauses: {pauses}; strong acks outside the guarantee (every holder down): {unprotected}");
     if failures > 0 {
         std::process::exit(1);

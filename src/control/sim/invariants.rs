@@ -8,6 +8,7 @@
 //! | I4 | no failover election starts while an open primary is healthy and reachable by a majority | every failover election |
 //! | I5 | with a healthy majority holding every acknowledged write, some member of it is an open primary within [`SimConfig::liveness_bound`] of the last fault change | every 10 ms |
 //! | I6 | after the final heal all replicas converge (same logs, one primary) within the heal phase, and no acknowledged write is lost | every 10 ms after heal; end |
+//! | I7 | a new write's HLC orders after every write its node holds, under clock offsets of up to 5 s and ±2% rate drift | every write |
 //!
 //! A *survivor* of a winner is a member that is running, connected to the winner,
 //! and was not crashed, paused or restarted, and whose link to the winner did not

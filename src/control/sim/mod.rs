@@ -49,6 +49,8 @@ pub struct SimConfig {
     /// Nodes' timers tick this often (ms).
     pub tick_every: u64,
     pub max_clock_offset: u64,
+    /// HLC drift bound: a remote HLC further ahead than this is refused.
+    pub max_clock_drift: u64,
     /// Clock-rate drift bound, parts per million.
     pub max_drift_ppm: u64,
     /// I5: a healthy majority has an open primary within this long (ms).
@@ -82,6 +84,7 @@ impl SimConfig {
             repl_every: 20,
             tick_every: 10,
             max_clock_offset: 5_000,
+            max_clock_drift: 10_000,
             max_drift_ppm: 20_000,
             liveness_bound: 5_000,
             trace: false,
@@ -122,6 +125,8 @@ pub struct Report {
     pub split_brain_elections: u64,
     /// Merges an open primary asked of a member on a diverged history.
     pub loser_merges: u64,
+    /// Remote HLCs refused for running more than `max_clock_drift` ahead.
+    pub hlc_refused: u64,
     pub failover: Option<FailoverTimes>,
     /// Time from each return to a fault-free world to convergence (ms).
     pub heals: Vec<u64>,

@@ -19,6 +19,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
+use keel_shards::hlc::{Hlc, HlcClock};
+
 use super::super::messages::{Action, Input, Message, Output, Reason};
 use super::super::node::Role;
 use super::super::rng::SeededRng;
@@ -86,6 +88,12 @@ pub struct SimNode {
     known: BTreeMap<NodeId, Vec<u64>>,
     /// Last time this node crashed, restarted, paused or resumed.
     pub disturbed_at: u64,
+    /// The node's hybrid logical clock, driven by its own (skewed) clock.
+    hlc: HlcClock,
+    /// Largest HLC among the writes this node holds.
+    hlc_held: Hlc,
+    /// Per shard: (length, last id) of the log when its HLCs were last folded in.
+    hlc_scanned: Vec<(usize, u64)>,
 }
 
 impl SimNode {
@@ -120,6 +128,8 @@ pub struct World {
     /// Every write acknowledged to a client.
     pub acked: HashSet<u64>,
     pub strong_acked: HashSet<u64>,
+    /// The HLC each write was given, indexed by write id.
+    write_hlc: Vec<Hlc>,
     pub checker: Checker,
     pub report: Report,
     trace: Vec<String>,
@@ -189,6 +199,9 @@ impl World {
                     pending: Vec::new(),
                     commit: vec![0; cfg.shards],
                     known: BTreeMap::new(),
+                    hlc: HlcClock::new(cfg.max_clock_drift),
+                    hlc_held: Hlc::ZERO,
+                    hlc_scanned: vec![(0, 0); cfg.shards],
                     disturbed_at: 0,
                 }
             })
@@ -217,6 +230,7 @@ impl World {
             next_id: 1,
             acked: HashSet::new(),
             strong_acked: HashSet::new(),
+            write_hlc: vec![Hlc::ZERO],
             report: Report::default(),
             trace: Vec::new(),
         }
@@ -462,7 +476,33 @@ impl World {
         self.carry_out(i, out)
     }
 
+    /// Folds the HLCs of writes node `i` gained into its clock, as a replica does
+    /// for every record it applies; counts remote HLCs refused for drift.
+    fn fold_hlcs(&mut self, i: usize) {
+        let now = self.local(i);
+        for shard in 0..self.cfg.shards {
+            let log = self.nodes[i].logs[shard].clone();
+            let (len, last) = self.nodes[i].hlc_scanned[shard];
+            let same_prefix = len <= log.len() && (len == 0 || log[len - 1] == last);
+            let from = if same_prefix { len } else { 0 };
+            for id in &log[from..] {
+                let h = self
+                    .write_hlc
+                    .get(*id as usize)
+                    .copied()
+                    .unwrap_or(Hlc::ZERO);
+                let s = &mut self.nodes[i];
+                match s.hlc.update(h, now) {
+                    Ok(()) => s.hlc_held = s.hlc_held.max(h),
+                    Err(_) => self.report.hlc_refused += 1,
+                }
+            }
+            self.nodes[i].hlc_scanned[shard] = (log.len(), log.last().copied().unwrap_or(0));
+        }
+    }
+
     fn feed_progress(&mut self, i: usize) -> Result<(), String> {
+        self.fold_hlcs(i);
         let p = self.nodes[i].progress();
         if &p != self.nodes[i].node.progress() {
             self.feed(i, Input::Progress(p))?;
@@ -528,7 +568,20 @@ impl World {
             let id = self.next_id;
             self.next_id += 1;
             let shard = self.rng.range(0, self.cfg.shards as u64 - 1) as usize;
+            self.fold_hlcs(i);
             let s = &mut self.nodes[i];
+            // I7: a write orders after every write its node holds (LWW merge must
+            // never let an older write beat a newer one), whatever the clock skew.
+            let h = s.hlc.now(now).map_err(|e| format!("I7: n{i} HLC: {e}"))?;
+            if h <= s.hlc_held {
+                return Err(format!(
+                    "I7: n{i} issued HLC {h:?} not after held {:?}",
+                    s.hlc_held
+                ));
+            }
+            s.hlc_held = h;
+            self.write_hlc.push(h);
+            debug_assert_eq!(self.write_hlc.len() as u64, id + 1);
             Rc::make_mut(&mut s.logs[shard]).push(id);
             let seq = s.logs[shard].len() as u64;
             if self.cfg.strong {

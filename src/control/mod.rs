@@ -47,6 +47,23 @@
 //! commit point covering it (the simulator's data layer does this), so every later
 //! majority contains a voter that refuses a candidate missing it.
 
+//!
+//! # Where this refines `ARCHITECTURE.md` §5
+//! - Elections use a pre-vote and Raft's "adopt any higher term" rule, so a member
+//!   that was cut off cannot bump terms and disrupt a healthy primary on return.
+//! - A primary that hears a higher term steps down at once; two primaries that hear
+//!   each other therefore resolve in one ping. The split-brain check remains for
+//!   views only a third member can compare. Either way the loser's records since
+//!   the fork point reach the winner: the winner asks for them
+//!   ([`Action::MergeFrom`]) in its catch-up or as soon as it sees a member on a
+//!   diverged history, and the loser offers them before it resyncs.
+//! - Requirements this puts on the replication layer (the simulator models them):
+//!   a backup applies a stream only from the member it believes is primary; a
+//!   backup whose log is not a prefix of its primary's offers its extra records for
+//!   merge before resyncing; a strong-mode write is acknowledged only once a
+//!   majority of voters know a commit point covering it (the stream and the pings
+//!   carry commit points); a history id is kept per shard.
+
 pub mod detector;
 pub mod election;
 pub mod messages;

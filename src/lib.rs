@@ -26,6 +26,9 @@
 //! - [`multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
 //! - [`pubsub`]: subscriptions per executor, PUBLISH to every executor.
 //! - [`blocking`]: BLPOP and friends: waiters per key, served in order.
+//! - [`control`]: the HA control plane as pure state machines (failure
+//!   detection, election, safety check, split brain) and its seeded
+//!   simulator; not yet driven by the network.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
@@ -35,6 +38,7 @@ pub mod cmd;
 pub mod command;
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod info;
 pub mod local;
 pub mod multi;

@@ -12,6 +12,7 @@
 //!   set is an order-statistic treap plus a member → score table).
 //! - [`packed`]: the byte-packed records of small hashes and sorted sets.
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
+//! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
@@ -22,6 +23,7 @@ pub mod glob;
 pub mod hash;
 pub mod hlc;
 pub mod list;
+pub mod merge;
 pub mod packed;
 pub mod set;
 pub mod shard;

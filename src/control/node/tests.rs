@@ -1,0 +1,218 @@
+//! Transcript tests for one member and a tiny in-process network: each test names
+//! the rule it checks.
+
+use super::*;
+use crate::control::{Cluster, Config, Member};
+
+fn cluster(n: u32) -> Cluster {
+    Cluster {
+        members: (0..n)
+            .map(|id| Member {
+                id,
+                zone: (id % 3) as u16,
+                voter: true,
+                holds_data: true,
+            })
+            .collect(),
+        shards: 2,
+    }
+}
+
+/// Nodes wired by instant delivery; `cut` holds node pairs that cannot talk.
+struct Bench {
+    nodes: Vec<Node>,
+    up: Vec<bool>,
+    cut: Vec<(NodeId, NodeId)>,
+    now: Millis,
+    actions: Vec<(NodeId, Action)>,
+}
+
+impl Bench {
+    fn new(n: u32) -> Bench {
+        let c = cluster(n);
+        Bench {
+            nodes: (0..n)
+                .map(|id| Node::new(id, c.clone(), Config::default(), 1, 0, 1, Some(0)))
+                .collect(),
+            up: vec![true; n as usize],
+            cut: Vec::new(),
+            now: 0,
+            actions: Vec::new(),
+        }
+    }
+
+    fn set_seqs(&mut self, id: usize, seqs: &[u64]) {
+        let p = Progress {
+            history: 1,
+            seqs: seqs.to_vec(),
+        };
+        let out = self.nodes[id].handle(self.now, Input::Progress(p));
+        self.carry(id, out);
+    }
+
+    fn linked(&self, a: NodeId, b: NodeId) -> bool {
+        self.up[a as usize] && self.up[b as usize] && !self.cut.contains(&(a.min(b), a.max(b)))
+    }
+
+    fn carry(&mut self, from: usize, out: Output) {
+        let mut queue = vec![(from, out)];
+        while let Some((i, out)) = queue.pop() {
+            for a in out.actions {
+                if let Action::Pull {
+                    shard,
+                    from: src,
+                    up_to,
+                } = &a
+                {
+                    // Pulls complete at once in this bench.
+                    let mut p = self.nodes[i].progress().clone();
+                    p.seqs[*shard] =
+                        (*up_to).min(self.nodes[*src as usize].progress().seqs[*shard]);
+                    let o = self.nodes[i].handle(self.now, Input::Progress(p));
+                    queue.push((i, o));
+                }
+                self.actions.push((i as NodeId, a));
+            }
+            for e in out.sends {
+                if self.linked(i as NodeId, e.to) {
+                    let o = self.nodes[e.to as usize].handle(
+                        self.now,
+                        Input::Receive {
+                            from: i as NodeId,
+                            msg: e.msg,
+                        },
+                    );
+                    queue.push((e.to as usize, o));
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += 10;
+            for i in 0..self.nodes.len() {
+                if self.up[i] {
+                    let out = self.nodes[i].handle(self.now, Input::Tick);
+                    self.carry(i, out);
+                }
+            }
+        }
+    }
+
+    fn opened(&self) -> Vec<(NodeId, Term)> {
+        self.actions
+            .iter()
+            .filter_map(|(n, a)| match a {
+                Action::OpenForWrites { term } => Some((*n, *term)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn the_best_survivor_is_elected_after_the_primary_crashes() {
+    let mut b = Bench::new(3);
+    b.set_seqs(0, &[5, 5]);
+    b.set_seqs(1, &[5, 4]);
+    b.set_seqs(2, &[5, 5]);
+    b.run(500);
+    b.up[0] = false;
+    b.run(3000);
+    assert_eq!(b.opened(), vec![(2, 2)]);
+    assert!(b.nodes[1].primary() == Some(2));
+}
+
+#[test]
+fn the_winner_pulls_what_it_lacks_before_opening() {
+    let mut b = Bench::new(3);
+    // Node 1 has the most in total, node 2 is ahead on shard 1.
+    b.set_seqs(1, &[9, 3]);
+    b.set_seqs(2, &[2, 4]);
+    b.run(500);
+    b.up[0] = false;
+    b.run(3000);
+    assert_eq!(b.opened(), vec![(1, 2)]);
+    assert_eq!(b.nodes[1].progress().seqs, vec![9, 4]);
+    let pulled = b.actions.iter().any(|(n, a)| {
+        *n == 1
+            && *a
+                == Action::Pull {
+                    shard: 1,
+                    from: 2,
+                    up_to: 4,
+                }
+    });
+    assert!(pulled);
+}
+
+#[test]
+fn a_cut_off_member_never_bumps_the_term() {
+    let mut b = Bench::new(3);
+    b.cut = vec![(0, 2), (1, 2)];
+    b.run(5000);
+    // Node 2 suspects everyone but cannot win a pre-vote, so the term stays.
+    assert_eq!(b.nodes[2].term(), 1);
+    b.cut.clear();
+    b.run(1000);
+    assert!(b
+        .actions
+        .iter()
+        .all(|(_, a)| !matches!(a, Action::StartElection { .. })));
+    assert_eq!(b.nodes[0].open_term(), Some(1));
+}
+
+#[test]
+fn one_flapping_link_to_the_primary_is_not_a_failure() {
+    let mut b = Bench::new(3);
+    b.cut = vec![(0, 1)];
+    b.run(5000);
+    assert!(b
+        .actions
+        .iter()
+        .all(|(_, a)| !matches!(a, Action::Failed { node: 0 })));
+    assert_eq!(b.opened(), vec![]);
+}
+
+#[test]
+fn a_cut_off_primary_steps_down_when_it_hears_the_new_term() {
+    let mut b = Bench::new(3);
+    b.cut = vec![(0, 1), (0, 2)];
+    b.run(3000);
+    assert_eq!(b.opened().len(), 1);
+    assert_eq!(
+        b.nodes[0].open_term(),
+        Some(1),
+        "minority primary stays open"
+    );
+    assert!(!b.nodes[0].can_accept_strong(b.now), "but holds no lease");
+    b.cut.clear();
+    b.run(500);
+    assert_eq!(b.nodes[0].open_term(), None);
+    assert_eq!(b.nodes[0].primary(), b.opened().first().map(|(n, _)| *n));
+}
+
+#[test]
+fn no_eligible_replica_pauses_writes_and_a_forced_failover_is_logged() {
+    let mut b = Bench::new(3);
+    b.set_seqs(0, &[10, 10]);
+    let out = b.nodes[0].handle(b.now, Input::Commit(vec![10, 10]));
+    b.carry(0, out);
+    b.set_seqs(1, &[8, 10]);
+    b.set_seqs(2, &[10, 7]);
+    b.run(500);
+    b.up[0] = false;
+    b.run(4000);
+    assert_eq!(b.opened(), vec![], "nobody holds the commit point");
+    assert!(b.nodes[1].writes_paused() || b.nodes[2].writes_paused());
+    let out = b.nodes[1].handle(b.now, Input::ForceFailover);
+    b.carry(1, out);
+    b.run(1000);
+    assert!(b
+        .actions
+        .iter()
+        .any(|(n, a)| *n == 1 && matches!(a, Action::ForcedFailover { .. })));
+    assert_eq!(b.opened().first().map(|(n, _)| *n), Some(1));
+}

@@ -1,5 +1,5 @@
 //! Long soak of the control-plane simulator, and the source of the figures in
-//! `bench/CONTROL_PLANE.md`.
+//! the control-plane section of `bench/RESULTS.md`.
 //!
 //! ```text
 //! cargo run --release --example sim_soak -- --seeds 2000

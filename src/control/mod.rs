@@ -30,7 +30,7 @@
 //!   3-node scenarios for `KEEL_MC_SECS` (default 15) seconds each; the 5-node
 //!   check is `--ignored`.
 //! - `cargo run --release --example sim_soak -- --seeds N`: the long soak and the
-//!   figures in `bench/CONTROL_PLANE.md`; `--replay SEED --nodes N --nemesis NAME
+//!   figures in the control-plane section of `bench/RESULTS.md`; `--replay SEED --nodes N --nemesis NAME
 //!   [--strong]` replays one run with its event trace.
 //!
 //! # Safety argument in one paragraph

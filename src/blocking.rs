@@ -325,35 +325,39 @@ fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
             )
         }
         "blmpop" => {
-            let timeout = timeout_arg(a[1])?;
+            // Redis's order: numkeys, direction, options, then the timeout.
             let numkeys =
                 int_arg(a[2]).map_err(|_| CmdError::other("numkeys should be greater than 0"))?;
             if numkeys <= 0 {
                 return Err(CmdError::other("numkeys should be greater than 0"));
             }
-            let n = numkeys as usize;
-            if a.len() < 3 + n + 1 {
+            let n = usize::try_from(numkeys).unwrap_or(usize::MAX);
+            if a.len().saturating_sub(4) < n {
                 return Err(CmdError::Syntax);
             }
             let keys = a[3..3 + n].iter().map(|k| k.to_vec()).collect();
             let left = direction(a[3 + n])? == "left";
-            let mut count = 1;
-            let rest = &a[4 + n..];
-            match rest {
-                [] => {}
-                [c, v] if is(c, "count") => {
-                    count = int_arg(v)
-                        .map_err(|_| CmdError::other("count should be greater than 0"))?;
-                    if count <= 0 {
-                        return Err(CmdError::other("count should be greater than 0"));
-                    }
+            let mut count = None;
+            let mut j = 4 + n;
+            while j < a.len() {
+                if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
+                    let c = int_arg(a[j + 1])
+                        .ok()
+                        .filter(|c| *c > 0)
+                        .ok_or_else(|| CmdError::other("count should be greater than 0"))?;
+                    count = Some(c);
+                    j += 2;
+                } else {
+                    return Err(CmdError::Syntax);
                 }
-                _ => return Err(CmdError::Syntax),
             }
             (
                 keys,
-                timeout,
-                BlockOp::MPop { left, count },
+                timeout_arg(a[1])?,
+                BlockOp::MPop {
+                    left,
+                    count: count.unwrap_or(1),
+                },
                 Reply::NilArray,
             )
         }
@@ -412,9 +416,13 @@ pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         return Start::Done(Ok(r));
     }
     if conn.tx.is_some() {
-        // Inside EXEC nothing blocks: an empty answer at once.
+        // Inside EXEC nothing blocks: an empty answer at once (a nil bulk
+        // for BLMOVE / BRPOPLPUSH, as Redis's addReplyNull).
         claim.store(true, Ordering::SeqCst);
         cancel_all(conn, &claim, registered).await;
+        if matches!(op, BlockOp::Move { .. }) {
+            return Start::Done(Ok(Reply::Nil));
+        }
         return Start::Done(Ok(timeout_reply));
     }
     Start::Wait(Box::new(Blocked {

@@ -104,7 +104,8 @@ impl Conn {
         };
         if !spec.arity_ok(argv.len()) {
             let e = CmdError::Arity(spec.name.to_string());
-            if spec.name == "exec" && self.multi.take().is_some() {
+            if spec.name == "exec" {
+                self.multi = None;
                 // A rejected EXEC ends the transaction, naming the reason.
                 let why = e.to_string();
                 let why = why.strip_prefix("ERR ").unwrap_or(&why);

@@ -5,7 +5,7 @@ use keel_shards::hash::FieldRef;
 use keel_shards::{Hash, Shard};
 
 use super::error::{CmdError, CmdResult};
-use super::{distinct_items, is, rand_count, read, scan_args, scan_reply, write, Ctx, Rng};
+use super::{distinct_items, is, rand_count, read, scan_prelude, scan_reply, write, Ctx, Rng};
 use crate::numbers::{incr_by_float, int_arg, parse_i64};
 use crate::reply::Reply;
 
@@ -140,7 +140,7 @@ pub fn hincrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 pub fn hincrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     // Check the increment first: a bad one is "not a valid float", not
     // "hash value is not a float".
-    crate::numbers::float_arg(a[3])?;
+    crate::numbers::ld_incr_arg(a[3])?;
     // An infinite increment is refused before the key is looked at (a long
     // double holds 1e400, so only the words spell infinity here).
     let word = String::from_utf8_lossy(a[3]).to_ascii_lowercase();
@@ -160,16 +160,20 @@ pub fn hincrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn hrandfield(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let with_values = match a.len() {
-        2 | 3 => false,
-        4 if is(a[3], "withvalues") => true,
-        _ => return Err(CmdError::Syntax),
-    };
+    // Redis parses the count before it checks the rest.
     let count = if a.len() > 2 {
         Some(rand_count(a[2])?)
     } else {
         None
     };
+    let with_values = match a.len() {
+        2 | 3 => false,
+        4 if is(a[3], "withvalues") => true,
+        _ => return Err(CmdError::Syntax),
+    };
+    if with_values && count.is_some_and(|n| n.unsigned_abs() > i64::MAX as u64 / 2) {
+        return Err(CmdError::other("value is out of range"));
+    }
     let mut rng = Rng::new(s);
     let picks = read(s, ctx, a[1], |h: &Hash| {
         let pick = |r: u64| h.sample(r).map(|(k, f)| (k.to_vec(), f.value.to_vec()));
@@ -209,7 +213,9 @@ pub fn hrandfield(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn hscan(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let o = scan_args(&a[2..])?;
+    let Some(o) = scan_prelude::<Hash>(s, ctx, a)? else {
+        return Ok(scan_reply(0, vec![]));
+    };
     let r = read(s, ctx, a[1], |h: &Hash| {
         let mut items = Vec::new();
         let next = h.scan(o.cursor, o.count, |k, f| {

@@ -6,7 +6,6 @@
 use keel_shards::{List, Shard};
 
 use super::error::{CmdError, CmdResult};
-use super::sets::numkeys;
 use super::{is, read, write, Ctx};
 use crate::numbers::int_arg;
 use crate::reply::Reply;
@@ -92,7 +91,12 @@ fn pop_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], end: End) -> CmdResult {
                 .ok_or_else(|| CmdError::other("value is out of range, must be positive"))?;
             Some(n as usize)
         }
-        _ => return Err(CmdError::Syntax),
+        // Redis answers more than one count with the arity error.
+        _ => {
+            return Err(CmdError::Arity(
+                String::from_utf8_lossy(a[0]).to_ascii_lowercase(),
+            ))
+        }
     };
     let popped = pop_n(s, ctx, a[1], end, count.unwrap_or(1))?;
     Ok(match (count, popped) {
@@ -155,16 +159,18 @@ pub fn lrange(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn lindex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let i = int_arg(a[2])?;
+    // Redis checks the key before it parses the index.
     let r = read(s, ctx, a[1], |l: &List| {
-        index(i, l.len()).and_then(|i| l.get(i)).cloned()
+        let i = int_arg(a[2])?;
+        Ok::<_, CmdError>(index(i, l.len()).and_then(|i| l.get(i)).cloned())
     })?;
-    Ok(r.flatten().map_or(Reply::Nil, Reply::Bulk))
+    Ok(r.transpose()?.flatten().map_or(Reply::Nil, Reply::Bulk))
 }
 
 pub fn lset(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let i = int_arg(a[2])?;
+    // Redis checks the key before it parses the index.
     let r = write(s, ctx, a[1], false, |l: &mut List, _| {
+        let i = int_arg(a[2])?;
         let i = index(i, l.len()).ok_or_else(|| CmdError::other("index out of range"))?;
         l.set(i, a[3].to_vec());
         Ok(((), true))
@@ -348,17 +354,32 @@ pub fn rpoplpush(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn lmpop(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let (keys, i) = numkeys(a, 1)?;
-    let end = end_arg(a.get(i).copied().ok_or(CmdError::Syntax)?)?;
-    let count = match &a[i + 1..] {
-        [] => 1,
-        [c, n] if is(c, "count") => match int_arg(n) {
-            Ok(n) if n > 0 => n as usize,
-            _ => return Err(CmdError::other("count should be greater than 0")),
-        },
-        _ => return Err(CmdError::Syntax),
+    // Redis's order: numkeys, the direction (a syntax error when there are
+    // fewer arguments than keys), then the options one by one.
+    let n = match int_arg(a[1]) {
+        Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => return Err(CmdError::other("numkeys should be greater than 0")),
     };
-    for k in keys {
+    if a.len().saturating_sub(3) < n {
+        return Err(CmdError::Syntax);
+    }
+    let keys = &a[2..2 + n];
+    let end = end_arg(a[2 + n])?;
+    let mut count = None;
+    let mut j = 3 + n;
+    while j < a.len() {
+        if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
+            count = Some(match int_arg(a[j + 1]) {
+                Ok(n) if n > 0 => n as usize,
+                _ => return Err(CmdError::other("count should be greater than 0")),
+            });
+            j += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let count = count.unwrap_or(1);
+    for &k in keys {
         if let Some(p) = pop_n(s, ctx, k, end, count)? {
             if !p.is_empty() {
                 return Ok(Reply::Array(vec![Reply::bulk(k), Reply::bulks(p)]));

@@ -104,17 +104,35 @@ pub struct ScanArgs {
     pub count: usize,
 }
 
-/// Parses `cursor [MATCH pattern] [COUNT count]` as Redis does.
-pub fn scan_args(a: &[&[u8]]) -> Result<ScanArgs, CmdError> {
-    // Redis reads the cursor with strtoul: "-1" wraps around.
-    let cursor = std::str::from_utf8(a[0])
+/// A SCAN cursor as Redis reads it (strtoul: "-1" wraps around).
+pub fn scan_cursor(arg: &[u8]) -> Result<u64, CmdError> {
+    std::str::from_utf8(arg)
         .ok()
         .and_then(|t| {
             t.parse::<u64>()
                 .ok()
-                .or_else(|| parse_i64(a[0]).map(|n| n as u64))
+                .or_else(|| parse_i64(arg).map(|n| n as u64))
         })
-        .ok_or_else(|| CmdError::other("invalid cursor"))?;
+        .ok_or_else(|| CmdError::other("invalid cursor"))
+}
+
+/// HSCAN, SSCAN and ZSCAN check in Redis's order: the cursor, then the key
+/// (`None`, an empty scan, when it is missing; WRONGTYPE), then the options.
+pub fn scan_prelude<T: Typed>(
+    s: &mut Shard,
+    ctx: &Ctx,
+    a: &[&[u8]],
+) -> Result<Option<ScanArgs>, CmdError> {
+    scan_cursor(a[2])?;
+    if read(s, ctx, a[1], |_: &T| ())?.is_none() {
+        return Ok(None);
+    }
+    scan_args(&a[2..]).map(Some)
+}
+
+/// Parses `cursor [MATCH pattern] [COUNT count]` as Redis does.
+pub fn scan_args(a: &[&[u8]]) -> Result<ScanArgs, CmdError> {
+    let cursor = scan_cursor(a[0])?;
     let mut o = ScanArgs {
         cursor,
         pattern: None,

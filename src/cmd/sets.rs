@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use keel_shards::{Entry, Set, Shard, Value};
 
 use super::error::{CmdError, CmdResult};
-use super::{distinct_items, is, read, scan_args, scan_reply, write, Ctx, Rng};
+use super::{distinct_items, is, read, scan_prelude, scan_reply, write, Ctx, Rng};
 use crate::numbers::int_arg;
 use crate::reply::Reply;
 
@@ -307,10 +307,41 @@ pub fn smove(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::Int(1))
 }
 
+/// Redis's `set-max-intset-entries` default.
+const MAX_INTSET_ENTRIES: usize = 512;
+
+/// A set Redis 7.0 would hold as an intset (every member an integer in
+/// Redis's canonical form, at most [`MAX_INTSET_ENTRIES`] of them): its
+/// members in ascending order. Redis never converts a set back to an intset
+/// once it held another member; keel does not track that history.
+fn intset_members(set: &Set) -> Option<Vec<(i64, &[u8])>> {
+    if set.len() > MAX_INTSET_ENTRIES {
+        return None;
+    }
+    let mut ints = set
+        .iter()
+        .map(|(m, _)| crate::numbers::parse_i64(m).map(|n| (n, m)))
+        .collect::<Option<Vec<_>>>()?;
+    ints.sort_unstable_by_key(|(n, _)| *n);
+    Some(ints)
+}
+
 pub fn sscan(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let o = scan_args(&a[2..])?;
+    let Some(o) = scan_prelude::<Set>(s, ctx, a)? else {
+        return Ok(scan_reply(0, vec![]));
+    };
     let r = read(s, ctx, a[1], |set: &Set| {
         let mut items = Vec::new();
+        if let Some(ints) = intset_members(set) {
+            // Redis 7.0 keeps such a set as an intset, which SSCAN answers
+            // whole, in ascending order, with cursor 0, whatever the cursor.
+            items.extend(
+                ints.into_iter()
+                    .filter(|(_, m)| o.matches(m))
+                    .map(|(_, m)| Reply::bulk(m)),
+            );
+            return scan_reply(0, items);
+        }
         let next = set.scan(o.cursor, o.count, |m| {
             if o.matches(m) {
                 items.push(Reply::bulk(m));

@@ -13,33 +13,16 @@ use keel_shards::{Entry, Shard, Value, ZSet};
 
 use super::error::{CmdError, CmdResult};
 use super::lists::index_range;
-use super::{is, rand_count, read, scan_args, scan_reply, write, Ctx, Rng};
+use super::{is, rand_count, read, scan_prelude, scan_reply, write, Ctx, Rng};
 use crate::numbers::int_arg;
 use crate::reply::Reply;
 use crate::resp::encode::format_double;
 
-/// A score argument as Redis's strtod reads it: no NaN, no overflow to
-/// infinity (only the words `inf`/`infinity` mean infinity). `-0` is `0`.
+/// A score argument as Redis's `getDoubleFromObject` reads it (strtod: hex
+/// floats and `inf` too; no NaN, no overflow). `-0` stays `-0` here; stored
+/// scores are normalized to `0` as Redis's listpack encoding does.
 fn parse_score(s: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(s).ok()?;
-    if text.is_empty() || text.starts_with(|c: char| c.is_ascii_whitespace()) {
-        return None;
-    }
-    let v: f64 = match text.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        t => {
-            let v: f64 = t.parse().ok()?;
-            if v.is_infinite() {
-                return None;
-            }
-            v
-        }
-    };
-    if v.is_nan() {
-        return None;
-    }
-    Some(v + 0.0)
+    crate::numbers::parse_double(s)
 }
 
 fn score_arg(s: &[u8]) -> Result<f64, CmdError> {
@@ -50,11 +33,11 @@ fn score_bound(s: &[u8]) -> Result<ScoreBound, CmdError> {
     let err = || CmdError::other("min or max is not a float");
     match s.strip_prefix(b"(") {
         Some(rest) => Ok(ScoreBound {
-            value: parse_score(rest).ok_or_else(err)?,
+            value: crate::numbers::parse_range_double(rest).ok_or_else(err)?,
             exclusive: true,
         }),
         None => Ok(ScoreBound {
-            value: parse_score(s).ok_or_else(err)?,
+            value: crate::numbers::parse_range_double(s).ok_or_else(err)?,
             exclusive: false,
         }),
     }
@@ -147,7 +130,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                     }
                     last = Some(new);
                     if new != cur {
-                        z.insert(m, new, hlc);
+                        z.insert(m, new + 0.0, hlc);
                         changed += 1;
                     }
                 }
@@ -155,7 +138,7 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                     if xx {
                         continue;
                     }
-                    z.insert(m, score, hlc);
+                    z.insert(m, score + 0.0, hlc);
                     added += 1;
                     last = Some(score);
                 }
@@ -174,11 +157,13 @@ pub fn zadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 pub fn zincrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let by = score_arg(a[2])?;
     let r = write(s, ctx, a[1], true, |z: &mut ZSet, hlc| {
-        let new = z.score(a[3]).unwrap_or(0.0) + by;
+        // A new member's score is the increment itself (so `-0` answers
+        // `-0`), as in Redis.
+        let new = z.score(a[3]).map_or(by, |cur| cur + by);
         if new.is_nan() {
             return Err(CmdError::other("resulting score is not a number (NaN)"));
         }
-        z.insert(a[3], new, hlc);
+        z.insert(a[3], new + 0.0, hlc);
         Ok((new, true))
     })?;
     Ok(r.map_or(Reply::Nil, Reply::Double))
@@ -355,6 +340,9 @@ fn select(z: &ZSet, r: &Range) -> Vec<(Vec<u8>, f64)> {
         By::Score(min, max) => z.score_ranks(*min, *max),
         By::Lex(min, max) => z.lex_ranks(min, max, r.rev),
     };
+    if let (By::Lex(min, max), Some((offset, count))) = (&r.by, r.limit) {
+        return lex_walk(z, (b, e), min, max, r.rev, offset, count);
+    }
     let (b, e) = match r.limit {
         None => (b, e),
         Some(_) if matches!(r.by, By::Rank(..)) => (b, e),
@@ -377,6 +365,72 @@ fn select(z: &ZSet, r: &Range) -> Vec<(Vec<u8>, f64)> {
     z.range(b, e, |s, m| out.push((m.to_vec(), s)));
     if r.rev {
         out.reverse();
+    }
+    out
+}
+
+/// Whether `m` lies below a lex range's minimum.
+fn below_lex_min(min: &LexBound, m: &[u8]) -> bool {
+    match min {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Inclusive(b) => m < b.as_slice(),
+        LexBound::Exclusive(b) => m <= b.as_slice(),
+    }
+}
+
+/// Whether `m` lies within a lex range's maximum.
+fn within_lex_max(max: &LexBound, m: &[u8]) -> bool {
+    match max {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Inclusive(b) => m <= b.as_slice(),
+        LexBound::Exclusive(b) => m < b.as_slice(),
+    }
+}
+
+/// A lex range with LIMIT, walked as Redis walks it: from the first member
+/// in range (backward: the last), skip `offset` members without looking at
+/// them, then take members while they stay within the far bound. This only
+/// differs from slicing the window when scores are not all equal.
+fn lex_walk(
+    z: &ZSet,
+    (b, e): (usize, usize),
+    min: &LexBound,
+    max: &LexBound,
+    rev: bool,
+    offset: i64,
+    count: i64,
+) -> Vec<(Vec<u8>, f64)> {
+    if offset < 0 || b >= e {
+        return vec![];
+    }
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    if rev {
+        let Some(mut p) = (e - 1).checked_sub(offset) else {
+            return out;
+        };
+        while out.len() < count {
+            let Some((sc, m)) = z.nth(p) else { break };
+            if below_lex_min(min, m) {
+                break;
+            }
+            out.push((m.to_vec(), sc));
+            let Some(q) = p.checked_sub(1) else { break };
+            p = q;
+        }
+    } else {
+        let mut p = b.saturating_add(offset);
+        while out.len() < count {
+            let Some((sc, m)) = z.nth(p) else { break };
+            if !within_lex_max(max, m) {
+                break;
+            }
+            out.push((m.to_vec(), sc));
+            p += 1;
+        }
     }
     out
 }
@@ -426,7 +480,7 @@ fn store(s: &mut Shard, ctx: &Ctx, dst: &[u8], items: Vec<(Vec<u8>, f64)>) -> i6
     let hlc = s.hlc_now(ctx.now_ms);
     let mut z = ZSet::default();
     for (m, sc) in &items {
-        z.insert(m, *sc, hlc);
+        z.insert(m, *sc + 0.0, hlc);
     }
     let n = z.len() as i64;
     s.set(ctx.db, dst, Entry::new(Value::ZSet(z), 0), ctx.now_ms);
@@ -520,16 +574,20 @@ pub fn zpopmax(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn zrandmember(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let with_scores = match a.len() {
-        2 | 3 => false,
-        4 if is(a[3], "withscores") => true,
-        _ => return Err(CmdError::Syntax),
-    };
+    // Redis parses the count before it checks the rest.
     let count = if a.len() > 2 {
         Some(rand_count(a[2])?)
     } else {
         None
     };
+    let with_scores = match a.len() {
+        2 | 3 => false,
+        4 if is(a[3], "withscores") => true,
+        _ => return Err(CmdError::Syntax),
+    };
+    if with_scores && count.is_some_and(|n| n.unsigned_abs() > i64::MAX as u64 / 2) {
+        return Err(CmdError::other("value is out of range"));
+    }
     let mut rng = Rng::new(s);
     let picks = read(s, ctx, a[1], |z: &ZSet| {
         let len = z.len();
@@ -614,6 +672,11 @@ fn setop(
         return Err(CmdError::Syntax);
     }
     let keys = &a[at + 1..at + 1 + n];
+    // Redis reads (and type-checks) the inputs before it parses the options.
+    let mut inputs = Vec::with_capacity(n);
+    for k in keys {
+        inputs.push(scored_members(s, ctx, k)?);
+    }
     let mut weights = vec![1.0; n];
     let mut agg = Aggregate::Sum;
     let mut with_scores = false;
@@ -642,10 +705,6 @@ fn setop(
         } else {
             return Err(CmdError::Syntax);
         }
-    }
-    let mut inputs = Vec::with_capacity(n);
-    for k in keys {
-        inputs.push(scored_members(s, ctx, k)?);
     }
     let weigh = |sc: f64, w: f64| {
         let v = sc * w;
@@ -758,7 +817,9 @@ pub fn zdiffstore(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 }
 
 pub fn zscan(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let o = scan_args(&a[2..])?;
+    let Some(o) = scan_prelude::<ZSet>(s, ctx, a)? else {
+        return Ok(scan_reply(0, vec![]));
+    };
     let r = read(s, ctx, a[1], |z: &ZSet| {
         let mut items = Vec::new();
         let next = z.scan(o.cursor, o.count, |m, sc| {

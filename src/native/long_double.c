@@ -56,3 +56,30 @@ int keel_ld_valid(const char *a, size_t alen) {
     long double x;
     return parse_ld(a, alen, &x);
 }
+
+/* Validates an increment as Redis's HINCRBYFLOAT does: 0 if valid and
+ * finite, -1 if not a float, -3 if infinite. */
+int keel_ld_check(const char *a, size_t alen) {
+    long double x;
+    if (parse_ld(a, alen, &x) != 0) return -1;
+    if (isinf(x)) return -3;
+    return 0;
+}
+
+/* C's strtod over the bytes of `s` up to its first NUL, as Redis calls it on
+ * an sds. Stores the value and whether errno was ERANGE; returns how many
+ * bytes were consumed, or -1 if out of memory. */
+long keel_strtod(const char *s, size_t len, double *out, int *erange) {
+    char small[128];
+    char *buf = len < sizeof(small) ? small : malloc(len + 1);
+    if (buf == NULL) return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    *out = strtod(buf, &end);
+    *erange = errno == ERANGE;
+    long n = (long)(end - buf);
+    if (buf != small) free(buf);
+    return n;
+}

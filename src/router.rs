@@ -257,18 +257,9 @@ impl Router {
         let mut shards: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
         shards.sort_unstable();
         shards.dedup();
-        let tx = match outer {
-            Some(tx) => tx,
-            None => {
-                let tx = self.new_tx();
-                self.begin(tx, &shards).await?;
-                tx
-            }
-        };
+        let tx = self.enter(outer, &shards).await?;
         let result = self.gather_run_scatter(tx, f, ctx, args, &keys).await;
-        if outer.is_none() {
-            self.end(tx, &shards);
-        }
+        self.leave(outer, tx, &shards);
         result
     }
 
@@ -357,6 +348,24 @@ impl Router {
         Ok(())
     }
 
+    /// The transaction to run a multi-shard command in: the caller's (inside
+    /// EXEC, shards already locked), or a new one that locks `shards`.
+    async fn enter(&self, outer: Option<TxId>, shards: &[usize]) -> Result<TxId, CmdError> {
+        if let Some(tx) = outer {
+            return Ok(tx);
+        }
+        let tx = self.new_tx();
+        self.begin(tx, shards).await?;
+        Ok(tx)
+    }
+
+    /// Unlocks what [`Router::enter`] locked (nothing for the caller's tx).
+    fn leave(&self, outer: Option<TxId>, tx: TxId, shards: &[usize]) {
+        if outer.is_none() {
+            self.end(tx, shards);
+        }
+    }
+
     pub fn end(&self, tx: TxId, shards: &[usize]) {
         let mut executors: Vec<usize> = shards.iter().map(|&s| self.executor_of(s)).collect();
         executors.dedup();
@@ -385,14 +394,7 @@ impl Router {
         let mut shards = self.shards_of(spec, args);
         shards.sort_unstable();
         shards.dedup();
-        let tx = match outer {
-            Some(tx) => tx,
-            None => {
-                let tx = self.new_tx();
-                self.begin(tx, &shards).await?;
-                tx
-            }
-        };
+        let tx = self.enter(outer, &shards).await?;
         let result = if split == Split::Move {
             self.run_move(tx, ctx, args).await
         } else {
@@ -420,9 +422,7 @@ impl Router {
             )
             .await
         };
-        if outer.is_none() {
-            self.end(tx, &shards);
-        }
+        self.leave(outer, tx, &shards);
         result
     }
 

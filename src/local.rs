@@ -149,19 +149,22 @@ impl LocalShards {
     /// Handles one message from another executor.
     pub fn handle(&self, msg: Msg) {
         match msg {
-            Msg::Run { tx, shards, work } => {
-                let runnable = self.free_for(&self.locks.borrow(), &shards, tx);
-                if runnable {
-                    work(self);
-                } else {
-                    self.locks
-                        .borrow_mut()
-                        .waiting
-                        .push_back(Waiting::Run { shards, work });
-                }
-            }
+            Msg::Run { tx, shards, work } => self.run_or_queue(tx, shards, work),
             Msg::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),
             Msg::Unlock { tx } => self.unlock(tx),
+        }
+    }
+
+    /// Runs `work` now if `shards` are free for `tx`, else queues it.
+    fn run_or_queue(&self, tx: Option<TxId>, shards: Vec<usize>, work: Work) {
+        let runnable = self.free_for(&self.locks.borrow(), &shards, tx);
+        if runnable {
+            work(self);
+        } else {
+            self.locks
+                .borrow_mut()
+                .waiting
+                .push_back(Waiting::Run { shards, work });
         }
     }
 
@@ -201,16 +204,7 @@ impl LocalShards {
         };
         for w in pending {
             match w {
-                Waiting::Run { shards, work } => {
-                    if self.is_free(&shards) {
-                        work(self);
-                    } else {
-                        self.locks
-                            .borrow_mut()
-                            .waiting
-                            .push_back(Waiting::Run { shards, work });
-                    }
-                }
+                Waiting::Run { shards, work } => self.run_or_queue(None, shards, work),
                 Waiting::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),
                 Waiting::Wake(w) => {
                     let _ = w.send(());

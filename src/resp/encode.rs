@@ -54,6 +54,14 @@ pub fn format_double(d: f64) -> String {
     }
 }
 
+/// An aggregate: its type byte and length, then each item.
+fn push_items(out: &mut Vec<u8>, prefix: u8, items: &[Reply], proto: Protocol) {
+    push_int(out, prefix, items.len() as i64);
+    for r in items {
+        encode(r, proto, out);
+    }
+}
+
 fn push_error(out: &mut Vec<u8>, e: &[u8]) {
     out.push(b'-');
     // An error is one line: a newline inside would desync the client.
@@ -81,18 +89,8 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
         Reply::NilArray if v3 => out.extend_from_slice(b"_\r\n"),
         Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
-        Reply::Array(items) => {
-            push_int(out, b'*', items.len() as i64);
-            for r in items {
-                encode(r, proto, out);
-            }
-        }
-        Reply::Push(items) => {
-            push_int(out, if v3 { b'>' } else { b'*' }, items.len() as i64);
-            for r in items {
-                encode(r, proto, out);
-            }
-        }
+        Reply::Array(items) => push_items(out, b'*', items, proto),
+        Reply::Push(items) => push_items(out, if v3 { b'>' } else { b'*' }, items, proto),
         Reply::Pairs(pairs) => {
             if v3 {
                 push_int(out, b'*', pairs.len() as i64);
@@ -107,12 +105,7 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
                 encode(v, proto, out);
             }
         }
-        Reply::Set(items) => {
-            push_int(out, if v3 { b'~' } else { b'*' }, items.len() as i64);
-            for r in items {
-                encode(r, proto, out);
-            }
-        }
+        Reply::Set(items) => push_items(out, if v3 { b'~' } else { b'*' }, items, proto),
         Reply::Map(pairs) => {
             if v3 {
                 push_int(out, b'%', pairs.len() as i64);

@@ -12,17 +12,7 @@ use crate::conn::Conn;
 use crate::reply::Reply;
 use crate::state::now_ms;
 
-const DEFAULT: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "keyspace",
-    "shards",
-];
+/// Every section, in print order; the default set is all but commandstats.
 const ALL: &[&str] = &[
     "server",
     "clients",
@@ -83,7 +73,10 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
         .map(|s| String::from_utf8_lossy(s).to_lowercase())
         .collect();
     let sections: Vec<&str> = if asked.is_empty() || asked.iter().any(|s| s == "default") {
-        DEFAULT.to_vec()
+        ALL.iter()
+            .copied()
+            .filter(|s| *s != "commandstats")
+            .collect()
     } else if asked.iter().any(|s| s == "all" || s == "everything") {
         ALL.to_vec()
     } else {

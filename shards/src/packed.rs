@@ -166,6 +166,19 @@ pub fn get_score(buf: &[u8], pos: &mut usize) -> f64 {
 mod tests {
     use super::*;
 
+    const SCORES: [f64; 10] = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        1.5,
+        1e300,
+        -9007199254740991.0,
+        9007199254740992.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+
     #[test]
     fn round_trips() {
         let mut buf = Vec::new();
@@ -174,18 +187,7 @@ mod tests {
         put_u64(&mut buf, u64::MAX - 3);
         put_bytes(&mut buf, &long);
         put_bytes(&mut buf, b"");
-        for sc in [
-            0.0,
-            -0.0,
-            1.0,
-            -1.0,
-            1.5,
-            1e300,
-            -9007199254740991.0,
-            9007199254740992.0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        ] {
+        for sc in SCORES {
             put_score(&mut buf, sc);
         }
         put_hlc(&mut buf, Hlc::new(5, 0), Hlc::new(900, 3));
@@ -194,18 +196,7 @@ mod tests {
         assert_eq!(get_u64(&buf, &mut pos), u64::MAX - 3);
         assert_eq!(get_bytes(&buf, &mut pos), &long[..]);
         assert_eq!(get_bytes(&buf, &mut pos), b"");
-        for sc in [
-            0.0,
-            -0.0,
-            1.0,
-            -1.0,
-            1.5,
-            1e300,
-            -9007199254740991.0,
-            9007199254740992.0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        ] {
+        for sc in SCORES {
             let got = get_score(&buf, &mut pos);
             assert_eq!(got.to_bits(), sc.to_bits(), "{sc}");
         }

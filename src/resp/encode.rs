@@ -62,6 +62,30 @@ fn push_items(out: &mut Vec<u8>, prefix: u8, items: &[Reply], proto: Protocol) {
     }
 }
 
+/// Key-value pairs: a map or array header (pairs counted once in RESP3,
+/// flattened in RESP2), each pair wrapped in `*2` when `nested`.
+fn push_pairs(
+    out: &mut Vec<u8>,
+    prefix: u8,
+    pairs: &[(Reply, Reply)],
+    proto: Protocol,
+    nested: bool,
+) {
+    let v3 = proto == Protocol::Resp3;
+    push_int(
+        out,
+        prefix,
+        if v3 { pairs.len() } else { 2 * pairs.len() } as i64,
+    );
+    for (k, v) in pairs {
+        if nested {
+            out.extend_from_slice(b"*2\r\n");
+        }
+        encode(k, proto, out);
+        encode(v, proto, out);
+    }
+}
+
 fn push_error(out: &mut Vec<u8>, e: &[u8]) {
     out.push(b'-');
     // An error is one line: a newline inside would desync the client.
@@ -92,31 +116,11 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::Array(items) => push_items(out, b'*', items, proto),
         Reply::Push(items) => push_items(out, if v3 { b'>' } else { b'*' }, items, proto),
         Reply::Pairs(pairs) => {
-            if v3 {
-                push_int(out, b'*', pairs.len() as i64);
-            } else {
-                push_int(out, b'*', 2 * pairs.len() as i64);
-            }
-            for (k, v) in pairs {
-                if v3 {
-                    out.extend_from_slice(b"*2\r\n");
-                }
-                encode(k, proto, out);
-                encode(v, proto, out);
-            }
+            // RESP3: an array of [key, value] pairs; RESP2: one flat array.
+            push_pairs(out, b'*', pairs, proto, v3);
         }
         Reply::Set(items) => push_items(out, if v3 { b'~' } else { b'*' }, items, proto),
-        Reply::Map(pairs) => {
-            if v3 {
-                push_int(out, b'%', pairs.len() as i64);
-            } else {
-                push_int(out, b'*', 2 * pairs.len() as i64);
-            }
-            for (k, v) in pairs {
-                encode(k, proto, out);
-                encode(v, proto, out);
-            }
-        }
+        Reply::Map(pairs) => push_pairs(out, if v3 { b'%' } else { b'*' }, pairs, proto, false),
         Reply::Double(d) => {
             let s = format_double(*d);
             if v3 {

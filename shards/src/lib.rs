@@ -25,6 +25,7 @@ pub mod hlc;
 pub mod list;
 pub mod merge;
 pub mod packed;
+pub mod record;
 pub mod set;
 pub mod shard;
 pub mod slot;

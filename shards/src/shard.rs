@@ -246,6 +246,13 @@ impl Shard {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// Called before `key` changes in any way (insert, change, removal):
+    /// where a running snapshot saves a key it has not reached yet.
+    fn before_change(&mut self, _db: usize, _key: &[u8]) {}
+
+    /// Called before database `db` is emptied.
+    fn before_flush(&mut self, _db: usize) {}
+
     /// Removes `key` if it has expired; returns whether it did. An expiry is a
     /// write (replicas see it as a DEL).
     fn expire_if_due(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
@@ -296,6 +303,7 @@ impl Shard {
         if !self.dbs[db].dict.contains_key(key) {
             return None;
         }
+        self.before_change(db, key);
         self.touch_watched(db, key);
         let d = &mut self.dbs[db];
         let e = d.dict.get_mut(key)?;
@@ -330,6 +338,7 @@ impl Shard {
         f: impl FnOnce(&mut Value, Hlc) -> (R, bool),
     ) -> Option<R> {
         self.expire_if_due(db, key, now_ms);
+        self.before_change(db, key);
         if !self.dbs[db].dict.contains_key(key) {
             let entry = Entry::new(create?, 0);
             self.used += entry_bytes(key, &entry);
@@ -362,6 +371,7 @@ impl Shard {
     pub fn set(&mut self, db: usize, key: &[u8], mut entry: Entry, now_ms: u64) {
         entry.access = (now_ms / 1000) as u32;
         entry.hlc = self.hlc_now(now_ms);
+        self.before_change(db, key);
         self.remove_entry(db, key);
         self.used += entry_bytes(key, &entry);
         self.touch_watched(db, key);
@@ -385,6 +395,7 @@ impl Shard {
     }
 
     fn remove_entry(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        self.before_change(db, key);
         let e = self.dbs[db].dict.remove(key)?;
         self.touch_watched(db, key);
         let d = &mut self.dbs[db];
@@ -397,6 +408,7 @@ impl Shard {
 
     /// Empties one database; returns how many keys it held.
     pub fn flush_db(&mut self, db: usize) -> usize {
+        self.before_flush(db);
         let d = std::mem::take(&mut self.dbs[db]);
         let n = d.dict.len();
         for (k, e) in d.dict.iter() {

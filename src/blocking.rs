@@ -93,7 +93,7 @@ impl BlockOp {
             return None;
         };
         // An error (e.g. a destination of the wrong type) is the answer.
-        let reply = match f(s, ctx, &argv) {
+        let reply = match crate::router::apply(f, false, s, ctx, &argv) {
             Ok(r) => r,
             Err(e) => return Some(Reply::Error(e.to_string().into())),
         };

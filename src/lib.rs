@@ -43,6 +43,7 @@ pub mod info;
 pub mod local;
 pub mod multi;
 pub mod numbers;
+pub mod persist;
 pub mod pubsub;
 pub mod reply;
 pub mod resp;

@@ -58,8 +58,14 @@ pub enum Msg {
         shards: Vec<usize>,
         grant: oneshot::Sender<()>,
     },
-    /// Release every shard `tx` holds here.
-    Unlock { tx: TxId },
+    /// Release every shard `tx` holds here; `commit` numbers the
+    /// transaction and `parts` are the shards it wrote on (for the units its
+    /// records form, see `keel_shards::journal`).
+    Unlock {
+        tx: TxId,
+        commit: u64,
+        parts: Vec<u64>,
+    },
 }
 
 enum Waiting {
@@ -151,7 +157,7 @@ impl LocalShards {
         match msg {
             Msg::Run { tx, shards, work } => self.run_or_queue(tx, shards, work),
             Msg::Lock { tx, shards, grant } => self.lock_or_queue(tx, shards, grant),
-            Msg::Unlock { tx } => self.unlock(tx),
+            Msg::Unlock { tx, commit, parts } => self.unlock(tx, commit, &parts),
         }
     }
 
@@ -175,9 +181,13 @@ impl LocalShards {
                 locks.owner[self.index(g)] = Some(tx);
             }
             drop(locks);
+            // The transaction's records on each shard form one unit.
+            for &g in &shards {
+                self.shard(g).unit_begin();
+            }
             if grant.send(()).is_err() {
                 // The coordinator is gone: nobody will unlock for it.
-                self.unlock(tx);
+                self.unlock(tx, 0, &[]);
             }
         } else {
             locks.waiting.push_back(Waiting::Lock { tx, shards, grant });
@@ -191,13 +201,15 @@ impl LocalShards {
         let _ = granted.await;
     }
 
-    /// Releases `tx`'s shards and lets waiting work through, in order.
-    pub fn unlock(&self, tx: TxId) {
+    /// Releases `tx`'s shards, closing its units as transaction `commit`
+    /// over `parts`, and lets waiting work through, in order.
+    pub fn unlock(&self, tx: TxId, commit: u64, parts: &[u64]) {
         let pending = {
             let mut locks = self.locks.borrow_mut();
-            for owner in locks.owner.iter_mut() {
+            for (i, owner) in locks.owner.iter_mut().enumerate() {
                 if *owner == Some(tx) {
                     *owner = None;
+                    self.shards[i].borrow_mut().unit_end(commit, parts);
                 }
             }
             std::mem::take(&mut locks.waiting)

@@ -2,12 +2,14 @@
 //! shard is local, as a message when it is not; and the cross-shard
 //! transactions of multi-key commands (see `local.rs` for the lock protocol).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
-use keel_shards::{slot, Shard};
+use keel_shards::{slot, Entry, Shard};
 
 use crate::blocking;
 use crate::cmd::error::{CmdError, CmdResult};
@@ -23,6 +25,12 @@ pub struct Router {
     inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
     pub local: Rc<LocalShards>,
     next_tx: Cell<u64>,
+    /// Commit numbers of transactions, shared by all executors: taken while
+    /// a transaction still holds its locks, so on every shard they grow in
+    /// the order transactions applied (recovery relies on it).
+    commits: Arc<AtomicU64>,
+    /// The shards each open transaction of this executor wrote on.
+    writers: RefCell<HashMap<TxId, Vec<usize>>>,
 }
 
 /// An executor went away (shutdown): the command cannot complete.
@@ -35,17 +43,40 @@ fn gone() -> CmdError {
 /// A panic in a handler is a keel bug, but it must not take the executor's
 /// task (and any cross-shard locks it holds) down with it: it becomes an
 /// error reply and is logged.
-fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
+///
+/// The command's writes become its write record (see `keel_shards::journal`).
+pub fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
+    s.command_begin();
     if deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
         return Err(CmdError::OutOfMemory);
     }
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s, ctx, args))) {
+    let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s, ctx, args))) {
         Ok(r) => r,
         Err(_) => {
             tracing::error!(command = %String::from_utf8_lossy(args[0]), "command handler panicked");
             Err(CmdError::other("internal error while running the command"))
         }
+    };
+    s.command_end(ctx.db, args);
+    r
+}
+
+/// Writes a key back as a whole (the result of a cross-shard command), as one
+/// `Put` or `Del` record.
+fn put_back(s: &mut Shard, db: usize, key: &[u8], entry: Option<Entry>, now: u64) -> bool {
+    s.command_begin();
+    let before = s.seq();
+    match entry {
+        Some(e) => s.set(db, key, e, now),
+        None => {
+            s.delete(db, key, now);
+        }
     }
+    let wrote = s.seq() != before;
+    if wrote {
+        s.record_put(db, key);
+    }
+    wrote
 }
 
 /// Serves clients blocked on keys the last command made ready.
@@ -69,6 +100,7 @@ impl Router {
         me: usize,
         inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
         local: Rc<LocalShards>,
+        commits: Arc<AtomicU64>,
     ) -> Self {
         Router {
             shards,
@@ -76,6 +108,17 @@ impl Router {
             inboxes,
             local,
             next_tx: Cell::new(0),
+            commits,
+            writers: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Notes that transaction `tx` wrote on `shard`.
+    fn note_write(&self, tx: TxId, shard: usize) {
+        let mut w = self.writers.borrow_mut();
+        let list = w.entry(tx).or_default();
+        if !list.contains(&shard) {
+            list.push(shard);
         }
     }
 
@@ -104,12 +147,18 @@ impl Router {
         T: Send + 'static,
         F: FnOnce(&mut Shard) -> T + Send + 'static,
     {
-        self.on_local(shard, tx, move |ls| {
-            let r = f(&mut ls.shard(shard));
-            serve_blocked(ls, shard);
-            r
-        })
-        .await
+        let (r, wrote) = self
+            .on_local(shard, tx, move |ls| {
+                let r = f(&mut ls.shard(shard));
+                let wrote = ls.shard(shard).unit_wrote();
+                serve_blocked(ls, shard);
+                (r, wrote)
+            })
+            .await?;
+        if let (Some(tx), true) = (tx, wrote) {
+            self.note_write(tx, shard);
+        }
+        Ok(r)
     }
 
     /// Runs `f` with the executor-local state of `shard`'s executor (for
@@ -230,6 +279,9 @@ impl Router {
                 self.local.wait_free(&[shard]).await;
             }
             let r = apply(f, deny_oom, &mut self.local.shard(shard), &ctx, args);
+            if let (Some(tx), true) = (tx, self.local.shard(shard).unit_wrote()) {
+                self.note_write(tx, shard);
+            }
             serve_blocked(&self.local, shard);
             return r;
         }
@@ -291,11 +343,8 @@ impl Router {
                 continue;
             }
             let (k, entry) = (key.clone(), scratch.peek(db, key, now).cloned());
-            self.on_shard(self.shard_of(key), Some(tx), move |s| match entry {
-                Some(e) => s.set(db, &k, e, now),
-                None => {
-                    s.delete(db, &k, now);
-                }
+            self.on_shard(self.shard_of(key), Some(tx), move |s| {
+                put_back(s, db, &k, entry, now)
             })
             .await?;
         }
@@ -367,15 +416,36 @@ impl Router {
     }
 
     pub fn end(&self, tx: TxId, shards: &[usize]) {
+        let parts: Vec<u64> = self
+            .writers
+            .borrow_mut()
+            .remove(&tx)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s as u64)
+            .collect();
+        // Numbered while every lock is still held.
+        let commit = if parts.is_empty() {
+            0
+        } else {
+            self.commits.fetch_add(1, Ordering::SeqCst) + 1
+        };
         let mut executors: Vec<usize> = shards.iter().map(|&s| self.executor_of(s)).collect();
         executors.dedup();
         executors.sort_unstable();
         executors.dedup();
         for e in executors {
             if e == self.me {
-                self.local.unlock(tx);
+                self.local.unlock(tx, commit, &parts);
             } else {
-                let _ = self.send(e, Msg::Unlock { tx });
+                let _ = self.send(
+                    e,
+                    Msg::Unlock {
+                        tx,
+                        commit,
+                        parts: parts.clone(),
+                    },
+                );
             }
         }
     }
@@ -516,12 +586,17 @@ impl Router {
                 if s.ensure_memory(ctx.now_ms).is_err() {
                     return Err(CmdError::OutOfMemory);
                 }
-                Ok(keys::put(s, &ctx, dst_db, &dst, entry, replace))
+                s.command_begin();
+                let stored = keys::put(s, &ctx, dst_db, &dst, entry, replace);
+                if stored {
+                    s.record_put(dst_db, &dst);
+                }
+                Ok(stored)
             })
             .await??;
         if !copy && stored {
             self.on_shard(src_shard, Some(tx), move |s| {
-                s.delete(ctx.db, &src, ctx.now_ms).is_some()
+                put_back(s, ctx.db, &src, None, ctx.now_ms)
             })
             .await?;
         }

@@ -182,7 +182,13 @@ async fn executor_main(
     for id in local.ids() {
         local.shard(id).set_memory_limit(limit, policy);
     }
-    let router = Rc::new(Router::new(state.shards, me, inboxes, local.clone()));
+    let router = Rc::new(Router::new(
+        state.shards,
+        me,
+        inboxes,
+        local.clone(),
+        state.commits.clone(),
+    ));
 
     // Work from other executors: handled one message at a time, never
     // awaiting inside the loop (see local.rs).

@@ -3,7 +3,7 @@
 //! lock taken only by CONFIG and INFO.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keel_shards::EvictionPolicy;
@@ -27,6 +27,8 @@ pub struct ServerState {
     /// Bumped by CONFIG SET so executors re-read memory limits.
     pub config_epoch: AtomicU64,
     pub shutdown: AtomicBool,
+    /// Numbers transactions for their write records (see `Router::end`).
+    pub commits: Arc<AtomicU64>,
 }
 
 pub fn now_ms() -> u64 {
@@ -63,6 +65,7 @@ impl ServerState {
             blocked_clients: AtomicUsize::new(0),
             config_epoch: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
+            commits: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -22,6 +22,8 @@ pub mod digest;
 pub mod glob;
 pub mod hash;
 pub mod hlc;
+pub mod journal;
+pub mod entry_codec;
 pub mod list;
 pub mod merge;
 pub mod packed;

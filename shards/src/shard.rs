@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use crate::dict::Dict;
 use crate::digest::Digest;
 use crate::hlc::{Hlc, HlcClock};
+use crate::journal::Journal;
+use crate::record::Op;
 use crate::value::{Entry, Value};
 
 /// Databases per shard, as Redis's default `databases 16`.
@@ -100,6 +102,10 @@ pub struct Shard {
     /// Blocked-on keys written since the server last looked: their waiters
     /// may now be served.
     ready: Vec<(usize, Vec<u8>)>,
+    /// Write records not yet handed to the log (see `journal.rs`).
+    journal: Journal,
+    /// Replay: the HLC time the next write must take.
+    forced_hlc: Option<Hlc>,
 }
 
 fn entry_bytes(key: &[u8], e: &Entry) -> usize {
@@ -123,7 +129,41 @@ impl Shard {
             watched: HashMap::new(),
             blocking: HashMap::new(),
             ready: Vec::new(),
+            journal: Journal::default(),
+            forced_hlc: None,
         }
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub(crate) fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+
+    /// Replay: sets the shard's seq to a record's.
+    pub fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// Replay: the next write takes HLC time `hlc`, as the original did;
+    /// [`Shard::replayed`] ends the record.
+    pub fn replay_at(&mut self, hlc: Hlc) {
+        self.forced_hlc = Some(hlc);
+    }
+
+    /// Replay: a record is applied; its seq and time become the shard's.
+    pub fn replayed(&mut self, seq: u64, hlc: Hlc) {
+        self.forced_hlc = None;
+        self.seq = seq;
+        // A time from our own past never exceeds the drift bound.
+        let _ = self.clock.update(hlc, hlc.physical_ms());
+    }
+
+    /// The last HLC time issued or seen.
+    pub fn hlc_last(&self) -> Hlc {
+        self.clock.last()
     }
 
     /// The shard's write sequence: the number of writes it has applied.
@@ -228,9 +268,19 @@ impl Shard {
     /// A fresh HLC time for a write at wall-clock `now_ms`: later than every
     /// time this shard issued before.
     pub fn hlc_now(&mut self, now_ms: u64) -> Hlc {
-        // `now` fails only when the 48-bit clock is exhausted; the last time
-        // is then the best there is.
-        self.clock.now(now_ms).unwrap_or(self.clock.last())
+        let h = match self.forced_hlc.take() {
+            Some(h) => {
+                let _ = self.clock.update(h, h.physical_ms());
+                h
+            }
+            // `now` fails only when the 48-bit clock is exhausted; the last
+            // time is then the best there is.
+            None => self.clock.now(now_ms).unwrap_or(self.clock.last()),
+        };
+        if self.journal.on && self.journal.first_hlc.is_none() {
+            self.journal.first_hlc = Some(h);
+        }
+        h
     }
 
     /// A pseudo-random number (for sampling and random commands).
@@ -244,6 +294,14 @@ impl Shard {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The encoded entry at `key`, for a `Put` record.
+    pub(crate) fn entry_bytes_of(&self, db: usize, key: &[u8]) -> Option<Vec<u8>> {
+        let e = self.dbs[db].dict.get(key)?;
+        let mut out = Vec::new();
+        crate::entry_codec::encode_entry(&mut out, e);
+        Some(out)
     }
 
     /// Called before `key` changes in any way (insert, change, removal):
@@ -261,6 +319,7 @@ impl Shard {
             self.remove_entry(db, key);
             self.stats.expired_keys += 1;
             self.wrote();
+            self.record_implicit(db, Op::Del, key);
         }
         expired
     }
@@ -417,6 +476,7 @@ impl Shard {
         }
         if n > 0 {
             self.wrote();
+            self.record_implicit(db, Op::FlushDb, b"");
         }
         n
     }
@@ -518,6 +578,7 @@ impl Shard {
                     self.remove_entry(db, &key);
                     self.stats.evicted_keys += 1;
                     self.wrote();
+                    self.record_implicit(db, Op::Del, &key);
                 }
                 None => return Err(OutOfMemory),
             }

@@ -1,6 +1,7 @@
 //! Hash commands: HSET, HGET, HINCRBY, HRANDFIELD, HSCAN and friends. Every
 //! field written is stamped with the write's HLC time.
 
+use keel_shards::journal::Rewrite;
 use keel_shards::hash::FieldRef;
 use keel_shards::{Hash, Shard};
 
@@ -156,6 +157,10 @@ pub fn hincrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         h.insert(a[2], next.clone(), hlc);
         Ok((next, true))
     })?;
+    // Float arithmetic may differ between machines: record the result.
+    if let Some(next) = &r {
+        s.rewrite(Rewrite::cmd(&[b"HSET", a[1], a[2], next]));
+    }
     Ok(r.map_or(Reply::Nil, Reply::Bulk))
 }
 

@@ -2,6 +2,7 @@
 //! COPY. Commands over many keys run here per shard; the router sums or
 //! gathers the shards' parts.
 
+use keel_shards::journal::Rewrite;
 use keel_shards::{Entry, Shard};
 
 use super::error::{CmdError, CmdResult};
@@ -106,9 +107,11 @@ fn expire_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, relative: b
     }
     if when <= ctx.now_ms as i64 {
         s.delete(ctx.db, a[1], ctx.now_ms);
+        s.rewrite(Rewrite::cmd(&[b"DEL", a[1]]));
     } else {
         s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = when as u64);
         s.wrote();
+        s.rewrite(super::strings::expire_record(a[1], when as u64));
     }
     Ok(Reply::Int(1))
 }

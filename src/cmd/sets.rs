@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use keel_shards::journal::Rewrite;
 use keel_shards::{Entry, Set, Shard, Value};
 
 use super::error::{CmdError, CmdResult};
@@ -97,6 +98,12 @@ pub fn spop(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         let wrote = !picks.is_empty();
         Ok((picks.into_iter().map(|(m, _)| m).collect::<Vec<_>>(), wrote))
     })?;
+    // Random picks: recorded as the members removed.
+    if let Some(members) = popped.as_ref().filter(|m| !m.is_empty()) {
+        let mut argv: Vec<&[u8]> = vec![b"SREM", a[1]];
+        argv.extend(members.iter().map(|m| &m[..]));
+        s.rewrite(Rewrite::cmd(&argv));
+    }
     Ok(match (count, popped) {
         (None, p) => p
             .and_then(|p| p.into_iter().next())

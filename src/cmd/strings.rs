@@ -1,5 +1,7 @@
 //! String commands: GET, SET and friends, counters, ranges.
 
+use keel_shards::journal::Rewrite;
+use keel_shards::record::Op;
 use keel_shards::{Entry, Shard, Value};
 
 use super::error::{CmdError, CmdResult};
@@ -124,6 +126,7 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     if expire_at != 0 && expire_at <= ctx.now_ms {
         // Already in the past: the write's effect is a delete.
         s.delete(ctx.db, key, ctx.now_ms);
+        s.rewrite(Rewrite::cmd(&[b"DEL", key]));
     } else {
         s.set(
             ctx.db,
@@ -131,6 +134,7 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             Entry::string(a[2].to_vec(), expire_at),
             ctx.now_ms,
         );
+        rewrite_set(s, key, a[2], expire_at);
     }
     Ok(if o.get { old_reply() } else { Reply::Ok })
 }
@@ -146,7 +150,27 @@ pub fn setnx(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 fn setex_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, cmd: &str) -> CmdResult {
     let at = absolute_expiry(a[2], unit, true, ctx.now_ms, cmd)?;
     s.set(ctx.db, a[1], Entry::string(a[3].to_vec(), at), ctx.now_ms);
+    rewrite_set(s, a[1], a[3], at);
     Ok(Reply::Ok)
+}
+
+/// The deterministic record of setting a key's expiry to `at` (0: none).
+pub fn expire_record(key: &[u8], at: u64) -> Rewrite {
+    if at == 0 {
+        Rewrite::cmd(&[b"PERSIST", key])
+    } else {
+        Rewrite::cmd(&[b"PEXPIREAT", key, at.to_string().as_bytes()])
+    }
+}
+
+/// Records a SET whose expiry was relative as the absolute form replay needs.
+fn rewrite_set(s: &mut Shard, key: &[u8], value: &[u8], expire_at: u64) {
+    if expire_at == 0 {
+        s.rewrite(Rewrite::cmd(&[b"SET", key, value]));
+    } else {
+        let at = expire_at.to_string();
+        s.rewrite(Rewrite::cmd(&[b"SET", key, value, b"PXAT", at.as_bytes()]));
+    }
 }
 
 pub fn setex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -221,25 +245,30 @@ fn incr_generic(s: &mut Shard, ctx: &Ctx, key: &[u8], delta: i64) -> CmdResult {
     let next = current.checked_add(delta).ok_or(CmdError::Overflow)?;
     let mut buf = itoa::Buffer::new();
     let text = buf.format(next).as_bytes().to_vec();
+    // Recorded as the value reached and the step (replay sets the value; a
+    // merge adds the step).
+    s.rewrite(Rewrite {
+        op: Op::IncrTo,
+        key: key.to_vec(),
+        args: vec![text.clone(), delta.to_string().into_bytes()],
+    });
     store_keeping_ttl(s, ctx, key, text);
     Ok(Reply::Int(next))
 }
 
 /// Replaces a string value in place (keeping its TTL), or creates the key.
-fn store_keeping_ttl(s: &mut Shard, ctx: &Ctx, key: &[u8], value: Vec<u8>) {
-    let mut value = Some(value);
-    let hlc = s.hlc_now(ctx.now_ms);
-    let updated = s.modify(ctx.db, key, ctx.now_ms, |e| {
-        if let Some(v) = value.take() {
-            e.value = Value::Str(v);
-            e.hlc = hlc;
-        }
-    });
-    match (updated, value) {
-        (Some(()), _) => s.wrote(),
-        (None, Some(v)) => s.set(ctx.db, key, Entry::string(v, 0), ctx.now_ms),
-        (None, None) => {}
+pub fn store_keeping_ttl(s: &mut Shard, ctx: &Ctx, key: &[u8], value: Vec<u8>) {
+    if s.peek(ctx.db, key, ctx.now_ms).is_none() {
+        s.set(ctx.db, key, Entry::string(value, 0), ctx.now_ms);
+        return;
     }
+    // One HLC time per write: replay must stamp exactly what this did.
+    let hlc = s.hlc_now(ctx.now_ms);
+    s.modify(ctx.db, key, ctx.now_ms, |e| {
+        e.value = Value::Str(value);
+        e.hlc = hlc;
+    });
+    s.wrote();
 }
 
 pub fn incr(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -265,6 +294,7 @@ pub fn decrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 pub fn incrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let current = get_string(s, ctx, a[1])?.unwrap_or(b"0").to_vec();
     let next = incr_by_float(&current, a[2])?;
+    s.rewrite(Rewrite::cmd(&[b"SET", a[1], &next, b"KEEPTTL"]));
     store_keeping_ttl(s, ctx, a[1], next.clone());
     Ok(Reply::Bulk(next))
 }
@@ -405,6 +435,7 @@ pub fn getex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         None => {}
         Some(at) if at != 0 && at <= ctx.now_ms => {
             s.delete(ctx.db, a[1], ctx.now_ms);
+            s.rewrite(Rewrite::cmd(&[b"DEL", a[1]]));
         }
         Some(at)
             if s.peek(ctx.db, a[1], ctx.now_ms)
@@ -412,6 +443,7 @@ pub fn getex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         {
             s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = at);
             s.wrote();
+            s.rewrite(expire_record(a[1], at));
         }
         Some(_) => {}
     }

@@ -71,6 +71,17 @@ pub struct Flags {
     /// When the append-only log is fsynced: always, everysec or no.
     #[arg(long)]
     pub appendfsync: Option<String>,
+    /// Rewrite the log (snapshot + new log) when it has grown by this
+    /// percentage over its base; 0 turns automatic rewrites off.
+    #[arg(long = "auto-aof-rewrite-percentage")]
+    pub auto_aof_rewrite_percentage: Option<u64>,
+    /// ...but not before the logs reach this size (bytes or with a unit).
+    #[arg(long = "auto-aof-rewrite-min-size")]
+    pub auto_aof_rewrite_min_size: Option<String>,
+    /// Start even if a log is corrupt in the middle: everything from the bad
+    /// record on is moved aside into a `.bad` file, not deleted.
+    #[arg(long)]
+    pub repair: bool,
     /// Largest bulk string a client may send (bytes or with a unit).
     #[arg(long = "proto-max-bulk-len")]
     pub proto_max_bulk_len: Option<String>,
@@ -101,6 +112,8 @@ struct FileConfig {
     dir: Option<PathBuf>,
     appendonly: Option<toml::Value>,
     appendfsync: Option<String>,
+    auto_aof_rewrite_percentage: Option<u64>,
+    auto_aof_rewrite_min_size: Option<toml::Value>,
     proto_max_bulk_len: Option<toml::Value>,
     max_multibulk_len: Option<u64>,
     client_query_buffer_limit: Option<toml::Value>,
@@ -120,6 +133,9 @@ pub struct Config {
     pub dir: PathBuf,
     pub appendonly: bool,
     pub appendfsync: String,
+    pub auto_aof_rewrite_percentage: u64,
+    pub auto_aof_rewrite_min_size: u64,
+    pub repair: bool,
     pub proto_max_bulk_len: u64,
     pub max_multibulk_len: u64,
     pub client_query_buffer_limit: u64,
@@ -247,6 +263,16 @@ impl Config {
             dir: pick!(flags.dir, dir).unwrap_or_else(|| ".".into()),
             appendonly,
             appendfsync,
+            auto_aof_rewrite_percentage: pick!(
+                flags.auto_aof_rewrite_percentage,
+                auto_aof_rewrite_percentage
+            )
+            .unwrap_or(100),
+            auto_aof_rewrite_min_size: memory(
+                "auto-aof-rewrite-min-size",
+                &pick_text!(flags.auto_aof_rewrite_min_size, auto_aof_rewrite_min_size),
+            )?,
+            repair: flags.repair,
             proto_max_bulk_len: memory(
                 "proto-max-bulk-len",
                 &pick_text!(flags.proto_max_bulk_len, proto_max_bulk_len),

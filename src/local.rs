@@ -35,6 +35,7 @@ use keel_shards::Shard;
 
 use crate::blocking::Waiters;
 use crate::client::{ClientInfo, CommandStats};
+use crate::persist::disk::Disks;
 use crate::pubsub::Registry;
 
 /// Identifies a cross-shard transaction: its coordinator's executor in the
@@ -101,14 +102,22 @@ pub struct LocalShards {
     pub pubsub: RefCell<Registry>,
     /// Clients blocked on keys of this executor's shards.
     pub blocked: RefCell<Waiters>,
+    /// The shards' logs and snapshots.
+    pub disks: Disks,
 }
 
 impl LocalShards {
     pub fn new(executor: usize, executors: usize, total_shards: usize) -> Self {
-        let shards: Vec<RefCell<Shard>> = (executor..total_shards)
+        let shards = (executor..total_shards)
             .step_by(executors)
-            .map(|g| RefCell::new(Shard::new(g)))
+            .map(Shard::new)
             .collect();
+        Self::with_shards(executor, executors, shards)
+    }
+
+    /// This executor's shards, already built (by recovery), in local order.
+    pub fn with_shards(executor: usize, executors: usize, shards: Vec<Shard>) -> Self {
+        let shards: Vec<RefCell<Shard>> = shards.into_iter().map(RefCell::new).collect();
         let n = shards.len();
         LocalShards {
             executor,
@@ -122,6 +131,7 @@ impl LocalShards {
             stats: RefCell::new(CommandStats::default()),
             pubsub: RefCell::new(Registry::default()),
             blocked: RefCell::new(Waiters::default()),
+            disks: Disks::default(),
         }
     }
 
@@ -133,6 +143,15 @@ impl LocalShards {
     /// await), never on client input.
     pub fn shard(&self, global: usize) -> RefMut<'_, Shard> {
         self.shards[self.index(global)].borrow_mut()
+    }
+
+    /// After work on shard `global`: wakes its log task if records wait.
+    pub fn kick_log(&self, global: usize) {
+        if self.shard(global).journal_pending() {
+            if let Some(d) = self.disks.shards.borrow_mut().get_mut(self.index(global)) {
+                d.kick();
+            }
+        }
     }
 
     /// Global ids of the shards this executor owns.
@@ -210,6 +229,9 @@ impl LocalShards {
                 if *owner == Some(tx) {
                     *owner = None;
                     self.shards[i].borrow_mut().unit_end(commit, parts);
+                    if let Some(d) = self.disks.shards.borrow_mut().get_mut(i) {
+                        d.kick();
+                    }
                 }
             }
             std::mem::take(&mut locks.waiting)

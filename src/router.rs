@@ -79,11 +79,13 @@ fn put_back(s: &mut Shard, db: usize, key: &[u8], entry: Option<Entry>, now: u64
     wrote
 }
 
-/// Serves clients blocked on keys the last command made ready.
+/// After work on a shard: serves clients blocked on keys it made ready and
+/// wakes the shard's log task when records wait.
 fn serve_blocked(ls: &LocalShards, shard: usize) {
     if ls.shard(shard).has_ready() {
         blocking::serve(ls, shard);
     }
+    ls.kick_log(shard);
 }
 
 fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {

@@ -33,6 +33,8 @@ pub enum RuntimeError {
     Executor(usize, String),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, String),
+    #[error(transparent)]
+    Persist(#[from] crate::persist::PersistError),
 }
 
 /// Sleeps on the current executor's timer.
@@ -106,8 +108,13 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let cpus = allowed_cpus();
     let shards = config.shards.unwrap_or(cpus.len()).max(1);
     let executors = shards.min(cpus.len()).max(1);
-    let state = Arc::new(ServerState::new(config, shards, executors));
+    let state = Arc::new(ServerState::new(config.clone(), shards, executors));
     install_signal_handlers();
+    // Load what the data directory holds before anyone can connect.
+    let mut loaded: Vec<Vec<_>> = (0..executors).map(|_| Vec::new()).collect();
+    for (g, shard) in crate::persist::start(&config, &state)?.into_iter().enumerate() {
+        loaded[g % executors].push(shard);
+    }
 
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
@@ -121,12 +128,12 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let mut handles = Vec::new();
     let mut port = addr.port();
     // Executor 0 binds first, so that with port 0 the others share its port.
-    for (e, inbox) in receivers.into_iter().enumerate() {
+    for ((e, inbox), mine) in receivers.into_iter().enumerate().zip(loaded) {
         let listen = SocketAddr::new(addr.ip(), port);
         let (st, inboxes, bound_tx) = (state.clone(), inboxes.clone(), bound_tx.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[e]))
             .name(&format!("keel-{e}"))
-            .spawn(move || executor_main(e, listen, st, inboxes, inbox, bound_tx))
+            .spawn(move || executor_main(e, listen, st, inboxes, inbox, bound_tx, mine))
             .map_err(|err| RuntimeError::Executor(e, err.to_string()))?;
         handles.push(handle);
         match bound_rx.recv() {
@@ -175,9 +182,13 @@ async fn executor_main(
     inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
     mut inbox: mpsc::UnboundedReceiver<Msg>,
     bound: std_mpsc::Sender<Result<SocketAddr, RuntimeError>>,
+    mine: Vec<(keel_shards::Shard, crate::persist::disk::ShardDisk)>,
 ) {
     let executors = inboxes.len();
-    let local = Rc::new(LocalShards::new(me, executors, state.shards));
+    let (shards, disks): (Vec<_>, Vec<_>) = mine.into_iter().unzip();
+    let local = Rc::new(LocalShards::with_shards(me, executors, shards));
+    *local.disks.shards.borrow_mut() = disks;
+    let disk_tasks = crate::persist::disk::start(local.clone(), state.clone()).await;
     let (limit, policy) = state.shard_memory_limit();
     for id in local.ids() {
         local.shard(id).set_memory_limit(limit, policy);
@@ -218,6 +229,7 @@ async fn executor_main(
                         break;
                     }
                 }
+                expiry_local.kick_log(id);
             }
         }
     })
@@ -312,4 +324,11 @@ async fn executor_main(
     futures::pin_mut!(stop);
     futures::pin_mut!(accept);
     futures::future::select(stop, accept).await;
+    // Let the logs write, fsync and close what they hold.
+    for d in local.disks.shards.borrow_mut().iter_mut() {
+        d.kick();
+    }
+    for t in disk_tasks {
+        t.await;
+    }
 }

@@ -3,7 +3,7 @@
 //! lock taken only by CONFIG and INFO.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keel_shards::EvictionPolicy;
@@ -27,6 +27,14 @@ pub struct ServerState {
     /// Bumped by CONFIG SET so executors re-read memory limits.
     pub config_epoch: AtomicU64,
     pub shutdown: AtomicBool,
+    /// Shards whose log cannot be written: while non-zero, writes are
+    /// refused with -MISCONF.
+    pub disk_errors: AtomicUsize,
+    /// `appendonly yes` with `appendfsync always`: replies to writes wait
+    /// for their records to be durable.
+    pub fsync_always: AtomicBool,
+    /// The data directory, once opened (and locked).
+    pub datadir: Mutex<Option<crate::persist::dir::DataDir>>,
     /// Numbers transactions for their write records (see `Router::end`).
     pub commits: Arc<AtomicU64>,
 }
@@ -51,6 +59,7 @@ impl ServerState {
                 std::char::from_digit((x % 16) as u32, 16).unwrap_or('0')
             })
             .collect();
+        let fsync_always = config.appendonly && config.appendfsync == "always";
         ServerState {
             port: AtomicU64::new(config.port as u64),
             config: RwLock::new(config),
@@ -66,6 +75,9 @@ impl ServerState {
             config_epoch: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             commits: Arc::new(AtomicU64::new(0)),
+            disk_errors: AtomicUsize::new(0),
+            datadir: Mutex::new(None),
+            fsync_always: AtomicBool::new(fsync_always),
         }
     }
 

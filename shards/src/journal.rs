@@ -60,6 +60,8 @@ pub struct Journal {
     mark: u64,
     implicit: u64,
     rewrite: Option<Rewrite>,
+    /// The commit number of the last transaction unit this shard applied.
+    last_commit: u64,
 }
 
 impl Shard {
@@ -140,6 +142,14 @@ impl Shard {
         }
     }
 
+    /// Records that transaction `commit` is void (see `Op::Abort`).
+    pub fn record_abort(&mut self, commit: u64) {
+        if self.journal().on {
+            let c = commit.to_le_bytes();
+            self.emit(0, Op::Abort, b"", vec![&c]);
+        }
+    }
+
     fn emit(&mut self, db: usize, op: Op, key: &[u8], args: Vec<&[u8]>) {
         let hlc = match self.journal_mut().first_hlc.take() {
             Some(h) => h,
@@ -195,8 +205,25 @@ impl Shard {
             if count > 0 {
                 record::encode_unit(&mut j.out, commit, parts, count, &body);
                 j.out_seq = seq;
+                j.last_commit = j.last_commit.max(commit);
             }
         }
+    }
+
+    /// The commit number of the last transaction this shard applied.
+    pub fn last_commit(&self) -> u64 {
+        self.journal().last_commit
+    }
+
+    /// Replay and recovery: a transaction `commit` was applied.
+    pub fn applied_commit(&mut self, commit: u64) {
+        let j = self.journal_mut();
+        j.last_commit = j.last_commit.max(commit);
+    }
+
+    /// The term records are stamped with.
+    pub fn journal_term(&self) -> u64 {
+        self.journal().term
     }
 
     /// Takes the framed records not yet handed out, with the seq of the last.

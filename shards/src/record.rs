@@ -337,7 +337,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
             FrameError::Length(0)
         });
     }
-    if len < 2 || len > MAX_BODY {
+    if !(2..=MAX_BODY).contains(&len) {
         return Err(FrameError::Length(len));
     }
     let total = FRAME_HEADER + len;

@@ -225,6 +225,8 @@ async fn flush(conn: &Conn, a: &[&[u8]], all: bool) -> CmdResult {
                 } else {
                     s.flush_db(db);
                 }
+                drop(s);
+                ls.kick_log(id);
             }
         })
         .await?;
@@ -317,6 +319,14 @@ fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
         ("dir", c.dir.display().to_string()),
         ("appendonly", yes_no(c.appendonly)),
         ("appendfsync", c.appendfsync.clone()),
+        (
+            "auto-aof-rewrite-percentage",
+            c.auto_aof_rewrite_percentage.to_string(),
+        ),
+        (
+            "auto-aof-rewrite-min-size",
+            c.auto_aof_rewrite_min_size.to_string(),
+        ),
         ("proto-max-bulk-len", c.proto_max_bulk_len.to_string()),
         ("max-multibulk-len", c.max_multibulk_len.to_string()),
         (
@@ -390,7 +400,21 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
             .state
             .update_config(|c| c.requirepass = Some(text.clone()).filter(|p| !p.is_empty())),
         "appendfsync" if ["always", "everysec", "no"].contains(&text.as_str()) => {
-            conn.state.update_config(|c| c.appendfsync = text.clone())
+            conn.state.update_config(|c| c.appendfsync = text.clone());
+            let always = conn.state.config().appendonly && text == "always";
+            conn.state
+                .fsync_always
+                .store(always, std::sync::atomic::Ordering::SeqCst);
+        }
+        "auto-aof-rewrite-min-size" => {
+            let v = memory()?;
+            conn.state
+                .update_config(|c| c.auto_aof_rewrite_min_size = v);
+        }
+        "auto-aof-rewrite-percentage" => {
+            let v: u64 = text.parse().map_err(|_| CmdError::Syntax)?;
+            conn.state
+                .update_config(|c| c.auto_aof_rewrite_percentage = v);
         }
         "proto-max-bulk-len" => {
             let v = memory()?;

@@ -29,7 +29,13 @@ pub enum ReplayError {
 pub fn apply_frame(s: &mut Shard, frame: &Frame<'_>) -> Result<(), ReplayError> {
     match frame {
         Frame::Record(r) => apply_record(s, r),
-        Frame::Unit { records, .. } => records.iter().try_for_each(|r| apply_record(s, r)),
+        Frame::Unit {
+            commit, records, ..
+        } => {
+            records.iter().try_for_each(|r| apply_record(s, r))?;
+            s.applied_commit(*commit);
+            Ok(())
+        }
         Frame::Header(_) | Frame::End { .. } => Err(ReplayError::UnexpectedFrame),
     }
 }

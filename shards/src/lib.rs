@@ -14,11 +14,13 @@
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
 //! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
+//! - [`entry_codec`]: one key's entry as bytes (the `Put` record's argument).
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
 
 pub mod dict;
 pub mod digest;
+pub mod entry_codec;
 pub mod glob;
 pub mod hash;
 pub mod hlc;

@@ -15,6 +15,7 @@
 //! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
 //! - [`entry_codec`]: one key's entry as bytes (the `Put` record's argument).
+//! - [`snapshot`]: point-in-time snapshots of a running shard, and loading them.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
 
@@ -31,6 +32,7 @@ pub mod record;
 pub mod set;
 pub mod shard;
 pub mod slot;
+pub mod snapshot;
 pub mod value;
 pub mod zset;
 

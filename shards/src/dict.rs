@@ -246,6 +246,52 @@ impl<V> Dict<V> {
         }
     }
 
+    /// A key's place in scan order: its hash with the bits reversed. A
+    /// bucket of a table of `2^n` buckets holds exactly the positions whose
+    /// top `n` bits are its index reversed, so buckets are consecutive
+    /// ranges of positions and the scan visits positions in increasing
+    /// order, whatever the table size: a position is a key's address that
+    /// resizes do not move.
+    pub fn position(&self, key: &[u8]) -> u64 {
+        self.hash(key).reverse_bits()
+    }
+
+    /// Visits the bucket holding scan position `from`, calling `f` for its
+    /// entries at position `from` or later (with their positions), and
+    /// returns the first position after the bucket (`None` after the last).
+    ///
+    /// `from` need not start a bucket: after the table halved, the bucket
+    /// holding it also holds earlier positions, which are left out. Only
+    /// then are the entries' positions computed (hashed); otherwise `f` gets
+    /// `from` for every entry.
+    pub fn visit_bucket(&self, from: u64, mut f: impl FnMut(&[u8], &V, u64)) -> Option<u64> {
+        let bits = self.buckets.len().trailing_zeros();
+        let shift = 64 - bits;
+        let index = from >> shift;
+        let bucket = (from.reverse_bits() as usize) & self.mask();
+        let aligned = index << shift == from;
+        let mut node = self.buckets[bucket].as_deref();
+        while let Some(n) = node {
+            let k = n.key.as_bytes();
+            if aligned {
+                f(k, &n.value, from);
+            } else {
+                let p = self.position(k);
+                if p >= from {
+                    f(k, &n.value, p);
+                }
+            }
+            node = n.next.as_deref();
+        }
+        let next = index + 1;
+        (next < 1 << bits).then(|| next << shift)
+    }
+
+    /// Buckets in the table.
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
     /// Keys of one bucket chosen from `random`, walking forward past empty
     /// buckets. Used for sampling; `None` only when the table is empty.
     pub fn sample(&self, random: u64) -> Option<(&[u8], &V)> {
@@ -356,6 +402,55 @@ mod tests {
         for i in 0..500u32 {
             assert!(seen.contains(format!("k{i}").as_bytes()), "missed k{i}");
         }
+    }
+
+    /// Walking by position sees every key that stays, exactly once, in
+    /// increasing position order, however the table resizes between buckets.
+    #[test]
+    fn bucket_walk_by_position_survives_resizes() {
+        let mut d = Dict::new();
+        for i in 0..500u32 {
+            d.insert(format!("k{i}").as_bytes(), i);
+        }
+        let mut seen = Vec::new();
+        let mut from = 0u64;
+        let mut step = 0;
+        loop {
+            let next = d.visit_bucket(from, |k, _, p| {
+                assert!(p >= from);
+                seen.push((d.position(k), k.to_vec()))
+            });
+            step += 1;
+            if step % 7 == 0 {
+                for i in 500..3000u32 {
+                    d.insert(format!("k{i}").as_bytes(), i);
+                }
+            }
+            if step % 7 == 3 {
+                for i in 500..3000u32 {
+                    d.remove(format!("k{i}").as_bytes());
+                }
+            }
+            match next {
+                Some(n) => {
+                    assert!(n > from);
+                    from = n;
+                }
+                None => break,
+            }
+        }
+        let kept: Vec<_> = seen
+            .iter()
+            .filter(|(_, k)| {
+                let i: u32 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+                i < 500
+            })
+            .collect();
+        assert_eq!(kept.len(), 500);
+        let mut keys: Vec<_> = seen.iter().map(|(_, k)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), seen.len(), "a key was visited twice");
     }
 
     #[test]

@@ -128,6 +128,15 @@ impl HlcClock {
         Ok(())
     }
 
+    /// Moves the clock to at least `t`, without the drift check: for times
+    /// from this shard's own past (a loaded snapshot), which the clock must
+    /// never issue again.
+    pub fn advance_to(&mut self, t: Hlc) {
+        if t > self.last {
+            self.last = t;
+        }
+    }
+
     /// Checks a remote timestamp against the drift bound without moving the clock.
     pub fn check_drift(&self, remote: Hlc, physical_ms: u64) -> Result<(), HlcError> {
         let remote_ms = remote.physical_ms();

@@ -14,16 +14,18 @@
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
 //! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
+//! - [`entry_codec`]: one key's entry as bytes (the `Put` record's argument).
+//! - [`snapshot`]: point-in-time snapshots of a running shard, and loading them.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
 
 pub mod dict;
 pub mod digest;
+pub mod entry_codec;
 pub mod glob;
 pub mod hash;
 pub mod hlc;
 pub mod journal;
-pub mod entry_codec;
 pub mod list;
 pub mod merge;
 pub mod packed;
@@ -31,6 +33,7 @@ pub mod record;
 pub mod set;
 pub mod shard;
 pub mod slot;
+pub mod snapshot;
 pub mod value;
 pub mod zset;
 

@@ -145,7 +145,7 @@ pub enum FrameError {
 
 // ---------------------------------------------------------------- encoding
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -153,7 +153,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
@@ -234,21 +234,23 @@ pub fn encode_end(out: &mut Vec<u8>, entries: u64) {
 
 // ---------------------------------------------------------------- decoding
 
-/// A cursor over a body.
-struct Reader<'a> {
-    b: &'a [u8],
+/// A cursor over a body (or any bytes this module's helpers wrote): every
+/// read checks the remaining length first, so malformed input is an error,
+/// never a panic.
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
 }
 
 const SHORT: FrameError = FrameError::Malformed("body ends early");
 
 impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Result<u8, FrameError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, FrameError> {
         let (&v, rest) = self.b.split_first().ok_or(SHORT)?;
         self.b = rest;
         Ok(v)
     }
 
-    fn u64(&mut self) -> Result<u64, FrameError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, FrameError> {
         if self.b.len() < 8 {
             return Err(SHORT);
         }
@@ -259,7 +261,7 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn varint(&mut self) -> Result<u64, FrameError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, FrameError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -271,7 +273,7 @@ impl<'a> Reader<'a> {
         Err(FrameError::Malformed("varint too long"))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], FrameError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], FrameError> {
         let n = self.varint()?;
         if n > self.b.len() as u64 {
             return Err(SHORT);
@@ -308,7 +310,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn done(&self) -> Result<(), FrameError> {
+    pub(crate) fn done(&self) -> Result<(), FrameError> {
         if self.b.is_empty() {
             Ok(())
         } else {

@@ -12,6 +12,7 @@ use crate::digest::Digest;
 use crate::hlc::{Hlc, HlcClock};
 use crate::journal::Journal;
 use crate::record::Op;
+use crate::snapshot::Snapshot;
 use crate::value::{Entry, Value};
 
 /// Databases per shard, as Redis's default `databases 16`.
@@ -74,25 +75,30 @@ type WatchedKey = (usize, Box<[u8]>);
 type Watchers = (u32, u64);
 
 #[derive(Default)]
-struct Db {
-    dict: Dict<Entry>,
+pub(crate) struct Db {
+    pub(crate) dict: Dict<Entry>,
     /// Keys with an expiry: active expiry skips databases without any.
-    volatile: usize,
+    pub(crate) volatile: usize,
     /// Where active expiry resumes its walk.
     expire_cursor: u64,
 }
 
 pub struct Shard {
     pub id: usize,
-    dbs: Vec<Db>,
-    seq: u64,
+    pub(crate) dbs: Vec<Db>,
+    pub(crate) seq: u64,
     /// Payload bytes: keys, values and per-entry overhead (not the tables).
-    used: usize,
+    pub(crate) used: usize,
     maxmemory: usize,
     policy: EvictionPolicy,
     rng: u64,
     /// Stamps every write with a hybrid-logical-clock time.
-    clock: HlcClock,
+    pub(crate) clock: HlcClock,
+    /// The point-in-time snapshot being taken, if any (see [`crate::snapshot`]).
+    pub(crate) snap: Option<Box<Snapshot>>,
+    /// Entries snapshots saved ahead of their walk because a write was about
+    /// to change them (copy-on-write), over the shard's life.
+    pub(crate) snapshot_cow: u64,
     pub stats: ShardStats,
     /// Keys some connection WATCHes: (watchers, version). Every change to
     /// such a key bumps its version; EXEC compares versions.
@@ -108,7 +114,7 @@ pub struct Shard {
     forced_hlc: Option<Hlc>,
 }
 
-fn entry_bytes(key: &[u8], e: &Entry) -> usize {
+pub(crate) fn entry_bytes(key: &[u8], e: &Entry) -> usize {
     e.value.heap_bytes() + Dict::<Entry>::entry_overhead(key.len())
 }
 
@@ -125,6 +131,8 @@ impl Shard {
             policy: EvictionPolicy::NoEviction,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64).wrapping_add(1),
             clock: HlcClock::new(u64::MAX / 2),
+            snap: None,
+            snapshot_cow: 0,
             stats: ShardStats::default(),
             watched: HashMap::new(),
             blocking: HashMap::new(),
@@ -305,11 +313,23 @@ impl Shard {
     }
 
     /// Called before `key` changes in any way (insert, change, removal):
-    /// where a running snapshot saves a key it has not reached yet.
-    fn before_change(&mut self, _db: usize, _key: &[u8]) {}
+    /// where a running snapshot saves a key it has not reached yet. Without
+    /// a snapshot this is one branch.
+    #[inline]
+    fn before_change(&mut self, db: usize, key: &[u8]) {
+        if self.snap.is_some() {
+            self.snapshot_save(db, key);
+        }
+    }
 
-    /// Called before database `db` is emptied.
-    fn before_flush(&mut self, _db: usize) {}
+    /// Called with the table of database `db` just emptied by FLUSHDB: a
+    /// running snapshot that has not finished walking it keeps it to finish
+    /// the walk, so a flush never serialises a whole database at once.
+    fn after_flush(&mut self, db: usize, old: Dict<Entry>) {
+        if let Some(s) = self.snap.as_deref_mut() {
+            s.adopt(db, old);
+        }
+    }
 
     /// Removes `key` if it has expired; returns whether it did. An expiry is a
     /// write (replicas see it as a DEL).
@@ -442,6 +462,22 @@ impl Shard {
         self.wrote();
     }
 
+    /// Stores `entry` under `key` exactly as given (its HLC, expiry and
+    /// value), replacing whatever was there: loading a snapshot, or a key
+    /// written back whole. Not a write of this shard: the sequence and the
+    /// clock do not move.
+    pub fn restore(&mut self, db: usize, key: &[u8], entry: Entry) {
+        self.before_change(db, key);
+        self.remove_entry(db, key);
+        self.used += entry_bytes(key, &entry);
+        self.touch_watched(db, key);
+        let d = &mut self.dbs[db];
+        if entry.expire_at != 0 {
+            d.volatile += 1;
+        }
+        d.dict.insert(key, entry);
+    }
+
     /// Deletes `key`; returns the removed entry (None when absent or expired).
     /// A removal of a live key counts as one write.
     pub fn delete(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<Entry> {
@@ -467,13 +503,13 @@ impl Shard {
 
     /// Empties one database; returns how many keys it held.
     pub fn flush_db(&mut self, db: usize) -> usize {
-        self.before_flush(db);
         let d = std::mem::take(&mut self.dbs[db]);
         let n = d.dict.len();
         for (k, e) in d.dict.iter() {
             self.used -= entry_bytes(k, e);
             self.touch_watched(db, k);
         }
+        self.after_flush(db, d.dict);
         if n > 0 {
             self.wrote();
             self.record_implicit(db, Op::FlushDb, b"");

@@ -632,6 +632,23 @@ impl ZSet {
         }
     }
 
+    /// Every member with its score and time (in score order when packed,
+    /// else any order): what a snapshot saves.
+    pub fn iter_scored(&self) -> Box<dyn Iterator<Item = (&[u8], Scored)> + '_> {
+        match &self.0 {
+            Repr::Packed(buf) => Box::new(records(buf).map(|r| {
+                (
+                    r.0,
+                    Scored {
+                        score: r.1,
+                        hlc: r.2,
+                    },
+                )
+            })),
+            Repr::Big(b) => Box::new(b.scores.iter().map(|(m, s)| (m, *s))),
+        }
+    }
+
     /// One ZSCAN step. A packed set answers whole, with cursor 0, as Redis
     /// answers for a listpack.
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {

@@ -322,6 +322,9 @@ pub static COMMANDS: &[Spec] = &[
     conn!("time", 1, FAST | LOADING | STALE, "server", "Returns the server time."),
     conn!("debug", -2, ADMIN | LOADING | STALE, "server", "A container for debugging commands."),
     conn!("lastsave", 1, FAST | LOADING | STALE, "server", "Returns the Unix timestamp of the last successful save to disk."),
+    conn!("save", 1, ADMIN, "server", "Synchronously saves the database(s) to disk."),
+    conn!("bgsave", -1, ADMIN, "server", "Asynchronously saves the database(s) to disk."),
+    conn!("bgrewriteaof", 1, ADMIN, "server", "Asynchronously rewrites the append-only file to disk."),
 ];
 
 /// A command's position in [`COMMANDS`], for per-command counters.

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,6 +77,23 @@ pub struct Conn {
     /// The transaction this connection is running (inside EXEC).
     pub tx: Option<TxId>,
     pub subs: Subscriptions,
+    /// A write ran since replies were last sent: under `appendfsync always`
+    /// they wait until the records are durable.
+    pub wrote: std::cell::Cell<bool>,
+}
+
+/// The -MISCONF error naming what the log write failed with.
+fn disk_error(conn: &Conn) -> String {
+    let why = conn
+        .router
+        .local
+        .disks
+        .shards
+        .borrow()
+        .iter()
+        .find_map(|d| d.error.clone())
+        .unwrap_or_else(|| "the log of a shard on another core cannot be written".into());
+    format!("MISCONF Errors writing to the AOF file: {why}")
 }
 
 impl Conn {
@@ -117,6 +135,17 @@ impl Conn {
         }
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
+        }
+        if spec.has(flags::WRITE) || spec.name == "exec" {
+            // A log that cannot be written refuses writes (reads go on), as
+            // Redis does; the log task retries and clears the error.
+            if spec.has(flags::WRITE)
+                && self.state.disk_errors.load(Ordering::Relaxed) > 0
+                && self.multi.is_none()
+            {
+                return self.reply_err(CmdError::Raw(disk_error(self)), out);
+            }
+            self.wrote.set(true);
         }
         if self.subs.active()
             && self.proto == Protocol::Resp2
@@ -442,6 +471,11 @@ async fn write_out<S: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     conn: &Conn,
 ) -> std::io::Result<()> {
+    if conn.wrote.replace(false) && conn.state.fsync_always.load(Ordering::Relaxed) {
+        // Group commit: one fsync per shard covers every client whose
+        // records were written with it.
+        let _ = conn.router.wait_durable().await;
+    }
     stream.write_all(out).await?;
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;
     out.clear();

@@ -173,11 +173,31 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 );
             }
             "persistence" => {
+                let f = crate::cmd::persistence::facts(conn)
+                    .await
+                    .unwrap_or_default();
+                let c = st.config();
+                let status = |ok: bool| if ok { "ok" } else { "err" };
+                let last = if f.last_save_secs == 0 {
+                    st.started_ms / 1000
+                } else {
+                    f.last_save_secs
+                };
                 let _ = write!(
                     w,
-                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_last_write_status:ok\r\n",
+                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\nsnapshot_longest_step_us:{}\r\nsnapshot_cow_entries:{}\r\n",
                     shards.iter().map(|s| s.seq).sum::<u64>(),
-                    st.started_ms / 1000,
+                    f.running as u8,
+                    last,
+                    status(f.last_ok),
+                    c.appendonly as u8,
+                    (f.running && c.appendonly) as u8,
+                    status(f.last_ok),
+                    status(f.write_ok),
+                    f.log_bytes + f.base_bytes,
+                    f.base_bytes,
+                    f.longest_step_us,
+                    f.cow_entries,
                 );
             }
             "stats" => {

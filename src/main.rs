@@ -21,14 +21,14 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+            // glommio's reactor logs an error when a file's device cannot be
+            // polled (it falls back to interrupts): expected, not a fault.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| format!("{level},glommio::reactor=off").into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if config.appendonly {
-        tracing::warn!("appendonly is not implemented yet: data lives in memory only");
-    }
     if let Err(e) = keel::runtime::run(config) {
         eprintln!("keel: {e}");
         std::process::exit(1);

@@ -353,6 +353,30 @@ impl Router {
         result
     }
 
+    /// Waits until every record each shard had produced when asked is
+    /// durable (`appendfsync always`).
+    pub async fn wait_durable(&self) -> Result<(), CmdError> {
+        let waits = self
+            .broadcast(|ls| {
+                ls.ids()
+                    .filter_map(|id| {
+                        let seq = ls.shard(id).last_record_seq();
+                        let i = id / ls.executors;
+                        ls.disks
+                            .shards
+                            .borrow_mut()
+                            .get_mut(i)
+                            .and_then(|d| d.wait_durable(seq))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        for w in waits.into_iter().flatten() {
+            let _ = w.await;
+        }
+        Ok(())
+    }
+
     /// The shards a keyed command touches.
     pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
         crate::command::keys_of(spec, args)

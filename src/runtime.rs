@@ -112,7 +112,10 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     install_signal_handlers();
     // Load what the data directory holds before anyone can connect.
     let mut loaded: Vec<Vec<_>> = (0..executors).map(|_| Vec::new()).collect();
-    for (g, shard) in crate::persist::start(&config, &state)?.into_iter().enumerate() {
+    for (g, shard) in crate::persist::start(&config, &state)?
+        .into_iter()
+        .enumerate()
+    {
         loaded[g % executors].push(shard);
     }
 
@@ -311,6 +314,7 @@ async fn executor_main(
                 watches: Vec::new(),
                 tx: None,
                 subs: Default::default(),
+                wrote: Default::default(),
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

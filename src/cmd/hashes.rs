@@ -1,8 +1,8 @@
 //! Hash commands: HSET, HGET, HINCRBY, HRANDFIELD, HSCAN and friends. Every
 //! field written is stamped with the write's HLC time.
 
-use keel_shards::journal::Rewrite;
 use keel_shards::hash::FieldRef;
+use keel_shards::journal::Rewrite;
 use keel_shards::{Hash, Shard};
 
 use super::error::{CmdError, CmdResult};

@@ -8,6 +8,7 @@ pub mod expiry;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod persistence;
 pub mod server;
 pub mod sets;
 pub mod strings;

@@ -2,6 +2,7 @@
 //! keyspace-wide ones (KEYS, SCAN, DBSIZE, FLUSHDB...), which visit every
 //! executor, and the server ones (INFO, CONFIG, COMMAND, DEBUG, TIME).
 
+use crate::persist::disk::SnapshotKind;
 use std::time::Duration;
 
 use keel_shards::{glob, Digest, EvictionPolicy};
@@ -65,7 +66,10 @@ pub async fn run(
                 crate::blocking::Start::Wait(_) => Ok(Reply::NilArray),
             }
         }
-        "lastsave" => Ok(Reply::Int((conn.state.started_ms / 1000) as i64)),
+        "lastsave" => super::persistence::lastsave(conn).await,
+        "save" => super::persistence::snapshot(conn, SnapshotKind::Save, false).await,
+        "bgsave" => super::persistence::snapshot(conn, SnapshotKind::Save, true).await,
+        "bgrewriteaof" => super::persistence::snapshot(conn, SnapshotKind::Rewrite, true).await,
         _ => Err(CmdError::other(format!("unknown command '{}'", spec.name))),
     };
     (r, After::Continue)

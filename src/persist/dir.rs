@@ -108,7 +108,11 @@ impl DataDir {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                write_atomic(path, META, format!("{FORMAT}\nshards {shards}\n").as_bytes())?;
+                write_atomic(
+                    path,
+                    META,
+                    format!("{FORMAT}\nshards {shards}\n").as_bytes(),
+                )?;
             }
             Err(e) => return Err(io_err(&meta)(e)),
         }
@@ -251,7 +255,11 @@ mod tests {
         drop(d);
         assert!(matches!(
             DataDir::open(&p, 3),
-            Err(DirError::ShardCount { found: 2, want: 3, .. })
+            Err(DirError::ShardCount {
+                found: 2,
+                want: 3,
+                ..
+            })
         ));
         let d = DataDir::open(&p, 2).unwrap();
         let sd = d.shard_path(1);

@@ -175,7 +175,10 @@ pub struct Disks {
 
 /// Starts the disk tasks of an executor's shards; the handles finish once
 /// the logs are closed after shutdown.
-pub async fn start(ls: Rc<LocalShards>, state: Arc<ServerState>) -> Vec<glommio::task::JoinHandle<()>> {
+pub async fn start(
+    ls: Rc<LocalShards>,
+    state: Arc<ServerState>,
+) -> Vec<glommio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
     let ids: Vec<usize> = ls.ids().collect();
     for (i, id) in ids.into_iter().enumerate() {
@@ -271,7 +274,16 @@ async fn log_task(
     let mut last_sync = Instant::now();
     let mut failing = false;
     loop {
-        let wait = if failing {
+        let snapshot_wanted = ls
+            .disks
+            .shards
+            .borrow()
+            .get(i)
+            .is_some_and(|d| d.pending.is_some());
+        let wait = if snapshot_wanted {
+            // Waiting for a transaction to leave the shard.
+            Duration::from_millis(1)
+        } else if failing {
             Duration::from_millis(100)
         } else if unsynced {
             Duration::from_millis(200)
@@ -286,15 +298,27 @@ async fn log_task(
 
         // A snapshot begins here, between two log writes, so the records
         // before it and after it go to different logs.
-        let want = ls.disks.shards.borrow().get(i).and_then(|d| d.pending.as_ref().map(|p| p.0));
+        let want = ls
+            .disks
+            .shards
+            .borrow()
+            .get(i)
+            .and_then(|d| d.pending.as_ref().map(|p| p.0));
         if let (Some(kind), false) = (want, stopping) {
             if ls.is_free(&[id]) && !ls.disks.shards.borrow()[i].snapshot_running {
-                begin_snapshot(&ls, &state, i, id, kind, &mut log, &mut pending, &mut pending_seq)
-                    .await;
+                begin_snapshot(
+                    &ls,
+                    &state,
+                    i,
+                    id,
+                    kind,
+                    &mut log,
+                    &mut pending,
+                    &mut pending_seq,
+                )
+                .await;
                 unsynced = false;
                 written_seq = written_seq.max(pending_seq);
-            } else {
-                ls.disks.shards.borrow_mut()[i].kick();
             }
         }
 
@@ -377,7 +401,10 @@ fn failed(ls: &LocalShards, state: &ServerState, i: usize, failing: &mut bool, e
     if !*failing {
         *failing = true;
         state.disk_errors.fetch_add(1, Ordering::SeqCst);
-        tracing::error!(shard = ls.disks.shards.borrow()[i].shard, "log write failed: {e}");
+        tracing::error!(
+            shard = ls.disks.shards.borrow()[i].shard,
+            "log write failed: {e}"
+        );
     }
     ls.disks.shards.borrow_mut()[i].error = Some(e);
 }

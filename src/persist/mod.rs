@@ -38,7 +38,10 @@ pub enum PersistError {
 /// (`appendonly yes`), recovers every shard from it, and returns the shards
 /// in global order with their disk state. Without either, the directory is
 /// left alone until a SAVE or BGSAVE needs it.
-pub fn start(config: &Config, state: &ServerState) -> Result<Vec<(Shard, ShardDisk)>, PersistError> {
+pub fn start(
+    config: &Config,
+    state: &ServerState,
+) -> Result<Vec<(Shard, ShardDisk)>, PersistError> {
     let n = state.shards;
     let shard_dir = |i: usize| config.dir.join(dir::shard_dir(i));
     if !config.appendonly && !DataDir::exists(&config.dir) {

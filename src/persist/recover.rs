@@ -253,10 +253,7 @@ fn cut(p: &Path, offset: usize) -> Result<(), RecoverError> {
     f.sync_all().map_err(io_err(p))
 }
 
-fn load_snapshot(
-    shard: &mut Shard,
-    p: &Path,
-) -> Result<keel_shards::record::Header, RecoverError> {
+fn load_snapshot(shard: &mut Shard, p: &Path) -> Result<keel_shards::record::Header, RecoverError> {
     let bad = |why: String| RecoverError::Snapshot {
         path: p.to_path_buf(),
         why,

@@ -44,7 +44,10 @@ pub fn apply_frame(s: &mut Shard, frame: &Frame<'_>) -> Result<(), ReplayError> 
 pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
     let db = r.db as usize;
     if db >= keel_shards::DATABASES {
-        return Err(ReplayError::Malformed { seq: r.seq, op: r.op });
+        return Err(ReplayError::Malformed {
+            seq: r.seq,
+            op: r.op,
+        });
     }
     let ctx = Ctx {
         db,
@@ -52,7 +55,10 @@ pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
         max_string: usize::MAX,
     };
     s.replay_at(r.hlc);
-    let malformed = || ReplayError::Malformed { seq: r.seq, op: r.op };
+    let malformed = || ReplayError::Malformed {
+        seq: r.seq,
+        op: r.op,
+    };
     match r.op {
         Op::Cmd => {
             let name = r.args.first().ok_or_else(malformed)?;
@@ -77,7 +83,8 @@ pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
         }
         Op::Put => {
             let bytes = r.args.first().ok_or_else(malformed)?;
-            let entry = decode_entry(bytes).map_err(|err| ReplayError::Entry { seq: r.seq, err })?;
+            let entry =
+                decode_entry(bytes).map_err(|err| ReplayError::Entry { seq: r.seq, err })?;
             s.set(db, r.key, entry, 0);
         }
         Op::FlushDb => {

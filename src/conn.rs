@@ -85,14 +85,11 @@ pub struct Conn {
 /// The -MISCONF error naming what the log write failed with.
 fn disk_error(conn: &Conn) -> String {
     let why = conn
-        .router
-        .local
-        .disks
-        .shards
-        .borrow()
-        .iter()
-        .find_map(|d| d.error.clone())
-        .unwrap_or_else(|| "the log of a shard on another core cannot be written".into());
+        .state
+        .disk_error
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
     format!("MISCONF Errors writing to the AOF file: {why}")
 }
 

@@ -30,6 +30,8 @@ pub struct ServerState {
     /// Shards whose log cannot be written: while non-zero, writes are
     /// refused with -MISCONF.
     pub disk_errors: AtomicUsize,
+    /// The last log error's text, for -MISCONF replies on every core.
+    pub disk_error: Mutex<String>,
     /// `appendonly yes` with `appendfsync always`: replies to writes wait
     /// for their records to be durable.
     pub fsync_always: AtomicBool,
@@ -76,6 +78,7 @@ impl ServerState {
             shutdown: AtomicBool::new(false),
             commits: Arc::new(AtomicU64::new(0)),
             disk_errors: AtomicUsize::new(0),
+            disk_error: Mutex::new(String::new()),
             datadir: Mutex::new(None),
             fsync_always: AtomicBool::new(fsync_always),
         }

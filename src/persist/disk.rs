@@ -344,7 +344,7 @@ async fn log_task(
                     unsynced = true;
                 }
                 Err(e) => {
-                    failed(&ls, &state, i, &mut failing, format!("{e}"));
+                    failed(&ls, &state, i, &mut failing, describe(&e));
                     if stopping {
                         return;
                     }
@@ -358,7 +358,7 @@ async fn log_task(
                 || (p.fsync == Fsync::EverySec && last_sync.elapsed() >= Duration::from_secs(1)));
         if sync_now {
             if let Err(e) = file.sync().await {
-                failed(&ls, &state, i, &mut failing, format!("{e}"));
+                failed(&ls, &state, i, &mut failing, describe(&e));
                 continue;
             }
             unsynced = false;
@@ -406,7 +406,19 @@ fn failed(ls: &LocalShards, state: &ServerState, i: usize, failing: &mut bool, e
             "log write failed: {e}"
         );
     }
+    *state.disk_error.lock().unwrap_or_else(|p| p.into_inner()) = e.clone();
     ls.disks.shards.borrow_mut()[i].error = Some(e);
+}
+
+/// An I/O error as the system names it ("No space left on device"), the
+/// way Redis words its -MISCONF replies.
+fn describe(e: &std::io::Error) -> String {
+    let text = match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => e.to_string(),
+    };
+    // glommio appends the operation and path after the system's words.
+    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 /// Begins a snapshot of shard `id`: the journal is cut at this instant; what

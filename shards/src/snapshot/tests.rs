@@ -224,7 +224,8 @@ fn steps_over_a_large_shard_are_bounded() {
     s.snapshot_begin(1, 1, 0).unwrap();
     let mut out = Vec::new();
     assert!(!s.snapshot_step(&mut out, 4096));
-    assert!(out.len() < 4096 + 100, "{} bytes", out.len());
+    // A bucket is not split: the budget may be passed by a few records.
+    assert!(out.len() < 4096 + 1024, "{} bytes", out.len());
     assert!(s.snapshot_last_step_buckets() <= MAX_BUCKETS_PER_STEP);
     // An unbounded budget still stops at the bucket bound.
     let mut out = Vec::new();
@@ -237,13 +238,26 @@ fn steps_over_a_large_shard_are_bounded() {
     }
     let cow = s.snapshot_cow_entries();
     assert!(cow > 0);
-    let mut out = Vec::new();
-    let started = std::time::Instant::now();
-    s.snapshot_step(&mut out, 64 * 1024);
-    let took = started.elapsed();
-    assert!(s.snapshot_last_step_buckets() <= MAX_BUCKETS_PER_STEP);
-    // Not a benchmark (debug build): a gross bound only.
-    assert!(took.as_millis() < 200, "{took:?}");
+    assert!(s.snapshot_pending_bytes() > 1 << 20);
+    // The saved records go out in budget-sized pieces, then the walk goes on.
+    let mut total = 0;
+    let mut steps = 0;
+    loop {
+        let mut out = Vec::new();
+        let done = s.snapshot_step(&mut out, 64 * 1024);
+        assert!(out.len() < 65 * 1024, "{} bytes", out.len());
+        assert!(s.snapshot_last_step_buckets() <= MAX_BUCKETS_PER_STEP);
+        total += out.len();
+        steps += 1;
+        if done {
+            break;
+        }
+    }
+    assert_eq!(s.snapshot_pending_bytes(), 0);
+    assert!(
+        steps > 100 && total > 1 << 20,
+        "{steps} steps, {total} bytes"
+    );
 }
 
 #[test]

@@ -277,7 +277,7 @@ impl Shard {
             let db = s.db;
             let dict = s.detached[db].as_ref().unwrap_or(&dbs[db].dict);
             if dict.is_empty() {
-                // Every key this database held at the start was decided.
+                // Every key this database held at the start is saved already.
                 s.next_db();
                 continue;
             }

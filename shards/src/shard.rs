@@ -318,7 +318,17 @@ impl Shard {
     #[inline]
     fn before_change(&mut self, db: usize, key: &[u8]) {
         if self.snap.is_some() {
-            self.snapshot_save(db, key);
+            self.snapshot_save(db, key, true);
+        }
+    }
+
+    /// [`Shard::before_change`] for a removal that nothing else follows: a
+    /// snapshot saves the key without remembering it (see the
+    /// [`crate::snapshot`] docs).
+    #[inline]
+    fn before_remove(&mut self, db: usize, key: &[u8]) {
+        if self.snap.is_some() {
+            self.snapshot_save(db, key, false);
         }
     }
 
@@ -490,7 +500,7 @@ impl Shard {
     }
 
     fn remove_entry(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
-        self.before_change(db, key);
+        self.before_remove(db, key);
         let e = self.dbs[db].dict.remove(key)?;
         self.touch_watched(db, key);
         let d = &mut self.dbs[db];

@@ -41,12 +41,18 @@
 //! that set and, if it exists, its current entry — unchanged since the
 //! snapshot began, or it would already be decided — is serialised into a
 //! pending buffer that the next step hands out. A key that does not exist is
-//! one the snapshot must not hold (it did not exist at the start, or it
-//! would be decided), and the set makes the walk skip it if it is inserted
-//! later. The walk skips decided keys and forgets them as it passes them;
-//! what remains of a database's set goes when the walk leaves it. So every
-//! key of the start is written exactly once, with its value of the start,
-//! and no key born later is written at all.
+//! one the snapshot must not hold (it did not exist at the start, or it was
+//! saved and removed since), and the set makes the walk skip it if it is
+//! inserted later. The walk skips decided keys and forgets them as it passes
+//! them; what remains of a database's set goes when the walk leaves it. So
+//! every key of the start is written exactly once, with its value of the
+//! start, and no key born later is written at all.
+//!
+//! A plain removal (DEL, expiry, eviction) saves the key without deciding
+//! it: once it is gone the walk cannot meet it, and if it comes back the
+//! insert finds it absent and decides it then. This keeps the set small
+//! when expiry or eviction removes many keys during a snapshot; the set
+//! holds keys changed in place and keys born during the snapshot.
 //!
 //! Without a snapshot the hook costs one branch. With one, a change hashes
 //! the key once more and, before the walk reaches it, looks it up in a set.
@@ -62,7 +68,8 @@
 //! # Bounds
 //! A step stops after about `budget_bytes` of output or
 //! [`MAX_BUCKETS_PER_STEP`] buckets, whichever comes first, and always makes
-//! progress. Empty databases cost nothing. What no step can split is one
+//! progress. Records saved by copy-on-write go out first, in pieces of the
+//! same budget (the walk waits until they are all out). Empty databases cost nothing. What no step can split is one
 //! key: a collection of millions of elements is serialised in one go, by a
 //! step or, ahead of the walk, by the write that changes it.
 
@@ -74,14 +81,16 @@ use crate::dict::Dict;
 use crate::entry_codec::{decode_entry, encode_entry};
 use crate::hlc::Hlc;
 use crate::record::{
-    encode_end, encode_header, encode_record, Frame, FrameError, Header, Op, Record,
+    encode_end, encode_header, encode_record, Frame, FrameError, Header, Op, Record, FRAME_HEADER,
 };
 use crate::shard::{Shard, DATABASES};
 use crate::value::Entry;
 
 /// The most buckets one step visits, so a step over a huge or sparse table
-/// stays well under a millisecond.
-pub const MAX_BUCKETS_PER_STEP: usize = 1024;
+/// stays well under a millisecond. Scan order jumps across the bucket array,
+/// so each bucket is about one cache miss, its entries one or two more: 256
+/// buckets of small keys take about 150 µs.
+pub const MAX_BUCKETS_PER_STEP: usize = 256;
 
 /// A snapshot is already running on this shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,8 +110,10 @@ pub(crate) struct Snapshot {
     /// Per database: the table a FLUSHDB took away before the walk was done
     /// with it.
     detached: Vec<Option<Dict<Entry>>>,
-    /// Records saved by copy-on-write, not yet handed out.
+    /// Records saved by copy-on-write; those from `pending_at` on are not
+    /// handed out yet.
     pending: Vec<u8>,
+    pending_at: usize,
     /// Put records written so far (walked and saved).
     entries: u64,
     scratch: Vec<u8>,
@@ -134,6 +145,33 @@ impl Snapshot {
         if db >= self.db && self.detached[db].is_none() && !old.is_empty() {
             self.detached[db] = Some(old);
         }
+    }
+
+    /// Moves saved records to `out` until it holds `budget` bytes past
+    /// `start` (at least one record); returns whether none are left.
+    fn drain_pending(&mut self, out: &mut Vec<u8>, start: usize, budget: usize) -> bool {
+        let p = &self.pending;
+        let mut end = self.pending_at;
+        while end < p.len()
+            && (end == self.pending_at || out.len() - start + end - self.pending_at < budget)
+        {
+            // Our own frames: the length is there and right.
+            let len = u32::from_le_bytes([p[end], p[end + 1], p[end + 2], p[end + 3]]);
+            end += FRAME_HEADER + len as usize;
+        }
+        out.extend_from_slice(&p[self.pending_at..end]);
+        self.pending_at = end;
+        if end < p.len() {
+            return false;
+        }
+        // A burst of saves can leave a large buffer behind: give it back.
+        if self.pending.capacity() > 1 << 20 {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
+        self.pending_at = 0;
+        true
     }
 
     /// Moves the walk to the next database, forgetting this one's state.
@@ -174,6 +212,7 @@ impl Shard {
             decided: (0..DATABASES).map(|_| HashSet::default()).collect(),
             detached: (0..DATABASES).map(|_| None).collect(),
             pending: Vec::new(),
+            pending_at: 0,
             entries: 0,
             scratch: Vec::new(),
             last_step_buckets: 0,
@@ -189,6 +228,14 @@ impl Shard {
     /// Drops the running snapshot, if any (its output so far is useless).
     pub fn snapshot_abort(&mut self) {
         self.snap = None;
+    }
+
+    /// Bytes of records saved by copy-on-write that the next steps will
+    /// hand out (memory the running snapshot holds besides flushed tables).
+    pub fn snapshot_pending_bytes(&self) -> usize {
+        self.snap
+            .as_ref()
+            .map_or(0, |s| s.pending.len() - s.pending_at)
     }
 
     /// Entries snapshots saved ahead of their walk because a write was about
@@ -213,7 +260,13 @@ impl Shard {
             encode_header(out, &s.header);
             s.header_sent = true;
         }
-        out.append(&mut s.pending);
+        // Saved records first; the walk goes on only once they are all out,
+        // so a burst of saves does not make one step long. Each key is saved
+        // at most once, so the walk is never starved for good.
+        if !s.pending.is_empty() && !s.drain_pending(out, start, budget_bytes) {
+            s.last_step_buckets = 0;
+            return false;
+        }
         let mut buckets = 0;
         while s.db < DATABASES {
             if buckets > 0 && (out.len() - start >= budget_bytes || buckets >= MAX_BUCKETS_PER_STEP)
@@ -224,7 +277,7 @@ impl Shard {
             let db = s.db;
             let dict = s.detached[db].as_ref().unwrap_or(&dbs[db].dict);
             if dict.is_empty() {
-                // Every key this database held at the start was decided.
+                // Every key this database held at the start is saved already.
                 s.next_db();
                 continue;
             }
@@ -250,10 +303,11 @@ impl Shard {
         true
     }
 
-    /// The copy-on-write hook: `key` of `db` is about to change.
+    /// The copy-on-write hook: `key` of `db` is about to change; `stays`
+    /// is false for a removal (the key will be absent after it).
     #[cold]
     #[inline(never)]
-    pub(crate) fn snapshot_save(&mut self, db: usize, key: &[u8]) {
+    pub(crate) fn snapshot_save(&mut self, db: usize, key: &[u8], stays: bool) {
         let dict = &self.dbs[db].dict;
         let Some(s) = self.snap.as_deref_mut() else {
             return;
@@ -268,8 +322,13 @@ impl Shard {
         if s.decided[db].contains(key) {
             return;
         }
-        s.decided[db].insert(key.into());
-        if let Some(e) = dict.get(key) {
+        let entry = dict.get(key);
+        if stays {
+            s.decided[db].insert(key.into());
+        } else if entry.is_none() {
+            return;
+        }
+        if let Some(e) = entry {
             Snapshot::put(&mut s.pending, &mut s.scratch, &s.header, db, key, e);
             s.entries += 1;
             self.snapshot_cow += 1;

@@ -224,7 +224,8 @@ fn steps_over_a_large_shard_are_bounded() {
     s.snapshot_begin(1, 1, 0).unwrap();
     let mut out = Vec::new();
     assert!(!s.snapshot_step(&mut out, 4096));
-    assert!(out.len() < 4096 + 100, "{} bytes", out.len());
+    // A bucket is not split: the budget may be passed by a few records.
+    assert!(out.len() < 4096 + 1024, "{} bytes", out.len());
     assert!(s.snapshot_last_step_buckets() <= MAX_BUCKETS_PER_STEP);
     // An unbounded budget still stops at the bucket bound.
     let mut out = Vec::new();
@@ -237,13 +238,26 @@ fn steps_over_a_large_shard_are_bounded() {
     }
     let cow = s.snapshot_cow_entries();
     assert!(cow > 0);
-    let mut out = Vec::new();
-    let started = std::time::Instant::now();
-    s.snapshot_step(&mut out, 64 * 1024);
-    let took = started.elapsed();
-    assert!(s.snapshot_last_step_buckets() <= MAX_BUCKETS_PER_STEP);
-    // Not a benchmark (debug build): a gross bound only.
-    assert!(took.as_millis() < 200, "{took:?}");
+    assert!(s.snapshot_pending_bytes() > 1 << 20);
+    // The saved records go out in budget-sized pieces, then the walk goes on.
+    let mut total = 0;
+    let mut steps = 0;
+    loop {
+        let mut out = Vec::new();
+        let done = s.snapshot_step(&mut out, 64 * 1024);
+        assert!(out.len() < 65 * 1024, "{} bytes", out.len());
+        assert!(s.snapshot_last_step_buckets() <= MAX_BUCKETS_PER_STEP);
+        total += out.len();
+        steps += 1;
+        if done {
+            break;
+        }
+    }
+    assert_eq!(s.snapshot_pending_bytes(), 0);
+    assert!(
+        steps > 100 && total > 1 << 20,
+        "{steps} steps, {total} bytes"
+    );
 }
 
 #[test]
@@ -448,5 +462,84 @@ proptest! {
         prop_assert_eq!(contents(&t), want);
         prop_assert_eq!(t.seq(), header.seq);
         check_accounting(&t);
+    }
+}
+
+#[test]
+fn abort_then_a_new_snapshot() {
+    let mut s = Shard::new(0);
+    for i in 0..3000u32 {
+        s.set(
+            0,
+            format!("k{i}").as_bytes(),
+            Entry::string(b"v".to_vec(), 0),
+            5,
+        );
+    }
+    s.snapshot_begin(1, 1, 0).unwrap();
+    let mut out = Vec::new();
+    s.snapshot_step(&mut out, 1000);
+    s.delete(0, b"k1", 6);
+    s.snapshot_abort();
+    assert!(!s.snapshot_running());
+    assert_eq!(s.snapshot_pending_bytes(), 0);
+    s.set(0, b"k2", Entry::string(b"w".to_vec(), 0), 7);
+    let want = contents(&s);
+    s.snapshot_begin(1, 2, 0).unwrap();
+    let mut out = Vec::new();
+    finish(&mut s, &mut out, 1000);
+    assert_eq!(contents(&load(0, &out).0), want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Damage inside a frame whose crc still holds (a bug upstream, not a
+    /// torn write) is an error from the loader, never a panic.
+    #[test]
+    fn damaged_entries_are_load_errors(
+        initial in proptest::collection::vec((0usize..4, 0u16..50, value(false)), 1..20),
+        pick in any::<usize>(), pos in any::<usize>(), bit in 0u8..8, cut in any::<bool>(),
+    ) {
+        let mut s = Shard::new(0);
+        for (db, k, v) in &initial {
+            s.set(*db, &key(*k), Entry::new(v.clone(), 0), 10);
+        }
+        s.snapshot_begin(1, 1, 0).unwrap();
+        let mut out = Vec::new();
+        finish(&mut s, &mut out, 1 << 20);
+        let mut frames = Vec::new();
+        walk(&out, |_, f| { frames.push(f); true });
+        let puts: Vec<usize> = (0..frames.len()).filter(|&i| matches!(frames[i], Frame::Record(_))).collect();
+        let at = puts[pick % puts.len()];
+        let Frame::Record(r) = &frames[at] else { unreachable!() };
+        let mut arg = r.args[0].to_vec();
+        if cut {
+            arg.truncate(pos % arg.len());
+        } else {
+            let p = pos % arg.len();
+            arg[p] ^= 1 << bit;
+        }
+        let mut bad = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            match f {
+                Frame::Header(h) => encode_header(&mut bad, h),
+                Frame::End { entries } => encode_end(&mut bad, *entries),
+                Frame::Record(r) if i == at => {
+                    let mut r = r.clone();
+                    r.args = vec![&arg[..]];
+                    encode_record(&mut bad, &r);
+                }
+                Frame::Record(r) => encode_record(&mut bad, r),
+                Frame::Unit { .. } => unreachable!(),
+            }
+        }
+        let mut t = Shard::new(0);
+        let mut l = Loader::new();
+        if let Ok(n) = l.feed(&mut t, &bad) {
+            // The damage made another valid entry: the load still ends.
+            prop_assert_eq!(n, bad.len());
+            prop_assert!(l.done());
+        }
     }
 }

@@ -80,7 +80,11 @@ fn data_and_seq_survive_a_kill() {
     }
     let _: () = c.hset("h", "f", "v").unwrap();
     let _: i64 = c.incr("counter", 5).unwrap();
-    let _: () = redis::cmd("EXPIRE").arg("key:0").arg(1000).query(&mut c).unwrap();
+    let _: () = redis::cmd("EXPIRE")
+        .arg("key:0")
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
     let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
     let before = seqs(&mut c);
     assert_eq!(before.len(), 2, "INFO shards lists both shards");
@@ -189,7 +193,15 @@ fn a_second_keel_on_the_same_directory_refuses_to_start() {
     let dir = data_dir("lock");
     let k = start(&dir, "everysec");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["--port", "0", "--shards", "2", "--appendonly", "yes", "--dir"])
+        .args([
+            "--port",
+            "0",
+            "--shards",
+            "2",
+            "--appendonly",
+            "yes",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
@@ -198,12 +210,71 @@ fn a_second_keel_on_the_same_directory_refuses_to_start() {
     assert!(err.contains("in use by another keel"), "{err}");
     drop(k);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["--port", "0", "--shards", "3", "--appendonly", "yes", "--dir"])
+        .args([
+            "--port",
+            "0",
+            "--shards",
+            "3",
+            "--appendonly",
+            "yes",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds 2 shards"), "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_growing_log_is_rewritten_on_its_own() {
+    let dir = data_dir("auto");
+    let k = Keel::start(&[
+        "--shards",
+        "1",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--appendonly",
+        "yes",
+        "--auto-aof-rewrite-min-size",
+        "64kb",
+        "--auto-aof-rewrite-percentage",
+        "100",
+    ]);
+    let mut c = k.client();
+    let value = "x".repeat(100);
+    let manifest = dir.join("shard-000").join("MANIFEST");
+    let mut rewritten = false;
+    // Overwrite a few keys again and again: the log grows, the data not.
+    for round in 0..200 {
+        for i in 0..50 {
+            let _: () = c.set(format!("k{i}"), format!("{value}{round}")).unwrap();
+        }
+        if fs::read_to_string(&manifest)
+            .unwrap_or_default()
+            .contains("snapshot ")
+        {
+            rewritten = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(rewritten, "no automatic rewrite happened");
+    let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
+    kill(k);
+    let k = Keel::start(&[
+        "--shards",
+        "1",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--appendonly",
+        "yes",
+    ]);
+    let mut c = k.client();
+    let after: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
+    assert_eq!(after, digest);
+    drop(k);
     let _ = fs::remove_dir_all(&dir);
 }

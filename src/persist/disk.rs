@@ -81,6 +81,8 @@ pub struct ShardDisk {
     /// snapshot's size, for automatic rewrites).
     pub log_bytes: u64,
     pub base_bytes: u64,
+    /// `log_bytes` when the running snapshot began: the part it replaces.
+    pub replaced_bytes: u64,
     /// A snapshot asked for and not yet begun, with who waits for it.
     pending: Option<(SnapshotKind, Vec<SnapshotDone>)>,
     pub snapshot_running: bool,
@@ -114,6 +116,7 @@ impl ShardDisk {
             error: None,
             log_bytes: 0,
             base_bytes,
+            replaced_bytes: 0,
             pending: None,
             snapshot_running: false,
             last_snapshot_ok: true,
@@ -234,7 +237,6 @@ async fn open_new_log(ls: &LocalShards, i: usize) -> Result<LogFile, String> {
         let mut disks = ls.disks.shards.borrow_mut();
         let d = &mut disks[i];
         d.manifest.logs.push(name);
-        d.log_bytes = 0;
         d.manifest.clone()
     };
     manifest.write(&dirp).map_err(|e| e.to_string())?;
@@ -458,7 +460,11 @@ async fn begin_snapshot(
             return;
         }
     };
-    ls.disks.shards.borrow_mut()[i].snapshot_running = true;
+    {
+        let mut disks = ls.disks.shards.borrow_mut();
+        disks[i].snapshot_running = true;
+        disks[i].replaced_bytes = disks[i].log_bytes + pending.len() as u64;
+    }
     let mut ok = Ok(());
     if let Some(old) = log.take() {
         // The old log gets everything up to the snapshot's seq, then closes.

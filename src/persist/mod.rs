@@ -63,7 +63,7 @@ pub fn start(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let disk = ShardDisk::new(
+            let mut disk = ShardDisk::new(
                 i,
                 shard_dir(i),
                 r.manifest,
@@ -71,6 +71,7 @@ pub fn start(
                 r.aborted,
                 r.base_bytes,
             );
+            disk.log_bytes = r.log_bytes;
             (r.shard, disk)
         })
         .collect())

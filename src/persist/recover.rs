@@ -63,6 +63,8 @@ pub struct RecoveredShard {
     pub aborted: Vec<u64>,
     /// Bytes of the snapshot, the base for automatic rewrites.
     pub base_bytes: u64,
+    /// Bytes of the logs after it.
+    pub log_bytes: u64,
 }
 
 pub struct Recovered {
@@ -319,6 +321,7 @@ fn replay_logs(scan: Scan, skip: &HashSet<u64>) -> Result<RecoveredShard, Recove
             }
         }
     }
+    let log_bytes = logs.iter().map(|(_, b)| b.len() as u64).sum();
     let mut aborted: Vec<u64> = mine.into_keys().collect();
     aborted.sort_unstable();
     if !aborted.is_empty() {
@@ -333,5 +336,6 @@ fn replay_logs(scan: Scan, skip: &HashSet<u64>) -> Result<RecoveredShard, Recove
         manifest,
         aborted,
         base_bytes,
+        log_bytes,
     })
 }

@@ -36,6 +36,8 @@ pub async fn write(
         Ok(bytes) => {
             d.last_snapshot_secs = now_ms() / 1000;
             d.base_bytes = *bytes;
+            // The logs before the snapshot are gone.
+            d.log_bytes = d.log_bytes.saturating_sub(d.replaced_bytes);
             tracing::info!(shard = id, seq = header.seq, bytes, "snapshot written");
         }
         Err(e) => {

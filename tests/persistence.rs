@@ -64,7 +64,7 @@ fn last_log(dir: &Path, shard: usize) -> PathBuf {
     let name = manifest
         .lines()
         .filter_map(|l| l.strip_prefix("log "))
-        .last()
+        .next_back()
         .expect("a log in the manifest")
         .to_string();
     sd.join(name)

@@ -16,7 +16,8 @@
 //! The data path reads top-down:
 //! - `main.rs`: flags → [`config`] → [`runtime::run`].
 //! - [`runtime`]: one pinned glommio executor per core; listeners, inbox,
-//!   active expiry. The only module that names glommio.
+//!   active expiry. With `persist::logfile` and `persist::disk`, the only
+//!   code that names glommio.
 //! - [`conn`]: a connection's read → parse → execute → write loop.
 //! - [`resp`]: the RESP parser and reply encoder; [`reply`]: the reply value.
 //! - [`command`]: the command table (arity, flags, keys, handler).
@@ -29,6 +30,8 @@
 //! - [`control`]: the HA control plane as pure state machines (failure
 //!   detection, election, safety check, split brain) and its seeded
 //!   simulator; not yet driven by the network.
+//! - [`persist`]: the data directory, per-shard logs (group commit, fsync
+//!   policies, disk errors), snapshot files, recovery and replay.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 

@@ -14,6 +14,9 @@
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
 //! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
+//! - [`record`]: the write-record format (frames, units, snapshot header)
+//!   shared by logs, snapshots and replication.
+//! - [`journal`]: the records a shard produced and the log has not taken.
 //! - [`entry_codec`]: one key's entry as bytes (the `Put` record's argument).
 //! - [`snapshot`]: point-in-time snapshots of a running shard, and loading them.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.

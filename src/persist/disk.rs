@@ -35,6 +35,9 @@ use super::logfile::LogFile;
 use crate::local::LocalShards;
 use crate::state::ServerState;
 
+/// The most bytes one log write takes.
+const APPEND_CHUNK: usize = 1 << 20;
+
 /// When a log is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
@@ -88,8 +91,11 @@ pub struct ShardDisk {
     pub snapshot_running: bool,
     pub last_snapshot_ok: bool,
     pub last_snapshot_secs: u64,
-    /// Longest time one snapshot step held the shard, in microseconds.
+    /// Longest time one snapshot step held the shard, in microseconds, and
+    /// how many steps there were and took over a millisecond.
     pub longest_step_us: u64,
+    pub steps: u64,
+    pub slow_steps: u64,
     /// Transactions recovery dropped: recorded void in the first new log.
     aborted: Vec<u64>,
 }
@@ -122,6 +128,8 @@ impl ShardDisk {
             last_snapshot_ok: true,
             last_snapshot_secs: 0,
             longest_step_us: 0,
+            steps: 0,
+            slow_steps: 0,
             aborted,
         }
     }
@@ -239,8 +247,17 @@ async fn open_new_log(ls: &LocalShards, i: usize) -> Result<LogFile, String> {
         d.manifest.logs.push(name);
         d.manifest.clone()
     };
-    manifest.write(&dirp).map_err(|e| e.to_string())?;
+    off_core(move || manifest.write(&dirp))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(f)
+}
+
+/// Runs blocking file-system work (fsync of a manifest and its directory,
+/// unlinking a large old snapshot) on glommio's blocking pool, so the shard
+/// keeps serving meanwhile.
+pub async fn off_core<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
 }
 
 /// Settings the log task reads each turn (CONFIG SET may change them).
@@ -334,25 +351,42 @@ async fn log_task(
         };
         let (bytes, seq) = ls.shard(id).take_journal();
         if !bytes.is_empty() {
-            pending.extend_from_slice(&bytes);
+            if pending.is_empty() {
+                pending = bytes;
+            } else {
+                pending.extend_from_slice(&bytes);
+            }
             pending_seq = seq;
         }
-        if !pending.is_empty() {
-            match file.append(&pending).await {
+        // In pieces: a large batch (a bulk load) must not hold the core for
+        // one long copy into the DMA buffer.
+        let mut done = 0;
+        let mut error = None;
+        while done < pending.len() {
+            let end = (done + APPEND_CHUNK).min(pending.len());
+            match file.append(&pending[done..end]).await {
                 Ok(()) => {
-                    ls.disks.shards.borrow_mut()[i].log_bytes += pending.len() as u64;
-                    pending.clear();
-                    written_seq = pending_seq;
-                    unsynced = true;
+                    ls.disks.shards.borrow_mut()[i].log_bytes += (end - done) as u64;
+                    done = end;
                 }
                 Err(e) => {
-                    failed(&ls, &state, i, &mut failing, describe(&e));
-                    if stopping {
-                        return;
-                    }
-                    continue;
+                    error = Some(e);
+                    break;
                 }
             }
+        }
+        if let Some(e) = error {
+            pending.drain(..done);
+            failed(&ls, &state, i, &mut failing, describe(&e));
+            if stopping {
+                return;
+            }
+            continue;
+        }
+        if done > 0 {
+            pending.clear();
+            written_seq = pending_seq;
+            unsynced = true;
         }
         let sync_now = unsynced
             && (p.fsync == Fsync::Always

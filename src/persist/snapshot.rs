@@ -70,6 +70,11 @@ async fn write_file(ls: &LocalShards, i: usize, id: usize) -> Result<u64, String
             let mut disks = ls.disks.shards.borrow_mut();
             let d = &mut disks[i];
             d.longest_step_us = d.longest_step_us.max(us);
+            d.steps += 1;
+            if us > 1000 {
+                d.slow_steps += 1;
+                tracing::debug!(shard = id, us, bytes = out.len(), "slow snapshot step");
+            }
         }
         if out.len() >= WRITE_BYTES || done {
             if let Err(e) = file.append(&out).await {
@@ -102,7 +107,11 @@ async fn write_file(ls: &LocalShards, i: usize, id: usize) -> Result<u64, String
         };
         d.manifest.clone()
     };
-    manifest.write(&shard_dir).map_err(|e| e.to_string())?;
-    dir::remove_unnamed(&shard_dir, &manifest).map_err(|e| e.to_string())?;
+    super::disk::off_core(move || {
+        manifest.write(&shard_dir)?;
+        dir::remove_unnamed(&shard_dir, &manifest)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(bytes)
 }

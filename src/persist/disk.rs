@@ -74,6 +74,8 @@ pub struct ShardDisk {
     next_gen: u64,
     /// Whether this shard has a log (appendonly).
     pub logging: bool,
+    /// `appendfsync always` when the current log was opened.
+    pub always: bool,
     /// Seq of the last record known durable.
     pub durable: u64,
     waiters: Vec<(u64, oneshot::Sender<()>)>,
@@ -116,6 +118,7 @@ impl ShardDisk {
             manifest,
             next_gen,
             logging,
+            always: false,
             durable: 0,
             waiters: Vec::new(),
             kick: None,
@@ -201,6 +204,7 @@ pub async fn start(
             };
             d.kick = Some(tx);
             d.durable = ls.shard(id).seq();
+            d.always = Fsync::parse(&state.config().appendfsync) == Fsync::Always;
             d.logging
         };
         let log = if logging {
@@ -237,7 +241,9 @@ async fn open_new_log(ls: &LocalShards, i: usize) -> Result<LogFile, String> {
         let g = d.next_generation();
         (d.dir.join(dir::log_name(g)), d.dir.clone())
     };
-    let f = LogFile::create(&path)
+    // Under `always` each write is made durable by the write itself.
+    let always = ls.disks.shards.borrow()[i].always;
+    let f = LogFile::create(&path, always)
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let name = dir::log_name(dir::generation(&path.to_string_lossy()).unwrap_or(0));
@@ -312,6 +318,11 @@ async fn log_task(
         let tick = glommio::timer::sleep(wait);
         futures::pin_mut!(tick);
         futures::future::select(kick.next(), tick).await;
+        if policy(&state).fsync == Fsync::Always {
+            // Let every connection that is ready run first: their records
+            // join this write and share its fsync (group commit).
+            glommio::executor().yield_task_queue_now().await;
+        }
         let stopping = state.shutdown.load(Ordering::SeqCst);
         let p = policy(&state);
 
@@ -387,6 +398,11 @@ async fn log_task(
             pending.clear();
             written_seq = pending_seq;
             unsynced = true;
+        }
+        if file.dsync && done > 0 {
+            // O_DSYNC: the write was the fsync.
+            unsynced = false;
+            last_sync = Instant::now();
         }
         let sync_now = unsynced
             && (p.fsync == Fsync::Always

@@ -60,7 +60,7 @@ async fn write_file(ls: &LocalShards, i: usize, id: usize) -> Result<u64, String
         (d.dir.join(&name), name, d.dir.clone())
     };
     let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut file = LogFile::create(&path).await.map_err(fail)?;
+    let mut file = LogFile::create(&path, false).await.map_err(fail)?;
     let mut out = Vec::with_capacity(WRITE_BYTES + STEP_BYTES);
     loop {
         let started = Instant::now();

@@ -52,6 +52,10 @@ fn seqs(c: &mut redis::Connection) -> Vec<u64> {
         .collect()
 }
 
+fn mget(c: &mut redis::Connection, keys: &[&str]) -> Vec<Option<String>> {
+    redis::cmd("MGET").arg(keys).query(c).unwrap()
+}
+
 fn kill(mut k: Keel) {
     let _ = k.child.kill();
     let _ = k.child.wait();
@@ -150,13 +154,7 @@ fn a_transaction_missing_on_one_shard_is_dropped_everywhere() {
 
     let k = start(&dir, "always");
     let mut c = k.client();
-    let got: Vec<Option<String>> = redis::cmd("MGET")
-        .arg(&a[0])
-        .arg(&b[0])
-        .arg(&a[1])
-        .arg(&b[1])
-        .query(&mut c)
-        .unwrap();
+    let got = mget(&mut c, &[&a[0], &b[0], &a[1], &b[1]]);
     assert_eq!(
         got,
         vec![Some("before".into()), Some("before".into()), None, None],
@@ -173,13 +171,7 @@ fn a_transaction_missing_on_one_shard_is_dropped_everywhere() {
     kill(k);
     let k = start(&dir, "always");
     let mut c = k.client();
-    let got: Vec<Option<String>> = redis::cmd("MGET")
-        .arg(&a[0])
-        .arg(&b[0])
-        .arg(&a[1])
-        .arg(&b[1])
-        .query(&mut c)
-        .unwrap();
+    let got = mget(&mut c, &[&a[0], &b[0], &a[1], &b[1]]);
     assert_eq!(
         got,
         vec![Some("later".into()), Some("later".into()), None, None]
@@ -238,6 +230,8 @@ fn a_growing_log_is_rewritten_on_its_own() {
         dir.to_str().unwrap(),
         "--appendonly",
         "yes",
+        "--appendfsync",
+        "always",
         "--auto-aof-rewrite-min-size",
         "64kb",
         "--auto-aof-rewrite-percentage",

@@ -460,15 +460,7 @@ impl Shard {
     pub fn set(&mut self, db: usize, key: &[u8], mut entry: Entry, now_ms: u64) {
         entry.access = (now_ms / 1000) as u32;
         entry.hlc = self.hlc_now(now_ms);
-        self.before_change(db, key);
-        self.remove_entry(db, key);
-        self.used += entry_bytes(key, &entry);
-        self.touch_watched(db, key);
-        let d = &mut self.dbs[db];
-        if entry.expire_at != 0 {
-            d.volatile += 1;
-        }
-        d.dict.insert(key, entry);
+        self.restore(db, key, entry);
         self.wrote();
     }
 

@@ -87,26 +87,10 @@ struct Scan {
 
 pub fn recover(dir: &DataDir, repair: bool) -> Result<Recovered, RecoverError> {
     let started = Instant::now();
-    let scans: Vec<Result<Scan, RecoverError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..dir.shards)
-            .map(|i| {
-                let path = dir.shard_path(i);
-                s.spawn(move || scan(i, &path, repair))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(RecoverError::Replay {
-                        path: PathBuf::new(),
-                        why: "recovery thread panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
-    let mut scans = scans.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let paths: Vec<PathBuf> = (0..dir.shards).map(|i| dir.shard_path(i)).collect();
+    let scans = each_shard(paths.into_iter().enumerate().collect(), |(i, path)| {
+        scan(i, &path, repair)
+    })?;
 
     let horizon: Vec<u64> = scans.iter().map(|s| s.horizon).collect();
     let mut max_commit = horizon.iter().copied().max().unwrap_or(0);
@@ -124,27 +108,7 @@ pub fn recover(dir: &DataDir, repair: bool) -> Result<Recovered, RecoverError> {
         }
     }
 
-    let results: Vec<Result<RecoveredShard, RecoverError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = scans
-            .drain(..)
-            .map(|scan| {
-                let skip = &skip;
-                s.spawn(move || replay_logs(scan, skip))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(RecoverError::Replay {
-                        path: PathBuf::new(),
-                        why: "replay thread panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
-    let shards = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let shards = each_shard(scans, |scan| replay_logs(scan, &skip))?;
     let keys: usize = shards.iter().map(|s| s.shard.keys()).sum();
     tracing::info!(
         keys,
@@ -153,6 +117,32 @@ pub fn recover(dir: &DataDir, repair: bool) -> Result<Recovered, RecoverError> {
         dir.path.display()
     );
     Ok(Recovered { shards, max_commit })
+}
+
+/// Runs `f` on every item in a thread of its own (one per shard: loading
+/// is parallel across cores), keeping the order; the first error wins.
+fn each_shard<I: Send, O: Send>(
+    items: Vec<I>,
+    f: impl Fn(I) -> Result<O, RecoverError> + Sync,
+) -> Result<Vec<O>, RecoverError> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| s.spawn(move || f(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(RecoverError::Replay {
+                        path: PathBuf::new(),
+                        why: "a recovery thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    })
 }
 
 fn scan(i: usize, path: &Path, repair: bool) -> Result<Scan, RecoverError> {

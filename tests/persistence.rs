@@ -13,7 +13,7 @@ use keel_shards::slot::shard_of;
 use redis::Commands;
 
 fn data_dir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("keel-persist-{name}-{}", std::process::id()));
+    let p = std::env::temp_dir().join(format!("keel.persist-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&p);
     p
 }

@@ -144,10 +144,13 @@ pub fn log_name(gen: u64) -> String {
     format!("log-{gen:06}.klog")
 }
 
-/// The generation number in a data file's name.
+/// The generation number in a data file's name (`log-000008.klog` → 8).
 pub fn generation(name: &str) -> Option<u64> {
     let stem = name.split('.').next()?;
-    stem.rsplit('-').next()?.parse().ok()
+    stem.strip_prefix("log-")
+        .or_else(|| stem.strip_prefix("snap-"))?
+        .parse()
+        .ok()
 }
 
 impl Manifest {
@@ -271,6 +274,8 @@ mod tests {
         m.write(&sd).unwrap();
         assert_eq!(Manifest::read(&sd).unwrap(), m);
         assert_eq!(m.max_generation(), 5);
+        assert_eq!(generation("snap-000012.kdb"), Some(12));
+        assert_eq!(generation("/a.b/log-000003.klog"), None);
         fs::write(sd.join(log_name(2)), b"old").unwrap();
         remove_unnamed(&sd, &m).unwrap();
         assert!(!sd.join(log_name(2)).exists());

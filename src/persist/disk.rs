@@ -235,18 +235,17 @@ pub async fn start(
 
 /// Creates the next log file and names it last in the manifest.
 async fn open_new_log(ls: &LocalShards, i: usize) -> Result<LogFile, String> {
-    let (path, dirp) = {
+    let (name, path, dirp) = {
         let mut disks = ls.disks.shards.borrow_mut();
         let d = &mut disks[i];
-        let g = d.next_generation();
-        (d.dir.join(dir::log_name(g)), d.dir.clone())
+        let name = dir::log_name(d.next_generation());
+        (name.clone(), d.dir.join(name), d.dir.clone())
     };
     // Under `always` each write is made durable by the write itself.
     let always = ls.disks.shards.borrow()[i].always;
     let f = LogFile::create(&path, always)
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = dir::log_name(dir::generation(&path.to_string_lossy()).unwrap_or(0));
     let manifest = {
         let mut disks = ls.disks.shards.borrow_mut();
         let d = &mut disks[i];

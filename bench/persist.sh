@@ -23,7 +23,8 @@
 #    stderr); it does not edit RESULTS.md.
 #
 # Knobs (env): RUNS=3 N_EVERYSEC=200000 N_ALWAYS=50000 KEYS=10000000
-# TAIL_KEYS=100000 RESTART_RUNS=3 PARTS="fsync restart" DIR=/var/tmp (parent
+# TAIL_KEYS=100000 RESTART_RUNS=3 RESTART_SHARDS=1 RESTART_CPUS=0 (keel's
+# shards and CPUs in part 2) PARTS="fsync restart" DIR=/var/tmp (parent
 # of the data dirs; must be a real disk) KEEL_BIN=target/release/keel
 # REDIS_SERVER_BIN=redis-server SERVER_CPU=0 LOADGEN_CPU=1 BENCH_TIMEOUT=600
 # (s, per load-generator call) REWRITE_TIMEOUT=900 RESTART_TIMEOUT=900
@@ -48,6 +49,10 @@ DIR=${DIR:-/var/tmp}
 KEEL_BIN=${KEEL_BIN:-$root/target/release/keel}
 REDIS_SERVER_BIN=${REDIS_SERVER_BIN:-redis-server}
 SERVER_CPU=${SERVER_CPU:-0}
+KEEL_SHARDS=1
+KEEL_CPUS=$SERVER_CPU
+RESTART_SHARDS=${RESTART_SHARDS:-1}
+RESTART_CPUS=${RESTART_CPUS:-$SERVER_CPU}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-600}
 REWRITE_TIMEOUT=${REWRITE_TIMEOUT:-900}
@@ -152,7 +157,7 @@ server_cmd() {
     if [ "$1" = redis ]; then
         cmd=("$REDIS_SERVER_BIN" --port "$2" --bind 127.0.0.1 --dir "$3" --appendonly yes --appendfsync "$4" --save '')
     else
-        cmd=("$KEEL_BIN" --port "$2" --bind 127.0.0.1 --dir "$3" --appendonly yes --appendfsync "$4" --shards 1)
+        cmd=("$KEEL_BIN" --port "$2" --bind 127.0.0.1 --dir "$3" --appendonly yes --appendfsync "$4" --shards "$KEEL_SHARDS")
     fi
 }
 note_server() { # FSYNC
@@ -167,7 +172,9 @@ launch() {
     port=${4:-$(free_port)}
     server_cmd "$1" "$port" "$2" "$3"
     t0=$EPOCHREALTIME
-    taskset -c "$SERVER_CPU" "${cmd[@]}" >>"$work/$1.log" 2>&1 &
+    local cpus=$SERVER_CPU
+    [ "$1" = keel ] && cpus=$KEEL_CPUS
+    taskset -c "$cpus" "${cmd[@]}" >>"$work/$1.log" 2>&1 &
     spid=$!
     pids+=("$spid")
 }
@@ -261,6 +268,11 @@ fi
 
 # --- 2. restart with KEYS keys: snapshot + log tail, SIGKILL, time to ready ----
 if [[ " $PARTS " == *" restart "* ]]; then
+    # keel loads its shards in parallel, one thread each: with
+    # RESTART_SHARDS=2 it runs as deployed (a shard per core) on both CPUs.
+    # redis-server loads on one thread whatever it is given.
+    KEEL_SHARDS=$RESTART_SHARDS
+    KEEL_CPUS=$RESTART_CPUS
     total=$((KEYS + TAIL_KEYS))
     log "generating $KEYS + $TAIL_KEYS SET commands"
     fg taskset -c "$LOADGEN_CPU" python3 "$helper" gen 0 "$KEYS" 32 >"$work/keys.resp"
@@ -270,6 +282,7 @@ if [[ " $PARTS " == *" restart "* ]]; then
     note_cmd "redis-cli -h 127.0.0.1 -p \$PORT BGREWRITEAOF   # then poll INFO persistence until aof_rewrite_in_progress:0"
     note_cmd "python3 bench/persist_report.py gen $KEYS $TAIL_KEYS 32 | taskset -c $LOADGEN_CPU redis-cli -h 127.0.0.1 -p \$PORT --pipe   # the log tail"
     note_cmd "kill -KILL \$PID; then time exec .. PING=PONG and DBSIZE=$total (python3 bench/persist_report.py wait)"
+    note_cmd "# keel in this part: --shards $RESTART_SHARDS, taskset -c $RESTART_CPUS (redis-server: taskset -c $SERVER_CPU)"
     for s in redis keel; do
         d=$data/$s-restart
         mkdir -p "$d"

@@ -91,6 +91,10 @@ run() {
     taskset -c 1 redis-cli -p "$port" --pipe < "$work/load.resp" > /dev/null
     local rss
     rss=$(redis-cli -p "$port" info memory | tr -d '\r' | awk -F: '/^used_memory_rss:/{print $2}')
+    # A rewrite the load started must end first: BGSAVE would be refused.
+    while ! redis-cli -p "$port" info persistence | tr -d '\r' | grep -q '^rdb_bgsave_in_progress:0'; do
+        sleep 0.1
+    done
     rm -f "$work/go" "$work/stop"
     taskset -c 1 bash -c "$(declare -f probe); probe $port $work" > "$work/$name.probe" &
     local probe_pid=$!
@@ -107,7 +111,9 @@ run() {
     wait "$probe_pid"
     local dur step
     dur=$(python3 -c "print(round($t1 - $t0, 2))")
-    step=$(redis-cli -p "$port" info persistence | tr -d '\r' | awk -F: '/^snapshot_longest_step_us:/{print $2}')
+    local pinfo
+    pinfo=$(redis-cli -p "$port" info persistence | tr -d '\r')
+    step=$(awk -F: '/^snapshot_longest_step_us:/{l=$2} /^snapshot_longest_step_cpu_us:/{c=$2} /^snapshot_steps:/{n=$2} /^snapshot_steps_over_1ms:/{o=$2} END{if (l != "") print l " µs wall, " c " µs CPU (" o " of " n " steps > 1 ms wall)"}' <<<"$pinfo")
     { read -r n0 p50a p999a maxa overa; read -r n1 p50b p999b maxb overb; } < "$work/$name.probe"
     echo "| $name | $((rss / 1048576)) MiB | ${dur} s | $p50a / $p999a / $maxa µs ($overa of $n0 > 1 ms) | $p50b / $p999b / $maxb µs ($overb of $n1 > 1 ms) | ${step:-n/a} |"
     redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
@@ -117,7 +123,7 @@ run() {
 echo "machine: $(nproc) vCPU, $(uname -r), $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2}'), data dir on $(df -T "$DIR" | awk 'NR==2{print $2}')"
 echo "data: $KEYS keys, $VALUE-byte values; probe: PING round trips from CPU 1"
 echo
-echo "| server | RSS | snapshot time | probe before (p50 / p99.9 / max) | probe during snapshot | longest step |"
+echo "| server | RSS | snapshot time | probe before (p50 / p99.9 / max) | probe during snapshot | longest step (this snapshot) |"
 echo "|---|---|---|---|---|---|"
 kp=$(free_port)
 run keel "$kp" "$KEEL_BIN" --port "$kp" --shards 1 --dir "$work/keel" --appendonly yes

@@ -185,7 +185,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 };
                 let _ = write!(
                     w,
-                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\nsnapshot_longest_step_us:{}\r\nsnapshot_steps:{}\r\nsnapshot_steps_over_1ms:{}\r\nsnapshot_cow_entries:{}\r\n",
+                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\naof_current_size:{}\r\naof_base_size:{}\r\nsnapshot_longest_step_us:{}\r\nsnapshot_longest_step_cpu_us:{}\r\nsnapshot_steps:{}\r\nsnapshot_steps_over_1ms:{}\r\nsnapshot_cow_entries:{}\r\n",
                     shards.iter().map(|s| s.seq).sum::<u64>(),
                     f.running as u8,
                     last,
@@ -197,6 +197,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                     f.log_bytes + f.base_bytes,
                     f.base_bytes,
                     f.longest_step_us,
+                    f.longest_step_cpu_us,
                     f.steps,
                     f.slow_steps,
                     f.cow_entries,

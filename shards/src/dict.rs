@@ -165,6 +165,11 @@ impl<V> Dict<V> {
         None
     }
 
+    /// Inserts a key the caller knows is absent (loading a snapshot).
+    pub fn insert_absent(&mut self, key: &[u8], value: V) {
+        self.insert_new(key, value)
+    }
+
     /// Inserts a key known to be absent.
     fn insert_new(&mut self, key: &[u8], value: V) {
         if self.len >= self.buckets.len() {

@@ -480,6 +480,23 @@ impl Shard {
         d.dict.insert(key, entry);
     }
 
+    /// Loading: inserts `entry` at a key that must be absent (false, and
+    /// nothing changed, when it is not). No snapshot runs while loading.
+    pub(crate) fn load_entry(&mut self, db: usize, key: &[u8], entry: Entry) -> bool {
+        let bytes = entry_bytes(key, &entry);
+        let volatile = entry.expire_at != 0;
+        let d = &mut self.dbs[db];
+        if d.dict.contains_key(key) {
+            return false;
+        }
+        d.dict.insert_absent(key, entry);
+        if volatile {
+            d.volatile += 1;
+        }
+        self.used += bytes;
+        true
+    }
+
     /// Deletes `key`; returns the removed entry (None when absent or expired).
     /// A removal of a live key counts as one write.
     pub fn delete(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<Entry> {

@@ -459,10 +459,11 @@ impl Loader {
                 if entry.hlc != r.hlc {
                     return Err(LoadError::WrongTime);
                 }
-                if shard.dbs[db].dict.contains_key(r.key) {
+                // Loading fills an empty shard: one insert per key, no
+                // removal of an old entry.
+                if !shard.load_entry(db, r.key, entry) {
                     return Err(LoadError::Duplicate);
                 }
-                shard.restore(db, r.key, entry);
                 self.entries += 1;
                 Ok(Loaded::Entry)
             }

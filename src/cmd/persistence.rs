@@ -67,6 +67,7 @@ pub struct Facts {
     pub base_bytes: u64,
     pub write_ok: bool,
     pub longest_step_us: u64,
+    pub longest_step_cpu_us: u64,
     pub steps: u64,
     pub slow_steps: u64,
     pub cow_entries: u64,
@@ -90,6 +91,7 @@ pub async fn facts(conn: &Conn) -> Result<Facts, CmdError> {
                 f.base_bytes += d.base_bytes;
                 f.write_ok &= d.error.is_none();
                 f.longest_step_us = f.longest_step_us.max(d.longest_step_us);
+                f.longest_step_cpu_us = f.longest_step_cpu_us.max(d.longest_step_cpu_us);
                 f.steps += d.steps;
                 f.slow_steps += d.slow_steps;
                 f.cow_entries += ls.shard(id).snapshot_cow_entries();
@@ -111,6 +113,7 @@ pub async fn facts(conn: &Conn) -> Result<Facts, CmdError> {
         all.base_bytes += f.base_bytes;
         all.write_ok &= f.write_ok;
         all.longest_step_us = all.longest_step_us.max(f.longest_step_us);
+        all.longest_step_cpu_us = all.longest_step_cpu_us.max(f.longest_step_cpu_us);
         all.steps += f.steps;
         all.slow_steps += f.slow_steps;
         all.cow_entries += f.cow_entries;

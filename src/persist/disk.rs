@@ -93,9 +93,12 @@ pub struct ShardDisk {
     pub snapshot_running: bool,
     pub last_snapshot_ok: bool,
     pub last_snapshot_secs: u64,
-    /// Longest time one snapshot step held the shard, in microseconds, and
-    /// how many steps there were and took over a millisecond.
+    /// Longest time one step of the last snapshot held the shard, in
+    /// microseconds, and how many steps it took and took over a millisecond.
     pub longest_step_us: u64,
+    /// The same step's CPU time (the wall-clock figure also counts time
+    /// the machine ran something else).
+    pub longest_step_cpu_us: u64,
     pub steps: u64,
     pub slow_steps: u64,
     /// Transactions recovery dropped: recorded void in the first new log.
@@ -131,6 +134,7 @@ impl ShardDisk {
             last_snapshot_ok: true,
             last_snapshot_secs: 0,
             longest_step_us: 0,
+            longest_step_cpu_us: 0,
             steps: 0,
             slow_steps: 0,
             aborted,
@@ -512,6 +516,11 @@ async fn begin_snapshot(
     {
         let mut disks = ls.disks.shards.borrow_mut();
         disks[i].snapshot_running = true;
+        // Step figures are the running (or last) snapshot's.
+        disks[i].longest_step_us = 0;
+        disks[i].longest_step_cpu_us = 0;
+        disks[i].steps = 0;
+        disks[i].slow_steps = 0;
         disks[i].replaced_bytes = disks[i].log_bytes + pending.len() as u64;
     }
     let mut ok = Ok(());

@@ -344,7 +344,12 @@ where
                             )
                             .await
                             {
-                                Some(reply) => resp::encode(&reply, conn.proto, &mut out),
+                                Some(reply) => {
+                                    // The pop it answers is a write: under
+                                    // `always` it waits for the log too.
+                                    conn.wrote.set(true);
+                                    resp::encode(&reply, conn.proto, &mut out)
+                                }
                                 None => break 'conn,
                             }
                         }

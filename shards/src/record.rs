@@ -21,9 +21,9 @@
 //!   after record `seq`, `commit` being the last transaction it saw.
 //! - `END`: closes a snapshot: `entries: varint`.
 //!
-//! A record is `seq: u64 | term: u64 | hlc: u64 (all LE) | db: u8 | op: u8 |
+//! A record is `seq: varint | term: varint | hlc: u64 LE | db: u8 | op: u8 |
 //! key: bytes | args: varint count, bytes...`, a `bytes` being a varint
-//! length and the bytes. `seq` is the shard's sequence number *after* the
+//! length and the bytes (varints are LEB128). `seq` is the shard's sequence number *after* the
 //! record applied (a command that wrote twice moves it by two). What `key`
 //! and `args` hold depends on the [`Op`].
 
@@ -177,8 +177,8 @@ fn end_frame(out: &mut [u8], at: usize) {
 
 /// Appends a record's fields (no frame) to `out`.
 pub fn put_record(out: &mut Vec<u8>, r: &Record<'_>) {
-    out.extend_from_slice(&r.seq.to_le_bytes());
-    out.extend_from_slice(&r.term.to_le_bytes());
+    put_varint(out, r.seq);
+    put_varint(out, r.term);
     out.extend_from_slice(&r.hlc.raw().to_le_bytes());
     out.push(r.db);
     out.push(r.op as u8);
@@ -284,8 +284,8 @@ impl<'a> Reader<'a> {
     }
 
     fn record(&mut self) -> Result<Record<'a>, FrameError> {
-        let seq = self.u64()?;
-        let term = self.u64()?;
+        let seq = self.varint()?;
+        let term = self.varint()?;
         let hlc = Hlc::from_raw(self.u64()?);
         let db = self.u8()?;
         let op = Op::from_u8(self.u8()?).ok_or(FrameError::Malformed("unknown op"))?;

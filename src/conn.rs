@@ -77,9 +77,10 @@ pub struct Conn {
     /// The transaction this connection is running (inside EXEC).
     pub tx: Option<TxId>,
     pub subs: Subscriptions,
-    /// A write ran since replies were last sent: under `appendfsync always`
-    /// they wait until the records are durable.
-    pub wrote: std::cell::Cell<bool>,
+    /// Executors whose shards a write touched since replies were last sent:
+    /// under `appendfsync always` the replies wait until those shards'
+    /// records are durable.
+    pub wrote: RefCell<Vec<usize>>,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -96,6 +97,35 @@ fn disk_error(conn: &Conn) -> String {
 impl Conn {
     pub fn id(&self) -> u64 {
         self.info.borrow().id
+    }
+
+    /// Remembers which executors' logs a write command's replies wait for.
+    fn note_write(&self, spec: &'static command::Spec, argv: &[&[u8]]) {
+        // Queued in MULTI: nothing is written until EXEC.
+        if !self.state.fsync_always.load(Ordering::Relaxed)
+            || (self.multi.is_some() && spec.name != "exec")
+        {
+            return;
+        }
+        match spec.kind {
+            Kind::Keyed(..) => {
+                let mut w = self.wrote.borrow_mut();
+                for s in self.router.shards_of(spec, argv) {
+                    let e = self.router.executor_of(s);
+                    if !w.contains(&e) {
+                        w.push(e);
+                    }
+                }
+            }
+            // EXEC, FLUSHALL, blocking pops...: any shard.
+            _ => self.note_write_everywhere(),
+        }
+    }
+
+    fn note_write_everywhere(&self) {
+        if self.state.fsync_always.load(Ordering::Relaxed) {
+            *self.wrote.borrow_mut() = (0..self.router.executors()).collect();
+        }
     }
 
     pub fn ctx(&self, now_ms: u64) -> Ctx {
@@ -142,7 +172,7 @@ impl Conn {
             {
                 return self.reply_err(CmdError::Raw(disk_error(self)), out);
             }
-            self.wrote.set(true);
+            self.note_write(spec, argv);
         }
         if self.subs.active()
             && self.proto == Protocol::Resp2
@@ -347,7 +377,7 @@ where
                                 Some(reply) => {
                                     // The pop it answers is a write: under
                                     // `always` it waits for the log too.
-                                    conn.wrote.set(true);
+                                    conn.note_write_everywhere();
                                     resp::encode(&reply, conn.proto, &mut out)
                                 }
                                 None => break 'conn,
@@ -473,10 +503,11 @@ async fn write_out<S: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     conn: &Conn,
 ) -> std::io::Result<()> {
-    if conn.wrote.replace(false) && conn.state.fsync_always.load(Ordering::Relaxed) {
+    let wrote = std::mem::take(&mut *conn.wrote.borrow_mut());
+    if !wrote.is_empty() {
         // Group commit: one fsync per shard covers every client whose
         // records were written with it.
-        let _ = conn.router.wait_durable().await;
+        let _ = conn.router.wait_durable(&wrote).await;
     }
     stream.write_all(out).await?;
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;

@@ -132,7 +132,7 @@ impl Router {
         slot::shard_of(key, self.shards)
     }
 
-    fn executor_of(&self, shard: usize) -> usize {
+    pub fn executor_of(&self, shard: usize) -> usize {
         shard % self.executors()
     }
 
@@ -199,9 +199,20 @@ impl Router {
         T: Send + 'static,
         F: Fn(&LocalShards) -> T + Send + Sync + 'static,
     {
+        let all: Vec<usize> = (0..self.executors()).collect();
+        self.on_executors(&all, f).await
+    }
+
+    /// Runs `f` once on each executor of `which` (ascending, no locks) and
+    /// collects the results in that order.
+    pub async fn on_executors<T, F>(&self, which: &[usize], f: F) -> Result<Vec<T>, CmdError>
+    where
+        T: Send + 'static,
+        F: Fn(&LocalShards) -> T + Send + Sync + 'static,
+    {
         let f = Arc::new(f);
         let mut pending = Vec::new();
-        for e in 0..self.executors() {
+        for &e in which {
             if e == self.me {
                 continue;
             }
@@ -220,12 +231,15 @@ impl Router {
             )?;
             pending.push((e, answer));
         }
-        let mut out: Vec<Option<T>> = (0..self.executors()).map(|_| None).collect();
-        out[self.me] = Some(f(&self.local));
-        for (e, answer) in pending {
-            out[e] = Some(answer.await.map_err(|_| gone())?);
+        let mut out: Vec<(usize, T)> = Vec::with_capacity(which.len());
+        if which.contains(&self.me) {
+            out.push((self.me, f(&self.local)));
         }
-        Ok(out.into_iter().flatten().collect())
+        for (e, answer) in pending {
+            out.push((e, answer.await.map_err(|_| gone())?));
+        }
+        out.sort_by_key(|(e, _)| *e);
+        Ok(out.into_iter().map(|(_, t)| t).collect())
     }
 
     /// Runs a keyed command: inline when its keys are on one local shard, as
@@ -353,11 +367,11 @@ impl Router {
         result
     }
 
-    /// Waits until every record each shard had produced when asked is
-    /// durable (`appendfsync always`).
-    pub async fn wait_durable(&self) -> Result<(), CmdError> {
+    /// Waits until every record the shards of executors `which` had
+    /// produced when asked is durable (`appendfsync always`).
+    pub async fn wait_durable(&self, which: &[usize]) -> Result<(), CmdError> {
         let waits = self
-            .broadcast(|ls| {
+            .on_executors(which, |ls| {
                 ls.ids()
                     .filter_map(|id| {
                         let seq = ls.shard(id).last_record_seq();

@@ -71,5 +71,8 @@ if [ -f "$node_dir/package-lock.json" ]; then
     echo "node $(node --version)"
 fi
 
+# Network namespaces, veth, tc and setpriv for the cluster harness.
+bash "$here/cluster/install.sh"
+
 redis-server --version
 "$PY" -c 'import redis, pytest; print("redis-py", redis.__version__, "pytest", pytest.__version__)'

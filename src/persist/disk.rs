@@ -4,7 +4,7 @@
 //!
 //! # The log task
 //! Wakes when a shard has records (a kick after each command, see
-//! `LocalShards::after_op`), appends everything pending in one write, and
+//! `LocalShards::kick_log`), appends everything pending in one write, and
 //! under `appendfsync always` fsyncs before it releases the replies waiting
 //! on those records — every client whose records were in that write shares
 //! one fsync (group commit). `everysec` fsyncs at most once a second, `no`

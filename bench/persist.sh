@@ -114,39 +114,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-# bash runs a trap only after the foreground command ends, so long commands run
-# through fg (background + wait, which a signal interrupts) and die with us.
-child=
-trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null; exit 130' INT TERM
-fg() {
-    local rc=0
-    "$@" &
-    child=$!
-    wait "$child" || rc=$?
-    child=
-    return $rc
-}
-# fg_in FILE CMD...: fg with stdin from FILE (an async command's stdin is
-# otherwise /dev/null in a script).
-fg_in() {
-    local rc=0 in=$1
-    shift
-    "$@" <"$in" &
-    child=$!
-    wait "$child" || rc=$?
-    child=
-    return $rc
-}
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$here/lib.sh"
 note_cmd() { grep -qxF -- "$*" "$commands" || echo "$*" >>"$commands"; }
-cpu_ticks() { # utime + stime of PID (fields 14, 15 of /proc/PID/stat), all threads
-    local s
-    s=$(<"/proc/$1/stat")
-    s=${s##*) }
-    set -- $s
-    echo $((${12} + ${13}))
-}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 dir_bytes() { du -sb "$1" | cut -f1; }
 cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$port" "$@"; }

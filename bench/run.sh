@@ -73,20 +73,7 @@ cleanup() {
     if [ "${KEEP:-0}" = 1 ] || [ $rc != 0 ]; then log "work dir kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-# bash runs a trap only after the foreground command ends, so long commands run
-# through fg (background + wait, which a signal interrupts) and die with us.
-child=
-trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null; exit 130' INT TERM
-fg() {
-    local rc=0
-    "$@" &
-    child=$!
-    wait "$child" || rc=$?
-    child=
-    return $rc
-}
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$here/lib.sh"
 
 # start NAME CPUS PORT CMD... : start a server on loopback, wait (bounded) for
 # PONG, leave its PID in $spid. taskset execs the server, so $! is its PID.
@@ -124,15 +111,6 @@ start_keel() { # NAME CPUS PORT SHARDS
     start "$1" "$2" "$3" "$KEEL_BIN" --port "$3" --bind 127.0.0.1 --shards "$4" --appendonly no --dir "$work/$1"
 }
 
-# Server CPU time so far, in clock ticks: utime + stime (fields 14, 15 of
-# /proc/PID/stat, counted after the ")" closing the command name).
-cpu_ticks() {
-    local s
-    s=$(<"/proc/$1/stat")
-    s=${s##*) }
-    set -- $s
-    echo $((${12} + ${13}))
-}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 commands=$work/commands.txt

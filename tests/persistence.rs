@@ -52,6 +52,25 @@ fn seqs(c: &mut redis::Connection) -> Vec<u64> {
         .collect()
 }
 
+/// Starts keel on `dir` with `shards`, expecting it to refuse: its stderr.
+fn refused_start(dir: &Path, shards: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "--port",
+            "0",
+            "--shards",
+            shards,
+            "--appendonly",
+            "yes",
+            "--dir",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "keel started on {}", dir.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn mget(c: &mut redis::Connection, keys: &[&str]) -> Vec<Option<String>> {
     redis::cmd("MGET").arg(keys).query(c).unwrap()
 }
@@ -184,38 +203,10 @@ fn a_transaction_missing_on_one_shard_is_dropped_everywhere() {
 fn a_second_keel_on_the_same_directory_refuses_to_start() {
     let dir = data_dir("lock");
     let k = start(&dir, "everysec");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args([
-            "--port",
-            "0",
-            "--shards",
-            "2",
-            "--appendonly",
-            "yes",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&dir, "2");
     assert!(err.contains("in use by another keel"), "{err}");
     drop(k);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args([
-            "--port",
-            "0",
-            "--shards",
-            "3",
-            "--appendonly",
-            "yes",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&dir, "3");
     assert!(err.contains("holds 2 shards"), "{err}");
     let _ = fs::remove_dir_all(&dir);
 }

@@ -9,8 +9,15 @@ use futures::channel::oneshot;
 
 use super::error::{CmdError, CmdResult};
 use crate::conn::Conn;
-use crate::persist::disk::SnapshotKind;
+use crate::persist::disk::ShardDisk;
 use crate::reply::Reply;
+
+/// Which command asked: the work is the same, the replies differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    Save,
+    Rewrite,
+}
 
 /// Runs a snapshot of every shard; waits for it unless `background`.
 pub async fn snapshot(conn: &Conn, kind: SnapshotKind, background: bool) -> CmdResult {
@@ -34,7 +41,7 @@ pub async fn snapshot(conn: &Conn, kind: SnapshotKind, background: bool) -> CmdR
                 .iter_mut()
                 .map(|d| {
                     let (tx, rx) = oneshot::channel();
-                    d.request_snapshot(kind, Some(tx));
+                    d.request_snapshot(Some(tx));
                     rx
                 })
                 .collect::<Vec<_>>()
@@ -73,51 +80,65 @@ pub struct Facts {
     pub cow_entries: u64,
 }
 
+impl Facts {
+    /// Nothing yet: what merging starts from.
+    fn none() -> Facts {
+        Facts {
+            last_ok: true,
+            write_ok: true,
+            last_save_secs: u64::MAX,
+            ..Facts::default()
+        }
+    }
+
+    fn of_shard(d: &ShardDisk, cow_entries: u64) -> Facts {
+        Facts {
+            running: d.snapshot_busy(),
+            last_ok: d.last_snapshot_ok,
+            last_save_secs: d.last_snapshot_secs,
+            log_bytes: d.log_bytes,
+            base_bytes: d.base_bytes,
+            write_ok: d.error.is_none(),
+            longest_step_us: d.longest_step_us,
+            longest_step_cpu_us: d.longest_step_cpu_us,
+            steps: d.steps,
+            slow_steps: d.slow_steps,
+            cow_entries,
+        }
+    }
+
+    /// Shards' figures together: flags all-or-any, sizes summed, the
+    /// oldest save, the longest step.
+    fn merge(mut self, o: Facts) -> Facts {
+        self.running |= o.running;
+        self.last_ok &= o.last_ok;
+        self.last_save_secs = self.last_save_secs.min(o.last_save_secs);
+        self.log_bytes += o.log_bytes;
+        self.base_bytes += o.base_bytes;
+        self.write_ok &= o.write_ok;
+        self.longest_step_us = self.longest_step_us.max(o.longest_step_us);
+        self.longest_step_cpu_us = self.longest_step_cpu_us.max(o.longest_step_cpu_us);
+        self.steps += o.steps;
+        self.slow_steps += o.slow_steps;
+        self.cow_entries += o.cow_entries;
+        self
+    }
+}
+
 pub async fn facts(conn: &Conn) -> Result<Facts, CmdError> {
     let per = conn
         .router
         .broadcast(|ls| {
-            let mut f = Facts {
-                last_ok: true,
-                write_ok: true,
-                last_save_secs: u64::MAX,
-                ..Facts::default()
-            };
-            for (d, id) in ls.disks.shards.borrow().iter().zip(ls.ids()) {
-                f.running |= d.snapshot_busy();
-                f.last_ok &= d.last_snapshot_ok;
-                f.last_save_secs = f.last_save_secs.min(d.last_snapshot_secs);
-                f.log_bytes += d.log_bytes;
-                f.base_bytes += d.base_bytes;
-                f.write_ok &= d.error.is_none();
-                f.longest_step_us = f.longest_step_us.max(d.longest_step_us);
-                f.longest_step_cpu_us = f.longest_step_cpu_us.max(d.longest_step_cpu_us);
-                f.steps += d.steps;
-                f.slow_steps += d.slow_steps;
-                f.cow_entries += ls.shard(id).snapshot_cow_entries();
-            }
-            f
+            let disks = ls.disks.shards.borrow();
+            disks
+                .iter()
+                .zip(ls.ids())
+                .fold(Facts::none(), |f, (d, id)| {
+                    f.merge(Facts::of_shard(d, ls.shard(id).snapshot_cow_entries()))
+                })
         })
         .await?;
-    let mut all = Facts {
-        last_ok: true,
-        write_ok: true,
-        last_save_secs: u64::MAX,
-        ..Facts::default()
-    };
-    for f in per {
-        all.running |= f.running;
-        all.last_ok &= f.last_ok;
-        all.last_save_secs = all.last_save_secs.min(f.last_save_secs);
-        all.log_bytes += f.log_bytes;
-        all.base_bytes += f.base_bytes;
-        all.write_ok &= f.write_ok;
-        all.longest_step_us = all.longest_step_us.max(f.longest_step_us);
-        all.longest_step_cpu_us = all.longest_step_cpu_us.max(f.longest_step_cpu_us);
-        all.steps += f.steps;
-        all.slow_steps += f.slow_steps;
-        all.cow_entries += f.cow_entries;
-    }
+    let mut all = per.into_iter().fold(Facts::none(), Facts::merge);
     if all.last_save_secs == u64::MAX {
         all.last_save_secs = 0;
     }

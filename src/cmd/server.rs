@@ -2,7 +2,7 @@
 //! keyspace-wide ones (KEYS, SCAN, DBSIZE, FLUSHDB...), which visit every
 //! executor, and the server ones (INFO, CONFIG, COMMAND, DEBUG, TIME).
 
-use crate::persist::disk::SnapshotKind;
+use super::persistence::SnapshotKind;
 use std::time::Duration;
 
 use keel_shards::{glob, Digest, EvictionPolicy};

@@ -56,13 +56,6 @@ impl Fsync {
     }
 }
 
-/// Why a snapshot was asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotKind {
-    Save,
-    Rewrite,
-}
-
 /// What a finished snapshot reports to whoever waits on it.
 pub type SnapshotDone = oneshot::Sender<Result<(), String>>;
 
@@ -89,7 +82,7 @@ pub struct ShardDisk {
     /// `log_bytes` when the running snapshot began: the part it replaces.
     pub replaced_bytes: u64,
     /// A snapshot asked for and not yet begun, with who waits for it.
-    pending: Option<(SnapshotKind, Vec<SnapshotDone>)>,
+    pending: Option<Vec<SnapshotDone>>,
     pub snapshot_running: bool,
     pub last_snapshot_ok: bool,
     pub last_snapshot_secs: u64,
@@ -174,9 +167,8 @@ impl ShardDisk {
     }
 
     /// Asks for a snapshot; `done` hears how it ended.
-    pub fn request_snapshot(&mut self, kind: SnapshotKind, done: Option<SnapshotDone>) {
-        let (_, waiters) = self.pending.get_or_insert((kind, Vec::new()));
-        waiters.extend(done);
+    pub fn request_snapshot(&mut self, done: Option<SnapshotDone>) {
+        self.pending.get_or_insert_with(Vec::new).extend(done);
         self.kick();
     }
 
@@ -270,19 +262,30 @@ pub async fn off_core<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static)
 }
 
 /// Settings the log task reads each turn (CONFIG SET may change them).
+#[derive(Clone, Copy)]
 struct Policy {
     fsync: Fsync,
     rewrite_percentage: u64,
     rewrite_min_bytes: u64,
 }
 
-fn policy(state: &ServerState) -> Policy {
+/// The policy, read again only after a CONFIG SET (`config_epoch`): the log
+/// task asks on every batch and the whole configuration is a clone away.
+fn policy(state: &ServerState, cached: &mut Option<(u64, Policy)>) -> Policy {
+    let epoch = state.config_epoch.load(Ordering::SeqCst);
+    if let Some((e, p)) = *cached {
+        if e == epoch {
+            return p;
+        }
+    }
     let c = state.config();
-    Policy {
+    let p = Policy {
         fsync: Fsync::parse(&c.appendfsync),
         rewrite_percentage: c.auto_aof_rewrite_percentage,
         rewrite_min_bytes: c.auto_aof_rewrite_min_size / state.shards.max(1) as u64,
-    }
+    };
+    *cached = Some((epoch, p));
+    p
 }
 
 async fn log_task(
@@ -301,6 +304,7 @@ async fn log_task(
     let mut unsynced = false;
     let mut last_sync = Instant::now();
     let mut failing = false;
+    let mut cached = None;
     loop {
         let snapshot_wanted = ls
             .disks
@@ -321,38 +325,25 @@ async fn log_task(
         let tick = glommio::timer::sleep(wait);
         futures::pin_mut!(tick);
         futures::future::select(kick.next(), tick).await;
-        if policy(&state).fsync == Fsync::Always {
+        let p = policy(&state, &mut cached);
+        if p.fsync == Fsync::Always {
             // Let every connection that is ready run first: their records
             // join this write and share its fsync (group commit).
             glommio::executor().yield_task_queue_now().await;
         }
         let stopping = state.shutdown.load(Ordering::SeqCst);
-        let p = policy(&state);
 
         // A snapshot begins here, between two log writes, so the records
         // before it and after it go to different logs.
-        let want = ls
-            .disks
-            .shards
-            .borrow()
-            .get(i)
-            .and_then(|d| d.pending.as_ref().map(|p| p.0));
-        if let (Some(kind), false) = (want, stopping) {
-            if ls.is_free(&[id]) && !ls.disks.shards.borrow()[i].snapshot_running {
-                begin_snapshot(
-                    &ls,
-                    &state,
-                    i,
-                    id,
-                    kind,
-                    &mut log,
-                    &mut pending,
-                    &mut pending_seq,
-                )
-                .await;
-                unsynced = false;
-                written_seq = written_seq.max(pending_seq);
-            }
+        // (Not while a transaction holds the shard: the next turn, 1 ms on.)
+        let begin = snapshot_wanted
+            && !stopping
+            && ls.is_free(&[id])
+            && !ls.disks.shards.borrow()[i].snapshot_running;
+        if begin {
+            begin_snapshot(&ls, &state, i, id, &mut log, &mut pending, &mut pending_seq).await;
+            unsynced = false;
+            written_seq = written_seq.max(pending_seq);
         }
 
         let Some(file) = log.as_mut() else {
@@ -438,7 +429,7 @@ async fn log_task(
                 && d.log_bytes > d.base_bytes * (100 + p.rewrite_percentage) / 100;
             if grown && !d.snapshot_busy() && !stopping {
                 tracing::info!(shard = id, bytes = d.log_bytes, "log grew: rewriting it");
-                d.request_snapshot(SnapshotKind::Rewrite, None);
+                d.request_snapshot(None);
             }
         }
         if stopping && pending.is_empty() && ls.shard(id).take_journal().0.is_empty() {
@@ -479,18 +470,16 @@ fn describe(e: &std::io::Error) -> String {
 /// Begins a snapshot of shard `id`: the journal is cut at this instant; what
 /// it held goes to the current log, a new log takes what follows, and the
 /// snapshotter starts.
-#[allow(clippy::too_many_arguments)]
 async fn begin_snapshot(
     ls: &Rc<LocalShards>,
     state: &Arc<ServerState>,
     i: usize,
     id: usize,
-    kind: SnapshotKind,
     log: &mut Option<LogFile>,
     pending: &mut Vec<u8>,
     pending_seq: &mut u64,
 ) {
-    let Some((_, waiters)) = ls.disks.shards.borrow_mut()[i].pending.take() else {
+    let Some(waiters) = ls.disks.shards.borrow_mut()[i].pending.take() else {
         return;
     };
     // Synchronously: cut the journal and begin the snapshot at one seq.
@@ -559,6 +548,5 @@ async fn begin_snapshot(
         }
         return;
     }
-    let _ = kind;
     glommio::spawn_local(super::snapshot::write(ls.clone(), i, id, header, waiters)).detach();
 }

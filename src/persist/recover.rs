@@ -17,7 +17,7 @@
 //! 3. Every shard replays its logs past its snapshot's seq (one thread
 //!    each); seq counters resume where they were.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -281,11 +281,14 @@ fn replay_logs(scan: Scan, skip: &HashSet<u64>) -> Result<RecoveredShard, Recove
         base_bytes,
         ..
     } = scan;
-    let mine: HashMap<u64, ()> = units
+    // This shard's parts of the transactions dropped everywhere.
+    let mut aborted: Vec<u64> = units
         .iter()
-        .filter(|(c, _)| skip.contains(c))
-        .map(|(c, _)| (*c, ()))
+        .map(|(c, _)| *c)
+        .filter(|c| skip.contains(c))
         .collect();
+    aborted.sort_unstable();
+    aborted.dedup();
     for (p, bytes) in &logs {
         let mut at = 0;
         while at < bytes.len() {
@@ -312,8 +315,6 @@ fn replay_logs(scan: Scan, skip: &HashSet<u64>) -> Result<RecoveredShard, Recove
         }
     }
     let log_bytes = logs.iter().map(|(_, b)| b.len() as u64).sum();
-    let mut aborted: Vec<u64> = mine.into_keys().collect();
-    aborted.sort_unstable();
     if !aborted.is_empty() {
         tracing::warn!(
             shard = shard.id,

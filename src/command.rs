@@ -325,6 +325,12 @@ pub static COMMANDS: &[Spec] = &[
     conn!("save", 1, ADMIN, "server", "Synchronously saves the database(s) to disk."),
     conn!("bgsave", -1, ADMIN, "server", "Asynchronously saves the database(s) to disk."),
     conn!("bgrewriteaof", 1, ADMIN, "server", "Asynchronously rewrites the append-only file to disk."),
+    // replication
+    conn!("replicaof", 3, ADMIN | STALE, "server", "Configures a server as replica of another, or promotes it to a master."),
+    conn!("slaveof", 3, ADMIN | STALE, "server", "Sets a Redis server as a replica of another, or promotes it to being a master."),
+    conn!("role", 1, LOADING | STALE | FAST, "server", "Returns the replication role."),
+    conn!("wait", 3, 0, "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
+    conn!("replconf", -2, ADMIN | LOADING | STALE, "server", "An internal command for configuring the replication stream."),
 ];
 
 /// A command's position in [`COMMANDS`], for per-command counters.

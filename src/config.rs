@@ -97,6 +97,49 @@ pub struct Flags {
     /// Log verbosity: debug, verbose, notice or warning.
     #[arg(long)]
     pub loglevel: Option<String>,
+    /// This node's id in the database's topology.
+    #[arg(long = "node-id")]
+    pub node_id: Option<String>,
+    /// This node's availability zone (links to other zones are compressed).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// This node's region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// First port of the replication listeners: shard i listens on
+    /// peer-port + i. 0: the client port + 10000.
+    #[arg(long = "peer-port")]
+    pub peer_port: Option<u16>,
+    /// Follow the primary at "HOST PORT" (its client port), as redis-server's
+    /// replicaof.
+    #[arg(long)]
+    pub replicaof: Option<String>,
+    /// eventual or strong (see ARCHITECTURE.md, consistency modes).
+    #[arg(long)]
+    pub consistency: Option<String>,
+    /// Recent write records each shard keeps for partial resyncs (bytes or
+    /// with a unit), per shard.
+    #[arg(long = "repl-backlog-size")]
+    pub repl_backlog_size: Option<String>,
+    /// A backup is ready for reads while it is at most this many
+    /// milliseconds behind its primary.
+    #[arg(long = "read-max-lag")]
+    pub read_max_lag: Option<u64>,
+    /// The most a write is delayed (microseconds) while a backup lags.
+    #[arg(long = "repl-backpressure-max-us")]
+    pub repl_backpressure_max_us: Option<u64>,
+    /// The lag (bytes or with a unit) at which writes are delayed by half
+    /// the maximum.
+    #[arg(long = "repl-backpressure-lag")]
+    pub repl_backpressure_lag: Option<String>,
+    /// Seconds without a word from the other side before a replication link
+    /// is dropped; also how long a strong-mode write waits for its backup.
+    #[arg(long = "repl-timeout")]
+    pub repl_timeout: Option<u64>,
+    /// The backup (by node id) strong-mode writes wait for; default the
+    /// first backup to connect.
+    #[arg(long = "sync-backup")]
+    pub sync_backup: Option<String>,
 }
 
 /// The settings as a file spells them.
@@ -119,6 +162,63 @@ struct FileConfig {
     client_query_buffer_limit: Option<toml::Value>,
     maxclients: Option<u64>,
     loglevel: Option<String>,
+    node_id: Option<String>,
+    zone: Option<String>,
+    region: Option<String>,
+    peer_port: Option<u16>,
+    replicaof: Option<String>,
+    consistency: Option<String>,
+    repl_backlog_size: Option<toml::Value>,
+    read_max_lag: Option<u64>,
+    repl_backpressure_max_us: Option<u64>,
+    repl_backpressure_lag: Option<toml::Value>,
+    repl_timeout: Option<u64>,
+    sync_backup: Option<String>,
+    /// The database's nodes, and which one is primary.
+    primary: Option<String>,
+    nodes: Option<Vec<NodeSpec>>,
+}
+
+/// One node of the database, as the topology lists it.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeSpec {
+    pub id: String,
+    /// Address clients use ("host:port").
+    pub client: String,
+    /// First replication port ("host:port"; shard i on port + i); default
+    /// the client port + 10000.
+    pub peer: Option<String>,
+    #[serde(default)]
+    pub zone: String,
+    #[serde(default)]
+    pub region: String,
+}
+
+/// What a write's acknowledgement promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Applied on the primary.
+    Eventual,
+    /// Applied on the sync backup and durable in the primary's log.
+    Strong,
+}
+
+impl Consistency {
+    pub fn parse(s: &str) -> Option<Consistency> {
+        match s.to_ascii_lowercase().as_str() {
+            "eventual" => Some(Consistency::Eventual),
+            "strong" => Some(Consistency::Strong),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Eventual => "eventual",
+            Consistency::Strong => "strong",
+        }
+    }
 }
 
 /// The resolved configuration.
@@ -142,6 +242,32 @@ pub struct Config {
     pub maxclients: u64,
     pub loglevel: String,
     pub config_file: Option<PathBuf>,
+    pub node_id: String,
+    pub zone: String,
+    pub region: String,
+    pub peer_port: u16,
+    /// The primary to follow at start (its client address).
+    pub replicaof: Option<(String, u16)>,
+    pub consistency: Consistency,
+    pub repl_backlog_size: u64,
+    pub read_max_lag: u64,
+    pub repl_backpressure_max_us: u64,
+    pub repl_backpressure_lag: u64,
+    pub repl_timeout: u64,
+    pub nodes: Vec<NodeSpec>,
+    /// The backup strong-mode writes wait for (default: the first to connect).
+    pub sync_backup: Option<String>,
+}
+
+/// Parses "host port" (or "host:port") as REPLICAOF takes it.
+pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let s = s.trim();
+    let (host, port) = match s.split_once(char::is_whitespace) {
+        Some((h, p)) => (h.trim(), p.trim()),
+        None => s.rsplit_once(':')?,
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
 }
 
 /// Parses a memory size the way redis.conf does: `1gb`, `100mb`, `5k`, bytes.
@@ -253,9 +379,85 @@ impl Config {
                 why: "expected 1 to 1024".into(),
             });
         }
+        let consistency_text = pick!(flags.consistency, consistency).unwrap_or_default();
+        let consistency =
+            Consistency::parse(&consistency_text).ok_or_else(|| ConfigError::Invalid {
+                name: "consistency",
+                value: consistency_text.clone(),
+                why: "expected eventual or strong".into(),
+            })?;
+        let nodes = file.nodes.clone().unwrap_or_default();
+        let port = pick!(flags.port, port).unwrap_or(6379);
+        let node_id = pick!(flags.node_id, node_id)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}:{port}",
+                    pick!(flags.bind.clone(), bind).unwrap_or_default()
+                )
+            });
+        let me = nodes.iter().find(|n| n.id == node_id);
+        let replicaof =
+            match pick!(flags.replicaof, replicaof).filter(|s| !s.is_empty()) {
+                Some(text) => Some(parse_host_port(&text).ok_or_else(|| ConfigError::Invalid {
+                    name: "replicaof",
+                    value: text.clone(),
+                    why: "expected \"HOST PORT\"".into(),
+                })?),
+                // The topology names the primary: every other node follows it.
+                None => match file.primary.as_ref().filter(|p| **p != node_id) {
+                    Some(p) => {
+                        let n = nodes.iter().find(|n| n.id == *p).ok_or_else(|| {
+                            ConfigError::Invalid {
+                                name: "primary",
+                                value: p.clone(),
+                                why: "no node with that id in [[nodes]]".into(),
+                            }
+                        })?;
+                        Some(
+                            parse_host_port(&n.client).ok_or_else(|| ConfigError::Invalid {
+                                name: "nodes.client",
+                                value: n.client.clone(),
+                                why: "expected HOST:PORT".into(),
+                            })?,
+                        )
+                    }
+                    None => None,
+                },
+            };
         Ok(Config {
+            node_id: node_id.clone(),
+            zone: pick!(flags.zone, zone)
+                .or(me.map(|n| n.zone.clone()))
+                .filter(|z| !z.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            region: pick!(flags.region, region)
+                .or(me.map(|n| n.region.clone()))
+                .filter(|z| !z.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            peer_port: pick!(flags.peer_port, peer_port).unwrap_or(0),
+            replicaof,
+            consistency,
+            repl_backlog_size: memory(
+                "repl-backlog-size",
+                &pick_text!(flags.repl_backlog_size, repl_backlog_size),
+            )?,
+            read_max_lag: pick!(flags.read_max_lag, read_max_lag).unwrap_or(1000),
+            repl_backpressure_max_us: pick!(
+                flags.repl_backpressure_max_us,
+                repl_backpressure_max_us
+            )
+            .unwrap_or(1000),
+            repl_backpressure_lag: memory(
+                "repl-backpressure-lag",
+                &pick_text!(flags.repl_backpressure_lag, repl_backpressure_lag),
+            )?
+            .max(1),
+            repl_timeout: pick!(flags.repl_timeout, repl_timeout).unwrap_or(10).max(1),
+            nodes,
+            sync_backup: pick!(flags.sync_backup, sync_backup).filter(|s| !s.is_empty()),
             bind: pick!(flags.bind, bind).unwrap_or_default(),
-            port: pick!(flags.port, port).unwrap_or(6379),
+            port,
             shards,
             requirepass: pick!(flags.requirepass, requirepass).filter(|p| !p.is_empty()),
             maxmemory: memory("maxmemory", &pick_text!(flags.maxmemory, maxmemory))?,

@@ -100,11 +100,20 @@ impl Conn {
     }
 
     /// Remembers which executors' logs a write command's replies wait for.
+    /// Strong consistency on a primary: replies to writes wait for the sync
+    /// backup.
+    pub fn strong(&self) -> bool {
+        self.state.repl.strong && !self.state.repl.is_backup()
+    }
+
+    /// Whether replies to writes wait (for the log or the sync backup).
+    fn replies_wait(&self) -> bool {
+        self.state.fsync_always.load(Ordering::Relaxed) || self.strong()
+    }
+
     fn note_write(&self, spec: &'static command::Spec, argv: &[&[u8]]) {
         // Queued in MULTI: nothing is written until EXEC.
-        if !self.state.fsync_always.load(Ordering::Relaxed)
-            || (self.multi.is_some() && spec.name != "exec")
-        {
+        if !self.replies_wait() || (self.multi.is_some() && spec.name != "exec") {
             return;
         }
         match spec.kind {
@@ -123,7 +132,7 @@ impl Conn {
     }
 
     fn note_write_everywhere(&self) {
-        if self.state.fsync_always.load(Ordering::Relaxed) {
+        if self.replies_wait() {
             *self.wrote.borrow_mut() = (0..self.router.executors()).collect();
         }
     }
@@ -171,6 +180,15 @@ impl Conn {
                 && self.multi.is_none()
             {
                 return self.reply_err(CmdError::Raw(disk_error(self)), out);
+            }
+            if spec.has(flags::WRITE) && self.state.repl.is_backup() {
+                return self.reply_err(
+                    CmdError::Raw("READONLY You can't write against a read only replica.".into()),
+                    out,
+                );
+            }
+            if self.multi.is_none() {
+                crate::repl::backpressure(self, spec, argv).await;
             }
             self.note_write(spec, argv);
         }
@@ -508,6 +526,14 @@ async fn write_out<S: AsyncWrite + Unpin>(
         // Group commit: one fsync per shard covers every client whose
         // records were written with it.
         let _ = conn.router.wait_durable(&wrote).await;
+        if conn.strong() && !crate::repl::wait_sync_backup(conn, &wrote).await {
+            // Never acknowledge what the sync backup did not confirm: the
+            // client sees the connection drop, an unknown outcome.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the sync backup did not confirm a strong write",
+            ));
+        }
     }
     stream.write_all(out).await?;
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;

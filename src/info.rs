@@ -206,12 +206,15 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "stats" => {
                 let _ = write!(
                     w,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\n",
                     st.total_connections.load(Ordering::Relaxed),
                     cmd.total_commands,
                     cmd.net_input_bytes,
                     cmd.net_output_bytes,
                     st.rejected_connections.load(Ordering::Relaxed),
+                    st.repl.sync_full.load(Ordering::Relaxed),
+                    st.repl.sync_partial_ok.load(Ordering::Relaxed),
+                    st.repl.sync_partial_err.load(Ordering::Relaxed),
                     stats.expired_keys,
                     stats.evicted_keys,
                     stats.keyspace_hits,
@@ -220,12 +223,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 );
             }
             "replication" => {
-                let _ = write!(
-                    w,
-                    "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:{}\r\n",
-                    st.run_id,
-                    shards.iter().map(|s| s.seq).sum::<u64>()
-                );
+                crate::cmd::replication::info_section(conn, w).await?;
             }
             "cpu" => {
                 let (sys, user) = cpu_times();

@@ -48,6 +48,7 @@ pub mod multi;
 pub mod numbers;
 pub mod persist;
 pub mod pubsub;
+pub mod repl;
 pub mod reply;
 pub mod resp;
 pub mod router;

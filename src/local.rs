@@ -104,6 +104,8 @@ pub struct LocalShards {
     pub blocked: RefCell<Waiters>,
     /// The shards' logs and snapshots.
     pub disks: Disks,
+    /// The shards' replication state, by local index.
+    pub repl: RefCell<Vec<crate::repl::shard::ShardRepl>>,
 }
 
 impl LocalShards {
@@ -132,11 +134,18 @@ impl LocalShards {
             pubsub: RefCell::new(Registry::default()),
             blocked: RefCell::new(Waiters::default()),
             disks: Disks::default(),
+            repl: RefCell::new(Vec::new()),
         }
     }
 
     fn index(&self, global: usize) -> usize {
         global / self.executors
+    }
+
+    /// The local index of global shard `global` (its place in per-executor
+    /// vectors such as `disks` and `repl`).
+    pub fn local_index(&self, global: usize) -> usize {
+        self.index(global)
     }
 
     /// Borrows a shard. Panics only on a keel bug (a borrow held across an

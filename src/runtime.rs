@@ -178,6 +178,74 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// A listener without SO_REUSEPORT (glommio's `bind` always sets it): a
+/// replication port shared with another process would hand some backups'
+/// connections to the wrong node.
+fn bind_exclusive(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    // SAFETY: the fd is a bound, listening socket we own and hand over.
+    Ok(unsafe { TcpListener::from_raw_fd(l.into_raw_fd()) })
+}
+
+/// Gives every shard of this executor its replication state, a listener
+/// for backups (port `peer-port + shard`) and a follower task (idle unless
+/// REPLICAOF names a primary).
+fn start_replication(
+    local: &Rc<LocalShards>,
+    state: &Arc<ServerState>,
+    router: &Rc<Router>,
+    addr: SocketAddr,
+) -> Result<(), RuntimeError> {
+    let config = state.config();
+    let base = match config.peer_port {
+        0 if config.port != 0 => config.port.checked_add(10000).unwrap_or(0),
+        p => p,
+    };
+    for id in local.ids() {
+        let i = local.local_index(id);
+        let seq = local.shard(id).seq();
+        let history = local
+            .disks
+            .shards
+            .borrow()
+            .get(i)
+            .map_or(0, |d| d.manifest.history);
+        let r =
+            crate::repl::shard::ShardRepl::new(id, history, seq, config.repl_backlog_size as usize);
+        if let Some(d) = local.disks.shards.borrow_mut().get_mut(i) {
+            d.manifest.history = r.history;
+        }
+        local.repl.borrow_mut().push(r);
+        let port = if base == 0 {
+            0
+        } else {
+            base.checked_add(id as u16).unwrap_or(0)
+        };
+        let peer = SocketAddr::new(addr.ip(), port);
+        let listener = bind_exclusive(peer)
+            .map_err(|e| RuntimeError::Listen(peer, format!("replication port: {e}")))?;
+        let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+        state.repl.set_peer_port(id, bound);
+        glommio::spawn_local(crate::repl::primary::listen(
+            local.clone(),
+            state.clone(),
+            id,
+            listener,
+        ))
+        .detach();
+        glommio::spawn_local(crate::repl::backup::follow(
+            local.clone(),
+            state.clone(),
+            router.clone(),
+            id,
+        ))
+        .detach();
+    }
+    Ok(())
+}
+
 async fn executor_main(
     me: usize,
     addr: SocketAddr,
@@ -203,6 +271,10 @@ async fn executor_main(
         local.clone(),
         state.commits.clone(),
     ));
+    if let Err(e) = start_replication(&local, &state, &router, addr) {
+        let _ = bound.send(Err(e));
+        return;
+    }
 
     // Work from other executors: handled one message at a time, never
     // awaiting inside the loop (see local.rs).

@@ -39,6 +39,7 @@ pub struct ServerState {
     pub datadir: Mutex<Option<crate::persist::dir::DataDir>>,
     /// Numbers transactions for their write records (see `Router::end`).
     pub commits: Arc<AtomicU64>,
+    pub repl: crate::repl::shared::ReplShared,
 }
 
 pub fn now_ms() -> u64 {
@@ -61,9 +62,13 @@ impl ServerState {
                 std::char::from_digit((x % 16) as u32, 16).unwrap_or('0')
             })
             .collect();
-        let fsync_always = config.appendonly && config.appendfsync == "always";
+        // Strong consistency acknowledges only what the log made durable.
+        let fsync_always = config.appendonly
+            && (config.appendfsync == "always"
+                || config.consistency == crate::config::Consistency::Strong);
         ServerState {
             port: AtomicU64::new(config.port as u64),
+            repl: crate::repl::shared::ReplShared::new(shards, &config),
             config: RwLock::new(config),
             shards,
             executors,

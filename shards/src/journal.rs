@@ -232,6 +232,17 @@ impl Shard {
         (std::mem::take(&mut j.out), j.out_seq)
     }
 
+    /// A backup: appends frames exactly as its primary produced them (the
+    /// shard applied them with recording paused), ending at `last_seq`.
+    pub fn journal_append_frames(&mut self, frames: &[u8], last_seq: u64) {
+        let j = self.journal_mut();
+        if j.on {
+            j.out.extend_from_slice(frames);
+            j.out_seq = last_seq;
+            j.last_seq = last_seq;
+        }
+    }
+
     /// Whether records wait to be taken.
     pub fn journal_pending(&self) -> bool {
         !self.journal().out.is_empty()

@@ -112,6 +112,10 @@ pub struct Shard {
     journal: Journal,
     /// Replay: the HLC time the next write must take.
     forced_hlc: Option<Hlc>,
+    /// A backup's shard: its writes come only from the primary's records,
+    /// so it never expires or evicts on its own (an expired key is hidden
+    /// from reads until the primary's `Del` arrives).
+    follower: bool,
 }
 
 pub(crate) fn entry_bytes(key: &[u8], e: &Entry) -> usize {
@@ -139,6 +143,7 @@ impl Shard {
             ready: Vec::new(),
             journal: Journal::default(),
             forced_hlc: None,
+            follower: false,
         }
     }
 
@@ -148,6 +153,15 @@ impl Shard {
 
     pub(crate) fn journal_mut(&mut self) -> &mut Journal {
         &mut self.journal
+    }
+
+    /// Makes the shard a backup's (see the `follower` field) or a primary's.
+    pub fn set_follower(&mut self, on: bool) {
+        self.follower = on;
+    }
+
+    pub fn is_follower(&self) -> bool {
+        self.follower
     }
 
     /// Replay: sets the shard's seq to a record's.
@@ -345,7 +359,7 @@ impl Shard {
     /// write (replicas see it as a DEL).
     fn expire_if_due(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
         let expired = matches!(self.dbs[db].dict.get(key), Some(e) if e.is_expired(now_ms));
-        if expired {
+        if expired && !self.follower {
             self.remove_entry(db, key);
             self.stats.expired_keys += 1;
             self.wrote();
@@ -376,7 +390,8 @@ impl Shard {
     /// A lookup that neither counts nor touches (EXISTS, TYPE, TTL...).
     pub fn peek(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
         self.expire_if_due(db, key, now_ms);
-        self.dbs[db].dict.get(key)
+        // (a follower keeps expired keys until told: hide them)
+        self.dbs[db].dict.get(key).filter(|e| !e.is_expired(now_ms))
     }
 
     /// Changes a live entry in place, keeping memory accounting right. The
@@ -593,6 +608,9 @@ impl Shard {
     /// the caller can repeat while a large share of what it saw had expired,
     /// as Redis's adaptive cycle does.
     pub fn active_expire(&mut self, now_ms: u64, budget: usize) -> (usize, usize) {
+        if self.follower {
+            return (0, 0);
+        }
         let mut walked = 0;
         let mut expired = Vec::new();
         for db in 0..DATABASES {
@@ -619,7 +637,7 @@ impl Shard {
     /// Makes room before a write that may grow memory. `Err` means the write
     /// must be refused with `-OOM`.
     pub fn ensure_memory(&mut self, now_ms: u64) -> Result<(), OutOfMemory> {
-        if self.maxmemory == 0 {
+        if self.maxmemory == 0 || self.follower {
             return Ok(());
         }
         let mut guard = 0;

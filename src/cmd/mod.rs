@@ -9,6 +9,7 @@ pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod persistence;
+pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod strings;

@@ -67,6 +67,10 @@ pub async fn run(
             }
         }
         "lastsave" => super::persistence::lastsave(conn).await,
+        "replicaof" | "slaveof" => super::replication::replicaof(conn, a),
+        "role" => super::replication::role(conn).await,
+        "wait" => super::replication::wait(conn, a).await,
+        "replconf" => super::replication::replconf(conn, a),
         "save" => super::persistence::snapshot(conn, SnapshotKind::Save, false).await,
         "bgsave" => super::persistence::snapshot(conn, SnapshotKind::Save, true).await,
         "bgrewriteaof" => super::persistence::snapshot(conn, SnapshotKind::Rewrite, true).await,

@@ -59,6 +59,9 @@ pub struct DataDir {
 pub struct Manifest {
     pub snapshot: Option<String>,
     pub logs: Vec<String>,
+    /// The replication history these files belong to (0: none, e.g. while
+    /// a backup's full sync is incomplete; see `repl`).
+    pub history: u64,
 }
 
 impl DataDir {
@@ -168,6 +171,10 @@ impl Manifest {
                 why: format!("{why}: {line:?}"),
             };
             let (kind, name) = line.split_once(' ').ok_or_else(|| bad("malformed line"))?;
+            if kind == "history" {
+                m.history = u64::from_str_radix(name, 16).map_err(|_| bad("bad history id"))?;
+                continue;
+            }
             if name.contains('/') || generation(name).is_none() {
                 return Err(bad("bad file name"));
             }
@@ -183,6 +190,9 @@ impl Manifest {
     /// Replaces the manifest atomically.
     pub fn write(&self, shard_dir: &Path) -> Result<(), DirError> {
         let mut text = String::new();
+        if self.history != 0 {
+            text.push_str(&format!("history {:016x}\n", self.history));
+        }
         if let Some(s) = &self.snapshot {
             text.push_str(&format!("snapshot {s}\n"));
         }
@@ -270,6 +280,7 @@ mod tests {
         let m = Manifest {
             snapshot: Some(snapshot_name(3)),
             logs: vec![log_name(4), log_name(5)],
+            history: 0xfeed,
         };
         m.write(&sd).unwrap();
         assert_eq!(Manifest::read(&sd).unwrap(), m);

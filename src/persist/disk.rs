@@ -96,6 +96,11 @@ pub struct ShardDisk {
     pub slow_steps: u64,
     /// Transactions recovery dropped: recorded void in the first new log.
     aborted: Vec<u64>,
+    /// A backup's full sync is loading the shard: no snapshot may begin.
+    pub loading: bool,
+    /// The history the next finished snapshot records (a backup's, after a
+    /// full sync: the files before it belong to no history).
+    pub history_after_snapshot: Option<u64>,
 }
 
 impl ShardDisk {
@@ -131,6 +136,8 @@ impl ShardDisk {
             steps: 0,
             slow_steps: 0,
             aborted,
+            loading: false,
+            history_after_snapshot: None,
         }
     }
 
@@ -339,7 +346,9 @@ async fn log_task(
         let begin = snapshot_wanted
             && !stopping
             && ls.is_free(&[id])
-            && !ls.disks.shards.borrow()[i].snapshot_running;
+            && !ls.disks.shards.borrow()[i].snapshot_running
+            && !ls.disks.shards.borrow()[i].loading
+            && !ls.shard(id).snapshot_running();
         if begin {
             begin_snapshot(&ls, &state, i, id, &mut log, &mut pending, &mut pending_seq).await;
             unsynced = false;
@@ -347,8 +356,9 @@ async fn log_task(
         }
 
         let Some(file) = log.as_mut() else {
-            // No log: drop what the journal holds (it is off anyway).
-            let _ = ls.shard(id).take_journal();
+            // No log: the records only feed the replication backlog.
+            let (bytes, seq) = ls.shard(id).take_journal();
+            crate::repl::shard::feed(&ls, &state, id, bytes, seq);
             if stopping {
                 return;
             }
@@ -356,6 +366,7 @@ async fn log_task(
         };
         let (bytes, seq) = ls.shard(id).take_journal();
         if !bytes.is_empty() {
+            crate::repl::shard::feed(&ls, &state, id, bytes.clone(), seq);
             if pending.is_empty() {
                 pending = bytes;
             } else {
@@ -489,6 +500,9 @@ async fn begin_snapshot(
         if !bytes.is_empty() {
             pending.extend_from_slice(&bytes);
             *pending_seq = seq;
+            drop(s);
+            crate::repl::shard::feed(ls, state, id, bytes, seq);
+            s = ls.shard(id);
         }
         let (term, commit) = (s.journal_term(), s.last_commit());
         s.snapshot_begin(state.shards, term, commit)

@@ -115,9 +115,14 @@ async fn write_file(ls: &LocalShards, i: usize, id: usize) -> Result<u64, String
         } else {
             Vec::new()
         };
+        let history = d
+            .history_after_snapshot
+            .take()
+            .unwrap_or(d.manifest.history);
         d.manifest = Manifest {
             snapshot: Some(name),
             logs,
+            history,
         };
         d.manifest.clone()
     };

@@ -1,0 +1,416 @@
+//! REPLICAOF / SLAVEOF, ROLE, WAIT, REPLCONF and INFO's replication section.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::error::{CmdError, CmdResult};
+use crate::config::parse_host_port;
+use crate::conn::Conn;
+use crate::reply::Reply;
+use crate::state::now_ms;
+
+/// One backup link of one shard, as INFO and ROLE show it.
+#[derive(Clone)]
+pub struct LinkView {
+    pub backup: String,
+    pub addr: String,
+    pub client_port: u16,
+    pub zone: String,
+    pub compress: bool,
+    pub in_full_sync: bool,
+    pub sync: &'static str,
+    pub why: String,
+    pub acked: u64,
+    pub acked_ms: u64,
+    pub lag_bytes: u64,
+    pub lag_ms: u64,
+    pub stats: crate::repl::link::LinkStats,
+}
+
+/// One shard's replication facts.
+pub struct ShardView {
+    pub id: usize,
+    pub seq: u64,
+    pub history: u64,
+    pub backlog_start: u64,
+    pub backlog_bytes: usize,
+    pub links: Vec<LinkView>,
+    pub follow_state: &'static str,
+    pub full_syncs: u64,
+    pub partial_syncs: u64,
+    pub last_sync: String,
+    pub last_error: String,
+    pub synced: bool,
+    pub lag_ms: u64,
+    pub last_io_ms: u64,
+    pub received: crate::repl::link::LinkStats,
+}
+
+pub async fn gather(conn: &Conn) -> Result<Vec<ShardView>, CmdError> {
+    let parts = conn
+        .router
+        .broadcast(|ls| {
+            let now = now_ms();
+            let repls = ls.repl.borrow();
+            ls.ids()
+                .filter_map(|id| {
+                    let r = repls.get(ls.local_index(id))?;
+                    let seq = ls.shard(id).seq();
+                    let links = r
+                        .links
+                        .iter()
+                        .map(|l| {
+                            let l = l.borrow();
+                            let (lag_bytes, lag_ms) = r.backlog.lag(l.acked, now);
+                            LinkView {
+                                backup: l.backup.clone(),
+                                addr: l.addr.clone(),
+                                client_port: l.client_port,
+                                zone: l.zone.clone(),
+                                compress: l.compress,
+                                in_full_sync: l.in_full_sync,
+                                sync: l.sync,
+                                why: l.why.clone(),
+                                acked: l.acked,
+                                acked_ms: l.acked_ms,
+                                lag_bytes,
+                                lag_ms,
+                                stats: l.stats,
+                            }
+                        })
+                        .collect();
+                    let f = &r.follow;
+                    Some(ShardView {
+                        id,
+                        seq,
+                        history: r.history,
+                        backlog_start: r.backlog.start_seq(),
+                        backlog_bytes: r.backlog.bytes(),
+                        links,
+                        follow_state: f.state,
+                        full_syncs: f.full_syncs,
+                        partial_syncs: f.partial_syncs,
+                        last_sync: f.last_sync.clone(),
+                        last_error: f.last_error.clone(),
+                        synced: f.synced,
+                        lag_ms: if f.caught_up_ms == 0 {
+                            0
+                        } else {
+                            now.saturating_sub(f.caught_up_ms)
+                        },
+                        last_io_ms: f.last_io_ms,
+                        received: f.received,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    let mut all: Vec<ShardView> = parts.into_iter().flatten().collect();
+    all.sort_by_key(|s| s.id);
+    Ok(all)
+}
+
+/// A backup as a whole: its links on every shard.
+struct Backup {
+    id: String,
+    addr: String,
+    port: u16,
+    zone: String,
+    links: usize,
+    online: bool,
+    acked: u64,
+    oldest_ack_ms: u64,
+    compress: bool,
+    payload: u64,
+    wire: u64,
+}
+
+fn backups(views: &[ShardView]) -> Vec<Backup> {
+    let mut out: Vec<Backup> = Vec::new();
+    for v in views {
+        for l in &v.links {
+            let i = match out.iter().position(|b| b.id == l.backup) {
+                Some(i) => i,
+                None => {
+                    out.push(Backup {
+                        id: l.backup.clone(),
+                        addr: l.addr.clone(),
+                        port: l.client_port,
+                        zone: l.zone.clone(),
+                        links: 0,
+                        online: true,
+                        acked: 0,
+                        oldest_ack_ms: u64::MAX,
+                        compress: l.compress,
+                        payload: 0,
+                        wire: 0,
+                    });
+                    out.len() - 1
+                }
+            };
+            let b = &mut out[i];
+            b.links += 1;
+            b.online &= !l.in_full_sync;
+            b.acked += l.acked;
+            b.oldest_ack_ms = b.oldest_ack_ms.min(l.acked_ms);
+            b.payload += l.stats.payload_bytes;
+            b.wire += l.stats.wire_bytes;
+        }
+    }
+    for b in &mut out {
+        b.online &= b.links == views.len();
+    }
+    out
+}
+
+/// Whether a backup is ready for reads: synced on every shard, linked,
+/// and at most `read-max-lag` ms behind.
+fn ready(conn: &Conn, views: &[ShardView]) -> bool {
+    let max = conn.state.config().read_max_lag;
+    views
+        .iter()
+        .all(|v| v.synced && v.follow_state == "online" && v.lag_ms <= max)
+}
+
+pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
+    let views = gather(conn).await?;
+    let st = &conn.state;
+    let config = st.config();
+    let offset: u64 = views.iter().map(|v| v.seq).sum();
+    let history = views.first().map_or(0, |v| v.history);
+    let now = now_ms();
+    w.push_str("# Replication\r\n");
+    match st.repl.master() {
+        None => {
+            let bs = backups(&views);
+            let _ = write!(w, "role:master\r\nconnected_slaves:{}\r\n", bs.len());
+            for (i, b) in bs.iter().enumerate() {
+                let _ = write!(
+                    w,
+                    "slave{i}:ip={},port={},state={},offset={},lag={},id={},zone={},compress={},payload_bytes={},wire_bytes={}\r\n",
+                    b.addr,
+                    b.port,
+                    if b.online { "online" } else { "wait_bgsave" },
+                    b.acked,
+                    now.saturating_sub(b.oldest_ack_ms) / 1000,
+                    b.id,
+                    b.zone,
+                    b.compress as u8,
+                    b.payload,
+                    b.wire,
+                );
+            }
+            let _ = write!(
+                w,
+                "master_failover_state:no-failover\r\nmaster_replid:{history:016x}\r\nmaster_repl_offset:{offset}\r\nrepl_backlog_active:1\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+                config.repl_backlog_size * st.shards as u64,
+                views.iter().map(|v| v.backlog_start).sum::<u64>(),
+                views.iter().map(|v| v.backlog_bytes).sum::<usize>(),
+            );
+        }
+        Some((host, port)) => {
+            let up = views.iter().all(|v| v.follow_state == "online");
+            let last_io = views.iter().map(|v| v.last_io_ms).min().unwrap_or(0);
+            let error = views
+                .iter()
+                .map(|v| v.last_error.as_str())
+                .find(|e| !e.is_empty())
+                .unwrap_or("");
+            let _ = write!(
+                w,
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{history:016x}\r\nmaster_repl_offset:{offset}\r\nreplica_ready:{}\r\nreplica_lag_ms:{}\r\nmaster_sync_last_error:{}\r\n",
+                if up { "up" } else { "down" },
+                if last_io == 0 { -1 } else { (now.saturating_sub(last_io) / 1000) as i64 },
+                views.iter().any(|v| v.follow_state == "sync") as u8,
+                ready(conn, &views) as u8,
+                views.iter().map(|v| v.lag_ms).max().unwrap_or(0),
+                error,
+            );
+        }
+    }
+    let _ = write!(
+        w,
+        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nbarrier_waiting:{}\r\n",
+        config.node_id,
+        config.zone,
+        config.region,
+        config.consistency.name(),
+        st.repl.sync_backup().unwrap_or_default(),
+        st.repl.strong_timeouts.load(Ordering::Relaxed),
+        st.repl.barrier.waiting(),
+    );
+    for v in &views {
+        let _ = write!(
+            w,
+            "shard{}:seq={},history={:016x},delay_us={},backlog_start={},backlog_bytes={},state={},full_syncs={},partial_syncs={},lag_ms={},received_payload_bytes={},received_wire_bytes={}\r\n",
+            v.id,
+            v.seq,
+            v.history,
+            st.repl.delay_us.get(v.id).map_or(0, |d| d.load(Ordering::Relaxed)),
+            v.backlog_start,
+            v.backlog_bytes,
+            v.follow_state,
+            v.full_syncs,
+            v.partial_syncs,
+            v.lag_ms,
+            v.received.payload_bytes,
+            v.received.wire_bytes,
+        );
+        if !v.last_sync.is_empty() {
+            let _ = write!(w, "shard{}_last_sync:{}\r\n", v.id, v.last_sync);
+        }
+        for l in &v.links {
+            let _ = write!(
+                w,
+                "shard{}_link_{}:state={},sync={},acked={},lag_records={},lag_bytes={},lag_ms={},compress={},payload_bytes={},wire_bytes={},frames_raw={},frames_compressed={}\r\n",
+                v.id,
+                l.backup,
+                if l.in_full_sync { "sync" } else { "online" },
+                l.sync,
+                l.acked,
+                v.seq.saturating_sub(l.acked),
+                l.lag_bytes,
+                l.lag_ms,
+                l.compress as u8,
+                l.stats.payload_bytes,
+                l.stats.wire_bytes,
+                l.stats.frames_raw,
+                l.stats.frames_compressed,
+            );
+            if !l.why.is_empty() {
+                let _ = write!(w, "shard{}_link_{}_why:{}\r\n", v.id, l.backup, l.why);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// REPLICAOF host port | REPLICAOF NO ONE (SLAVEOF is the same).
+pub fn replicaof(conn: &Conn, a: &[&[u8]]) -> CmdResult {
+    let host = String::from_utf8_lossy(a[1]).into_owned();
+    let port = String::from_utf8_lossy(a[2]).into_owned();
+    if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
+        if conn.state.repl.is_backup() {
+            conn.state.repl.set_master(None);
+            tracing::info!("REPLICAOF NO ONE: this node is a primary now");
+        }
+        return Ok(Reply::Ok);
+    }
+    let target = parse_host_port(&format!("{host} {port}"))
+        .ok_or_else(|| CmdError::other("Invalid master port"))?;
+    if conn.state.repl.master().as_ref() == Some(&target) {
+        return Ok(Reply::status("OK Already connected to specified master"));
+    }
+    tracing::info!("REPLICAOF {}:{}", target.0, target.1);
+    conn.state.repl.set_master(Some(target));
+    Ok(Reply::Ok)
+}
+
+/// ROLE, in Redis's shape.
+pub async fn role(conn: &Conn) -> CmdResult {
+    let views = gather(conn).await?;
+    let offset: u64 = views.iter().map(|v| v.seq).sum();
+    Ok(match conn.state.repl.master() {
+        None => Reply::Array(vec![
+            Reply::bulk("master"),
+            Reply::Int(offset as i64),
+            Reply::Array(
+                backups(&views)
+                    .iter()
+                    .map(|b| {
+                        Reply::bulks([b.addr.clone(), b.port.to_string(), b.acked.to_string()])
+                    })
+                    .collect(),
+            ),
+        ]),
+        Some((host, port)) => {
+            let state = if views.iter().all(|v| v.follow_state == "online") {
+                "connected"
+            } else if views.iter().any(|v| v.follow_state == "sync") {
+                "sync"
+            } else {
+                "connecting"
+            };
+            Reply::Array(vec![
+                Reply::bulk("slave"),
+                Reply::bulk(host),
+                Reply::Int(port as i64),
+                Reply::bulk(state),
+                Reply::Int(offset as i64),
+            ])
+        }
+    })
+}
+
+/// WAIT numreplicas timeout: how many backups applied every write this
+/// node had made when WAIT began, waiting up to `timeout` ms (0: forever)
+/// for `numreplicas` of them.
+pub async fn wait(conn: &Conn, a: &[&[u8]]) -> CmdResult {
+    let num = crate::numbers::int_arg(a[1])?;
+    let timeout = crate::numbers::int_arg(a[2])?;
+    if timeout < 0 {
+        return Err(CmdError::other("timeout is negative"));
+    }
+    if conn.state.repl.is_backup() {
+        return Err(CmdError::other(
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        ));
+    }
+    let target: Vec<(usize, u64)> = gather(conn).await?.iter().map(|v| (v.id, v.seq)).collect();
+    let started = Instant::now();
+    loop {
+        let views = gather(conn).await?;
+        let mut ids: Vec<&str> = views
+            .iter()
+            .flat_map(|v| v.links.iter().map(|l| l.backup.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let count = ids
+            .iter()
+            .filter(|id| {
+                target.iter().all(|(shard, seq)| {
+                    views.iter().any(|v| {
+                        v.id == *shard
+                            && v.links
+                                .iter()
+                                .any(|l| l.backup == **id && !l.in_full_sync && l.acked >= *seq)
+                    })
+                })
+            })
+            .count() as i64;
+        let expired = timeout > 0 && started.elapsed() >= Duration::from_millis(timeout as u64);
+        if count >= num || expired {
+            return Ok(Reply::Int(count));
+        }
+        crate::runtime::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// REPLCONF: `PEER` tells a backup this node's replication ports; the
+/// subcommands Redis replicas send are accepted.
+pub fn replconf(conn: &Conn, a: &[&[u8]]) -> CmdResult {
+    if a[1].eq_ignore_ascii_case(b"peer") {
+        let c = conn.state.config();
+        let ports: Vec<String> = conn
+            .state
+            .repl
+            .peer_ports()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        return Ok(Reply::Bulk(
+            format!(
+                "{} {} {} {} {}",
+                c.node_id,
+                c.zone,
+                c.region,
+                conn.state.shards,
+                ports.join(",")
+            )
+            .into_bytes(),
+        ));
+    }
+    Ok(Reply::Ok)
+}

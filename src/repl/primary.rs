@@ -1,0 +1,441 @@
+//! The primary's side of a shard's streams: a listener per shard on its own
+//! core, a handshake that picks partial or full resync, then a sender task
+//! (records from the backlog) and an ack reader per backup.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures::StreamExt;
+use glommio::net::{TcpListener, TcpStream};
+
+use super::link::{encode_frame, FrameReader, LinkError, LinkStats};
+use super::shard::{update_delay, LinkInfo};
+use super::wire::{Hello, Msg, Welcome, VERSION};
+use crate::local::LocalShards;
+use crate::state::{now_ms, ServerState};
+
+/// Bytes of records or snapshot per frame.
+const FRAME_BYTES: usize = 256 * 1024;
+/// How often an idle link carries a ping.
+const PING_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("backup said nothing for {0} s")]
+    Timeout(u64),
+    #[error("the backup fell behind the backlog")]
+    OutOfBacklog,
+    #[error("this node became a backup")]
+    Demoted,
+    #[error("expected a hello")]
+    NoHello,
+}
+
+/// Accepts backups of shard `id` (runs on its core for the node's life).
+pub async fn listen(
+    ls: Rc<LocalShards>,
+    state: Arc<ServerState>,
+    id: usize,
+    listener: TcpListener,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(shard = id, "replication accept failed: {e}");
+                crate::runtime::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if state.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let (ls, state) = (ls.clone(), state.clone());
+        glommio::spawn_local(async move {
+            let addr = stream
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            if let Err(e) = serve(ls, state, id, stream, addr.clone()).await {
+                tracing::info!(shard = id, backup = %addr, "replication link closed: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+async fn send(
+    w: &mut WriteHalf<TcpStream>,
+    msg: &Msg<'_>,
+    compress: bool,
+    stats: &mut LinkStats,
+) -> Result<(), LinkError> {
+    let mut payload = Vec::new();
+    msg.encode(&mut payload);
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    encode_frame(&mut out, &payload, compress, stats);
+    w.write_all(&out).await?;
+    Ok(())
+}
+
+/// Reads one message within `secs` seconds.
+async fn recv(
+    reader: &mut FrameReader,
+    r: &mut ReadHalf<TcpStream>,
+    secs: u64,
+) -> Result<Vec<u8>, StreamError> {
+    let read = reader.next(r);
+    let tick = crate::runtime::sleep(Duration::from_secs(secs));
+    futures::pin_mut!(read);
+    futures::pin_mut!(tick);
+    match futures::future::select(read, tick).await {
+        futures::future::Either::Left((r, _)) => Ok(r?),
+        futures::future::Either::Right(_) => Err(StreamError::Timeout(secs)),
+    }
+}
+
+/// Why the backup cannot continue from its place, or None when it can.
+fn partial_refusal(ls: &LocalShards, id: usize, h: &Hello) -> Option<String> {
+    let repls = ls.repl.borrow();
+    let r = &repls[ls.local_index(id)];
+    let same = h.history == r.history || (h.history == r.prev_history && h.seq <= r.prev_end);
+    if h.history == 0 {
+        Some("the backup has no history yet".into())
+    } else if !same {
+        Some(format!(
+            "history {:016x} is not this shard's ({:016x})",
+            h.history, r.history
+        ))
+    } else if h.seq > r.backlog.last_seq() {
+        Some(format!(
+            "the backup is ahead: seq {} > {}",
+            h.seq,
+            r.backlog.last_seq()
+        ))
+    } else if !r.backlog.can_serve(h.seq) {
+        Some(format!(
+            "seq {} is no longer in the backlog (it starts after {})",
+            h.seq,
+            r.backlog.start_seq()
+        ))
+    } else {
+        None
+    }
+}
+
+async fn serve(
+    ls: Rc<LocalShards>,
+    state: Arc<ServerState>,
+    id: usize,
+    stream: TcpStream,
+    addr: String,
+) -> Result<(), StreamError> {
+    let (mut rd, mut wr) = stream.split();
+    let mut reader = FrameReader::new();
+    let config = state.config();
+    let payload = recv(&mut reader, &mut rd, config.repl_timeout).await?;
+    let Msg::Hello(hello) = Msg::decode(&payload)? else {
+        return Err(StreamError::NoHello);
+    };
+    let mut stats = LinkStats::default();
+    let refuse = if hello.version != VERSION {
+        Some(format!(
+            "replication protocol {} is not {VERSION}",
+            hello.version
+        ))
+    } else if hello.shards != state.shards as u64 {
+        Some(format!(
+            "shard count mismatch: this primary has {} shards, the backup {}; every node of a database needs the same --shards",
+            state.shards, hello.shards
+        ))
+    } else if hello.shard != id as u64 {
+        Some(format!(
+            "shard {} connected to the port of shard {id}",
+            hello.shard
+        ))
+    } else if state.repl.is_backup() {
+        Some("this node is a backup: follow its primary".into())
+    } else {
+        None
+    };
+    if let Some(why) = refuse {
+        tracing::warn!(shard = id, backup = %hello.node_id, "refused: {why}");
+        send(&mut wr, &Msg::Refused(why), false, &mut stats).await?;
+        return Ok(());
+    }
+    let compress = hello.zone != config.zone;
+
+    // Records from here on must reach the backlog.
+    {
+        let mut s = ls.shard(id);
+        if !s.journal_on() {
+            s.journal_enable(true);
+            let seq = s.seq();
+            let mut repls = ls.repl.borrow_mut();
+            let r = &mut repls[ls.local_index(id)];
+            r.backlog = super::backlog::Backlog::new(config.repl_backlog_size as usize, seq);
+        }
+    }
+    let refusal = partial_refusal(&ls, id, &hello);
+    let (kick_tx, mut kick) = mpsc::channel(1);
+    let link = Rc::new(RefCell::new(LinkInfo {
+        backup: hello.node_id.clone(),
+        addr,
+        client_port: hello.client_port as u16,
+        zone: hello.zone.clone(),
+        compress,
+        in_full_sync: refusal.is_some(),
+        sync: if refusal.is_some() { "full" } else { "partial" },
+        why: refusal.clone().unwrap_or_default(),
+        acked: hello.seq,
+        acked_ms: now_ms(),
+        sent: hello.seq,
+        stats: LinkStats::default(),
+        kick: kick_tx,
+        closed: false,
+    }));
+    ls.repl.borrow_mut()[ls.local_index(id)]
+        .links
+        .push(link.clone());
+    state.repl.link_up(&hello.node_id);
+    let result = stream_to(
+        &ls,
+        &state,
+        id,
+        &hello,
+        refusal,
+        link.clone(),
+        &mut rd,
+        &mut wr,
+        &mut reader,
+        &mut kick,
+    )
+    .await;
+    link.borrow_mut().closed = true;
+    {
+        let mut repls = ls.repl.borrow_mut();
+        let r = &mut repls[ls.local_index(id)];
+        r.links.retain(|l| !Rc::ptr_eq(l, &link));
+        update_delay(&state, id, r);
+    }
+    state.repl.link_down(&hello.node_id);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_to(
+    ls: &Rc<LocalShards>,
+    state: &Arc<ServerState>,
+    id: usize,
+    hello: &Hello,
+    refusal: Option<String>,
+    link: Rc<RefCell<LinkInfo>>,
+    rd: &mut ReadHalf<TcpStream>,
+    wr: &mut WriteHalf<TcpStream>,
+    reader: &mut FrameReader,
+    kick: &mut mpsc::Receiver<()>,
+) -> Result<(), StreamError> {
+    let config = state.config();
+    let compress = link.borrow().compress;
+    let (history, term) = {
+        let repls = ls.repl.borrow();
+        (
+            repls[ls.local_index(id)].history,
+            ls.shard(id).journal_term(),
+        )
+    };
+    let mut after = hello.seq;
+    match &refusal {
+        None => {
+            state.repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(shard = id, backup = %hello.node_id, seq = after, "partial resync");
+            let w = Welcome {
+                full: false,
+                history,
+                term,
+                from_seq: after,
+                node_id: config.node_id.clone(),
+                zone: config.zone.clone(),
+                why: String::new(),
+            };
+            let mut st = link.borrow().stats;
+            send(wr, &Msg::Welcome(w), compress, &mut st).await?;
+            link.borrow_mut().stats = st;
+        }
+        Some(why) => {
+            state.repl.sync_full.fetch_add(1, Ordering::Relaxed);
+            if hello.history != 0 {
+                state.repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(shard = id, backup = %hello.node_id, "full sync: {why}");
+            after = send_snapshot(ls, state, id, &link, why, history, term, wr).await?;
+        }
+    }
+    link.borrow_mut().sent = after;
+
+    // Acks arrive on their own task; it wakes the sender when it stops.
+    let acks = {
+        let (ls, state, link) = (ls.clone(), state.clone(), link.clone());
+        let timeout = config.repl_timeout;
+        async move {
+            loop {
+                let payload = match recv(reader, rd, timeout).await {
+                    Ok(p) => p,
+                    Err(e) => return Err::<(), StreamError>(e),
+                };
+                if let Ok(Msg::Ack { seq }) = Msg::decode(&payload) {
+                    let mut l = link.borrow_mut();
+                    l.acked = l.acked.max(seq);
+                    l.acked_ms = now_ms();
+                    let is_sync = state.repl.sync_backup().as_deref() == Some(l.backup.as_str());
+                    drop(l);
+                    let mut repls = ls.repl.borrow_mut();
+                    let r = &mut repls[ls.local_index(id)];
+                    if is_sync {
+                        r.release_strong(seq);
+                    }
+                    update_delay(&state, id, r);
+                }
+            }
+        }
+    };
+    let sender = async {
+        let mut out = Vec::new();
+        loop {
+            if state.repl.is_backup() {
+                return Err(StreamError::Demoted);
+            }
+            if state.shutdown.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let read = {
+                let repls = ls.repl.borrow();
+                let b = &repls[ls.local_index(id)].backlog;
+                if after > b.last_seq() {
+                    // (after a snapshot: its last records are on their way
+                    // from the journal)
+                    Some((Vec::new(), after))
+                } else {
+                    b.read_after(after, FRAME_BYTES)
+                }
+            };
+            let Some((frames, last)) = read else {
+                return Err(StreamError::OutOfBacklog);
+            };
+            let primary_seq = ls.shard(id).seq();
+            let msg = if frames.is_empty() {
+                let tick = crate::runtime::sleep(PING_EVERY);
+                futures::pin_mut!(tick);
+                if let futures::future::Either::Left(_) =
+                    futures::future::select(kick.next(), tick).await
+                {
+                    continue;
+                }
+                Msg::Ping {
+                    primary_seq,
+                    at_ms: now_ms(),
+                }
+            } else {
+                Msg::Data {
+                    primary_seq: primary_seq.max(last),
+                    at_ms: now_ms(),
+                    frames: &frames,
+                }
+            };
+            out.clear();
+            let mut payload = Vec::new();
+            msg.encode(&mut payload);
+            {
+                let mut l = link.borrow_mut();
+                encode_frame(&mut out, &payload, compress, &mut l.stats);
+            }
+            wr.write_all(&out).await.map_err(LinkError::from)?;
+            after = last.max(after);
+            link.borrow_mut().sent = after;
+        }
+    };
+    futures::pin_mut!(acks);
+    futures::pin_mut!(sender);
+    match futures::future::select(acks, sender).await {
+        futures::future::Either::Left((r, _)) => r,
+        futures::future::Either::Right((r, _)) => r,
+    }
+}
+
+/// Sends a point-in-time snapshot of shard `id`; returns its seq, from
+/// which the stream continues.
+#[allow(clippy::too_many_arguments)]
+async fn send_snapshot(
+    ls: &Rc<LocalShards>,
+    state: &Arc<ServerState>,
+    id: usize,
+    link: &Rc<RefCell<LinkInfo>>,
+    why: &str,
+    history: u64,
+    term: u64,
+    wr: &mut WriteHalf<TcpStream>,
+) -> Result<u64, StreamError> {
+    // One snapshotter per shard: wait for a running one (a BGSAVE, another
+    // backup's sync) and for no transaction to hold the shard.
+    let header = loop {
+        if ls.is_free(&[id]) && !ls.shard(id).snapshot_running() {
+            let mut s = ls.shard(id);
+            let (term, commit) = (s.journal_term(), s.last_commit());
+            if let Ok(h) = s.snapshot_begin(state.shards, term, commit) {
+                break h;
+            }
+        }
+        crate::runtime::sleep(Duration::from_millis(5)).await;
+    };
+    // Keep the records after the snapshot until the stream reaches them.
+    let pin = ls.repl.borrow_mut()[ls.local_index(id)]
+        .backlog
+        .pin(header.seq);
+    let config = state.config();
+    let compress = link.borrow().compress;
+    let result = async {
+        let w = Welcome {
+            full: true,
+            history,
+            term,
+            from_seq: header.seq,
+            node_id: config.node_id.clone(),
+            zone: config.zone.clone(),
+            why: why.to_string(),
+        };
+        let mut st = link.borrow().stats;
+        send(wr, &Msg::Welcome(w), compress, &mut st).await?;
+        link.borrow_mut().stats = st;
+        let mut chunk = Vec::new();
+        loop {
+            chunk.clear();
+            let done = ls.shard(id).snapshot_step(&mut chunk, FRAME_BYTES);
+            let mut st = link.borrow().stats;
+            send(wr, &Msg::Snapshot(&chunk), compress, &mut st).await?;
+            link.borrow_mut().stats = st;
+            if done {
+                return Ok::<(), StreamError>(());
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+    .await;
+    if result.is_err() {
+        ls.shard(id).snapshot_abort();
+    }
+    {
+        let mut repls = ls.repl.borrow_mut();
+        repls[ls.local_index(id)].backlog.unpin(pin);
+    }
+    result?;
+    link.borrow_mut().in_full_sync = false;
+    Ok(header.seq)
+}

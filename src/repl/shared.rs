@@ -1,0 +1,140 @@
+//! What replication shares across cores: the primary to follow (REPLICAOF
+//! changes it at run time), Redis's resync counters, the write delay each
+//! shard asks for, and which backup is the sync backup. Everything per
+//! stream lives on its shard's core ([`super::shard`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::barrier::Barrier;
+
+#[derive(Default)]
+pub struct Peers {
+    /// Open links per backup id (one per shard when all are up).
+    pub links: HashMap<String, usize>,
+    /// The backup strong-mode writes wait for: the configured one, or the
+    /// first to connect, until it has no link left.
+    pub sync: Option<String>,
+}
+
+pub struct ReplShared {
+    /// The primary this node follows (its client address), if any.
+    pub master: Mutex<Option<(String, u16)>>,
+    /// Bumped whenever `master` changes: follower tasks restart their link.
+    pub epoch: AtomicU64,
+    /// The replication port each shard listens on.
+    pub peer_ports: Mutex<Vec<u16>>,
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
+    /// Microseconds each shard's writes are delayed (backpressure).
+    pub delay_us: Vec<AtomicU64>,
+    pub peers: Mutex<Peers>,
+    /// Strong-mode writes whose backup did not confirm in time (the client
+    /// connection was closed instead of acknowledging them).
+    pub strong_timeouts: AtomicU64,
+    pub barrier: Barrier,
+    /// The configured sync backup, if any.
+    pub sync_backup: Option<String>,
+    /// Backpressure: the most a write waits, and the lag that costs half.
+    pub max_delay_us: u64,
+    pub half_delay_lag: u64,
+    /// Consistency mode strong (else eventual).
+    pub strong: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ReplShared {
+    pub fn new(shards: usize, c: &crate::config::Config) -> Self {
+        let master = c.replicaof.clone();
+        let sync_backup = c.sync_backup.clone();
+        ReplShared {
+            master: Mutex::new(master),
+            epoch: AtomicU64::new(0),
+            peer_ports: Mutex::new(vec![0; shards]),
+            sync_full: AtomicU64::new(0),
+            sync_partial_ok: AtomicU64::new(0),
+            sync_partial_err: AtomicU64::new(0),
+            delay_us: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            peers: Mutex::new(Peers::default()),
+            strong_timeouts: AtomicU64::new(0),
+            barrier: Barrier::default(),
+            sync_backup,
+            max_delay_us: c.repl_backpressure_max_us,
+            half_delay_lag: c.repl_backpressure_lag,
+            strong: c.consistency == crate::config::Consistency::Strong,
+        }
+    }
+
+    pub fn master(&self) -> Option<(String, u16)> {
+        lock(&self.master).clone()
+    }
+
+    pub fn is_backup(&self) -> bool {
+        lock(&self.master).is_some()
+    }
+
+    /// REPLICAOF: follow `m` (or nobody).
+    pub fn set_master(&self, m: Option<(String, u16)>) {
+        *lock(&self.master) = m;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn peer_ports(&self) -> Vec<u16> {
+        lock(&self.peer_ports).clone()
+    }
+
+    pub fn set_peer_port(&self, shard: usize, port: u16) {
+        if let Some(p) = lock(&self.peer_ports).get_mut(shard) {
+            *p = port;
+        }
+    }
+
+    /// The delay a write on `shards` waits (the largest of theirs).
+    pub fn write_delay_us(&self, shards: impl IntoIterator<Item = usize>) -> u64 {
+        shards
+            .into_iter()
+            .filter_map(|s| self.delay_us.get(s))
+            .map(|d| d.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn any_delay_us(&self) -> u64 {
+        self.write_delay_us(0..self.delay_us.len())
+    }
+
+    /// A link of backup `id` opened.
+    pub fn link_up(&self, id: &str) {
+        let mut p = lock(&self.peers);
+        *p.links.entry(id.to_string()).or_default() += 1;
+        if p.sync.is_none() {
+            p.sync = Some(self.sync_backup.clone().unwrap_or_else(|| id.to_string()));
+        }
+    }
+
+    /// A link of backup `id` closed.
+    pub fn link_down(&self, id: &str) {
+        let mut p = lock(&self.peers);
+        if let Some(n) = p.links.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                p.links.remove(id);
+            }
+        }
+        // An elected (not configured) sync backup that is wholly gone hands
+        // over to a backup still connected.
+        if self.sync_backup.is_none() && p.sync.as_deref() == Some(id) && !p.links.contains_key(id)
+        {
+            p.sync = p.links.keys().min().cloned();
+        }
+    }
+
+    pub fn sync_backup(&self) -> Option<String> {
+        lock(&self.peers).sync.clone()
+    }
+}

@@ -32,6 +32,9 @@
 //!   simulator; not yet driven by the network.
 //! - [`persist`]: the data directory, per-shard logs (group commit, fsync
 //!   policies, disk errors), snapshot files, recovery and replay.
+//! - [`repl`]: replication — per-shard streams to backups (handshake,
+//!   backlog, snapshots, acks, backpressure), the backup's side, the barrier
+//!   that keeps cross-shard transactions whole, link frames.
 //! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 

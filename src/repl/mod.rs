@@ -1,9 +1,24 @@
 //! Replication: shard *i* of the primary streams its write records to shard
 //! *i* of every backup over a connection of its own, core to core.
 //!
-//! - [`link`]: the frames on a replication connection (length, crc32, lz4
-//!   on cross-zone links).
-//! - [`backlog`]: the recent records of one shard, for partial resyncs.
+//! - [`primary`]: a listener per shard on its own core; the handshake that
+//!   chooses partial resync (the backlog still holds the backup's next
+//!   record of the same history) or full sync (a point-in-time snapshot,
+//!   then the stream from its seq); the sender and the ack reader.
+//! - [`backup`]: a follower task per shard: asks the primary's client port
+//!   for its replication ports (`REPLCONF PEER`), presents its history,
+//!   term and seq, loads a snapshot or continues, applies and acks.
+//! - [`barrier`]: cross-shard transactions applied whole on a backup.
+//! - [`shard`]: one shard's state on its core (history, backlog, links,
+//!   strong-mode waiters) and the backpressure curve.
+//! - [`shared`]: what crosses cores: REPLICAOF's target, counters, delays.
+//! - [`wire`]: the messages; [`link`]: their frames (length, crc32, lz4 on
+//!   cross-zone links); [`backlog`]: a shard's recent records.
+//!
+//! The records are the ones the journal produces for the log (one format,
+//! `keel_shards::record`): the log task hands each batch to the backlog too.
+//! A backup applies them with replay (`persist::replay`) and keeps the same
+//! bytes in its own journal, so its log and backlog equal its primary's.
 pub mod backlog;
 pub mod backup;
 pub mod barrier;

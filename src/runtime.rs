@@ -212,6 +212,11 @@ fn start_replication(
             .borrow()
             .get(i)
             .map_or(0, |d| d.manifest.history);
+        // A backup's shard must not expire or evict on its own, from the
+        // first instant (its seq must stay its primary's).
+        if state.repl.is_backup() {
+            local.shard(id).set_follower(true);
+        }
         let r =
             crate::repl::shard::ShardRepl::new(id, history, seq, config.repl_backlog_size as usize);
         if let Some(d) = local.disks.shards.borrow_mut().get_mut(i) {

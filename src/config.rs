@@ -542,6 +542,54 @@ mod tests {
     }
 
     #[test]
+    fn a_topology_names_the_primary_to_follow() {
+        let dir = std::env::temp_dir().join(format!("keel-topology-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keel.toml");
+        let topology = r#"
+primary = "a"
+consistency = "strong"
+[[nodes]]
+id = "a"
+client = "10.0.0.1:6379"
+zone = "z1"
+region = "r1"
+[[nodes]]
+id = "b"
+client = "10.0.0.2:6379"
+zone = "z2"
+region = "r1"
+"#;
+        std::fs::write(&path, topology).unwrap();
+        let p = path.to_str().unwrap();
+        let b = Config::load(Flags::parse_from(["keel", p, "--node-id", "b"])).unwrap();
+        assert_eq!(b.replicaof, Some(("10.0.0.1".to_string(), 6379)));
+        assert_eq!((b.zone.as_str(), b.region.as_str()), ("z2", "r1"));
+        assert_eq!(b.consistency, Consistency::Strong);
+        let a = Config::load(Flags::parse_from(["keel", p, "--node-id", "a"])).unwrap();
+        assert_eq!((a.replicaof, a.zone.as_str()), (None, "z1"));
+        // A flag wins over the topology.
+        let c = Config::load(Flags::parse_from([
+            "keel",
+            p,
+            "--node-id",
+            "b",
+            "--replicaof",
+            "10.0.0.9 7000",
+        ]))
+        .unwrap();
+        assert_eq!(c.replicaof, Some(("10.0.0.9".to_string(), 7000)));
+        std::fs::write(
+            &path,
+            topology.replace("primary = \"a\"", "primary = \"x\""),
+        )
+        .unwrap();
+        assert!(Config::load(Flags::parse_from(["keel", p, "--node-id", "b"])).is_err());
+        assert!(Config::load(Flags::parse_from(["keel", "--replicaof", "nohostport"])).is_err());
+        assert!(Config::load(Flags::parse_from(["keel", "--consistency", "maybe"])).is_err());
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         assert!(Config::load(Flags::parse_from(["keel", "--maxmemory", "lots"])).is_err());
         assert!(Config::load(Flags::parse_from([

@@ -42,6 +42,8 @@ pub struct ShardView {
     pub last_sync: String,
     pub last_error: String,
     pub synced: bool,
+    pub synced_ms: u64,
+    pub caught_up_ms: u64,
     pub lag_ms: u64,
     pub last_io_ms: u64,
     pub received: crate::repl::link::LinkStats,
@@ -94,6 +96,8 @@ pub async fn gather(conn: &Conn) -> Result<Vec<ShardView>, CmdError> {
                         last_sync: f.last_sync.clone(),
                         last_error: f.last_error.clone(),
                         synced: f.synced,
+                        synced_ms: f.synced_ms,
+                        caught_up_ms: f.caught_up_ms,
                         lag_ms: if f.caught_up_ms == 0 {
                             0
                         } else {
@@ -168,9 +172,10 @@ fn backups(views: &[ShardView]) -> Vec<Backup> {
 /// and at most `read-max-lag` ms behind.
 fn ready(conn: &Conn, views: &[ShardView]) -> bool {
     let max = conn.state.config().read_max_lag;
-    views
-        .iter()
-        .all(|v| v.synced && v.follow_state == "online" && v.lag_ms <= max)
+    let last_sync = views.iter().map(|v| v.synced_ms).max().unwrap_or(0);
+    views.iter().all(|v| {
+        v.synced && v.follow_state == "online" && v.lag_ms <= max && v.caught_up_ms >= last_sync
+    })
 }
 
 pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {

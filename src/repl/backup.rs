@@ -293,7 +293,7 @@ async fn link(
         let f = &mut repls[i].follow;
         f.synced = true;
         f.state = "online";
-        f.caught_up_ms = now_ms();
+        f.synced_ms = now_ms();
     }
     tracing::info!(
         shard = id,

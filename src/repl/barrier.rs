@@ -38,26 +38,42 @@ pub enum Deposit {
 }
 
 #[derive(Default)]
+struct Inner {
+    pending: HashMap<u64, Rendezvous>,
+    /// Per shard, the last transaction its loaded snapshot holds: its parts
+    /// of transactions up to there will never arrive on its stream.
+    horizons: HashMap<usize, u64>,
+}
+
+#[derive(Default)]
 pub struct Barrier {
-    pending: Mutex<HashMap<u64, Rendezvous>>,
+    inner: Mutex<Inner>,
 }
 
 impl Barrier {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Rendezvous>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Leaves shard `shard`'s part (`frame`) of transaction `commit` over
     /// `parts`. A part left again (after a resync) replaces the first.
     pub fn deposit(&self, commit: u64, parts: &[u64], shard: usize, frame: Vec<u8>) -> Deposit {
-        let mut pending = self.lock();
+        let mut inner = self.lock();
+        let Inner { pending, horizons } = &mut *inner;
         let r = pending.entry(commit).or_insert_with(|| Rendezvous {
             parts: parts.to_vec(),
             have: HashMap::new(),
             waiters: Vec::new(),
         });
         r.have.insert(shard, Some(frame));
-        if let Some(ready) = take_if_complete(&mut pending, commit) {
+        // Parts a snapshot already brought are present.
+        for &p in parts {
+            let p = p as usize;
+            if p != shard && horizons.get(&p).is_some_and(|&h| h >= commit) {
+                r.have.insert(p, None);
+            }
+        }
+        if let Some(ready) = take_if_complete(pending, commit) {
             return Deposit::Apply(ready);
         }
         let (tx, rx) = oneshot::channel();
@@ -71,7 +87,10 @@ impl Barrier {
     /// `horizon`: its parts of those are present. Returns the transactions
     /// this completes, for the caller to apply.
     pub fn settle(&self, shard: usize, horizon: u64) -> Vec<Ready> {
-        let mut pending = self.lock();
+        let mut inner = self.lock();
+        let Inner { pending, horizons } = &mut *inner;
+        // (a new snapshot replaces what an older one said)
+        horizons.insert(shard, horizon);
         let commits: Vec<u64> = pending
             .iter()
             .filter(|(c, r)| **c <= horizon && r.parts.contains(&(shard as u64)))
@@ -82,14 +101,14 @@ impl Barrier {
             if let Some(r) = pending.get_mut(&c) {
                 r.have.insert(shard, None);
             }
-            out.extend(take_if_complete(&mut pending, c));
+            out.extend(take_if_complete(pending, c));
         }
         out
     }
 
     /// Transactions waiting for parts (for INFO).
     pub fn waiting(&self) -> usize {
-        self.lock().len()
+        self.lock().pending.len()
     }
 }
 
@@ -157,6 +176,13 @@ mod tests {
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].commit, 3);
         assert_eq!(ready[0].frames, vec![(0, vec![0])]);
+        assert_eq!(b.waiting(), 1);
+        // A part that arrives after the snapshot settled: shard 1 already
+        // holds its half of commit 4, so shard 0's completes it at once.
+        let Deposit::Apply(ready) = b.deposit(4, &[0, 1], 0, vec![4]) else {
+            panic!("shard 1's part of commit 4 came with its snapshot");
+        };
+        assert_eq!(ready.frames, vec![(0, vec![4])]);
         assert_eq!(b.waiting(), 1);
     }
 }

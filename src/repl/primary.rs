@@ -19,6 +19,10 @@ use super::wire::{Hello, Msg, Welcome, VERSION};
 use crate::local::LocalShards;
 use crate::state::{now_ms, ServerState};
 
+/// Lock owners for snapshot starts: apart from every transaction id (those
+/// carry an executor number in bits 48 and up).
+static SNAPSHOT_TX: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
+
 /// Bytes of records or snapshot per frame.
 const FRAME_BYTES: usize = 256 * 1024;
 /// How often an idle link carries a ping.
@@ -385,13 +389,19 @@ async fn send_snapshot(
 ) -> Result<u64, StreamError> {
     // One snapshotter per shard: wait for a running one (a BGSAVE, another
     // backup's sync) and for no transaction to hold the shard.
+    // The shard's lock is taken in turn like a transaction's (polling for a
+    // free moment would starve behind a stream of cross-shard writes).
     let header = loop {
-        if ls.is_free(&[id]) && !ls.shard(id).snapshot_running() {
+        let tx = SNAPSHOT_TX.fetch_add(1, Ordering::Relaxed);
+        ls.lock(tx, vec![id]).await;
+        let begun = {
             let mut s = ls.shard(id);
             let (term, commit) = (s.journal_term(), s.last_commit());
-            if let Ok(h) = s.snapshot_begin(state.shards, term, commit) {
-                break h;
-            }
+            s.snapshot_begin(state.shards, term, commit)
+        };
+        ls.unlock(tx, 0, &[]);
+        if let Ok(h) = begun {
+            break h;
         }
         crate::runtime::sleep(Duration::from_millis(5)).await;
     };

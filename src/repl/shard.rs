@@ -60,6 +60,10 @@ pub struct Follow {
     /// The initial sync is done (the shard holds a whole state of the
     /// primary's history).
     pub synced: bool,
+    /// When the last sync finished: until every shard caught up with its
+    /// primary after the latest of these, the shards may hold different
+    /// points in time (each full sync is its own shard's snapshot).
+    pub synced_ms: u64,
     pub received: LinkStats,
 }
 

@@ -64,7 +64,14 @@ pub async fn gather(conn: &Conn) -> Result<Vec<ShardView>, CmdError> {
                         .iter()
                         .map(|l| {
                             let l = l.borrow();
-                            let (lag_bytes, lag_ms) = r.backlog.lag(l.acked, now);
+                            let (lag_bytes, lag_ms) =
+                                if l.in_full_sync || !r.backlog.can_serve(l.acked) {
+                                    // (behind the backlog: all of it, and since
+                                    // the backup last acked)
+                                    (r.backlog.bytes() as u64, now.saturating_sub(l.acked_ms))
+                                } else {
+                                    r.backlog.lag(l.acked, now)
+                                };
                             LinkView {
                                 backup: l.backup.clone(),
                                 addr: l.addr.clone(),
@@ -98,10 +105,10 @@ pub async fn gather(conn: &Conn) -> Result<Vec<ShardView>, CmdError> {
                         synced: f.synced,
                         synced_ms: f.synced_ms,
                         caught_up_ms: f.caught_up_ms,
-                        lag_ms: if f.caught_up_ms == 0 {
-                            0
-                        } else {
-                            now.saturating_sub(f.caught_up_ms)
+                        lag_ms: match (f.caught_up_ms, f.synced_ms) {
+                            (0, 0) => 0,
+                            (0, synced) => now.saturating_sub(synced),
+                            (caught_up, _) => now.saturating_sub(caught_up),
                         },
                         last_io_ms: f.last_io_ms,
                         received: f.received,
@@ -362,13 +369,15 @@ pub async fn wait(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
         ));
     }
-    let target: Vec<(usize, u64)> = gather(conn).await?.iter().map(|v| (v.id, v.seq)).collect();
-    let started = Instant::now();
+    let (first, _) = acks(conn, false).await?;
+    let target: Vec<(usize, u64)> = first.iter().map(|a| (a.shard, a.seq)).collect();
+    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout as u64));
     loop {
-        let views = gather(conn).await?;
-        let mut ids: Vec<&str> = views
+        // Each look leaves a watcher on every shard: the next ack wakes us.
+        let (now, watchers) = acks(conn, true).await?;
+        let mut ids: Vec<&str> = now
             .iter()
-            .flat_map(|v| v.links.iter().map(|l| l.backup.as_str()))
+            .flat_map(|a| a.links.iter().map(|l| l.0.as_str()))
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -376,21 +385,83 @@ pub async fn wait(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             .iter()
             .filter(|id| {
                 target.iter().all(|(shard, seq)| {
-                    views.iter().any(|v| {
-                        v.id == *shard
-                            && v.links
+                    now.iter().any(|a| {
+                        a.shard == *shard
+                            && a.links
                                 .iter()
-                                .any(|l| l.backup == **id && !l.in_full_sync && l.acked >= *seq)
+                                .any(|(b, acked, full)| b == *id && !full && acked >= seq)
                     })
                 })
             })
             .count() as i64;
-        let expired = timeout > 0 && started.elapsed() >= Duration::from_millis(timeout as u64);
-        if count >= num || expired {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if count >= num || left == Some(Duration::ZERO) {
             return Ok(Reply::Int(count));
         }
-        crate::runtime::sleep(Duration::from_millis(2)).await;
+        let woken = futures::future::select_all(watchers);
+        // (at least once a second: a backup that connects sends no ack
+        // on shards it has nothing for)
+        let tick = crate::runtime::sleep(
+            left.unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1)),
+        );
+        futures::pin_mut!(tick);
+        let _ = futures::future::select(woken, tick).await;
     }
+}
+
+/// One shard's acks: its seq and each backup's (id, acked, in full sync).
+struct Acks {
+    shard: usize,
+    seq: u64,
+    links: Vec<(String, u64, bool)>,
+}
+
+/// Every shard's acks; with `watch`, a receiver per shard that completes at
+/// its next ack.
+async fn acks(
+    conn: &Conn,
+    watch: bool,
+) -> Result<(Vec<Acks>, Vec<futures::channel::oneshot::Receiver<()>>), CmdError> {
+    let parts = conn
+        .router
+        .broadcast(move |ls| {
+            let mut repls = ls.repl.borrow_mut();
+            let mut out = Vec::new();
+            let mut watchers = Vec::new();
+            for id in ls.ids() {
+                let Some(r) = repls.get_mut(ls.local_index(id)) else {
+                    continue;
+                };
+                out.push(Acks {
+                    shard: id,
+                    seq: ls.shard(id).seq(),
+                    links: r
+                        .links
+                        .iter()
+                        .map(|l| {
+                            let l = l.borrow();
+                            (l.backup.clone(), l.acked, l.in_full_sync)
+                        })
+                        .collect(),
+                });
+                if watch {
+                    r.ack_watchers.retain(|w| !w.is_canceled());
+                    let (tx, rx) = futures::channel::oneshot::channel();
+                    r.ack_watchers.push(tx);
+                    watchers.push(rx);
+                }
+            }
+            (out, watchers)
+        })
+        .await?;
+    let mut all = Vec::new();
+    let mut watchers = Vec::new();
+    for (a, w) in parts {
+        all.extend(a);
+        watchers.extend(w);
+    }
+    Ok((all, watchers))
 }
 
 /// REPLCONF: `PEER` tells a backup this node's replication ports; the

@@ -311,13 +311,13 @@ async fn link(
             return Err(FollowError::Retarget);
         }
         let payload = with_timeout(reader.next(&mut c), secs).await??;
-        let (primary_seq, frames) = match Msg::decode(&payload)? {
+        let (primary_seq, at_ms, frames) = match Msg::decode(&payload)? {
             Msg::Data {
                 primary_seq,
+                at_ms,
                 frames,
-                ..
-            } => (primary_seq, Some(frames)),
-            Msg::Ping { primary_seq, .. } => (primary_seq, None),
+            } => (primary_seq, at_ms, Some(frames)),
+            Msg::Ping { primary_seq, at_ms } => (primary_seq, at_ms, None),
             _ => return Err(FollowError::Unexpected),
         };
         if let Some(frames) = frames {
@@ -333,10 +333,15 @@ async fn link(
             r.follow.last_io_ms = now;
             r.follow.received = reader.stats();
             if seq >= primary_seq {
-                r.follow.caught_up_ms = now;
+                // Caught up with the primary as it was when it sent this
+                // (its clock): time in flight and queued counts as lag.
+                r.follow.caught_up_ms = r.follow.caught_up_ms.max(at_ms.min(now));
             }
         }
-        send(&mut c, &Msg::Ack { seq }).await?;
+        // One ack per burst: frames already buffered are applied first.
+        if !reader.has_frame() {
+            send(&mut c, &Msg::Ack { seq }).await?;
+        }
     }
 }
 

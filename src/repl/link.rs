@@ -245,6 +245,14 @@ impl FrameReader {
         }
     }
 
+    /// Whether a whole frame is already buffered (the next `next` will not
+    /// read): a backup acks once per burst, not once per frame.
+    pub fn has_frame(&self) -> bool {
+        let have = &self.buf[self.start..self.end];
+        have.len() >= 8
+            && u32::from_le_bytes([have[0], have[1], have[2], have[3]]) as usize + 8 <= have.len()
+    }
+
     /// What this reader has received so far.
     pub fn stats(&self) -> LinkStats {
         self.stats

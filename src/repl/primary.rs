@@ -306,11 +306,14 @@ async fn stream_to(
                     if is_sync {
                         r.release_strong(seq);
                     }
+                    // WAIT callers look again.
+                    r.ack_watchers.clear();
                     update_delay(&state, id, r);
                 }
             }
         }
     };
+    let pin = std::cell::Cell::new(None::<u64>);
     let sender = async {
         let mut out = Vec::new();
         loop {
@@ -364,14 +367,26 @@ async fn stream_to(
             wr.write_all(&out).await.map_err(LinkError::from)?;
             after = last.max(after);
             link.borrow_mut().sent = after;
+            // What this backup has not been sent yet stays (up to 4 x the
+            // backlog's size) even when the backlog would trim it: a burst
+            // of writes should not force a full sync.
+            let mut repls = ls.repl.borrow_mut();
+            let b = &mut repls[ls.local_index(id)].backlog;
+            if let Some(p) = pin.replace(Some(b.pin(after))) {
+                b.unpin(p);
+            }
         }
     };
     futures::pin_mut!(acks);
     futures::pin_mut!(sender);
-    match futures::future::select(acks, sender).await {
+    let r = match futures::future::select(acks, sender).await {
         futures::future::Either::Left((r, _)) => r,
         futures::future::Either::Right((r, _)) => r,
+    };
+    if let Some(p) = pin.take() {
+        ls.repl.borrow_mut()[ls.local_index(id)].backlog.unpin(p);
     }
+    r
 }
 
 /// Sends a point-in-time snapshot of shard `id`; returns its seq, from

@@ -78,6 +78,8 @@ pub struct ShardRepl {
     pub follow: Follow,
     /// Strong-mode replies waiting for the sync backup to apply a seq.
     strong: Vec<(u64, oneshot::Sender<()>)>,
+    /// WAIT callers to wake at the next ack (dropping a sender wakes it).
+    pub ack_watchers: Vec<oneshot::Sender<()>>,
 }
 
 /// A fresh history id: differs between runs and shards.
@@ -107,6 +109,7 @@ impl ShardRepl {
                 ..Follow::default()
             },
             strong: Vec::new(),
+            ack_watchers: Vec::new(),
         }
     }
 

@@ -42,6 +42,17 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
+/// `f`'s output, or None if it takes longer than `d`.
+pub async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+    let tick = sleep(d);
+    futures::pin_mut!(f);
+    futures::pin_mut!(tick);
+    match futures::future::select(f, tick).await {
+        futures::future::Either::Left((v, _)) => Some(v),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
 /// The CPUs this process may run on (its affinity mask), ascending.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes

@@ -398,15 +398,16 @@ pub async fn wait(conn: &Conn, a: &[&[u8]]) -> CmdResult {
         if count >= num || left == Some(Duration::ZERO) {
             return Ok(Reply::Int(count));
         }
-        let woken = futures::future::select_all(watchers);
-        // (at least once a second: a backup that connects sends no ack
-        // on shards it has nothing for)
-        let tick = crate::runtime::sleep(
-            left.unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1)),
-        );
-        futures::pin_mut!(tick);
-        let _ = futures::future::select(woken, tick).await;
+        // (at least once a second: a backup that connects sends no ack on
+        // shards it has nothing for)
+        let most = left
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        if watchers.is_empty() {
+            crate::runtime::sleep(most).await;
+        } else {
+            let _ = crate::runtime::timeout(most, futures::future::select_all(watchers)).await;
+        }
     }
 }
 

@@ -183,13 +183,9 @@ async fn with_timeout<T>(
     f: impl std::future::Future<Output = T>,
     secs: u64,
 ) -> Result<T, FollowError> {
-    let tick = crate::runtime::sleep(Duration::from_secs(secs));
-    futures::pin_mut!(f);
-    futures::pin_mut!(tick);
-    match futures::future::select(f, tick).await {
-        futures::future::Either::Left((v, _)) => Ok(v),
-        futures::future::Either::Right(_) => Err(FollowError::Timeout(secs)),
-    }
+    crate::runtime::timeout(Duration::from_secs(secs), f)
+        .await
+        .ok_or(FollowError::Timeout(secs))
 }
 
 async fn send(c: &mut TcpStream, msg: &Msg<'_>) -> Result<(), LinkError> {

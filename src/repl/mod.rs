@@ -70,13 +70,10 @@ pub async fn wait_sync_backup(conn: &Conn, which: &[usize]) -> bool {
     };
     let secs = conn.state.config().repl_timeout;
     let all = futures::future::join_all(waits.into_iter().flatten());
-    let tick = crate::runtime::sleep(Duration::from_secs(secs));
-    futures::pin_mut!(all);
-    futures::pin_mut!(tick);
-    match futures::future::select(all, tick).await {
+    match crate::runtime::timeout(Duration::from_secs(secs), all).await {
         // (a released waiter's sender is dropped: any outcome is a release)
-        futures::future::Either::Left(_) => true,
-        futures::future::Either::Right(_) => {
+        Some(_) => true,
+        None => {
             conn.state
                 .repl
                 .strong_timeouts

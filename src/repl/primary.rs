@@ -96,13 +96,9 @@ async fn recv(
     r: &mut ReadHalf<TcpStream>,
     secs: u64,
 ) -> Result<Vec<u8>, StreamError> {
-    let read = reader.next(r);
-    let tick = crate::runtime::sleep(Duration::from_secs(secs));
-    futures::pin_mut!(read);
-    futures::pin_mut!(tick);
-    match futures::future::select(read, tick).await {
-        futures::future::Either::Left((r, _)) => Ok(r?),
-        futures::future::Either::Right(_) => Err(StreamError::Timeout(secs)),
+    match crate::runtime::timeout(Duration::from_secs(secs), reader.next(r)).await {
+        Some(r) => Ok(r?),
+        None => Err(StreamError::Timeout(secs)),
     }
 }
 

@@ -489,6 +489,7 @@ class Cluster:
         self._cuts: set[tuple[str, str]] = set()  # (src, dst): dst drops packets from src
         self._procs: list[subprocess.Popen] = []  # popen()ed helpers
         self._relay_gen = 0
+        self._corrupt: dict[str, list] = {}  # relay host -> [[src ip, port, token]]
         self._old_handlers: dict[int, object] = {}
         self._closed = True
 
@@ -667,6 +668,21 @@ class Cluster:
                 h.relay.send_signal(signal.SIGHUP)
                 self._relay_expect(h, f"RELOADED {self._relay_gen}")
 
+    def corrupt_next(self, to_host: str, from_host: str, port: int) -> None:
+        """Flip one byte in the next chunk (>= 16 bytes) that `to_host`'s relay
+        passes from its keel back to `from_host` on `port`: a damaged frame on a
+        cross-zone link (same-zone traffic does not pass a relay). Returns once
+        the relay has the order."""
+        h, src = self._h(to_host), self._h(from_host)
+        if h.zone == src.zone:
+            raise ValueError("same-zone traffic does not pass through a relay")
+        self._relay_gen += 1
+        token = self._relay_gen
+        self._corrupt[h.name] = [[src.ip, int(port), token], [src.relay_ip, int(port), token]]
+        self._write_relay_config(h)
+        h.relay.send_signal(signal.SIGHUP)
+        self._relay_expect(h, f"RELOADED {self._relay_gen}")
+
     # -- relays -------------------------------------------------------------
     def _relay_config_path(self, h: Host) -> Path:
         return self.dir / f"relay-{h.name}.json"
@@ -680,7 +696,8 @@ class Cluster:
             d = self.delay(src.zone, h.zone)
             delays[src.ip] = d
             delays[src.relay_ip] = d
-        cfg = {"gen": self._relay_gen, "default_ms": 0, "delays_ms": delays}
+        cfg = {"gen": self._relay_gen, "default_ms": 0, "delays_ms": delays,
+               "corrupt": self._corrupt.get(h.name, [])}
         path = self._relay_config_path(h)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cfg, indent=1))

@@ -12,8 +12,11 @@ out when due, so the delay is added once per chunk without limiting throughput
     relay.py --listen 10.77.3.102 --target 10.77.3.2 --ports 6379,16379 \
              --config relay-h2.json
 
-The config file is JSON: {"gen": N, "default_ms": 0, "delays_ms": {"10.77.3.1": 20, ...}}
-mapping a source address to a one-way delay. On SIGHUP the relay rereads it;
+The config file is JSON: {"gen": N, "default_ms": 0, "delays_ms": {"10.77.3.1": 20, ...},
+"corrupt": [["10.77.3.1", 16379, 7], ...]} mapping a source address to a one-way
+delay; each "corrupt" entry (source address, port, token) flips one byte in the
+next chunk of at least 16 bytes the relay passes back to that source on that
+port, once per token (a damaged frame on a real link). On SIGHUP the relay rereads it;
 the new delays apply to every chunk read from then on, also on connections that
 are already open; it then prints "RELOADED <gen>" on stdout. "READY" is printed
 once every port listens. Diagnostics go to stderr.
@@ -55,6 +58,7 @@ class Config:
         with open(self.path, encoding="utf-8") as f:
             d = json.load(f)
         self.delays = {ip: float(ms) / 1000.0 for ip, ms in d.get("delays_ms", {}).items()}
+        self.corrupt = {(ip, int(port)): token for ip, port, token in d.get("corrupt", [])}
         self.default = float(d.get("default_ms", 0)) / 1000.0
         self.gen = int(d.get("gen", 0))
 
@@ -75,8 +79,10 @@ def reset(writer: asyncio.StreamWriter | None) -> None:
     writer.transport.abort()
 
 
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_of) -> str:
-    """Copy reader -> writer, each chunk held until read time + delay.
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_of,
+               mangle=lambda data: data) -> str:
+    """Copy reader -> writer, each chunk held until read time + delay (and
+    passed through `mangle` on its way out).
 
     Returns "eof" after passing on a clean EOF, "reset" when either side failed.
     """
@@ -106,7 +112,7 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay
                 if writer.can_write_eof():
                     writer.write_eof()
                 return "eof"
-            writer.write(data)
+            writer.write(mangle(data))
             await writer.drain()
     except OSError:
         return "reset"
@@ -118,11 +124,22 @@ class Relay:
     def __init__(self, listen: str, target: str, ports: list[int], cfg: Config):
         self.listen, self.target, self.ports, self.cfg = listen, target, ports, cfg
         self.conns = 0
+        self.corrupted: set = set()  # tokens already used
 
     async def handle(self, port: int, creader, cwriter) -> None:
         peer = cwriter.get_extra_info("peername")
         src = peer[0] if peer else "?"
         delay_of = lambda: self.cfg.delay(src)  # noqa: E731 — reread per chunk
+
+        def mangle(data: bytes) -> bytes:
+            token = self.cfg.corrupt.get((src, port))
+            if token is None or token in self.corrupted or len(data) < 16:
+                return data
+            self.corrupted.add(token)
+            b = bytearray(data)
+            b[len(b) // 2] ^= 0x5A
+            log(f"corrupted one byte of a {len(b)}-byte chunk to {src} on {port} (token {token})")
+            return bytes(b)
         self.conns += 1
         swriter = None
         try:
@@ -137,7 +154,7 @@ class Relay:
                 reset(cwriter)
                 return
             up = asyncio.create_task(pump(creader, swriter, delay_of))
-            down = asyncio.create_task(pump(sreader, cwriter, delay_of))
+            down = asyncio.create_task(pump(sreader, cwriter, delay_of, mangle))
             pending = {up, down}
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)

@@ -472,6 +472,44 @@ def test_short_disconnect_resyncs_partially():
             assert f"shard{s}_link_h2_why" not in p
 
 
+def test_a_damaged_frame_drops_the_link_and_resyncs_never_applies():
+    # h2 is in another zone: its stream passes h1's relay, which flips one byte
+    # of the next chunk on shard 0's replication port. The backup must refuse
+    # the frame (crc), drop the link, redial and continue from what it applied.
+    with Cluster({"h1": "z1", "h2": "z2"}, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_primary_and_backups(c, "h1", ["h2"], ["--repl-timeout", "2"], ["--repl-timeout", "2"])
+        set_many(c, "h1", "before:", 300, 200, seed=11)
+        wait_converged(c, ["h1", "h2"])
+        old = shard_line(info(c, "h2"), 0)
+        before = stats(c, "h1")
+        c.corrupt_next("h1", "h2", PEER_PORT)
+        set_many(c, "h1", "after:", 300, 200, seed=12)
+
+        def redialled():
+            sh = shard_line(info(c, "h2"), 0)
+            return int(sh["partial_syncs"]) + int(sh["full_syncs"]) > \
+                int(old["partial_syncs"]) + int(old["full_syncs"])
+
+        until(c, redialled, 30, "shard 0 of h2 redialled after the damaged frame", ["h1", "h2"])
+        wait_converged(c, ["h1", "h2"])
+        log = (c.hosts["h2"].log_path).read_text(errors="replace")
+        # Where the flipped byte lands decides the symptom: a payload byte
+        # fails the crc, a length byte makes a frame too large (or misframes
+        # the stream, failing a crc further on, or stalls it until timeout).
+        damage = ("crc mismatch", "is too large", "bad frame flags", "cannot decompress",
+                  "malformed", "said nothing")
+        why = [line for line in log.splitlines()
+               if "replication link" in line and any(d in line for d in damage)]
+        print("backup dropped its link:", why)
+        assert why, c.log_tail("h2")
+        relay_log = (c.hosts["h1"].dir / "relay.log").read_text(errors="replace")
+        assert "corrupted one byte" in relay_log
+        after = stats(c, "h1")
+        # What it had applied was sound: it continued from there.
+        assert after["sync_partial_ok"] > before["sync_partial_ok"], (before, after)
+        assert after["sync_full"] == before["sync_full"], (before, after)
+
+
 def live_writer(c: Cluster, host: str, stop: threading.Event) -> int:
     """INCRs a counter and SETs 500 rotating keys (~300 bytes each) until stopped."""
     n = 0

@@ -16,8 +16,9 @@
 //! The data path reads top-down:
 //! - `main.rs`: flags → [`config`] → [`runtime::run`].
 //! - [`runtime`]: one pinned glommio executor per core; listeners, inbox,
-//!   active expiry. With `persist::logfile` and `persist::disk`, the only
-//!   code that names glommio.
+//!   active expiry. With `persist::logfile`, `persist::disk` and the
+//!   sockets of `repl::primary` and `repl::backup`, the only code that names
+//!   glommio.
 //! - [`conn`]: a connection's read → parse → execute → write loop.
 //! - [`resp`]: the RESP parser and reply encoder; [`reply`]: the reply value.
 //! - [`command`]: the command table (arity, flags, keys, handler).

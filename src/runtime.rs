@@ -2,8 +2,9 @@
 //! with its own listener (SO_REUSEPORT), its shards, an inbox for work from
 //! other executors, and the active-expiry timer.
 //!
-//! Every glommio type stays in this module, so the rest of keel speaks of
-//! shards, messages and timers, and the runtime could be swapped.
+//! Glommio's types stay in this module (and in the file and socket code of
+//! `persist` and `repl`), so the rest of keel speaks of shards, messages and
+//! timers, and the runtime could be swapped.
 
 use std::net::SocketAddr;
 use std::rc::Rc;

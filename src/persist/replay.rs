@@ -66,6 +66,11 @@ pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
                 seq: r.seq,
                 name: String::from_utf8_lossy(name).into_owned(),
             })?;
+            // Records come from disk or from a peer: a command with the
+            // wrong number of arguments is refused, never run.
+            if !spec.arity_ok(r.args.len()) {
+                return Err(malformed());
+            }
             let Kind::Keyed(f, _) = spec.kind else {
                 return Err(ReplayError::UnknownCommand {
                     seq: r.seq,

@@ -200,3 +200,30 @@ proptest! {
         same(&a, &b)?;
     }
 }
+
+#[test]
+fn a_record_with_the_wrong_argument_count_is_refused_not_run() {
+    use keel_shards::hlc::Hlc;
+    use keel_shards::record::{Frame, Op, Record};
+    let mut s = Shard::new(0);
+    for args in [
+        vec![&b"SET"[..], b"k"],
+        vec![&b"INCRBY"[..]],
+        vec![&b"HSET"[..], b"h", b"f"],
+    ] {
+        let r = Record {
+            seq: 1,
+            term: 0,
+            hlc: Hlc::from_raw(1 << 20),
+            db: 0,
+            op: Op::Cmd,
+            key: b"",
+            args,
+        };
+        assert!(matches!(
+            apply_frame(&mut s, &Frame::Record(r)),
+            Err(super::ReplayError::Malformed { .. })
+        ));
+    }
+    assert_eq!((s.keys(), s.seq()), (0, 0));
+}

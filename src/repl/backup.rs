@@ -472,7 +472,17 @@ async fn apply_stream(
         let raw = &frames[at..at + n];
         at += n;
         let cross = match &frame {
-            Frame::Unit { commit, parts, .. } if parts.len() > 1 => Some((*commit, parts.clone())),
+            Frame::Unit { commit, parts, .. } if parts.len() > 1 => {
+                // Parts name shards of this node, this one among them.
+                let valid = parts.iter().all(|&p| (p as usize) < state.shards)
+                    && parts.contains(&(id as u64));
+                if !valid {
+                    return Err(FollowError::Record(format!(
+                        "transaction {commit} names shards {parts:?}"
+                    )));
+                }
+                Some((*commit, parts.clone()))
+            }
             _ => None,
         };
         match cross {

@@ -55,6 +55,9 @@ pub struct Flags {
     /// Password clients must send with AUTH or HELLO before other commands.
     #[arg(long)]
     pub requirepass: Option<String>,
+    /// The primary's requirepass, which this node presents as a backup.
+    #[arg(long)]
+    pub masterauth: Option<String>,
     /// Memory limit for data (bytes, or with a unit: 100mb, 2gb); 0 means none.
     #[arg(long)]
     pub maxmemory: Option<String>,
@@ -150,6 +153,7 @@ struct FileConfig {
     port: Option<u16>,
     shards: Option<usize>,
     requirepass: Option<String>,
+    masterauth: Option<String>,
     maxmemory: Option<toml::Value>,
     maxmemory_policy: Option<String>,
     dir: Option<PathBuf>,
@@ -228,6 +232,7 @@ pub struct Config {
     pub port: u16,
     pub shards: Option<usize>,
     pub requirepass: Option<String>,
+    pub masterauth: Option<String>,
     pub maxmemory: u64,
     pub maxmemory_policy: EvictionPolicy,
     pub dir: PathBuf,
@@ -460,6 +465,7 @@ impl Config {
             port,
             shards,
             requirepass: pick!(flags.requirepass, requirepass).filter(|p| !p.is_empty()),
+            masterauth: pick!(flags.masterauth, masterauth).filter(|p| !p.is_empty()),
             maxmemory: memory("maxmemory", &pick_text!(flags.maxmemory, maxmemory))?,
             maxmemory_policy,
             dir: pick!(flags.dir, dir).unwrap_or_else(|| ".".into()),

@@ -138,11 +138,18 @@ async fn connect(addr: SocketAddr, secs: u64) -> Result<TcpStream, FollowError> 
 }
 
 /// Asks the primary's client port for its replication ports.
-async fn peer_ports(addr: SocketAddr, secs: u64) -> Result<(usize, Vec<u16>), FollowError> {
+async fn peer_ports(
+    addr: SocketAddr,
+    secs: u64,
+    auth: Option<&str>,
+) -> Result<(usize, Vec<u16>), FollowError> {
     let mut c = connect(addr, secs).await?;
-    c.write_all(b"*2\r\n$8\r\nREPLCONF\r\n$4\r\nPEER\r\n")
-        .await
-        .map_err(LinkError::from)?;
+    let mut ask = Vec::new();
+    if let Some(pw) = auth {
+        ask.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).as_bytes());
+    }
+    ask.extend_from_slice(b"*2\r\n$8\r\nREPLCONF\r\n$4\r\nPEER\r\n");
+    c.write_all(&ask).await.map_err(LinkError::from)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     // "$len\r\n<text>\r\n" or an error line; a few hundred bytes at most.
@@ -157,7 +164,15 @@ async fn peer_ports(addr: SocketAddr, secs: u64) -> Result<(usize, Vec<u16>), Fo
         if buf.len() > 64 * 1024 {
             return Err(FollowError::Peer("(too long)".into()));
         }
-        let s = String::from_utf8_lossy(&buf).into_owned();
+        let mut s = String::from_utf8_lossy(&buf).into_owned();
+        if auth.is_some() {
+            // AUTH's answer first: +OK, or the error that explains it all.
+            match s.split_once("\r\n") {
+                None => continue,
+                Some((first, rest)) if first == "+OK" => s = rest.to_string(),
+                Some((first, _)) => return Err(FollowError::Peer(first.to_string())),
+            }
+        }
         if s.starts_with('-') && s.ends_with("\r\n") {
             return Err(FollowError::Peer(s.trim().into()));
         }
@@ -215,7 +230,7 @@ async fn link(
     let secs = config.repl_timeout;
     set_state(ls, id, "connect");
     let addr = resolve(host, port)?;
-    let (shards, ports) = peer_ports(addr, secs).await?;
+    let (shards, ports) = peer_ports(addr, secs, config.masterauth.as_deref()).await?;
     if shards != state.shards {
         return Err(FollowError::Shards {
             primary: shards,
@@ -244,6 +259,7 @@ async fn link(
             node_id: config.node_id.clone(),
             zone: config.zone.clone(),
             client_port: state.port.load(Ordering::Relaxed),
+            auth: config.masterauth.clone().unwrap_or_default(),
         }
     };
     send(&mut c, &Msg::Hello(hello)).await?;

@@ -156,6 +156,12 @@ async fn serve(
             "shard count mismatch: this primary has {} shards, the backup {}; every node of a database needs the same --shards",
             state.shards, hello.shards
         ))
+    } else if config
+        .requirepass
+        .as_ref()
+        .is_some_and(|pw| pw.as_bytes() != hello.auth.as_bytes())
+    {
+        Some("authentication failed: set masterauth to this primary's requirepass".into())
     } else if hello.shard != id as u64 {
         Some(format!(
             "shard {} connected to the port of shard {id}",

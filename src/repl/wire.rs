@@ -6,7 +6,7 @@
 
 use super::link::{put_bytes, put_u64, Cursor, LinkError};
 
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
@@ -19,6 +19,8 @@ pub struct Hello {
     pub node_id: String,
     pub zone: String,
     pub client_port: u64,
+    /// The backup's masterauth (empty: none).
+    pub auth: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +72,7 @@ impl Msg<'_> {
                 put_bytes(out, h.node_id.as_bytes());
                 put_bytes(out, h.zone.as_bytes());
                 put_u64(out, h.client_port);
+                put_bytes(out, h.auth.as_bytes());
             }
             Msg::Welcome(w) => {
                 out.push(b'W');
@@ -123,6 +126,7 @@ impl Msg<'_> {
                 node_id: text(&mut c)?,
                 zone: text(&mut c)?,
                 client_port: c.u64()?,
+                auth: text(&mut c)?,
             }),
             b'W' => Msg::Welcome(Welcome {
                 full: c.u64()? != 0,
@@ -167,6 +171,7 @@ mod tests {
                 node_id: "n2".into(),
                 zone: "z2".into(),
                 client_port: 6379,
+                auth: "pw".into(),
             }),
             Msg::Welcome(Welcome {
                 full: true,

@@ -988,3 +988,26 @@ def test_shard_count_mismatch_is_refused_and_replicaof_no_one_promotes():
         assert c.call("h3", "h3", "EXISTS", "own", "m:counter") == 0
         with pytest.raises(RespError, match="^READONLY"):
             c.call("h3", "h3", "SET", "own", "again")
+
+
+def test_a_primary_with_a_password_needs_masterauth():
+    with Cluster({"h1": "z1", "h2": "z2"}, delay_ms=DELAY_MS, ports=PORTS) as c:
+        c.start("h1", keel_args(c, "h1", None, "--requirepass", "pw1"), wait=False)
+        c.start("h2", keel_args(c, "h2", "h1", "--repl-timeout", "2"))
+
+        def refused(word):
+            return lambda: word in info(c, "h2").get("master_sync_last_error", "")
+
+        until(c, refused("NOAUTH"), 20, "h2 refused without masterauth", ["h2"])
+        assert info(c, "h2")["master_link_status"] == "down"
+        c.kill("h2")
+        c.start("h2", keel_args(c, "h2", "h1", "--masterauth", "wrong", "--repl-timeout", "2"))
+        until(c, refused("WRONGPASS"), 20, "h2 refused with a wrong masterauth", ["h2"])
+        c.kill("h2")
+        c.start("h2", keel_args(c, "h2", "h1", "--masterauth", "pw1"))
+        with c.connect("h1", "h1", direct=True) as conn:
+            assert conn.call("AUTH", "pw1") == "OK"
+            assert conn.call("SET", "secret", "kept") == "OK"
+        until(c, lambda: c.call("h2", "h2", "GET", "secret") == "kept", 20,
+              "h2 to follow with masterauth", ["h2"])
+        assert info(c, "h2")["master_link_status"] == "up"

@@ -169,7 +169,7 @@ async fn peer_ports(
             // AUTH's answer first: +OK, or the error that explains it all.
             match s.split_once("\r\n") {
                 None => continue,
-                Some((first, rest)) if first == "+OK" => s = rest.to_string(),
+                Some(("+OK", rest)) => s = rest.to_string(),
                 Some((first, _)) => return Err(FollowError::Peer(first.to_string())),
             }
         }

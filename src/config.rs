@@ -110,7 +110,8 @@ pub struct Flags {
     #[arg(long)]
     pub region: Option<String>,
     /// First port of the replication listeners: shard i listens on
-    /// peer-port + i. 0: the client port + 10000.
+    /// peer-port + i. 0: the client port + 10000, or a free port where that
+    /// one is taken (backups ask the primary for its ports).
     #[arg(long = "peer-port")]
     pub peer_port: Option<u16>,
     /// Follow the primary at "HOST PORT" (its client port), as redis-server's

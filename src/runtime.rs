@@ -241,8 +241,21 @@ fn start_replication(
             base.checked_add(id as u16).unwrap_or(0)
         };
         let peer = SocketAddr::new(addr.ip(), port);
-        let listener = bind_exclusive(peer)
-            .map_err(|e| RuntimeError::Listen(peer, format!("replication port: {e}")))?;
+        let listener = match bind_exclusive(peer) {
+            Ok(l) => l,
+            // The implicit port (client + 10000) may be taken: any free port
+            // will do, backups ask for it (REPLCONF PEER).
+            Err(e) if config.peer_port == 0 && port != 0 => {
+                tracing::warn!(
+                    shard = id,
+                    "replication port {port} unavailable ({e}); using a free one"
+                );
+                let any = SocketAddr::new(addr.ip(), 0);
+                bind_exclusive(any)
+                    .map_err(|e| RuntimeError::Listen(any, format!("replication port: {e}")))?
+            }
+            Err(e) => return Err(RuntimeError::Listen(peer, format!("replication port: {e}"))),
+        };
         let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
         state.repl.set_peer_port(id, bound);
         glommio::spawn_local(crate::repl::primary::listen(

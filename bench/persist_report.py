@@ -26,16 +26,15 @@
 """
 import argparse
 import base64
-import csv
 import datetime
 import os
 import platform
 import re
 import socket
-import statistics
-import subprocess
 import sys
 import time
+
+from bench_common import med, read_rb, sh
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -123,26 +122,6 @@ def wait(port, expected, timeout, gofile):
 
 
 # --- report ------------------------------------------------------------------
-def sh(*cmd, cwd=None):
-    try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def read_rb(path):
-    """rps, p50, p99 (ms) of the SET row of redis-benchmark --csv."""
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            if row["test"].upper() == "SET":
-                return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
-    raise SystemExit(f"{path}: no SET row (did redis-benchmark fail?)")
-
-
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
 def spread(xs):
     return 100.0 * (max(xs) - min(xs)) / med(xs) if len(xs) > 1 and med(xs) else float("nan")
 

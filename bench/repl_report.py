@@ -39,7 +39,6 @@
 """
 import argparse
 import base64
-import csv
 import datetime
 import json
 import os
@@ -48,10 +47,10 @@ import random
 import re
 import selectors
 import socket
-import statistics
-import subprocess
 import sys
 import time
+
+from bench_common import med, read_rb, sh
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -441,26 +440,6 @@ def trickle(a):
 
 
 # --- report -------------------------------------------------------------------
-def sh(*cmd, cwd=None):
-    try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def read_rb(path):
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            if row["test"].upper() == "SET":
-                return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
-    raise SystemExit(f"{path}: no SET row (did redis-benchmark fail?)")
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else float("nan")
-
-
 def fmt(x, nd=2):
     if x is None or x != x:
         return "-"

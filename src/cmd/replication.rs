@@ -7,25 +7,16 @@ use std::time::{Duration, Instant};
 use super::error::{CmdError, CmdResult};
 use crate::config::parse_host_port;
 use crate::conn::Conn;
+use crate::repl::shard::LinkInfo;
 use crate::reply::Reply;
 use crate::state::now_ms;
 
 /// One backup link of one shard, as INFO and ROLE show it.
 #[derive(Clone)]
 pub struct LinkView {
-    pub backup: String,
-    pub addr: String,
-    pub client_port: u16,
-    pub zone: String,
-    pub compress: bool,
-    pub in_full_sync: bool,
-    pub sync: &'static str,
-    pub why: String,
-    pub acked: u64,
-    pub acked_ms: u64,
+    pub link: LinkInfo,
     pub lag_bytes: u64,
     pub lag_ms: u64,
-    pub stats: crate::repl::link::LinkStats,
 }
 
 /// One shard's replication facts.
@@ -73,19 +64,9 @@ pub async fn gather(conn: &Conn) -> Result<Vec<ShardView>, CmdError> {
                                     r.backlog.lag(l.acked, now)
                                 };
                             LinkView {
-                                backup: l.backup.clone(),
-                                addr: l.addr.clone(),
-                                client_port: l.client_port,
-                                zone: l.zone.clone(),
-                                compress: l.compress,
-                                in_full_sync: l.in_full_sync,
-                                sync: l.sync,
-                                why: l.why.clone(),
-                                acked: l.acked,
-                                acked_ms: l.acked_ms,
+                                link: l.clone(),
                                 lag_bytes,
                                 lag_ms,
-                                stats: l.stats,
                             }
                         })
                         .collect();
@@ -141,19 +122,19 @@ fn backups(views: &[ShardView]) -> Vec<Backup> {
     let mut out: Vec<Backup> = Vec::new();
     for v in views {
         for l in &v.links {
-            let i = match out.iter().position(|b| b.id == l.backup) {
+            let i = match out.iter().position(|b| b.id == l.link.backup) {
                 Some(i) => i,
                 None => {
                     out.push(Backup {
-                        id: l.backup.clone(),
-                        addr: l.addr.clone(),
-                        port: l.client_port,
-                        zone: l.zone.clone(),
+                        id: l.link.backup.clone(),
+                        addr: l.link.addr.clone(),
+                        port: l.link.client_port,
+                        zone: l.link.zone.clone(),
                         links: 0,
                         online: true,
                         acked: 0,
                         oldest_ack_ms: u64::MAX,
-                        compress: l.compress,
+                        compress: l.link.compress,
                         payload: 0,
                         wire: 0,
                     });
@@ -162,11 +143,11 @@ fn backups(views: &[ShardView]) -> Vec<Backup> {
             };
             let b = &mut out[i];
             b.links += 1;
-            b.online &= !l.in_full_sync;
-            b.acked += l.acked;
-            b.oldest_ack_ms = b.oldest_ack_ms.min(l.acked_ms);
-            b.payload += l.stats.payload_bytes;
-            b.wire += l.stats.wire_bytes;
+            b.online &= !l.link.in_full_sync;
+            b.acked += l.link.acked;
+            b.oldest_ack_ms = b.oldest_ack_ms.min(l.link.acked_ms);
+            b.payload += l.link.stats.payload_bytes;
+            b.wire += l.link.stats.wire_bytes;
         }
     }
     for b in &mut out {
@@ -277,21 +258,25 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
                 w,
                 "shard{}_link_{}:state={},sync={},acked={},lag_records={},lag_bytes={},lag_ms={},compress={},payload_bytes={},wire_bytes={},frames_raw={},frames_compressed={}\r\n",
                 v.id,
-                l.backup,
-                if l.in_full_sync { "sync" } else { "online" },
-                l.sync,
-                l.acked,
-                v.seq.saturating_sub(l.acked),
+                l.link.backup,
+                if l.link.in_full_sync { "sync" } else { "online" },
+                l.link.sync,
+                l.link.acked,
+                v.seq.saturating_sub(l.link.acked),
                 l.lag_bytes,
                 l.lag_ms,
-                l.compress as u8,
-                l.stats.payload_bytes,
-                l.stats.wire_bytes,
-                l.stats.frames_raw,
-                l.stats.frames_compressed,
+                l.link.compress as u8,
+                l.link.stats.payload_bytes,
+                l.link.stats.wire_bytes,
+                l.link.stats.frames_raw,
+                l.link.stats.frames_compressed,
             );
-            if !l.why.is_empty() {
-                let _ = write!(w, "shard{}_link_{}_why:{}\r\n", v.id, l.backup, l.why);
+            if !l.link.why.is_empty() {
+                let _ = write!(
+                    w,
+                    "shard{}_link_{}_why:{}\r\n",
+                    v.id, l.link.backup, l.link.why
+                );
             }
         }
     }

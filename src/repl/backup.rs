@@ -273,8 +273,6 @@ async fn link(
     {
         let mut repls = ls.repl.borrow_mut();
         let f = &mut repls[i].follow;
-        f.primary_id = welcome.node_id.clone();
-        f.primary_zone = welcome.zone.clone();
         f.last_error.clear();
     }
     if welcome.full {

@@ -37,6 +37,10 @@ use crate::conn::Conn;
 /// [`shard::delay_for`]).
 pub async fn backpressure(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) {
     let repl = &conn.state.repl;
+    // Nothing lags (the usual case): no need to find the shards.
+    if repl.any_delay_us() == 0 {
+        return;
+    }
     let us = match spec.kind {
         Kind::Keyed(..) => repl.write_delay_us(conn.router.shards_of(spec, argv)),
         Kind::Conn => repl.any_delay_us(),

@@ -203,7 +203,6 @@ async fn serve(
         why: refusal.clone().unwrap_or_default(),
         acked: hello.seq,
         acked_ms: now_ms(),
-        sent: hello.seq,
         stats: LinkStats::default(),
         kick: kick_tx,
         closed: false,
@@ -285,7 +284,6 @@ async fn stream_to(
             after = send_snapshot(ls, state, id, &link, why, history, term, wr).await?;
         }
     }
-    link.borrow_mut().sent = after;
 
     // Acks arrive on their own task; it wakes the sender when it stops.
     let acks = {
@@ -368,7 +366,6 @@ async fn stream_to(
             }
             wr.write_all(&out).await.map_err(LinkError::from)?;
             after = last.max(after);
-            link.borrow_mut().sent = after;
             // What this backup has not been sent yet stays (up to 4 x the
             // backlog's size) even when the backlog would trim it: a burst
             // of writes should not force a full sync.

@@ -14,6 +14,7 @@ use crate::local::LocalShards;
 use crate::state::{now_ms, ServerState};
 
 /// A stream to one backup, as the primary's shard sees it.
+#[derive(Clone)]
 pub struct LinkInfo {
     pub backup: String,
     pub addr: String,
@@ -27,7 +28,6 @@ pub struct LinkInfo {
     pub why: String,
     pub acked: u64,
     pub acked_ms: u64,
-    pub sent: u64,
     pub stats: LinkStats,
     pub kick: mpsc::Sender<()>,
     pub closed: bool,
@@ -50,8 +50,6 @@ pub struct Follow {
     /// The last sync: "partial" or "full", with the primary's reason.
     pub last_sync: String,
     pub last_error: String,
-    pub primary_id: String,
-    pub primary_zone: String,
     /// The primary's seq as last heard, and when this shard had applied
     /// everything up to a point the primary announced (for lag in ms).
     pub primary_seq: u64,

@@ -4,7 +4,7 @@
 //! stream lives on its shard's core ([`super::shard`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::barrier::Barrier;
@@ -20,7 +20,10 @@ pub struct Peers {
 
 pub struct ReplShared {
     /// The primary this node follows (its client address), if any.
-    pub master: Mutex<Option<(String, u16)>>,
+    master: Mutex<Option<(String, u16)>>,
+    /// Whether `master` is set: read on every write (-READONLY), so an
+    /// atomic beside the lock.
+    following: AtomicBool,
     /// Bumped whenever `master` changes: follower tasks restart their link.
     pub epoch: AtomicU64,
     /// The replication port each shard listens on.
@@ -53,6 +56,7 @@ impl ReplShared {
         let master = c.replicaof.clone();
         let sync_backup = c.sync_backup.clone();
         ReplShared {
+            following: AtomicBool::new(master.is_some()),
             master: Mutex::new(master),
             epoch: AtomicU64::new(0),
             peer_ports: Mutex::new(vec![0; shards]),
@@ -75,12 +79,14 @@ impl ReplShared {
     }
 
     pub fn is_backup(&self) -> bool {
-        lock(&self.master).is_some()
+        self.following.load(Ordering::Relaxed)
     }
 
     /// REPLICAOF: follow `m` (or nobody).
     pub fn set_master(&self, m: Option<(String, u16)>) {
-        *lock(&self.master) = m;
+        let mut master = lock(&self.master);
+        self.following.store(m.is_some(), Ordering::SeqCst);
+        *master = m;
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 

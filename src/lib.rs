@@ -13,21 +13,28 @@
 //! ```
 //!
 //! # Layout
-//! The data path reads top-down:
+//! One folder per layer; the data path reads top-down:
 //! - `main.rs`: flags → [`config`] → [`runtime::run`].
 //! - [`runtime`]: one pinned glommio executor per core; listeners, inbox,
 //!   active expiry. With `persist::logfile`, `persist::disk` and the
 //!   sockets of `repl::primary` and `repl::backup`, the only code that names
 //!   glommio.
-//! - [`conn`]: a connection's read → parse → execute → write loop.
-//! - [`resp`]: the RESP parser and reply encoder; [`reply`]: the reply value.
-//! - [`command`]: the command table (arity, flags, keys, handler).
-//! - [`router`]: key → shard → executor; inline or message; cross-shard
-//!   transactions over the locks of [`local`].
-//! - [`cmd`]: the command implementations, one file per family.
-//! - [`multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
-//! - [`pubsub`]: subscriptions per executor, PUBLISH to every executor.
-//! - [`blocking`]: BLPOP and friends: waiters per key, served in order.
+//! - [`server`]: [`server::conn`], a connection's read → parse → execute →
+//!   write loop; [`server::info`], [`server::client`], [`server::state`]:
+//!   INFO, client bookkeeping, shared state.
+//! - [`resp`]: the RESP parser and reply encoder; [`resp::reply`]: the reply
+//!   value.
+//! - [`exec`]: how a command executes.
+//!   - [`exec::command`]: the command table (arity, flags, keys, handler).
+//!   - [`exec::router`]: key → shard → executor; inline or message;
+//!     cross-shard transactions over the locks of [`exec::local`].
+//!   - [`exec::multi`]: MULTI/EXEC/WATCH over the same cross-shard locks.
+//!   - [`exec::pubsub`]: subscriptions per executor, PUBLISH to every
+//!     executor.
+//!   - [`exec::blocking`]: BLPOP and friends: waiters per key, served in
+//!     order.
+//! - [`cmd`]: the command implementations, one file per family;
+//!   [`cmd::numbers`]: number parsing and formatting with Redis's rules.
 //! - [`control`]: the HA control plane as pure state machines (failure
 //!   detection, election, safety check, split brain) and its seeded
 //!   simulator; not yet driven by the network.
@@ -36,28 +43,17 @@
 //! - [`repl`]: replication — per-shard streams to backups (handshake,
 //!   backlog, snapshots, acks, backpressure), the backup's side, the barrier
 //!   that keeps cross-shard transactions whole, link frames.
-//! - [`info`], [`client`], [`state`]: INFO, client bookkeeping, shared state.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
-pub mod blocking;
-pub mod client;
 pub mod cmd;
-pub mod command;
 pub mod config;
-pub mod conn;
 pub mod control;
-pub mod info;
-pub mod local;
-pub mod multi;
-pub mod numbers;
+pub mod exec;
 pub mod persist;
-pub mod pubsub;
 pub mod repl;
-pub mod reply;
 pub mod resp;
-pub mod router;
 pub mod runtime;
-pub mod state;
+pub mod server;
 
 /// The Redis version keel answers to in INFO and HELLO: the release whose
 /// semantics it follows, so client libraries enable the right features.

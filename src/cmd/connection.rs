@@ -4,11 +4,11 @@ use std::borrow::Cow;
 
 use super::error::{CmdError, CmdResult};
 use super::is;
-use crate::conn::{After, Conn};
-use crate::numbers::{int_arg, parse_i64};
-use crate::reply::Reply;
+use crate::cmd::numbers::{int_arg, parse_i64};
+use crate::resp::reply::Reply;
 use crate::resp::Protocol;
-use crate::state::now_ms;
+use crate::server::conn::{After, Conn};
+use crate::server::state::now_ms;
 
 pub fn ping(a: &[&[u8]]) -> CmdResult {
     match a.len() {
@@ -121,8 +121,8 @@ pub fn select(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
 
 pub async fn reset(conn: &mut Conn) -> CmdResult {
     conn.multi = None;
-    crate::pubsub::unsubscribe_all(conn);
-    crate::multi::unwatch_all(conn).await;
+    crate::exec::pubsub::unsubscribe_all(conn);
+    crate::exec::multi::unwatch_all(conn).await;
     conn.db = 0;
     conn.proto = Protocol::Resp2;
     conn.authenticated = conn.state.config().requirepass.is_none();

@@ -68,4 +68,4 @@ pub fn unknown_command(args: &[&[u8]]) -> Vec<u8> {
     msg
 }
 
-pub type CmdResult = Result<crate::reply::Reply, CmdError>;
+pub type CmdResult = Result<crate::resp::reply::Reply, CmdError>;

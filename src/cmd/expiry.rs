@@ -3,7 +3,7 @@
 //! with Redis's overflow checks.
 
 use super::error::CmdError;
-use crate::numbers::int_arg;
+use crate::cmd::numbers::int_arg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -7,8 +7,8 @@ use keel_shards::{Hash, Shard};
 
 use super::error::{CmdError, CmdResult};
 use super::{distinct_items, is, rand_count, read, scan_prelude, scan_reply, write, Ctx, Rng};
-use crate::numbers::{incr_by_float, int_arg, parse_i64};
-use crate::reply::Reply;
+use crate::cmd::numbers::{incr_by_float, int_arg, parse_i64};
+use crate::resp::reply::Reply;
 
 fn bulk_or_nil(f: Option<FieldRef<'_>>) -> Reply {
     f.map_or(Reply::Nil, |f| Reply::Bulk(f.value.to_vec()))
@@ -141,7 +141,7 @@ pub fn hincrby(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 pub fn hincrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     // Check the increment first: a bad one is "not a valid float", not
     // "hash value is not a float".
-    crate::numbers::ld_incr_arg(a[3])?;
+    crate::cmd::numbers::ld_incr_arg(a[3])?;
     // An infinite increment is refused before the key is looked at (a long
     // double holds 1e400, so only the words spell infinity here).
     let word = String::from_utf8_lossy(a[3]).to_ascii_lowercase();

@@ -8,8 +8,8 @@ use keel_shards::{Entry, Shard};
 use super::error::{CmdError, CmdResult};
 use super::expiry::Unit;
 use super::{is, Ctx};
-use crate::numbers::int_arg;
-use crate::reply::Reply;
+use crate::cmd::numbers::int_arg;
+use crate::resp::reply::Reply;
 
 pub fn del(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let n = a[1..]

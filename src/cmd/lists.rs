@@ -7,8 +7,8 @@ use keel_shards::{List, Shard};
 
 use super::error::{CmdError, CmdResult};
 use super::{is, read, write, Ctx};
-use crate::numbers::int_arg;
-use crate::reply::Reply;
+use crate::cmd::numbers::int_arg;
+use crate::resp::reply::Reply;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {

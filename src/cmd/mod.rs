@@ -8,6 +8,7 @@ pub mod expiry;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod numbers;
 pub mod persistence;
 pub mod replication;
 pub mod server;
@@ -19,9 +20,9 @@ pub mod zsets;
 
 use keel_shards::{Entry, Hlc, Shard, Typed, Value};
 
-use crate::numbers::parse_i64;
+use crate::cmd::numbers::parse_i64;
 
-use crate::reply::Reply;
+use crate::resp::reply::Reply;
 use error::CmdError;
 
 /// What a keyed command may know besides its shard and arguments.
@@ -146,7 +147,7 @@ pub fn scan_args(a: &[&[u8]]) -> Result<ScanArgs, CmdError> {
             return Err(CmdError::Syntax);
         }
         if is(a[i], "count") {
-            let n = crate::numbers::int_arg(a[i + 1])?;
+            let n = crate::cmd::numbers::int_arg(a[i + 1])?;
             if n < 1 {
                 return Err(CmdError::Syntax);
             }
@@ -266,7 +267,7 @@ pub const MAX_RAND_REPEATS: u64 = 1 << 24;
 /// refuses `i64::MIN`, whose magnitude has no positive twin; keel also
 /// refuses repeats beyond [`MAX_RAND_REPEATS`].
 pub fn rand_count(arg: &[u8]) -> Result<i64, CmdError> {
-    let n = crate::numbers::int_arg(arg)?;
+    let n = crate::cmd::numbers::int_arg(arg)?;
     if n == i64::MIN {
         return Err(CmdError::other(
             "value is out of range, value must between -9223372036854775807 and 9223372036854775807",

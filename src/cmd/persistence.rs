@@ -8,9 +8,9 @@
 use futures::channel::oneshot;
 
 use super::error::{CmdError, CmdResult};
-use crate::conn::Conn;
 use crate::persist::disk::ShardDisk;
-use crate::reply::Reply;
+use crate::resp::reply::Reply;
+use crate::server::conn::Conn;
 
 /// Which command asked: the work is the same, the replies differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

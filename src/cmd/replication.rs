@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::error::{CmdError, CmdResult};
 use crate::config::parse_host_port;
-use crate::conn::Conn;
 use crate::repl::shard::LinkInfo;
-use crate::reply::Reply;
-use crate::state::now_ms;
+use crate::resp::reply::Reply;
+use crate::server::conn::Conn;
+use crate::server::state::now_ms;
 
 /// One backup link of one shard, as INFO and ROLE show it.
 #[derive(Clone)]
@@ -344,8 +344,8 @@ pub async fn role(conn: &Conn) -> CmdResult {
 /// node had made when WAIT began, waiting up to `timeout` ms (0: forever)
 /// for `numreplicas` of them.
 pub async fn wait(conn: &Conn, a: &[&[u8]]) -> CmdResult {
-    let num = crate::numbers::int_arg(a[1])?;
-    let timeout = crate::numbers::int_arg(a[2])?;
+    let num = crate::cmd::numbers::int_arg(a[1])?;
+    let timeout = crate::cmd::numbers::int_arg(a[2])?;
     if timeout < 0 {
         return Err(CmdError::other("timeout is negative"));
     }

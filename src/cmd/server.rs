@@ -10,12 +10,12 @@ use keel_shards::{glob, Digest, EvictionPolicy};
 use super::connection;
 use super::error::{CmdError, CmdResult};
 use super::is;
-use crate::command::{self, flags, Spec, COMMANDS};
+use crate::cmd::numbers::{float_arg, int_arg};
 use crate::config::parse_memory;
-use crate::conn::{After, Conn};
-use crate::info;
-use crate::numbers::{float_arg, int_arg};
-use crate::reply::Reply;
+use crate::exec::command::{self, flags, Spec, COMMANDS};
+use crate::resp::reply::Reply;
+use crate::server::conn::{After, Conn};
+use crate::server::info;
 
 /// Runs a connection-kind command.
 pub async fn run(
@@ -52,18 +52,18 @@ pub async fn run(
             ]))
         }
         "debug" => debug(conn, a, now).await,
-        "multi" => crate::multi::multi(conn),
-        "exec" => crate::multi::exec(conn, now).await,
-        "discard" => crate::multi::discard(conn).await,
-        "watch" => crate::multi::watch(conn, a).await,
-        "unwatch" => crate::multi::unwatch(conn).await,
-        "publish" => crate::pubsub::publish(conn, a).await,
-        "pubsub" => crate::pubsub::pubsub(conn, a).await,
+        "multi" => crate::exec::multi::multi(conn),
+        "exec" => crate::exec::multi::exec(conn, now).await,
+        "discard" => crate::exec::multi::discard(conn).await,
+        "watch" => crate::exec::multi::watch(conn, a).await,
+        "unwatch" => crate::exec::multi::unwatch(conn).await,
+        "publish" => crate::exec::pubsub::publish(conn, a).await,
+        "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" => {
             // Only reached inside EXEC, where blocking commands never block.
-            match crate::blocking::start(conn, spec.name, a).await {
-                crate::blocking::Start::Done(r) => r,
-                crate::blocking::Start::Wait(_) => Ok(Reply::NilArray),
+            match crate::exec::blocking::start(conn, spec.name, a).await {
+                crate::exec::blocking::Start::Done(r) => r,
+                crate::exec::blocking::Start::Wait(_) => Ok(Reply::NilArray),
             }
         }
         "lastsave" => super::persistence::lastsave(conn).await,

@@ -10,8 +10,8 @@ use keel_shards::{Entry, Set, Shard, Value};
 
 use super::error::{CmdError, CmdResult};
 use super::{distinct_items, is, read, scan_prelude, scan_reply, write, Ctx, Rng};
-use crate::numbers::int_arg;
-use crate::reply::Reply;
+use crate::cmd::numbers::int_arg;
+use crate::resp::reply::Reply;
 
 pub fn sadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let r = write(s, ctx, a[1], true, |set: &mut Set, hlc| {
@@ -327,7 +327,7 @@ fn intset_members(set: &Set) -> Option<Vec<(i64, &[u8])>> {
     }
     let mut ints = set
         .iter()
-        .map(|(m, _)| crate::numbers::parse_i64(m).map(|n| (n, m)))
+        .map(|(m, _)| crate::cmd::numbers::parse_i64(m).map(|n| (n, m)))
         .collect::<Option<Vec<_>>>()?;
     ints.sort_unstable_by_key(|(n, _)| *n);
     Some(ints)

@@ -7,8 +7,8 @@ use keel_shards::{Entry, Shard, Value};
 use super::error::{CmdError, CmdResult};
 use super::expiry::{absolute_expiry, Unit};
 use super::{get_string, is, Ctx};
-use crate::numbers::{incr_by_float, int_arg, parse_i64};
-use crate::reply::Reply;
+use crate::cmd::numbers::{incr_by_float, int_arg, parse_i64};
+use crate::resp::reply::Reply;
 
 pub fn get(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(match get_string(s, ctx, a[1])? {

@@ -6,7 +6,7 @@ use keel_shards::{Hash, Hlc, Set, Shard, Typed, Value, ZSet};
 
 use super::error::CmdError;
 use super::{hashes::*, lists, sets, zsets, Ctx};
-use crate::reply::Reply;
+use crate::resp::reply::Reply;
 fn ctx(now_ms: u64) -> Ctx {
     Ctx {
         db: 0,
@@ -15,7 +15,7 @@ fn ctx(now_ms: u64) -> Ctx {
     }
 }
 
-fn run(s: &mut Shard, now: u64, f: crate::command::KeyedFn, words: &str) -> Reply {
+fn run(s: &mut Shard, now: u64, f: crate::exec::command::KeyedFn, words: &str) -> Reply {
     let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
     f(s, &ctx(now), &args).unwrap_or_else(|e| Reply::Error(e.to_string().into()))
 }

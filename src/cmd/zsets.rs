@@ -14,15 +14,15 @@ use keel_shards::{Entry, Shard, Value, ZSet};
 use super::error::{CmdError, CmdResult};
 use super::lists::index_range;
 use super::{is, rand_count, read, scan_prelude, scan_reply, write, Ctx, Rng};
-use crate::numbers::int_arg;
-use crate::reply::Reply;
+use crate::cmd::numbers::int_arg;
 use crate::resp::encode::format_double;
+use crate::resp::reply::Reply;
 
 /// A score argument as Redis's `getDoubleFromObject` reads it (strtod: hex
 /// floats and `inf` too; no NaN, no overflow). `-0` stays `-0` here; stored
 /// scores are normalized to `0` as Redis's listpack encoding does.
 fn parse_score(s: &[u8]) -> Option<f64> {
-    crate::numbers::parse_double(s)
+    crate::cmd::numbers::parse_double(s)
 }
 
 fn score_arg(s: &[u8]) -> Result<f64, CmdError> {
@@ -33,11 +33,11 @@ fn score_bound(s: &[u8]) -> Result<ScoreBound, CmdError> {
     let err = || CmdError::other("min or max is not a float");
     match s.strip_prefix(b"(") {
         Some(rest) => Ok(ScoreBound {
-            value: crate::numbers::parse_range_double(rest).ok_or_else(err)?,
+            value: crate::cmd::numbers::parse_range_double(rest).ok_or_else(err)?,
             exclusive: true,
         }),
         None => Ok(ScoreBound {
-            value: crate::numbers::parse_range_double(s).ok_or_else(err)?,
+            value: crate::cmd::numbers::parse_range_double(s).ok_or_else(err)?,
             exclusive: false,
         }),
     }

@@ -32,8 +32,8 @@ use futures::StreamExt;
 
 use super::dir::{self, Manifest};
 use super::logfile::LogFile;
-use crate::local::LocalShards;
-use crate::state::ServerState;
+use crate::exec::local::LocalShards;
+use crate::server::state::ServerState;
 
 /// The most bytes one log write takes.
 const APPEND_CHUNK: usize = 1 << 20;

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use keel_shards::Shard;
 
 use crate::config::Config;
-use crate::state::ServerState;
+use crate::server::state::ServerState;
 use dir::{DataDir, Manifest};
 use disk::ShardDisk;
 

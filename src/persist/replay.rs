@@ -11,7 +11,7 @@ use keel_shards::record::{Frame, FrameError, Op, Record};
 use keel_shards::Shard;
 
 use crate::cmd::{strings, Ctx};
-use crate::command::{self, Kind};
+use crate::exec::command::{self, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {

@@ -12,8 +12,8 @@ use keel_shards::record::Header;
 use super::dir::{self, Manifest};
 use super::disk::SnapshotDone;
 use super::logfile::LogFile;
-use crate::local::LocalShards;
-use crate::state::now_ms;
+use crate::exec::local::LocalShards;
+use crate::server::state::now_ms;
 
 /// Output bytes one step may produce.
 const STEP_BYTES: usize = 32 * 1024;

@@ -19,10 +19,10 @@ use super::barrier::{Deposit, Ready};
 use super::link::{encode_frame, FrameReader, LinkError, LinkStats};
 use super::shard::new_history;
 use super::wire::{Hello, Msg, VERSION};
-use crate::local::LocalShards;
+use crate::exec::local::LocalShards;
+use crate::exec::router::Router;
 use crate::persist::replay;
-use crate::router::Router;
-use crate::state::{now_ms, ServerState};
+use crate::server::state::{now_ms, ServerState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {

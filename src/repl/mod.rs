@@ -30,8 +30,8 @@ pub mod wire;
 
 use std::time::Duration;
 
-use crate::command::{Kind, Spec};
-use crate::conn::Conn;
+use crate::exec::command::{Kind, Spec};
+use crate::server::conn::Conn;
 
 /// Delays a write while a backup of a shard it writes lags (see
 /// [`shard::delay_for`]).

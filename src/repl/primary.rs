@@ -16,8 +16,8 @@ use glommio::net::{TcpListener, TcpStream};
 use super::link::{encode_frame, FrameReader, LinkError, LinkStats};
 use super::shard::{update_delay, LinkInfo};
 use super::wire::{Hello, Msg, Welcome, VERSION};
-use crate::local::LocalShards;
-use crate::state::{now_ms, ServerState};
+use crate::exec::local::LocalShards;
+use crate::server::state::{now_ms, ServerState};
 
 /// Lock owners for snapshot starts: apart from every transaction id (those
 /// carry an executor number in bits 48 and up).

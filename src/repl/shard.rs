@@ -10,8 +10,8 @@ use futures::channel::{mpsc, oneshot};
 
 use super::backlog::Backlog;
 use super::link::LinkStats;
-use crate::local::LocalShards;
-use crate::state::{now_ms, ServerState};
+use crate::exec::local::LocalShards;
+use crate::server::state::{now_ms, ServerState};
 
 /// A stream to one backup, as the primary's shard sees it.
 #[derive(Clone)]

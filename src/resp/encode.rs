@@ -1,6 +1,6 @@
 //! Reply → RESP2 / RESP3 bytes.
 
-use crate::reply::Reply;
+use crate::resp::reply::Reply;
 
 /// The protocol a connection speaks (`HELLO 2|3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 
 use super::apply_frame;
 use crate::cmd::Ctx;
-use crate::command::{self, Kind};
-use crate::router::apply;
+use crate::exec::command::{self, Kind};
+use crate::exec::router::apply;
 
 /// Command templates: `{k}` a key, `{f}` a field or member, `{v}` a value,
 /// `{n}` a small integer, `{t}` a TTL in seconds, `{at}` an absolute time in

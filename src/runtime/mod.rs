@@ -18,13 +18,13 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 
-use crate::client::ClientInfo;
 use crate::config::Config;
-use crate::conn::{self, Conn};
-use crate::local::{LocalShards, Msg};
+use crate::exec::local::{LocalShards, Msg};
+use crate::exec::router::Router;
 use crate::resp::Protocol;
-use crate::router::Router;
-use crate::state::{now_ms, ServerState};
+use crate::server::client::ClientInfo;
+use crate::server::conn::{self, Conn};
+use crate::server::state::{now_ms, ServerState};
 
 #[derive(Debug, Error)]
 pub enum RuntimeError {
@@ -307,7 +307,7 @@ async fn executor_main(
     }
 
     // Work from other executors: handled one message at a time, never
-    // awaiting inside the loop (see local.rs).
+    // awaiting inside the loop (see exec/local.rs).
     let inbox_local = local.clone();
     glommio::spawn_local(async move {
         while let Some(msg) = inbox.next().await {

@@ -353,7 +353,7 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     let mut keys: Vec<&[u8]> = args[1..at].to_vec();
     let n = args
         .get(at)
-        .and_then(|a| crate::numbers::parse_i64(a))
+        .and_then(|a| crate::cmd::numbers::parse_i64(a))
         .unwrap_or(0)
         .max(0) as usize;
     keys.extend(args.iter().skip(at + 1).take(n));

@@ -3,8 +3,9 @@
 //!
 //! A connection lives on the executor that accepted it. Its commands run
 //! inline when their keys are on a local shard and travel as messages
-//! otherwise (`router.rs`); either way replies come back in request order,
-//! because the connection awaits each command before starting the next.
+//! otherwise (`exec/router.rs`); either way replies come back in request
+//! order, because the connection awaits each command before starting the
+//! next.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,18 +16,18 @@ use std::time::Instant;
 use futures::future::Either;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
-use crate::blocking::{self, Blocked};
-use crate::client::ClientInfo;
 use crate::cmd::error::{unknown_command, CmdError};
 use crate::cmd::{server, Ctx};
-use crate::command::{self, flags, Kind};
-use crate::local::TxId;
-use crate::multi::{self, MultiState, Queued, Watch};
-use crate::pubsub::{self, Subscriptions};
-use crate::reply::Reply;
+use crate::exec::blocking::{self, Blocked};
+use crate::exec::command::{self, flags, Kind};
+use crate::exec::local::TxId;
+use crate::exec::multi::{self, MultiState, Queued, Watch};
+use crate::exec::pubsub::{self, Subscriptions};
+use crate::exec::router::Router;
+use crate::resp::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
-use crate::router::Router;
-use crate::state::{now_ms, ServerState};
+use crate::server::client::ClientInfo;
+use crate::server::state::{now_ms, ServerState};
 
 /// Replies are flushed early when a batch's output grows past this.
 const FLUSH_AT: usize = 256 * 1024;

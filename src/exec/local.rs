@@ -33,10 +33,10 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use keel_shards::Shard;
 
-use crate::blocking::Waiters;
-use crate::client::{ClientInfo, CommandStats};
+use crate::exec::blocking::Waiters;
+use crate::exec::pubsub::Registry;
 use crate::persist::disk::Disks;
-use crate::pubsub::Registry;
+use crate::server::client::{ClientInfo, CommandStats};
 
 /// Identifies a cross-shard transaction: its coordinator's executor in the
 /// high bits and a per-executor counter below.

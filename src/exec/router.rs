@@ -11,12 +11,12 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use keel_shards::{slot, Entry, Shard};
 
-use crate::blocking;
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::{keys, strings, Ctx};
-use crate::command::{flags, KeyedFn, Spec, Split};
-use crate::local::{LocalShards, Msg, TxId};
-use crate::reply::Reply;
+use crate::exec::blocking;
+use crate::exec::command::{flags, KeyedFn, Spec, Split};
+use crate::exec::local::{LocalShards, Msg, TxId};
+use crate::resp::reply::Reply;
 
 /// One executor's view of every shard.
 pub struct Router {
@@ -258,7 +258,7 @@ impl Router {
             strings::check_pairs(args)?;
         }
         if split == Split::SameShard {
-            let keys = crate::command::keys_of(spec, args);
+            let keys = crate::exec::command::keys_of(spec, args);
             if let Some(first) = keys.first().map(|k| self.shard_of(k)) {
                 if keys.iter().any(|k| self.shard_of(k) != first) {
                     let keys = keys.iter().map(|k| k.to_vec()).collect();
@@ -393,7 +393,7 @@ impl Router {
 
     /// The shards a keyed command touches.
     pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
-        crate::command::keys_of(spec, args)
+        crate::exec::command::keys_of(spec, args)
             .iter()
             .map(|k| self.shard_of(k))
             .collect()

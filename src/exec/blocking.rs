@@ -27,13 +27,13 @@ use futures::channel::oneshot;
 use keel_shards::{Shard, DATABASES};
 
 use crate::cmd::error::{CmdError, CmdResult};
+use crate::cmd::numbers::{float_arg, int_arg};
 use crate::cmd::{is, Ctx};
-use crate::command::{self, Kind};
-use crate::conn::Conn;
-use crate::local::LocalShards;
-use crate::numbers::{float_arg, int_arg};
-use crate::reply::Reply;
-use crate::state::now_ms;
+use crate::exec::command::{self, Kind};
+use crate::exec::local::LocalShards;
+use crate::resp::reply::Reply;
+use crate::server::conn::Conn;
+use crate::server::state::now_ms;
 
 /// What serving a waiter runs on its key.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ impl BlockOp {
             return None;
         };
         // An error (e.g. a destination of the wrong type) is the answer.
-        let reply = match crate::router::apply(f, false, s, ctx, &argv) {
+        let reply = match crate::exec::router::apply(f, false, s, ctx, &argv) {
             Ok(r) => r,
             Err(e) => return Some(Reply::Error(e.to_string().into())),
         };

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 
 use keel_shards::{ShardStats, DATABASES};
 
-use crate::client::CommandStats;
 use crate::cmd::error::CmdResult;
-use crate::conn::Conn;
-use crate::reply::Reply;
-use crate::state::now_ms;
+use crate::resp::reply::Reply;
+use crate::server::client::CommandStats;
+use crate::server::conn::Conn;
+use crate::server::state::now_ms;
 
 /// Every section, in print order; the default set is all but commandstats.
 const ALL: &[&str] = &[
@@ -234,7 +234,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             }
             "commandstats" => {
                 w.push_str("# Commandstats\r\n");
-                let mut names: Vec<_> = crate::command::COMMANDS
+                let mut names: Vec<_> = crate::exec::command::COMMANDS
                     .iter()
                     .zip(&cmd.by_command)
                     .filter(|(_, s)| s.calls > 0)

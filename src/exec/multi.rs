@@ -19,9 +19,9 @@
 
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::server;
-use crate::command::{Kind, Spec};
-use crate::conn::Conn;
-use crate::reply::Reply;
+use crate::exec::command::{Kind, Spec};
+use crate::resp::reply::Reply;
+use crate::server::conn::Conn;
 
 /// A command waiting for EXEC.
 pub struct Queued {

@@ -19,8 +19,8 @@ use futures::channel::mpsc;
 use keel_shards::glob;
 
 use crate::cmd::error::{CmdError, CmdResult};
-use crate::conn::Conn;
-use crate::reply::Reply;
+use crate::resp::reply::Reply;
+use crate::server::conn::Conn;
 
 /// A published message on its way to one subscriber.
 #[derive(Debug, Clone)]

@@ -64,7 +64,7 @@ pub struct CommandStats {
 impl Default for CommandStats {
     fn default() -> Self {
         CommandStats {
-            by_command: vec![CommandStat::default(); crate::command::COMMANDS.len()],
+            by_command: vec![CommandStat::default(); crate::exec::command::COMMANDS.len()],
             total_commands: 0,
             error_replies: 0,
             net_input_bytes: 0,

@@ -1,0 +1,8 @@
+//! The server layer: a client connection's loop ([`conn`]), what keel knows
+//! about each client ([`client`]), INFO ([`info`]) and the state every
+//! executor shares ([`state`]).
+
+pub mod client;
+pub mod conn;
+pub mod info;
+pub mod state;

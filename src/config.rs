@@ -144,6 +144,21 @@ pub struct Flags {
     /// first backup to connect.
     #[arg(long = "sync-backup")]
     pub sync_backup: Option<String>,
+    /// Milliseconds of silence after which a member of the topology is
+    /// suspected; a failover needs a majority of voters to suspect the
+    /// primary.
+    #[arg(long = "node-timeout")]
+    pub node_timeout: Option<u64>,
+    /// How far (write records, summed over shards) a backup may trail the
+    /// old primary's last known progress and still be promoted.
+    #[arg(long = "failover-max-lag")]
+    pub failover_max_lag: Option<u64>,
+    /// The database's name, as Sentinel-aware clients ask for it.
+    #[arg(long = "database-name")]
+    pub database_name: Option<String>,
+    /// Port of this node's cluster bus; default the client port + 20000.
+    #[arg(long = "bus-port")]
+    pub bus_port: Option<u16>,
 }
 
 /// The settings as a file spells them.
@@ -179,6 +194,10 @@ struct FileConfig {
     repl_backpressure_lag: Option<toml::Value>,
     repl_timeout: Option<u64>,
     sync_backup: Option<String>,
+    node_timeout: Option<u64>,
+    failover_max_lag: Option<u64>,
+    database_name: Option<String>,
+    bus_port: Option<u16>,
     /// The database's nodes, and which one is primary.
     primary: Option<String>,
     nodes: Option<Vec<NodeSpec>>,
@@ -198,6 +217,11 @@ pub struct NodeSpec {
     pub zone: String,
     #[serde(default)]
     pub region: String,
+    /// Cluster bus address ("host:port"); default the client port + 20000.
+    pub bus: Option<String>,
+    /// Votes in elections but holds no data (a third zone's tie-breaker).
+    #[serde(default)]
+    pub arbiter: bool,
 }
 
 /// What a write's acknowledgement promises.
@@ -263,6 +287,13 @@ pub struct Config {
     pub nodes: Vec<NodeSpec>,
     /// The backup strong-mode writes wait for (default: the first to connect).
     pub sync_backup: Option<String>,
+    /// The topology's first primary (`primary = "<id>"`).
+    pub primary: Option<String>,
+    pub node_timeout: u64,
+    pub failover_max_lag: u64,
+    pub database_name: String,
+    /// 0: the client port + 20000.
+    pub bus_port: u16,
 }
 
 /// Parses "host port" (or "host:port") as REPLICAOF takes it.
@@ -462,6 +493,15 @@ impl Config {
             repl_timeout: pick!(flags.repl_timeout, repl_timeout).unwrap_or(10).max(1),
             nodes,
             sync_backup: pick!(flags.sync_backup, sync_backup).filter(|s| !s.is_empty()),
+            primary: file.primary.clone(),
+            node_timeout: pick!(flags.node_timeout, node_timeout)
+                .unwrap_or(1000)
+                .max(50),
+            failover_max_lag: pick!(flags.failover_max_lag, failover_max_lag).unwrap_or(10_000),
+            database_name: pick!(flags.database_name, database_name)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "keel".into()),
+            bus_port: pick!(flags.bus_port, bus_port).unwrap_or(0),
             bind: pick!(flags.bind, bind).unwrap_or_default(),
             port,
             shards,

@@ -45,6 +45,7 @@
 //!   that keeps cross-shard transactions whole, link frames.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod control;

@@ -264,6 +264,31 @@ async fn open_new_log(ls: &LocalShards, i: usize) -> Result<LogFile, String> {
 /// Runs blocking file-system work (fsync of a manifest and its directory,
 /// unlinking a large old snapshot) on glommio's blocking pool, so the shard
 /// keeps serving meanwhile.
+/// Records shard `i`'s history id in its manifest on disk now (a
+/// promotion, or a primary's first id), when it keeps files: a node that
+/// restarts must present the same id, or its backups could not continue
+/// from it partially. (A backup's id is written after its snapshot
+/// instead: until then its files belong to no history.)
+pub fn store_history(ls: &LocalShards, i: usize, history: u64) {
+    let job = {
+        let mut disks = ls.disks.shards.borrow_mut();
+        let Some(d) = disks.get_mut(i) else {
+            return;
+        };
+        d.manifest.history = history;
+        (d.logging && !d.loading).then(|| (d.manifest.clone(), d.dir.clone()))
+    };
+    let Some((manifest, dir)) = job else {
+        return;
+    };
+    glommio::spawn_local(async move {
+        if let Err(e) = off_core(move || manifest.write(&dir)).await {
+            tracing::warn!("cannot record the history id in {}: {e}", "MANIFEST");
+        }
+    })
+    .detach();
+}
+
 pub async fn off_core<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     glommio::executor().spawn_blocking(f).await
 }

@@ -57,15 +57,23 @@ pub async fn follow(ls: Rc<LocalShards>, state: Arc<ServerState>, router: Rc<Rou
             return;
         }
         let epoch = state.repl.epoch.load(Ordering::SeqCst);
-        let Some((host, port)) = state.repl.master() else {
-            if ls.shard(id).is_follower() {
+        let Some(((host, port), pull)) = state.repl.source(id) else {
+            // No primary: promote, unless the cluster holds this node (it
+            // stepped down or waits to learn who leads) and has not asked.
+            let req = state.repl.promotion_requested();
+            if ls.shard(id).is_follower()
+                && (!state.repl.held() || state.repl.is_promotion_pending(id, req))
+            {
                 promote(&ls, id);
             }
-            crate::runtime::sleep(Duration::from_millis(100)).await;
+            if !ls.shard(id).is_follower() {
+                state.repl.promoted(id, req);
+            }
+            crate::runtime::sleep(Duration::from_millis(20)).await;
             continue;
         };
         become_follower(&ls, &state, id);
-        let r = link(&ls, &state, &router, id, &host, port, epoch).await;
+        let r = link(&ls, &state, &router, id, &host, port, epoch, pull).await;
         {
             let mut repls = ls.repl.borrow_mut();
             let f = &mut repls[i].follow;
@@ -79,14 +87,15 @@ pub async fn follow(ls: Rc<LocalShards>, state: Arc<ServerState>, router: Rc<Rou
         if let Err(e) = r {
             tracing::info!(shard = id, "replication link to {host}:{port}: {e}");
         }
-        // Retry in a second, at once if REPLICAOF changed.
-        for _ in 0..10 {
+        // Retry in a quarter second (a new primary refuses backups until
+        // it opens), at once if REPLICAOF changed.
+        for _ in 0..12 {
             if state.repl.epoch.load(Ordering::SeqCst) != epoch
                 || state.shutdown.load(Ordering::SeqCst)
             {
                 break;
             }
-            crate::runtime::sleep(Duration::from_millis(100)).await;
+            crate::runtime::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -117,10 +126,10 @@ fn promote(ls: &LocalShards, id: usize) {
     r.history = new_history(id);
     r.follow.state = "none";
     r.follow.synced = false;
-    if let Some(d) = ls.disks.shards.borrow_mut().get_mut(ls.local_index(id)) {
-        d.manifest.history = r.history;
-    }
-    tracing::info!(shard = id, seq, "promoted: new history {:016x}", r.history);
+    let history = r.history;
+    drop(repls);
+    crate::persist::disk::store_history(ls, ls.local_index(id), history);
+    tracing::info!(shard = id, seq, "promoted: new history {history:016x}");
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, FollowError> {
@@ -216,6 +225,7 @@ fn set_state(ls: &LocalShards, id: usize, state: &'static str) {
     ls.repl.borrow_mut()[ls.local_index(id)].follow.state = state;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn link(
     ls: &Rc<LocalShards>,
     state: &Arc<ServerState>,
@@ -224,6 +234,7 @@ async fn link(
     host: &str,
     port: u16,
     epoch: u64,
+    pull: bool,
 ) -> Result<(), FollowError> {
     let i = ls.local_index(id);
     let config = state.config();
@@ -260,6 +271,7 @@ async fn link(
             zone: config.zone.clone(),
             client_port: state.port.load(Ordering::Relaxed),
             auth: config.masterauth.clone().unwrap_or_default(),
+            pull,
         }
     };
     send(&mut c, &Msg::Hello(hello)).await?;
@@ -304,6 +316,7 @@ async fn link(
         f.synced = true;
         f.state = "online";
         f.synced_ms = now_ms();
+        f.link_epoch = epoch;
     }
     tracing::info!(
         shard = id,

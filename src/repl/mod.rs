@@ -76,7 +76,27 @@ pub async fn wait_sync_backup(conn: &Conn, which: &[usize]) -> bool {
     let all = futures::future::join_all(waits.into_iter().flatten());
     match crate::runtime::timeout(Duration::from_secs(secs), all).await {
         // (a released waiter's sender is dropped: any outcome is a release)
-        Some(_) => true,
+        // A primary cut off from the majority holds no lease: a new primary
+        // may already be open, so it must not acknowledge (cluster only).
+        Some(_)
+            if conn
+                .state
+                .cluster
+                .lease_ok
+                .load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            true
+        }
+        Some(_) => {
+            tracing::warn!(
+                "strong-mode write not acknowledged: this primary holds no majority lease"
+            );
+            conn.state
+                .repl
+                .strong_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false
+        }
         None => {
             conn.state
                 .repl

@@ -167,7 +167,7 @@ async fn serve(
             "shard {} connected to the port of shard {id}",
             hello.shard
         ))
-    } else if state.repl.is_backup() {
+    } else if state.repl.is_backup() && !hello.pull {
         Some("this node is a backup: follow its primary".into())
     } else {
         None
@@ -317,7 +317,7 @@ async fn stream_to(
     let sender = async {
         let mut out = Vec::new();
         loop {
-            if state.repl.is_backup() {
+            if state.repl.is_backup() && !hello.pull {
                 return Err(StreamError::Demoted);
             }
             if state.shutdown.load(Ordering::SeqCst) {

@@ -62,6 +62,8 @@ pub struct Follow {
     /// primary after the latest of these, the shards may hold different
     /// points in time (each full sync is its own shard's snapshot).
     pub synced_ms: u64,
+    /// The REPLICAOF epoch of the link that went online last.
+    pub link_epoch: u64,
     pub received: LinkStats,
 }
 

@@ -45,6 +45,35 @@ pub struct ReplShared {
     pub half_delay_lag: u64,
     /// Consistency mode strong (else eventual).
     pub strong: bool,
+    /// The cluster bus's say (see `crate::cluster`): this node is no open
+    /// primary even with no primary to follow (it stepped down, or boots
+    /// without knowing who leads). Writes are refused; shards do not promote.
+    hold: AtomicBool,
+    /// A fresh first primary waits to hear a majority before its first
+    /// write: writes are refused, but its shards are primaries already.
+    gate: AtomicBool,
+    /// The safety check paused writes: no replica is eligible for promotion.
+    paused: AtomicBool,
+    /// Promotion requests (the cluster opened this node for writes) and, per
+    /// shard, the last request its follower task carried out.
+    promote_req: AtomicU64,
+    promoted: Vec<AtomicU64>,
+    /// Per shard: a survivor to pull from before opening (overrides `master`).
+    pulls: Mutex<Vec<Option<(String, u16)>>>,
+    /// What each shard's core publishes for the cluster driver, which runs
+    /// off the data cores: applied seq, whether it follows, the REPLICAOF
+    /// epoch of the link it is online on (u64::MAX: none), and what the
+    /// sync backup acknowledged.
+    pub published: Vec<ShardFacts>,
+}
+
+/// One shard's facts, published by its core (see `ReplShared::published`).
+#[derive(Default)]
+pub struct ShardFacts {
+    pub seq: AtomicU64,
+    pub follower: AtomicBool,
+    pub online_epoch: AtomicU64,
+    pub sync_acked: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,6 +100,13 @@ impl ReplShared {
             max_delay_us: c.repl_backpressure_max_us,
             half_delay_lag: c.repl_backpressure_lag,
             strong: c.consistency == crate::config::Consistency::Strong,
+            hold: AtomicBool::new(false),
+            gate: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            promote_req: AtomicU64::new(0),
+            promoted: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            pulls: Mutex::new(vec![None; shards]),
+            published: (0..shards).map(|_| ShardFacts::default()).collect(),
         }
     }
 
@@ -78,8 +114,88 @@ impl ReplShared {
         lock(&self.master).clone()
     }
 
+    /// Not an open primary: following one, or held by the cluster.
     pub fn is_backup(&self) -> bool {
         self.following.load(Ordering::Relaxed)
+            || self.hold.load(Ordering::Relaxed)
+            || self.gate.load(Ordering::Relaxed)
+    }
+
+    pub fn set_gate(&self, on: bool) {
+        self.gate.store(on, Ordering::SeqCst);
+    }
+
+    /// Following a primary (as opposed to held with nobody to follow).
+    pub fn is_following(&self) -> bool {
+        self.following.load(Ordering::Relaxed)
+    }
+
+    pub fn held(&self) -> bool {
+        self.hold.load(Ordering::SeqCst)
+    }
+
+    pub fn set_hold(&self, on: bool) {
+        self.hold.store(on, Ordering::SeqCst);
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    pub fn set_paused(&self, on: bool) {
+        self.paused.store(on, Ordering::SeqCst);
+    }
+
+    /// Asks every shard to promote (start a history of its own) even while
+    /// held; returns the request's number.
+    pub fn request_promotion(&self) -> u64 {
+        self.promote_req.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn promotion_requested(&self) -> u64 {
+        self.promote_req.load(Ordering::SeqCst)
+    }
+
+    /// Shard `id` carried out promotion request `req` (or had nothing to do).
+    pub fn promoted(&self, id: usize, req: u64) {
+        if let Some(p) = self.promoted.get(id) {
+            p.fetch_max(req, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether shard `id` has yet to carry out request `req`.
+    pub fn is_promotion_pending(&self, id: usize, req: u64) -> bool {
+        self.promoted
+            .get(id)
+            .is_some_and(|p| p.load(Ordering::SeqCst) < req)
+    }
+
+    /// Whether every shard carried out request `req`.
+    pub fn all_promoted(&self, req: u64) -> bool {
+        self.promoted
+            .iter()
+            .all(|p| p.load(Ordering::SeqCst) >= req)
+    }
+
+    /// Pull shard `id` from `from` (None: stop pulling); a change restarts
+    /// the shard's link.
+    pub fn set_pull(&self, id: usize, from: Option<(String, u16)>) {
+        let mut p = lock(&self.pulls);
+        if let Some(slot) = p.get_mut(id) {
+            if *slot != from {
+                *slot = from;
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Where shard `id` streams from: a pull source, else the primary; the
+    /// flag says it is a pull.
+    pub fn source(&self, id: usize) -> Option<((String, u16), bool)> {
+        if let Some(Some(p)) = lock(&self.pulls).get(id) {
+            return Some((p.clone(), true));
+        }
+        self.master().map(|m| (m, false))
     }
 
     /// REPLICAOF: follow `m` (or nobody).

@@ -6,7 +6,7 @@
 
 use super::link::{put_bytes, put_u64, Cursor, LinkError};
 
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
@@ -21,6 +21,9 @@ pub struct Hello {
     pub client_port: u64,
     /// The backup's masterauth (empty: none).
     pub auth: String,
+    /// A new primary pulling what it lacks before it opens (see
+    /// `crate::cluster`): any node may serve it, backups included.
+    pub pull: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,7 @@ impl Msg<'_> {
                 put_bytes(out, h.zone.as_bytes());
                 put_u64(out, h.client_port);
                 put_bytes(out, h.auth.as_bytes());
+                put_u64(out, h.pull as u64);
             }
             Msg::Welcome(w) => {
                 out.push(b'W');
@@ -127,6 +131,7 @@ impl Msg<'_> {
                 zone: text(&mut c)?,
                 client_port: c.u64()?,
                 auth: text(&mut c)?,
+                pull: c.u64()? != 0,
             }),
             b'W' => Msg::Welcome(Welcome {
                 full: c.u64()? != 0,
@@ -172,6 +177,7 @@ mod tests {
                 zone: "z2".into(),
                 client_port: 6379,
                 auth: "pw".into(),
+                pull: true,
             }),
             Msg::Welcome(Welcome {
                 full: true,

@@ -36,6 +36,8 @@ pub enum RuntimeError {
     Listen(SocketAddr, String),
     #[error(transparent)]
     Persist(#[from] crate::persist::PersistError),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Sleeps on the current executor's timer.
@@ -122,6 +124,9 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let executors = shards.min(cpus.len()).max(1);
     let state = Arc::new(ServerState::new(config.clone(), shards, executors));
     install_signal_handlers();
+    // Before any executor starts: a node the cluster holds must never take
+    // a write, not even in its first instant.
+    let cluster = crate::cluster::driver::prepare(&state).map_err(RuntimeError::Cluster)?;
     // Load what the data directory holds before anyone can connect.
     let mut loaded: Vec<Vec<_>> = (0..executors).map(|_| Vec::new()).collect();
     for (g, shard) in crate::persist::start(&config, &state)?
@@ -167,6 +172,12 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         addr.ip(),
         port
     );
+    if let Some(boot) = cluster {
+        if let Err(e) = crate::cluster::driver::start(boot, state.clone()) {
+            state.shutdown.store(true, Ordering::SeqCst);
+            return Err(RuntimeError::Cluster(e));
+        }
+    }
     sd_notify("READY=1");
     while !SIGNALLED.load(Ordering::SeqCst) && !state.shutdown.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
@@ -226,12 +237,15 @@ fn start_replication(
             .map_or(0, |d| d.manifest.history);
         // A backup's shard must not expire or evict on its own, from the
         // first instant (its seq must stay its primary's).
-        if state.repl.is_backup() {
+        if state.repl.is_following() || state.repl.held() {
             local.shard(id).set_follower(true);
         }
         let r =
             crate::repl::shard::ShardRepl::new(id, history, seq, config.repl_backlog_size as usize);
-        if let Some(d) = local.disks.shards.borrow_mut().get_mut(i) {
+        if history == 0 && !state.repl.is_following() {
+            // A primary's first id: on disk at once, so a restart keeps it.
+            crate::persist::disk::store_history(local, i, r.history);
+        } else if let Some(d) = local.disks.shards.borrow_mut().get_mut(i) {
             d.manifest.history = r.history;
         }
         local.repl.borrow_mut().push(r);
@@ -315,6 +329,18 @@ async fn executor_main(
         }
     })
     .detach();
+
+    // The shards' facts for the cluster driver (a thread off the cores).
+    if state.cluster.is_active() {
+        let (facts_local, facts_state) = (local.clone(), state.clone());
+        glommio::spawn_local(async move {
+            while !facts_state.shutdown.load(Ordering::Relaxed) {
+                crate::cluster::publish_facts(&facts_local, &facts_state);
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .detach();
+    }
 
     // Active expiry, ten times a second, as Redis's default hz.
     let expiry_local = local.clone();

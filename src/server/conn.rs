@@ -182,6 +182,12 @@ impl Conn {
             {
                 return self.reply_err(CmdError::Raw(disk_error(self)), out);
             }
+            if spec.has(flags::WRITE) && self.state.repl.paused() {
+                return self.reply_err(
+                    CmdError::Raw("CLUSTERDOWN Writes are paused: no replica is eligible for promotion without losing acknowledged writes (reads are served; FAILOVER FORCE overrides)".into()),
+                    out,
+                );
+            }
             if spec.has(flags::WRITE) && self.state.repl.is_backup() {
                 return self.reply_err(
                     CmdError::Raw("READONLY You can't write against a read only replica.".into()),

@@ -20,6 +20,7 @@ const ALL: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "cluster",
     "cpu",
     "commandstats",
     "keyspace",
@@ -225,6 +226,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "replication" => {
                 crate::cmd::replication::info_section(conn, w).await?;
             }
+            "cluster" => crate::cluster::info_section(st, w),
             "cpu" => {
                 let (sys, user) = cpu_times();
                 let _ = write!(

@@ -40,6 +40,9 @@ pub struct ServerState {
     /// Numbers transactions for their write records (see `Router::end`).
     pub commits: Arc<AtomicU64>,
     pub repl: crate::repl::shared::ReplShared,
+    /// The cluster bus's view (term, members, elections); idle without a
+    /// topology.
+    pub cluster: crate::cluster::ClusterState,
 }
 
 pub fn now_ms() -> u64 {
@@ -69,6 +72,7 @@ impl ServerState {
         ServerState {
             port: AtomicU64::new(config.port as u64),
             repl: crate::repl::shared::ReplShared::new(shards, &config),
+            cluster: crate::cluster::ClusterState::new(),
             config: RwLock::new(config),
             shards,
             executors,

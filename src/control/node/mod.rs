@@ -208,6 +208,26 @@ impl Node {
     pub fn peer_commit(&self, peer: NodeId) -> Option<&[u64]> {
         self.peers.get(&peer).map(|v| v.commit.as_slice())
     }
+    /// Whom this node voted for in its term (persistent across restarts).
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    /// A node rebuilt from its cluster file: its vote in its term.
+    pub fn restore_vote(&mut self, v: Option<NodeId>) {
+        self.voted_for = v;
+    }
+    /// Whether this node suspects `peer` now (silent for `node_timeout`).
+    pub fn suspects(&self, peer: NodeId) -> bool {
+        self.detector.suspects(peer, self.now)
+    }
+    /// Whether a majority of voters suspect `peer` now.
+    pub fn is_failed(&self, peer: NodeId) -> bool {
+        self.detector.is_failed(peer, &self.voters, self.now)
+    }
+    /// When `peer` was last heard (this node's clock).
+    pub fn last_heard(&self, peer: NodeId) -> Option<Millis> {
+        self.detector.last_heard(peer)
+    }
     pub fn writes_paused(&self) -> bool {
         self.safety.paused()
     }

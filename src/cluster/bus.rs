@@ -1,0 +1,330 @@
+//! The cluster bus's sockets: one outbound link to every other member and
+//! whatever inbound links the members open to this one.
+//!
+//! # Why plain threads, off the data cores
+//! The bus carries a few small messages per member every 100 ms; what
+//! matters is that they are never late because a core is busy with client
+//! work (a late ping is a false suspicion), and that a member that does not
+//! answer costs nothing but its own link. So each link is a blocking thread
+//! of its own, outside the per-core executors: a stalled peer blocks only
+//! its writer thread, whose bounded queue then drops (pings are resent
+//! every interval; every exchange of the control plane is retried), and a
+//! connect to a partitioned peer times out on that thread alone.
+//!
+//! # Links
+//! - Outbound, per peer: connect (bounded), send a [`Hello`], then frames
+//!   numbered from 2. On any error: close, back off (50 ms doubling to
+//!   250 ms), reconnect; what was queued meanwhile is dropped as stale.
+//! - Inbound: the first frame must be a hello naming this database, a
+//!   member of the topology other than this node, and the right password
+//!   (`requirepass`, which peers present as `masterauth`). Then each frame
+//!   must carry the next number. Anything else is logged and closes the
+//!   link; nothing of it reaches the control plane.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::topology::Topology;
+use super::wire::{self, Hello, WireError};
+use crate::control::{Message, NodeId};
+
+/// Messages queued per outbound link before new ones are dropped.
+const QUEUE: usize = 64;
+/// Inbound messages queued for the driver before new ones are dropped.
+const INBOX: usize = 1024;
+/// Most inbound links open at once.
+const MAX_INBOUND: usize = 64;
+
+/// Counters the INFO section shows.
+#[derive(Default)]
+pub struct BusStats {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    /// Messages dropped because a link's queue was full.
+    pub dropped: AtomicU64,
+    /// Inbound links refused (bad hello, bad frame, replay, unknown member).
+    pub refused: AtomicU64,
+    pub connects: AtomicU64,
+    inbound: AtomicUsize,
+}
+
+/// What the driver holds: a queue per peer and the inbox.
+pub struct Bus {
+    out: Vec<Option<SyncSender<Message>>>,
+    pub inbox: Receiver<(NodeId, Message)>,
+    pub stats: Arc<BusStats>,
+}
+
+/// Who may talk to us, and what we present.
+#[derive(Clone)]
+struct Credentials {
+    database: String,
+    me: String,
+    /// What peers must present (`requirepass`).
+    expect: Option<String>,
+    /// What we present (`masterauth`).
+    present: String,
+}
+
+impl Bus {
+    /// Sends `m` to `to` if its link has room; never blocks.
+    pub fn send(&self, to: NodeId, m: Message) {
+        let Some(Some(q)) = self.out.get(to as usize) else {
+            return;
+        };
+        match q.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn resolve(addr: &(String, u16)) -> Option<SocketAddr> {
+    (addr.0.as_str(), addr.1).to_socket_addrs().ok()?.next()
+}
+
+/// Starts the listener and a writer per peer. `bind` is the bus address
+/// this node listens on.
+pub fn start(
+    topo: &Topology,
+    bind: SocketAddr,
+    database: &str,
+    requirepass: Option<String>,
+    masterauth: Option<String>,
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<Bus> {
+    let listener = TcpListener::bind(bind)?;
+    let stats = Arc::new(BusStats::default());
+    let creds = Credentials {
+        database: database.to_string(),
+        me: topo.me().name.clone(),
+        expect: requirepass,
+        present: masterauth.unwrap_or_default(),
+    };
+    let (in_tx, inbox) = sync_channel(INBOX);
+    {
+        let (topo, creds, stats, shutdown) =
+            (topo.clone(), creds.clone(), stats.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("keel-bus-accept".into())
+            .spawn(move || accept_loop(listener, topo, creds, in_tx, stats, shutdown))?;
+    }
+    let mut out = Vec::new();
+    for p in &topo.peers {
+        if p.id == topo.me {
+            out.push(None);
+            continue;
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        let (addr, creds, stats, shutdown) = (
+            p.bus.clone(),
+            creds.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        );
+        let name = p.name.clone();
+        std::thread::Builder::new()
+            .name(format!("keel-bus-{name}"))
+            .spawn(move || writer_loop(name, addr, creds, rx, stats, shutdown))?;
+        out.push(Some(tx));
+    }
+    Ok(Bus { out, inbox, stats })
+}
+
+fn writer_loop(
+    peer: String,
+    addr: (String, u16),
+    creds: Credentials,
+    rx: Receiver<Message>,
+    stats: Arc<BusStats>,
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut logged = false;
+    while !shutdown.load(Ordering::Relaxed) {
+        let conn = resolve(&addr)
+            .ok_or_else(|| std::io::Error::other("cannot resolve"))
+            .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)));
+        let mut s = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                if !logged {
+                    tracing::debug!("bus: cannot reach {peer} at {}:{}: {e}", addr.0, addr.1);
+                    logged = true;
+                }
+                // What queued while the peer was away is stale now.
+                while rx.try_recv().is_ok() {}
+                std::thread::sleep(backoff);
+                // Capped low: a member that comes back must hear the
+                // current term within a few pings, before it does harm.
+                backoff = (backoff * 2).min(Duration::from_millis(250));
+                continue;
+            }
+        };
+        stats.connects.fetch_add(1, Ordering::Relaxed);
+        logged = false;
+        backoff = Duration::from_millis(50);
+        let _ = s.set_nodelay(true);
+        // A peer that stops reading must not hold this thread for long.
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        let hello = wire::encode_hello(&Hello {
+            database: creds.database.clone(),
+            node: creds.me.clone(),
+            auth: creds.present.clone(),
+        });
+        if s.write_all(&hello).is_err() {
+            continue;
+        }
+        let mut counter = 1u64;
+        loop {
+            if shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            let m = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            counter += 1;
+            let mut buf = wire::encode_message(counter, &m);
+            // Send what else is queued in the same write.
+            while let Ok(m) = rx.try_recv() {
+                counter += 1;
+                buf.extend_from_slice(&wire::encode_message(counter, &m));
+            }
+            if let Err(e) = s.write_all(&buf) {
+                tracing::debug!("bus: link to {peer} lost: {e}");
+                break;
+            }
+            stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    topo: Topology,
+    creds: Credentials,
+    inbox: SyncSender<(NodeId, Message)>,
+    stats: Arc<BusStats>,
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let topo = Arc::new(topo);
+    for conn in listener.incoming() {
+        if shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(s) = conn else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if stats.inbound.load(Ordering::Relaxed) >= MAX_INBOUND {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        stats.inbound.fetch_add(1, Ordering::Relaxed);
+        let (topo, creds, inbox, stats2) =
+            (topo.clone(), creds.clone(), inbox.clone(), stats.clone());
+        let spawned = std::thread::Builder::new()
+            .name("keel-bus-in".into())
+            .spawn(move || {
+                let who = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                if let Err(e) = read_loop(s, &topo, &creds, &inbox, &stats2) {
+                    stats2.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("bus: refused a link from {who}: {e}");
+                }
+                stats2.inbound.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            stats.inbound.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum InboundError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Reads one frame's body; Ok(None) at a clean end of the stream.
+fn next_body(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, InboundError> {
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        if let Some((body, used)) = wire::split_frame(buf)? {
+            let body = body.to_vec();
+            buf.drain(..used);
+            return Ok(Some(body));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A silent or broken link just ends; the detector notices.
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+fn read_loop(
+    mut s: TcpStream,
+    topo: &Topology,
+    creds: &Credentials,
+    inbox: &SyncSender<(NodeId, Message)>,
+    stats: &BusStats,
+) -> Result<(), InboundError> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let Some(body) = next_body(&mut s, &mut buf)? else {
+        return Ok(());
+    };
+    let hello = wire::decode_hello(&body)?;
+    if hello.database != creds.database {
+        return Err(InboundError::Refused(format!(
+            "database {:?} is not {:?}",
+            hello.database, creds.database
+        )));
+    }
+    if let Some(pw) = &creds.expect {
+        if pw != &hello.auth {
+            return Err(InboundError::Refused(format!(
+                "node {:?} presented a wrong password (set masterauth to requirepass)",
+                hello.node
+            )));
+        }
+    }
+    let from = match topo.by_name(&hello.node) {
+        Some(p) if p.name != creds.me => p.id,
+        Some(_) => {
+            return Err(InboundError::Refused(
+                "a link from this node's own id".into(),
+            ))
+        }
+        None => {
+            return Err(InboundError::Refused(format!(
+                "node {:?} is not a member of the topology",
+                hello.node
+            )))
+        }
+    };
+    // Pings come every 100 ms: a link silent for long is dead.
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut counter = 1u64;
+    while let Some(body) = next_body(&mut s, &mut buf)? {
+        counter += 1;
+        let m = wire::decode_message(&body, counter)?;
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        if inbox.try_send((from, m)).is_err() {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}

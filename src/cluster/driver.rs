@@ -1,0 +1,586 @@
+//! The driver: one thread that owns this node's [`Node`], feeds it the bus's
+//! messages, a tick every 10 ms and the replicas' progress, sends what it
+//! says to send and carries out its actions on replication.
+//!
+//! # How the control plane's words map to replication
+//! - *History* (a term, in the control plane) is the term of the primary
+//!   whose stream this node's data follows. A backup moves to term `t`'s
+//!   history once every shard is online on the link to `t`'s primary; a
+//!   node that opens as primary of `t` is on `t`'s history. Replication's own
+//!   history ids (random, per shard) decide partial or full resync; the
+//!   control plane's decide who is a prefix of whom and who must merge.
+//! - *Progress* is the applied seq of every shard, published by the cores.
+//! - *Commit points* (strong mode, as primary): what the sync backup
+//!   acknowledged per shard — every strong-acknowledged write is below it.
+//!
+//! # Boot
+//! With no cluster file the configured `primary` opens in term 1 and every
+//! other node follows it — once a majority of voters answered it: a node
+//! whose disk was replaced has no file either, and must hear the current
+//! term (and step down) before it takes a single write. With one, the file wins: a node that was primary
+//! boots *not* open and without a primary, so it never takes writes on the
+//! strength of a stale view; the others see it is not open and elect again
+//! (it may win, with its data intact).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bus::Bus;
+use super::file::ClusterFile;
+use super::topology::Topology;
+use super::{ClusterView, ElectionView, MemberView};
+use crate::control::{Action, Input, Node, Output, Progress, Reason, Role, Term};
+use crate::server::state::{now_ms, ServerState};
+
+const TICK: Duration = Duration::from_millis(10);
+
+/// What the driver starts from; made before the executors start, so that
+/// a node that must not take writes never does, from its first instant.
+pub struct Boot {
+    topo: Topology,
+    dir: PathBuf,
+    file: ClusterFile,
+    node: Node,
+}
+
+/// Reads the cluster file and sets replication's starting state. None when
+/// the configuration has no topology (no bus, no failover).
+pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
+    let config = state.config();
+    let Some(topo) = Topology::from_config(&config, state.shards)? else {
+        return Ok(None);
+    };
+    let dir = config.dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let loaded = ClusterFile::load(&dir)?;
+    let fresh = loaded.is_none();
+    let file = loaded.unwrap_or(ClusterFile {
+        term: 1,
+        voted_for: None,
+        primary: topo.first_primary.map(|p| topo.name(p).to_string()),
+        history: 1,
+    });
+    if fresh {
+        // From now on the file, not the config, says who leads.
+        file.store(&dir)
+            .map_err(|e| format!("cannot write the cluster file in {}: {e}", dir.display()))?;
+    }
+    let me = topo.me;
+    let mut primary = file
+        .primary
+        .as_deref()
+        .and_then(|n| topo.by_name(n))
+        .map(|p| p.id);
+    if primary == Some(me) && !fresh {
+        tracing::info!(
+            term = file.term,
+            "cluster: this node was primary of term {}; it waits to hear who leads now",
+            file.term
+        );
+        primary = None;
+    }
+    let cfg = crate::control::Config {
+        node_timeout: config.node_timeout,
+        failover_max_lag: config.failover_max_lag,
+        ..crate::control::Config::default()
+    };
+    let seed = now_ms() ^ (u64::from(std::process::id()) << 20);
+    let mut node = Node::new(me, topo.cluster.clone(), cfg, seed, 0, file.term, primary);
+    node.restore_vote(
+        file.voted_for
+            .as_deref()
+            .and_then(|n| topo.by_name(n))
+            .map(|p| p.id),
+    );
+    // The starting state of replication: open only as the first primary of
+    // a fresh database; otherwise follow whoever the file names, or hold.
+    // Even the first primary of a fresh database holds writes until a
+    // majority answered (see `Driver::boot_gate`).
+    let repl = &state.repl;
+    if node.open_term().is_some() {
+        repl.set_gate(true);
+        repl.set_master(None);
+    } else {
+        repl.set_hold(true);
+        let target = primary
+            .filter(|p| *p != me && !topo.me().arbiter)
+            .and_then(|p| topo.peer(p))
+            .map(|p| p.client.clone());
+        repl.set_master(target);
+    }
+    state.cluster.active.store(true, Ordering::SeqCst);
+    Ok(Some(Boot {
+        topo,
+        dir,
+        file,
+        node,
+    }))
+}
+
+struct Driver {
+    topo: Topology,
+    node: Node,
+    bus: Bus,
+    state: Arc<ServerState>,
+    start: Instant,
+    dir: PathBuf,
+    file: ClusterFile,
+    /// The history (a term) this node's data follows.
+    history: Term,
+    /// Following (primary, its term, the REPLICAOF epoch we set).
+    following: Option<(u32, Term, u64)>,
+    /// Opening as primary of a term once every shard promoted request n.
+    opening: Option<(Term, u64)>,
+    last_progress: Progress,
+    last_commit: Vec<u64>,
+    merges_noted: BTreeSet<(u32, Term)>,
+    election: Option<ElectionView>,
+    elections_won: u64,
+    failovers_seen: u64,
+    /// Booted open (first primary, no file): writes wait until a majority
+    /// of voters were heard from, so a stale first primary learns the term.
+    boot_gate: bool,
+    heard: BTreeSet<u32>,
+}
+
+/// Starts the bus and the driver thread.
+pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
+    let config = state.config();
+    let me = boot.topo.me();
+    let port = if config.bus_port != 0 {
+        config.bus_port
+    } else {
+        me.bus.1
+    };
+    let ip: std::net::IpAddr = if config.bind.is_empty() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        config
+            .bind
+            .parse()
+            .map_err(|_| format!("bad bind address {:?}", config.bind))?
+    };
+    let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bus = super::bus::start(
+        &boot.topo,
+        std::net::SocketAddr::new(ip, port),
+        &config.database_name,
+        config.requirepass.clone(),
+        config.masterauth.clone(),
+        shutdown.clone(),
+    )
+    .map_err(|e| format!("cannot listen on the cluster bus port {ip}:{port}: {e}"))?;
+    tracing::info!(
+        "cluster: member {} of {} ({} members), bus on {ip}:{port}, term {}",
+        me.name,
+        config.database_name,
+        boot.topo.peers.len(),
+        boot.file.term
+    );
+    let history = boot.file.history;
+    let shards = state.shards;
+    let mut d = Driver {
+        topo: boot.topo,
+        node: boot.node,
+        bus,
+        state: state.clone(),
+        start: Instant::now(),
+        dir: boot.dir,
+        file: boot.file,
+        history,
+        following: None,
+        opening: None,
+        last_progress: Progress::empty(history, shards),
+        last_commit: vec![0; shards],
+        merges_noted: BTreeSet::new(),
+        election: None,
+        elections_won: 0,
+        failovers_seen: 0,
+        boot_gate: false,
+        heard: BTreeSet::new(),
+    };
+    d.boot_gate = d.node.open_term().is_some();
+    if let Some(p) = d.node.primary().filter(|p| *p != d.topo.me) {
+        d.following = Some((p, d.node.term(), state.repl.epoch.load(Ordering::SeqCst)));
+    }
+    std::thread::Builder::new()
+        .name("keel-cluster".into())
+        .spawn(move || {
+            d.run();
+            shutdown.store(true, Ordering::SeqCst);
+        })
+        .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
+    Ok(())
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn run(&mut self) {
+        let mut next_tick = self.now();
+        while !self.state.shutdown.load(Ordering::Relaxed) {
+            let now = self.now();
+            let wait = Duration::from_millis(next_tick.saturating_sub(now));
+            match self.bus.inbox.recv_timeout(wait) {
+                Ok((from, msg)) => {
+                    self.heard.insert(from);
+                    let out = self.node.handle(self.now(), Input::Receive { from, msg });
+                    self.apply(out);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if self.now() >= next_tick {
+                self.tick();
+                next_tick = self.now() + TICK.as_millis() as u64;
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now();
+        self.observe_history();
+        let progress = self.progress();
+        if progress != self.last_progress {
+            self.last_progress = progress.clone();
+            let out = self.node.handle(now, Input::Progress(progress));
+            self.apply(out);
+        }
+        if self.node.open_term().is_some() && self.state.repl.strong {
+            let commit: Vec<u64> = self
+                .state
+                .repl
+                .published
+                .iter()
+                .map(|f| f.sync_acked.load(Ordering::Relaxed))
+                .collect();
+            if commit != self.last_commit {
+                self.last_commit = commit.clone();
+                let out = self.node.handle(now, Input::Commit(commit));
+                self.apply(out);
+            }
+        }
+        let out = self.node.handle(now, Input::Tick);
+        self.apply(out);
+        self.finish_opening();
+        self.open_boot_gate();
+        let lease = !self.state.repl.strong || self.node.can_accept_strong(now);
+        self.state.cluster.lease_ok.store(lease, Ordering::Relaxed);
+        self.persist();
+        self.publish_view();
+    }
+
+    /// A backup is on its primary's history once every shard is online on
+    /// the link made for that primary.
+    fn observe_history(&mut self) {
+        let Some((_, term, epoch)) = self.following else {
+            return;
+        };
+        if self.history == term || self.topo.me().arbiter {
+            return;
+        }
+        let online = self
+            .state
+            .repl
+            .published
+            .iter()
+            .all(|f| f.online_epoch.load(Ordering::Relaxed) >= epoch.max(1));
+        if online {
+            self.history = term;
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            history: self.history,
+            seqs: self
+                .state
+                .repl
+                .published
+                .iter()
+                .map(|f| f.seq.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+
+    fn apply(&mut self, out: Output) {
+        for e in out.sends {
+            self.bus.send(e.to, e.msg);
+        }
+        for a in out.actions {
+            self.act(a);
+        }
+    }
+
+    fn name(&self, id: u32) -> String {
+        self.topo.name(id).to_string()
+    }
+
+    fn act(&mut self, a: Action) {
+        let repl = &self.state.repl;
+        let term = self.node.term();
+        match a {
+            Action::Failed { node } => {
+                tracing::info!(
+                    term,
+                    "cluster: {} is failed (a majority suspects it)",
+                    self.name(node)
+                );
+                if Some(node) == self.node.primary() {
+                    self.failovers_seen += 1;
+                }
+            }
+            Action::StartElection { term, reason } => {
+                tracing::info!(term, "cluster: standing for election ({reason:?})");
+                self.note_election(term, reason, "");
+            }
+            Action::Voted { term, candidate } => {
+                tracing::info!(term, "cluster: voted for {}", self.name(candidate));
+            }
+            Action::Won { term } => {
+                tracing::info!(
+                    term,
+                    "cluster: won the election; catching up before opening"
+                );
+                self.elections_won += 1;
+                if let Some(e) = &mut self.election {
+                    e.winner = self.topo.me().name.clone();
+                }
+            }
+            Action::Pull { shard, from, up_to } => {
+                let addr = self.topo.peer(from).map(|p| p.client.clone());
+                let source = self.name(from);
+                let what = format!("{shard}<-{source}@{up_to}");
+                if let Some(e) = &mut self.election {
+                    if !e.pulls.contains(&what) {
+                        tracing::info!(
+                            term,
+                            "cluster: pulling shard {shard} from {source} up to seq {up_to}"
+                        );
+                        e.pulls.push(what);
+                    }
+                }
+                repl.set_pull(shard, addr);
+            }
+            Action::MergeFrom { from } => {
+                // Merging a diverged history is not wired yet: the member
+                // resyncs in full from us (its records past the fork point
+                // are dropped). Said once per member and term, never silent.
+                if self.merges_noted.insert((from, term)) {
+                    tracing::warn!(
+                        term,
+                        "cluster: {} holds records past the fork point; merge is not implemented, it will resync in full",
+                        self.name(from)
+                    );
+                }
+                let out = self.node.handle(self.now(), Input::Merged { from });
+                self.apply(out);
+            }
+            Action::OpenForWrites { term } => {
+                for s in 0..self.state.shards {
+                    repl.set_pull(s, None);
+                }
+                let req = repl.request_promotion();
+                repl.set_master(None);
+                self.following = None;
+                self.history = term;
+                self.opening = Some((term, req));
+                self.finish_opening();
+            }
+            Action::StepDown { term } => {
+                repl.set_hold(true);
+                self.opening = None;
+                for s in 0..self.state.shards {
+                    repl.set_pull(s, None);
+                }
+                tracing::info!(
+                    term,
+                    "cluster: stepped down; writes refused until the new primary is known"
+                );
+            }
+            Action::Follow { primary, term } => {
+                repl.set_hold(true);
+                self.opening = None;
+                for s in 0..self.state.shards {
+                    repl.set_pull(s, None);
+                }
+                if self.topo.me().arbiter {
+                    return;
+                }
+                let Some(p) = self.topo.peer(primary) else {
+                    return;
+                };
+                let target = Some(p.client.clone());
+                if repl.master() != target {
+                    repl.set_master(target);
+                }
+                tracing::info!(
+                    term,
+                    "cluster: following {} at {}:{}",
+                    p.name,
+                    p.client.0,
+                    p.client.1
+                );
+                self.following = Some((primary, term, repl.epoch.load(Ordering::SeqCst)));
+                if let Some(e) = &mut self.election {
+                    if e.term == term {
+                        e.winner = p.name.clone();
+                        e.took_ms
+                            .get_or_insert(now_ms().saturating_sub(e.started_ms));
+                    }
+                } else {
+                    self.election = Some(ElectionView {
+                        term,
+                        reason: "heard".into(),
+                        winner: p.name.clone(),
+                        started_ms: now_ms(),
+                        took_ms: None,
+                        pulls: vec![],
+                    });
+                }
+            }
+            Action::PauseWrites => {
+                repl.set_paused(true);
+                tracing::warn!(term, "cluster: no replica is eligible for promotion; writes paused (reads go on) until one returns or FAILOVER FORCE");
+            }
+            Action::ResumeWrites => {
+                repl.set_paused(false);
+                tracing::info!(term, "cluster: an eligible replica is back; writes resume");
+            }
+            Action::ForcedFailover { term } => {
+                tracing::warn!(
+                    term,
+                    "cluster: FORCED failover to this node (eligibility skipped)"
+                );
+            }
+        }
+    }
+
+    fn note_election(&mut self, term: Term, reason: Reason, winner: &str) {
+        self.election = Some(ElectionView {
+            term,
+            reason: format!("{reason:?}").to_lowercase(),
+            winner: winner.to_string(),
+            started_ms: now_ms(),
+            took_ms: None,
+            pulls: vec![],
+        });
+    }
+
+    fn open_boot_gate(&mut self) {
+        if !self.boot_gate {
+            return;
+        }
+        if self.node.open_term().is_none() {
+            // Stepped down before it opened: hold (set by StepDown) rules.
+            self.boot_gate = false;
+            self.state.repl.set_gate(false);
+            return;
+        }
+        let voters = self.topo.cluster.voters();
+        let heard = voters
+            .iter()
+            .filter(|v| **v == self.topo.me || self.heard.contains(v))
+            .count();
+        if heard >= self.topo.cluster.majority() {
+            self.boot_gate = false;
+            self.state.repl.set_gate(false);
+            tracing::info!(
+                term = self.node.term(),
+                "cluster: first primary of term {}, open for writes",
+                self.node.term()
+            );
+        }
+    }
+
+    /// Opens for writes once every shard promoted.
+    fn finish_opening(&mut self) {
+        let Some((term, req)) = self.opening else {
+            return;
+        };
+        if !self.state.repl.all_promoted(req) {
+            return;
+        }
+        self.opening = None;
+        self.state.repl.set_hold(false);
+        if let Some(e) = &mut self.election {
+            e.took_ms = Some(now_ms().saturating_sub(e.started_ms));
+        }
+        tracing::info!(term, "cluster: primary of term {term}, open for writes");
+    }
+
+    fn persist(&mut self) {
+        let f = ClusterFile {
+            term: self.node.term(),
+            voted_for: self.node.voted_for().map(|v| self.name(v)),
+            primary: self.node.primary().map(|p| self.name(p)),
+            history: self.history,
+        };
+        if f == self.file {
+            return;
+        }
+        if let Err(e) = f.store(&self.dir) {
+            tracing::warn!("cluster: cannot write the cluster file: {e}");
+            return;
+        }
+        self.file = f;
+    }
+
+    fn publish_view(&self) {
+        let now = self.now();
+        let role = match self.node.role() {
+            Role::Follower => "backup",
+            Role::Candidate(_) => "candidate",
+            Role::CatchingUp(_) => "catching-up",
+            Role::Primary { .. } if self.opening.is_some() => "catching-up",
+            Role::Primary { .. } => "primary",
+        };
+        let members = self
+            .topo
+            .peers
+            .iter()
+            .map(|p| MemberView {
+                name: p.name.clone(),
+                zone: p.zone.clone(),
+                arbiter: p.arbiter,
+                state: if p.id == self.topo.me {
+                    "myself"
+                } else if self.node.is_failed(p.id) {
+                    "failed"
+                } else if self.node.suspects(p.id) {
+                    "suspected"
+                } else {
+                    "ok"
+                },
+                heard_ms_ago: (p.id != self.topo.me)
+                    .then(|| self.node.last_heard(p.id).map(|t| now.saturating_sub(t)))
+                    .flatten(),
+                total_seq: None,
+            })
+            .collect();
+        let stats = &self.bus.stats;
+        let v = ClusterView {
+            term: self.node.term(),
+            role,
+            primary: self.node.primary().map(|p| self.name(p)),
+            history: self.history,
+            members,
+            writes_paused: self.node.writes_paused(),
+            last_election: self.election.clone(),
+            elections_won: self.elections_won,
+            failovers_seen: self.failovers_seen,
+            bus_sent: stats.sent.load(Ordering::Relaxed),
+            bus_received: stats.received.load(Ordering::Relaxed),
+            bus_dropped: stats.dropped.load(Ordering::Relaxed),
+            bus_refused: stats.refused.load(Ordering::Relaxed),
+        };
+        if let Ok(mut g) = self.state.cluster.view.lock() {
+            *g = v;
+        }
+    }
+}

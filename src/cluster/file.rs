@@ -1,0 +1,117 @@
+//! The cluster file: what a node must remember of the membership across a
+//! restart — the term, its vote in it, who was primary, and the history it
+//! holds. `cluster` in the data directory, a few `key value` lines.
+//!
+//! Written whole at every change (new file, fsync, rename, directory fsync),
+//! so a crash leaves the old or the new one, never a mix. Once it exists it
+//! wins over the configuration's `primary`, which only names the *first*
+//! primary: a node that was primary and restarts does not open for writes
+//! on the strength of a stale config or file — it boots as a follower and
+//! the cluster tells it who leads now.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::control::Term;
+
+/// The persistent part of a member's control state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterFile {
+    pub term: Term,
+    /// Name of the node this one voted for in `term`.
+    pub voted_for: Option<String>,
+    /// Name of the primary of `term`, if known.
+    pub primary: Option<String>,
+    /// The history (a term) this node's data follows.
+    pub history: Term,
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("cluster")
+}
+
+impl ClusterFile {
+    /// The file in `dir`, None when there is none yet.
+    pub fn load(dir: &Path) -> Result<Option<ClusterFile>, String> {
+        let p = path(dir);
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+        };
+        Self::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("bad cluster file {}: {e}", p.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<ClusterFile, String> {
+        let mut f = ClusterFile::default();
+        let mut seen_term = false;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{k}: {v:?}"));
+            match k {
+                "term" => {
+                    f.term = num(v)?;
+                    seen_term = true;
+                }
+                "history" => f.history = num(v)?,
+                "voted-for" => f.voted_for = Some(v.to_string()).filter(|s| !s.is_empty()),
+                "primary" => f.primary = Some(v.to_string()).filter(|s| !s.is_empty()),
+                _ => return Err(format!("unknown line {line:?}")),
+            }
+        }
+        if !seen_term {
+            return Err("no term".into());
+        }
+        Ok(f)
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "term {}\nvoted-for {}\nprimary {}\nhistory {}\n",
+            self.term,
+            self.voted_for.as_deref().unwrap_or(""),
+            self.primary.as_deref().unwrap_or(""),
+            self.history
+        )
+    }
+
+    /// Replaces the file in `dir` atomically and durably.
+    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
+        let p = path(dir);
+        let tmp = dir.join("cluster.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(self.render().as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &p)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_and_loads_and_refuses_garbage() {
+        let dir = std::env::temp_dir().join(format!("keel-cluster-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(ClusterFile::load(&dir).unwrap(), None);
+        let f = ClusterFile {
+            term: 4,
+            voted_for: Some("b".into()),
+            primary: None,
+            history: 3,
+        };
+        f.store(&dir).unwrap();
+        assert_eq!(ClusterFile::load(&dir).unwrap(), Some(f));
+        std::fs::write(path(&dir), "term x\n").unwrap();
+        assert!(ClusterFile::load(&dir).is_err());
+        std::fs::write(path(&dir), "primary a\n").unwrap();
+        assert!(ClusterFile::load(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

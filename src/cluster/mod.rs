@@ -1,0 +1,207 @@
+//! The cluster layer: the bus that drives the control plane on the network,
+//! and what the rest of the server sees of it.
+//!
+//! ```text
+//!   executors (one per core)                 cluster driver thread
+//!  ┌──────────────────────────┐  facts   ┌─────────────────────────────┐
+//!  │ shard seq, follower?,    │ ───────► │ control::Node (pure)        │◄── bus links
+//!  │ link online?, sync acks  │ atomics  │  Input::Tick / Receive /    │    (a thread
+//!  │ (published every 10 ms)  │          │  Progress / Commit          │     per peer)
+//!  │                          │ ◄─────── │ Output → sends on the bus,  │
+//!  │ follow tasks read:       │  repl    │  Actions → ReplShared:      │
+//!  │ master, pulls, hold,     │  shared  │  master, pulls, hold,       │
+//!  │ promotion requests       │          │  promote, pause             │
+//!  └──────────────────────────┘          └─────────────────────────────┘
+//! ```
+//!
+//! Only a node with a `[[nodes]]` topology runs a bus. The control plane's
+//! [`Node`](crate::control::Node) stays pure; [`driver`] feeds it real
+//! messages, a monotonic clock and the replicas' progress, and carries out
+//! its actions:
+//! - `Follow` → REPLICAOF the new primary (a partial resync: the promoted
+//!   node keeps the old history id and the seq where it took over);
+//! - `Pull` → stream one shard from a survivor that is further ahead, before
+//!   opening (any node serves a pull, backups included);
+//! - `OpenForWrites` → every shard promotes (a new history id), then writes
+//!   are accepted; `StepDown` → writes refused at once (`-READONLY`);
+//! - `PauseWrites` / `ResumeWrites` → the safety check's `-CLUSTERDOWN`.
+//!
+//! # Layout
+//! - [`topology`]: members, their numbers and addresses.
+//! - [`wire`]: bus frames (crc32, version, per-link counter) and messages.
+//! - [`bus`]: the links, on threads of their own.
+//! - [`file`]: the cluster file (term, vote, primary, history).
+//! - [`driver`]: the loop that ties them to the control plane.
+
+pub mod bus;
+pub mod driver;
+pub mod file;
+pub mod topology;
+pub mod wire;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::exec::local::LocalShards;
+use crate::server::state::ServerState;
+
+/// What INFO shows of one member.
+#[derive(Clone, Debug, Default)]
+pub struct MemberView {
+    pub name: String,
+    pub zone: String,
+    pub arbiter: bool,
+    /// "myself", "ok", "suspected" or "failed".
+    pub state: &'static str,
+    pub heard_ms_ago: Option<u64>,
+    pub total_seq: Option<u64>,
+}
+
+/// The last election this node saw or ran.
+#[derive(Clone, Debug, Default)]
+pub struct ElectionView {
+    pub term: u64,
+    pub reason: String,
+    pub winner: String,
+    /// Unix ms when it started (this node's clock) and how long until the
+    /// winner opened (as far as this node saw).
+    pub started_ms: u64,
+    pub took_ms: Option<u64>,
+    /// Pulls the winner did, as "shard<-node@seq" (on the winner only).
+    pub pulls: Vec<String>,
+}
+
+/// The cluster's state as INFO and the write path see it.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub term: u64,
+    pub role: &'static str,
+    pub primary: Option<String>,
+    pub history: u64,
+    pub members: Vec<MemberView>,
+    pub writes_paused: bool,
+    pub last_election: Option<ElectionView>,
+    pub elections_won: u64,
+    pub failovers_seen: u64,
+    pub bus_sent: u64,
+    pub bus_received: u64,
+    pub bus_dropped: u64,
+    pub bus_refused: u64,
+}
+
+/// Shared between the driver thread and the executors.
+#[derive(Default)]
+pub struct ClusterState {
+    /// A topology is configured and the bus runs.
+    pub active: AtomicBool,
+    pub view: Mutex<ClusterView>,
+    /// Strong mode: this primary holds a majority lease (checked before a
+    /// strong-mode write is acknowledged). True when not in a cluster.
+    pub lease_ok: AtomicBool,
+}
+
+impl ClusterState {
+    pub fn new() -> Self {
+        ClusterState {
+            active: AtomicBool::new(false),
+            view: Mutex::new(ClusterView::default()),
+            lease_ok: AtomicBool::new(true),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn view(&self) -> ClusterView {
+        self.view.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Publishes this executor's shards' facts for the driver (runs on the
+/// shards' core every few milliseconds).
+pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
+    let sync = state.repl.sync_backup();
+    let repls = ls.repl.borrow();
+    for id in ls.ids() {
+        let Some(f) = state.repl.published.get(id) else {
+            continue;
+        };
+        let s = ls.shard(id);
+        f.seq.store(s.seq(), Ordering::Relaxed);
+        f.follower.store(s.is_follower(), Ordering::Relaxed);
+        drop(s);
+        if let Some(r) = repls.get(ls.local_index(id)) {
+            let online = if r.follow.state == "online" {
+                r.follow.link_epoch
+            } else {
+                0
+            };
+            f.online_epoch.store(online, Ordering::Relaxed);
+            let acked = r
+                .links
+                .iter()
+                .map(|l| l.borrow())
+                .filter(|l| Some(l.backup.as_str()) == sync.as_deref() && !l.closed)
+                .map(|l| l.acked)
+                .max()
+                .unwrap_or(0);
+            f.sync_acked.store(acked, Ordering::Relaxed);
+        }
+    }
+}
+
+/// INFO's `# Cluster` section. `cluster_enabled:0` stays Redis's answer
+/// (keel is not Redis Cluster: clients must not ask for slots); the rest is
+/// the failover state.
+pub fn info_section(state: &ServerState, w: &mut String) {
+    use std::fmt::Write;
+    w.push_str("# Cluster\r\ncluster_enabled:0\r\n");
+    if !state.cluster.is_active() {
+        w.push_str("keel_cluster:no\r\n");
+        return;
+    }
+    let v = state.cluster.view();
+    let _ = write!(
+        w,
+        "keel_cluster:yes\r\ncluster_term:{}\r\ncluster_role:{}\r\ncluster_primary:{}\r\ncluster_history:{}\r\ncluster_writes_paused:{}\r\ncluster_elections_won:{}\r\ncluster_failovers_seen:{}\r\ncluster_bus_sent:{}\r\ncluster_bus_received:{}\r\ncluster_bus_dropped:{}\r\ncluster_bus_refused:{}\r\n",
+        v.term,
+        v.role,
+        v.primary.as_deref().unwrap_or(""),
+        v.history,
+        v.writes_paused as u8,
+        v.elections_won,
+        v.failovers_seen,
+        v.bus_sent,
+        v.bus_received,
+        v.bus_dropped,
+        v.bus_refused,
+    );
+    for (i, m) in v.members.iter().enumerate() {
+        let _ = write!(
+            w,
+            "member{i}:name={},zone={},arbiter={},state={},heard_ms_ago={}\r\n",
+            m.name,
+            m.zone,
+            m.arbiter as u8,
+            m.state,
+            m.heard_ms_ago.map_or("-".to_string(), |x| x.to_string()),
+        );
+    }
+    if let Some(e) = &v.last_election {
+        let _ = write!(
+            w,
+            "last_election:term={},reason={},winner={},started_ms={},took_ms={},pulls={}\r\n",
+            e.term,
+            e.reason,
+            e.winner,
+            e.started_ms,
+            e.took_ms.map_or("-".to_string(), |x| x.to_string()),
+            if e.pulls.is_empty() {
+                "none".to_string()
+            } else {
+                e.pulls.join(";")
+            },
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The database's members as the bus and the control plane see them.
+//!
+//! The control plane numbers members (`NodeId`); the configuration names
+//! them. Numbers are positions in the ids sorted by name, so every node
+//! numbers its peers alike whatever order its `[[nodes]]` list has — and
+//! "the lowest node id" of the election's tiebreak is the first by name.
+
+use crate::config::{parse_host_port, Config, NodeSpec};
+use crate::control::{Cluster, Member, NodeId};
+
+/// One member: its names and where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: NodeId,
+    pub name: String,
+    pub zone: String,
+    pub region: String,
+    /// Client address ("host", port): what backups follow and clients use.
+    pub client: (String, u16),
+    /// Bus address.
+    pub bus: (String, u16),
+    pub arbiter: bool,
+}
+
+/// The membership, with this node's place in it.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub me: NodeId,
+    pub peers: Vec<Peer>,
+    pub cluster: Cluster,
+    /// The configured first primary.
+    pub first_primary: Option<NodeId>,
+}
+
+/// The bus port a node uses when its entry names none: the client port
+/// + 20000 (replication takes + 10000, as Redis Cluster's bus does).
+pub fn default_bus_port(client_port: u16) -> u16 {
+    client_port.checked_add(20000).unwrap_or(0)
+}
+
+fn bus_addr(n: &NodeSpec, client: &(String, u16)) -> Result<(String, u16), String> {
+    match &n.bus {
+        Some(b) => {
+            parse_host_port(b).ok_or_else(|| format!("node {}: bad bus address {b:?}", n.id))
+        }
+        None => Ok((client.0.clone(), default_bus_port(client.1))),
+    }
+}
+
+impl Topology {
+    /// The topology of `[[nodes]]`, or None for a node with no topology
+    /// (a single node, or replication set up with `replicaof` alone: no bus).
+    pub fn from_config(c: &Config, shards: usize) -> Result<Option<Topology>, String> {
+        if c.nodes.is_empty() {
+            return Ok(None);
+        }
+        let mut specs: Vec<&NodeSpec> = c.nodes.iter().collect();
+        specs.sort_by(|a, b| a.id.cmp(&b.id));
+        if specs.windows(2).any(|w| w[0].id == w[1].id) {
+            return Err("two [[nodes]] share an id".into());
+        }
+        let mut zones: Vec<&str> = Vec::new();
+        let mut peers = Vec::new();
+        for (i, n) in specs.iter().enumerate() {
+            let client = parse_host_port(&n.client)
+                .ok_or_else(|| format!("node {}: bad client address {:?}", n.id, n.client))?;
+            let bus = bus_addr(n, &client)?;
+            if !zones.contains(&n.zone.as_str()) {
+                zones.push(&n.zone);
+            }
+            peers.push(Peer {
+                id: i as NodeId,
+                name: n.id.clone(),
+                zone: n.zone.clone(),
+                region: n.region.clone(),
+                client,
+                bus,
+                arbiter: n.arbiter,
+            });
+        }
+        let me = peers
+            .iter()
+            .find(|p| p.name == c.node_id)
+            .map(|p| p.id)
+            .ok_or_else(|| {
+                format!(
+                    "node-id {:?} is not in [[nodes]] ({})",
+                    c.node_id,
+                    peers
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        let first_primary = match &c.primary {
+            Some(name) => Some(
+                peers
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .filter(|p| !p.arbiter)
+                    .map(|p| p.id)
+                    .ok_or_else(|| format!("primary {name:?} is not a data node in [[nodes]]"))?,
+            ),
+            None => None,
+        };
+        let cluster = Cluster {
+            members: peers
+                .iter()
+                .map(|p| Member {
+                    id: p.id,
+                    zone: zones.iter().position(|z| *z == p.zone).unwrap_or(0) as u16,
+                    voter: true,
+                    holds_data: !p.arbiter,
+                })
+                .collect(),
+            shards,
+        };
+        Ok(Some(Topology {
+            me,
+            peers,
+            cluster,
+            first_primary,
+        }))
+    }
+
+    pub fn peer(&self, id: NodeId) -> Option<&Peer> {
+        self.peers.get(id as usize)
+    }
+
+    pub fn name(&self, id: NodeId) -> &str {
+        self.peer(id).map_or("?", |p| p.name.as_str())
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+
+    pub fn me(&self) -> &Peer {
+        &self.peers[self.me as usize]
+    }
+}

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use super::bus::Bus;
 use super::file::ClusterFile;
 use super::topology::Topology;
-use super::{ClusterView, ElectionView, MemberView};
+use super::{ClusterView, Command, ElectionView, MemberView};
 use crate::control::{Action, Input, Node, Output, Progress, Reason, Role, Term};
 use crate::server::state::{now_ms, ServerState};
 
@@ -144,7 +144,27 @@ struct Driver {
     /// of voters were heard from, so a stale first primary learns the term.
     boot_gate: bool,
     heard: BTreeSet<u32>,
+    /// The primary last announced to clients (`+switch-master`).
+    announced: Option<u32>,
+    switchover: Option<Switchover>,
+    forced_failovers: u64,
 }
+
+/// A planned switchover (FAILOVER) this primary is running.
+struct Switchover {
+    target: u32,
+    /// Driver clock: give up (or hand over anyway, with `force`) then.
+    deadline: u64,
+    force: bool,
+    /// When the handover was sent (driver clock), once it was.
+    handed_at: Option<u64>,
+    /// When it was last (re)sent.
+    asked_at: u64,
+}
+
+/// How long a handed-over switchover may take to show a new primary
+/// before writes resume here.
+const HANDOVER_WAIT_MS: u64 = 3000;
 
 /// Starts the bus and the driver thread.
 pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
@@ -201,7 +221,11 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
         failovers_seen: 0,
         boot_gate: false,
         heard: BTreeSet::new(),
+        announced: None,
+        switchover: None,
+        forced_failovers: 0,
     };
+    d.announced = d.node.primary();
     d.boot_gate = d.node.open_term().is_some();
     if let Some(p) = d.node.primary().filter(|p| *p != d.topo.me) {
         d.following = Some((p, d.node.term(), state.repl.epoch.load(Ordering::SeqCst)));
@@ -265,14 +289,53 @@ impl Driver {
                 self.apply(out);
             }
         }
+        for c in self.state.cluster.take_commands() {
+            self.command(c);
+        }
         let out = self.node.handle(now, Input::Tick);
         self.apply(out);
+        self.drive_switchover();
         self.finish_opening();
         self.open_boot_gate();
         let lease = !self.state.repl.strong || self.node.can_accept_strong(now);
         self.state.cluster.lease_ok.store(lease, Ordering::Relaxed);
         self.persist();
         self.publish_view();
+        self.announce();
+    }
+
+    /// Tells Sentinel-aware clients subscribed here that the primary moved:
+    /// `+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>`, once
+    /// the new primary is known to be open (ourselves: once writable).
+    fn announce(&mut self) {
+        let Some(p) = self.node.primary() else {
+            return;
+        };
+        let me = self.topo.me;
+        if p == me && (self.opening.is_some() || self.boot_gate || self.node.open_term().is_none())
+        {
+            return;
+        }
+        if self.announced == Some(p) {
+            return;
+        }
+        let old = self.announced.replace(p).unwrap_or(p);
+        if old == p {
+            return;
+        }
+        let (Some(o), Some(n)) = (self.topo.peer(old), self.topo.peer(p)) else {
+            return;
+        };
+        let msg = format!(
+            "{} {} {} {} {}",
+            self.state.config().database_name,
+            o.client.0,
+            o.client.1,
+            n.client.0,
+            n.client.1
+        );
+        tracing::info!(term = self.node.term(), "cluster: +switch-master {msg}");
+        self.state.cluster.notify("+switch-master", msg);
     }
 
     /// A backup is on its primary's history once every shard is online on
@@ -461,6 +524,138 @@ impl Driver {
         }
     }
 
+    fn command(&mut self, c: Command) {
+        let now = self.now();
+        match c {
+            Command::Switchover {
+                to,
+                timeout_ms,
+                force,
+            } => {
+                let Some(target) = self.topo.by_name(&to).map(|p| p.id) else {
+                    return;
+                };
+                if self.node.open_term().is_none() || self.switchover.is_some() {
+                    tracing::warn!("cluster: FAILOVER to {to} ignored: not an open primary, or one already runs");
+                    return;
+                }
+                tracing::info!(
+                    term = self.node.term(),
+                    "cluster: FAILOVER to {to}: writes held while it catches up (at most {timeout_ms} ms)"
+                );
+                // Writes wait (not fail) while the target catches up; a
+                // margin past the deadline covers the handover itself.
+                self.state
+                    .repl
+                    .set_write_pause_until(now_ms() + timeout_ms + HANDOVER_WAIT_MS);
+                self.switchover = Some(Switchover {
+                    target,
+                    deadline: now + timeout_ms,
+                    force,
+                    handed_at: None,
+                    asked_at: 0,
+                });
+                self.drive_switchover();
+            }
+            Command::Abort => {
+                if let Some(s) = &self.switchover {
+                    if s.handed_at.is_none() {
+                        tracing::info!("cluster: FAILOVER aborted; writes resume");
+                        self.end_switchover();
+                    }
+                }
+            }
+            Command::Force => {
+                tracing::warn!(
+                    term = self.node.term(),
+                    "cluster: FAILOVER FORCE: this node stands without the eligibility check"
+                );
+                self.forced_failovers += 1;
+                let out = self.node.handle(now, Input::ForceFailover);
+                self.apply(out);
+            }
+        }
+    }
+
+    fn end_switchover(&mut self) {
+        self.switchover = None;
+        self.state.repl.set_write_pause_until(0);
+    }
+
+    /// Waits for the target to hold every record, hands over, and releases
+    /// the held writes once the new primary is known (they then meet
+    /// `-READONLY` here and clients move).
+    fn drive_switchover(&mut self) {
+        let now = self.now();
+        let Some(s) = &self.switchover else {
+            return;
+        };
+        let (target, deadline, force, handed_at) = (s.target, s.deadline, s.force, s.handed_at);
+        let name = self.name(target);
+        match handed_at {
+            None => {
+                if self.node.open_term().is_none() {
+                    self.end_switchover();
+                    return;
+                }
+                let caught_up = self.state.repl.published.iter().all(|f| {
+                    let seq = f.seq.load(Ordering::Relaxed);
+                    f.acked_by
+                        .lock()
+                        .map(|by| by.iter().any(|(b, a)| *b == name && *a >= seq))
+                        .unwrap_or(false)
+                });
+                let give_up = now >= deadline;
+                if caught_up || (give_up && force) {
+                    tracing::info!(
+                        term = self.node.term(),
+                        "cluster: FAILOVER: {name} {}; handing over",
+                        if caught_up {
+                            "holds every write"
+                        } else {
+                            "did not catch up in time, FORCE"
+                        }
+                    );
+                    let out = self.node.handle(now, Input::HandOver { to: target });
+                    self.apply(out);
+                    if let Some(s) = &mut self.switchover {
+                        s.handed_at = Some(now);
+                        s.asked_at = now;
+                    }
+                } else if give_up {
+                    tracing::warn!("cluster: FAILOVER to {name} timed out before it caught up; writes resume here");
+                    self.end_switchover();
+                }
+            }
+            Some(at) => {
+                if self.node.open_term().is_none() && self.node.primary() == Some(target) {
+                    tracing::info!(
+                        term = self.node.term(),
+                        "cluster: FAILOVER done: {name} is primary"
+                    );
+                    self.end_switchover();
+                } else if now >= at + HANDOVER_WAIT_MS {
+                    tracing::warn!(
+                        "cluster: FAILOVER: {name} did not take over; writes resume here"
+                    );
+                    self.end_switchover();
+                } else if self.node.open_term().is_some()
+                    && self
+                        .switchover
+                        .as_ref()
+                        .is_some_and(|s| now >= s.asked_at + 300)
+                {
+                    // The handover message may have been lost: ask again.
+                    let out = self.node.handle(now, Input::HandOver { to: target });
+                    self.apply(out);
+                    if let Some(s) = &mut self.switchover {
+                        s.asked_at = now;
+                    }
+                }
+            }
+        }
+    }
+
     fn note_election(&mut self, term: Term, reason: Reason, winner: &str) {
         self.election = Some(ElectionView {
             term,
@@ -507,6 +702,15 @@ impl Driver {
             return;
         }
         self.opening = None;
+        let took: Vec<u64> = self
+            .state
+            .repl
+            .published
+            .iter()
+            .map(|f| f.promoted_at.load(Ordering::SeqCst))
+            .collect();
+        let out = self.node.handle(self.now(), Input::TookOver(took));
+        self.apply(out);
         self.state.repl.set_hold(false);
         if let Some(e) = &mut self.election {
             e.took_ms = Some(now_ms().saturating_sub(e.started_ms));
@@ -546,6 +750,7 @@ impl Driver {
             .iter()
             .map(|p| MemberView {
                 name: p.name.clone(),
+                client: p.client.clone(),
                 zone: p.zone.clone(),
                 arbiter: p.arbiter,
                 state: if p.id == self.topo.me {
@@ -560,11 +765,22 @@ impl Driver {
                 heard_ms_ago: (p.id != self.topo.me)
                     .then(|| self.node.last_heard(p.id).map(|t| now.saturating_sub(t)))
                     .flatten(),
-                total_seq: None,
+                total_seq: if p.id == self.topo.me {
+                    Some(self.last_progress.total())
+                } else {
+                    self.node.peer_progress(p.id).map(|g| g.total())
+                },
             })
             .collect();
         let stats = &self.bus.stats;
+        let failover_state = match &self.switchover {
+            None => "no-failover",
+            Some(s) if s.handed_at.is_none() => "waiting-for-sync",
+            Some(_) => "failover-in-progress",
+        };
         let v = ClusterView {
+            failover_state,
+            forced_failovers: self.forced_failovers,
             term: self.node.term(),
             role,
             primary: self.node.primary().map(|p| self.name(p)),

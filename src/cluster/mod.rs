@@ -49,6 +49,8 @@ use crate::server::state::ServerState;
 #[derive(Clone, Debug, Default)]
 pub struct MemberView {
     pub name: String,
+    /// Client address, as the topology gives it.
+    pub client: (String, u16),
     pub zone: String,
     pub arbiter: bool,
     /// "myself", "ok", "suspected" or "failed".
@@ -75,6 +77,11 @@ pub struct ElectionView {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView {
     pub term: u64,
+    /// Redis's `master_failover_state`: no-failover, waiting-for-sync or
+    /// failover-in-progress.
+    pub failover_state: &'static str,
+    /// Forced failovers this node ran (never silent).
+    pub forced_failovers: u64,
     pub role: &'static str,
     pub primary: Option<String>,
     pub history: u64,
@@ -89,6 +96,31 @@ pub struct ClusterView {
     pub bus_refused: u64,
 }
 
+/// A pub/sub message the driver asks every executor to deliver to its own
+/// subscribers (`+switch-master`), numbered so each delivers it once.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub seq: u64,
+    pub channel: std::sync::Arc<[u8]>,
+    pub payload: std::sync::Arc<[u8]>,
+}
+
+/// What an operator asks the driver (FAILOVER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Planned switchover to `to` (a member's name): pause writes, wait until
+    /// it acknowledged every record (or `force` at the deadline), hand over.
+    Switchover {
+        to: String,
+        timeout_ms: u64,
+        force: bool,
+    },
+    /// Stop a switchover still waiting for its target.
+    Abort,
+    /// Make this node primary now, skipping eligibility (logged, in INFO).
+    Force,
+}
+
 /// Shared between the driver thread and the executors.
 #[derive(Default)]
 pub struct ClusterState {
@@ -98,6 +130,10 @@ pub struct ClusterState {
     /// Strong mode: this primary holds a majority lease (checked before a
     /// strong-mode write is acknowledged). True when not in a cluster.
     pub lease_ok: AtomicBool,
+    /// Recent notices, oldest first (a few dozen at most).
+    pub notices: Mutex<std::collections::VecDeque<Notice>>,
+    /// Operator commands for the driver.
+    pub commands: Mutex<Vec<Command>>,
 }
 
 impl ClusterState {
@@ -106,7 +142,45 @@ impl ClusterState {
             active: AtomicBool::new(false),
             view: Mutex::new(ClusterView::default()),
             lease_ok: AtomicBool::new(true),
+            notices: Mutex::new(std::collections::VecDeque::new()),
+            commands: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn command(&self, c: Command) {
+        if let Ok(mut q) = self.commands.lock() {
+            q.push(c);
+        }
+    }
+
+    fn take_commands(&self) -> Vec<Command> {
+        self.commands
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+
+    /// Queues a pub/sub message for every executor's subscribers.
+    pub fn notify(&self, channel: &str, payload: String) {
+        if let Ok(mut q) = self.notices.lock() {
+            let seq = q.back().map_or(1, |n| n.seq + 1);
+            q.push_back(Notice {
+                seq,
+                channel: channel.as_bytes().into(),
+                payload: payload.into_bytes().into(),
+            });
+            while q.len() > 64 {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// Notices after `seq`.
+    pub fn notices_after(&self, seq: u64) -> Vec<Notice> {
+        self.notices
+            .lock()
+            .map(|q| q.iter().filter(|n| n.seq > seq).cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn is_active(&self) -> bool {
@@ -115,6 +189,14 @@ impl ClusterState {
 
     pub fn view(&self) -> ClusterView {
         self.view.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Delivers the notices after `*seen` to this executor's subscribers.
+pub fn deliver_notices(ls: &LocalShards, state: &ServerState, seen: &mut u64) {
+    for n in state.cluster.notices_after(*seen) {
+        ls.pubsub.borrow().deliver(&n.channel, &n.payload);
+        *seen = n.seq;
     }
 }
 
@@ -147,6 +229,16 @@ pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
                 .max()
                 .unwrap_or(0);
             f.sync_acked.store(acked, Ordering::Relaxed);
+            if let Ok(mut by) = f.acked_by.lock() {
+                by.clear();
+                by.extend(
+                    r.links
+                        .iter()
+                        .map(|l| l.borrow())
+                        .filter(|l| !l.closed)
+                        .map(|l| (l.backup.clone(), l.acked)),
+                );
+            }
         }
     }
 }
@@ -164,7 +256,9 @@ pub fn info_section(state: &ServerState, w: &mut String) {
     let v = state.cluster.view();
     let _ = write!(
         w,
-        "keel_cluster:yes\r\ncluster_term:{}\r\ncluster_role:{}\r\ncluster_primary:{}\r\ncluster_history:{}\r\ncluster_writes_paused:{}\r\ncluster_elections_won:{}\r\ncluster_failovers_seen:{}\r\ncluster_bus_sent:{}\r\ncluster_bus_received:{}\r\ncluster_bus_dropped:{}\r\ncluster_bus_refused:{}\r\n",
+        "keel_cluster:yes\r\ncluster_failover_state:{}\r\ncluster_forced_failovers:{}\r\ncluster_term:{}\r\ncluster_role:{}\r\ncluster_primary:{}\r\ncluster_history:{}\r\ncluster_writes_paused:{}\r\ncluster_elections_won:{}\r\ncluster_failovers_seen:{}\r\ncluster_bus_sent:{}\r\ncluster_bus_received:{}\r\ncluster_bus_dropped:{}\r\ncluster_bus_refused:{}\r\n",
+        v.failover_state,
+        v.forced_failovers,
         v.term,
         v.role,
         v.primary.as_deref().unwrap_or(""),

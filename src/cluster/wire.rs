@@ -169,6 +169,7 @@ fn reason_code(r: Reason) -> u8 {
         Reason::Failover => 0,
         Reason::SplitBrain => 1,
         Reason::Forced => 2,
+        Reason::Handover => 3,
     }
 }
 
@@ -177,6 +178,7 @@ fn reason_of(c: u8) -> Result<Reason, WireError> {
         0 => Ok(Reason::Failover),
         1 => Ok(Reason::SplitBrain),
         2 => Ok(Reason::Forced),
+        3 => Ok(Reason::Handover),
         _ => Err(WireError::Field("election reason")),
     }
 }
@@ -246,6 +248,10 @@ pub fn encode_message(counter: u64, m: &Message) -> Vec<u8> {
             b.push(*pre as u8);
             b.push(*granted as u8);
             put_progress(&mut b, progress);
+        }
+        Message::Handover { term } => {
+            b = head(counter, b'F');
+            put_varint(&mut b, *term);
         }
     }
     let mut out = Vec::new();
@@ -318,6 +324,7 @@ pub fn decode_message(body: &[u8], counter: u64) -> Result<Message, WireError> {
             granted: r.bool()?,
             progress: r.progress()?,
         },
+        b'F' => Message::Handover { term: r.varint()? },
         k => return Err(WireError::Kind(k)),
     };
     r.end()?;
@@ -385,6 +392,7 @@ mod tests {
                 },
                 reason: Reason::SplitBrain,
             },
+            Message::Handover { term: 9 },
             Message::Vote {
                 term: 8,
                 pre: false,

@@ -5,12 +5,14 @@
 pub mod connection;
 pub mod error;
 pub mod expiry;
+pub mod failover;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod numbers;
 pub mod persistence;
 pub mod replication;
+pub mod sentinel;
 pub mod server;
 pub mod sets;
 pub mod strings;

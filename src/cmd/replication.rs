@@ -171,6 +171,11 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     let st = &conn.state;
     let config = st.config();
     let offset: u64 = views.iter().map(|v| v.seq).sum();
+    let failover_state = if conn.state.cluster.is_active() {
+        conn.state.cluster.view().failover_state
+    } else {
+        "no-failover"
+    };
     let history = views.first().map_or(0, |v| v.history);
     let now = now_ms();
     w.push_str("# Replication\r\n");
@@ -196,7 +201,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
             }
             let _ = write!(
                 w,
-                "master_failover_state:no-failover\r\nmaster_replid:{history:016x}\r\nmaster_repl_offset:{offset}\r\nrepl_backlog_active:1\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+                "master_failover_state:{failover_state}\r\nmaster_replid:{history:016x}\r\nmaster_repl_offset:{offset}\r\nrepl_backlog_active:1\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
                 config.repl_backlog_size * st.shards as u64,
                 views.iter().map(|v| v.backlog_start).sum::<u64>(),
                 views.iter().map(|v| v.backlog_bytes).sum::<usize>(),

@@ -71,6 +71,8 @@ pub async fn run(
         "role" => super::replication::role(conn).await,
         "wait" => super::replication::wait(conn, a).await,
         "replconf" => super::replication::replconf(conn, a),
+        "sentinel" => super::sentinel::sentinel(&conn.state, a),
+        "failover" => super::failover::failover(&conn.state, a),
         "save" => super::persistence::snapshot(conn, SnapshotKind::Save, false).await,
         "bgsave" => super::persistence::snapshot(conn, SnapshotKind::Save, true).await,
         "bgrewriteaof" => super::persistence::snapshot(conn, SnapshotKind::Rewrite, true).await,

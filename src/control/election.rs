@@ -19,7 +19,8 @@
 //! 3. only to an eligible candidate (not behind a commit point, within
 //!    `failover_max_lag`), and only if no live member it knows ranks better.
 //!
-//! Forced elections skip (2) and (3); they are logged by the node.
+//! Forced elections and handovers skip (2) and (3); forced ones are logged
+//! by the node, handovers come only from the open primary.
 //!
 //! # Invariant
 //! At most one candidate collects a majority in a term: grants are unique per
@@ -80,7 +81,7 @@ pub fn vote_rule(req: &Request<'_>, v: &VoterView<'_>) -> Result<(), Denial> {
         }
     }
     match req.reason {
-        Reason::Forced => return Ok(()),
+        Reason::Forced | Reason::Handover => return Ok(()),
         Reason::Failover if !v.primary_failed => return Err(Denial::PrimaryNotFailed),
         Reason::SplitBrain if !v.split_seen => return Err(Denial::NoSplitBrainSeen),
         _ => {}

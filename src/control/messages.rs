@@ -16,6 +16,10 @@ pub enum Reason {
     SplitBrain,
     /// An operator forced a failover to this candidate (logged, bypasses eligibility).
     Forced,
+    /// A planned switchover: the open primary caught this candidate up, stopped
+    /// taking writes and handed over ([`Message::Handover`]). Bypasses the
+    /// failover gate; no lease to wait out, the old primary gave it up.
+    Handover,
 }
 
 /// The periodic message every member sends every other: liveness, gossip, views.
@@ -60,6 +64,12 @@ pub enum Message {
         granted: bool,
         progress: Progress,
     },
+    /// The open primary of `term` hands over to the recipient (a planned
+    /// switchover: it has stopped taking writes and the recipient holds all
+    /// of them). Only the recipient's own primary can hand over.
+    Handover {
+        term: Term,
+    },
 }
 
 impl Message {
@@ -67,7 +77,9 @@ impl Message {
     pub fn term(&self) -> Term {
         match self {
             Message::Ping(p) => p.term,
-            Message::RequestVote { term, .. } | Message::Vote { term, .. } => *term,
+            Message::RequestVote { term, .. }
+            | Message::Vote { term, .. }
+            | Message::Handover { term } => *term,
         }
     }
 }
@@ -94,6 +106,13 @@ pub enum Input {
     Merged { from: NodeId },
     /// An operator forces a failover to this node. Logged; skips eligibility.
     ForceFailover,
+    /// As open primary: the seq of every shard where this node stopped
+    /// following its old primary (known exactly only once it promoted);
+    /// raises the takeover point that tells diverged members from prefixes.
+    TookOver(Vec<u64>),
+    /// As open primary: hand over to `to` (planned switchover). The driver
+    /// has stopped writes and seen `to` acknowledge every record first.
+    HandOver { to: NodeId },
 }
 
 /// What a node asks its driver to do.

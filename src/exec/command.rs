@@ -331,6 +331,9 @@ pub static COMMANDS: &[Spec] = &[
     conn!("role", 1, LOADING | STALE | FAST, "server", "Returns the replication role."),
     conn!("wait", 3, 0, "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
     conn!("replconf", -2, ADMIN | LOADING | STALE, "server", "An internal command for configuring the replication stream."),
+    // failover and discovery (every node answers as its database's Sentinel)
+    conn!("failover", -1, ADMIN | STALE, "server", "Starts a coordinated failover from this primary to one of its replicas."),
+    conn!("sentinel", -2, LOADING | STALE, "sentinel", "Sentinel discovery: where the primary, replicas and other members of this database are."),
 ];
 
 /// A command's position in [`COMMANDS`], for per-command counters.

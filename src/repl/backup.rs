@@ -64,7 +64,7 @@ pub async fn follow(ls: Rc<LocalShards>, state: Arc<ServerState>, router: Rc<Rou
             if ls.shard(id).is_follower()
                 && (!state.repl.held() || state.repl.is_promotion_pending(id, req))
             {
-                promote(&ls, id);
+                promote(&ls, &state, id);
             }
             if !ls.shard(id).is_follower() {
                 state.repl.promoted(id, req);
@@ -115,7 +115,7 @@ fn become_follower(ls: &LocalShards, state: &ServerState, id: usize) {
 /// REPLICAOF NO ONE: the shard starts a history of its own, remembering
 /// where it left its primary's (backups of the same primary that are not
 /// past that point can continue from it).
-fn promote(ls: &LocalShards, id: usize) {
+fn promote(ls: &LocalShards, state: &ServerState, id: usize) {
     let mut s = ls.shard(id);
     s.set_follower(false);
     let seq = s.seq();
@@ -128,6 +128,9 @@ fn promote(ls: &LocalShards, id: usize) {
     r.follow.synced = false;
     let history = r.history;
     drop(repls);
+    if let Some(f) = state.repl.published.get(id) {
+        f.promoted_at.store(seq, Ordering::SeqCst);
+    }
     crate::persist::disk::store_history(ls, ls.local_index(id), history);
     tracing::info!(shard = id, seq, "promoted: new history {history:016x}");
 }
@@ -305,10 +308,21 @@ async fn link(
         f.full_syncs += 1;
         f.last_sync = format!("full: {}", welcome.why);
     } else {
+        let seq = ls.shard(id).seq();
         let mut repls = ls.repl.borrow_mut();
-        let f = &mut repls[i].follow;
-        f.partial_syncs += 1;
-        f.last_sync = "partial".into();
+        let r = &mut repls[i];
+        r.follow.partial_syncs += 1;
+        r.follow.last_sync = "partial".into();
+        // Continuing on a promoted primary's history (PSYNC2's way): adopt
+        // its id and remember ours up to here, so a backup of ours — or of
+        // our old primary — can still continue from us if we are promoted.
+        if welcome.history != r.history && !pull {
+            r.prev_history = r.history;
+            r.prev_end = seq;
+            r.history = welcome.history;
+            drop(repls);
+            crate::persist::disk::store_history(ls, i, welcome.history);
+        }
     }
     {
         let mut repls = ls.repl.borrow_mut();

@@ -50,6 +50,18 @@ pub async fn backpressure(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) {
     }
 }
 
+/// Waits while a planned switchover holds writes (at most until its
+/// deadline).
+pub async fn wait_switchover(state: &crate::server::state::ServerState) {
+    loop {
+        let until = state.repl.write_pause_until();
+        if until == 0 || crate::server::state::now_ms() >= until {
+            return;
+        }
+        crate::runtime::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Strong mode: waits until the sync backup applied every record the
 /// shards of executors `which` had produced; false if it did not within
 /// `repl-timeout`.

@@ -54,6 +54,9 @@ pub struct ReplShared {
     gate: AtomicBool,
     /// The safety check paused writes: no replica is eligible for promotion.
     paused: AtomicBool,
+    /// A planned switchover holds writes (they wait, not fail) until this
+    /// Unix ms; 0: no hold.
+    write_pause_until: AtomicU64,
     /// Promotion requests (the cluster opened this node for writes) and, per
     /// shard, the last request its follower task carried out.
     promote_req: AtomicU64,
@@ -74,6 +77,10 @@ pub struct ShardFacts {
     pub follower: AtomicBool,
     pub online_epoch: AtomicU64,
     pub sync_acked: AtomicU64,
+    /// The seq at which the shard last promoted (left its primary's history).
+    pub promoted_at: AtomicU64,
+    /// What each streaming backup (by node id) acknowledged.
+    pub acked_by: Mutex<Vec<(String, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,6 +110,7 @@ impl ReplShared {
             hold: AtomicBool::new(false),
             gate: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            write_pause_until: AtomicU64::new(0),
             promote_req: AtomicU64::new(0),
             promoted: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             pulls: Mutex::new(vec![None; shards]),
@@ -140,6 +148,15 @@ impl ReplShared {
 
     pub fn paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Writes wait until this Unix ms (a switchover); 0: they do not.
+    pub fn write_pause_until(&self) -> u64 {
+        self.write_pause_until.load(Ordering::Relaxed)
+    }
+
+    pub fn set_write_pause_until(&self, ms: u64) {
+        self.write_pause_until.store(ms, Ordering::SeqCst);
     }
 
     pub fn set_paused(&self, on: bool) {

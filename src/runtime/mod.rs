@@ -334,8 +334,10 @@ async fn executor_main(
     if state.cluster.is_active() {
         let (facts_local, facts_state) = (local.clone(), state.clone());
         glommio::spawn_local(async move {
+            let mut seen = 0;
             while !facts_state.shutdown.load(Ordering::Relaxed) {
                 crate::cluster::publish_facts(&facts_local, &facts_state);
+                crate::cluster::deliver_notices(&facts_local, &facts_state, &mut seen);
                 sleep(Duration::from_millis(5)).await;
             }
         })

@@ -182,6 +182,12 @@ impl Conn {
             {
                 return self.reply_err(CmdError::Raw(disk_error(self)), out);
             }
+            if spec.has(flags::WRITE) && self.state.repl.write_pause_until() != 0 {
+                // A planned switchover: the write waits (bounded) and then
+                // meets whatever this node is afterwards (-READONLY once it
+                // follows the new primary).
+                crate::repl::wait_switchover(&self.state).await;
+            }
             if spec.has(flags::WRITE) && self.state.repl.paused() {
                 return self.reply_err(
                     CmdError::Raw("CLUSTERDOWN Writes are paused: no replica is eligible for promotion without losing acknowledged writes (reads are served; FAILOVER FORCE overrides)".into()),

@@ -224,6 +224,10 @@ impl Node {
     pub fn is_failed(&self, peer: NodeId) -> bool {
         self.detector.is_failed(peer, &self.voters, self.now)
     }
+    /// The progress `peer` last reported (pings, votes).
+    pub fn peer_progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.peers.get(&peer).map(|v| &v.progress)
+    }
     /// When `peer` was last heard (this node's clock).
     pub fn last_heard(&self, peer: NodeId) -> Option<Millis> {
         self.detector.last_heard(peer)
@@ -289,6 +293,24 @@ impl Node {
             Input::ForceFailover => {
                 if self.cluster.holds_data(self.me) && self.role == Role::Follower {
                     self.stand(Reason::Forced, &mut out);
+                }
+            }
+            Input::TookOver(seqs) => {
+                if self.open_term().is_some() {
+                    if self.takeover.len() < seqs.len() {
+                        self.takeover.resize(seqs.len(), 0);
+                    }
+                    for (t, s) in self.takeover.iter_mut().zip(seqs) {
+                        *t = (*t).max(s);
+                    }
+                }
+            }
+            Input::HandOver { to } => {
+                if self.open_term().is_some() && to != self.me && self.cluster.holds_data(to) {
+                    out.sends.push(Envelope {
+                        to,
+                        msg: Message::Handover { term: self.term },
+                    });
                 }
             }
         }
@@ -451,7 +473,7 @@ impl Node {
 
     fn still_needed(&self, reason: Reason) -> bool {
         match reason {
-            Reason::Forced => true,
+            Reason::Forced | Reason::Handover => true,
             Reason::SplitBrain => self.split.seen_recently(self.now, self.cfg.node_timeout),
             Reason::Failover => self.role == Role::Follower && self.primary_failed(),
         }
@@ -643,6 +665,17 @@ impl Node {
         self.detector.heard(from, self.now);
         match msg {
             Message::Ping(p) => self.on_ping(from, p, out),
+            Message::Handover { term } => {
+                // Only from the primary we follow, in our term: anyone else's
+                // word is no reason to stand.
+                if term == self.term
+                    && self.primary == Some(from)
+                    && self.role == Role::Follower
+                    && self.cluster.holds_data(self.me)
+                {
+                    self.stand(Reason::Handover, out);
+                }
+            }
             Message::RequestVote {
                 term,
                 pre,
@@ -821,7 +854,8 @@ impl Node {
         };
         self.primary = Some(self.me);
         let wait = match c.reason {
-            Reason::Failover => 0,
+            // The old primary handed over: it took no write since.
+            Reason::Failover | Reason::Handover => 0,
             // No silence was required of voters: wait out any older lease.
             Reason::SplitBrain | Reason::Forced => self.cfg.lease + self.cfg.lease / 4,
         };

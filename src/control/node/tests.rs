@@ -216,3 +216,34 @@ fn no_eligible_replica_pauses_writes_and_a_forced_failover_is_logged() {
         .any(|(n, a)| *n == 1 && matches!(a, Action::ForcedFailover { .. })));
     assert_eq!(b.opened().first().map(|(n, _)| *n), Some(1));
 }
+
+#[test]
+fn a_handover_opens_the_target_within_a_few_pings_and_only_the_primary_can_ask() {
+    let mut b = Bench::new(3);
+    b.set_seqs(0, &[10, 10]);
+    b.set_seqs(1, &[10, 10]);
+    b.set_seqs(2, &[10, 10]);
+    b.run(500);
+    // A member that is not the primary cannot hand over.
+    let out = b.nodes[1].handle(b.now, Input::HandOver { to: 2 });
+    b.carry(1, out);
+    b.run(300);
+    assert_eq!(b.opened(), vec![]);
+    let out = b.nodes[0].handle(b.now, Input::HandOver { to: 2 });
+    b.carry(0, out);
+    let asked = b.now;
+    while b.opened().is_empty() && b.now < asked + 2000 {
+        b.run(10);
+    }
+    assert_eq!(b.opened(), vec![(2, 2)]);
+    // No lease to wait out (the old primary gave it up): a vote round and
+    // one ping from each live member in the new term.
+    assert!(
+        b.now - asked <= 250,
+        "opened {} ms after the handover",
+        b.now - asked
+    );
+    b.run(300);
+    assert_eq!(b.nodes[0].primary(), Some(2), "the old primary follows");
+    assert!(b.nodes[0].open_term().is_none());
+}

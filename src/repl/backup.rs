@@ -73,7 +73,29 @@ pub async fn follow(ls: Rc<LocalShards>, state: Arc<ServerState>, router: Rc<Rou
             continue;
         };
         become_follower(&ls, &state, id);
-        let r = link(&ls, &state, &router, id, &host, port, epoch, pull).await;
+        let r = {
+            // A primary that went silent (stopped, cut off) would hold the
+            // link in a read or a connect for up to repl-timeout: a new
+            // target (a failover, a pull, REPLICAOF) must not wait for it.
+            // Loading a snapshot is left to finish (it owns the shard).
+            let watch = async {
+                loop {
+                    crate::runtime::sleep(Duration::from_millis(20)).await;
+                    let moved = state.repl.epoch.load(Ordering::SeqCst) != epoch
+                        || state.shutdown.load(Ordering::SeqCst);
+                    if moved && ls.repl.borrow()[i].follow.state != "sync" {
+                        return;
+                    }
+                }
+            };
+            let work = link(&ls, &state, &router, id, &host, port, epoch, pull);
+            futures::pin_mut!(watch);
+            futures::pin_mut!(work);
+            match futures::future::select(work, watch).await {
+                futures::future::Either::Left((r, _)) => r,
+                futures::future::Either::Right(_) => Err(FollowError::Retarget),
+            }
+        };
         {
             let mut repls = ls.repl.borrow_mut();
             let f = &mut repls[i].follow;

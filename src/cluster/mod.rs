@@ -271,6 +271,15 @@ pub fn info_section(state: &ServerState, w: &mut String) {
         v.bus_dropped,
         v.bus_refused,
     );
+    let r = &state.repl;
+    let _ = write!(
+        w,
+        "cluster_merges:{}\r\ncluster_merge_applied:{}\r\ncluster_merge_kept_ours:{}\r\ncluster_merge_lost:{}\r\n",
+        r.merges.load(Ordering::Relaxed),
+        r.merge_applied.load(Ordering::Relaxed),
+        r.merge_skipped.load(Ordering::Relaxed),
+        r.merge_lost.load(Ordering::Relaxed),
+    );
     for (i, m) in v.members.iter().enumerate() {
         let _ = write!(
             w,

@@ -12,6 +12,14 @@ use crate::cmd::numbers::int_arg;
 use crate::resp::reply::Reply;
 
 pub fn del(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    // A delete takes a time of its own (its record's HLC): a merge after a
+    // split brain weighs it against the other side's writes of the key.
+    if a[1..]
+        .iter()
+        .any(|k| s.peek(ctx.db, k, ctx.now_ms).is_some())
+    {
+        s.hlc_now(ctx.now_ms);
+    }
     let n = a[1..]
         .iter()
         .filter(|k| s.delete(ctx.db, k, ctx.now_ms).is_some())

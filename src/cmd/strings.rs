@@ -409,6 +409,8 @@ pub fn getdel(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         None => return Ok(Reply::Nil),
         Some(v) => v.to_vec(),
     };
+    // The delete's own time (see `keys::del`).
+    s.hlc_now(ctx.now_ms);
     s.delete(ctx.db, a[1], ctx.now_ms);
     Ok(Reply::Bulk(v))
 }

@@ -69,6 +69,8 @@ fn put_back(s: &mut Shard, db: usize, key: &[u8], entry: Option<Entry>, now: u64
     match entry {
         Some(e) => s.set(db, key, e, now),
         None => {
+            // The delete's own time, for merge (see `cmd::keys::del`).
+            s.hlc_now(now);
             s.delete(db, key, now);
         }
     }

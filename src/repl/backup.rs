@@ -145,6 +145,7 @@ fn promote(ls: &LocalShards, state: &ServerState, id: usize) {
     let r = &mut repls[ls.local_index(id)];
     r.prev_history = r.history;
     r.prev_end = seq;
+    r.fork_hlc = s.hlc_last();
     r.history = new_history(id);
     r.follow.state = "none";
     r.follow.synced = false;
@@ -155,6 +156,43 @@ fn promote(ls: &LocalShards, state: &ServerState, id: usize) {
     }
     crate::persist::disk::store_history(ls, ls.local_index(id), history);
     tracing::info!(shard = id, seq, "promoted: new history {history:016x}");
+}
+
+/// Sends the new primary this shard's records after `after` (from the
+/// backlog), then whether they were all there.
+async fn offer(
+    ls: &LocalShards,
+    id: usize,
+    c: &mut TcpStream,
+    after: u64,
+) -> Result<(), FollowError> {
+    let i = ls.local_index(id);
+    let mut at = after;
+    let complete = ls.repl.borrow()[i].backlog.can_serve(after);
+    let mut sent = 0u64;
+    loop {
+        let next = ls.repl.borrow()[i].backlog.read_after(at, 256 * 1024);
+        let Some((frames, last)) = next else {
+            break;
+        };
+        if last <= at {
+            break;
+        }
+        send(c, &Msg::MergeData(&frames)).await?;
+        sent += last - at;
+        at = last;
+    }
+    send(c, &Msg::MergeEnd { complete }).await?;
+    tracing::info!(
+        shard = id,
+        "offered {sent} records written past the fork (seq {after}) for merge{}",
+        if complete {
+            ""
+        } else {
+            "; older ones had left the backlog"
+        }
+    );
+    Ok(())
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, FollowError> {
@@ -301,11 +339,16 @@ async fn link(
     };
     send(&mut c, &Msg::Hello(hello)).await?;
     let mut reader = FrameReader::new();
-    let payload = with_timeout(reader.next(&mut c), secs).await??;
-    let welcome = match Msg::decode(&payload)? {
-        Msg::Welcome(w) => w,
-        Msg::Refused(why) => return Err(FollowError::Refused(why)),
-        _ => return Err(FollowError::Unexpected),
+    let welcome = loop {
+        let payload = with_timeout(reader.next(&mut c), secs).await??;
+        match Msg::decode(&payload)? {
+            Msg::Welcome(w) => break w,
+            Msg::Refused(why) => return Err(FollowError::Refused(why)),
+            // We were a primary on the other side of a split: offer what we
+            // wrote past the fork before our copy is replaced.
+            Msg::MergeAsk { after } => offer(ls, id, &mut c, after).await?,
+            _ => return Err(FollowError::Unexpected),
+        }
     };
     {
         let mut repls = ls.repl.borrow_mut();

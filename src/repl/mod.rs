@@ -23,6 +23,7 @@ pub mod backlog;
 pub mod backup;
 pub mod barrier;
 pub mod link;
+pub mod merge;
 pub mod primary;
 pub mod shard;
 pub mod shared;

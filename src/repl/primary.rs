@@ -40,6 +40,8 @@ pub enum StreamError {
     Demoted,
     #[error("expected a hello")]
     NoHello,
+    #[error("unexpected message during a merge")]
+    MergeProtocol,
 }
 
 /// Accepts backups of shard `id` (runs on its core for the node's life).
@@ -190,7 +192,31 @@ async fn serve(
             r.backlog = super::backlog::Backlog::new(config.repl_backlog_size as usize, seq);
         }
     }
-    let refusal = partial_refusal(&ls, id, &hello);
+    // A split brain's loser: take what it wrote past the fork first.
+    let diverged = {
+        let repls = ls.repl.borrow();
+        let r = &repls[ls.local_index(id)];
+        !hello.pull
+            && hello.history != 0
+            && hello.history == r.prev_history
+            && hello.seq > r.prev_end
+    };
+    let mut refusal = partial_refusal(&ls, id, &hello);
+    if diverged {
+        let mut st = LinkStats::default();
+        let why = merge_from(
+            &ls,
+            &state,
+            id,
+            &hello,
+            &mut rd,
+            &mut wr,
+            &mut reader,
+            &mut st,
+        )
+        .await?;
+        refusal = Some(why);
+    }
     let (kick_tx, mut kick) = mpsc::channel(1);
     let link = Rc::new(RefCell::new(LinkInfo {
         backup: hello.node_id.clone(),
@@ -233,6 +259,102 @@ async fn serve(
     }
     state.repl.link_down(&hello.node_id);
     result
+}
+
+/// Asks a diverged backup for its records since the fork point and merges
+/// them into this shard (see `super::merge`); returns the full sync's reason.
+#[allow(clippy::too_many_arguments)]
+async fn merge_from(
+    ls: &Rc<LocalShards>,
+    state: &Arc<ServerState>,
+    id: usize,
+    hello: &Hello,
+    rd: &mut ReadHalf<TcpStream>,
+    wr: &mut WriteHalf<TcpStream>,
+    reader: &mut FrameReader,
+    stats: &mut LinkStats,
+) -> Result<String, StreamError> {
+    use super::merge::{merge_frames, Fork, MergeStats};
+    let i = ls.local_index(id);
+    let (after, fork_hlc) = {
+        let repls = ls.repl.borrow();
+        (repls[i].prev_end, repls[i].fork_hlc)
+    };
+    tracing::info!(
+        shard = id,
+        backup = %hello.node_id,
+        "{} wrote past the fork (seq {} > {after}): asking for its records to merge",
+        hello.node_id,
+        hello.seq
+    );
+    send(wr, &Msg::MergeAsk { after }, false, stats).await?;
+    // Our own side since the fork: its deletes must not be undone.
+    let mut fork = Fork {
+        hlc: fork_hlc,
+        ..Fork::default()
+    };
+    {
+        let repls = ls.repl.borrow();
+        let b = &repls[i].backlog;
+        if !b.can_serve(after) {
+            tracing::warn!(
+                shard = id,
+                "merge: this node's records since the fork left its backlog; deletes made since then may be undone by the merge"
+            );
+        }
+        let mut at = after;
+        while let Some((frames, last)) = b.read_after(at, FRAME_BYTES) {
+            if last <= at {
+                break;
+            }
+            fork.learn(&frames);
+            at = last;
+        }
+    }
+    let secs = state.config().repl_timeout;
+    let mut total = MergeStats::default();
+    let complete = loop {
+        let payload = recv(reader, rd, secs).await?;
+        match Msg::decode(&payload)? {
+            Msg::MergeData(frames) => {
+                let tx = SNAPSHOT_TX.fetch_add(1, Ordering::Relaxed);
+                ls.lock(tx, vec![id]).await;
+                let st = merge_frames(&mut ls.shard(id), &fork, frames, now_ms());
+                ls.unlock(tx, 0, &[]);
+                ls.kick_log(id);
+                total.add(st);
+            }
+            Msg::MergeEnd { complete } => break complete,
+            _ => return Err(StreamError::MergeProtocol),
+        }
+    };
+    let r = &state.repl;
+    r.merges.fetch_add(1, Ordering::Relaxed);
+    r.merge_applied.fetch_add(total.applied, Ordering::Relaxed);
+    r.merge_skipped.fetch_add(total.skipped, Ordering::Relaxed);
+    r.merge_lost.fetch_add(total.refused, Ordering::Relaxed);
+    if !complete {
+        r.merge_lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            shard = id,
+            backup = %hello.node_id,
+            "merge: {} no longer held every record since the fork; those are lost",
+            hello.node_id
+        );
+    }
+    tracing::info!(
+        shard = id,
+        backup = %hello.node_id,
+        "merged {} records of {} (its side won), {} kept as ours, {} refused",
+        total.applied,
+        hello.node_id,
+        total.skipped,
+        total.refused
+    );
+    Ok(format!(
+        "diverged past the fork at seq {after}: merged {} of its records ({} kept as ours), then a full sync",
+        total.applied, total.skipped
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -73,6 +73,8 @@ pub struct ShardRepl {
     pub history: u64,
     pub prev_history: u64,
     pub prev_end: u64,
+    /// The shard's clock when it left `prev_history` (a merge's fork time).
+    pub fork_hlc: keel_shards::Hlc,
     pub backlog: Backlog,
     pub links: Vec<Rc<RefCell<LinkInfo>>>,
     pub follow: Follow,
@@ -102,6 +104,7 @@ impl ShardRepl {
             },
             prev_history: 0,
             prev_end: 0,
+            fork_hlc: keel_shards::Hlc::default(),
             backlog: Backlog::new(backlog_bytes, seq),
             links: Vec::new(),
             follow: Follow {

@@ -31,6 +31,13 @@ pub struct ReplShared {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
+    /// Merges of a split brain's loser: shards merged, records applied,
+    /// records the winner's side won, records lost (damaged, or no longer
+    /// in the loser's backlog).
+    pub merges: AtomicU64,
+    pub merge_applied: AtomicU64,
+    pub merge_skipped: AtomicU64,
+    pub merge_lost: AtomicU64,
     /// Microseconds each shard's writes are delayed (backpressure).
     pub delay_us: Vec<AtomicU64>,
     pub peers: Mutex<Peers>,
@@ -99,6 +106,10 @@ impl ReplShared {
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
+            merges: AtomicU64::new(0),
+            merge_applied: AtomicU64::new(0),
+            merge_skipped: AtomicU64::new(0),
+            merge_lost: AtomicU64::new(0),
             delay_us: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             peers: Mutex::new(Peers::default()),
             strong_timeouts: AtomicU64::new(0),

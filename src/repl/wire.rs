@@ -58,6 +58,18 @@ pub enum Msg<'a> {
     Ack {
         seq: u64,
     },
+    /// primary → a diverged backup (a split brain's loser): send your records
+    /// after `after` (the fork point) before you resync.
+    MergeAsk {
+        after: u64,
+    },
+    /// backup → primary: some of those records (whole frames).
+    MergeData(&'a [u8]),
+    /// backup → primary: that was all; `complete` is false when the backlog
+    /// no longer held every record since the fork.
+    MergeEnd {
+        complete: bool,
+    },
 }
 
 fn text(c: &mut Cursor<'_>) -> Result<String, LinkError> {
@@ -114,6 +126,18 @@ impl Msg<'_> {
                 out.push(b'A');
                 put_u64(out, *seq);
             }
+            Msg::MergeAsk { after } => {
+                out.push(b'M');
+                put_u64(out, *after);
+            }
+            Msg::MergeData(b) => {
+                out.push(b'm');
+                out.extend_from_slice(b);
+            }
+            Msg::MergeEnd { complete } => {
+                out.push(b'e');
+                put_u64(out, *complete as u64);
+            }
         }
     }
 
@@ -154,6 +178,11 @@ impl Msg<'_> {
                 at_ms: c.u64()?,
             },
             b'A' => Msg::Ack { seq: c.u64()? },
+            b'M' => Msg::MergeAsk { after: c.u64()? },
+            b'm' => Msg::MergeData(c.rest()),
+            b'e' => Msg::MergeEnd {
+                complete: c.u64()? != 0,
+            },
             _ => return Err(LinkError::Malformed("unknown message")),
         })
     }
@@ -200,6 +229,9 @@ mod tests {
                 at_ms: 2,
             },
             Msg::Ack { seq: 42 },
+            Msg::MergeAsk { after: 17 },
+            Msg::MergeData(b"frames"),
+            Msg::MergeEnd { complete: true },
         ];
         for m in msgs {
             let mut out = Vec::new();

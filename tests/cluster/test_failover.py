@@ -681,7 +681,90 @@ def test_partition_isolates_the_primary():
         lost_during = [a for a in lost if a.t >= t_iso]
         report(name, f"{len(majority)} writes acked on the majority side all present; acked by the "
                f"isolated h1: {len(lost_before)} of {len(before)} before the cut lost, "
-               f"{len(lost_during)} of {len(during)} during the cut lost (merge not implemented)")
+               f"{len(lost_during)} of {len(during)} during the cut lost")
+        # Eventual mode: what the cut-off primary acknowledged is merged back
+        # (unique keys, counters, hash fields, set members: written by one
+        # side only, or merged by the rules), so nothing is lost.
+        check(c, not lost_before and not lost_during,
+              f"writes acked by the isolated h1 lost after the merge: {(lost_before + lost_during)[:5]}")
+        merged = info(c, new)
+        check(c, int(merged.get("cluster_merges", "0")) >= 1 and int(merged.get("cluster_merge_applied", "0")) > 0,
+              f"{new} reports no merge: {merged}")
+
+
+def test_split_brain_merge_rules_key_by_key():
+    """Eventual mode, the primary cut off with its own writer: after the heal
+    the winner merges the loser's records since the fork by the rules of
+    ARCHITECTURE.md section 5, checked key by key."""
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        with c.connect("h1", "h1") as p:
+            for cmd in (("SET", "ctr", "10"), ("HSET", "h", "f1", "0", "f2", "0", "f3", "0"),
+                        ("SADD", "s", "m1", "m2", "m3"), ("SET", "both", "old"),
+                        ("SET", "lwin", "old"), ("SET", "gone_w", "old"), ("SET", "gone_l", "old"),
+                        ("SET", "del_l", "old"), ("RPUSH", "lst", "a")):
+                p.call(*cmd)
+        wait_converged(c, ["h1", "h2", "h3"])
+        c.isolate("h1")
+        new, term = wait_one_primary(c, ["h2", "h3"], 3 * FAILOVER_BOUND, "a primary on the majority side",
+                                     not_="h1")
+        until(c, lambda: info(c, new).get("cluster_role") == "primary", FAILOVER_BOUND, f"{new} open")
+        loser, winner = c.connect("h1", "h1"), c.connect(new, new)
+
+        def on(conn, *cmd):
+            r = conn.call(*cmd)
+            time.sleep(0.02)  # distinct HLC milliseconds, in this order
+            return r
+
+        # Writes in time order (each side's HLC follows the shared wall clock).
+        on(loser, "SET", "both", "L")              # both wrote: the later (W) wins
+        on(winner, "SET", "both", "W")
+        on(winner, "SET", "lwin", "W")             # both wrote: the later (L) wins
+        on(loser, "SET", "lwin", "L")
+        on(loser, "SET", "gone_w", "L")            # W deletes after L's write: stays deleted
+        on(winner, "DEL", "gone_w")
+        on(winner, "SET", "gone_l", "W")           # L deletes after W's write: deleted
+        on(loser, "DEL", "gone_l")
+        on(loser, "DEL", "del_l")                  # only L deleted: deleted
+        on(loser, "INCRBY", "ctr", "5")            # counters: both increments count
+        on(winner, "INCRBY", "ctr", "7")
+        on(loser, "HSET", "h", "f1", "L")          # fields: later wins, one by one
+        on(winner, "HSET", "h", "f1", "W", "f2", "W")
+        on(loser, "HSET", "h", "f2", "L", "f3", "L")
+        on(winner, "SADD", "s", "mW", "mC")        # W adds mC while L adds and removes it:
+        on(loser, "SADD", "s", "mL", "mC")         # the concurrent add stays
+        on(loser, "SREM", "s", "mC", "m1")         # m1 (seen by both) is removed
+        on(winner, "SREM", "s", "m2")
+        on(loser, "SET", "only_l", "L")            # one side only: kept as written
+        on(winner, "SET", "only_w", "W")
+        on(loser, "RPUSH", "lst", "L")             # lists: key-level last writer wins
+        on(winner, "RPUSH", "lst", "W")
+        loser.close()
+        winner.close()
+
+        c.heal()
+        r = wait_one_primary(c, ["h1", "h2", "h3"], 20, "one primary after the heal")
+        check(c, r[0] == new, f"after the heal the primary is {r}, the majority had {new}")
+        wait_converged(c, ["h1", "h2", "h3"])
+        want = {
+            ("GET", "both"): "W", ("GET", "lwin"): "L", ("EXISTS", "gone_w"): 0,
+            ("EXISTS", "gone_l"): 0, ("EXISTS", "del_l"): 0, ("GET", "ctr"): "22",
+            ("HGET", "h", "f1"): "W", ("HGET", "h", "f2"): "L", ("HGET", "h", "f3"): "L",
+            ("GET", "only_l"): "L", ("GET", "only_w"): "W",
+            ("LRANGE", "lst", "0", "-1"): ["a", "W"],
+        }
+        for h in ("h1", "h2", "h3"):
+            with c.connect(h, h) as conn:
+                got = {k: conn.call(*k) for k in want}
+                members = set(conn.call("SMEMBERS", "s"))
+            bad = {k: (got[k], v) for k, v in want.items() if got[k] != v}
+            check(c, not bad, f"{h}: merged keys differ from the rules (got, want): {bad}")
+            check(c, members == {"m3", "mW", "mL", "mC"}, f"{h}: set s is {sorted(members)}")
+        merged = info(c, new)
+        report("merge-rules", f"winner {new}: merges={merged.get('cluster_merges')} "
+               f"applied={merged.get('cluster_merge_applied')} kept={merged.get('cluster_merge_kept_ours')} "
+               f"lost={merged.get('cluster_merge_lost')}")
+        check(c, merged.get("cluster_merge_lost") == "0", f"records lost in the merge: {merged}")
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,386 @@
+//! Merging a diverged member's records after a split brain heals.
+//!
+//! # When
+//! A node that was primary on the other side of a partition (the *loser*)
+//! steps down when it hears the newer term and follows the winner. Its
+//! handshake presents the history the winner was promoted from, but with a
+//! seq past the winner's takeover point: it wrote records the winner never
+//! saw. Before the loser is full-synced (its copy is discarded), the winner
+//! asks it for those records (`MergeAsk`), and applies them here, on the
+//! shard's own core, under the shard's lock, as ordinary writes of its own —
+//! journaled and streamed to its backups like any write, each with the HLC
+//! the loser gave it. Then the full sync makes the loser equal to the winner.
+//!
+//! # The rules (ARCHITECTURE.md §5, `keel_shards::merge`)
+//! *Fork time* is the winner's clock when it promoted: a winner key whose
+//! HLC is past it was written on the winner's side; *tombstones* are the
+//! winner's deletes since the fork, read off its own backlog.
+//! - A key only the loser wrote since the fork: its record applies as written.
+//! - A scalar both sides wrote: the later HLC wins (the record applies only
+//!   if it is later than the winner's write or delete of that key).
+//! - Hash fields: one by one, the later HLC wins (field deletes too).
+//! - Sets: the loser's adds apply (add wins over a concurrent remove); its
+//!   removes apply only to members the winner did not add since the fork.
+//! - INCR-family counters: the loser's increments are added
+//!   (`INCRBY step`), so both sides' increments count.
+//! - A delete on either side is not undone by the other side's older state.
+//! - Lists, sorted sets and anything else both sides wrote: key-level
+//!   last-writer-wins.
+//! - `FLUSHDB` and transaction aborts from the loser are not applied.
+//!
+//! # Limits
+//! Only the records still in the loser's backlog can be offered (a loser
+//! that restarted has none); only a loser on the winner's previous history
+//! is recognised (two failovers while it was cut off make it a stranger,
+//! and it resyncs in full). Both are logged and counted.
+
+use std::collections::HashMap;
+
+use keel_shards::entry_codec::decode_entry;
+use keel_shards::record::{decode_frame, Frame, Op, Record};
+use keel_shards::{Hlc, Shard, Value};
+
+use crate::cmd::{is, Ctx};
+use crate::exec::command::{self, Kind};
+
+/// What the winner knows of its own side since the fork.
+#[derive(Default)]
+pub struct Fork {
+    /// The winner's clock when it promoted.
+    pub hlc: Hlc,
+    /// Keys the winner deleted since the fork: (db, key) → latest delete.
+    pub deleted: HashMap<(u8, Vec<u8>), Hlc>,
+    /// Hash fields it deleted: (db, key, field) → latest delete.
+    pub fields_deleted: HashMap<(u8, Vec<u8>, Vec<u8>), Hlc>,
+}
+
+/// What a merge did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Loser records applied (in whole or in part).
+    pub applied: u64,
+    /// Loser records the winner's side won over.
+    pub skipped: u64,
+    /// Records that could not be read or run.
+    pub refused: u64,
+}
+
+impl MergeStats {
+    pub fn add(&mut self, o: MergeStats) {
+        self.applied += o.applied;
+        self.skipped += o.skipped;
+        self.refused += o.refused;
+    }
+}
+
+fn max_in<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Hlc>, k: K, h: Hlc) {
+    let e = m.entry(k).or_insert(h);
+    *e = (*e).max(h);
+}
+
+impl Fork {
+    /// Reads the winner's own records since the fork (its backlog after its
+    /// takeover seq) for its deletes.
+    pub fn learn(&mut self, frames: &[u8]) {
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let Ok((frame, used)) = decode_frame(rest) else {
+                return;
+            };
+            rest = &rest[used..];
+            match frame {
+                Frame::Record(r) => self.learn_record(&r),
+                Frame::Unit { records, .. } => records.iter().for_each(|r| self.learn_record(r)),
+                _ => {}
+            }
+        }
+    }
+
+    fn learn_record(&mut self, r: &Record<'_>) {
+        match r.op {
+            Op::Del => max_in(&mut self.deleted, (r.db, r.key.to_vec()), r.hlc),
+            Op::Cmd => {
+                let Some(name) = r.args.first() else {
+                    return;
+                };
+                if is(name, "del") || is(name, "unlink") || is(name, "getdel") {
+                    for k in &r.args[1..] {
+                        max_in(&mut self.deleted, (r.db, k.to_vec()), r.hlc);
+                    }
+                } else if is(name, "hdel") && r.args.len() > 2 {
+                    for f in &r.args[2..] {
+                        let k = (r.db, r.args[1].to_vec(), f.to_vec());
+                        max_in(&mut self.fields_deleted, k, r.hlc);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn deleted_at(&self, db: u8, key: &[u8]) -> Option<Hlc> {
+        self.deleted.get(&(db, key.to_vec())).copied()
+    }
+}
+
+/// The loser's records (whole frames, as its backlog holds them), merged
+/// into `s` by the rules above. `now` is the wall clock in Unix ms.
+pub fn merge_frames(s: &mut Shard, fork: &Fork, frames: &[u8], now: u64) -> MergeStats {
+    let mut stats = MergeStats::default();
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let (frame, used) = match decode_frame(rest) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("merge: a damaged frame from the loser ends the merge: {e}");
+                stats.refused += 1;
+                return stats;
+            }
+        };
+        rest = &rest[used..];
+        match frame {
+            Frame::Record(r) => merge_record(s, fork, &r, now, &mut stats),
+            Frame::Unit { records, .. } => {
+                for r in &records {
+                    merge_record(s, fork, r, now, &mut stats);
+                }
+            }
+            _ => stats.refused += 1,
+        }
+    }
+    stats
+}
+
+/// The winner's side of one key: whether it wrote it since the fork, and
+/// the time of its latest write or delete.
+struct Side {
+    touched: bool,
+    last: Hlc,
+    exists: bool,
+}
+
+fn side(s: &mut Shard, fork: &Fork, db: u8, key: &[u8], now: u64) -> Side {
+    let entry_hlc = s.peek(db as usize, key, now).map(|e| e.hlc);
+    let deleted = fork.deleted_at(db, key);
+    let last = entry_hlc
+        .into_iter()
+        .chain(deleted)
+        .max()
+        .unwrap_or_default();
+    Side {
+        touched: deleted.is_some() || entry_hlc.is_some_and(|h| h > fork.hlc),
+        last,
+        exists: entry_hlc.is_some(),
+    }
+}
+
+/// Runs `args` on the winner's shard as a write taking HLC time `hlc`.
+fn run(s: &mut Shard, db: u8, hlc: Hlc, args: &[&[u8]], now: u64, stats: &mut MergeStats) {
+    let Some(spec) = command::lookup(args[0]) else {
+        stats.refused += 1;
+        return;
+    };
+    let Kind::Keyed(f, _) = spec.kind else {
+        stats.refused += 1;
+        return;
+    };
+    if !spec.arity_ok(args.len()) {
+        stats.refused += 1;
+        return;
+    }
+    let ctx = Ctx {
+        db: db as usize,
+        now_ms: now,
+        max_string: usize::MAX,
+    };
+    s.replay_at(hlc);
+    let r = crate::exec::router::apply(f, false, s, &ctx, args);
+    s.end_forced_hlc();
+    match r {
+        Ok(_) => stats.applied += 1,
+        Err(e) => {
+            tracing::debug!("merge: {} answered {e}", String::from_utf8_lossy(args[0]));
+            stats.skipped += 1;
+        }
+    }
+}
+
+fn merge_record(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &mut MergeStats) {
+    let (db, h) = (r.db, r.hlc);
+    if db as usize >= keel_shards::DATABASES {
+        stats.refused += 1;
+        return;
+    }
+    match r.op {
+        Op::FlushDb | Op::Abort => stats.skipped += 1,
+        Op::Del => {
+            let w = side(s, fork, db, r.key, now);
+            if w.exists && w.last < h {
+                run(s, db, h, &[b"DEL", r.key], now, stats);
+            } else {
+                stats.skipped += 1;
+            }
+        }
+        Op::Put => {
+            let w = side(s, fork, db, r.key, now);
+            if w.touched && w.last >= h {
+                stats.skipped += 1;
+                return;
+            }
+            let Some(entry) = r.args.first().and_then(|b| decode_entry(b).ok()) else {
+                stats.refused += 1;
+                return;
+            };
+            s.command_begin();
+            s.replay_at(h);
+            s.set(db as usize, r.key, entry, now);
+            s.end_forced_hlc();
+            s.record_put(db as usize, r.key);
+            stats.applied += 1;
+        }
+        Op::IncrTo => {
+            // Both sides' increments count: the loser's step is added to
+            // whatever the winner holds (the value at the fork when the
+            // winner did not touch it, so the result is the loser's).
+            let deleted_later = fork.deleted_at(db, r.key).is_some_and(|d| d >= h);
+            match r.args.get(1) {
+                Some(step) if !deleted_later => {
+                    run(s, db, h, &[b"INCRBY", r.key, step], now, stats)
+                }
+                _ => stats.skipped += 1,
+            }
+        }
+        Op::Cmd => merge_command(s, fork, r, now, stats),
+    }
+}
+
+fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &mut MergeStats) {
+    let (db, h) = (r.db, r.hlc);
+    let Some(name) = r.args.first() else {
+        stats.refused += 1;
+        return;
+    };
+    let Some(spec) = command::lookup(name) else {
+        stats.refused += 1;
+        return;
+    };
+    let keys: Vec<Vec<u8>> = command::keys_of(spec, &r.args)
+        .into_iter()
+        .map(|k| k.to_vec())
+        .collect();
+    if is(name, "del") || is(name, "unlink") {
+        // A delete wins over the winner's older state only.
+        for k in &keys {
+            let w = side(s, fork, db, k, now);
+            if w.exists && w.last < h {
+                run(s, db, h, &[b"DEL", k], now, stats);
+            } else {
+                stats.skipped += 1;
+            }
+        }
+        return;
+    }
+    let Some(key) = keys.first().cloned() else {
+        run(s, db, h, &r.args, now, stats);
+        return;
+    };
+    let w = side(s, fork, db, &key, now);
+    if !w.touched {
+        run(s, db, h, &r.args, now, stats);
+        return;
+    }
+    // The winner deleted the key after this write: it stays deleted.
+    if fork.deleted_at(db, &key).is_some_and(|d| d >= h) {
+        stats.skipped += 1;
+        return;
+    }
+    let fields =
+        |s: &mut Shard, keep: &dyn Fn(&keel_shards::Hash, &[u8]) -> bool| -> Option<Vec<Vec<u8>>> {
+            match s.peek(db as usize, &key, now).map(|e| &e.value) {
+                Some(Value::Hash(hash)) => Some(
+                    r.args[2..]
+                        .iter()
+                        .filter(|f| keep(hash, f))
+                        .map(|f| f.to_vec())
+                        .collect(),
+                ),
+                None => Some(r.args[2..].iter().map(|f| f.to_vec()).collect()),
+                Some(_) => None,
+            }
+        };
+    let field_older = |hash: &keel_shards::Hash, f: &[u8]| {
+        let mine = hash.get(f).map(|x| x.hlc);
+        let gone = fork
+            .fields_deleted
+            .get(&(db, key.clone(), f.to_vec()))
+            .copied();
+        mine.into_iter().chain(gone).max().is_none_or(|t| t < h)
+    };
+    if (is(name, "hset") || is(name, "hmset"))
+        && r.args.len() >= 4
+        && r.args.len().is_multiple_of(2)
+    {
+        // Field by field: pairs whose field the winner wrote later stay its.
+        let pairs: Vec<(&[u8], &[u8])> = r.args[2..].chunks(2).map(|c| (c[0], c[1])).collect();
+        let keep: Option<Vec<(&[u8], &[u8])>> =
+            match s.peek(db as usize, &key, now).map(|e| &e.value) {
+                Some(Value::Hash(hash)) => Some(
+                    pairs
+                        .into_iter()
+                        .filter(|(f, _)| field_older(hash, f))
+                        .collect(),
+                ),
+                None => Some(pairs),
+                Some(_) => None,
+            };
+        match keep {
+            Some(p) if !p.is_empty() => {
+                let mut args: Vec<&[u8]> = vec![b"HSET", &key];
+                for (f, v) in p {
+                    args.push(f);
+                    args.push(v);
+                }
+                run(s, db, h, &args, now, stats);
+            }
+            _ => stats.skipped += 1,
+        }
+    } else if is(name, "hdel") && r.args.len() >= 3 {
+        match fields(s, &field_older) {
+            Some(f) if !f.is_empty() => {
+                let mut args: Vec<&[u8]> = vec![b"HDEL", &key];
+                args.extend(f.iter().map(|x| x.as_slice()));
+                run(s, db, h, &args, now, stats);
+            }
+            _ => stats.skipped += 1,
+        }
+    } else if is(name, "sadd") || is(name, "hincrby") || is(name, "hincrbyfloat") {
+        // Adds win; hash counters add up as string counters do.
+        run(s, db, h, &r.args, now, stats);
+    } else if is(name, "srem") && r.args.len() >= 3 {
+        // A member the winner added since the fork was added concurrently
+        // with this removal: it stays.
+        let members: Option<Vec<Vec<u8>>> = match s.peek(db as usize, &key, now).map(|e| &e.value) {
+            Some(Value::Set(set)) => Some(
+                r.args[2..]
+                    .iter()
+                    .filter(|m| set.hlc(m).is_some_and(|t| t <= fork.hlc))
+                    .map(|m| m.to_vec())
+                    .collect(),
+            ),
+            _ => None,
+        };
+        match members {
+            Some(m) if !m.is_empty() => {
+                let mut args: Vec<&[u8]> = vec![b"SREM", &key];
+                args.extend(m.iter().map(|x| x.as_slice()));
+                run(s, db, h, &args, now, stats);
+            }
+            _ => stats.skipped += 1,
+        }
+    } else if w.last < h && keys.iter().all(|k| side(s, fork, db, k, now).last < h) {
+        // Key-level last writer wins.
+        run(s, db, h, &r.args, now, stats);
+    } else {
+        stats.skipped += 1;
+    }
+}

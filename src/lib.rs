@@ -37,12 +37,16 @@
 //!   [`cmd::numbers`]: number parsing and formatting with Redis's rules.
 //! - [`control`]: the HA control plane as pure state machines (failure
 //!   detection, election, safety check, split brain) and its seeded
-//!   simulator; not yet driven by the network.
+//!   simulator.
+//! - [`cluster`]: the cluster bus that drives [`control`] on the network
+//!   (a thread per link, off the data cores) and turns its decisions into
+//!   replication: follow, pull, promote, step down, pause.
 //! - [`persist`]: the data directory, per-shard logs (group commit, fsync
 //!   policies, disk errors), snapshot files, recovery and replay.
 //! - [`repl`]: replication — per-shard streams to backups (handshake,
 //!   backlog, snapshots, acks, backpressure), the backup's side, the barrier
-//!   that keeps cross-shard transactions whole, link frames.
+//!   that keeps cross-shard transactions whole, link frames, and the merge
+//!   of a split brain's loser ([`repl::merge`]).
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
 pub mod cluster;

@@ -548,6 +548,7 @@ impl Driver {
                 self.state
                     .repl
                     .set_write_pause_until(now_ms() + timeout_ms + HANDOVER_WAIT_MS);
+                self.state.cluster.want_acks.store(true, Ordering::SeqCst);
                 self.switchover = Some(Switchover {
                     target,
                     deadline: now + timeout_ms,
@@ -579,6 +580,7 @@ impl Driver {
 
     fn end_switchover(&mut self) {
         self.switchover = None;
+        self.state.cluster.want_acks.store(false, Ordering::SeqCst);
         self.state.repl.set_write_pause_until(0);
     }
 

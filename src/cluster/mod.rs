@@ -134,6 +134,8 @@ pub struct ClusterState {
     pub notices: Mutex<std::collections::VecDeque<Notice>>,
     /// Operator commands for the driver.
     pub commands: Mutex<Vec<Command>>,
+    /// A switchover runs: the cores publish every backup's acks.
+    pub want_acks: AtomicBool,
 }
 
 impl ClusterState {
@@ -144,6 +146,7 @@ impl ClusterState {
             lease_ok: AtomicBool::new(true),
             notices: Mutex::new(std::collections::VecDeque::new()),
             commands: Mutex::new(Vec::new()),
+            want_acks: AtomicBool::new(false),
         }
     }
 
@@ -229,6 +232,9 @@ pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
                 .max()
                 .unwrap_or(0);
             f.sync_acked.store(acked, Ordering::Relaxed);
+            if !state.cluster.want_acks.load(Ordering::Relaxed) {
+                continue;
+            }
             if let Ok(mut by) = f.acked_by.lock() {
                 by.clear();
                 by.extend(

@@ -166,6 +166,15 @@ fn ready(conn: &Conn, views: &[ShardView]) -> bool {
     })
 }
 
+/// The primary ROLE and INFO name: the one followed; a node the cluster
+/// holds (stepped down, or not yet told who leads) is no master either —
+/// it shows as a replica of nobody yet (empty host, port 0, link down).
+fn shown_master(st: &crate::server::state::ServerState) -> Option<(String, u16)> {
+    st.repl
+        .master()
+        .or_else(|| st.repl.is_backup().then(|| (String::new(), 0)))
+}
+
 pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     let views = gather(conn).await?;
     let st = &conn.state;
@@ -179,7 +188,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     let history = views.first().map_or(0, |v| v.history);
     let now = now_ms();
     w.push_str("# Replication\r\n");
-    match st.repl.master() {
+    match shown_master(st) {
         None => {
             let bs = backups(&views);
             let _ = write!(w, "role:master\r\nconnected_slaves:{}\r\n", bs.len());
@@ -313,7 +322,7 @@ pub fn replicaof(conn: &Conn, a: &[&[u8]]) -> CmdResult {
 pub async fn role(conn: &Conn) -> CmdResult {
     let views = gather(conn).await?;
     let offset: u64 = views.iter().map(|v| v.seq).sum();
-    Ok(match conn.state.repl.master() {
+    Ok(match shown_master(&conn.state) {
         None => Reply::Array(vec![
             Reply::bulk("master"),
             Reply::Int(offset as i64),

@@ -51,6 +51,22 @@ pub async fn backpressure(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) {
     }
 }
 
+/// Whether this primary holds the strong-mode lease, waiting a little for
+/// one it is about to get (the first pings after it opened).
+async fn lease_held(state: &crate::server::state::ServerState) -> bool {
+    for _ in 0..100 {
+        if state
+            .cluster
+            .lease_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return true;
+        }
+        crate::runtime::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
 /// Waits while a planned switchover holds writes (at most until its
 /// deadline).
 pub async fn wait_switchover(state: &crate::server::state::ServerState) {
@@ -90,16 +106,9 @@ pub async fn wait_sync_backup(conn: &Conn, which: &[usize]) -> bool {
     match crate::runtime::timeout(Duration::from_secs(secs), all).await {
         // (a released waiter's sender is dropped: any outcome is a release)
         // A primary cut off from the majority holds no lease: a new primary
-        // may already be open, so it must not acknowledge (cluster only).
-        Some(_)
-            if conn
-                .state
-                .cluster
-                .lease_ok
-                .load(std::sync::atomic::Ordering::Relaxed) =>
-        {
-            true
-        }
+        // may already be open, so it must not acknowledge (cluster only). A
+        // primary that just opened gets its lease with the next pings.
+        Some(_) if lease_held(&conn.state).await => true,
         Some(_) => {
             tracing::warn!(
                 "strong-mode write not acknowledged: this primary holds no majority lease"

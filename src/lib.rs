@@ -20,8 +20,10 @@
 //!   sockets of `repl::primary` and `repl::backup`, the only code that names
 //!   glommio.
 //! - [`server`]: [`server::conn`], a connection's read → parse → execute →
-//!   write loop; [`server::info`], [`server::client`], [`server::state`]:
-//!   INFO, client bookkeeping, shared state.
+//!   write loop; [`server::commands`], the commands that act on the
+//!   connection (CLIENT, SELECT, INFO, CONFIG, REPLICAOF, SAVE...);
+//!   [`server::info`], [`server::client`], [`server::state`]: INFO, client
+//!   bookkeeping, shared state.
 //! - [`resp`]: the RESP parser and reply encoder; [`resp::reply`]: the reply
 //!   value.
 //! - [`exec`]: how a command executes.
@@ -33,7 +35,8 @@
 //!     executor.
 //!   - [`exec::blocking`]: BLPOP and friends: waiters per key, served in
 //!     order.
-//! - [`cmd`]: the command implementations, one file per family;
+//! - [`cmd`]: the keyed command implementations, one file per family (a
+//!   handler sees a shard and a narrow [`cmd::Ctx`], never the connection);
 //!   [`cmd::numbers`]: number parsing and formatting with Redis's rules.
 //! - [`control`]: the HA control plane as pure state machines (failure
 //!   detection, election, safety check, split brain) and its seeded

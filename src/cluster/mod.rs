@@ -30,7 +30,7 @@
 //! - [`topology`]: members, their numbers and addresses.
 //! - [`wire`]: bus frames (crc32, version, per-link counter) and messages.
 //! - [`bus`]: the links, on threads of their own.
-//! - [`file`]: the cluster file (term, vote, primary, history).
+//! - [`file`](mod@file): the cluster file (term, vote, primary, history).
 //! - [`driver`]: the loop that ties them to the control plane.
 
 pub mod bus;

@@ -1,8 +1,10 @@
 //! Command implementations, one file per family. Keyed commands run on the
-//! shard that owns their keys and see only that [`Shard`]; connection and
-//! server commands live in `server.rs` and `connection.rs`.
+//! shard that owns their keys and see only that [`Shard`] and a [`Ctx`];
+//! the cluster commands (`sentinel`, `failover`) see the server's shared
+//! state. Commands that act on the connection itself (CLIENT, SELECT, INFO,
+//! REPLICAOF...) live beside the connection loop, in `server::commands`:
+//! nothing here depends on the connection.
 
-pub mod connection;
 pub mod error;
 pub mod expiry;
 pub mod failover;
@@ -10,10 +12,7 @@ pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod numbers;
-pub mod persistence;
-pub mod replication;
 pub mod sentinel;
-pub mod server;
 pub mod sets;
 pub mod strings;
 #[cfg(test)]

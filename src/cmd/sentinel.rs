@@ -117,7 +117,7 @@ fn no_such_master() -> CmdError {
     CmdError::Raw("ERR No such master with that name".into())
 }
 
-/// SENTINEL <subcommand> [name].
+/// `SENTINEL <subcommand> [name]`.
 pub fn sentinel(state: &ServerState, a: &[&[u8]]) -> CmdResult {
     let sub = String::from_utf8_lossy(a[1]).to_ascii_lowercase();
     let c = state.config();

@@ -18,9 +18,9 @@
 //!   EXEC means EXEC answers a null array and runs nothing.
 
 use crate::cmd::error::{CmdError, CmdResult};
-use crate::cmd::server;
 use crate::exec::command::{Kind, Spec};
 use crate::resp::reply::Reply;
+use crate::server::commands as server;
 use crate::server::conn::Conn;
 
 /// A command waiting for EXEC.

@@ -17,7 +17,7 @@ use futures::future::Either;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
 use crate::cmd::error::{unknown_command, CmdError};
-use crate::cmd::{server, Ctx};
+use crate::cmd::Ctx;
 use crate::exec::blocking::{self, Blocked};
 use crate::exec::command::{self, flags, Kind};
 use crate::exec::local::TxId;
@@ -27,6 +27,7 @@ use crate::exec::router::Router;
 use crate::resp::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
 use crate::server::client::ClientInfo;
+use crate::server::commands;
 use crate::server::state::{now_ms, ServerState};
 
 /// Replies are flushed early when a batch's output grows past this.
@@ -278,7 +279,7 @@ impl Conn {
                     .await,
                 After::Continue,
             ),
-            Kind::Conn => server::run(self, spec, argv, now).await,
+            Kind::Conn => commands::run(self, spec, argv, now).await,
         };
         let failed = result.is_err();
         let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string().into()));

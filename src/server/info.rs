@@ -174,7 +174,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 );
             }
             "persistence" => {
-                let f = crate::cmd::persistence::facts(conn)
+                let f = crate::server::commands::persistence::facts(conn)
                     .await
                     .unwrap_or_default();
                 let c = st.config();
@@ -224,7 +224,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 );
             }
             "replication" => {
-                crate::cmd::replication::info_section(conn, w).await?;
+                crate::server::commands::replication::info_section(conn, w).await?;
             }
             "cluster" => crate::cluster::info_section(st, w),
             "cpu" => {

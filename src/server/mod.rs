@@ -3,6 +3,7 @@
 //! executor shares ([`state`]).
 
 pub mod client;
+pub mod commands;
 pub mod conn;
 pub mod info;
 pub mod state;

@@ -1,15 +1,27 @@
 //! Commands that run in the connection rather than on one shard: the
 //! keyspace-wide ones (KEYS, SCAN, DBSIZE, FLUSHDB...), which visit every
 //! executor, and the server ones (INFO, CONFIG, COMMAND, DEBUG, TIME).
+//!
+//! They live beside the connection loop because they act on it (its
+//! database, protocol, subscriptions, transaction); the keyed handlers of
+//! `crate::cmd` see only a shard and a [`Ctx`](crate::cmd::Ctx), never the
+//! connection, so `cmd` does not depend on this layer.
+//!
+//! - [`connection`]: PING, HELLO, AUTH, SELECT, CLIENT...
+//! - [`replication`]: REPLICAOF, ROLE, WAIT, REPLCONF, INFO replication.
+//! - [`persistence`]: SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE, INFO persistence.
 
-use super::persistence::SnapshotKind;
+pub mod connection;
+pub mod persistence;
+pub mod replication;
+
+use persistence::SnapshotKind;
 use std::time::Duration;
 
 use keel_shards::{glob, Digest, EvictionPolicy};
 
-use super::connection;
-use super::error::{CmdError, CmdResult};
-use super::is;
+use crate::cmd::error::{CmdError, CmdResult};
+use crate::cmd::is;
 use crate::cmd::numbers::{float_arg, int_arg};
 use crate::config::parse_memory;
 use crate::exec::command::{self, flags, Spec, COMMANDS};
@@ -66,16 +78,16 @@ pub async fn run(
                 crate::exec::blocking::Start::Wait(_) => Ok(Reply::NilArray),
             }
         }
-        "lastsave" => super::persistence::lastsave(conn).await,
-        "replicaof" | "slaveof" => super::replication::replicaof(conn, a),
-        "role" => super::replication::role(conn).await,
-        "wait" => super::replication::wait(conn, a).await,
-        "replconf" => super::replication::replconf(conn, a),
-        "sentinel" => super::sentinel::sentinel(&conn.state, a),
-        "failover" => super::failover::failover(&conn.state, a),
-        "save" => super::persistence::snapshot(conn, SnapshotKind::Save, false).await,
-        "bgsave" => super::persistence::snapshot(conn, SnapshotKind::Save, true).await,
-        "bgrewriteaof" => super::persistence::snapshot(conn, SnapshotKind::Rewrite, true).await,
+        "lastsave" => persistence::lastsave(conn).await,
+        "replicaof" | "slaveof" => replication::replicaof(conn, a),
+        "role" => replication::role(conn).await,
+        "wait" => replication::wait(conn, a).await,
+        "replconf" => replication::replconf(conn, a),
+        "sentinel" => crate::cmd::sentinel::sentinel(&conn.state, a),
+        "failover" => crate::cmd::failover::failover(&conn.state, a),
+        "save" => persistence::snapshot(conn, SnapshotKind::Save, false).await,
+        "bgsave" => persistence::snapshot(conn, SnapshotKind::Save, true).await,
+        "bgrewriteaof" => persistence::snapshot(conn, SnapshotKind::Rewrite, true).await,
         _ => Err(CmdError::other(format!("unknown command '{}'", spec.name))),
     };
     (r, After::Continue)

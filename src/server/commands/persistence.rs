@@ -7,7 +7,7 @@
 
 use futures::channel::oneshot;
 
-use super::error::{CmdError, CmdResult};
+use crate::cmd::error::{CmdError, CmdResult};
 use crate::persist::disk::ShardDisk;
 use crate::resp::reply::Reply;
 use crate::server::conn::Conn;

@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 
-use super::error::{CmdError, CmdResult};
-use super::is;
+use crate::cmd::error::{CmdError, CmdResult};
+use crate::cmd::is;
 use crate::cmd::numbers::{int_arg, parse_i64};
 use crate::resp::reply::Reply;
 use crate::resp::Protocol;

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::error::{CmdError, CmdResult};
+use crate::cmd::error::{CmdError, CmdResult};
 use crate::config::parse_host_port;
 use crate::repl::shard::LinkInfo;
 use crate::resp::reply::Reply;

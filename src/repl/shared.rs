@@ -14,8 +14,11 @@ pub struct Peers {
     /// Open links per backup id (one per shard when all are up).
     pub links: HashMap<String, usize>,
     /// The backup strong-mode writes wait for: the configured one, or the
-    /// first to connect, until it has no link left.
+    /// first to connect — preferring one in another zone than this node's —
+    /// until it has no link left.
     pub sync: Option<String>,
+    /// Zones of connected backups: true when in this node's zone.
+    pub same_zone: HashMap<String, bool>,
 }
 
 pub struct ReplShared {
@@ -258,12 +261,21 @@ impl ReplShared {
         self.write_delay_us(0..self.delay_us.len())
     }
 
-    /// A link of backup `id` opened.
-    pub fn link_up(&self, id: &str) {
+    /// A link of backup `id` opened; `same_zone`: it is in this node's zone.
+    pub fn link_up(&self, id: &str, same_zone: bool) {
         let mut p = lock(&self.peers);
         *p.links.entry(id.to_string()).or_default() += 1;
+        p.same_zone.insert(id.to_string(), same_zone);
+        let sync_same = p
+            .sync
+            .as_ref()
+            .is_some_and(|s| p.same_zone.get(s).copied().unwrap_or(false));
         if p.sync.is_none() {
             p.sync = Some(self.sync_backup.clone().unwrap_or_else(|| id.to_string()));
+        } else if self.sync_backup.is_none() && sync_same && !same_zone {
+            // The sync backup is this node's pair in another zone: a zone
+            // that goes dark must not take both copies of a strong write.
+            p.sync = Some(id.to_string());
         }
     }
 
@@ -280,7 +292,9 @@ impl ReplShared {
         // over to a backup still connected.
         if self.sync_backup.is_none() && p.sync.as_deref() == Some(id) && !p.links.contains_key(id)
         {
-            p.sync = p.links.keys().min().cloned();
+            // Another zone's backup first, then the lowest id.
+            let zone_of = |b: &String| p.same_zone.get(b).copied().unwrap_or(false);
+            p.sync = p.links.keys().min_by_key(|b| (zone_of(b), (*b).clone())).cloned();
         }
     }
 

@@ -767,6 +767,35 @@ def test_split_brain_merge_rules_key_by_key():
         check(c, merged.get("cluster_merge_lost") == "0", f"records lost in the merge: {merged}")
 
 
+def test_loss_of_a_whole_zone_strong():
+    """Five nodes in three zones (z1: h1 primary and h4; z2: h2 and h5; z3: h3),
+    strong mode: zone z1 goes dark (both its nodes killed at once). The sync
+    backup is in another zone than the primary, so a survivor holds every
+    acknowledged write: one of them is elected, nothing acknowledged is lost."""
+    zones = {"h1": "z1", "h2": "z2", "h3": "z3", "h4": "z1", "h5": "z2"}
+    with Cluster(zones, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c, "--consistency", "strong")
+        load = Load(c, ["h2", "h3"])
+        until(c, lambda: len(load.acks()) > 50, 10, "the writers to get going")
+        time.sleep(1.5)
+        t_kill = time.monotonic()
+        for h in ("h1", "h4"):
+            c.kill(h)
+        survivors = ["h2", "h3", "h5"]
+        first = until(c, lambda: load.first_ack(t_kill, by_not="h1"), FAILOVER_BOUND,
+                      "a write acknowledged by a primary outside z1")
+        time.sleep(1.5)
+        acks = load.stop()
+        new, term = wait_one_primary(c, survivors, 10, "one primary among the survivors")
+        check(c, c.zone(new) != "z1", f"the new primary {new} is in the dark zone")
+        wait_converged(c, survivors)
+        for h, miss in missing_on(c, survivors, acks).items():
+            check(c, not miss, f"{h} lacks {len(miss)} acknowledged writes: {miss[:5]}")
+        gap, _ = longest_gap(acks)
+        report("zone-loss", f"new primary {new} (term {term}) took writes {first.t - t_kill:.2f}s after z1 went dark; "
+               f"{len(acks)} acknowledged writes, none lost; longest gap {gap:.2f}s")
+
+
 # --------------------------------------------------------------------------
 # 6. two data zones and an arbiter
 # --------------------------------------------------------------------------

@@ -384,3 +384,135 @@ fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &m
         stats.skipped += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keel_shards::record::{encode_record, Op, Record};
+    use keel_shards::{Hlc, Set, Shard, Typed};
+
+    use super::*;
+    use crate::exec::command::{lookup, Kind};
+
+    fn cmd(s: &mut Shard, now: u64, words: &str) {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        let Some(Kind::Keyed(f, _)) = lookup(args[0]).map(|s| s.kind) else {
+            panic!("{words}");
+        };
+        let ctx = Ctx {
+            db: 0,
+            now_ms: now,
+            max_string: usize::MAX,
+        };
+        crate::exec::router::apply(f, false, s, &ctx, &args).unwrap();
+    }
+
+    fn record(out: &mut Vec<u8>, ms: u64, op: Op, key: &str, words: &str) {
+        let args: Vec<&[u8]> = if words.is_empty() {
+            vec![]
+        } else {
+            words.split(' ').map(str::as_bytes).collect()
+        };
+        encode_record(
+            out,
+            &Record {
+                seq: 0,
+                term: 0,
+                hlc: Hlc::new(ms, 0),
+                db: 0,
+                op,
+                key: key.as_bytes(),
+                args,
+            },
+        );
+    }
+
+    fn get(s: &mut Shard, key: &str) -> Option<Vec<u8>> {
+        match &s.peek(0, key.as_bytes(), 0)?.value {
+            Value::Str(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_losers_records_merge_by_the_rules() {
+        let mut s = Shard::new(0);
+        // Before the fork (both sides have these).
+        for w in [
+            "SET a old",
+            "SET ctr 10",
+            "HSET h f1 0 f2 0",
+            "SADD s m1 m2",
+            "SET gone old",
+            "SET dropped old",
+        ] {
+            cmd(&mut s, 1000, w);
+        }
+        let fork_hlc = s.hlc_last();
+        // The winner's side after the fork.
+        for w in ["SET b W", "INCRBY ctr 7", "HSET h f1 W", "SADD s mW"] {
+            cmd(&mut s, 3000, w);
+        }
+        cmd(&mut s, 3000, "DEL gone");
+        let mut mine = Vec::new();
+        record(&mut mine, 3000, Op::Cmd, "", "DEL gone");
+        let mut fork = Fork {
+            hlc: fork_hlc,
+            ..Fork::default()
+        };
+        fork.learn(&mine);
+        assert!(fork.deleted.contains_key(&(0, b"gone".to_vec())));
+        // The loser's side after the fork.
+        let mut theirs = Vec::new();
+        record(&mut theirs, 2000, Op::Cmd, "", "SET gone L");
+        record(&mut theirs, 2000, Op::Cmd, "", "SET b L");
+        record(&mut theirs, 4000, Op::Cmd, "", "SET a L");
+        record(&mut theirs, 2500, Op::IncrTo, "ctr", "15 5");
+        record(&mut theirs, 2000, Op::Cmd, "", "HSET h f1 L f2 L");
+        record(&mut theirs, 2000, Op::Cmd, "", "SREM s m1");
+        record(&mut theirs, 2000, Op::Cmd, "", "SADD s m3");
+        record(&mut theirs, 2000, Op::Cmd, "", "SET only L");
+        record(&mut theirs, 2000, Op::Cmd, "", "DEL dropped");
+        record(&mut theirs, 2000, Op::FlushDb, "", "");
+        let st = merge_frames(&mut s, &fork, &theirs, 5000);
+        assert_eq!(get(&mut s, "gone"), None, "the winner's later delete stays");
+        assert_eq!(
+            get(&mut s, "b").as_deref(),
+            Some(&b"W"[..]),
+            "the later write wins"
+        );
+        assert_eq!(
+            get(&mut s, "a").as_deref(),
+            Some(&b"L"[..]),
+            "the later write wins"
+        );
+        assert_eq!(
+            get(&mut s, "ctr").as_deref(),
+            Some(&b"22"[..]),
+            "both increments"
+        );
+        assert_eq!(get(&mut s, "only").as_deref(), Some(&b"L"[..]));
+        assert_eq!(
+            get(&mut s, "dropped"),
+            None,
+            "a delete of older state applies"
+        );
+        let h = s.peek(0, b"h", 0).map(|e| e.value.clone());
+        let Some(Value::Hash(h)) = h else {
+            panic!("h is not a hash");
+        };
+        assert_eq!(h.get(b"f1").map(|f| f.value.to_vec()), Some(b"W".to_vec()));
+        assert_eq!(h.get(b"f2").map(|f| f.value.to_vec()), Some(b"L".to_vec()));
+        let e = s.peek(0, b"s", 0).map(|e| e.value.clone());
+        let set = e.as_ref().and_then(Set::of).expect("s is a set");
+        let mut members: Vec<&[u8]> = set.iter().map(|(m, _)| m).collect();
+        members.sort();
+        assert_eq!(members, vec![&b"m2"[..], b"m3", b"mW"]);
+        assert_eq!(st.skipped, 3, "gone, b and FLUSHDB: {st:?}");
+        assert_eq!(st.refused, 0);
+        assert_eq!(st.applied, 7, "{st:?}");
+        // A damaged frame ends the merge, never panics.
+        let mut bad = theirs.clone();
+        bad[10] ^= 0xff;
+        assert!(merge_frames(&mut s, &fork, &bad, 6000).refused >= 1);
+    }
+}

@@ -57,11 +57,24 @@ pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let loaded = ClusterFile::load(&dir)?;
     let fresh = loaded.is_none();
+    let members: Vec<String> = topo.peers.iter().map(|p| p.name.clone()).collect();
+    if let Some(f) = loaded
+        .as_ref()
+        .filter(|f| !f.members.is_empty() && f.members != members)
+    {
+        tracing::warn!(
+            "cluster: the topology's members ({}) differ from the cluster file's ({}); the topology is used",
+            members.join(" "),
+            f.members.join(" ")
+        );
+    }
     let file = loaded.unwrap_or(ClusterFile {
         term: 1,
         voted_for: None,
         primary: topo.first_primary.map(|p| topo.name(p).to_string()),
         history: 1,
+        members: members.clone(),
+        histories: Vec::new(),
     });
     if fresh {
         // From now on the file, not the config, says who leads.
@@ -726,6 +739,14 @@ impl Driver {
             voted_for: self.node.voted_for().map(|v| self.name(v)),
             primary: self.node.primary().map(|p| self.name(p)),
             history: self.history,
+            members: self.topo.peers.iter().map(|p| p.name.clone()).collect(),
+            histories: self
+                .state
+                .repl
+                .published
+                .iter()
+                .map(|f| f.history.load(Ordering::Relaxed))
+                .collect(),
         };
         if f == self.file {
             return;

@@ -1,6 +1,8 @@
 //! The cluster file: what a node must remember of the membership across a
-//! restart — the term, its vote in it, who was primary, and the history it
-//! holds. `cluster` in the data directory, a few `key value` lines.
+//! restart — the term, its vote in it, who was primary, the history it
+//! holds — and, for the operator, the members it knew and each shard's
+//! replication history id (the shards' MANIFESTs are authoritative for
+//! those). `cluster` in the data directory, a few `key value` lines.
 //!
 //! Written whole at every change (new file, fsync, rename, directory fsync),
 //! so a crash leaves the old or the new one, never a mix. Once it exists it
@@ -24,6 +26,10 @@ pub struct ClusterFile {
     pub primary: Option<String>,
     /// The history (a term) this node's data follows.
     pub history: Term,
+    /// The members' names, as the topology had them.
+    pub members: Vec<String>,
+    /// Each shard's replication history id.
+    pub histories: Vec<u64>,
 }
 
 pub fn path(dir: &Path) -> PathBuf {
@@ -58,6 +64,13 @@ impl ClusterFile {
                 "history" => f.history = num(v)?,
                 "voted-for" => f.voted_for = Some(v.to_string()).filter(|s| !s.is_empty()),
                 "primary" => f.primary = Some(v.to_string()).filter(|s| !s.is_empty()),
+                "members" => f.members = v.split_whitespace().map(str::to_string).collect(),
+                "histories" => {
+                    f.histories = v
+                        .split_whitespace()
+                        .map(|h| u64::from_str_radix(h, 16).map_err(|_| format!("{k}: {h:?}")))
+                        .collect::<Result<_, _>>()?
+                }
                 _ => return Err(format!("unknown line {line:?}")),
             }
         }
@@ -68,12 +81,15 @@ impl ClusterFile {
     }
 
     pub fn render(&self) -> String {
+        let histories: Vec<String> = self.histories.iter().map(|h| format!("{h:016x}")).collect();
         format!(
-            "term {}\nvoted-for {}\nprimary {}\nhistory {}\n",
+            "term {}\nvoted-for {}\nprimary {}\nhistory {}\nmembers {}\nhistories {}\n",
             self.term,
             self.voted_for.as_deref().unwrap_or(""),
             self.primary.as_deref().unwrap_or(""),
-            self.history
+            self.history,
+            self.members.join(" "),
+            histories.join(" ")
         )
     }
 
@@ -105,6 +121,8 @@ mod tests {
             voted_for: Some("b".into()),
             primary: None,
             history: 3,
+            members: vec!["a".into(), "b".into()],
+            histories: vec![0xfeed, 1],
         };
         f.store(&dir).unwrap();
         assert_eq!(ClusterFile::load(&dir).unwrap(), Some(f));

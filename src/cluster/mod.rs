@@ -223,6 +223,7 @@ pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
                 0
             };
             f.online_epoch.store(online, Ordering::Relaxed);
+            f.history.store(r.history, Ordering::Relaxed);
             let acked = r
                 .links
                 .iter()

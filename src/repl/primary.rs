@@ -236,7 +236,9 @@ async fn serve(
     ls.repl.borrow_mut()[ls.local_index(id)]
         .links
         .push(link.clone());
-    state.repl.link_up(&hello.node_id, hello.zone == config.zone);
+    state
+        .repl
+        .link_up(&hello.node_id, hello.zone == config.zone);
     let result = stream_to(
         &ls,
         &state,

@@ -87,6 +87,8 @@ pub struct ShardFacts {
     pub follower: AtomicBool,
     pub online_epoch: AtomicU64,
     pub sync_acked: AtomicU64,
+    /// The shard's replication history id.
+    pub history: AtomicU64,
     /// The seq at which the shard last promoted (left its primary's history).
     pub promoted_at: AtomicU64,
     /// What each streaming backup (by node id) acknowledged.
@@ -294,7 +296,11 @@ impl ReplShared {
         {
             // Another zone's backup first, then the lowest id.
             let zone_of = |b: &String| p.same_zone.get(b).copied().unwrap_or(false);
-            p.sync = p.links.keys().min_by_key(|b| (zone_of(b), (*b).clone())).cloned();
+            p.sync = p
+                .links
+                .keys()
+                .min_by_key(|b| (zone_of(b), (*b).clone()))
+                .cloned();
         }
     }
 

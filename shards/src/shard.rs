@@ -175,6 +175,12 @@ impl Shard {
         self.forced_hlc = Some(hlc);
     }
 
+    /// Merge: forgets a time forced with [`Shard::replay_at`] that no write
+    /// took (the merged command turned out to change nothing).
+    pub fn end_forced_hlc(&mut self) {
+        self.forced_hlc = None;
+    }
+
     /// Replay: a record is applied; its seq and time become the shard's.
     pub fn replayed(&mut self, seq: u64, hlc: Hlc) {
         self.forced_hlc = None;

@@ -159,6 +159,10 @@ pub struct Flags {
     /// Port of this node's cluster bus; default the client port + 20000.
     #[arg(long = "bus-port")]
     pub bus_port: Option<u16>,
+    /// HTTP port (GET /health for DNS and load balancers); default the
+    /// client port + 1000 (a free port if that one is taken); 0 turns it off.
+    #[arg(long = "http-port")]
+    pub http_port: Option<u16>,
 }
 
 /// The settings as a file spells them.
@@ -198,6 +202,7 @@ struct FileConfig {
     failover_max_lag: Option<u64>,
     database_name: Option<String>,
     bus_port: Option<u16>,
+    http_port: Option<u16>,
     /// The database's nodes, and which one is primary.
     primary: Option<String>,
     nodes: Option<Vec<NodeSpec>>,
@@ -294,6 +299,8 @@ pub struct Config {
     pub database_name: String,
     /// 0: the client port + 20000.
     pub bus_port: u16,
+    /// None: the client port + 1000 (or a free one); Some(0): no HTTP.
+    pub http_port: Option<u16>,
 }
 
 /// Parses "host port" (or "host:port") as REPLICAOF takes it.
@@ -502,6 +509,7 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "keel".into()),
             bus_port: pick!(flags.bus_port, bus_port).unwrap_or(0),
+            http_port: pick!(flags.http_port, http_port),
             bind: pick!(flags.bind, bind).unwrap_or_default(),
             port,
             shards,

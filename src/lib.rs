@@ -57,6 +57,7 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod exec;
+pub mod http;
 pub mod persist;
 pub mod repl;
 pub mod resp;

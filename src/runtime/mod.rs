@@ -201,6 +201,43 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// The HTTP listener of executor `me`: executor 0 picks the port (the
+/// configured one, else the client port + 1000, else a free one), the
+/// others share it. None when HTTP is off (`--http-port 0`).
+fn bind_http(
+    me: usize,
+    client: SocketAddr,
+    state: &ServerState,
+) -> Result<Option<TcpListener>, RuntimeError> {
+    let configured = state.config().http_port;
+    if configured == Some(0) {
+        return Ok(None);
+    }
+    let want = if me > 0 {
+        state.http_port.load(Ordering::SeqCst) as u16
+    } else {
+        configured.unwrap_or_else(|| match client.port() {
+            0 => 0,
+            p => p.checked_add(1000).unwrap_or(0),
+        })
+    };
+    let at = SocketAddr::new(client.ip(), want);
+    let l = match TcpListener::bind(at) {
+        Ok(l) => l,
+        Err(e) if me == 0 && configured.is_none() && want != 0 => {
+            tracing::warn!("http port {want} unavailable ({e}); using a free one");
+            let any = SocketAddr::new(client.ip(), 0);
+            TcpListener::bind(any).map_err(|e| RuntimeError::Listen(any, format!("http: {e}")))?
+        }
+        Err(e) => return Err(RuntimeError::Listen(at, format!("http: {e}"))),
+    };
+    if me == 0 {
+        let port = l.local_addr().map(|a| a.port()).unwrap_or(want);
+        state.http_port.store(port as u64, Ordering::SeqCst);
+    }
+    Ok(Some(l))
+}
+
 /// A listener without SO_REUSEPORT (glommio's `bind` always sets it): a
 /// replication port shared with another process would hand some backups'
 /// connections to the wrong node.
@@ -376,6 +413,32 @@ async fn executor_main(
         }
     };
     let local_addr = listener.local_addr().unwrap_or(addr);
+    match bind_http(me, local_addr, &state) {
+        Ok(Some(l)) => {
+            let (router, state) = (router.clone(), state.clone());
+            glommio::spawn_local(async move {
+                loop {
+                    match l.accept().await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            let (router, state) = (router.clone(), state.clone());
+                            glommio::spawn_local(crate::http::serve(s, router, state)).detach();
+                        }
+                        Err(e) => {
+                            tracing::warn!("http accept failed: {e}");
+                            sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = bound.send(Err(e));
+            return;
+        }
+    }
     let _ = bound.send(Ok(local_addr));
 
     let stop_state = state.clone();

@@ -136,7 +136,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "server" => {
                 let _ = write!(
                     w,
-                    "# Server\r\nredis_version:{}\r\nkeel_version:{}\r\nredis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nexecutable:{}\r\nconfig_file:{}\r\nshards:{}\r\nexecutors:{}\r\n",
+                    "# Server\r\nredis_version:{}\r\nkeel_version:{}\r\nredis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nexecutable:{}\r\nconfig_file:{}\r\nshards:{}\r\nexecutors:{}\r\nhttp_port:{}\r\n",
                     crate::REDIS_VERSION,
                     env!("CARGO_PKG_VERSION"),
                     std::process::id(),
@@ -149,6 +149,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                     config.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     st.shards,
                     st.executors,
+                    st.http_port.load(Ordering::Relaxed),
                 );
             }
             "clients" => {

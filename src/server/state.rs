@@ -17,6 +17,8 @@ pub struct ServerState {
     pub executors: usize,
     /// The port actually bound (differs from the config when it said 0).
     pub port: AtomicU64,
+    /// The HTTP port bound (0: none).
+    pub http_port: AtomicU64,
     pub started_ms: u64,
     pub run_id: String,
     pub next_client_id: AtomicU64,
@@ -71,6 +73,7 @@ impl ServerState {
                 || config.consistency == crate::config::Consistency::Strong);
         ServerState {
             port: AtomicU64::new(config.port as u64),
+            http_port: AtomicU64::new(0),
             repl: crate::repl::shared::ReplShared::new(shards, &config),
             cluster: crate::cluster::ClusterState::new(),
             config: RwLock::new(config),

@@ -23,6 +23,7 @@ each node's INFO cluster, its replication state and its log tail.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import struct
@@ -808,6 +809,59 @@ def test_loss_of_a_whole_zone_strong():
         gap, _ = longest_gap(acks)
         report("zone-loss", f"new primary {new} (term {term}) took writes {first.t - t_kill:.2f}s after z1 went dark; "
                f"{len(acks)} acknowledged writes, none lost; longest gap {gap:.2f}s")
+
+
+HTTP_PORT = PORT + 1000  # keel's default --http-port
+
+
+def http_get(c: Cluster, host: str, path: str) -> tuple[int, dict]:
+    """GET `path` on `host`'s own HTTP port, from inside its namespace."""
+    s = c.socket(host)
+    s.settimeout(3)
+    try:
+        s.connect(c.addr(host, HTTP_PORT))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body or b"{}")
+
+
+def test_health_endpoints_follow_the_cluster():
+    """GET /health: 200 where clients can be served, 503 on a node cut off from
+    the majority; /health/primary: 200 on the open primary only."""
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        for h in ("h1", "h2", "h3"):
+            until(c, lambda h=h: http_get(c, h, "/health")[0] == 200, 10, f"{h} healthy")
+            status, body = http_get(c, h, "/health")
+            check(c, body["zone"] == c.zone(h) and body["node"] == h and body["term"] == 1,
+                  f"{h} /health body {body}")
+            primary_status, _ = http_get(c, h, "/health/primary")
+            check(c, primary_status == (200 if h == "h1" else 503), f"{h} /health/primary {primary_status}")
+        c.isolate("h1")
+        until(c, lambda: http_get(c, "h1", "/health")[0] == 503, FAILOVER_BOUND, "h1 /health 503 once cut off")
+        _, body = http_get(c, "h1", "/health")
+        check(c, "majority" in body.get("why", ""), f"h1 says {body}")
+        new, term = wait_one_primary(c, ["h2", "h3"], 3 * FAILOVER_BOUND, "a primary on the majority side",
+                                     not_="h1")
+        until(c, lambda: http_get(c, new, "/health/primary")[0] == 200, FAILOVER_BOUND,
+              f"{new} /health/primary 200")
+        other = "h3" if new == "h2" else "h2"
+        until(c, lambda: http_get(c, other, "/health")[0] == 200, FAILOVER_BOUND, f"{other} healthy again")
+        check(c, http_get(c, other, "/health/primary")[0] == 503, f"{other} is no primary")
+        c.heal()
+        until(c, lambda: http_get(c, "h1", "/health")[0] == 200, 20, "h1 healthy as a backup after the heal")
+        check(c, http_get(c, "h1", "/health/primary")[0] == 503, "h1 still claims to be primary")
+        _, body = http_get(c, "h1", "/health")
+        check(c, body["role"] == "backup" and body["term"] == term, f"h1 after the heal: {body}")
 
 
 # --------------------------------------------------------------------------

@@ -41,8 +41,14 @@ pub struct ShardView {
 }
 
 pub async fn gather(conn: &Conn) -> Result<Vec<ShardView>, CmdError> {
-    let parts = conn
-        .router
+    gather_views(&conn.router).await
+}
+
+/// Every shard's replication facts, from every executor.
+pub async fn gather_views(
+    router: &crate::exec::router::Router,
+) -> Result<Vec<ShardView>, CmdError> {
+    let parts = router
         .broadcast(|ls| {
             let now = now_ms();
             let repls = ls.repl.borrow();
@@ -159,7 +165,13 @@ fn backups(views: &[ShardView]) -> Vec<Backup> {
 /// Whether a backup is ready for reads: synced on every shard, linked,
 /// and at most `read-max-lag` ms behind.
 fn ready(conn: &Conn, views: &[ShardView]) -> bool {
-    let max = conn.state.config().read_max_lag;
+    is_ready(&conn.state, views)
+}
+
+/// A backup is ready for reads: every shard synced, online, within
+/// `read-max-lag`, and caught up since the last full sync.
+pub fn is_ready(state: &crate::server::state::ServerState, views: &[ShardView]) -> bool {
+    let max = state.config().read_max_lag;
     let last_sync = views.iter().map(|v| v.synced_ms).max().unwrap_or(0);
     views.iter().all(|v| {
         v.synced && v.follow_state == "online" && v.lag_ms <= max && v.caught_up_ms >= last_sync

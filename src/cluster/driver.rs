@@ -177,7 +177,7 @@ struct Switchover {
 
 /// How long a handed-over switchover may take to show a new primary
 /// before writes resume here.
-const HANDOVER_WAIT_MS: u64 = 3000;
+pub const HANDOVER_WAIT_MS: u64 = 3000;
 
 /// Starts the bus and the driver thread.
 pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
@@ -550,6 +550,9 @@ impl Driver {
                 };
                 if self.node.open_term().is_none() || self.switchover.is_some() {
                     tracing::warn!("cluster: FAILOVER to {to} ignored: not an open primary, or one already runs");
+                    if self.switchover.is_none() {
+                        self.state.repl.set_write_pause_until(0);
+                    }
                     return;
                 }
                 tracing::info!(
@@ -585,6 +588,12 @@ impl Driver {
                     "cluster: FAILOVER FORCE: this node stands without the eligibility check"
                 );
                 self.forced_failovers += 1;
+                if self.state.repl.strong {
+                    tracing::warn!(
+                        "cluster: FAILOVER FORCE in strong mode: until a backup connects, writes are acknowledged by this node alone"
+                    );
+                    self.state.repl.set_degraded(true);
+                }
                 let out = self.node.handle(now, Input::ForceFailover);
                 self.apply(out);
             }
@@ -796,7 +805,14 @@ impl Driver {
             })
             .collect();
         let stats = &self.bus.stats;
+        let queued = self
+            .state
+            .cluster
+            .commands
+            .lock()
+            .is_ok_and(|q| q.iter().any(|c| matches!(c, Command::Switchover { .. })));
         let failover_state = match &self.switchover {
+            None if queued => "waiting-for-sync",
             None => "no-failover",
             Some(s) if s.handed_at.is_none() => "waiting-for-sync",
             Some(_) => "failover-in-progress",

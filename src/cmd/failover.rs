@@ -108,9 +108,19 @@ pub fn failover(state: &ServerState, a: &[&[u8]]) -> CmdResult {
     if target.state != "ok" {
         return Err(err("FAILOVER target replica is not online."));
     }
+    // Visible at once, as Redis sets it before replying (the driver takes
+    // the command over within one tick).
+    if let Ok(mut view) = state.cluster.view.lock() {
+        view.failover_state = "waiting-for-sync";
+    }
+    // Writes are held from the reply on (the driver keeps or lifts it).
+    let timeout_ms = timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
+    state.repl.set_write_pause_until(
+        crate::server::state::now_ms() + timeout_ms + crate::cluster::driver::HANDOVER_WAIT_MS,
+    );
     state.cluster.command(Command::Switchover {
         to: target.name.clone(),
-        timeout_ms: timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
+        timeout_ms,
         force,
     });
     Ok(Reply::Ok)

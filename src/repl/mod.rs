@@ -84,6 +84,12 @@ pub async fn wait_switchover(state: &crate::server::state::ServerState) {
 /// `repl-timeout`.
 pub async fn wait_sync_backup(conn: &Conn, which: &[usize]) -> bool {
     let sync = conn.state.repl.sync_backup();
+    if sync.is_none() && conn.state.repl.degraded() {
+        // An operator forced this node primary with no backup to confirm
+        // (FAILOVER FORCE): acknowledged by this node alone until one
+        // connects — logged when forced, shown in INFO replication.
+        return true;
+    }
     let waits = conn
         .router
         .on_executors(which, move |ls| {

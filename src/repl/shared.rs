@@ -64,6 +64,9 @@ pub struct ReplShared {
     gate: AtomicBool,
     /// The safety check paused writes: no replica is eligible for promotion.
     paused: AtomicBool,
+    /// FAILOVER FORCE made this node primary: strong-mode writes are
+    /// acknowledged without a sync backup until one connects.
+    degraded: AtomicBool,
     /// A planned switchover holds writes (they wait, not fail) until this
     /// Unix ms; 0: no hold.
     write_pause_until: AtomicU64,
@@ -126,6 +129,7 @@ impl ReplShared {
             hold: AtomicBool::new(false),
             gate: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            degraded: AtomicBool::new(false),
             write_pause_until: AtomicU64::new(0),
             promote_req: AtomicU64::new(0),
             promoted: (0..shards).map(|_| AtomicU64::new(0)).collect(),
@@ -164,6 +168,14 @@ impl ReplShared {
 
     pub fn paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
+    }
+
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    pub fn set_degraded(&self, on: bool) {
+        self.degraded.store(on, Ordering::SeqCst);
     }
 
     /// Writes wait until this Unix ms (a switchover); 0: they do not.
@@ -268,6 +280,8 @@ impl ReplShared {
         let mut p = lock(&self.peers);
         *p.links.entry(id.to_string()).or_default() += 1;
         p.same_zone.insert(id.to_string(), same_zone);
+        // A backup is back: strong mode has its confirmation again.
+        self.degraded.store(false, Ordering::SeqCst);
         let sync_same = p
             .sync
             .as_ref()

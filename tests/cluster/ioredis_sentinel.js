@@ -64,10 +64,10 @@ async function finish(finished) {
   } catch (e) {
     end = String(e);
   }
-  process.stdout.write(JSON.stringify({ first, masters, discovered_end: end, errors, finished,
-                                        new_acks: newAcks, acks }) + "\n");
   redis.disconnect();
-  process.exit(0);
+  // A pipe takes the summary (~100 KB) in pieces: exit once it is all out.
+  process.stdout.write(JSON.stringify({ first, masters, discovered_end: end, errors, finished,
+                                        new_acks: newAcks, acks }) + "\n", () => process.exit(0));
 }
 
 // Whatever a pending command does, the script reports and ends.

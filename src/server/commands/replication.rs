@@ -250,13 +250,14 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     }
     let _ = write!(
         w,
-        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nbarrier_waiting:{}\r\n",
+        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\n",
         config.node_id,
         config.zone,
         config.region,
         config.consistency.name(),
         st.repl.sync_backup().unwrap_or_default(),
         st.repl.strong_timeouts.load(Ordering::Relaxed),
+        (st.repl.degraded() && st.repl.sync_backup().is_none()) as u8,
         st.repl.barrier.waiting(),
     );
     for v in &views {

@@ -310,6 +310,15 @@ impl Driver {
         self.drive_switchover();
         self.finish_opening();
         self.open_boot_gate();
+        let reachable = self
+            .node
+            .primary()
+            .is_some_and(|p| p != self.topo.me && !self.node.suspects(p))
+            && !self.node.writes_paused();
+        self.state
+            .cluster
+            .primary_reachable
+            .store(reachable, Ordering::Relaxed);
         let lease = !self.state.repl.strong || self.node.can_accept_strong(now);
         self.state.cluster.lease_ok.store(lease, Ordering::Relaxed);
         self.persist();

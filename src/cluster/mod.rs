@@ -36,6 +36,8 @@
 pub mod bus;
 pub mod driver;
 pub mod file;
+pub mod forward;
+pub mod route;
 pub mod topology;
 pub mod wire;
 
@@ -136,6 +138,10 @@ pub struct ClusterState {
     pub commands: Mutex<Vec<Command>>,
     /// A switchover runs: the cores publish every backup's acks.
     pub want_acks: AtomicBool,
+    /// The primary this node follows is heard and writes are not paused:
+    /// forwarding to it makes sense (else reads are served here and writes
+    /// refused at once).
+    pub primary_reachable: AtomicBool,
 }
 
 impl ClusterState {
@@ -147,6 +153,7 @@ impl ClusterState {
             notices: Mutex::new(std::collections::VecDeque::new()),
             commands: Mutex::new(Vec::new()),
             want_acks: AtomicBool::new(false),
+            primary_reachable: AtomicBool::new(false),
         }
     }
 
@@ -207,14 +214,17 @@ pub fn deliver_notices(ls: &LocalShards, state: &ServerState, seen: &mut u64) {
 /// shards' core every few milliseconds).
 pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
     let sync = state.repl.sync_backup();
+    let now = crate::server::state::now_ms();
+    let max_lag = state.config().read_max_lag;
     let repls = ls.repl.borrow();
     for id in ls.ids() {
         let Some(f) = state.repl.published.get(id) else {
             continue;
         };
         let s = ls.shard(id);
+        let follower = s.is_follower();
         f.seq.store(s.seq(), Ordering::Relaxed);
-        f.follower.store(s.is_follower(), Ordering::Relaxed);
+        f.follower.store(follower, Ordering::Relaxed);
         drop(s);
         if let Some(r) = repls.get(ls.local_index(id)) {
             let online = if r.follow.state == "online" {
@@ -223,6 +233,18 @@ pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
                 0
             };
             f.online_epoch.store(online, Ordering::Relaxed);
+            let fo = &r.follow;
+            let lag = match (fo.caught_up_ms, fo.synced_ms) {
+                (0, 0) => 0,
+                (0, synced) => now.saturating_sub(synced),
+                (caught_up, _) => now.saturating_sub(caught_up),
+            };
+            let ready = !follower
+                || (fo.synced
+                    && fo.state == "online"
+                    && lag <= max_lag
+                    && fo.caught_up_ms >= fo.synced_ms);
+            f.ready.store(ready, Ordering::Relaxed);
             f.history.store(r.history, Ordering::Relaxed);
             let acked = r
                 .links

@@ -41,6 +41,14 @@ pub struct ReplShared {
     pub merge_applied: AtomicU64,
     pub merge_skipped: AtomicU64,
     pub merge_lost: AtomicU64,
+    /// Routing on a backup of a cluster: writes forwarded to the primary,
+    /// reads forwarded (strong mode, replica not ready, the client's own
+    /// write not here yet) and reads served here.
+    pub fwd_writes: AtomicU64,
+    pub fwd_reads_strong: AtomicU64,
+    pub fwd_reads_not_ready: AtomicU64,
+    pub fwd_reads_own_write: AtomicU64,
+    pub reads_local: AtomicU64,
     /// Microseconds each shard's writes are delayed (backpressure).
     pub delay_us: Vec<AtomicU64>,
     pub peers: Mutex<Peers>,
@@ -92,6 +100,9 @@ pub struct ShardFacts {
     pub sync_acked: AtomicU64,
     /// The shard's replication history id.
     pub history: AtomicU64,
+    /// A backup's shard is synced and within read-max-lag (a primary's
+    /// always is): reads of it may be served here.
+    pub ready: AtomicBool,
     /// The seq at which the shard last promoted (left its primary's history).
     pub promoted_at: AtomicU64,
     /// What each streaming backup (by node id) acknowledged.
@@ -118,6 +129,11 @@ impl ReplShared {
             merge_applied: AtomicU64::new(0),
             merge_skipped: AtomicU64::new(0),
             merge_lost: AtomicU64::new(0),
+            fwd_writes: AtomicU64::new(0),
+            fwd_reads_strong: AtomicU64::new(0),
+            fwd_reads_not_ready: AtomicU64::new(0),
+            fwd_reads_own_write: AtomicU64::new(0),
+            reads_local: AtomicU64::new(0),
             delay_us: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             peers: Mutex::new(Peers::default()),
             strong_timeouts: AtomicU64::new(0),

@@ -2,6 +2,7 @@
 //! reply value a command answers).
 
 pub mod encode;
+pub mod frame;
 pub mod parse;
 pub mod reply;
 

@@ -508,6 +508,7 @@ async fn executor_main(
                 tx: None,
                 subs: Default::default(),
                 wrote: Default::default(),
+                written_seqs: Vec::new(),
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

@@ -83,6 +83,9 @@ pub struct Conn {
     /// under `appendfsync always` the replies wait until those shards'
     /// records are durable.
     pub wrote: RefCell<Vec<usize>>,
+    /// On a cluster backup: per shard, the primary's seq when it answered
+    /// this client's latest forwarded write (read-your-writes).
+    pub written_seqs: Vec<u64>,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -196,6 +199,21 @@ impl Conn {
                 );
             }
             if spec.has(flags::WRITE) && self.state.repl.is_backup() {
+                // A cluster backup forwards writes to the primary; inside
+                // MULTI they queue here and EXEC forwards the transaction.
+                if let Some(target) = crate::cluster::route::target(self) {
+                    if self.multi.is_none() && !BLOCKING.contains(&spec.name) {
+                        self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
+                        return self
+                            .forward(target, spec, vec![owned(argv)], true, started, out)
+                            .await;
+                    }
+                }
+            }
+            if spec.has(flags::WRITE)
+                && self.state.repl.is_backup()
+                && !(self.multi.is_some() && crate::cluster::route::target(self).is_some())
+            {
                 return self.reply_err(
                     CmdError::Raw("READONLY You can't write against a read only replica.".into()),
                     out,
@@ -229,6 +247,24 @@ impl Conn {
                 });
                 resp::encode(&Reply::status("QUEUED"), self.proto, out);
                 return After::Continue;
+            }
+        }
+        if spec.name == "exec" && self.multi.as_ref().is_some_and(|m| !m.aborted) {
+            if let Some(target) = crate::cluster::route::target(self) {
+                return self.forward_exec(target, spec, started, out).await;
+            }
+        }
+        if self.multi.is_none() && !spec.has(flags::WRITE) {
+            if let Some(target) = crate::cluster::route::target(self) {
+                let reason = crate::cluster::route::read_reason(self, spec, argv);
+                if matches!(spec.kind, Kind::Keyed(..)) {
+                    crate::cluster::route::count_read(self, reason);
+                }
+                if reason.is_some() {
+                    return self
+                        .forward(target, spec, vec![owned(argv)], false, started, out)
+                        .await;
+                }
             }
         }
         if matches!(
@@ -305,6 +341,67 @@ impl Conn {
         }
     }
 
+    /// Runs `cmds` on the primary and relays the reply of the last one; with
+    /// `seqs`, remembers where the primary was after them (a write).
+    async fn forward(
+        &mut self,
+        target: (String, u16),
+        spec: &'static command::Spec,
+        cmds: Vec<Vec<Vec<u8>>>,
+        seqs: bool,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> After {
+        let resp3 = self.proto == Protocol::Resp3;
+        let r =
+            crate::cluster::forward::forward(&self.state, target, resp3, self.db, cmds, seqs).await;
+        match r {
+            Ok(r) => {
+                let failed = r.bytes.first() == Some(&b'-');
+                out.extend_from_slice(&r.bytes);
+                if self.written_seqs.len() < r.seqs.len() {
+                    self.written_seqs.resize(r.seqs.len(), 0);
+                }
+                for (mine, s) in self.written_seqs.iter_mut().zip(&r.seqs) {
+                    *mine = (*mine).max(*s);
+                }
+                self.count(spec, started, failed);
+                After::Continue
+            }
+            Err(e) => {
+                self.count(spec, started, true);
+                self.reply_err(CmdError::Raw(e.to_string()), out)
+            }
+        }
+    }
+
+    /// EXEC on a cluster backup: the queued transaction runs on the primary
+    /// as one MULTI … EXEC (a WATCH here cannot vouch for the primary's keys,
+    /// so a watching transaction is refused).
+    async fn forward_exec(
+        &mut self,
+        target: (String, u16),
+        spec: &'static command::Spec,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> After {
+        let Some(m) = self.multi.take() else {
+            return After::Continue;
+        };
+        if !self.watches.is_empty() {
+            multi::unwatch_all(self).await;
+            return self.reply_err(
+                CmdError::Raw("EXECABORT WATCH is not supported on a replica yet: connect to the primary for optimistic transactions".into()),
+                out,
+            );
+        }
+        let mut cmds: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
+        cmds.extend(m.queued.into_iter().map(|q| q.args));
+        cmds.push(vec![b"EXEC".to_vec()]);
+        self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
+        self.forward(target, spec, cmds, true, started, out).await
+    }
+
     fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {
         // A command that cannot even be queued dooms the transaction.
         if let Some(m) = &mut self.multi {
@@ -314,6 +411,10 @@ impl Conn {
         self.router.local.stats.borrow_mut().error_replies += 1;
         After::Continue
     }
+}
+
+fn owned(argv: &[&[u8]]) -> Vec<Vec<u8>> {
+    argv.iter().map(|a| a.to_vec()).collect()
 }
 
 /// Serves one client until it disconnects, misbehaves or says QUIT.

@@ -362,9 +362,12 @@ def switchover(c: Cluster, load: Load, subs: list[Subscriber], name: str, old: s
         return all(info(c, h).get("cluster_failover_state") == "no-failover"
                    and info(c, h, "replication").get("master_failover_state") == "no-failover" for h in hosts)
     until(c, idle, 5, "cluster_failover_state / master_failover_state back to no-failover everywhere")
+    # The old primary is a backup now: it forwards a write to the new one
+    # (or, while it is not yet following, refuses it with -READONLY).
     try:
-        c.call(old, old, "SET", "on-the-old-primary", "x")
-        check(c, False, f"{old} took a write after handing over")
+        r = c.call(old, old, "SET", "on-the-old-primary", "x")
+        check(c, r == "OK" and c.call(new, new, "GET", "on-the-old-primary") == "x",
+              f"a write through {old} after the switchover: {r}, not on {new}")
     except RespError as e:
         check(c, str(e).startswith("READONLY"), f"a write on {old} after the switchover: {e}")
 

@@ -250,7 +250,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     }
     let _ = write!(
         w,
-        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\n",
+        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\nwrites_forwarded:{}\r\nreads_local:{}\r\nreads_forwarded_strong:{}\r\nreads_forwarded_not_ready:{}\r\nreads_forwarded_own_write:{}\r\n",
         config.node_id,
         config.zone,
         config.region,
@@ -259,6 +259,11 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
         st.repl.strong_timeouts.load(Ordering::Relaxed),
         (st.repl.degraded() && st.repl.sync_backup().is_none()) as u8,
         st.repl.barrier.waiting(),
+        st.repl.fwd_writes.load(Ordering::Relaxed),
+        st.repl.reads_local.load(Ordering::Relaxed),
+        st.repl.fwd_reads_strong.load(Ordering::Relaxed),
+        st.repl.fwd_reads_not_ready.load(Ordering::Relaxed),
+        st.repl.fwd_reads_own_write.load(Ordering::Relaxed),
     );
     for v in &views {
         let _ = write!(
@@ -475,6 +480,30 @@ async fn acks(
         watchers.extend(w);
     }
     Ok((all, watchers))
+}
+
+/// REPLCONF SEQS: every shard's seq now, in shard order. A backup that
+/// forwarded a write asks right after it (same connection, so the answer
+/// covers the write): a read of its client's is served locally only once
+/// the local replica reached these.
+pub async fn seqs(conn: &Conn) -> CmdResult {
+    let parts = conn
+        .router
+        .broadcast(|ls| {
+            ls.ids()
+                .map(|id| (id, ls.shard(id).seq()))
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    let mut seqs = vec![0u64; conn.state.shards];
+    for (id, seq) in parts.into_iter().flatten() {
+        if let Some(s) = seqs.get_mut(id) {
+            *s = seq;
+        }
+    }
+    Ok(Reply::Array(
+        seqs.into_iter().map(|s| Reply::Int(s as i64)).collect(),
+    ))
 }
 
 /// REPLCONF: `PEER` tells a backup this node's replication ports; the

@@ -1,0 +1,332 @@
+//! Forwarding to the primary: what a backup does with a command that must
+//! run there (a write, a transaction, a read its client's own write has not
+//! reached yet).
+//!
+//! # Links
+//! One pipelined link per core and protocol (RESP2 / RESP3) to the primary's
+//! client port, shared by every client connection of that core — so no
+//! connection ever changes cores. A request is a few commands sent back to
+//! back (`SELECT` when the link's database differs, the command or a whole
+//! `MULTI … EXEC`, then `REPLCONF SEQS` after writes); the replies come back
+//! in order and the command's reply is relayed byte for byte
+//! ([`crate::resp::frame`]), so the client cannot tell it travelled. The
+//! `REPLCONF SEQS` answer — every shard's seq on the primary just after the
+//! write — is what the client's connection remembers for read-your-writes.
+//!
+//! # Failures
+//! A link that breaks, or whose primary is no longer the one this node
+//! follows (a failover), answers every request still in flight with a
+//! `-TRYAGAIN` error saying the command may or may not have run: never a
+//! silent drop, never a retry that could apply a write twice. The next
+//! request opens a link to whoever is primary then.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::ToSocketAddrs;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::net::TcpStream;
+
+use crate::resp::frame::reply_len;
+use crate::server::state::ServerState;
+
+/// Requests queued per link before new ones are refused.
+const QUEUE: usize = 4096;
+
+/// A relayed reply, and the primary's shard seqs after it (writes only).
+pub struct Relayed {
+    pub bytes: Vec<u8>,
+    pub seqs: Vec<u64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForwardError {
+    #[error("TRYAGAIN the primary could not be reached: {0}")]
+    Unreachable(String),
+    #[error("TRYAGAIN the link to the primary broke before it answered: the command may or may not have run")]
+    Lost,
+    #[error("TRYAGAIN too many commands are waiting for the primary")]
+    Busy,
+}
+
+struct Request {
+    db: usize,
+    cmds: Vec<Vec<Vec<u8>>>,
+    seqs: bool,
+    reply: oneshot::Sender<Result<Relayed, ForwardError>>,
+}
+
+struct Link {
+    target: (String, u16),
+    resp3: bool,
+    tx: mpsc::Sender<Request>,
+    dead: Rc<Cell<bool>>,
+}
+
+thread_local! {
+    /// This core's links (a thread per core: one set per executor).
+    static LINKS: RefCell<Vec<Link>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `cmds` on the primary at `target` in database `db`; with `seqs`,
+/// also returns the primary's shard seqs right after them.
+pub async fn forward(
+    state: &Arc<ServerState>,
+    target: (String, u16),
+    resp3: bool,
+    db: usize,
+    cmds: Vec<Vec<Vec<u8>>>,
+    seqs: bool,
+) -> Result<Relayed, ForwardError> {
+    let mut tx = LINKS.with(|links| {
+        let mut links = links.borrow_mut();
+        links.retain(|l| !l.dead.get() && (l.target == target || l.resp3 != resp3));
+        if let Some(l) = links
+            .iter()
+            .find(|l| l.target == target && l.resp3 == resp3)
+        {
+            return l.tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dead = Rc::new(Cell::new(false));
+        glommio::spawn_local(run(state.clone(), target.clone(), resp3, rx, dead.clone())).detach();
+        links.push(Link {
+            target: target.clone(),
+            resp3,
+            tx: tx.clone(),
+            dead,
+        });
+        tx
+    });
+    let (reply, answer) = oneshot::channel();
+    tx.try_send(Request {
+        db,
+        cmds,
+        seqs,
+        reply,
+    })
+    .map_err(|_| ForwardError::Busy)?;
+    answer.await.unwrap_or(Err(ForwardError::Lost))
+}
+
+fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    for a in argv {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `*N :s0 :s1 ...` → the seqs.
+fn parse_seqs(frame: &[u8]) -> Vec<u64> {
+    frame
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .filter_map(|l| l.strip_prefix(b":"))
+        .filter_map(|l| std::str::from_utf8(l).ok()?.trim().parse().ok())
+        .collect()
+}
+
+/// What a request waits for: its frames, and which to relay.
+struct Pending {
+    frames: usize,
+    deliver: usize,
+    seqs: bool,
+    got: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<Relayed, ForwardError>>,
+}
+
+async fn run(
+    state: Arc<ServerState>,
+    target: (String, u16),
+    resp3: bool,
+    mut rx: mpsc::Receiver<Request>,
+    dead: Rc<Cell<bool>>,
+) {
+    let pending: RefCell<VecDeque<Pending>> = RefCell::new(VecDeque::new());
+    let r = session(&state, &target, resp3, &mut rx, &pending).await;
+    dead.set(true);
+    if let Err(e) = &r {
+        tracing::info!("forwarding link to {}:{} closed: {e}", target.0, target.1);
+    }
+    let fail = r.err().unwrap_or(ForwardError::Lost);
+    for p in pending.borrow_mut().drain(..) {
+        let _ = p.reply.send(Err(ForwardError::Lost));
+    }
+    rx.close();
+    while let Ok(req) = rx.try_recv() {
+        let _ = req.reply.send(Err(fail.clone()));
+    }
+}
+
+async fn session(
+    state: &Arc<ServerState>,
+    target: &(String, u16),
+    resp3: bool,
+    rx: &mut mpsc::Receiver<Request>,
+    pending: &RefCell<VecDeque<Pending>>,
+) -> Result<(), ForwardError> {
+    let addr = (target.0.as_str(), target.1)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ForwardError::Unreachable(format!("cannot resolve {}", target.0)))?;
+    let mut c = TcpStream::connect_timeout(addr, Duration::from_secs(2))
+        .await
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    let _ = c.set_nodelay(true);
+    // Authenticate as a peer (masterauth) and speak the clients' protocol.
+    let mut hello = Vec::new();
+    let mut expect = 0;
+    let auth = state.config().masterauth.clone();
+    if let Some(pw) = &auth {
+        encode(&mut hello, &[b"AUTH", pw.as_bytes()]);
+        expect += 1;
+    }
+    if resp3 {
+        encode(&mut hello, &[b"HELLO", b"3"]);
+        expect += 1;
+    }
+    let mut buf = Vec::new();
+    if expect > 0 {
+        c.write_all(&hello)
+            .await
+            .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+        let mut chunk = vec![0u8; 16 << 10];
+        while expect > 0 {
+            match reply_len(&buf) {
+                Ok(Some(n)) => {
+                    if buf[0] == b'-' {
+                        let why = String::from_utf8_lossy(&buf[1..n]).trim().to_string();
+                        return Err(ForwardError::Unreachable(why));
+                    }
+                    buf.drain(..n);
+                    expect -= 1;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ForwardError::Unreachable(e.to_string())),
+            }
+            let n = crate::runtime::timeout(Duration::from_secs(2), c.read(&mut chunk))
+                .await
+                .ok_or_else(|| ForwardError::Unreachable("no answer to AUTH/HELLO".into()))?
+                .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+            if n == 0 {
+                return Err(ForwardError::Unreachable(
+                    "closed during the handshake".into(),
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let (mut rd, mut wr) = c.split();
+    let writer = async {
+        let mut db = 0usize;
+        while let Some(req) = rx.next().await {
+            let mut out = Vec::new();
+            let mut frames = 0;
+            if req.db != db {
+                encode(&mut out, &[b"SELECT", req.db.to_string().as_bytes()]);
+                db = req.db;
+                frames += 1;
+            }
+            for cmd in &req.cmds {
+                let argv: Vec<&[u8]> = cmd.iter().map(|a| a.as_slice()).collect();
+                encode(&mut out, &argv);
+            }
+            frames += req.cmds.len();
+            let deliver = frames - 1;
+            if req.seqs {
+                encode(&mut out, &[b"REPLCONF", b"SEQS"]);
+                frames += 1;
+            }
+            pending.borrow_mut().push_back(Pending {
+                frames,
+                deliver,
+                seqs: req.seqs,
+                got: Vec::with_capacity(frames),
+                reply: req.reply,
+            });
+            if wr.write_all(&out).await.is_err() {
+                return Err(ForwardError::Lost);
+            }
+        }
+        Ok(())
+    };
+    let reader = async {
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut idle = 0u32;
+        loop {
+            loop {
+                let n = match reply_len(&buf) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(_) => return Err(ForwardError::Lost),
+                };
+                let frame: Vec<u8> = buf.drain(..n).collect();
+                let mut q = pending.borrow_mut();
+                let Some(p) = q.front_mut() else {
+                    return Err(ForwardError::Lost);
+                };
+                p.got.push(frame);
+                if p.got.len() == p.frames {
+                    let Some(mut p) = q.pop_front() else {
+                        return Err(ForwardError::Lost);
+                    };
+                    let seqs = if p.seqs {
+                        p.got.last().map(|f| parse_seqs(f)).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let bytes = std::mem::take(&mut p.got[p.deliver]);
+                    let _ = p.reply.send(Ok(Relayed { bytes, seqs }));
+                }
+            }
+            // Wake every 50 ms to notice a new primary; a link with work in
+            // flight and nothing heard for repl-timeout is dead.
+            match crate::runtime::timeout(Duration::from_millis(50), rd.read(&mut chunk)).await {
+                Some(Ok(0)) | Some(Err(_)) => return Err(ForwardError::Lost),
+                Some(Ok(n)) => {
+                    idle = 0;
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                None => {
+                    if state.repl.master().as_ref() != Some(target)
+                        || state.shutdown.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        return Err(ForwardError::Lost);
+                    }
+                    if pending.borrow().is_empty() {
+                        idle = 0;
+                    } else {
+                        idle += 1;
+                        if u64::from(idle) * 50 > state.config().repl_timeout * 1000 {
+                            return Err(ForwardError::Lost);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    futures::pin_mut!(writer);
+    futures::pin_mut!(reader);
+    match futures::future::select(writer, reader).await {
+        futures::future::Either::Left((r, _)) | futures::future::Either::Right((r, _)) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_parse_from_an_integer_array() {
+        assert_eq!(parse_seqs(b"*3\r\n:5\r\n:0\r\n:17\r\n"), vec![5, 0, 17]);
+        assert_eq!(parse_seqs(b"*0\r\n"), Vec::<u64>::new());
+    }
+}

@@ -301,6 +301,9 @@ pub fn info_section(state: &ServerState, w: &mut String) {
         v.bus_refused,
     );
     let r = &state.repl;
+    if v.role == "primary" {
+        let _ = write!(w, "cluster_placement:{}\r\n", r.placement());
+    }
     let _ = write!(
         w,
         "cluster_merges:{}\r\ncluster_merge_applied:{}\r\ncluster_merge_kept_ours:{}\r\ncluster_merge_lost:{}\r\n",

@@ -337,4 +337,25 @@ impl ReplShared {
     pub fn sync_backup(&self) -> Option<String> {
         lock(&self.peers).sync.clone()
     }
+
+    /// As primary: whether the copies are placed across zones — `ok`, or
+    /// what is degraded and why (ARCHITECTURE.md §6, placement).
+    pub fn placement(&self) -> String {
+        let p = lock(&self.peers);
+        let other_zone = p
+            .links
+            .keys()
+            .filter(|b| p.same_zone.get(*b) == Some(&false))
+            .count();
+        match p.sync.as_ref() {
+            None => "degraded: no backup connected".into(),
+            Some(_) if other_zone == 0 => {
+                "degraded: no backup in another zone (a dark zone takes every copy)".into()
+            }
+            Some(s) if p.same_zone.get(s) == Some(&true) => {
+                format!("degraded: the sync backup {s} is in the primary's zone")
+            }
+            Some(_) => "ok".into(),
+        }
+    }
 }

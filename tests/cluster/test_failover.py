@@ -795,6 +795,10 @@ def test_loss_of_a_whole_zone_strong():
     zones = {"h1": "z1", "h2": "z2", "h3": "z3", "h4": "z1", "h5": "z2"}
     with Cluster(zones, delay_ms=DELAY_MS, ports=PORTS) as c:
         start_cluster(c, "--consistency", "strong")
+        # h4 shares h1's zone: the sync backup must be another zone's.
+        until(c, lambda: info(c, "h1").get("cluster_placement") == "ok", 10, "placement ok on h1")
+        sync = info(c, "h1", "replication").get("sync_backup")
+        check(c, sync in ("h2", "h3", "h5"), f"the sync backup is {sync!r}")
         load = Load(c, ["h2", "h3"])
         until(c, lambda: len(load.acks()) > 50, 10, "the writers to get going")
         time.sleep(1.5)

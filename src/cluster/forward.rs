@@ -82,7 +82,7 @@ pub async fn forward(
     cmds: Vec<Vec<Vec<u8>>>,
     seqs: bool,
 ) -> Result<Relayed, ForwardError> {
-    let mut tx = LINKS.with(|links| {
+    let tx = LINKS.with(|links| {
         let mut links = links.borrow_mut();
         links.retain(|l| !l.dead.get() && (l.target == target || l.resp3 != resp3));
         if let Some(l) = links
@@ -93,7 +93,15 @@ pub async fn forward(
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let dead = Rc::new(Cell::new(false));
-        glommio::spawn_local(run(state.clone(), target.clone(), resp3, rx, dead.clone())).detach();
+        glommio::spawn_local(run(
+            state.clone(),
+            target.clone(),
+            resp3,
+            rx,
+            dead.clone(),
+            false,
+        ))
+        .detach();
         links.push(Link {
             target: target.clone(),
             resp3,
@@ -102,6 +110,33 @@ pub async fn forward(
         });
         tx
     });
+    send(tx, db, cmds, seqs).await
+}
+
+/// Runs `cmds` on a connection of their own, closed afterwards: for a
+/// blocking command, which would hold up every request behind it on the
+/// shared link.
+pub async fn forward_alone(
+    state: &Arc<ServerState>,
+    target: (String, u16),
+    resp3: bool,
+    db: usize,
+    cmds: Vec<Vec<Vec<u8>>>,
+    seqs: bool,
+) -> Result<Relayed, ForwardError> {
+    let (tx, rx) = mpsc::channel(1);
+    let dead = Rc::new(Cell::new(false));
+    // A blocking command may wait as long as its client asked: no idle rule.
+    glommio::spawn_local(run(state.clone(), target, resp3, rx, dead, true)).detach();
+    send(tx, db, cmds, seqs).await
+}
+
+async fn send(
+    mut tx: mpsc::Sender<Request>,
+    db: usize,
+    cmds: Vec<Vec<Vec<u8>>>,
+    seqs: bool,
+) -> Result<Relayed, ForwardError> {
     let (reply, answer) = oneshot::channel();
     tx.try_send(Request {
         db,
@@ -110,6 +145,7 @@ pub async fn forward(
         reply,
     })
     .map_err(|_| ForwardError::Busy)?;
+    drop(tx);
     answer.await.unwrap_or(Err(ForwardError::Lost))
 }
 
@@ -147,9 +183,10 @@ async fn run(
     resp3: bool,
     mut rx: mpsc::Receiver<Request>,
     dead: Rc<Cell<bool>>,
+    patient: bool,
 ) {
     let pending: RefCell<VecDeque<Pending>> = RefCell::new(VecDeque::new());
-    let r = session(&state, &target, resp3, &mut rx, &pending).await;
+    let r = session(&state, &target, resp3, &mut rx, &pending, patient).await;
     dead.set(true);
     if let Err(e) = &r {
         tracing::info!("forwarding link to {}:{} closed: {e}", target.0, target.1);
@@ -170,6 +207,7 @@ async fn session(
     resp3: bool,
     rx: &mut mpsc::Receiver<Request>,
     pending: &RefCell<VecDeque<Pending>>,
+    patient: bool,
 ) -> Result<(), ForwardError> {
     let addr = (target.0.as_str(), target.1)
         .to_socket_addrs()
@@ -256,6 +294,10 @@ async fn session(
                 return Err(ForwardError::Lost);
             }
         }
+        // Every sender is gone: let the answers still due arrive first.
+        while !pending.borrow().is_empty() {
+            crate::runtime::sleep(Duration::from_millis(5)).await;
+        }
         Ok(())
     };
     let reader = async {
@@ -301,7 +343,7 @@ async fn session(
                     {
                         return Err(ForwardError::Lost);
                     }
-                    if pending.borrow().is_empty() {
+                    if patient || pending.borrow().is_empty() {
                         idle = 0;
                     } else {
                         idle += 1;

@@ -202,10 +202,11 @@ impl Conn {
                 // A cluster backup forwards writes to the primary; inside
                 // MULTI they queue here and EXEC forwards the transaction.
                 if let Some(target) = crate::cluster::route::target(self) {
-                    if self.multi.is_none() && !BLOCKING.contains(&spec.name) {
+                    if self.multi.is_none() {
                         self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
+                        let alone = BLOCKING.contains(&spec.name);
                         return self
-                            .forward(target, spec, vec![owned(argv)], true, started, out)
+                            .forward(target, spec, vec![owned(argv)], true, alone, started, out)
                             .await;
                     }
                 }
@@ -262,7 +263,7 @@ impl Conn {
                 }
                 if reason.is_some() {
                     return self
-                        .forward(target, spec, vec![owned(argv)], false, started, out)
+                        .forward(target, spec, vec![owned(argv)], false, false, started, out)
                         .await;
                 }
             }
@@ -342,19 +343,26 @@ impl Conn {
     }
 
     /// Runs `cmds` on the primary and relays the reply of the last one; with
-    /// `seqs`, remembers where the primary was after them (a write).
+    /// `seqs`, remembers where the primary was after them (a write); `alone`:
+    /// on a connection of its own (a blocking command).
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &mut self,
         target: (String, u16),
         spec: &'static command::Spec,
         cmds: Vec<Vec<Vec<u8>>>,
         seqs: bool,
+        alone: bool,
         started: Instant,
         out: &mut Vec<u8>,
     ) -> After {
+        use crate::cluster::forward;
         let resp3 = self.proto == Protocol::Resp3;
-        let r =
-            crate::cluster::forward::forward(&self.state, target, resp3, self.db, cmds, seqs).await;
+        let r = if alone {
+            forward::forward_alone(&self.state, target, resp3, self.db, cmds, seqs).await
+        } else {
+            forward::forward(&self.state, target, resp3, self.db, cmds, seqs).await
+        };
         match r {
             Ok(r) => {
                 let failed = r.bytes.first() == Some(&b'-');
@@ -399,7 +407,8 @@ impl Conn {
         cmds.extend(m.queued.into_iter().map(|q| q.args));
         cmds.push(vec![b"EXEC".to_vec()]);
         self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
-        self.forward(target, spec, cmds, true, started, out).await
+        self.forward(target, spec, cmds, true, false, started, out)
+            .await
     }
 
     fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {

@@ -104,6 +104,29 @@ def test_transactions_through_a_backup_run_whole_on_the_primary():
             check(c, conn.call("GET", "tx:b") == "x", "the primary lacks the transaction")
 
 
+def test_blocking_pops_through_a_backup_are_woken_from_any_node():
+    """BLPOP on a backup runs on the primary on a connection of its own (it
+    must not hold up the shared link): a push through another backup wakes
+    it, a timeout answers nil, and other clients of the same backup are not
+    delayed meanwhile."""
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        got: list = []
+        waiter = c.connect("h2", "h2", timeout=15)
+        waiter.send("BLPOP", "jobs", "10")
+        time.sleep(0.3)
+        with c.connect("h2", "h2") as other:
+            t = time.monotonic()
+            check(c, other.call("SET", "busy", "1") == "OK", "a write on h2 while a BLPOP waits")
+            check(c, time.monotonic() - t < 1.0, "the write waited behind the BLPOP")
+        with c.connect("h3", "h3") as pusher:
+            check(c, pusher.call("RPUSH", "jobs", "job-1") == 1, "RPUSH through h3")
+        got.append(waiter.read())
+        check(c, got[0] == ["jobs", "job-1"], f"BLPOP through h2 answered {got[0]!r}")
+        check(c, waiter.call("BLPOP", "jobs", "0.3") is None, "an expired BLPOP through h2")
+        waiter.close()
+
+
 def test_a_failover_keeps_clients_of_a_surviving_backup_connected():
     with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
         start_cluster(c)

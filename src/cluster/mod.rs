@@ -37,6 +37,7 @@ pub mod bus;
 pub mod driver;
 pub mod file;
 pub mod forward;
+pub mod pubsub_relay;
 pub mod route;
 pub mod topology;
 pub mod wire;

@@ -94,6 +94,34 @@ fn value_end(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, Frame
     }
 }
 
+/// The items of a complete array reply whose items are bulk strings or
+/// integers (a pub/sub message), as bytes; None for anything else.
+pub fn items(frame: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (head, mut at) = line(frame, 1)?;
+    if !matches!(frame.first(), Some(b'*') | Some(b'>')) {
+        return None;
+    }
+    let n = number(head).ok()?;
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n {
+        let t = *frame.get(at)?;
+        let (h, next) = line(frame, at + 1)?;
+        match t {
+            b':' | b'+' => {
+                out.push(h.to_vec());
+                at = next;
+            }
+            b'$' => {
+                let len = usize::try_from(number(h).ok()?).ok()?;
+                out.push(frame.get(next..next + len)?.to_vec());
+                at = next + len + 2;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +160,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn items_of_a_message() {
+        let m = b"*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$2\r\nch\r\n$3\r\nhi!\r\n";
+        assert_eq!(
+            items(m),
+            Some(vec![
+                b"pmessage".to_vec(),
+                b"*".to_vec(),
+                b"ch".to_vec(),
+                b"hi!".to_vec()
+            ])
+        );
+        assert_eq!(
+            items(b"*2\r\n$10\r\npsubscribe\r\n:1\r\n"),
+            Some(vec![b"psubscribe".to_vec(), b"1".to_vec()])
+        );
+        assert_eq!(items(b"*2\r\n$5\r\npsubscribe\r\n:1\r\n"), None);
+        assert_eq!(items(b"+OK\r\n"), None);
     }
 
     #[test]

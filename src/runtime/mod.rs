@@ -367,6 +367,15 @@ async fn executor_main(
     })
     .detach();
 
+    // Pub/sub across nodes: a backup relays what its primary publishes.
+    if me == 0 && state.cluster.is_active() {
+        glommio::spawn_local(crate::cluster::pubsub_relay::run(
+            state.clone(),
+            router.clone(),
+        ))
+        .detach();
+    }
+
     // The shards' facts for the cluster driver (a thread off the cores).
     if state.cluster.is_active() {
         let (facts_local, facts_state) = (local.clone(), state.clone());

@@ -255,6 +255,14 @@ impl Conn {
                 return self.forward_exec(target, spec, started, out).await;
             }
         }
+        if spec.name == "publish" && self.multi.is_none() {
+            // Published once, on the primary; every node's relay delivers it.
+            if let Some(target) = crate::cluster::route::target(self) {
+                return self
+                    .forward(target, spec, vec![owned(argv)], false, false, started, out)
+                    .await;
+            }
+        }
         if self.multi.is_none() && !spec.has(flags::WRITE) {
             if let Some(target) = crate::cluster::route::target(self) {
                 let reason = crate::cluster::route::read_reason(self, spec, argv);

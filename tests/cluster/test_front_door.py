@@ -127,6 +127,31 @@ def test_blocking_pops_through_a_backup_are_woken_from_any_node():
         waiter.close()
 
 
+def test_pubsub_reaches_subscribers_on_every_node_once():
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        subs = {}
+        for h in ("h1", "h2", "h3"):
+            conn = c.connect(h, h, timeout=5)
+            check(c, conn.call("SUBSCRIBE", "news") == ["subscribe", "news", 1], f"SUBSCRIBE on {h}")
+            subs[h] = conn
+        time.sleep(0.3)  # the backups' relay links are up by now
+        for h in ("h1", "h2", "h3"):
+            with c.connect(h, h) as pub:
+                n = pub.call("PUBLISH", "news", f"from {h}")
+                check(c, n >= 1, f"PUBLISH through {h} reached {n}")
+        for h, conn in subs.items():
+            got = sorted(conn.read()[2] for _ in range(3))
+            check(c, got == ["from h1", "from h2", "from h3"], f"{h}'s subscriber got {got}")
+            conn.sock.settimeout(0.5)
+            try:
+                extra = conn.read()
+                check(c, False, f"{h}'s subscriber got a duplicate: {extra}")
+            except (OSError, TimeoutError):
+                pass
+            conn.close()
+
+
 def test_a_failover_keeps_clients_of_a_surviving_backup_connected():
     with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
         start_cluster(c)

@@ -131,6 +131,33 @@ pub async fn forward_alone(
     send(tx, db, cmds, seqs).await
 }
 
+/// A link of one client's own, for as long as it WATCHes: the primary keeps
+/// WATCH state per connection, so the WATCH, the MULTI … EXEC after it and
+/// nothing else must share a connection there. Dropping it closes the link
+/// (and the primary forgets the watches).
+pub struct Pinned {
+    tx: mpsc::Sender<Request>,
+    pub target: (String, u16),
+}
+
+impl Pinned {
+    pub fn open(state: &Arc<ServerState>, target: (String, u16), resp3: bool) -> Pinned {
+        let (tx, rx) = mpsc::channel(16);
+        let dead = Rc::new(Cell::new(false));
+        glommio::spawn_local(run(state.clone(), target.clone(), resp3, rx, dead, false)).detach();
+        Pinned { tx, target }
+    }
+
+    pub async fn send(
+        &self,
+        db: usize,
+        cmds: Vec<Vec<Vec<u8>>>,
+        seqs: bool,
+    ) -> Result<Relayed, ForwardError> {
+        send(self.tx.clone(), db, cmds, seqs).await
+    }
+}
+
 async fn send(
     mut tx: mpsc::Sender<Request>,
     db: usize,

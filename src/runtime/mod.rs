@@ -518,6 +518,7 @@ async fn executor_main(
                 subs: Default::default(),
                 wrote: Default::default(),
                 written_seqs: Vec::new(),
+                pinned: None,
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

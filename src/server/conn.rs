@@ -86,6 +86,9 @@ pub struct Conn {
     /// On a cluster backup: per shard, the primary's seq when it answered
     /// this client's latest forwarded write (read-your-writes).
     pub written_seqs: Vec<u64>,
+    /// On a cluster backup: this client's own link to the primary while it
+    /// WATCHes (its transaction runs there).
+    pub pinned: Option<crate::cluster::forward::Pinned>,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -250,6 +253,15 @@ impl Conn {
                 return After::Continue;
             }
         }
+        if matches!(spec.name, "watch" | "unwatch" | "discard") {
+            if let Some(after) = self.watch_on_primary(spec, argv, started, out).await {
+                return after;
+            }
+        }
+        if spec.name == "exec" && self.multi.as_ref().is_some_and(|m| m.aborted) {
+            // An aborted EXEC unwatches everything, here and on the primary.
+            self.pinned = None;
+        }
         if spec.name == "exec" && self.multi.as_ref().is_some_and(|m| !m.aborted) {
             if let Some(target) = crate::cluster::route::target(self) {
                 return self.forward_exec(target, spec, started, out).await;
@@ -371,6 +383,58 @@ impl Conn {
         } else {
             forward::forward(&self.state, target, resp3, self.db, cmds, seqs).await
         };
+        self.relay(spec, r, started, out)
+    }
+
+    /// WATCH, UNWATCH and DISCARD on a cluster backup: WATCH runs on this
+    /// client's own link to the primary (opened on the first WATCH); UNWATCH
+    /// and DISCARD close it. None: not a cluster backup, handle as usual.
+    async fn watch_on_primary(
+        &mut self,
+        spec: &'static command::Spec,
+        argv: &[&[u8]],
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<After> {
+        let target = crate::cluster::route::target(self);
+        match spec.name {
+            "watch" => {
+                let target = target?;
+                if self.multi.is_some() {
+                    return None; // "WATCH inside MULTI is not allowed", as usual
+                }
+                if self.pinned.as_ref().is_some_and(|p| p.target != target) {
+                    self.pinned = None;
+                }
+                let resp3 = self.proto == Protocol::Resp3;
+                let state = self.state.clone();
+                let p = self.pinned.get_or_insert_with(|| {
+                    crate::cluster::forward::Pinned::open(&state, target, resp3)
+                });
+                let r = p.send(self.db, vec![owned(argv)], false).await;
+                if r.is_err() {
+                    self.pinned = None;
+                }
+                Some(self.relay(spec, r, started, out))
+            }
+            _ => {
+                // UNWATCH / DISCARD: the primary forgets the watches with
+                // the link; the command itself runs here as usual.
+                self.pinned = None;
+                None
+            }
+        }
+    }
+
+    /// Appends a relayed reply (or the forwarding error) and remembers the
+    /// primary's seqs it came with.
+    fn relay(
+        &mut self,
+        spec: &'static command::Spec,
+        r: Result<crate::cluster::forward::Relayed, crate::cluster::forward::ForwardError>,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> After {
         match r {
             Ok(r) => {
                 let failed = r.bytes.first() == Some(&b'-');
@@ -392,8 +456,8 @@ impl Conn {
     }
 
     /// EXEC on a cluster backup: the queued transaction runs on the primary
-    /// as one MULTI … EXEC (a WATCH here cannot vouch for the primary's keys,
-    /// so a watching transaction is refused).
+    /// as one MULTI … EXEC — on the client's own link when it WATCHes (the
+    /// watches live on that connection there), else on the shared one.
     async fn forward_exec(
         &mut self,
         target: (String, u16),
@@ -405,9 +469,11 @@ impl Conn {
             return After::Continue;
         };
         if !self.watches.is_empty() {
+            // Watched here before this node forwarded: cannot vouch for them.
             multi::unwatch_all(self).await;
+            self.pinned = None;
             return self.reply_err(
-                CmdError::Raw("EXECABORT WATCH is not supported on a replica yet: connect to the primary for optimistic transactions".into()),
+                CmdError::Raw("EXECABORT the keys were watched before this node became a replica: WATCH again".into()),
                 out,
             );
         }
@@ -415,6 +481,11 @@ impl Conn {
         cmds.extend(m.queued.into_iter().map(|q| q.args));
         cmds.push(vec![b"EXEC".to_vec()]);
         self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = self.pinned.take() {
+            // The transaction runs where its WATCH is.
+            let r = p.send(self.db, cmds, true).await;
+            return self.relay(spec, r, started, out);
+        }
         self.forward(target, spec, cmds, true, false, started, out)
             .await
     }

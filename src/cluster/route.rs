@@ -53,14 +53,21 @@ fn local_seq(conn: &Conn, shard: usize) -> u64 {
 
 /// Whether a keyed read must be forwarded, and why (None: serve it here).
 pub fn read_reason(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<Reason> {
-    if !matches!(spec.kind, Kind::Keyed(..)) {
+    // Keyspace-wide reads see every shard, so every shard must pass. (SCAN
+    // stays here: its cursors are this node's; mixing nodes would skip keys.)
+    let whole = matches!(spec.name, "dbsize" | "keys" | "randomkey");
+    if !matches!(spec.kind, Kind::Keyed(..)) && !whole {
         return None;
     }
     let repl = &conn.state.repl;
     if repl.strong {
         return Some(Reason::Strong);
     }
-    let shards = conn.router.shards_of(spec, argv);
+    let shards: Vec<usize> = if whole {
+        (0..conn.state.shards).collect()
+    } else {
+        conn.router.shards_of(spec, argv)
+    };
     let not_ready = shards.iter().any(|s| {
         !repl
             .published

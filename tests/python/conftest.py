@@ -232,12 +232,42 @@ def ref_redis(tmp_path_factory):
     _checked_stop(s)
 
 
-@pytest.fixture(scope="module", params=[1, 4], ids=lambda n: f"shards{n}")
-def keel_server(request, tmp_path_factory):
-    """keel started with --shards 1 and with --shards 4 (module-scoped)."""
-    s = start_keel(tmp_path_factory.mktemp(f"keel-shards{request.param}"), shards=request.param)
+# The "backup" variant of keel_server: a three-node cluster whose clients talk
+# to a backup (backup_cluster.py). Not among the shared fixture's params (most
+# suites check things a backup answers itself: INFO, CONFIG, DEBUG, DBSIZE, ...);
+# a module opts in by overriding keel_server with params [1, 4, BACKUP] and
+# keel_server_variant as its body, as test_apps.py does.
+BACKUP = "backup"
+
+
+def keel_variant_id(param) -> str:
+    return "via-backup" if param == BACKUP else f"shards{param}"
+
+
+def keel_server_variant(param, tmp_path_factory):
+    """Body of keel_server (a generator): keel with --shards `param`, or with
+    BACKUP the cluster (yields its backup-facing BackupCluster)."""
+    if param == BACKUP:
+        if TARGET != "keel":
+            pytest.skip("via-backup needs keel's cluster (not with KEEL_TEST_TARGET=redis)")
+        from backup_cluster import start_backup_cluster  # imports conftest: not at the top
+
+        c = start_backup_cluster(tmp_path_factory.mktemp("keel-via-backup"))
+        yield c
+        died = c.stop()
+        if died:
+            pytest.fail(f"{c.name}: node(s) died during the tests, exit codes {died}\n"
+                        f"--- log tails ---\n{c.log_tail()}", pytrace=False)
+        return
+    s = start_keel(tmp_path_factory.mktemp(f"keel-shards{param}"), shards=param)
     yield s
     _checked_stop(s)
+
+
+@pytest.fixture(scope="module", params=[1, 4], ids=keel_variant_id)
+def keel_server(request, tmp_path_factory):
+    """keel started with --shards 1 and with --shards 4 (module-scoped)."""
+    yield from keel_server_variant(request.param, tmp_path_factory)
 
 
 @pytest.fixture

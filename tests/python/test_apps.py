@@ -1,5 +1,7 @@
 """Application scenarios with redis-py (protocol 2 and 3) against keel at
---shards 1 and --shards 4: a leaderboard, a session store, a job queue on
+--shards 1 and --shards 4, and through a backup of a three-node keel cluster
+(via-backup: the backup forwards writes, MULTI/EXEC and blocking pops to the
+primary; see backup_cluster.py): a leaderboard, a session store, a job queue on
 BLMOVE and the async-ratelimiter algorithm (its 1.3.x command sequence: one
 MULTI of ZREMRANGEBYSCORE, ZCARD, ZADD, ZRANGE, ZRANGE, ZREMRANGEBYRANK, PEXPIRE).
 The same scenarios run with ioredis in tests/node/apps.test.js.
@@ -13,7 +15,17 @@ import time
 import pytest
 import redis
 
+from conftest import BACKUP, keel_server_variant, keel_variant_id
+
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", params=[1, 4, BACKUP], ids=keel_variant_id)
+def keel_server(request, tmp_path_factory):
+    """conftest's keel_server plus its via-backup variant: clients talk to a
+    backup of a three-node cluster (backup_cluster.py)."""
+    yield from keel_server_variant(request.param, tmp_path_factory)
+
 
 PROTOCOLS = pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 

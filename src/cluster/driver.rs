@@ -323,7 +323,51 @@ impl Driver {
         self.state.cluster.lease_ok.store(lease, Ordering::Relaxed);
         self.persist();
         self.publish_view();
+        self.publish_read_replicas();
         self.announce();
+    }
+
+    /// Gossips whether this node serves reads, and lists the backups this
+    /// node may send reads to when its own copy is not ready: serving by
+    /// their latest ping, not suspected, not the primary; same zone first,
+    /// then same region — another region's copy is never "nearest".
+    fn publish_read_replicas(&mut self) {
+        let me = self.topo.peers.iter().find(|p| p.id == self.topo.me);
+        let serving = me.is_some_and(|m| !m.arbiter)
+            && !self.state.repl.published.is_empty()
+            && self
+                .state
+                .repl
+                .published
+                .iter()
+                .all(|f| f.ready.load(Ordering::Relaxed));
+        self.node.set_serving(serving);
+        let Some(me) = me else {
+            return;
+        };
+        let primary = self.node.primary();
+        let mut near: Vec<(u8, &str, (String, u16))> = self
+            .topo
+            .peers
+            .iter()
+            .filter(|p| p.id != me.id && !p.arbiter && Some(p.id) != primary)
+            .filter(|p| self.node.peer_serving(p.id) && !self.node.suspects(p.id))
+            .filter(|p| p.region == me.region)
+            .map(|p| {
+                (
+                    u8::from(p.zone != me.zone),
+                    p.name.as_str(),
+                    p.client.clone(),
+                )
+            })
+            .collect();
+        near.sort();
+        let list: Vec<(String, u16)> = near.into_iter().map(|(_, _, c)| c).collect();
+        if let Ok(mut g) = self.state.cluster.read_replicas.lock() {
+            if *g != list {
+                *g = list;
+            }
+        }
     }
 
     /// Tells Sentinel-aware clients subscribed here that the primary moved:

@@ -60,8 +60,19 @@ struct Request {
     reply: oneshot::Sender<Result<Relayed, ForwardError>>,
 }
 
+/// Who is at the other end of a link, which decides when it is stale.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Peer {
+    /// The primary this node follows: stale once it follows another.
+    Primary,
+    /// A ready replica serving reads for this node (nearest first): stale
+    /// once the cluster no longer lists it as ready.
+    Replica,
+}
+
 struct Link {
     target: (String, u16),
+    peer: Peer,
     resp3: bool,
     tx: mpsc::Sender<Request>,
     dead: Rc<Cell<bool>>,
@@ -72,45 +83,68 @@ thread_local! {
     static LINKS: RefCell<Vec<Link>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `cmds` on the primary at `target` in database `db`; with `seqs`,
-/// also returns the primary's shard seqs right after them.
-pub async fn forward(
+/// Answers to a request: the relayed reply, or why there is none.
+pub type Answer = oneshot::Receiver<Result<Relayed, ForwardError>>;
+
+/// Starts a link task to `target` with room for `room` queued requests.
+/// `patient`: no idle limit (a blocking command waits as long as asked).
+fn spawn_link(
     state: &Arc<ServerState>,
     target: (String, u16),
+    peer: Peer,
+    resp3: bool,
+    room: usize,
+    patient: bool,
+) -> (mpsc::Sender<Request>, Rc<Cell<bool>>) {
+    let (tx, rx) = mpsc::channel(room);
+    let dead = Rc::new(Cell::new(false));
+    let link = run(
+        state.clone(),
+        target,
+        peer,
+        resp3,
+        rx,
+        dead.clone(),
+        patient,
+    );
+    glommio::spawn_local(link).detach();
+    (tx, dead)
+}
+
+/// Queues `cmds` for the node at `target` (database `db`) on this core's
+/// shared link and returns at once; with `seqs`, the answer also carries
+/// that node's shard seqs right after them. Requests submitted in order
+/// run there in that order (one connection, pipelined), so a client may
+/// have several in flight.
+pub fn submit(
+    state: &Arc<ServerState>,
+    target: (String, u16),
+    peer: Peer,
     resp3: bool,
     db: usize,
     cmds: Vec<Vec<Vec<u8>>>,
     seqs: bool,
-) -> Result<Relayed, ForwardError> {
+) -> Answer {
     let tx = LINKS.with(|links| {
         let mut links = links.borrow_mut();
-        links.retain(|l| !l.dead.get() && (l.target == target || l.resp3 != resp3));
+        links.retain(|l| !l.dead.get());
         if let Some(l) = links
             .iter()
-            .find(|l| l.target == target && l.resp3 == resp3)
+            .find(|l| l.target == target && l.resp3 == resp3 && l.peer == peer)
         {
             return l.tx.clone();
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let dead = Rc::new(Cell::new(false));
-        glommio::spawn_local(run(
-            state.clone(),
-            target.clone(),
-            resp3,
-            rx,
-            dead.clone(),
-            false,
-        ))
-        .detach();
+        let (tx, dead) = spawn_link(state, target.clone(), peer, resp3, QUEUE, false);
         links.push(Link {
-            target: target.clone(),
+            target,
+            peer,
             resp3,
             tx: tx.clone(),
             dead,
         });
         tx
     });
-    send(tx, db, cmds, seqs).await
+    send(tx, db, cmds, seqs)
 }
 
 /// Runs `cmds` on a connection of their own, closed afterwards: for a
@@ -124,11 +158,13 @@ pub async fn forward_alone(
     cmds: Vec<Vec<Vec<u8>>>,
     seqs: bool,
 ) -> Result<Relayed, ForwardError> {
-    let (tx, rx) = mpsc::channel(1);
-    let dead = Rc::new(Cell::new(false));
-    // A blocking command may wait as long as its client asked: no idle rule.
-    glommio::spawn_local(run(state.clone(), target, resp3, rx, dead, true)).detach();
-    send(tx, db, cmds, seqs).await
+    let (tx, _) = spawn_link(state, target, Peer::Primary, resp3, 1, true);
+    settled(send(tx, db, cmds, seqs)).await
+}
+
+/// The outcome of an answer (a link that vanished lost the request).
+pub async fn settled(answer: Answer) -> Result<Relayed, ForwardError> {
+    answer.await.unwrap_or(Err(ForwardError::Lost))
 }
 
 /// A link of one client's own, for as long as it WATCHes: the primary keeps
@@ -142,9 +178,7 @@ pub struct Pinned {
 
 impl Pinned {
     pub fn open(state: &Arc<ServerState>, target: (String, u16), resp3: bool) -> Pinned {
-        let (tx, rx) = mpsc::channel(16);
-        let dead = Rc::new(Cell::new(false));
-        glommio::spawn_local(run(state.clone(), target.clone(), resp3, rx, dead, false)).detach();
+        let (tx, _) = spawn_link(state, target.clone(), Peer::Primary, resp3, 16, false);
         Pinned { tx, target }
     }
 
@@ -154,26 +188,22 @@ impl Pinned {
         cmds: Vec<Vec<Vec<u8>>>,
         seqs: bool,
     ) -> Result<Relayed, ForwardError> {
-        send(self.tx.clone(), db, cmds, seqs).await
+        settled(send(self.tx.clone(), db, cmds, seqs)).await
     }
 }
 
-async fn send(
-    mut tx: mpsc::Sender<Request>,
-    db: usize,
-    cmds: Vec<Vec<Vec<u8>>>,
-    seqs: bool,
-) -> Result<Relayed, ForwardError> {
+fn send(mut tx: mpsc::Sender<Request>, db: usize, cmds: Vec<Vec<Vec<u8>>>, seqs: bool) -> Answer {
     let (reply, answer) = oneshot::channel();
-    tx.try_send(Request {
+    let req = Request {
         db,
         cmds,
         seqs,
         reply,
-    })
-    .map_err(|_| ForwardError::Busy)?;
-    drop(tx);
-    answer.await.unwrap_or(Err(ForwardError::Lost))
+    };
+    if let Err(e) = tx.try_send(req) {
+        let _ = e.into_inner().reply.send(Err(ForwardError::Busy));
+    }
+    answer
 }
 
 fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
@@ -207,13 +237,14 @@ struct Pending {
 async fn run(
     state: Arc<ServerState>,
     target: (String, u16),
+    peer: Peer,
     resp3: bool,
     mut rx: mpsc::Receiver<Request>,
     dead: Rc<Cell<bool>>,
     patient: bool,
 ) {
     let pending: RefCell<VecDeque<Pending>> = RefCell::new(VecDeque::new());
-    let r = session(&state, &target, resp3, &mut rx, &pending, patient).await;
+    let r = session(&state, &target, peer, resp3, &mut rx, &pending, patient).await;
     dead.set(true);
     if let Err(e) = &r {
         tracing::info!("forwarding link to {}:{} closed: {e}", target.0, target.1);
@@ -231,6 +262,7 @@ async fn run(
 async fn session(
     state: &Arc<ServerState>,
     target: &(String, u16),
+    peer: Peer,
     resp3: bool,
     rx: &mut mpsc::Receiver<Request>,
     pending: &RefCell<VecDeque<Pending>>,
@@ -365,9 +397,11 @@ async fn session(
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 None => {
-                    if state.repl.master().as_ref() != Some(target)
-                        || state.shutdown.load(std::sync::atomic::Ordering::Relaxed)
-                    {
+                    let stale = match peer {
+                        Peer::Primary => state.repl.master().as_ref() != Some(target),
+                        Peer::Replica => !state.cluster.serves_reads(target),
+                    };
+                    if stale || state.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
                         return Err(ForwardError::Lost);
                     }
                     if patient || pending.borrow().is_empty() {

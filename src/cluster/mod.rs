@@ -143,6 +143,10 @@ pub struct ClusterState {
     /// forwarding to it makes sense (else reads are served here and writes
     /// refused at once).
     pub primary_reachable: AtomicBool,
+    /// Backups this node may send a read to when its own copy is not
+    /// ready, nearest first (same zone, then same region; never another
+    /// region), each serving reads by its latest ping.
+    pub read_replicas: Mutex<Vec<(String, u16)>>,
 }
 
 impl ClusterState {
@@ -155,7 +159,20 @@ impl ClusterState {
             commands: Mutex::new(Vec::new()),
             want_acks: AtomicBool::new(false),
             primary_reachable: AtomicBool::new(false),
+            read_replicas: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The nearest backup that serves reads, if any.
+    pub fn nearest_replica(&self) -> Option<(String, u16)> {
+        self.read_replicas.lock().ok()?.first().cloned()
+    }
+
+    /// Whether the node at `client` is still listed as serving reads.
+    pub fn serves_reads(&self, client: &(String, u16)) -> bool {
+        self.read_replicas
+            .lock()
+            .is_ok_and(|l| l.iter().any(|c| c == client))
     }
 
     pub fn command(&self, c: Command) {

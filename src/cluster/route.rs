@@ -14,6 +14,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::cluster::forward::Peer;
 use crate::exec::command::{Kind, Spec};
 use crate::server::conn::Conn;
 
@@ -63,6 +64,10 @@ pub fn read_reason(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<R
     if repl.strong {
         return Some(Reason::Strong);
     }
+    if conn.inflight.iter().any(|f| f.peer() == Peer::Primary) {
+        // A write in flight has no seq yet: the read follows it there.
+        return Some(Reason::OwnWrite);
+    }
     let shards: Vec<usize> = if whole {
         (0..conn.state.shards).collect()
     } else {
@@ -84,10 +89,16 @@ pub fn read_reason(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<R
     behind.then_some(Reason::OwnWrite)
 }
 
-/// Counts a read served here or forwarded.
-pub fn count_read(conn: &Conn, reason: Option<Reason>) {
+/// Counts a read served here or forwarded (`nearby`: to a ready backup
+/// near this node rather than to the primary).
+pub fn count_read(conn: &Conn, reason: Option<Reason>, nearby: bool) {
     let r = &conn.state.repl;
+    if nearby {
+        r.reads_nearby.fetch_add(1, Ordering::Relaxed);
+    }
+
     let c = match reason {
+        None if conn.routed => &r.reads_for_others,
         None => &r.reads_local,
         Some(Reason::Strong) => &r.fwd_reads_strong,
         Some(Reason::NotReady) => &r.fwd_reads_not_ready,

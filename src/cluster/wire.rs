@@ -16,7 +16,7 @@ use crate::control::progress::Progress;
 use crate::control::NodeId;
 
 /// The bus protocol's version: a peer speaking another is refused.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest body a peer may send (a ping of 1024 shards is ~20 KiB).
 pub const MAX_BODY: usize = 256 << 10;
 /// Most shards, suspects or commit points one message may list.
@@ -224,6 +224,7 @@ pub fn encode_message(counter: u64, m: &Message) -> Vec<u8> {
             let suspects: Vec<u64> = p.suspects.iter().map(|s| u64::from(*s)).collect();
             put_list(&mut b, &suspects);
             b.push(p.paused as u8);
+            b.push(p.serving as u8);
         }
         Message::RequestVote {
             term,
@@ -311,6 +312,7 @@ pub fn decode_message(body: &[u8], counter: u64) -> Result<Message, WireError> {
                 (0..n).map(|_| r.node()).collect::<Result<_, _>>()?
             },
             paused: r.bool()?,
+            serving: r.bool()?,
         }),
         b'R' => Message::RequestVote {
             term: r.varint()?,
@@ -371,6 +373,7 @@ mod tests {
                 commit: vec![0, 5, 9],
                 suspects: vec![1, 3],
                 paused: false,
+                serving: true,
             }),
             Message::Ping(Ping {
                 term: 0,
@@ -382,6 +385,7 @@ mod tests {
                 commit: vec![],
                 suspects: vec![],
                 paused: true,
+                serving: false,
             }),
             Message::RequestVote {
                 term: 8,

@@ -41,6 +41,10 @@ pub struct Ping {
     pub suspects: Vec<NodeId>,
     /// The sender has paused writes (safety check).
     pub paused: bool,
+    /// The sender serves reads: every shard synced and within
+    /// `read-max-lag` (fed by its driver; backups nearby send reads there
+    /// when their own copy is not ready).
+    pub serving: bool,
 }
 
 /// A message between members of one database.

@@ -49,6 +49,11 @@ pub struct ReplShared {
     pub fwd_reads_not_ready: AtomicU64,
     pub fwd_reads_own_write: AtomicU64,
     pub reads_local: AtomicU64,
+    /// Of the reads forwarded as not ready, those sent to a nearby ready
+    /// backup instead of the primary; and reads this node served for
+    /// another backup's clients.
+    pub reads_nearby: AtomicU64,
+    pub reads_for_others: AtomicU64,
     /// Microseconds each shard's writes are delayed (backpressure).
     pub delay_us: Vec<AtomicU64>,
     pub peers: Mutex<Peers>,
@@ -132,6 +137,8 @@ impl ReplShared {
             fwd_writes: AtomicU64::new(0),
             fwd_reads_strong: AtomicU64::new(0),
             fwd_reads_not_ready: AtomicU64::new(0),
+            reads_nearby: AtomicU64::new(0),
+            reads_for_others: AtomicU64::new(0),
             fwd_reads_own_write: AtomicU64::new(0),
             reads_local: AtomicU64::new(0),
             delay_us: (0..shards).map(|_| AtomicU64::new(0)).collect(),

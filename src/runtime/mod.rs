@@ -519,6 +519,8 @@ async fn executor_main(
                 wrote: Default::default(),
                 written_seqs: Vec::new(),
                 pinned: None,
+                inflight: Default::default(),
+                routed: false,
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

@@ -5,7 +5,9 @@
 //! inline when their keys are on a local shard and travel as messages
 //! otherwise (`exec/router.rs`); either way replies come back in request
 //! order, because the connection awaits each command before starting the
-//! next.
+//! next — or, for commands forwarded elsewhere on a cluster backup, keeps
+//! their places in the output until they are answered
+//! ([`super::front_door`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,6 +18,7 @@ use std::time::Instant;
 use futures::future::Either;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
+use crate::cluster::forward::Peer;
 use crate::cmd::error::{unknown_command, CmdError};
 use crate::cmd::Ctx;
 use crate::exec::blocking::{self, Blocked};
@@ -89,6 +92,11 @@ pub struct Conn {
     /// On a cluster backup: this client's own link to the primary while it
     /// WATCHes (its transaction runs there).
     pub pinned: Option<crate::cluster::forward::Pinned>,
+    /// Forwarded commands whose replies are not in the output yet.
+    pub inflight: crate::server::front_door::InFlights,
+    /// A backup's link sent this connection's reads here (REPLCONF AFTER):
+    /// reads this node cannot serve go to the primary, never further.
+    pub routed: bool,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -206,14 +214,15 @@ impl Conn {
                 // MULTI they queue here and EXEC forwards the transaction.
                 if let Some(target) = crate::cluster::route::target(self) {
                     if self.multi.is_none() {
-                        self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
-                        let alone = BLOCKING.contains(&spec.name);
+                        let blocking = BLOCKING.contains(&spec.name);
                         return self
-                            .forward(target, spec, vec![owned(argv)], true, alone, started, out)
+                            .forward_write(target, spec, argv, blocking, started, out)
                             .await;
                     }
                 }
             }
+            // Not forwarded: it runs (or queues) here after what is in flight.
+            self.settle(out).await;
             if spec.has(flags::WRITE)
                 && self.state.repl.is_backup()
                 && !(self.multi.is_some() && crate::cluster::route::target(self).is_some())
@@ -270,24 +279,29 @@ impl Conn {
         if spec.name == "publish" && self.multi.is_none() {
             // Published once, on the primary; every node's relay delivers it.
             if let Some(target) = crate::cluster::route::target(self) {
+                let publish = vec![owned(argv)];
                 return self
-                    .forward(target, spec, vec![owned(argv)], false, false, started, out)
+                    .forward(target, Peer::Primary, spec, publish, false, started, out)
                     .await;
             }
         }
         if self.multi.is_none() && !spec.has(flags::WRITE) {
             if let Some(target) = crate::cluster::route::target(self) {
-                let reason = crate::cluster::route::read_reason(self, spec, argv);
-                if matches!(spec.kind, Kind::Keyed(..)) {
-                    crate::cluster::route::count_read(self, reason);
-                }
-                if reason.is_some() {
-                    return self
-                        .forward(target, spec, vec![owned(argv)], false, false, started, out)
-                        .await;
+                match crate::cluster::route::read_reason(self, spec, argv) {
+                    Some(reason) => {
+                        return self
+                            .forward_read(target, reason, spec, argv, started, out)
+                            .await
+                    }
+                    None if matches!(spec.kind, Kind::Keyed(..)) => {
+                        crate::cluster::route::count_read(self, None, false)
+                    }
+                    None => {}
                 }
             }
         }
+        // Whatever runs here runs after what this client has in flight.
+        self.settle(out).await;
         if matches!(
             spec.name,
             "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe"
@@ -350,7 +364,7 @@ impl Conn {
         after
     }
 
-    fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
+    pub(super) fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
         let s = &mut stats.by_command[command::index_of(spec)];
@@ -362,135 +376,7 @@ impl Conn {
         }
     }
 
-    /// Runs `cmds` on the primary and relays the reply of the last one; with
-    /// `seqs`, remembers where the primary was after them (a write); `alone`:
-    /// on a connection of its own (a blocking command).
-    #[allow(clippy::too_many_arguments)]
-    async fn forward(
-        &mut self,
-        target: (String, u16),
-        spec: &'static command::Spec,
-        cmds: Vec<Vec<Vec<u8>>>,
-        seqs: bool,
-        alone: bool,
-        started: Instant,
-        out: &mut Vec<u8>,
-    ) -> After {
-        use crate::cluster::forward;
-        let resp3 = self.proto == Protocol::Resp3;
-        let r = if alone {
-            forward::forward_alone(&self.state, target, resp3, self.db, cmds, seqs).await
-        } else {
-            forward::forward(&self.state, target, resp3, self.db, cmds, seqs).await
-        };
-        self.relay(spec, r, started, out)
-    }
-
-    /// WATCH, UNWATCH and DISCARD on a cluster backup: WATCH runs on this
-    /// client's own link to the primary (opened on the first WATCH); UNWATCH
-    /// and DISCARD close it. None: not a cluster backup, handle as usual.
-    async fn watch_on_primary(
-        &mut self,
-        spec: &'static command::Spec,
-        argv: &[&[u8]],
-        started: Instant,
-        out: &mut Vec<u8>,
-    ) -> Option<After> {
-        let target = crate::cluster::route::target(self);
-        match spec.name {
-            "watch" => {
-                let target = target?;
-                if self.multi.is_some() {
-                    return None; // "WATCH inside MULTI is not allowed", as usual
-                }
-                if self.pinned.as_ref().is_some_and(|p| p.target != target) {
-                    self.pinned = None;
-                }
-                let resp3 = self.proto == Protocol::Resp3;
-                let state = self.state.clone();
-                let p = self.pinned.get_or_insert_with(|| {
-                    crate::cluster::forward::Pinned::open(&state, target, resp3)
-                });
-                let r = p.send(self.db, vec![owned(argv)], false).await;
-                if r.is_err() {
-                    self.pinned = None;
-                }
-                Some(self.relay(spec, r, started, out))
-            }
-            _ => {
-                // UNWATCH / DISCARD: the primary forgets the watches with
-                // the link; the command itself runs here as usual.
-                self.pinned = None;
-                None
-            }
-        }
-    }
-
-    /// Appends a relayed reply (or the forwarding error) and remembers the
-    /// primary's seqs it came with.
-    fn relay(
-        &mut self,
-        spec: &'static command::Spec,
-        r: Result<crate::cluster::forward::Relayed, crate::cluster::forward::ForwardError>,
-        started: Instant,
-        out: &mut Vec<u8>,
-    ) -> After {
-        match r {
-            Ok(r) => {
-                let failed = r.bytes.first() == Some(&b'-');
-                out.extend_from_slice(&r.bytes);
-                if self.written_seqs.len() < r.seqs.len() {
-                    self.written_seqs.resize(r.seqs.len(), 0);
-                }
-                for (mine, s) in self.written_seqs.iter_mut().zip(&r.seqs) {
-                    *mine = (*mine).max(*s);
-                }
-                self.count(spec, started, failed);
-                After::Continue
-            }
-            Err(e) => {
-                self.count(spec, started, true);
-                self.reply_err(CmdError::Raw(e.to_string()), out)
-            }
-        }
-    }
-
-    /// EXEC on a cluster backup: the queued transaction runs on the primary
-    /// as one MULTI … EXEC — on the client's own link when it WATCHes (the
-    /// watches live on that connection there), else on the shared one.
-    async fn forward_exec(
-        &mut self,
-        target: (String, u16),
-        spec: &'static command::Spec,
-        started: Instant,
-        out: &mut Vec<u8>,
-    ) -> After {
-        let Some(m) = self.multi.take() else {
-            return After::Continue;
-        };
-        if !self.watches.is_empty() {
-            // Watched here before this node forwarded: cannot vouch for them.
-            multi::unwatch_all(self).await;
-            self.pinned = None;
-            return self.reply_err(
-                CmdError::Raw("EXECABORT the keys were watched before this node became a replica: WATCH again".into()),
-                out,
-            );
-        }
-        let mut cmds: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
-        cmds.extend(m.queued.into_iter().map(|q| q.args));
-        cmds.push(vec![b"EXEC".to_vec()]);
-        self.state.repl.fwd_writes.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = self.pinned.take() {
-            // The transaction runs where its WATCH is.
-            let r = p.send(self.db, cmds, true).await;
-            return self.relay(spec, r, started, out);
-        }
-        self.forward(target, spec, cmds, true, false, started, out)
-            .await
-    }
-
-    fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {
+    pub(super) fn reply_err(&mut self, e: CmdError, out: &mut Vec<u8>) -> After {
         // A command that cannot even be queued dooms the transaction.
         if let Some(m) = &mut self.multi {
             m.aborted = true;
@@ -542,7 +428,7 @@ where
                 Either::Right((Some(m), _)) => {
                     resp::encode(&m.reply(), conn.proto, &mut out);
                     drain_messages(&mut conn, &mut out);
-                    if write_out(&mut stream, &mut out, &conn).await.is_err() {
+                    if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
                         break;
                     }
                     continue;
@@ -583,7 +469,7 @@ where
                         After::Block(blocked) => {
                             // Answer what came before, then wait; input that
                             // arrives meanwhile is kept for afterwards.
-                            if write_out(&mut stream, &mut out, &conn).await.is_err() {
+                            if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
                                 break 'conn;
                             }
                             match wait_blocked(
@@ -606,7 +492,7 @@ where
                         }
                     }
                     if out.len() >= FLUSH_AT
-                        && write_out(&mut stream, &mut out, &conn).await.is_err()
+                        && write_out(&mut stream, &mut out, &mut conn).await.is_err()
                     {
                         break 'conn;
                     }
@@ -635,7 +521,8 @@ where
             );
             close = true;
         }
-        if !out.is_empty() && write_out(&mut stream, &mut out, &conn).await.is_err() {
+        let due = !out.is_empty() || !conn.inflight.is_empty();
+        if due && write_out(&mut stream, &mut out, &mut conn).await.is_err() {
             break;
         }
         if close {
@@ -722,8 +609,10 @@ fn drain_messages(conn: &mut Conn, out: &mut Vec<u8>) {
 async fn write_out<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
-    conn: &Conn,
+    conn: &mut Conn,
 ) -> std::io::Result<()> {
+    // Forwarded commands' replies take their places first.
+    conn.settle(out).await;
     let wrote = std::mem::take(&mut *conn.wrote.borrow_mut());
     if !wrote.is_empty() {
         // Group commit: one fsync per shard covers every client whose

@@ -60,6 +60,7 @@ pub struct PeerView {
     pub progress: Progress,
     pub commit: Vec<u64>,
     pub paused: bool,
+    pub serving: bool,
 }
 
 pub use catch_up::CatchUp;
@@ -91,6 +92,8 @@ pub struct Node {
     progress: Progress,
     commit: Vec<u64>,
     peers: BTreeMap<NodeId, PeerView>,
+    /// This node serves reads (gossiped in pings; see [`Ping::serving`]).
+    serving: bool,
     detector: FailureDetector,
     safety: SafetyCheck,
     split: SplitBrainCheck,
@@ -151,6 +154,7 @@ impl Node {
             progress: Progress::empty(term, shards),
             commit: vec![0; shards],
             peers: BTreeMap::new(),
+            serving: false,
             split: SplitBrainCheck::default(),
             next_ping: now,
             election_at: None,
@@ -225,6 +229,14 @@ impl Node {
         self.detector.is_failed(peer, &self.voters, self.now)
     }
     /// The progress `peer` last reported (pings, votes).
+    /// Whether `peer` said in its latest ping that it serves reads.
+    pub fn peer_serving(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|v| v.serving)
+    }
+    /// Sets what this node's pings say about serving reads.
+    pub fn set_serving(&mut self, serving: bool) {
+        self.serving = serving;
+    }
     pub fn peer_progress(&self, peer: NodeId) -> Option<&Progress> {
         self.peers.get(&peer).map(|v| &v.progress)
     }
@@ -365,6 +377,7 @@ impl Node {
                     commit: self.commit.clone(),
                     suspects: suspects.clone(),
                     paused: self.safety.paused(),
+                    serving: self.serving,
                 }),
             });
         }
@@ -758,6 +771,7 @@ impl Node {
                 progress: p.progress,
                 commit: p.commit,
                 paused: p.paused,
+                serving: p.serving,
             },
         );
     }

@@ -250,7 +250,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     }
     let _ = write!(
         w,
-        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\nwrites_forwarded:{}\r\nreads_local:{}\r\nreads_forwarded_strong:{}\r\nreads_forwarded_not_ready:{}\r\nreads_forwarded_own_write:{}\r\n",
+        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\nwrites_forwarded:{}\r\nreads_local:{}\r\nreads_forwarded_strong:{}\r\nreads_forwarded_not_ready:{}\r\nreads_forwarded_own_write:{}\r\nreads_forwarded_nearby:{}\r\nreads_served_for_backups:{}\r\n",
         config.node_id,
         config.zone,
         config.region,
@@ -264,6 +264,8 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
         st.repl.fwd_reads_strong.load(Ordering::Relaxed),
         st.repl.fwd_reads_not_ready.load(Ordering::Relaxed),
         st.repl.fwd_reads_own_write.load(Ordering::Relaxed),
+        st.repl.reads_nearby.load(Ordering::Relaxed),
+        st.repl.reads_for_others.load(Ordering::Relaxed),
     );
     for v in &views {
         let _ = write!(
@@ -504,6 +506,24 @@ pub async fn seqs(conn: &Conn) -> CmdResult {
     Ok(Reply::Array(
         seqs.into_iter().map(|s| Reply::Int(s as i64)).collect(),
     ))
+}
+
+/// REPLCONF AFTER s0 s1 …: a backup that sends a read here for a client
+/// of its own (its copy was not ready) says, per shard, the client's latest
+/// write. The read that follows on this connection is then routed as if
+/// that client had written here: served locally only once these seqs are
+/// applied, else forwarded to the primary — never on to another backup.
+pub fn after(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
+    let seqs: Option<Vec<u64>> = a[2..]
+        .iter()
+        .map(|s| std::str::from_utf8(s).ok()?.parse().ok())
+        .collect();
+    let Some(seqs) = seqs.filter(|s| s.len() <= conn.state.shards) else {
+        return Err(CmdError::other("REPLCONF AFTER takes one seq per shard"));
+    };
+    conn.written_seqs = seqs;
+    conn.routed = true;
+    Ok(Reply::status("OK"))
 }
 
 /// REPLCONF: `PEER` tells a backup this node's replication ports; the

@@ -330,6 +330,14 @@ pub fn info_section(state: &ServerState, w: &mut String) {
         r.merge_skipped.load(Ordering::Relaxed),
         r.merge_lost.load(Ordering::Relaxed),
     );
+    // Where this node sends a read its own copy cannot serve, in order.
+    let readers: Vec<String> = state
+        .cluster
+        .read_replicas
+        .lock()
+        .map(|l| l.iter().map(|(h, p)| format!("{h}:{p}")).collect())
+        .unwrap_or_default();
+    let _ = write!(w, "cluster_read_replicas:{}\r\n", readers.join(","));
     for (i, m) in v.members.iter().enumerate() {
         let _ = write!(
             w,

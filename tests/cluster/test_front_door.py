@@ -14,8 +14,9 @@ import time
 
 from harness import Cluster, RespError
 
-from test_failover import (DELAY_MS, FAILOVER_BOUND, PORTS, ZONES, check, info, report,
-                           start_cluster, until, wait_converged, wait_one_primary)
+from test_failover import (DELAY_MS, FAILOVER_BOUND, PORT, PORTS, ZONES, check, info, node_args,
+                           report, start_cluster, until, wait_converged, wait_healthy,
+                           wait_one_primary, write_topology)
 
 # What a write through a backup may meet for a moment around a failover.
 TRANSIENT = ("TRYAGAIN", "READONLY", "CLUSTERDOWN")
@@ -212,3 +213,100 @@ def test_a_failover_keeps_clients_of_a_surviving_backup_connected():
             after = [k for k, at in acked if at > t_kill + 0.5]
             missing = [k for k in after if conn.call("EXISTS", k) != 1]
         check(c, not missing, f"writes acknowledged through h3 after the failover missing: {missing[:5]}")
+
+
+def test_pipelined_commands_through_a_backup_keep_their_order():
+    """A client pipelining through a backup gets every reply in its place:
+    forwarded writes, reads that follow them, and commands run locally in
+    between (PING, SELECT), with each forwarded command in the database the
+    client had selected when it sent it."""
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        with c.connect("h2", "h2", timeout=10) as conn:
+            want = []
+            for i in range(1, 201):
+                conn.send("INCR", "pipe:n")
+                want.append(i)
+                conn.send("SET", f"pipe:{i}", f"v{i}")
+                want.append("OK")
+                conn.send("GET", f"pipe:{i}")  # its own write is still in flight
+                want.append(f"v{i}")
+                if i % 50 == 0:
+                    conn.send("PING")
+                    want.append("PONG")
+                    conn.send("SELECT", "1")
+                    want.append("OK")
+                    conn.send("SET", "pipe:db1", str(i))
+                    want.append("OK")
+                    conn.send("SELECT", "0")
+                    want.append("OK")
+                    conn.send("EXISTS", "pipe:db1")
+                    want.append(0)
+            got = [conn.read() for _ in want]
+            bad = [(n, w, g) for n, (w, g) in enumerate(zip(want, got)) if w != g]
+            check(c, not bad, f"{len(bad)} replies out of place through h2, first {bad[:5]}")
+            # Settled keys are then read here again.
+            local0 = repl(c, "h2")["reads_local"]
+            wait_converged(c, ["h1", "h2"])
+            for i in range(1, 201, 10):
+                conn.send("GET", f"pipe:{i}")
+            got = [conn.read() for _ in range(1, 201, 10)]
+            check(c, got == [f"v{i}" for i in range(1, 201, 10)], f"pipelined reads: {got[:5]}")
+            check(c, repl(c, "h2")["reads_local"] - local0 == 20, "settled reads were forwarded")
+        with c.connect("h1", "h1") as conn:
+            check(c, conn.call("GET", "pipe:n") == "200", "the primary's counter")
+            conn.call("SELECT", "1")
+            check(c, conn.call("GET", "pipe:db1") == "200", "the SET sent in database 1")
+
+
+def test_a_backup_whose_copy_is_not_ready_reads_from_the_nearest_ready_backup():
+    """h2 and h3 share zone z2; h2 never counts as ready (read-max-lag 1 ms
+    against a 5 ms link), h3 does. Reads through h2 go to h3, not across to
+    the primary, carrying the client's own writes: h3 serves them only once
+    it has those writes. With h3 stopped, h2's reads go to the primary."""
+    zones = {"h1": "z1", "h2": "z2", "h3": "z2"}
+    with Cluster(zones, delay_ms=DELAY_MS, ports=PORTS) as c:
+        topo = write_topology(c, "h1")
+        c.start("h1", node_args(topo, "h1"))
+        c.start("h2", node_args(topo, "h2", "--read-max-lag", "1"))
+        c.start("h3", node_args(topo, "h3"))
+        wait_healthy(c, "h1", term=1)
+        until(c, lambda: info(c, "h3", "replication").get("replica_ready") == "1", 10, "h3 ready")
+        with c.connect("h1", "h1") as conn:
+            for i in range(100):
+                conn.call("SET", f"near:{i}", str(i))
+        wait_converged(c, ["h1", "h2", "h3"])
+        h2, h3 = repl(c, "h2"), info(c, "h3", "replication")
+        check(c, info(c, "h2", "replication").get("replica_ready") == "0", "h2 counts as ready")
+        with c.connect("h2", "h2") as conn:
+            got = [conn.call("GET", f"near:{i}") for i in range(100)]
+        check(c, got == [str(i) for i in range(100)], "reads through h2 via h3")
+        d2 = repl(c, "h2")
+        d3 = info(c, "h3", "replication")
+        nearby = int(info(c, "h2", "replication")["reads_forwarded_nearby"])
+        served = int(d3["reads_served_for_backups"]) - int(h3["reads_served_for_backups"])
+        report("front-door-nearby", f"h2 {d2}, h3 served {served} for h2")
+        check(c, d2["reads_forwarded_not_ready"] - h2["reads_forwarded_not_ready"] == 100,
+              f"h2's reads not counted as not ready: {d2}")
+        check(c, nearby >= 100, f"h2 sent {nearby} reads to a nearby backup")
+        check(c, served == 100, f"h3 served {served} of h2's 100 reads")
+        # Read-your-writes through h2 while its reads go to h3.
+        bad = read_your_writes(c, "h2", 100, "nearw")
+        check(c, not bad, f"{len(bad)} reads via h3 missed the client's own write: {bad[:5]}")
+        # h3 silent: h2 reads from the primary instead (after h3 is suspected).
+        h3_addr = f"{c.relay_addr('h3')[0]}:{PORT}"
+        check(c, info(c, "h2", "cluster")["cluster_read_replicas"] == h3_addr,
+              "h2's nearest ready backup is not h3")
+        c.pause("h3")
+        try:
+            until(c, lambda: info(c, "h2", "cluster")["cluster_read_replicas"] == "", 10,
+                  "h2 to stop sending reads to the paused h3")
+            before = repl(c, "h2")
+            with c.connect("h2", "h2", timeout=10) as conn:
+                got = [conn.call("GET", f"near:{i}") for i in range(20)]
+            check(c, got == [str(i) for i in range(20)], f"reads through h2 with h3 paused: {got[:3]}")
+            after = repl(c, "h2")
+            check(c, after["reads_forwarded_not_ready"] - before["reads_forwarded_not_ready"] == 20,
+                  f"reads through h2 with h3 paused: {after}")
+        finally:
+            c.resume("h3")

@@ -310,3 +310,92 @@ def test_a_backup_whose_copy_is_not_ready_reads_from_the_nearest_ready_backup():
                   f"reads through h2 with h3 paused: {after}")
         finally:
             c.resume("h3")
+
+
+def test_read_your_writes_holds_through_a_slow_link_and_a_failover():
+    """Clients on both backups write their own keys and read them back at
+    once on the same connection, and read settled keys besides, while the
+    link to h3's zone is slowed and then the primary is killed. No read may
+    miss the client's own acknowledged write; a write whose outcome the
+    front door could not know (TRYAGAIN) makes that key's next read accept
+    either value. Most reads are still served locally, and no client loses
+    its connection."""
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        with c.connect("h1", "h1") as conn:
+            for i in range(50):
+                conn.call("SET", f"settled:{i}", str(i))
+        wait_converged(c, ["h1", "h2", "h3"])
+        c.set_delay("z1", "z3", 40)
+        stop = threading.Event()
+        misses: list[str] = []
+        broke: list[str] = []
+        counts = {"writes": 0, "reads": 0, "transient": 0}
+        lock = threading.Lock()
+
+        def client(host: str, n: int):
+            mine: dict[str, set[str]] = {}  # key -> values a read may show
+            try:
+                with c.connect(host, host, timeout=15) as conn:
+                    i = 0
+                    while not stop.is_set():
+                        i += 1
+                        k = f"ryw:{host}:{n}:{i % 20}"
+                        try:
+                            conn.call("SET", k, str(i))
+                            mine[k] = {str(i)}
+                            with lock:
+                                counts["writes"] += 1
+                        except RespError as e:
+                            if str(e).split(" ", 1)[0] not in TRANSIENT:
+                                broke.append(f"SET: {e}")
+                                return
+                            mine[k] = mine.get(k, {None}) | {str(i)}
+                            with lock:
+                                counts["transient"] += 1
+                            time.sleep(0.02)
+                            continue
+                        for j in (i, i + 7, i + 13):
+                            try:
+                                v = conn.call("GET", f"settled:{j % 50}")
+                                if v != str(j % 50):
+                                    misses.append(f"settled:{j % 50} = {v!r}")
+                            except RespError:
+                                pass
+                        try:
+                            got = conn.call("GET", k)
+                        except RespError as e:
+                            if str(e).split(" ", 1)[0] not in TRANSIENT:
+                                broke.append(f"GET: {e}")
+                                return
+                            continue
+                        with lock:
+                            counts["reads"] += 4
+                        if got not in mine[k]:
+                            misses.append(f"{host}: GET {k} = {got!r}, expected one of {mine[k]}")
+            except (OSError, ConnectionError) as e:
+                broke.append(f"{host}: {e!r}")
+
+        before = {h: repl(c, h) for h in ("h2", "h3")}
+        threads = [threading.Thread(target=client, args=(h, n), daemon=True)
+                   for h in ("h2", "h3") for n in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        mid = {h: repl(c, h) for h in ("h2", "h3")}
+        c.kill("h1")
+        new, term = wait_one_primary(c, ["h2", "h3"], FAILOVER_BOUND, "a new primary")
+        time.sleep(3)
+        stop.set()
+        for t in threads:
+            t.join(20)
+        check(c, not broke, f"clients lost their connection or met a hard error: {broke[:5]}")
+        check(c, not misses, f"{len(misses)} reads missed the client's own write: {misses[:5]}")
+        served = {h: {k: mid[h][k] - before[h][k] for k in mid[h]} for h in mid}
+        report("front-door-ryw", f"before the kill {served}; new primary {new} (term {term}); "
+               f"{counts}")
+        for h, d in served.items():
+            reads = d["reads_local"] + d["reads_forwarded_own_write"] + d["reads_forwarded_not_ready"]
+            check(c, reads > 0 and d["reads_local"] >= 0.6 * reads,
+                  f"{h} served {d['reads_local']} of {reads} reads locally")
+        check(c, counts["writes"] > 100, f"too little load: {counts}")

@@ -54,9 +54,8 @@ fn local_seq(conn: &Conn, shard: usize) -> u64 {
 
 /// Whether a keyed read must be forwarded, and why (None: serve it here).
 pub fn read_reason(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<Reason> {
-    // Keyspace-wide reads see every shard, so every shard must pass. (SCAN
-    // stays here: its cursors are this node's; mixing nodes would skip keys.)
-    let whole = matches!(spec.name, "dbsize" | "keys" | "randomkey");
+    // Keyspace-wide reads see every shard, so every shard must pass.
+    let whole = matches!(spec.name, "dbsize" | "keys" | "randomkey" | "scan");
     if !matches!(spec.kind, Kind::Keyed(..)) && !whole {
         return None;
     }

@@ -521,6 +521,7 @@ async fn executor_main(
                 pinned: None,
                 inflight: Default::default(),
                 routed: false,
+                scan_remote: false,
             };
             let (state, local) = (state.clone(), local.clone());
             glommio::spawn_local(async move {

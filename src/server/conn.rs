@@ -92,6 +92,9 @@ pub struct Conn {
     /// On a cluster backup: this client's own link to the primary while it
     /// WATCHes (its transaction runs there).
     pub pinned: Option<crate::cluster::forward::Pinned>,
+    /// On a cluster backup: this client's SCAN iteration runs on the
+    /// primary (decided when it started, at cursor 0).
+    pub scan_remote: bool,
     /// Forwarded commands whose replies are not in the output yet.
     pub inflight: crate::server::front_door::InFlights,
     /// A backup's link sent this connection's reads here (REPLCONF AFTER):
@@ -287,16 +290,25 @@ impl Conn {
         }
         if self.multi.is_none() && !spec.has(flags::WRITE) {
             if let Some(target) = crate::cluster::route::target(self) {
-                match crate::cluster::route::read_reason(self, spec, argv) {
-                    Some(reason) => {
+                if spec.name == "scan" {
+                    if self.scan_on_primary(spec, argv) {
+                        let scan = vec![owned(argv)];
                         return self
-                            .forward_read(target, reason, spec, argv, started, out)
-                            .await
+                            .forward(target, Peer::Primary, spec, scan, false, started, out)
+                            .await;
                     }
-                    None if matches!(spec.kind, Kind::Keyed(..)) => {
-                        crate::cluster::route::count_read(self, None, false)
+                } else {
+                    match crate::cluster::route::read_reason(self, spec, argv) {
+                        Some(reason) => {
+                            return self
+                                .forward_read(target, reason, spec, argv, started, out)
+                                .await
+                        }
+                        None if matches!(spec.kind, Kind::Keyed(..)) => {
+                            crate::cluster::route::count_read(self, None, false)
+                        }
+                        None => {}
                     }
-                    None => {}
                 }
             }
         }

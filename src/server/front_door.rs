@@ -176,6 +176,19 @@ impl Conn {
         .await
     }
 
+    /// SCAN on a cluster backup: whether it runs on the primary. Cursors
+    /// belong to the node that issued them, so a whole iteration runs in
+    /// one place: here, unless at its start (cursor 0) this node could not
+    /// serve the client a read of every shard (not ready, or the client's
+    /// own writes not here yet) — then on the primary, until the client
+    /// starts another.
+    pub(super) fn scan_on_primary(&mut self, spec: &'static command::Spec, argv: &[&[u8]]) -> bool {
+        if argv.get(1).is_some_and(|c| *c == b"0") {
+            self.scan_remote = route::read_reason(self, spec, argv).is_some();
+        }
+        self.scan_remote
+    }
+
     /// Waits for every command in flight and splices each reply into `out`
     /// at its place, remembering the primary's seqs of forwarded writes.
     pub async fn settle(&mut self, out: &mut Vec<u8>) {

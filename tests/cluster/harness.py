@@ -490,6 +490,7 @@ class Cluster:
         self._procs: list[subprocess.Popen] = []  # popen()ed helpers
         self._relay_gen = 0
         self._corrupt: dict[str, list] = {}  # relay host -> [[src ip, port, token]]
+        self._port_extra: dict[str, dict[int, float]] = {}  # relay host -> {port: ms}
         self._old_handlers: dict[int, object] = {}
         self._closed = True
 
@@ -668,6 +669,21 @@ class Cluster:
                 h.relay.send_signal(signal.SIGHUP)
                 self._relay_expect(h, f"RELOADED {self._relay_gen}")
 
+    def set_port_delay(self, to_host: str, port: int, ms: float | None) -> None:
+        """Add `ms` of one-way delay to cross-zone traffic reaching `to_host`
+        on `port` only (None: remove): e.g. a slow replication link (the
+        primary's peer port) beside fast client links. Returns when the
+        relay has reloaded."""
+        h = self._h(to_host)
+        extra = self._port_extra.setdefault(h.name, {})
+        if ms is None:
+            extra.pop(port, None)
+        else:
+            extra[port] = float(ms)
+        self._write_relay_config(h)
+        h.relay.send_signal(signal.SIGHUP)
+        self._relay_expect(h, f"RELOADED {self._relay_gen}")
+
     def corrupt_next(self, to_host: str, from_host: str, port: int) -> None:
         """Flip one byte in the next chunk (>= 16 bytes) that `to_host`'s relay
         passes from its keel back to `from_host` on `port`: a damaged frame on a
@@ -697,7 +713,8 @@ class Cluster:
             delays[src.ip] = d
             delays[src.relay_ip] = d
         cfg = {"gen": self._relay_gen, "default_ms": 0, "delays_ms": delays,
-               "corrupt": self._corrupt.get(h.name, [])}
+               "corrupt": self._corrupt.get(h.name, []),
+               "port_extra_ms": {str(p): ms for p, ms in self._port_extra.get(h.name, {}).items()}}
         path = self._relay_config_path(h)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cfg, indent=1))

@@ -16,7 +16,9 @@ The config file is JSON: {"gen": N, "default_ms": 0, "delays_ms": {"10.77.3.1": 
 "corrupt": [["10.77.3.1", 16379, 7], ...]} mapping a source address to a one-way
 delay; each "corrupt" entry (source address, port, token) flips one byte in the
 next chunk of at least 16 bytes the relay passes back to that source on that
-port, once per token (a damaged frame on a real link). On SIGHUP the relay rereads it;
+port, once per token (a damaged frame on a real link); "port_extra_ms"
+{"16379": 300, ...} adds a one-way delay on one port only (a slow replication
+link beside a fast client link). On SIGHUP the relay rereads it;
 the new delays apply to every chunk read from then on, also on connections that
 are already open; it then prints "RELOADED <gen>" on stdout. "READY" is printed
 once every port listens. Diagnostics go to stderr.
@@ -60,10 +62,12 @@ class Config:
         self.delays = {ip: float(ms) / 1000.0 for ip, ms in d.get("delays_ms", {}).items()}
         self.corrupt = {(ip, int(port)): token for ip, port, token in d.get("corrupt", [])}
         self.default = float(d.get("default_ms", 0)) / 1000.0
+        self.port_extra = {int(p): float(ms) / 1000.0
+                           for p, ms in d.get("port_extra_ms", {}).items()}
         self.gen = int(d.get("gen", 0))
 
-    def delay(self, ip: str) -> float:
-        return self.delays.get(ip, self.default)
+    def delay(self, ip: str, port: int = 0) -> float:
+        return self.delays.get(ip, self.default) + self.port_extra.get(port, 0.0)
 
 
 def reset(writer: asyncio.StreamWriter | None) -> None:
@@ -129,7 +133,7 @@ class Relay:
     async def handle(self, port: int, creader, cwriter) -> None:
         peer = cwriter.get_extra_info("peername")
         src = peer[0] if peer else "?"
-        delay_of = lambda: self.cfg.delay(src)  # noqa: E731 — reread per chunk
+        delay_of = lambda: self.cfg.delay(src, port)  # noqa: E731 — reread per chunk
 
         def mangle(data: bytes) -> bytes:
             token = self.cfg.corrupt.get((src, port))

@@ -14,7 +14,7 @@ import time
 
 from harness import Cluster, RespError
 
-from test_failover import (DELAY_MS, FAILOVER_BOUND, PORT, PORTS, ZONES, check, info, node_args,
+from test_failover import (DELAY_MS, FAILOVER_BOUND, PEER_PORT, PORT, PORTS, SHARDS, ZONES, check, info, node_args,
                            report, start_cluster, until, wait_converged, wait_healthy,
                            wait_one_primary, write_topology)
 
@@ -399,3 +399,39 @@ def test_read_your_writes_holds_through_a_slow_link_and_a_failover():
             check(c, reads > 0 and d["reads_local"] >= 0.6 * reads,
                   f"{h} served {d['reads_local']} of {reads} reads locally")
         check(c, counts["writes"] > 100, f"too little load: {counts}")
+
+
+def test_scan_through_a_backup_sees_the_clients_own_writes():
+    """SCAN right after writes through a backup whose replication link is
+    slow (the client's link is not): the iteration runs on the primary (it
+    started before the writes arrived here) and sees every key; once they
+    have, a new iteration runs here."""
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        for s in range(SHARDS):
+            c.set_port_delay("h1", PEER_PORT + s, 300)
+        with c.connect("h2", "h2", timeout=10) as conn:
+            for i in range(30):
+                conn.send("SET", f"scan:{i}", "v")
+            assert [conn.read() for _ in range(30)] == ["OK"] * 30
+            seen, cursor, rounds = set(), "0", 0
+            while True:
+                cursor, keys = conn.call("SCAN", cursor, "COUNT", "7")
+                seen.update(keys)
+                rounds += 1
+                if cursor == "0" or rounds > 100:
+                    break
+            want = {f"scan:{i}" for i in range(30)}
+            check(c, want <= seen, f"SCAN through h2 missed {sorted(want - seen)[:5]}")
+            for s in range(SHARDS):
+                c.set_port_delay("h1", PEER_PORT + s, None)
+            wait_converged(c, ["h1", "h2"])
+            # A local iteration sees them too (and DBSIZE agrees).
+            seen, cursor = set(), "0"
+            for _ in range(100):
+                cursor, keys = conn.call("SCAN", cursor)
+                seen.update(keys)
+                if cursor == "0":
+                    break
+            check(c, want <= seen and conn.call("DBSIZE") == len(seen),
+                  f"a SCAN served by h2 itself: {len(seen)} keys")

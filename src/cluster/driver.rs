@@ -149,6 +149,8 @@ struct Driver {
     opening: Option<(Term, u64)>,
     last_progress: Progress,
     last_commit: Vec<u64>,
+    /// This node serves reads (what its pings say).
+    serving: bool,
     merges_noted: BTreeSet<(u32, Term)>,
     election: Option<ElectionView>,
     elections_won: u64,
@@ -228,6 +230,7 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
         opening: None,
         last_progress: Progress::empty(history, shards),
         last_commit: vec![0; shards],
+        serving: false,
         merges_noted: BTreeSet::new(),
         election: None,
         elections_won: 0,
@@ -342,6 +345,7 @@ impl Driver {
                 .iter()
                 .all(|f| f.ready.load(Ordering::Relaxed));
         self.node.set_serving(serving);
+        self.serving = serving;
         let Some(me) = me else {
             return;
         };
@@ -350,6 +354,7 @@ impl Driver {
             .topo
             .peers
             .iter()
+            .filter(|_| primary != Some(me.id))
             .filter(|p| p.id != me.id && !p.arbiter && Some(p.id) != primary)
             .filter(|p| self.node.peer_serving(p.id) && !self.node.suspects(p.id))
             .filter(|p| p.region == me.region)
@@ -850,6 +855,11 @@ impl Driver {
                 heard_ms_ago: (p.id != self.topo.me)
                     .then(|| self.node.last_heard(p.id).map(|t| now.saturating_sub(t)))
                     .flatten(),
+                serving: if p.id == self.topo.me {
+                    self.serving
+                } else {
+                    self.node.peer_serving(p.id)
+                },
                 total_seq: if p.id == self.topo.me {
                     Some(self.last_progress.total())
                 } else {

@@ -60,6 +60,8 @@ pub struct MemberView {
     pub state: &'static str,
     pub heard_ms_ago: Option<u64>,
     pub total_seq: Option<u64>,
+    /// Serves reads (its own word, by its latest ping; ours for myself).
+    pub serving: bool,
 }
 
 /// The last election this node saw or ran.
@@ -290,6 +292,38 @@ pub fn publish_facts(ls: &LocalShards, state: &ServerState) {
     }
 }
 
+/// As primary: whether the copies are placed across zones (ARCHITECTURE.md
+/// §6) — the sync backup in another zone ([`crate::repl::ReplShared::placement`])
+/// and the readable copies (this primary and every backup serving reads)
+/// in more than one zone, so a dark zone never takes every readable copy.
+fn placement(state: &ServerState, v: &ClusterView) -> String {
+    let links = state.repl.placement();
+    if links != "ok" {
+        return links;
+    }
+    let data = |m: &&MemberView| !m.arbiter;
+    let zones: std::collections::BTreeSet<&str> = v
+        .members
+        .iter()
+        .filter(data)
+        .map(|m| m.zone.as_str())
+        .collect();
+    let readable: std::collections::BTreeSet<&str> = v
+        .members
+        .iter()
+        .filter(data)
+        .filter(|m| m.state == "myself" || (m.state == "ok" && m.serving))
+        .map(|m| m.zone.as_str())
+        .collect();
+    if zones.len() > 1 && readable.len() < 2 {
+        let zone = readable.iter().next().copied().unwrap_or("");
+        return format!(
+            "degraded: every readable copy is in zone {zone} (the backups of other zones are not ready for reads)"
+        );
+    }
+    "ok".into()
+}
+
 /// INFO's `# Cluster` section. `cluster_enabled:0` stays Redis's answer
 /// (keel is not Redis Cluster: clients must not ask for slots); the rest is
 /// the failover state.
@@ -320,7 +354,7 @@ pub fn info_section(state: &ServerState, w: &mut String) {
     );
     let r = &state.repl;
     if v.role == "primary" {
-        let _ = write!(w, "cluster_placement:{}\r\n", r.placement());
+        let _ = write!(w, "cluster_placement:{}\r\n", placement(state, &v));
     }
     let _ = write!(
         w,
@@ -341,11 +375,12 @@ pub fn info_section(state: &ServerState, w: &mut String) {
     for (i, m) in v.members.iter().enumerate() {
         let _ = write!(
             w,
-            "member{i}:name={},zone={},arbiter={},state={},heard_ms_ago={}\r\n",
+            "member{i}:name={},zone={},arbiter={},state={},serving={},heard_ms_ago={}\r\n",
             m.name,
             m.zone,
             m.arbiter as u8,
             m.state,
+            m.serving as u8,
             m.heard_ms_ago.map_or("-".to_string(), |x| x.to_string()),
         );
     }

@@ -439,3 +439,23 @@ def test_scan_through_a_backup_sees_the_clients_own_writes():
                     break
             check(c, want <= seen and conn.call("DBSIZE") == len(seen),
                   f"a SCAN served by h2 itself: {len(seen)} keys")
+
+
+def test_placement_says_when_every_readable_copy_is_in_one_zone():
+    """h1 (primary) and h3 share zone z1; h2, the only copy elsewhere, is not
+    ready for reads (read-max-lag 1 ms against a 5 ms link): the primary's
+    INFO says placement is degraded, naming the zone, until h2 is ready."""
+    zones = {"h1": "z1", "h2": "z2", "h3": "z1"}
+    with Cluster(zones, delay_ms=DELAY_MS, ports=PORTS) as c:
+        topo = write_topology(c, "h1")
+        c.start("h1", node_args(topo, "h1"))
+        c.start("h2", node_args(topo, "h2", "--read-max-lag", "1"))
+        c.start("h3", node_args(topo, "h3"))
+        wait_healthy(c, "h1", term=1)
+        until(c, lambda: info(c, "h1")["cluster_placement"].startswith("degraded: every readable copy is in zone z1"),
+              10, "the primary to report every readable copy in z1")
+        check(c, info(c, "h1")["cluster_read_replicas"] == "", "a primary lists read replicas")
+        c.call("h2", "h2", "CONFIG", "SET", "read-max-lag", "1000")
+        until(c, lambda: info(c, "h1")["cluster_placement"] == "ok", 10, "placement ok once h2 is ready")
+        members = [v for k, v in info(c, "h1").items() if k.startswith("member")]
+        check(c, all("serving=1" in m for m in members), f"members not all serving: {members}")

@@ -358,6 +358,7 @@ fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
             c.client_query_buffer_limit.to_string(),
         ),
         ("maxclients", c.maxclients.to_string()),
+        ("read-max-lag", c.read_max_lag.to_string()),
         ("loglevel", c.loglevel.clone()),
         ("databases", keel_shards::DATABASES.to_string()),
         ("save", String::new()),
@@ -448,6 +449,12 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
             let v = memory()?;
             conn.state
                 .update_config(|c| c.client_query_buffer_limit = v);
+        }
+        "read-max-lag" => {
+            let v = text
+                .parse()
+                .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
+            conn.state.update_config(|c| c.read_max_lag = v);
         }
         "maxclients" => {
             let v = text

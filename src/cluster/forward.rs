@@ -56,7 +56,7 @@ pub enum ForwardError {
 struct Request {
     db: usize,
     cmds: Vec<Vec<Vec<u8>>>,
-    seqs: bool,
+    seqs: Seqs,
     reply: oneshot::Sender<Result<Relayed, ForwardError>>,
 }
 
@@ -82,6 +82,10 @@ thread_local! {
     /// This core's links (a thread per core: one set per executor).
     static LINKS: RefCell<Vec<Link>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Whether a request asks for the shard seqs after it (a write), and of
+/// which shards (empty: all).
+pub type Seqs = Option<Vec<usize>>;
 
 /// Answers to a request: the relayed reply, or why there is none.
 pub type Answer = oneshot::Receiver<Result<Relayed, ForwardError>>;
@@ -123,7 +127,7 @@ pub fn submit(
     resp3: bool,
     db: usize,
     cmds: Vec<Vec<Vec<u8>>>,
-    seqs: bool,
+    seqs: Seqs,
 ) -> Answer {
     let tx = LINKS.with(|links| {
         let mut links = links.borrow_mut();
@@ -156,7 +160,7 @@ pub async fn forward_alone(
     resp3: bool,
     db: usize,
     cmds: Vec<Vec<Vec<u8>>>,
-    seqs: bool,
+    seqs: Seqs,
 ) -> Result<Relayed, ForwardError> {
     let (tx, _) = spawn_link(state, target, Peer::Primary, resp3, 1, true);
     settled(send(tx, db, cmds, seqs)).await
@@ -186,13 +190,13 @@ impl Pinned {
         &self,
         db: usize,
         cmds: Vec<Vec<Vec<u8>>>,
-        seqs: bool,
+        seqs: Seqs,
     ) -> Result<Relayed, ForwardError> {
         settled(send(self.tx.clone(), db, cmds, seqs)).await
     }
 }
 
-fn send(mut tx: mpsc::Sender<Request>, db: usize, cmds: Vec<Vec<Vec<u8>>>, seqs: bool) -> Answer {
+fn send(mut tx: mpsc::Sender<Request>, db: usize, cmds: Vec<Vec<Vec<u8>>>, seqs: Seqs) -> Answer {
     let (reply, answer) = oneshot::channel();
     let req = Request {
         db,
@@ -206,10 +210,12 @@ fn send(mut tx: mpsc::Sender<Request>, db: usize, cmds: Vec<Vec<Vec<u8>>>, seqs:
     answer
 }
 
-fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
+    use std::io::Write;
+    let _ = write!(out, "*{}\r\n", argv.len());
     for a in argv {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        let a = a.as_ref();
+        let _ = write!(out, "${}\r\n", a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
@@ -282,11 +288,11 @@ async fn session(
     let mut expect = 0;
     let auth = state.config().masterauth.clone();
     if let Some(pw) = &auth {
-        encode(&mut hello, &[b"AUTH", pw.as_bytes()]);
+        encode(&mut hello, &[b"AUTH".as_slice(), pw.as_bytes()]);
         expect += 1;
     }
     if resp3 {
-        encode(&mut hello, &[b"HELLO", b"3"]);
+        encode(&mut hello, &[b"HELLO".as_slice(), b"3"]);
         expect += 1;
     }
     let mut buf = Vec::new();
@@ -324,31 +330,45 @@ async fn session(
     let (mut rd, mut wr) = c.split();
     let writer = async {
         let mut db = 0usize;
-        while let Some(req) = rx.next().await {
-            let mut out = Vec::new();
-            let mut frames = 0;
-            if req.db != db {
-                encode(&mut out, &[b"SELECT", req.db.to_string().as_bytes()]);
-                db = req.db;
-                frames += 1;
+        let mut out = Vec::new();
+        while let Some(first) = rx.next().await {
+            // Everything queued meanwhile goes out with one write.
+            out.clear();
+            let mut next = Some(first);
+            while let Some(req) = next {
+                let mut frames = 0;
+                if req.db != db {
+                    encode(
+                        &mut out,
+                        &[b"SELECT".as_slice(), req.db.to_string().as_bytes()],
+                    );
+                    db = req.db;
+                    frames += 1;
+                }
+                for cmd in &req.cmds {
+                    encode(&mut out, cmd);
+                }
+                frames += req.cmds.len();
+                let deliver = frames - 1;
+                if let Some(shards) = &req.seqs {
+                    let mut ask = vec![b"REPLCONF".to_vec(), b"SEQS".to_vec()];
+                    ask.extend(shards.iter().map(|s| s.to_string().into_bytes()));
+                    encode(&mut out, &ask);
+                    frames += 1;
+                }
+                pending.borrow_mut().push_back(Pending {
+                    frames,
+                    deliver,
+                    seqs: req.seqs.is_some(),
+                    got: Vec::with_capacity(frames),
+                    reply: req.reply,
+                });
+                next = if out.len() < 256 << 10 {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            for cmd in &req.cmds {
-                let argv: Vec<&[u8]> = cmd.iter().map(|a| a.as_slice()).collect();
-                encode(&mut out, &argv);
-            }
-            frames += req.cmds.len();
-            let deliver = frames - 1;
-            if req.seqs {
-                encode(&mut out, &[b"REPLCONF", b"SEQS"]);
-                frames += 1;
-            }
-            pending.borrow_mut().push_back(Pending {
-                frames,
-                deliver,
-                seqs: req.seqs,
-                got: Vec::with_capacity(frames),
-                reply: req.reply,
-            });
             if wr.write_all(&out).await.is_err() {
                 return Err(ForwardError::Lost);
             }

@@ -284,7 +284,7 @@ impl Conn {
             if let Some(target) = crate::cluster::route::target(self) {
                 let publish = vec![owned(argv)];
                 return self
-                    .forward(target, Peer::Primary, spec, publish, false, started, out)
+                    .forward(target, Peer::Primary, spec, publish, None, started, out)
                     .await;
             }
         }
@@ -294,7 +294,7 @@ impl Conn {
                     if self.scan_on_primary(spec, argv) {
                         let scan = vec![owned(argv)];
                         return self
-                            .forward(target, Peer::Primary, spec, scan, false, started, out)
+                            .forward(target, Peer::Primary, spec, scan, None, started, out)
                             .await;
                     }
                 } else {

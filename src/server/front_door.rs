@@ -20,10 +20,10 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::cluster::forward::{self, Answer, ForwardError, Peer, Relayed};
+use crate::cluster::forward::{self, Answer, ForwardError, Peer, Relayed, Seqs};
 use crate::cluster::route::{self, Reason};
 use crate::cmd::error::CmdError;
-use crate::exec::command;
+use crate::exec::command::{self, Kind};
 use crate::exec::multi;
 use crate::resp::{self, reply::Reply, Protocol};
 use crate::server::conn::{After, Conn};
@@ -58,7 +58,7 @@ fn owned(argv: &[&[u8]]) -> Vec<Vec<u8>> {
 impl Conn {
     /// Sends `cmds` to `to` on this core's shared link and returns at once;
     /// the reply of the last one takes this place in `out` when settled.
-    /// With `seqs`, the place's shard seqs come back too (a write).
+    /// With `seqs`, that place's seqs of those shards come back too (a write).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &mut self,
@@ -66,7 +66,7 @@ impl Conn {
         peer: Peer,
         spec: &'static command::Spec,
         cmds: Vec<Vec<Vec<u8>>>,
-        seqs: bool,
+        seqs: Seqs,
         started: Instant,
         out: &mut Vec<u8>,
     ) -> After {
@@ -104,6 +104,11 @@ impl Conn {
             .repl
             .fwd_writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The seqs wanted are those of the shards the write touches.
+        let shards = match spec.kind {
+            Kind::Keyed(..) => self.router.shards_of(spec, argv),
+            _ => Vec::new(),
+        };
         if blocking {
             // On a connection of its own: it would hold up the shared link.
             self.settle(out).await;
@@ -114,7 +119,7 @@ impl Conn {
                 resp3,
                 self.db,
                 vec![owned(argv)],
-                true,
+                Some(shards),
             )
             .await;
             return self.relay(spec, r, started, out);
@@ -124,7 +129,7 @@ impl Conn {
             Peer::Primary,
             spec,
             vec![owned(argv)],
-            true,
+            Some(shards),
             started,
             out,
         )
@@ -156,7 +161,7 @@ impl Conn {
                     Peer::Primary,
                     spec,
                     vec![owned(argv)],
-                    false,
+                    None,
                     started,
                     out,
                 )
@@ -169,7 +174,7 @@ impl Conn {
             Peer::Replica,
             spec,
             vec![after, owned(argv)],
-            false,
+            None,
             started,
             out,
         )
@@ -235,7 +240,7 @@ impl Conn {
                 let p = self
                     .pinned
                     .get_or_insert_with(|| forward::Pinned::open(&state, target, resp3));
-                let r = p.send(self.db, vec![owned(argv)], false).await;
+                let r = p.send(self.db, vec![owned(argv)], None).await;
                 if r.is_err() {
                     self.pinned = None;
                 }
@@ -311,10 +316,11 @@ impl Conn {
         if let Some(p) = self.pinned.take() {
             // The transaction runs where its WATCH is.
             self.settle(out).await;
-            let r = p.send(self.db, cmds, true).await;
+            let r = p.send(self.db, cmds, Some(Vec::new())).await;
             return self.relay(spec, r, started, out);
         }
-        self.forward(target, Peer::Primary, spec, cmds, true, started, out)
+        let all = Some(Vec::new());
+        self.forward(target, Peer::Primary, spec, cmds, all, started, out)
             .await
     }
 }

@@ -82,7 +82,7 @@ pub async fn run(
         "replicaof" | "slaveof" => replication::replicaof(conn, a),
         "role" => replication::role(conn).await,
         "wait" => replication::wait(conn, a).await,
-        "replconf" if a.len() == 2 && is(a[1], "seqs") => replication::seqs(conn).await,
+        "replconf" if a.len() >= 2 && is(a[1], "seqs") => replication::seqs(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "after") => replication::after(conn, a),
         "replconf" => replication::replconf(conn, a),
         "sentinel" => crate::cmd::sentinel::sentinel(&conn.state, a),

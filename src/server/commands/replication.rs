@@ -484,15 +484,33 @@ async fn acks(
     Ok((all, watchers))
 }
 
-/// REPLCONF SEQS: every shard's seq now, in shard order. A backup that
-/// forwarded a write asks right after it (same connection, so the answer
-/// covers the write): a read of its client's is served locally only once
-/// the local replica reached these.
-pub async fn seqs(conn: &Conn) -> CmdResult {
+/// REPLCONF SEQS [shard …]: the seqs now of the shards named (all when
+/// none are), in an array over every shard with 0 for those not asked. A
+/// backup that forwarded a write asks right after it for the shards the
+/// write touched (same connection, so the answer covers the write): a read
+/// of its client's is served locally only once the local replica reached
+/// these. Only the executors holding those shards are asked — none but
+/// this one, often.
+pub async fn seqs(conn: &Conn, a: &[&[u8]]) -> CmdResult {
+    let asked: Option<Vec<usize>> = a[2..]
+        .iter()
+        .map(|s| std::str::from_utf8(s).ok()?.parse().ok())
+        .collect();
+    let Some(asked) = asked.filter(|s| s.iter().all(|id| *id < conn.state.shards)) else {
+        return Err(CmdError::other("REPLCONF SEQS takes shard numbers"));
+    };
+    let mut executors: Vec<usize> = if asked.is_empty() {
+        (0..conn.router.executors()).collect()
+    } else {
+        asked.iter().map(|s| conn.router.executor_of(*s)).collect()
+    };
+    executors.sort_unstable();
+    executors.dedup();
     let parts = conn
         .router
-        .broadcast(|ls| {
+        .on_executors(&executors, move |ls| {
             ls.ids()
+                .filter(|id| asked.is_empty() || asked.contains(id))
                 .map(|id| (id, ls.shard(id).seq()))
                 .collect::<Vec<_>>()
         })

@@ -49,7 +49,7 @@ fn local_seq(conn: &Conn, shard: usize) -> u64 {
         .repl
         .published
         .get(shard)
-        .map_or(0, |f| f.seq.load(Ordering::Relaxed))
+        .map_or(0, |f| f.seq.load(Ordering::Acquire))
 }
 
 /// Whether a keyed read must be forwarded, and why (None: serve it here).

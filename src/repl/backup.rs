@@ -611,6 +611,11 @@ async fn apply_stream(
             }
         }
     }
+    // Readers on other cores compare their clients' writes with this (the
+    // front door's read-your-writes check): keep it fresh, never ahead.
+    if let Some(f) = state.repl.published.get(id) {
+        f.seq.store(ls.shard(id).seq(), Ordering::Release);
+    }
     Ok(())
 }
 

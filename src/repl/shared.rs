@@ -53,6 +53,8 @@ pub struct ReplShared {
     /// backup instead of the primary; and reads this node served for
     /// another backup's clients.
     pub reads_nearby: AtomicU64,
+    /// Reads served here after waiting a moment for the client's own write.
+    pub reads_waited: AtomicU64,
     pub reads_for_others: AtomicU64,
     /// Microseconds each shard's writes are delayed (backpressure).
     pub delay_us: Vec<AtomicU64>,
@@ -138,6 +140,7 @@ impl ReplShared {
             fwd_reads_strong: AtomicU64::new(0),
             fwd_reads_not_ready: AtomicU64::new(0),
             reads_nearby: AtomicU64::new(0),
+            reads_waited: AtomicU64::new(0),
             reads_for_others: AtomicU64::new(0),
             fwd_reads_own_write: AtomicU64::new(0),
             reads_local: AtomicU64::new(0),

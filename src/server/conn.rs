@@ -298,7 +298,13 @@ impl Conn {
                             .await;
                     }
                 } else {
-                    match crate::cluster::route::read_reason(self, spec, argv) {
+                    let mut reason = crate::cluster::route::read_reason(self, spec, argv);
+                    if reason == Some(crate::cluster::route::Reason::OwnWrite)
+                        && self.inflight.is_empty()
+                    {
+                        reason = self.await_own_write(spec, argv).await;
+                    }
+                    match reason {
                         Some(reason) => {
                             return self
                                 .forward_read(target, reason, spec, argv, started, out)

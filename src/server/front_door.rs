@@ -18,7 +18,7 @@
 //! write to the primary.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cluster::forward::{self, Answer, ForwardError, Peer, Relayed, Seqs};
 use crate::cluster::route::{self, Reason};
@@ -27,6 +27,11 @@ use crate::exec::command::{self, Kind};
 use crate::exec::multi;
 use crate::resp::{self, reply::Reply, Protocol};
 use crate::server::conn::{After, Conn};
+
+/// How long a read waits here for the client's own write to arrive before
+/// it goes to the primary: about what the replication stream trails a
+/// write's reply by, well under a cross-zone round trip.
+const OWN_WRITE_WAIT: Duration = Duration::from_millis(1);
 
 /// Commands one connection may have in flight before it waits for them.
 const MAX_IN_FLIGHT: usize = 128;
@@ -179,6 +184,30 @@ impl Conn {
             out,
         )
         .await
+    }
+
+    /// A read of the client's own write that has not arrived here yet: it
+    /// is usually on its way (the record left the primary before the
+    /// write's reply did), so wait a moment for it rather than cross zones
+    /// for the read. Returns why the read must still go elsewhere, if it
+    /// must.
+    pub(super) async fn await_own_write(
+        &self,
+        spec: &'static command::Spec,
+        argv: &[&[u8]],
+    ) -> Option<Reason> {
+        let deadline = Instant::now() + OWN_WRITE_WAIT;
+        loop {
+            crate::runtime::sleep(Duration::from_micros(100)).await;
+            let reason = route::read_reason(self, spec, argv);
+            if reason.is_none() {
+                let waited = &self.state.repl.reads_waited;
+                waited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if reason != Some(Reason::OwnWrite) || Instant::now() >= deadline {
+                return reason;
+            }
+        }
     }
 
     /// SCAN on a cluster backup: whether it runs on the primary. Cursors

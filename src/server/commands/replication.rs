@@ -250,7 +250,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
     }
     let _ = write!(
         w,
-        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\nwrites_forwarded:{}\r\nreads_local:{}\r\nreads_forwarded_strong:{}\r\nreads_forwarded_not_ready:{}\r\nreads_forwarded_own_write:{}\r\nreads_forwarded_nearby:{}\r\nreads_served_for_backups:{}\r\n",
+        "node_id:{}\r\nzone:{}\r\nregion:{}\r\nconsistency:{}\r\nsync_backup:{}\r\nstrong_timeouts:{}\r\nstrong_degraded:{}\r\nbarrier_waiting:{}\r\nwrites_forwarded:{}\r\nreads_local:{}\r\nreads_forwarded_strong:{}\r\nreads_forwarded_not_ready:{}\r\nreads_forwarded_own_write:{}\r\nreads_forwarded_nearby:{}\r\nreads_local_after_wait:{}\r\nreads_served_for_backups:{}\r\n",
         config.node_id,
         config.zone,
         config.region,
@@ -265,6 +265,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
         st.repl.fwd_reads_not_ready.load(Ordering::Relaxed),
         st.repl.fwd_reads_own_write.load(Ordering::Relaxed),
         st.repl.reads_nearby.load(Ordering::Relaxed),
+        st.repl.reads_waited.load(Ordering::Relaxed),
         st.repl.reads_for_others.load(Ordering::Relaxed),
     );
     for v in &views {

@@ -252,8 +252,17 @@ async fn run(
     let pending: RefCell<VecDeque<Pending>> = RefCell::new(VecDeque::new());
     let r = session(&state, &target, peer, resp3, &mut rx, &pending, patient).await;
     dead.set(true);
-    if let Err(e) = &r {
-        tracing::info!("forwarding link to {}:{} closed: {e}", target.0, target.1);
+    // Worth a line when something was lost or the link could not be made;
+    // a link closed because its primary moved or the node stops is routine.
+    let lost = !pending.borrow().is_empty();
+    match &r {
+        Err(e @ ForwardError::Unreachable(_)) => {
+            tracing::info!("forwarding link to {}:{} failed: {e}", target.0, target.1)
+        }
+        Err(e) if lost => {
+            tracing::info!("forwarding link to {}:{} closed: {e}", target.0, target.1)
+        }
+        _ => tracing::debug!("forwarding link to {}:{} closed", target.0, target.1),
     }
     let fail = r.err().unwrap_or(ForwardError::Lost);
     for p in pending.borrow_mut().drain(..) {

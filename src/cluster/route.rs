@@ -52,11 +52,20 @@ fn local_seq(conn: &Conn, shard: usize) -> u64 {
         .map_or(0, |f| f.seq.load(Ordering::Acquire))
 }
 
+/// Keyspace-wide reads: they see every shard, so every shard must pass.
+fn whole_keyspace(spec: &'static Spec) -> bool {
+    matches!(spec.name, "dbsize" | "keys" | "randomkey" | "scan")
+}
+
+/// Whether `spec` is a read this module routes (and counts).
+pub fn routed_read(spec: &'static Spec) -> bool {
+    matches!(spec.kind, Kind::Keyed(..)) || whole_keyspace(spec)
+}
+
 /// Whether a keyed read must be forwarded, and why (None: serve it here).
 pub fn read_reason(conn: &Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<Reason> {
-    // Keyspace-wide reads see every shard, so every shard must pass.
-    let whole = matches!(spec.name, "dbsize" | "keys" | "randomkey" | "scan");
-    if !matches!(spec.kind, Kind::Keyed(..)) && !whole {
+    let whole = whole_keyspace(spec);
+    if !routed_read(spec) {
         return None;
     }
     let repl = &conn.state.repl;

@@ -148,6 +148,9 @@ async fn serve(
         return Err(StreamError::NoHello);
     };
     let mut stats = LinkStats::default();
+    // A backup asked to serve a stream is routine while a cluster settles
+    // who leads (at boot, in a failover): its peer retries elsewhere.
+    let mut routine = false;
     let refuse = if hello.version != VERSION {
         Some(format!(
             "replication protocol {} is not {VERSION}",
@@ -170,12 +173,17 @@ async fn serve(
             hello.shard
         ))
     } else if state.repl.is_backup() && !hello.pull {
+        routine = true;
         Some("this node is a backup: follow its primary".into())
     } else {
         None
     };
     if let Some(why) = refuse {
-        tracing::warn!(shard = id, backup = %hello.node_id, "refused: {why}");
+        if routine {
+            tracing::info!(shard = id, backup = %hello.node_id, "refused: {why}");
+        } else {
+            tracing::warn!(shard = id, backup = %hello.node_id, "refused: {why}");
+        }
         send(&mut wr, &Msg::Refused(why), false, &mut stats).await?;
         return Ok(());
     }

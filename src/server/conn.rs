@@ -310,7 +310,7 @@ impl Conn {
                                 .forward_read(target, reason, spec, argv, started, out)
                                 .await
                         }
-                        None if matches!(spec.kind, Kind::Keyed(..)) => {
+                        None if crate::cluster::route::routed_read(spec) => {
                             crate::cluster::route::count_read(self, None, false)
                         }
                         None => {}

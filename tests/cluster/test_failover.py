@@ -941,7 +941,12 @@ def bus_frame(body: bytes, crc: int | None = None) -> bytes:
     return struct.pack("<II", len(body), zlib.crc32(body) if crc is None else crc) + body
 
 
-def hello_body(node: str, database: str = "keel", password: str = "", version: int = 1) -> bytes:
+# The cluster bus protocol's version (src/cluster/wire.rs VERSION).
+BUS_VERSION = 2
+
+
+def hello_body(node: str, database: str = "keel", password: str = "",
+               version: int = BUS_VERSION) -> bytes:
     return bytes([version]) + _varint(1) + b"H" + _text(database) + _text(node) + _text(password)
 
 
@@ -978,11 +983,12 @@ def test_bad_bus_input_is_refused():
             s.connect(addr)
             return s
 
-        ping = bytes([1]) + _varint(5) + b"P" + _varint(1) + _varint(0) + b"\x00" * 8
+        ping = bytes([BUS_VERSION]) + _varint(5) + b"P" + _varint(1) + _varint(0) + b"\x00" * 8
         cases = [
             ("garbage", [b"GET / HTTP/1.1\r\nHost: keel\r\n\r\n" + bytes(range(256))]),
             ("hello from an unknown node", [bus_frame(hello_body("intruder"))]),
-            ("hello with protocol version 2", [bus_frame(hello_body("h2", version=2))]),
+            ("hello with another protocol version",
+             [bus_frame(hello_body("h2", version=BUS_VERSION + 1))]),
             ("a frame with a bad crc", [bus_frame(hello_body("h2"), crc=zlib.crc32(hello_body("h2")) ^ 1)]),
             ("frame 5 right after a valid hello as h2", [bus_frame(hello_body("h2")), bus_frame(ping)]),
         ]

@@ -299,8 +299,11 @@ impl Conn {
                     }
                 } else {
                     let mut reason = crate::cluster::route::read_reason(self, spec, argv);
+                    // (A link from another backup is shared by its clients:
+                    // it never waits.)
                     if reason == Some(crate::cluster::route::Reason::OwnWrite)
                         && self.inflight.is_empty()
+                        && !self.routed
                     {
                         reason = self.await_own_write(spec, argv).await;
                     }

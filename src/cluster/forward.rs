@@ -151,19 +151,21 @@ pub fn submit(
     send(tx, db, cmds, seqs)
 }
 
-/// Runs `cmds` on a connection of their own, closed afterwards: for a
+/// Sends `cmds` on a connection of their own, closed afterwards: for a
 /// blocking command, which would hold up every request behind it on the
-/// shared link.
-pub async fn forward_alone(
+/// shared link. Dropping the answer (the client left) closes that
+/// connection, and the primary drops the blocked command with it — so a
+/// departed client takes nothing pushed later.
+pub fn submit_alone(
     state: &Arc<ServerState>,
     target: (String, u16),
     resp3: bool,
     db: usize,
     cmds: Vec<Vec<Vec<u8>>>,
     seqs: Seqs,
-) -> Result<Relayed, ForwardError> {
+) -> Answer {
     let (tx, _) = spawn_link(state, target, Peer::Primary, resp3, 1, true);
-    settled(send(tx, db, cmds, seqs)).await
+    send(tx, db, cmds, seqs)
 }
 
 /// The outcome of an answer (a link that vanished lost the request).
@@ -431,6 +433,14 @@ async fn session(
                         Peer::Replica => !state.cluster.serves_reads(target),
                     };
                     if stale || state.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(ForwardError::Lost);
+                    }
+                    let abandoned = {
+                        let q = pending.borrow();
+                        !q.is_empty() && q.iter().all(|p| p.reply.is_canceled())
+                    };
+                    if patient && abandoned {
+                        // Nobody waits for the answer (the client left).
                         return Err(ForwardError::Lost);
                     }
                     if patient || pending.borrow().is_empty() {

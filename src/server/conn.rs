@@ -18,7 +18,7 @@ use std::time::Instant;
 use futures::future::Either;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
-use crate::cluster::forward::Peer;
+use crate::cluster::forward::{ForwardError, Peer};
 use crate::cmd::error::{unknown_command, CmdError};
 use crate::cmd::Ctx;
 use crate::exec::blocking::{self, Blocked};
@@ -65,6 +65,8 @@ pub enum After {
     Close,
     /// A blocking command is waiting for data (or its timeout).
     Block(Box<Blocked>),
+    /// A blocking command forwarded to the primary is waiting there.
+    Forwarded(Box<crate::server::front_door::Awaited>),
 }
 
 /// A connection's state, as commands see and change it.
@@ -487,6 +489,28 @@ where
                             close = true;
                             break;
                         }
+                        After::Forwarded(mut awaited) => {
+                            if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
+                                break 'conn;
+                            }
+                            let answer = &mut awaited.answer;
+                            match wait_client_or(
+                                &mut stream,
+                                &mut input,
+                                &mut filled,
+                                &conn,
+                                answer,
+                            )
+                            .await
+                            {
+                                Some(r) => {
+                                    let r = r.unwrap_or(Err(ForwardError::Lost));
+                                    conn.relay_awaited(&awaited, r, &mut out);
+                                }
+                                // Dropping the answer closes the link there.
+                                None => break 'conn,
+                            }
+                        }
                         After::Block(blocked) => {
                             // Answer what came before, then wait; input that
                             // arrives meanwhile is kept for afterwards.
@@ -616,6 +640,35 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     blocking::cancel_all(conn, &b.claim, std::mem::take(&mut b.keys)).await;
     outcome
+}
+
+/// Waits for `answer` while buffering what the client sends meanwhile;
+/// `None` if the client leaves (or overflows its query buffer) first.
+async fn wait_client_or<S: AsyncRead + Unpin, T>(
+    stream: &mut S,
+    input: &mut Vec<u8>,
+    filled: &mut usize,
+    conn: &Conn,
+    answer: &mut futures::channel::oneshot::Receiver<T>,
+) -> Option<Result<T, futures::channel::oneshot::Canceled>> {
+    loop {
+        if input.len() - *filled < READ_CHUNK / 2 {
+            let grow = input.len().max(READ_CHUNK);
+            input.resize(input.len() + grow, 0);
+        }
+        let read = stream.read(&mut input[*filled..]);
+        futures::pin_mut!(read);
+        match futures::future::select(&mut *answer, read).await {
+            Either::Left((r, _)) => return Some(r),
+            Either::Right((Ok(n), _)) if n > 0 => {
+                *filled += n;
+                if *filled > conn.state.config().client_query_buffer_limit as usize {
+                    return None;
+                }
+            }
+            Either::Right(_) => return None,
+        }
+    }
 }
 
 /// Appends every message already waiting for a subscriber.

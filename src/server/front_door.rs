@@ -53,6 +53,14 @@ impl InFlight {
     }
 }
 
+/// A forwarded blocking command the connection waits for (watching its
+/// client meanwhile, as for a local one).
+pub struct Awaited {
+    pub answer: Answer,
+    spec: &'static command::Spec,
+    started: Instant,
+}
+
 /// A connection's forwarded commands, oldest first.
 pub type InFlights = VecDeque<InFlight>;
 
@@ -115,19 +123,19 @@ impl Conn {
             _ => Vec::new(),
         };
         if blocking {
-            // On a connection of its own: it would hold up the shared link.
+            // On a connection of its own (it would hold up the shared
+            // link), waited for like a local blocking command: the client
+            // leaving cancels it.
             self.settle(out).await;
             let resp3 = self.proto == Protocol::Resp3;
-            let r = forward::forward_alone(
-                &self.state,
-                primary,
-                resp3,
-                self.db,
-                vec![owned(argv)],
-                Some(shards),
-            )
-            .await;
-            return self.relay(spec, r, started, out);
+            let cmds = vec![owned(argv)];
+            let answer =
+                forward::submit_alone(&self.state, primary, resp3, self.db, cmds, Some(shards));
+            return After::Forwarded(Box::new(Awaited {
+                answer,
+                spec,
+                started,
+            }));
         }
         self.forward(
             primary,
@@ -282,6 +290,16 @@ impl Conn {
                 None
             }
         }
+    }
+
+    /// Appends the answer to a forwarded blocking command.
+    pub(super) fn relay_awaited(
+        &mut self,
+        a: &Awaited,
+        r: Result<Relayed, ForwardError>,
+        out: &mut Vec<u8>,
+    ) {
+        self.relay(a.spec, r, a.started, out);
     }
 
     /// Appends a relayed reply (or the forwarding error) and remembers the

@@ -1,5 +1,6 @@
 'use strict'
-// Real-application scenarios with ioredis against keel (--shards 4): a
+// Real-application scenarios with ioredis against keel (--shards 4), or
+// through a backup of a three-node cluster (KEEL_TEST_TARGET=backup): a
 // leaderboard, a session store, a job queue on BLMOVE and the rate limiter of
 // the async-ratelimiter package (1.3.13: MULTI with sorted sets; the latest
 // version, which sends a Lua script, is checked too when the server has EVAL).
@@ -31,8 +32,7 @@ function client (opts = {}) {
 
 before(async () => {
   server = await startServer()
-  const c = client()
-  await c.flushall()
+  await server.flush(client()) // through a backup: also waits until every node is empty
 })
 
 after(async () => {

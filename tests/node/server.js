@@ -2,14 +2,21 @@
 // Starts the server under test for one test file and stops it afterwards.
 //
 //   KEEL_BIN           keel binary (default <repo>/target/debug/keel)
-//   KEEL_TEST_TARGET   "keel" (default) or "redis": a redis-server stands in for
-//                      keel (self-check of the tests)
+//   KEEL_TEST_TARGET   "keel" (default); "backup": a three-node keel cluster
+//                      whose backup b takes every client (cluster.js), so the
+//                      tests run through the front door; or "redis": a
+//                      redis-server stands in for keel (self-check of the tests)
 //   REDIS_SERVER_BIN   redis-server for stand-in mode (default: on PATH)
-//   KEEL_SHARDS        keel's --shards (default 4)
+//   KEEL_SHARDS        keel's --shards (default 4; the cluster always has 4)
 //   KEEL_START_TIMEOUT seconds to wait for PING (default 20)
 //
 // Each server gets a free loopback port, its own temp dir and a log file there;
 // it is killed when the test file's process exits, however it exits.
+//
+// What a test file gets from startServer(): `host`, `port`, `name`, `alive()`,
+// `logTail()`, `stop()` (throws if the server died during the tests) and
+// `flush(client)` (FLUSHALL through an ioredis client; with the cluster it also
+// waits until every node is empty).
 
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
@@ -25,8 +32,8 @@ const REDIS_BIN = process.env.REDIS_SERVER_BIN || 'redis-server'
 const SHARDS = Number(process.env.KEEL_SHARDS || 4)
 const START_TIMEOUT_MS = 1000 * Number(process.env.KEEL_START_TIMEOUT || 20)
 
-if (TARGET !== 'keel' && TARGET !== 'redis') {
-  throw new Error(`KEEL_TEST_TARGET must be 'keel' or 'redis', not ${JSON.stringify(TARGET)}`)
+if (!['keel', 'backup', 'redis'].includes(TARGET)) {
+  throw new Error(`KEEL_TEST_TARGET must be 'keel', 'backup' or 'redis', not ${JSON.stringify(TARGET)}`)
 }
 
 const live = new Set()
@@ -53,21 +60,65 @@ function freePort () {
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 
-// One raw PING over a fresh socket; resolves to the reply line or rejects.
-function ping (port, timeoutMs = 1000) {
+// Sends one command over a fresh socket and resolves to its reply:
+// { type: '+' | '-' | ':' | '$', value } (value: a string, a number for ':',
+// null for a null bulk). Rejects on a socket error, a timeout or an aggregate
+// reply (none of the commands sent this way answers with one).
+function command (port, args, timeoutMs = 2000) {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection({ host: HOST, port })
-    let buf = ''
+    let buf = Buffer.alloc(0)
     const done = (err, val) => { clearTimeout(t); sock.destroy(); err ? reject(err) : resolve(val) }
-    const t = setTimeout(() => done(new Error('PING timed out')), timeoutMs)
-    sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'))
+    const t = setTimeout(() => done(new Error(`${args[0]} timed out`)), timeoutMs)
+    sock.on('connect', () => {
+      const parts = [`*${args.length}\r\n`]
+      for (const a of args) parts.push(`$${Buffer.byteLength(String(a))}\r\n${a}\r\n`)
+      sock.write(parts.join(''))
+    })
     sock.on('data', d => {
-      buf += d.toString('latin1')
-      const i = buf.indexOf('\r\n')
-      if (i >= 0) done(null, buf.slice(0, i))
+      buf = Buffer.concat([buf, d])
+      const eol = buf.indexOf('\r\n')
+      if (eol < 0) return
+      const type = String.fromCharCode(buf[0])
+      const line = buf.toString('utf8', 1, eol)
+      if (type === '+' || type === '-') return done(null, { type, value: line })
+      if (type === ':') return done(null, { type, value: Number(line) })
+      if (type === '$') {
+        const len = Number(line)
+        if (len < 0) return done(null, { type, value: null })
+        if (buf.length < eol + 2 + len + 2) return // wait for the rest
+        return done(null, { type, value: buf.toString('utf8', eol + 2, eol + 2 + len) })
+      }
+      done(new Error(`${args[0]}: unexpected reply ${JSON.stringify(buf.toString('latin1', 0, 40))}`))
     })
     sock.on('error', e => done(e))
+    sock.on('close', () => done(new Error(`${args[0]}: connection closed before a reply`)))
   })
+}
+
+// One raw PING; resolves to the reply line (e.g. '+PONG') or rejects.
+async function ping (port, timeoutMs = 1000) {
+  const { type, value } = await command(port, ['PING'], timeoutMs)
+  return type + value
+}
+
+// Starts `bin args` in `dir` with stdout and stderr appended to `logPath`; the
+// process is in `live` (killed on exit) until stopped.
+function spawnLogged (bin, args, dir, logPath) {
+  const log = fs.openSync(logPath, 'a')
+  fs.writeSync(log, `\n=== start: ${bin} ${args.join(' ')}\n`)
+  const proc = SETPRIV
+    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: dir, stdio: ['ignore', log, log] })
+    : spawn(bin, args, { cwd: dir, stdio: ['ignore', log, log] })
+  fs.closeSync(log)
+  live.add(proc)
+  return proc
+}
+
+function checkKeelBin () {
+  try { fs.accessSync(KEEL_BIN, fs.constants.X_OK) } catch {
+    throw new Error(`keel binary ${KEEL_BIN} not found (cargo build, set KEEL_BIN, or KEEL_TEST_TARGET=redis)`)
+  }
 }
 
 function argv (kind, port, dir) {
@@ -78,15 +129,20 @@ function argv (kind, port, dir) {
 }
 
 class Server {
-  constructor (kind, proc, port, dir, logPath) {
+  constructor (kind, proc, port, dir, logPath, name) {
     Object.assign(this, { kind, proc, port, dir, logPath, host: HOST })
-    this.name = kind === 'keel' ? `keel[shards=${SHARDS}]` : 'redis-server(stand-in)'
+    this.name = name || (kind === 'keel' ? `keel[shards=${SHARDS}]` : 'redis-server(stand-in)')
   }
 
   alive () { return this.proc.exitCode === null && this.proc.signalCode === null }
 
   logTail (n = 30) {
     try { return fs.readFileSync(this.logPath, 'utf8').split('\n').slice(-n).join('\n') } catch { return '(no log)' }
+  }
+
+  // Empties the keyspace: FLUSHALL through `client` (an ioredis client).
+  async flush (client) {
+    await client.flushall()
   }
 
   // Stops the server; throws if it had died on its own during the tests.
@@ -100,27 +156,19 @@ class Server {
       clearTimeout(t)
     }
     live.delete(this.proc)
+    const tail = died !== null ? this.logTail() : '' // before the log goes with the dir
     try { fs.rmSync(this.dir, { recursive: true, force: true }) } catch {}
-    if (died !== null) throw new Error(`${this.name} died during the tests (${died})\n${this.logTail()}`)
+    if (died !== null) throw new Error(`${this.name} died during the tests (${died})\n${tail}`)
   }
 }
 
 async function startOnce (kind) {
-  if (kind === 'keel') {
-    try { fs.accessSync(KEEL_BIN, fs.constants.X_OK) } catch {
-      throw new Error(`keel binary ${KEEL_BIN} not found (cargo build, set KEEL_BIN, or KEEL_TEST_TARGET=redis)`)
-    }
-  }
+  if (kind === 'keel') checkKeelBin()
   const port = await freePort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `keel-node-${kind}-`))
   const logPath = path.join(dir, 'server.log')
-  const log = fs.openSync(logPath, 'a')
   const [bin, args] = argv(kind, port, dir)
-  const proc = SETPRIV
-    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: dir, stdio: ['ignore', log, log] })
-    : spawn(bin, args, { cwd: dir, stdio: ['ignore', log, log] })
-  fs.closeSync(log)
-  live.add(proc)
+  const proc = spawnLogged(bin, args, dir, logPath)
   const server = new Server(kind, proc, port, dir, logPath)
   const deadline = Date.now() + START_TIMEOUT_MS
   let last = 'not tried'
@@ -141,8 +189,10 @@ async function startOnce (kind) {
   throw err
 }
 
-// Starts keel (or redis-server in stand-in mode); retries a port race.
+// Starts keel (the cluster for "backup", redis-server in stand-in mode);
+// retries a port race.
 async function startServer () {
+  if (TARGET === 'backup') return require('./cluster').startCluster()
   const kind = TARGET === 'keel' ? 'keel' : 'redis'
   let err
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -160,4 +210,18 @@ function within (ms, promise, what = 'operation') {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(t))
 }
 
-module.exports = { startServer, within, sleep, TARGET, HOST }
+module.exports = {
+  startServer,
+  within,
+  sleep,
+  TARGET,
+  HOST,
+  // for cluster.js
+  KEEL_BIN,
+  START_TIMEOUT_MS,
+  Server,
+  checkKeelBin,
+  command,
+  freePort,
+  spawnLogged
+}

@@ -28,6 +28,16 @@ def repl(c: Cluster, host: str) -> dict[str, int]:
                                    "reads_forwarded_own_write", "reads_forwarded_strong")}
 
 
+def start_h2_never_ready(c: Cluster) -> None:
+    """Starts h1 (primary), h2 and h3, h2 with read-max-lag 1 ms: against a
+    5 ms link it never counts as ready for reads."""
+    topo = write_topology(c, "h1")
+    c.start("h1", node_args(topo, "h1"))
+    c.start("h2", node_args(topo, "h2", "--read-max-lag", "1"))
+    c.start("h3", node_args(topo, "h3"))
+    wait_healthy(c, "h1", term=1)
+
+
 def read_your_writes(c: Cluster, host: str, rounds: int, tag: str) -> list[str]:
     """Writes then at once reads back on one connection to `host`; returns
     every read that missed the connection's own earlier write."""
@@ -273,11 +283,7 @@ def test_a_backup_whose_copy_is_not_ready_reads_from_the_nearest_ready_backup():
     it has those writes. With h3 stopped, h2's reads go to the primary."""
     zones = {"h1": "z1", "h2": "z2", "h3": "z2"}
     with Cluster(zones, delay_ms=DELAY_MS, ports=PORTS) as c:
-        topo = write_topology(c, "h1")
-        c.start("h1", node_args(topo, "h1"))
-        c.start("h2", node_args(topo, "h2", "--read-max-lag", "1"))
-        c.start("h3", node_args(topo, "h3"))
-        wait_healthy(c, "h1", term=1)
+        start_h2_never_ready(c)
         until(c, lambda: info(c, "h3", "replication").get("replica_ready") == "1", 10, "h3 ready")
         with c.connect("h1", "h1") as conn:
             for i in range(100):
@@ -450,11 +456,7 @@ def test_placement_says_when_every_readable_copy_is_in_one_zone():
     INFO says placement is degraded, naming the zone, until h2 is ready."""
     zones = {"h1": "z1", "h2": "z2", "h3": "z1"}
     with Cluster(zones, delay_ms=DELAY_MS, ports=PORTS) as c:
-        topo = write_topology(c, "h1")
-        c.start("h1", node_args(topo, "h1"))
-        c.start("h2", node_args(topo, "h2", "--read-max-lag", "1"))
-        c.start("h3", node_args(topo, "h3"))
-        wait_healthy(c, "h1", term=1)
+        start_h2_never_ready(c)
         until(c, lambda: info(c, "h1")["cluster_placement"].startswith("degraded: every readable copy is in zone z1"),
               10, "the primary to report every readable copy in z1")
         check(c, info(c, "h1")["cluster_read_replicas"] == "", "a primary lists read replicas")

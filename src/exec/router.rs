@@ -83,7 +83,7 @@ fn put_back(s: &mut Shard, db: usize, key: &[u8], entry: Option<Entry>, now: u64
 
 /// After work on a shard: serves clients blocked on keys it made ready and
 /// wakes the shard's log task when records wait.
-fn serve_blocked(ls: &LocalShards, shard: usize) {
+pub(super) fn serve_blocked(ls: &LocalShards, shard: usize) {
     if ls.shard(shard).has_ready() {
         blocking::serve(ls, shard);
     }
@@ -94,7 +94,7 @@ fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
     args.iter().map(|a| a.to_vec()).collect()
 }
 
-fn borrowed(args: &[Vec<u8>]) -> Vec<&[u8]> {
+pub(super) fn borrowed(args: &[Vec<u8>]) -> Vec<&[u8]> {
     args.iter().map(|a| &a[..]).collect()
 }
 
@@ -138,7 +138,7 @@ impl Router {
         shard % self.executors()
     }
 
-    fn send(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
+    pub(super) fn send(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
         self.inboxes[executor]
             .unbounded_send(msg)
             .map_err(|_| gone())

@@ -522,6 +522,7 @@ async fn executor_main(
                 written_seqs: Vec::new(),
                 pinned: None,
                 inflight: Default::default(),
+                pipeline: Default::default(),
                 routed: false,
                 scan_remote: false,
             };

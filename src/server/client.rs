@@ -59,6 +59,10 @@ pub struct CommandStats {
     pub error_replies: u64,
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
+    /// Pipelines across shards: messages sent to other cores carrying
+    /// commands, and the commands they carried.
+    pub batches: u64,
+    pub batched_commands: u64,
 }
 
 impl Default for CommandStats {
@@ -69,6 +73,8 @@ impl Default for CommandStats {
             error_replies: 0,
             net_input_bytes: 0,
             net_output_bytes: 0,
+            batches: 0,
+            batched_commands: 0,
         }
     }
 }
@@ -85,5 +91,7 @@ impl CommandStats {
         self.error_replies += other.error_replies;
         self.net_input_bytes += other.net_input_bytes;
         self.net_output_bytes += other.net_output_bytes;
+        self.batches += other.batches;
+        self.batched_commands += other.batched_commands;
     }
 }

@@ -31,6 +31,7 @@ use crate::resp::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
 use crate::server::client::ClientInfo;
 use crate::server::commands;
+use crate::server::pipeline::Route;
 use crate::server::state::{now_ms, ServerState};
 
 /// Replies are flushed early when a batch's output grows past this.
@@ -97,6 +98,8 @@ pub struct Conn {
     /// On a cluster backup: this client's SCAN iteration runs on the
     /// primary (decided when it started, at cursor 0).
     pub scan_remote: bool,
+    /// Requests bound for other cores' shards, sent as one message each.
+    pub pipeline: crate::server::pipeline::Pipeline,
     /// Forwarded commands whose replies are not in the output yet.
     pub inflight: crate::server::front_door::InFlights,
     /// A backup's link sent this connection's reads here (REPLCONF AFTER):
@@ -132,7 +135,7 @@ impl Conn {
         self.state.fsync_always.load(Ordering::Relaxed) || self.strong()
     }
 
-    fn note_write(&self, spec: &'static command::Spec, argv: &[&[u8]]) {
+    pub(super) fn note_write(&self, spec: &'static command::Spec, argv: &[&[u8]]) {
         // Queued in MULTI: nothing is written until EXEC.
         if !self.replies_wait() || (self.multi.is_some() && spec.name != "exec") {
             return;
@@ -481,7 +484,17 @@ where
                         Source::Scratch => &scratch,
                     };
                     let argv: Vec<&[u8]> = argv_store.iter().map(|&(s, e)| &base[s..e]).collect();
-                    let after = conn.execute(&argv, &mut out).await;
+                    let after = match conn.batch_route(&argv) {
+                        Route::Batch(spec, f, shard) => {
+                            conn.enqueue(spec, f, shard, &argv, &mut out).await;
+                            After::Continue
+                        }
+                        Route::Inline => conn.execute(&argv, &mut out).await,
+                        Route::Alone => {
+                            conn.flush_batch(&mut out).await;
+                            conn.execute(&argv, &mut out).await
+                        }
+                    };
                     parsed += consumed;
                     match after {
                         After::Continue => {}
@@ -566,7 +579,7 @@ where
             );
             close = true;
         }
-        let due = !out.is_empty() || !conn.inflight.is_empty();
+        let due = !out.is_empty() || !conn.inflight.is_empty() || conn.pipeline.pending();
         if due && write_out(&mut stream, &mut out, &mut conn).await.is_err() {
             break;
         }
@@ -685,7 +698,8 @@ async fn write_out<S: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     conn: &mut Conn,
 ) -> std::io::Result<()> {
-    // Forwarded commands' replies take their places first.
+    // Replies from other cores and forwarded ones take their places first.
+    conn.flush_batch(out).await;
     conn.settle(out).await;
     let wrote = std::mem::take(&mut *conn.wrote.borrow_mut());
     if !wrote.is_empty() {

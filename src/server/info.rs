@@ -208,7 +208,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "stats" => {
                 let _ = write!(
                     w,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\npipeline_batches:{}\r\npipeline_batched_commands:{}\r\n",
                     st.total_connections.load(Ordering::Relaxed),
                     cmd.total_commands,
                     cmd.net_input_bytes,
@@ -222,6 +222,8 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                     stats.keyspace_hits,
                     stats.keyspace_misses,
                     cmd.error_replies,
+                    cmd.batches,
+                    cmd.batched_commands,
                 );
             }
             "replication" => {

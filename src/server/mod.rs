@@ -8,4 +8,5 @@ pub mod commands;
 pub mod conn;
 pub mod front_door;
 pub mod info;
+pub mod pipeline;
 pub mod state;

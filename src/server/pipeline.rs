@@ -13,14 +13,19 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use futures::channel::oneshot;
+
 use crate::exec::batch::{Item, Replies};
 use crate::exec::command::{self, flags, KeyedFn, Kind, Split};
 use crate::resp::{self, reply::Reply};
 use crate::server::conn::Conn;
 use crate::server::state::now_ms;
 
-/// Requests queued before the batch is sent without waiting for more.
-const MAX_QUEUED: usize = 256;
+/// Requests for one core sent as soon as this many have gathered, so that
+/// core works while this one goes on parsing and running its own.
+const SEND_AT: usize = 32;
+/// Requests in flight before the connection waits for their replies.
+const MAX_QUEUED: usize = 1024;
 
 /// Where a request runs relative to the batch in flight.
 pub enum Route {
@@ -40,10 +45,15 @@ struct Queued {
     at: usize,
 }
 
-/// The requests of one connection waiting to be sent to other cores.
+/// The requests of one connection bound for other cores: per core, those
+/// not sent yet and the answers of the batches sent; and every request's
+/// place in the output, in request order.
 #[derive(Default)]
 pub struct Pipeline {
     items: Vec<Vec<Item>>,
+    /// Per core, the answers of the batches sent and how many requests each
+    /// carried.
+    sent: Vec<Vec<(oneshot::Receiver<Replies>, usize)>>,
     queued: Vec<Queued>,
 }
 
@@ -110,6 +120,7 @@ impl Conn {
         let p = &mut self.pipeline;
         if p.items.len() <= executor {
             p.items.resize_with(executor + 1, Vec::new);
+            p.sent.resize_with(executor + 1, Vec::new);
         }
         p.items[executor].push(Item {
             f,
@@ -123,51 +134,69 @@ impl Conn {
             started: Instant::now(),
             at: out.len(),
         });
-        if p.queued.len() >= MAX_QUEUED {
+        if p.items[executor].len() >= SEND_AT {
+            self.send_batch(executor);
+        }
+        if self.pipeline.queued.len() >= MAX_QUEUED {
             self.flush_batch(out).await;
         }
     }
 
-    /// Sends the batch (one message per core), waits for it and splices
+    /// Sends what is gathered for `executor` as one message.
+    fn send_batch(&mut self, executor: usize) {
+        let items = std::mem::take(&mut self.pipeline.items[executor]);
+        if items.is_empty() {
+            return;
+        }
+        {
+            let mut stats = self.router.local.stats.borrow_mut();
+            stats.batches += 1;
+            stats.batched_commands += items.len() as u64;
+        }
+        let ctx = self.ctx(now_ms());
+        let n = items.len();
+        let answer = match self.router.send_batch(executor, ctx, self.proto, items) {
+            Ok(a) => a,
+            // The executor is gone: a dropped answer reads as an error.
+            Err(_) => oneshot::channel().1,
+        };
+        self.pipeline.sent[executor].push((answer, n));
+    }
+
+    /// Sends what is gathered, waits for every batch in flight and splices
     /// each reply into `out` at its place.
     pub async fn flush_batch(&mut self, out: &mut Vec<u8>) {
         if self.pipeline.queued.is_empty() {
             return;
         }
-        let items = std::mem::take(&mut self.pipeline.items);
-        let queued = std::mem::take(&mut self.pipeline.queued);
-        let ctx = self.ctx(now_ms());
-        let mut answers = Vec::with_capacity(items.len());
-        for (executor, items) in items.into_iter().enumerate() {
-            if !items.is_empty() {
-                let mut stats = self.router.local.stats.borrow_mut();
-                stats.batches += 1;
-                stats.batched_commands += items.len() as u64;
-            }
-            answers.push(if items.is_empty() {
-                None
-            } else {
-                self.router
-                    .send_batch(executor, ctx, self.proto, items)
-                    .ok()
-            });
+        for executor in 0..self.pipeline.items.len() {
+            self.send_batch(executor);
         }
-        let mut replies: Vec<Option<Replies>> = Vec::with_capacity(answers.len());
-        for a in answers {
-            replies.push(match a {
-                Some(a) => a.await.ok(),
-                None => None,
-            });
+        let sent = std::mem::take(&mut self.pipeline.sent);
+        let queued = std::mem::take(&mut self.pipeline.queued);
+        self.pipeline.sent.resize_with(sent.len(), Vec::new);
+        // Per core, its batches' replies in the order they were sent.
+        let mut replies: Vec<Vec<(Option<Replies>, usize)>> = Vec::with_capacity(sent.len());
+        for answers in sent {
+            let mut got = Vec::with_capacity(answers.len());
+            for (a, n) in answers {
+                got.push((a.await.ok(), n));
+            }
+            replies.push(got);
         }
         let mut merged = Vec::with_capacity(out.len() + 16 * queued.len());
         let mut from = 0;
-        let mut next = vec![0usize; replies.len()];
+        // Per core: which batch, and which reply in it, comes next.
+        let mut next = vec![(0usize, 0usize); replies.len()];
         for q in queued {
             merged.extend_from_slice(&out[from..q.at]);
             from = q.at;
-            let k = next[q.executor];
-            next[q.executor] += 1;
-            let failed = match replies.get(q.executor).and_then(|r| r.as_ref()) {
+            let (b, k) = next[q.executor];
+            let (batch, len) = match replies[q.executor].get(b) {
+                Some((r, n)) => (r.as_ref(), *n),
+                None => (None, 0),
+            };
+            let failed = match batch {
                 Some(r) if k < r.ends.len() => {
                     let start = if k == 0 { 0 } else { r.ends[k - 1] };
                     merged.extend_from_slice(&r.bytes[start..r.ends[k]]);
@@ -179,6 +208,7 @@ impl Conn {
                     true
                 }
             };
+            next[q.executor] = if k + 1 >= len { (b + 1, 0) } else { (b, k + 1) };
             self.count(q.spec, q.started, failed);
         }
         merged.extend_from_slice(&out[from..]);

@@ -453,11 +453,16 @@ impl Node {
         }
     }
 
+    /// Who claims to be an open primary. A claim of a term older than ours
+    /// is not a second primary to elect over: our next ping carries our
+    /// term and the claimant steps down on it (an old primary coming back
+    /// from a pause or a partition; its writes are merged as a loser's).
     fn claims(&self) -> BTreeMap<NodeId, Term> {
         let mut claims: BTreeMap<NodeId, Term> = self
             .peers
             .iter()
             .filter(|(_, v)| v.open && self.now.saturating_sub(v.heard_at) < self.cfg.node_timeout)
+            .filter(|(_, v)| v.term >= self.term)
             .map(|(id, v)| (*id, v.term))
             .collect();
         if let Some(t) = self.open_term() {

@@ -103,27 +103,6 @@ impl Treap {
         }
     }
 
-    /// Splits `t` into its first `k` nodes and the rest.
-    fn split_rank(&mut self, t: u32, k: usize) -> (u32, u32) {
-        if t == NIL {
-            return (NIL, NIL);
-        }
-        let left = self.nodes[t as usize].left;
-        let ls = self.size(left);
-        if k <= ls {
-            let (l, r) = self.split_rank(left, k);
-            self.nodes[t as usize].left = r;
-            self.fix(t);
-            (l, t)
-        } else {
-            let right = self.nodes[t as usize].right;
-            let (l, r) = self.split_rank(right, k - ls - 1);
-            self.nodes[t as usize].right = l;
-            self.fix(t);
-            (t, r)
-        }
-    }
-
     fn merge(&mut self, a: u32, b: u32) -> u32 {
         if a == NIL {
             return b;
@@ -146,8 +125,10 @@ impl Treap {
         }
     }
 
+    /// Inserts by descending to where the new node's priority puts it and
+    /// splitting only the subtree below: one walk down the tree, not the
+    /// two full-depth merges of split-then-merge.
     fn insert(&mut self, score: f64, member: Box<[u8]>) {
-        let (l, r) = self.split(self.root, score, &member);
         let prio = self.next_prio();
         let node = Node {
             score,
@@ -167,24 +148,75 @@ impl Treap {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let l = self.merge(l, idx);
-        self.root = self.merge(l, r);
+        self.root = self.insert_at(self.root, idx);
     }
 
-    fn remove(&mut self, score: f64, member: &[u8]) {
-        let (l, r) = self.split(self.root, score, member);
-        let (m, r) = self.split_rank(r, 1);
-        if m != NIL {
-            let n = &mut self.nodes[m as usize];
-            n.member = Box::default();
-            n.left = NIL;
-            n.right = NIL;
-            self.free.push(m);
+    fn insert_at(&mut self, t: u32, idx: u32) -> u32 {
+        if t == NIL {
+            return idx;
         }
-        self.root = self.merge(l, r);
+        let (i, n) = (idx as usize, t as usize);
+        if self.nodes[i].prio > self.nodes[n].prio {
+            // The new node roots this subtree: split it around the key.
+            let member = std::mem::take(&mut self.nodes[i].member);
+            let (l, r) = self.split(t, self.nodes[i].score, &member);
+            let node = &mut self.nodes[i];
+            node.member = member;
+            node.left = l;
+            node.right = r;
+            self.fix(idx);
+            return idx;
+        }
+        let (new, old) = (&self.nodes[i], &self.nodes[n]);
+        if cmp(new.score, &new.member, old.score, &old.member) == Ordering::Less {
+            let l = self.insert_at(old.left, idx);
+            self.nodes[n].left = l;
+        } else {
+            let r = self.insert_at(old.right, idx);
+            self.nodes[n].right = r;
+        }
+        self.nodes[n].size += 1;
+        t
+    }
+
+    /// Removes the node of (`score`, `member`), if present, by joining its
+    /// two subtrees in its place.
+    fn remove(&mut self, score: f64, member: &[u8]) {
+        self.root = self.remove_at(self.root, score, member);
         if self.root == NIL {
             self.nodes.clear();
             self.free.clear();
+        }
+    }
+
+    fn remove_at(&mut self, t: u32, score: f64, member: &[u8]) -> u32 {
+        if t == NIL {
+            return NIL;
+        }
+        let n = &self.nodes[t as usize];
+        match cmp(score, member, n.score, &n.member) {
+            Ordering::Equal => {
+                let (l, r) = (n.left, n.right);
+                let joined = self.merge(l, r);
+                let n = &mut self.nodes[t as usize];
+                n.member = Box::default();
+                n.left = NIL;
+                n.right = NIL;
+                self.free.push(t);
+                joined
+            }
+            Ordering::Less => {
+                let l = self.remove_at(n.left, score, member);
+                self.nodes[t as usize].left = l;
+                self.fix(t);
+                t
+            }
+            Ordering::Greater => {
+                let r = self.remove_at(n.right, score, member);
+                self.nodes[t as usize].right = r;
+                self.fix(t);
+                t
+            }
         }
     }
 

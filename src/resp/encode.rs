@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(format_double(-12345.5), "-12345.5");
         assert_eq!(format_double(1e300), "1.0000000000000001e+300");
         assert_eq!(format_double(-5e-324), "-4.9406564584124654e-324");
-        assert_eq!(format_double(123456789012345680.0), "1.2345678901234568e+17");
+        assert_eq!(
+            format_double(123456789012345680.0),
+            "1.2345678901234568e+17"
+        );
         assert_eq!(format_double(0.000123), "0.00012300000000000001");
         assert_eq!(format_double(9007199254740993.0), "9007199254740992");
     }

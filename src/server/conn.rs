@@ -434,6 +434,8 @@ where
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut scratch: Vec<u8> = Vec::new();
     let mut argv_store: Vec<(usize, usize)> = Vec::new();
+    // The argument list's allocation, reused from request to request.
+    let mut argv_spare: Vec<&[u8]> = Vec::new();
     // `input` is zeroed once when it grows and never again: bytes
     // `parsed..filled` are unparsed input, the rest is room to read into.
     input.resize(READ_CHUNK, 0);
@@ -483,7 +485,8 @@ where
                         Source::Input => &input[parsed..filled],
                         Source::Scratch => &scratch,
                     };
-                    let argv: Vec<&[u8]> = argv_store.iter().map(|&(s, e)| &base[s..e]).collect();
+                    let mut argv = recycle(std::mem::take(&mut argv_spare));
+                    argv.extend(argv_store.iter().map(|&(s, e)| &base[s..e]));
                     let after = match conn.batch_route(&argv) {
                         Route::Batch(spec, f, shard) => {
                             conn.enqueue(spec, f, shard, &argv, &mut out).await;
@@ -495,6 +498,7 @@ where
                             conn.execute(&argv, &mut out).await
                         }
                     };
+                    argv_spare = recycle(argv);
                     parsed += consumed;
                     match after {
                         After::Continue => {}
@@ -594,6 +598,14 @@ where
     let _ = stream.close().await;
     multi::unwatch_all(&mut conn).await;
     pubsub::unsubscribe_all(&mut conn);
+}
+
+/// An empty list with `v`'s allocation, for slices of another lifetime (the
+/// input buffer they pointed into is about to change): one allocation for
+/// a connection's argument lists rather than one per request.
+fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
 }
 
 /// Waits for a blocked command's answer, its timeout, or the client leaving
@@ -722,4 +734,21 @@ async fn write_out<S: AsyncWrite + Unpin>(
         *out = Vec::with_capacity(READ_CHUNK);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recycle;
+
+    #[test]
+    fn recycling_keeps_the_allocation() {
+        let data = [b"GET".to_vec(), b"key".to_vec()];
+        let mut v: Vec<&[u8]> = Vec::with_capacity(8);
+        v.extend(data.iter().map(|a| a.as_slice()));
+        let ptr = v.as_ptr() as usize;
+        let again = recycle(v);
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), 8);
+        assert_eq!(again.as_ptr() as usize, ptr);
+    }
 }

@@ -1,6 +1,12 @@
 //! The thread-per-core runtime: one pinned glommio executor per core, each
-//! with its own listener (SO_REUSEPORT), its shards, an inbox for work from
-//! other executors, and the active-expiry timer.
+//! accepting on the one client socket they share, with its shards, an inbox
+//! for work from other executors, and the active-expiry timer.
+//!
+//! The client socket is bound once, without SO_REUSEPORT, and shut down
+//! first thing at shutdown: a keel restarted on the same port never joins a
+//! dying process's sockets (whose teardown io_uring defers for tens of
+//! milliseconds) — it waits until the port is free — and connections made
+//! while it stops are refused, not accepted and then reset.
 //!
 //! Glommio's types stay in this module (and in the file and socket code of
 //! `persist` and `repl`), so the rest of keel speaks of shards, messages and
@@ -80,12 +86,24 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The client socket's fd once bound (-1 before): the signal handler shuts
+/// it down at once, so a connection made after SIGTERM is refused rather
+/// than accepted by a server about to cut it.
+static CLIENT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
+    let fd = CLIENT_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown(2) is async-signal-safe; the fd stays open
+        // until `run` returns.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
 }
 
 fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    // SAFETY: the handler only touches atomics and calls shutdown(2), both
+    // signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -146,10 +164,14 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let inboxes = Arc::new(senders);
     let (bound_tx, bound_rx) = std_mpsc::channel::<Result<SocketAddr, RuntimeError>>();
     let mut handles = Vec::new();
+    let client = bind_client(addr)?;
+    let _fd_guard = SignalFd::set(&client);
     let mut port = addr.port();
-    // Executor 0 binds first, so that with port 0 the others share its port.
+    // Executor 0 starts first (it also picks the HTTP port for the others).
     for ((e, inbox), mine) in receivers.into_iter().enumerate().zip(loaded) {
-        let listen = SocketAddr::new(addr.ip(), port);
+        let listen = client
+            .try_clone()
+            .map_err(|err| RuntimeError::Listen(addr, err.to_string()))?;
         let (st, inboxes, bound_tx) = (state.clone(), inboxes.clone(), bound_tx.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[e]))
             .name(&format!("keel-{e}"))
@@ -184,6 +206,13 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     }
     tracing::info!("shutting down");
     sd_notify("STOPPING=1");
+    // New connections are refused from now on (the executors' pending
+    // accepts fail), whatever the executors' teardown takes.
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: shutdown(2) on a socket this function owns and keeps open.
+        unsafe { libc::shutdown(client.as_raw_fd(), libc::SHUT_RDWR) };
+    }
     state.shutdown.store(true, Ordering::SeqCst);
     // Executors stop accepting and finish their turn; connections still open
     // are cut. Joining is bounded: a connection stuck in a pending I/O must
@@ -236,6 +265,46 @@ fn bind_http(
         state.http_port.store(port as u64, Ordering::SeqCst);
     }
     Ok(Some(l))
+}
+
+/// Publishes the client socket's fd to the signal handler for as long as it
+/// lives (the fd number could be reused after).
+struct SignalFd;
+
+impl SignalFd {
+    fn set(l: &std::net::TcpListener) -> SignalFd {
+        use std::os::fd::AsRawFd;
+        CLIENT_FD.store(l.as_raw_fd(), Ordering::SeqCst);
+        SignalFd
+    }
+}
+
+impl Drop for SignalFd {
+    fn drop(&mut self) {
+        CLIENT_FD.store(-1, Ordering::SeqCst);
+    }
+}
+
+/// The client socket: bound without SO_REUSEPORT, waiting (up to 3 s) while
+/// the port is still held — by the sockets of a keel that just stopped, say.
+fn bind_client(addr: SocketAddr) -> Result<std::net::TcpListener, RuntimeError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                l.set_nonblocking(true)
+                    .map_err(|e| RuntimeError::Listen(addr, e.to_string()))?;
+                return Ok(l);
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(RuntimeError::Listen(addr, e.to_string())),
+        }
+    }
 }
 
 /// A listener without SO_REUSEPORT (glommio's `bind` always sets it): a
@@ -329,13 +398,22 @@ fn start_replication(
 
 async fn executor_main(
     me: usize,
-    addr: SocketAddr,
+    client: std::net::TcpListener,
     state: Arc<ServerState>,
     inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
     mut inbox: mpsc::UnboundedReceiver<Msg>,
     bound: std_mpsc::Sender<Result<SocketAddr, RuntimeError>>,
     mine: Vec<(keel_shards::Shard, crate::persist::disk::ShardDisk)>,
 ) {
+    let local_addr = match client.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            let any = SocketAddr::from(([0, 0, 0, 0], 0));
+            let _ = bound.send(Err(RuntimeError::Listen(any, e.to_string())));
+            return;
+        }
+    };
+    let addr = local_addr;
     let executors = inboxes.len();
     let (shards, disks): (Vec<_>, Vec<_>) = mine.into_iter().unzip();
     let local = Rc::new(LocalShards::with_shards(me, executors, shards));
@@ -416,14 +494,11 @@ async fn executor_main(
     })
     .detach();
 
-    let listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = bound.send(Err(RuntimeError::Listen(addr, e.to_string())));
-            return;
-        }
+    let listener = {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: a bound, listening, non-blocking socket handed over whole.
+        unsafe { TcpListener::from_raw_fd(client.into_raw_fd()) }
     };
-    let local_addr = listener.local_addr().unwrap_or(addr);
     match bind_http(me, local_addr, &state) {
         Ok(Some(l)) => {
             let (router, state) = (router.clone(), state.clone());
@@ -462,6 +537,11 @@ async fn executor_main(
         loop {
             let stream = match listener.accept().await {
                 Ok(s) => s,
+                Err(_) if state.shutdown.load(Ordering::SeqCst) => {
+                    // The socket was shut down: keel is stopping.
+                    sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     sleep(Duration::from_millis(10)).await;

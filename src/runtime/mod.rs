@@ -1,12 +1,14 @@
 //! The thread-per-core runtime: one pinned glommio executor per core, each
-//! accepting on the one client socket they share, with its shards, an inbox
-//! for work from other executors, and the active-expiry timer.
+//! with its own listener (SO_REUSEPORT: the kernel spreads connections over
+//! the cores), its shards, an inbox for work from other executors, and the
+//! active-expiry timer.
 //!
-//! The client socket is bound once, without SO_REUSEPORT, and shut down
-//! first thing at shutdown: a keel restarted on the same port never joins a
-//! dying process's sockets (whose teardown io_uring defers for tens of
-//! milliseconds) — it waits until the port is free — and connections made
-//! while it stops are refused, not accepted and then reset.
+//! Restarts: before the executors bind, the port is bound once without
+//! SO_REUSEPORT, waiting while anything still holds it — so a keel restarted
+//! on the same port never joins the SO_REUSEPORT group of a dead process's
+//! sockets (whose teardown io_uring defers for tens of milliseconds). And
+//! the SIGTERM handler itself shuts every listener down, so connections
+//! made while keel stops are refused, not accepted and then reset.
 //!
 //! Glommio's types stay in this module (and in the file and socket code of
 //! `persist` and `repl`), so the rest of keel speaks of shards, messages and
@@ -86,19 +88,29 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The client socket's fd once bound (-1 before): the signal handler shuts
-/// it down at once, so a connection made after SIGTERM is refused rather
-/// than accepted by a server about to cut it.
-static CLIENT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The executors' client listeners (-1: none): the signal handler shuts
+/// them down at once, so a connection made after SIGTERM is refused rather
+/// than accepted by a server about to cut it. An executor clears its entry
+/// before its listener closes.
+static CLIENT_FDS: [std::sync::atomic::AtomicI32; MAX_EXECUTORS] =
+    [const { std::sync::atomic::AtomicI32::new(-1) }; MAX_EXECUTORS];
+const MAX_EXECUTORS: usize = 1024;
+
+/// Shuts every registered client listener down (new connections refused).
+fn shut_listeners() {
+    for fd in &CLIENT_FDS {
+        let fd = fd.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: shutdown(2) is async-signal-safe; a registered fd is a
+            // listener still open.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
-    let fd = CLIENT_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: shutdown(2) is async-signal-safe; the fd stays open
-        // until `run` returns.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    }
+    shut_listeners();
 }
 
 fn install_signal_handlers() {
@@ -164,14 +176,12 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let inboxes = Arc::new(senders);
     let (bound_tx, bound_rx) = std_mpsc::channel::<Result<SocketAddr, RuntimeError>>();
     let mut handles = Vec::new();
-    let client = bind_client(addr)?;
-    let _fd_guard = SignalFd::set(&client);
-    let mut port = addr.port();
-    // Executor 0 starts first (it also picks the HTTP port for the others).
+    // Nothing else may hold the port (a dead keel's sockets, say): wait
+    // for it, then let the executors form their own SO_REUSEPORT group.
+    let mut port = wait_for_port(addr)?;
+    // Executor 0 binds first, so that with port 0 the others share its port.
     for ((e, inbox), mine) in receivers.into_iter().enumerate().zip(loaded) {
-        let listen = client
-            .try_clone()
-            .map_err(|err| RuntimeError::Listen(addr, err.to_string()))?;
+        let listen = SocketAddr::new(addr.ip(), port);
         let (st, inboxes, bound_tx) = (state.clone(), inboxes.clone(), bound_tx.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[e]))
             .name(&format!("keel-{e}"))
@@ -208,11 +218,7 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     sd_notify("STOPPING=1");
     // New connections are refused from now on (the executors' pending
     // accepts fail), whatever the executors' teardown takes.
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: shutdown(2) on a socket this function owns and keeps open.
-        unsafe { libc::shutdown(client.as_raw_fd(), libc::SHUT_RDWR) };
-    }
+    shut_listeners();
     state.shutdown.store(true, Ordering::SeqCst);
     // Executors stop accepting and finish their turn; connections still open
     // are cut. Joining is bounded: a connection stuck in a pending I/O must
@@ -267,34 +273,56 @@ fn bind_http(
     Ok(Some(l))
 }
 
-/// Publishes the client socket's fd to the signal handler for as long as it
-/// lives (the fd number could be reused after).
-struct SignalFd;
+/// Keeps executor `me`'s listener registered for [`shut_listeners`] while it
+/// lives.
+struct ShutOnSignal(usize);
 
-impl SignalFd {
-    fn set(l: &std::net::TcpListener) -> SignalFd {
-        use std::os::fd::AsRawFd;
-        CLIENT_FD.store(l.as_raw_fd(), Ordering::SeqCst);
-        SignalFd
+impl ShutOnSignal {
+    fn register(me: usize, fd: i32) -> Option<ShutOnSignal> {
+        let slot = CLIENT_FDS.get(me)?;
+        slot.store(fd, Ordering::SeqCst);
+        Some(ShutOnSignal(me))
     }
 }
 
-impl Drop for SignalFd {
+/// An executor's client listener: SO_REUSEPORT (one per executor, the
+/// kernel spreads connections), and its fd for [`shut_listeners`].
+fn bind_client(addr: SocketAddr) -> std::io::Result<(TcpListener, i32)> {
+    use socket2::{Domain, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    let fd = s.into_raw_fd();
+    // SAFETY: a bound, listening, non-blocking socket handed over whole.
+    Ok((unsafe { TcpListener::from_raw_fd(fd) }, fd))
+}
+
+impl Drop for ShutOnSignal {
     fn drop(&mut self) {
-        CLIENT_FD.store(-1, Ordering::SeqCst);
+        if let Some(slot) = CLIENT_FDS.get(self.0) {
+            slot.store(-1, Ordering::SeqCst);
+        }
     }
 }
 
-/// The client socket: bound without SO_REUSEPORT, waiting (up to 3 s) while
-/// the port is still held — by the sockets of a keel that just stopped, say.
-fn bind_client(addr: SocketAddr) -> Result<std::net::TcpListener, RuntimeError> {
+/// Waits (up to 3 s) until `addr` can be bound without SO_REUSEPORT — no
+/// socket of another process holds it — and returns its port (the one the
+/// kernel picked, for port 0).
+fn wait_for_port(addr: SocketAddr) -> Result<u16, RuntimeError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     loop {
         match std::net::TcpListener::bind(addr) {
+            // Closed at once (a plain socket, not io_uring's): the executors
+            // bind the port next.
             Ok(l) => {
-                l.set_nonblocking(true)
-                    .map_err(|e| RuntimeError::Listen(addr, e.to_string()))?;
-                return Ok(l);
+                return l
+                    .local_addr()
+                    .map(|a| a.port())
+                    .map_err(|e| RuntimeError::Listen(addr, e.to_string()))
             }
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrInUse
@@ -398,22 +426,13 @@ fn start_replication(
 
 async fn executor_main(
     me: usize,
-    client: std::net::TcpListener,
+    addr: SocketAddr,
     state: Arc<ServerState>,
     inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
     mut inbox: mpsc::UnboundedReceiver<Msg>,
     bound: std_mpsc::Sender<Result<SocketAddr, RuntimeError>>,
     mine: Vec<(keel_shards::Shard, crate::persist::disk::ShardDisk)>,
 ) {
-    let local_addr = match client.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            let any = SocketAddr::from(([0, 0, 0, 0], 0));
-            let _ = bound.send(Err(RuntimeError::Listen(any, e.to_string())));
-            return;
-        }
-    };
-    let addr = local_addr;
     let executors = inboxes.len();
     let (shards, disks): (Vec<_>, Vec<_>) = mine.into_iter().unzip();
     let local = Rc::new(LocalShards::with_shards(me, executors, shards));
@@ -494,11 +513,15 @@ async fn executor_main(
     })
     .detach();
 
-    let listener = {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        // SAFETY: a bound, listening, non-blocking socket handed over whole.
-        unsafe { TcpListener::from_raw_fd(client.into_raw_fd()) }
+    let (listener, fd) = match bind_client(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = bound.send(Err(RuntimeError::Listen(addr, e.to_string())));
+            return;
+        }
     };
+    let local_addr = listener.local_addr().unwrap_or(addr);
+    let _registered = ShutOnSignal::register(me, fd);
     match bind_http(me, local_addr, &state) {
         Ok(Some(l)) => {
             let (router, state) = (router.clone(), state.clone());

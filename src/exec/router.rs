@@ -90,7 +90,8 @@ pub(super) fn serve_blocked(ls: &LocalShards, shard: usize) {
     ls.kick_log(shard);
 }
 
-fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
+/// An argument list copied out of the input buffer (to send elsewhere).
+pub fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
     args.iter().map(|a| a.to_vec()).collect()
 }
 

@@ -285,6 +285,14 @@ impl ShutOnSignal {
     }
 }
 
+impl Drop for ShutOnSignal {
+    fn drop(&mut self) {
+        if let Some(slot) = CLIENT_FDS.get(self.0) {
+            slot.store(-1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// An executor's client listener: SO_REUSEPORT (one per executor, the
 /// kernel spreads connections), and its fd for [`shut_listeners`].
 fn bind_client(addr: SocketAddr) -> std::io::Result<(TcpListener, i32)> {
@@ -299,14 +307,6 @@ fn bind_client(addr: SocketAddr) -> std::io::Result<(TcpListener, i32)> {
     let fd = s.into_raw_fd();
     // SAFETY: a bound, listening, non-blocking socket handed over whole.
     Ok((unsafe { TcpListener::from_raw_fd(fd) }, fd))
-}
-
-impl Drop for ShutOnSignal {
-    fn drop(&mut self) {
-        if let Some(slot) = CLIENT_FDS.get(self.0) {
-            slot.store(-1, Ordering::SeqCst);
-        }
-    }
 }
 
 /// Waits (up to 3 s) until `addr` can be bound without SO_REUSEPORT — no
@@ -560,7 +560,10 @@ async fn executor_main(
         loop {
             let stream = match listener.accept().await {
                 Ok(s) => s,
-                Err(_) if state.shutdown.load(Ordering::SeqCst) => {
+                Err(_)
+                    if state.shutdown.load(Ordering::SeqCst)
+                        || SIGNALLED.load(Ordering::SeqCst) =>
+                {
                     // The socket was shut down: keel is stopping.
                     sleep(Duration::from_millis(10)).await;
                     continue;

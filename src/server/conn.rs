@@ -26,7 +26,7 @@ use crate::exec::command::{self, flags, Kind};
 use crate::exec::local::TxId;
 use crate::exec::multi::{self, MultiState, Queued, Watch};
 use crate::exec::pubsub::{self, Subscriptions};
-use crate::exec::router::Router;
+use crate::exec::router::{owned, Router};
 use crate::resp::reply::Reply;
 use crate::resp::{self, Limits, Parsed, Protocol, Source};
 use crate::server::client::ClientInfo;
@@ -170,9 +170,15 @@ impl Conn {
     }
 
     /// Runs one request and appends its reply to `out`.
-    pub async fn execute(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) -> After {
+    /// `found` is `command::lookup(argv[0])`, done once by the caller.
+    pub async fn execute(
+        &mut self,
+        found: Option<&'static command::Spec>,
+        argv: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> After {
         let started = Instant::now();
-        let Some(spec) = command::lookup(argv[0]) else {
+        let Some(spec) = found else {
             if let Some(m) = &mut self.multi {
                 m.aborted = true;
             }
@@ -264,7 +270,7 @@ impl Conn {
             ) {
                 m.queued.push(Queued {
                     spec,
-                    args: argv.iter().map(|a| a.to_vec()).collect(),
+                    args: owned(argv),
                 });
                 resp::encode(&Reply::status("QUEUED"), self.proto, out);
                 return After::Continue;
@@ -413,10 +419,6 @@ impl Conn {
     }
 }
 
-fn owned(argv: &[&[u8]]) -> Vec<Vec<u8>> {
-    argv.iter().map(|a| a.to_vec()).collect()
-}
-
 /// Serves one client until it disconnects, misbehaves or says QUIT.
 pub async fn serve<S>(mut stream: S, mut conn: Conn)
 where
@@ -441,10 +443,7 @@ where
     input.resize(READ_CHUNK, 0);
     let mut filled = 0usize;
     'conn: loop {
-        if input.len() - filled < READ_CHUNK / 2 {
-            let grow = input.len().max(READ_CHUNK);
-            input.resize(input.len() + grow, 0);
-        }
+        make_room(&mut input, filled);
         let subscribed = conn.subs.active();
         let read = if let Some(inbox) = conn.subs.inbox.as_mut().filter(|_| subscribed) {
             // Subscribed: wait for input or a published message, whichever
@@ -492,10 +491,10 @@ where
                             conn.enqueue(spec, f, shard, &argv, &mut out).await;
                             After::Continue
                         }
-                        Route::Inline => conn.execute(&argv, &mut out).await,
-                        Route::Alone => {
+                        Route::Inline(found) => conn.execute(found, &argv, &mut out).await,
+                        Route::Alone(found) => {
                             conn.flush_batch(&mut out).await;
-                            conn.execute(&argv, &mut out).await
+                            conn.execute(found, &argv, &mut out).await
                         }
                     };
                     argv_spare = recycle(argv);
@@ -600,6 +599,15 @@ where
     pubsub::unsubscribe_all(&mut conn);
 }
 
+/// Grows `input` (doubling) when less than half a read's worth of room is
+/// left after its `filled` bytes.
+fn make_room(input: &mut Vec<u8>, filled: usize) {
+    if input.len() - filled < READ_CHUNK / 2 {
+        let grow = input.len().max(READ_CHUNK);
+        input.resize(input.len() + grow, 0);
+    }
+}
+
 /// An empty list with `v`'s allocation, for slices of another lifetime (the
 /// input buffer they pointed into is about to change): one allocation for
 /// a connection's argument lists rather than one per request.
@@ -621,10 +629,7 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
         .blocked_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let outcome = loop {
-        if input.len() - *filled < READ_CHUNK / 2 {
-            let grow = input.len().max(READ_CHUNK);
-            input.resize(input.len() + grow, 0);
-        }
+        make_room(input, *filled);
         let timer = async {
             match b.deadline {
                 Some(d) => crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await,
@@ -677,10 +682,7 @@ async fn wait_client_or<S: AsyncRead + Unpin, T>(
     answer: &mut futures::channel::oneshot::Receiver<T>,
 ) -> Option<Result<T, futures::channel::oneshot::Canceled>> {
     loop {
-        if input.len() - *filled < READ_CHUNK / 2 {
-            let grow = input.len().max(READ_CHUNK);
-            input.resize(input.len() + grow, 0);
-        }
+        make_room(input, *filled);
         let read = stream.read(&mut input[*filled..]);
         futures::pin_mut!(read);
         match futures::future::select(&mut *answer, read).await {

@@ -25,8 +25,10 @@ use crate::cluster::route::{self, Reason};
 use crate::cmd::error::CmdError;
 use crate::exec::command::{self, Kind};
 use crate::exec::multi;
+use crate::exec::router::owned;
 use crate::resp::{self, reply::Reply, Protocol};
 use crate::server::conn::{After, Conn};
+use crate::server::pipeline::Splice;
 
 /// How long a read waits here for the client's own write to arrive before
 /// it goes to the primary: about what the replication stream trails a
@@ -63,10 +65,6 @@ pub struct Awaited {
 
 /// A connection's forwarded commands, oldest first.
 pub type InFlights = VecDeque<InFlight>;
-
-fn owned(argv: &[&[u8]]) -> Vec<Vec<u8>> {
-    argv.iter().map(|a| a.to_vec()).collect()
-}
 
 impl Conn {
     /// Sends `cmds` to `to` on this core's shared link and returns at once;
@@ -238,16 +236,12 @@ impl Conn {
             return;
         }
         let items: Vec<InFlight> = self.inflight.drain(..).collect();
-        let mut merged = Vec::with_capacity(out.len() + 64 * items.len());
-        let mut from = 0;
+        let mut splice = Splice::new(out, items.len());
         for f in items {
-            merged.extend_from_slice(&out[from..f.at]);
-            from = f.at;
             let r = forward::settled(f.answer).await;
-            self.relay(f.spec, r, f.started, &mut merged);
+            self.relay(f.spec, r, f.started, splice.upto(out, f.at));
         }
-        merged.extend_from_slice(&out[from..]);
-        *out = merged;
+        splice.finish(out);
     }
 
     /// WATCH, UNWATCH and DISCARD on a cluster backup: WATCH runs on this

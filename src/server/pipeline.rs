@@ -17,6 +17,7 @@ use futures::channel::oneshot;
 
 use crate::exec::batch::{Item, Replies};
 use crate::exec::command::{self, flags, KeyedFn, Kind, Split};
+use crate::exec::router::owned;
 use crate::resp::{self, reply::Reply};
 use crate::server::conn::Conn;
 use crate::server::state::now_ms;
@@ -27,14 +28,46 @@ const SEND_AT: usize = 32;
 /// Requests in flight before the connection waits for their replies.
 const MAX_QUEUED: usize = 1024;
 
+/// Rebuilds a connection's output with late replies put in their places:
+/// the bytes written meanwhile stay in order around them. Shared by the
+/// batches to other cores and by the front door's forwarded commands.
+pub(super) struct Splice {
+    merged: Vec<u8>,
+    from: usize,
+}
+
+impl Splice {
+    pub(super) fn new(out: &[u8], late: usize) -> Splice {
+        Splice {
+            merged: Vec::with_capacity(out.len() + 16 * late),
+            from: 0,
+        }
+    }
+
+    /// Copies what `out` holds up to `at`; the next late reply goes after it
+    /// (write it into the returned buffer).
+    pub(super) fn upto(&mut self, out: &[u8], at: usize) -> &mut Vec<u8> {
+        self.merged.extend_from_slice(&out[self.from..at]);
+        self.from = at;
+        &mut self.merged
+    }
+
+    /// Copies the rest of `out` and makes the result the output.
+    pub(super) fn finish(mut self, out: &mut Vec<u8>) {
+        self.merged.extend_from_slice(&out[self.from..]);
+        *out = self.merged;
+    }
+}
+
 /// Where a request runs relative to the batch in flight.
 pub enum Route {
     /// Joins the batch for the core that owns `shard`.
     Batch(&'static command::Spec, KeyedFn, usize),
     /// Runs here at once; the batch may stay in flight (another shard).
-    Inline,
+    /// With the command found in the table (looked up once per request).
+    Inline(Option<&'static command::Spec>),
     /// Runs after the batch.
-    Alone,
+    Alone(Option<&'static command::Spec>),
 }
 
 struct Queued {
@@ -66,23 +99,27 @@ impl Pipeline {
 impl Conn {
     /// Where `argv` runs relative to the batch.
     pub fn batch_route(&self, argv: &[&[u8]]) -> Route {
-        if !self.authenticated
+        let found = command::lookup(argv[0]);
+        let Some(spec) = found else {
+            return Route::Alone(found);
+        };
+        let alone = Route::Alone(found);
+        // One core: nothing is ever batched.
+        if self.router.executors() == 1
+            || !self.authenticated
             || self.multi.is_some()
             || self.subs.active()
             || self.tx.is_some()
             || !self.inflight.is_empty()
             || self.state.repl.is_backup()
         {
-            return Route::Alone;
+            return alone;
         }
-        let Some(spec) = command::lookup(argv[0]) else {
-            return Route::Alone;
-        };
         let Kind::Keyed(f, Split::Never) = spec.kind else {
-            return Route::Alone;
+            return alone;
         };
         if !spec.arity_ok(argv.len()) {
-            return Route::Alone;
+            return alone;
         }
         if spec.has(flags::WRITE) {
             let r = &self.state.repl;
@@ -91,15 +128,15 @@ impl Conn {
                 || r.paused()
                 || r.any_delay_us() != 0
             {
-                return Route::Alone;
+                return alone;
             }
         }
         let Some(i) = spec.key_indexes(argv.len()).next() else {
-            return Route::Alone;
+            return alone;
         };
         let shard = self.router.shard_of(argv[i]);
         if self.router.executor_of(shard) == self.router.me {
-            return Route::Inline;
+            return Route::Inline(found);
         }
         Route::Batch(spec, f, shard)
     }
@@ -126,7 +163,7 @@ impl Conn {
             f,
             deny_oom: spec.has(flags::DENYOOM),
             shard,
-            args: argv.iter().map(|a| a.to_vec()).collect(),
+            args: owned(argv),
         });
         p.queued.push(Queued {
             executor,
@@ -184,13 +221,11 @@ impl Conn {
             }
             replies.push(got);
         }
-        let mut merged = Vec::with_capacity(out.len() + 16 * queued.len());
-        let mut from = 0;
+        let mut splice = Splice::new(out, queued.len());
         // Per core: which batch, and which reply in it, comes next.
         let mut next = vec![(0usize, 0usize); replies.len()];
         for q in queued {
-            merged.extend_from_slice(&out[from..q.at]);
-            from = q.at;
+            let merged = splice.upto(out, q.at);
             let (b, k) = next[q.executor];
             let (batch, len) = match replies[q.executor].get(b) {
                 Some((r, n)) => (r.as_ref(), *n),
@@ -204,14 +239,13 @@ impl Conn {
                 }
                 _ => {
                     let e = Reply::Error("ERR the shard's executor is gone".into());
-                    resp::encode(&e, self.proto, &mut merged);
+                    resp::encode(&e, self.proto, merged);
                     true
                 }
             };
             next[q.executor] = if k + 1 >= len { (b + 1, 0) } else { (b, k + 1) };
             self.count(q.spec, q.started, failed);
         }
-        merged.extend_from_slice(&out[from..]);
-        *out = merged;
+        splice.finish(out);
     }
 }

@@ -15,10 +15,9 @@
 //! # Layout
 //! One folder per layer; the data path reads top-down:
 //! - `main.rs`: flags → [`config`] → [`runtime::run`].
-//! - [`runtime`]: one pinned glommio executor per core; listeners, inbox,
-//!   active expiry. With `persist::logfile`, `persist::disk` and the
-//!   sockets of `repl::primary` and `repl::backup`, the only code that names
-//!   glommio.
+//! - [`runtime`]: one pinned thread per core running keel's executor on
+//!   its own io_uring ring (tasks, timers, completion-based sockets, files);
+//!   listeners, inbox, active expiry. The only code that names io_uring.
 //! - [`server`]: [`server::conn`], a connection's read → parse → execute →
 //!   write loop; [`server::commands`], the commands that act on the
 //!   connection (CLIENT, SELECT, INFO, CONFIG, REPLICAOF, SAVE...);

@@ -21,10 +21,7 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            // glommio's reactor logs an error when a file's device cannot be
-            // polled (it falls back to interrupts): expected, not a fault.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| format!("{level},glommio::reactor=off").into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -27,9 +27,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::TcpStream;
 use futures::channel::{mpsc, oneshot};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use glommio::net::TcpStream;
 
 use crate::resp::frame::reply_len;
 use crate::server::state::ServerState;
@@ -111,7 +111,7 @@ fn spawn_link(
         dead.clone(),
         patient,
     );
-    glommio::spawn_local(link).detach();
+    crate::runtime::spawn(link);
     (tx, dead)
 }
 

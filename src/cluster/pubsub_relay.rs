@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::TcpStream;
 use futures::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 
 use crate::exec::router::Router;
 use crate::resp::frame::{items, reply_len};

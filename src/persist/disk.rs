@@ -195,7 +195,7 @@ pub struct Disks {
 pub async fn start(
     ls: Rc<LocalShards>,
     state: Arc<ServerState>,
-) -> Vec<glommio::task::JoinHandle<()>> {
+) -> Vec<crate::runtime::JoinHandle<()>> {
     let mut handles = Vec::new();
     let ids: Vec<usize> = ls.ids().collect();
     for (i, id) in ids.into_iter().enumerate() {
@@ -230,8 +230,8 @@ pub async fn start(
                 s.record_abort(c);
             }
         }
-        let task = glommio::spawn_local(log_task(ls.clone(), state.clone(), i, id, log, rx));
-        handles.push(task.detach());
+        let task = crate::runtime::spawn(log_task(ls.clone(), state.clone(), i, id, log, rx));
+        handles.push(task);
     }
     handles
 }
@@ -262,7 +262,7 @@ async fn open_new_log(ls: &LocalShards, i: usize) -> Result<LogFile, String> {
 }
 
 /// Runs blocking file-system work (fsync of a manifest and its directory,
-/// unlinking a large old snapshot) on glommio's blocking pool, so the shard
+/// unlinking a large old snapshot) on a thread of its own, so the shard
 /// keeps serving meanwhile.
 /// Records shard `i`'s history id in its manifest on disk now (a
 /// promotion, or a primary's first id), when it keeps files: a node that
@@ -281,16 +281,15 @@ pub fn store_history(ls: &LocalShards, i: usize, history: u64) {
     let Some((manifest, dir)) = job else {
         return;
     };
-    glommio::spawn_local(async move {
+    crate::runtime::spawn(async move {
         if let Err(e) = off_core(move || manifest.write(&dir)).await {
             tracing::warn!("cannot record the history id in {}: {e}", "MANIFEST");
         }
-    })
-    .detach();
+    });
 }
 
 pub async fn off_core<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    glommio::executor().spawn_blocking(f).await
+    crate::runtime::spawn_blocking(f).await
 }
 
 /// Settings the log task reads each turn (CONFIG SET may change them).
@@ -354,14 +353,14 @@ async fn log_task(
         } else {
             Duration::from_secs(1)
         };
-        let tick = glommio::timer::sleep(wait);
+        let tick = crate::runtime::sleep(wait);
         futures::pin_mut!(tick);
         futures::future::select(kick.next(), tick).await;
         let p = policy(&state, &mut cached);
         if p.fsync == Fsync::Always {
             // Let every connection that is ready run first: their records
             // join this write and share its fsync (group commit).
-            glommio::executor().yield_task_queue_now().await;
+            crate::runtime::yield_now().await;
         }
         let stopping = state.shutdown.load(Ordering::SeqCst);
 
@@ -499,7 +498,7 @@ fn describe(e: &std::io::Error) -> String {
         Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
         None => e.to_string(),
     };
-    // glommio appends the operation and path after the system's words.
+    // Some wrappers append the operation and path after the system's words.
     text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
@@ -587,5 +586,5 @@ async fn begin_snapshot(
         }
         return;
     }
-    glommio::spawn_local(super::snapshot::write(ls.clone(), i, id, header, waiters)).detach();
+    crate::runtime::spawn(super::snapshot::write(ls.clone(), i, id, header, waiters));
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`dir`]: the data directory — lock, format, per-shard manifests, files
 //!   replaced by rename, never overwritten.
-//! - [`logfile`]: an append-only direct-I/O file (glommio DMA).
+//! - [`logfile`]: an append-only file written on the ring.
 //! - [`disk`]: per shard, the task moving records from the journal to the
 //!   log (fsync policy, group commit, disk errors) and starting snapshots.
 //! - [`snapshot`]: writing a snapshot file in small steps.

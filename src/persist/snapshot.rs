@@ -101,7 +101,7 @@ async fn write_file(ls: &LocalShards, i: usize, id: usize) -> Result<u64, String
             break;
         }
         // Let the shard's clients (and the reactor) in between steps.
-        glommio::executor().yield_task_queue_now().await;
+        crate::runtime::yield_now().await;
     }
     let bytes = file.len();
     file.close().await.map_err(fail)?;

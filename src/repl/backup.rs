@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::TcpStream;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use keel_shards::record::{decode_frame, Frame};
 use keel_shards::snapshot::Loader;
 use keel_shards::{Shard, DATABASES};

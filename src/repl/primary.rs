@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::{TcpListener, TcpStream};
 use futures::channel::mpsc;
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use futures::StreamExt;
-use glommio::net::{TcpListener, TcpStream};
 
 use super::link::{encode_frame, FrameReader, LinkError, LinkStats};
 use super::shard::{update_delay, LinkInfo};
@@ -65,7 +65,7 @@ pub async fn listen(
         }
         let _ = stream.set_nodelay(true);
         let (ls, state) = (ls.clone(), state.clone());
-        glommio::spawn_local(async move {
+        crate::runtime::spawn(async move {
             let addr = stream
                 .peer_addr()
                 .map(|a| a.ip().to_string())
@@ -73,8 +73,7 @@ pub async fn listen(
             if let Err(e) = serve(ls, state, id, stream, addr.clone()).await {
                 tracing::info!(shard = id, backup = %addr, "replication link closed: {e}");
             }
-        })
-        .detach();
+        });
     }
 }
 
@@ -580,7 +579,7 @@ async fn send_snapshot(
             if done {
                 return Ok::<(), StreamError>(());
             }
-            glommio::yield_if_needed().await;
+            crate::runtime::yield_if_needed().await;
         }
     }
     .await;

@@ -90,6 +90,12 @@ impl Shard {
         }
     }
 
+    /// Whether writes are being recorded (a log or a replication stream
+    /// wants them): a handler can skip building a rewrite nobody reads.
+    pub fn journaling(&self) -> bool {
+        self.journal().on
+    }
+
     /// Replaces the current command's record by a deterministic form.
     pub fn rewrite(&mut self, r: Rewrite) {
         let j = self.journal_mut();
@@ -109,9 +115,9 @@ impl Shard {
         match j.rewrite.take() {
             Some(r) => {
                 let args: Vec<&[u8]> = r.args.iter().map(|a| &a[..]).collect();
-                self.emit(db, r.op, &r.key, args);
+                self.emit(db, r.op, &r.key, &args);
             }
-            None => self.emit(db, Op::Cmd, b"", argv.to_vec()),
+            None => self.emit(db, Op::Cmd, b"", argv),
         }
         let j = self.journal_mut();
         j.mark = seq;
@@ -126,7 +132,7 @@ impl Shard {
         self.journal_mut().implicit += 1;
         // Not the command's time: leave `first_hlc` for the command.
         let hlc = self.hlc_last();
-        self.emit_at(db, op, key, Vec::new(), hlc);
+        self.emit_at(db, op, key, &[], hlc);
     }
 
     /// Records that `key` now holds exactly its current entry (or is gone):
@@ -137,8 +143,8 @@ impl Shard {
             return;
         }
         match self.entry_bytes_of(db, key) {
-            Some(bytes) => self.emit(db, Op::Put, key, vec![&bytes]),
-            None => self.emit(db, Op::Del, key, Vec::new()),
+            Some(bytes) => self.emit(db, Op::Put, key, &[&bytes]),
+            None => self.emit(db, Op::Del, key, &[]),
         }
     }
 
@@ -146,11 +152,11 @@ impl Shard {
     pub fn record_abort(&mut self, commit: u64) {
         if self.journal().on {
             let c = commit.to_le_bytes();
-            self.emit(0, Op::Abort, b"", vec![&c]);
+            self.emit(0, Op::Abort, b"", &[&c]);
         }
     }
 
-    fn emit(&mut self, db: usize, op: Op, key: &[u8], args: Vec<&[u8]>) {
+    fn emit(&mut self, db: usize, op: Op, key: &[u8], args: &[&[u8]]) {
         let hlc = match self.journal_mut().first_hlc.take() {
             Some(h) => h,
             None => self.hlc_last(),
@@ -158,7 +164,7 @@ impl Shard {
         self.emit_at(db, op, key, args, hlc);
     }
 
-    fn emit_at(&mut self, db: usize, op: Op, key: &[u8], args: Vec<&[u8]>, hlc: Hlc) {
+    fn emit_at(&mut self, db: usize, op: Op, key: &[u8], args: &[&[u8]], hlc: Hlc) {
         let seq = self.seq();
         let j = self.journal_mut();
         let r = Record {
@@ -168,7 +174,7 @@ impl Shard {
             db: db as u8,
             op,
             key,
-            args,
+            args: std::borrow::Cow::Borrowed(args),
         };
         match &mut j.unit {
             Some((body, count)) => {

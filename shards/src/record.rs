@@ -92,7 +92,8 @@ pub struct Record<'a> {
     pub db: u8,
     pub op: Op,
     pub key: &'a [u8],
-    pub args: Vec<&'a [u8]>,
+    /// Borrowed where the writer has them as a slice (no copy per record).
+    pub args: std::borrow::Cow<'a, [&'a [u8]]>,
 }
 
 /// A snapshot's first frame.
@@ -184,7 +185,7 @@ pub fn put_record(out: &mut Vec<u8>, r: &Record<'_>) {
     out.push(r.op as u8);
     put_bytes(out, r.key);
     put_varint(out, r.args.len() as u64);
-    for a in &r.args {
+    for a in r.args.iter() {
         put_bytes(out, a);
     }
 }
@@ -306,7 +307,7 @@ impl<'a> Reader<'a> {
             db,
             op,
             key,
-            args,
+            args: args.into(),
         })
     }
 
@@ -463,7 +464,7 @@ mod tests {
             db: 2,
             op: Op::Cmd,
             key,
-            args,
+            args: args.into(),
         }
     }
 

@@ -491,14 +491,26 @@ impl Shard {
     /// clock do not move.
     pub fn restore(&mut self, db: usize, key: &[u8], entry: Entry) {
         self.before_change(db, key);
-        self.remove_entry(db, key);
-        self.used += entry_bytes(key, &entry);
         self.touch_watched(db, key);
+        let added = entry_bytes(key, &entry);
         let d = &mut self.dbs[db];
         if entry.expire_at != 0 {
             d.volatile += 1;
         }
-        d.dict.insert(key, entry);
+        // In place when the key exists: its node (and key bytes) stay, only
+        // the entry is swapped.
+        let old = d.dict.insert(key, entry);
+        let removed = match &old {
+            Some(o) => {
+                if o.expire_at != 0 {
+                    d.volatile -= 1;
+                }
+                entry_bytes(key, o)
+            }
+            None => 0,
+        };
+        self.used = self.used + added - removed;
+        drop(old);
     }
 
     /// Loading: inserts `entry` at a key that must be absent (false, and

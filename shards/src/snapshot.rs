@@ -135,7 +135,7 @@ impl Snapshot {
                 db: db as u8,
                 op: Op::Put,
                 key,
-                args: vec![&scratch[..]],
+                args: vec![&scratch[..]].into(),
             },
         );
     }

@@ -12,7 +12,7 @@ use crate::resp::reply::Reply;
 
 pub fn get(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(match get_string(s, ctx, a[1])? {
-        Some(v) => Reply::Bulk(v.to_vec()),
+        Some(v) => Reply::bulk_copy(v),
         None => Reply::Nil,
     })
 }
@@ -134,7 +134,10 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             Entry::string(a[2].to_vec(), expire_at),
             ctx.now_ms,
         );
-        rewrite_set(s, key, a[2], expire_at);
+        // A plain `SET key value` is its own record.
+        if a.len() > 3 || expire_at != 0 {
+            rewrite_set(s, key, a[2], expire_at);
+        }
     }
     Ok(if o.get { old_reply() } else { Reply::Ok })
 }
@@ -165,6 +168,9 @@ pub fn expire_record(key: &[u8], at: u64) -> Rewrite {
 
 /// Records a SET whose expiry was relative as the absolute form replay needs.
 fn rewrite_set(s: &mut Shard, key: &[u8], value: &[u8], expire_at: u64) {
+    if !s.journaling() {
+        return;
+    }
     if expire_at == 0 {
         s.rewrite(Rewrite::cmd(&[b"SET", key, value]));
     } else {

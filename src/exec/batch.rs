@@ -75,6 +75,7 @@ impl Router {
                 out.failed.push(r.is_err());
                 let reply = r.unwrap_or_else(|e| Reply::Error(e.to_string().into()));
                 resp::encode(&reply, proto, &mut out.bytes);
+                reply.recycle();
                 out.ends.push(out.bytes.len());
             }
             let _ = reply.send(out);

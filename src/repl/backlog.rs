@@ -288,7 +288,7 @@ mod tests {
             db: 0,
             op: Op::Cmd,
             key: b"",
-            args: vec![b"SET", b"key", value],
+            args: vec![&b"SET"[..], b"key", value].into(),
         }
     }
 

@@ -421,7 +421,7 @@ mod tests {
                 db: 0,
                 op,
                 key: key.as_bytes(),
-                args,
+                args: args.into(),
             },
         );
     }

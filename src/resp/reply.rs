@@ -38,7 +38,46 @@ pub enum Reply {
     Push(Vec<Reply>),
 }
 
+thread_local! {
+    /// Buffers of bulk replies already sent, for the next ones on this core:
+    /// a GET's copy of its value costs no allocation once the core is warm.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per core, and the largest kept.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_CAPACITY: usize = 16 * 1024;
+
 impl Reply {
+    /// A bulk reply holding a copy of `bytes`, in a recycled buffer when
+    /// one fits.
+    pub fn bulk_copy(bytes: &[u8]) -> Reply {
+        let spare = if bytes.len() <= SPARE_CAPACITY {
+            SPARE.with(|s| s.borrow_mut().pop())
+        } else {
+            None
+        };
+        let mut v = spare.unwrap_or_default();
+        v.extend_from_slice(bytes);
+        Reply::Bulk(v)
+    }
+
+    /// Done with this reply (it was encoded): its buffer, if a bulk one of
+    /// modest size, serves a later [`Reply::bulk_copy`].
+    pub fn recycle(self) {
+        if let Reply::Bulk(mut v) = self {
+            if v.capacity() > 0 && v.capacity() <= SPARE_CAPACITY {
+                v.clear();
+                SPARE.with(|s| {
+                    let mut s = s.borrow_mut();
+                    if s.len() < SPARE_BUFFERS {
+                        s.push(v);
+                    }
+                });
+            }
+        }
+    }
+
     pub fn status(s: &'static str) -> Reply {
         Reply::Status(Cow::Borrowed(s))
     }

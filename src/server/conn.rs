@@ -387,6 +387,7 @@ impl Conn {
         let failed = result.is_err();
         let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string().into()));
         resp::encode(&reply, self.proto, out);
+        reply.recycle();
         {
             let mut info = self.info.borrow_mut();
             info.db = self.db;

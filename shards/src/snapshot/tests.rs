@@ -190,7 +190,7 @@ fn loader_refuses_bad_streams() {
             db: 0,
             op: Op::Del,
             key: b"a",
-            args: vec![],
+            args: vec![].into(),
         },
     );
     let mut l = Loader::new();
@@ -527,7 +527,7 @@ proptest! {
                 Frame::End { entries } => encode_end(&mut bad, *entries),
                 Frame::Record(r) if i == at => {
                     let mut r = r.clone();
-                    r.args = vec![&arg[..]];
+                    r.args = vec![&arg[..]].into();
                     encode_record(&mut bad, &r);
                 }
                 Frame::Record(r) => encode_record(&mut bad, r),

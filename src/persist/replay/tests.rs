@@ -218,7 +218,7 @@ fn a_record_with_the_wrong_argument_count_is_refused_not_run() {
             db: 0,
             op: Op::Cmd,
             key: b"",
-            args,
+            args: args.into(),
         };
         assert!(matches!(
             apply_frame(&mut s, &Frame::Record(r)),

@@ -65,6 +65,7 @@ def fmt(x, nd=2):
 def load(manifest):
     rows = {}  # (server, config, workload) -> list of (cpu_us_per_op, ops_s, p50, p99)
     rss = {}
+    cg = {}  # (server, test, pipeline) -> (requests, instructions)
     for line in open(manifest):
         f = line.rstrip("\n").split("\t")
         kind, server, config = f[0], f[1], f[2]
@@ -79,7 +80,10 @@ def load(manifest):
             rows.setdefault((server, config, "memtier default"), []).append((ticks / TICK / n * 1e6, rps, p50, p99))
         elif kind == "rss":
             rss[server] = (int(f[6]), int(f[7]), int(f[8]))
-    return rows, rss
+        elif kind == "cg":
+            test, pipe, n, ir = f[4], int(f[5]), int(f[6]), int(f[7])
+            cg[(server, test, pipe)] = (n, ir)
+    return rows, rss, cg
 
 
 def summary(samples):
@@ -87,25 +91,28 @@ def summary(samples):
     return [med(c) for c in cols], spread(cols[1])
 
 
-def render(a, rows, rss):
+def render(a, rows, rss, cg):
     out = []
     w = out.append
     workloads = [k[2] for k in rows if k[:2] == ("redis", "pinned")]
     w("| workload | server | CPU µs/op | ops/s | ops/s spread | p50 ms | p99 ms |")
     w("|---|---|---:|---:|---:|---:|---:|")
+    peers = [p for p in ("redis", "valkey") if any(k[:2] == (p, "pinned") for k in rows)]
     for wl in workloads:
-        r = rows.get(("redis", "pinned", wl))
         k = rows.get(("keel", "pinned", wl))
-        for name, s in (("redis", r), ("keel", k)):
+        for name in peers + ["keel"]:
+            s = rows.get((name, "pinned", wl))
             if s:
                 (cpu, ops, p50, p99), sp = summary(s)
                 sps = fmt(sp, 1) + "%" if sp == sp else "-"
                 w(f"| {wl} | {name} | {fmt(cpu)} | {fmt(ops, 0)} | {sps} | {fmt(p50, 3)} | {fmt(p99, 3)} |")
-        if r and k:
-            (rc, ro, r50, r99), _ = summary(r)
-            (kc, ko, k50, k99), _ = summary(k)
-            w(f"| {wl} | **keel/redis** | **{fmt(kc / rc)}** | **{fmt(ko / ro)}** | | "
-              f"{fmt(k50 / r50)} | {fmt(k99 / r99)} |")
+        for peer in peers:
+            r = rows.get((peer, "pinned", wl))
+            if r and k:
+                (rc, ro, r50, r99), _ = summary(r)
+                (kc, ko, k50, k99), _ = summary(k)
+                w(f"| {wl} | **keel/{peer}** | **{fmt(kc / rc)}** | **{fmt(ko / ro)}** | | "
+                  f"{fmt(k50 / r50)} | {fmt(k99 / r99)} |")
     w("")
     w("CPU µs/op is the server's utime+stime over the run divided by requests served "
       "(lower is better; 1 clock tick = %.0f ms). Spread = (max-min)/median of ops/s over runs." % (1000 / TICK))
@@ -113,12 +120,33 @@ def render(a, rows, rss):
         w("")
         w("| memory | RSS empty MiB | RSS loaded MiB | bytes/key over empty |")
         w("|---|---:|---:|---:|")
-        for name in ("redis", "keel"):
+        for name in ("redis", "valkey", "keel"):
             if name in rss:
                 keys, b, af = rss[name]
                 w(f"| {name} ({keys:,} keys) | {fmt(b / 1024, 1)} | {fmt(af / 1024, 1)} | {fmt((af - b) * 1024 / keys, 1)} |")
-        if "redis" in rss and "keel" in rss:
-            w(f"| **keel/redis** | | **{fmt(rss['keel'][2] / rss['redis'][2])}** | |")
+        for peer in ("redis", "valkey"):
+            if peer in rss and "keel" in rss:
+                w(f"| **keel/{peer}** | | **{fmt(rss['keel'][2] / rss[peer][2])}** | |")
+    if cg:
+        w("")
+        w("User-space instructions per request (callgrind; the Ir of a start-PING-stop run "
+          "subtracted; redis-benchmark -c 10 -d 32 -r 100000):")
+        w("")
+        names = [n for n in ("redis", "valkey", "keel") if any(k[0] == n for k in cg)]
+        w("| test | " + " | ".join(names) + " | " + " | ".join(f"keel/{p}" for p in names if p != "keel") + " |")
+        w("|---|" + "---:|" * (2 * len(names) - 1))
+        tests = sorted({(k[1], k[2]) for k in cg if k[1] != "base"})
+        for test, pipe in tests:
+            per = {}
+            for n in names:
+                base = cg.get((n, "base", 1), (0, 0))[1]
+                got = cg.get((n, test, pipe))
+                if got and got[0]:
+                    per[n] = (got[1] - base) / got[0]
+            cells = [fmt(per[n], 0) if n in per else "-" for n in names]
+            ratios = [fmt(per["keel"] / per[p]) if "keel" in per and p in per else "-"
+                      for p in names if p != "keel"]
+            w(f"| {test.upper()} -P {pipe} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     scale = sorted({k[1] for k in rows if k[0] == "keel" and k[1] != "pinned"})
     for cfg in scale:
         w("")
@@ -144,7 +172,7 @@ def main():
                 "server-cpu", "loadgen-cpu", "scale-cpus"):
         ap.add_argument("--" + opt, required=True)
     a = ap.parse_args()
-    rows, rss = load(a.manifest)
+    rows, rss, cg = load(a.manifest)
 
     model = re.search(r"Model name:\s*(.+)", sh("lscpu"))
     rev = sh("git", "rev-parse", "--short", "HEAD", cwd=a.root)
@@ -159,13 +187,14 @@ def main():
            f"(nproc {sh('nproc')}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
            f"kernel {platform.release()}",
            f"- redis-server: {sh('redis-server', '--version')}",
+           f"- valkey-server: {sh(os.environ.get('VALKEY_BIN') or 'valkey-server', '--version') or 'not run'}",
            f"- keel: commit {rev or '?'}{dirty}, binary `{a.keel_bin}`.{keel_note}",
            f"- servers pinned to CPU {a.server_cpu}, load generator to CPU {a.loadgen_cpu}; "
            f"medians of {a.runs} runs, servers alternating run by run; loopback.",
            "", "Commands:", "", "```"]
     sec += [c.rstrip() for c in open(a.commands)]
     sec += ["```", ""]
-    sec += render(a, rows, rss)
+    sec += render(a, rows, rss, cg)
     sec += ["", f"<!-- bench:{a.label} end -->"]
     text = "\n".join(sec) + "\n"
 

@@ -12,7 +12,10 @@
 # memtier_benchmark flags; empty = its defaults) BENCH_TIMEOUT=300 (s, per
 # load-generator call) RESULTS=bench/RESULTS.md LABEL=latest (the section of
 # RESULTS that is replaced; another label appends a new section) KEEP=1 (keep
-# the work dir with logs and raw CSV).
+# the work dir with logs and raw CSV). VALKEY_BIN=path (default: valkey-server
+# on PATH; built by hand, never committed; none = keel and redis only)
+# CALLGRIND=1 (user-space instructions per request under valgrind, CG_N
+# requests per test; 0 skips).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +33,9 @@ SCALING=${SCALING:-1}
 MEMTIER=${MEMTIER:-1}
 MEMTIER_ARGS=${MEMTIER_ARGS:-}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+VALKEY_BIN=${VALKEY_BIN:-$(command -v valkey-server || true)}
+CALLGRIND=${CALLGRIND:-1}
+CG_N=${CG_N:-20000}
 RESULTS=${RESULTS:-$here/RESULTS.md}
 LABEL=${LABEL:-latest}
 
@@ -93,12 +99,14 @@ start() {
     die "$name did not answer PING on port $port within 30 s"
 }
 
+# stop PID [SECONDS]: SIGTERM, then SIGKILL after SECONDS (10 by default;
+# a server under valgrind needs longer to write its profile).
 stop() {
-    local p=$1 q rest=()
+    local p=$1 wait=${2:-10} q rest=()
     for q in "${pids[@]}"; do [ "$q" = "$p" ] || rest+=("$q"); done
     pids=("${rest[@]}")
     kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq $((wait * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
 }
@@ -106,6 +114,9 @@ stop() {
 redis_cmd() { echo redis-server --port "$1" --bind 127.0.0.1 --save "''" --appendonly no; }
 start_redis() { # NAME CPUS PORT
     start "$1" "$2" "$3" redis-server --port "$3" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/$1"
+}
+start_valkey() { # NAME CPUS PORT
+    start "$1" "$2" "$3" "$VALKEY_BIN" --port "$3" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/$1"
 }
 start_keel() { # NAME CPUS PORT SHARDS
     start "$1" "$2" "$3" "$KEEL_BIN" --port "$3" --bind 127.0.0.1 --shards "$4" --appendonly no --dir "$work/$1"
@@ -149,21 +160,39 @@ rpid=$spid
 start_keel keel "$SERVER_CPU" "$kport" 1
 kpid=$spid
 log "redis-server pid $rpid port $rport; keel pid $kpid port $kport"
+servers="redis keel"
+vpid='' vport=''
+if [ -n "$VALKEY_BIN" ]; then
+    vport=$(free_port)
+    note_cmd "taskset -c $SERVER_CPU $VALKEY_BIN --port \$PORT --bind 127.0.0.1 --save '' --appendonly no --dir \$DIR"
+    start_valkey valkey "$SERVER_CPU" "$vport"
+    vpid=$spid
+    servers="redis valkey keel"
+    log "valkey-server pid $vpid port $vport"
+fi
+# server_of NAME: sets pid and port of a running server of section 1.
+server_of() {
+    case $1 in
+    redis) pid=$rpid port=$rport ;;
+    valkey) pid=$vpid port=$vport ;;
+    *) pid=$kpid port=$kport ;;
+    esac
+}
 
 for run in $(seq "$RUNS"); do
     # Alternate which server goes first, run by run, so drift (heat, caches,
     # neighbours) does not always favour the same one.
-    if [ $((run % 2)) = 1 ]; then order="redis keel"; else order="keel redis"; fi
+    # shellcheck disable=SC2086
+    set -- $servers
+    order=$*
+    for _ in $(seq $(((run - 1) % $#))); do order="$(echo "$order" | cut -d' ' -f2-) $(echo "$order" | cut -d' ' -f1)"; done
     for pipe in 1 16; do
         n=$N
         [ "$pipe" = 1 ] || n=$N_PIPE
         for test in $TESTS; do
             for s in $order; do
-                if [ "$s" = redis ]; then
-                    bench redis pinned "$rpid" "$rport" "$LOADGEN_CPU" "$run" "$test" "$pipe" "$n"
-                else
-                    bench keel pinned "$kpid" "$kport" "$LOADGEN_CPU" "$run" "$test" "$pipe" "$n"
-                fi
+                server_of "$s"
+                bench "$s" pinned "$pid" "$port" "$LOADGEN_CPU" "$run" "$test" "$pipe" "$n"
             done
         done
     done
@@ -172,8 +201,8 @@ done
 # --- 2. memtier_benchmark's default mix (only if installed; not in Debian) ---
 if [ "$MEMTIER" = 1 ] && command -v memtier_benchmark >/dev/null; then
     note_cmd "taskset -c $LOADGEN_CPU memtier_benchmark -s 127.0.0.1 -p \$PORT --hide-histogram --json-out-file \$FILE $MEMTIER_ARGS"
-    for s in redis keel; do
-        if [ "$s" = redis ]; then pid=$rpid port=$rport; else pid=$kpid port=$kport; fi
+    for s in $servers; do
+        server_of "$s"
         out=$work/mt-$s.json
         c0=$(cpu_ticks "$pid")
         fg timeout "$BENCH_TIMEOUT" taskset -c "$LOADGEN_CPU" memtier_benchmark -s 127.0.0.1 -p "$port" \
@@ -188,12 +217,17 @@ else
 fi
 stop "$rpid"
 stop "$kpid"
+[ -z "$vpid" ] || stop "$vpid"
 
 # --- 3. memory: RSS of a fresh server before and after KEYS keys -------------
 [ "$KEYS" = 0 ] || note_cmd "python3 bench/load_keys.py \$PORT $KEYS 32   # SET key:%012d (16 B) -> 32 B value, pipelined"
-for s in $([ "$KEYS" = 0 ] || echo redis keel); do
+for s in $([ "$KEYS" = 0 ] || echo $servers); do
     port=$(free_port)
-    if [ "$s" = redis ]; then start_redis redis-rss "$SERVER_CPU" "$port"; else start_keel keel-rss "$SERVER_CPU" "$port" 1; fi
+    case $s in
+    redis) start_redis redis-rss "$SERVER_CPU" "$port" ;;
+    valkey) start_valkey valkey-rss "$SERVER_CPU" "$port" ;;
+    *) start_keel keel-rss "$SERVER_CPU" "$port" 1 ;;
+    esac
     before=$(rss_kib "$spid")
     fg timeout "$BENCH_TIMEOUT" python3 "$here/load_keys.py" "$port" "$KEYS" 32 || die "loading $KEYS keys into $s failed"
     sleep 1 # let the server finish any lazy work before sampling
@@ -221,8 +255,39 @@ if [ "$SCALING" = 1 ]; then
     stop "$spid2"
 fi
 
+# --- 5. user-space instructions per request (callgrind; repeatable) -----------
+if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+    note_cmd "valgrind --tool=callgrind --callgrind-out-file=\$OUT <server> ...; redis-benchmark -c 10 -n $CG_N -P {1,16} -t {set,get} -d 32 -r 100000; (total Ir - Ir of a start, PING, stop run) / requests"
+    for s in $servers; do
+        for test in base $TESTS; do
+            for pipe in 1 16; do
+                [ "$test" != base ] || [ "$pipe" = 1 ] || continue
+                port=$(free_port)
+                out=$work/cg-$s-$test-$pipe.out
+                case $s in
+                redis) cmd=(redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no) ;;
+                valkey) cmd=("$VALKEY_BIN" --port "$port" --bind 127.0.0.1 --save '' --appendonly no) ;;
+                *) cmd=("$KEEL_BIN" --port "$port" --bind 127.0.0.1 --shards 1 --appendonly no --http-port 0) ;;
+                esac
+                start "cg-$s-$test-$pipe" "$SERVER_CPU" "$port" valgrind --tool=callgrind --fair-sched=yes \
+                    --callgrind-out-file="$out" "${cmd[@]}"
+                cgpid=$spid
+                # base: start, one PING, stop — what every run costs besides
+                # its requests (subtracted in the report).
+                [ "$test" = base ] || fg timeout "$BENCH_TIMEOUT" taskset -c "$LOADGEN_CPU" redis-benchmark -h 127.0.0.1 -p "$port" \
+                    -c 10 -n "$CG_N" -P "$pipe" -t "$test" -d 32 -r 100000 -q >/dev/null ||
+                    die "redis-benchmark under callgrind against $s failed"
+                stop "$cgpid" 120
+                ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out"* 2>/dev/null | head -1)
+                printf 'cg\t%s\tpinned\t1\t%s\t%s\t%s\t%s\n' "$s" "$test" "$pipe" "$([ "$test" = base ] && echo 0 || echo "$CG_N")" "${ir:-0}" >>"$manifest"
+                log "callgrind $s $test -P $pipe: ${ir:-?} Ir"
+            done
+        done
+    done
+fi
+
 # --- report --------------------------------------------------------------------
-python3 "$here/report.py" --manifest "$manifest" --commands "$commands" --results "$RESULTS" \
+VALKEY_BIN="$VALKEY_BIN" python3 "$here/report.py" --manifest "$manifest" --commands "$commands" --results "$RESULTS" \
     --label "$LABEL" --keel-bin "$KEEL_BIN" --root "$root" --runs "$RUNS" \
     --server-cpu "$SERVER_CPU" --loadgen-cpu "$LOADGEN_CPU" --scale-cpus "$SCALE_CPUS"
 log "report written to $RESULTS (section '$LABEL')"

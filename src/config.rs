@@ -91,6 +91,9 @@ pub struct Flags {
     /// Most arguments in one request.
     #[arg(long = "max-multibulk-len")]
     pub max_multibulk_len: Option<u64>,
+    /// Messages queued from one core to another before the sender waits.
+    #[arg(long = "cross-core-queue-depth")]
+    pub cross_core_queue_depth: Option<u64>,
     /// Largest unparsed input a client may accumulate before it is closed.
     #[arg(long = "client-query-buffer-limit")]
     pub client_query_buffer_limit: Option<String>,
@@ -183,6 +186,7 @@ struct FileConfig {
     auto_aof_rewrite_min_size: Option<toml::Value>,
     proto_max_bulk_len: Option<toml::Value>,
     max_multibulk_len: Option<u64>,
+    cross_core_queue_depth: Option<u64>,
     client_query_buffer_limit: Option<toml::Value>,
     maxclients: Option<u64>,
     loglevel: Option<String>,
@@ -273,6 +277,7 @@ pub struct Config {
     pub repair: bool,
     pub proto_max_bulk_len: u64,
     pub max_multibulk_len: u64,
+    pub cross_core_queue_depth: u64,
     pub client_query_buffer_limit: u64,
     pub maxclients: u64,
     pub loglevel: String,
@@ -536,6 +541,9 @@ impl Config {
             )?,
             max_multibulk_len: pick!(flags.max_multibulk_len, max_multibulk_len)
                 .unwrap_or(i32::MAX as u64),
+            cross_core_queue_depth: pick!(flags.cross_core_queue_depth, cross_core_queue_depth)
+                .unwrap_or(1024)
+                .max(1),
             client_query_buffer_limit: memory(
                 "client-query-buffer-limit",
                 &pick_text!(flags.client_query_buffer_limit, client_query_buffer_limit),

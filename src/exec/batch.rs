@@ -80,7 +80,7 @@ impl Router {
             }
             let _ = reply.send(out);
         });
-        self.send(
+        self.send_now(
             executor,
             Msg::Run {
                 tx: None,

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use keel_shards::{slot, Entry, Shard};
 
 use crate::cmd::error::{CmdError, CmdResult};
@@ -17,12 +17,14 @@ use crate::exec::blocking;
 use crate::exec::command::{flags, KeyedFn, Spec, Split};
 use crate::exec::local::{LocalShards, Msg, TxId};
 use crate::resp::reply::Reply;
+use crate::runtime::mesh::Sender;
 
 /// One executor's view of every shard.
 pub struct Router {
     pub shards: usize,
     pub me: usize,
-    inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
+    /// Lanes to every executor (bounded; see `runtime::mesh`).
+    inboxes: Vec<Sender<Msg>>,
     pub local: Rc<LocalShards>,
     next_tx: Cell<u64>,
     /// Commit numbers of transactions, shared by all executors: taken while
@@ -103,7 +105,7 @@ impl Router {
     pub fn new(
         shards: usize,
         me: usize,
-        inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
+        inboxes: Vec<Sender<Msg>>,
         local: Rc<LocalShards>,
         commits: Arc<AtomicU64>,
     ) -> Self {
@@ -139,10 +141,17 @@ impl Router {
         shard % self.executors()
     }
 
-    pub(super) fn send(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
-        self.inboxes[executor]
-            .unbounded_send(msg)
-            .map_err(|_| gone())
+    /// Sends `msg` to `executor`, waiting while its lane from this core is
+    /// full.
+    pub(super) async fn send(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
+        self.inboxes[executor].send(msg).await.map_err(|_| gone())
+    }
+
+    /// Sends `msg` to `executor` at once, past the lane's bound if need be:
+    /// for unlocks (which free what others wait for) and batches of a
+    /// pipeline (bounded by the pipeline itself).
+    pub(super) fn send_now(&self, executor: usize, msg: Msg) -> Result<(), CmdError> {
+        self.inboxes[executor].send_now(msg).map_err(|_| gone())
     }
 
     /// Runs `f` on one shard, inside transaction `tx` if given, then serves
@@ -191,7 +200,8 @@ impl Router {
                 shards: vec![shard],
                 work,
             },
-        )?;
+        )
+        .await?;
         answer.await.map_err(|_| gone())
     }
 
@@ -231,7 +241,8 @@ impl Router {
                     shards: vec![],
                     work,
                 },
-            )?;
+            )
+            .await?;
             pending.push((e, answer));
         }
         let mut out: Vec<(usize, T)> = Vec::with_capacity(which.len());
@@ -430,7 +441,8 @@ impl Router {
                         shards: mine,
                         grant,
                     },
-                )?;
+                )
+                .await?;
                 if granted.await.is_err() {
                     self.end(tx, shards);
                     return Err(gone());
@@ -481,7 +493,7 @@ impl Router {
             if e == self.me {
                 self.local.unlock(tx, commit, &parts);
             } else {
-                let _ = self.send(
+                let _ = self.send_now(
                     e,
                     Msg::Unlock {
                         tx,

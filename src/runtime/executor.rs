@@ -101,7 +101,10 @@ pub(super) struct Executor {
     free: RefCell<Vec<u32>>,
     ready: RefCell<VecDeque<u32>>,
     remote: Arc<Remote>,
-    pub(super) ring: Ring,
+    /// Never dropped: the kernel may still write into buffers of
+    /// operations being cancelled when the executor ends (or unwinds), so
+    /// the ring and all it owns are left to the process's exit.
+    pub(super) ring: std::mem::ManuallyDrop<Ring>,
     pub(super) timers: Timers,
     turn_started: Cell<Instant>,
     stop: Cell<bool>,
@@ -222,7 +225,7 @@ pub fn block_on<F: Future<Output = ()> + 'static>(main: F) -> std::io::Result<()
             sleeping: AtomicBool::new(false),
             eventfd,
         }),
-        ring,
+        ring: std::mem::ManuallyDrop::new(ring),
         timers: Timers::default(),
         turn_started: Cell::new(Instant::now()),
         stop: Cell::new(false),
@@ -235,24 +238,29 @@ pub fn block_on<F: Future<Output = ()> + 'static>(main: F) -> std::io::Result<()
         main.await;
         flag.set(true);
     }));
+    let teardown = Teardown(exec.clone());
     let result = run(&exec, &done);
-    // Tasks are dropped while the executor is still current (their drops
-    // cancel operations on the ring). The ring itself is then leaked: the
-    // kernel may still write into buffers of operations it is cancelling,
-    // and the process is about to end.
-    let tasks: Vec<BoxFuture> = exec
-        .slots
-        .borrow_mut()
-        .iter_mut()
-        .filter_map(|s| s.future.take())
-        .collect();
-    drop(tasks);
-    CURRENT.with(|c| c.borrow_mut().take());
-    CURRENT_ID.with(|c| c.set(0));
-    if let Ok(exec) = Rc::try_unwrap(exec) {
-        std::mem::forget(exec.ring);
-    }
+    // What the last turn queued (replies, closes) still reaches the kernel.
+    let _ = exec.ring.submit_and_reap(None);
+    drop(teardown);
     result
+}
+
+/// Ends an executor, on return or unwind: its tasks are dropped while it is
+/// still current (their drops cancel operations on the ring), then it stops
+/// being current.
+struct Teardown(Rc<Executor>);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let tasks: Vec<BoxFuture> = match self.0.slots.try_borrow_mut() {
+            Ok(mut slots) => slots.iter_mut().filter_map(|s| s.future.take()).collect(),
+            Err(_) => Vec::new(),
+        };
+        drop(tasks);
+        let _ = CURRENT.try_with(|c| c.borrow_mut().take());
+        let _ = CURRENT_ID.try_with(|c| c.set(0));
+    }
 }
 
 fn run(exec: &Executor, done: &Cell<bool>) -> std::io::Result<()> {

@@ -73,3 +73,11 @@ impl File {
         Ok(())
     }
 }
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // An abandoned write may still be queued, naming this fd: it reaches
+        // the kernel before the fd is closed (and its number reused).
+        let _ = super::executor::try_with(|e| e.ring.submit_queued());
+    }
+}

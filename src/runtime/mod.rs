@@ -24,6 +24,7 @@
 
 pub mod executor;
 pub mod file;
+pub mod mesh;
 pub mod net;
 mod ring;
 
@@ -33,8 +34,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use futures::channel::mpsc;
-use futures::StreamExt;
 use thiserror::Error;
 
 pub use net::{TcpListener, TcpStream};
@@ -247,23 +246,16 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         loaded[g % executors].push(shard);
     }
 
-    let mut senders = Vec::new();
-    let mut receivers = Vec::new();
-    for _ in 0..executors {
-        let (tx, rx) = mpsc::unbounded::<Msg>();
-        senders.push(tx);
-        receivers.push(rx);
-    }
-    let inboxes = Arc::new(senders);
+    let lanes = mesh::mesh::<Msg>(executors, config.cross_core_queue_depth as usize);
     let (bound_tx, bound_rx) = std_mpsc::channel::<Result<SocketAddr, RuntimeError>>();
     let mut handles = Vec::new();
     // Nothing else may hold the port (a dead keel's sockets, say): wait
     // for it, then let the executors form their own SO_REUSEPORT group.
     let mut port = wait_for_port(addr)?;
     // Executor 0 binds first, so that with port 0 the others share its port.
-    for ((e, inbox), mine) in receivers.into_iter().enumerate().zip(loaded) {
+    for ((e, (inboxes, inbox)), mine) in lanes.into_iter().enumerate().zip(loaded) {
         let listen = SocketAddr::new(addr.ip(), port);
-        let (st, inboxes, bound_tx) = (state.clone(), inboxes.clone(), bound_tx.clone());
+        let (st, bound_tx) = (state.clone(), bound_tx.clone());
         let cpu = cpus[e];
         let failed = bound_tx.clone();
         let handle = std::thread::Builder::new()
@@ -510,8 +502,8 @@ async fn executor_main(
     me: usize,
     addr: SocketAddr,
     state: Arc<ServerState>,
-    inboxes: Arc<Vec<mpsc::UnboundedSender<Msg>>>,
-    mut inbox: mpsc::UnboundedReceiver<Msg>,
+    inboxes: Vec<mesh::Sender<Msg>>,
+    mut inbox: mesh::Receiver<Msg>,
     bound: std_mpsc::Sender<Result<SocketAddr, RuntimeError>>,
     mine: Vec<(keel_shards::Shard, crate::persist::disk::ShardDisk)>,
 ) {
@@ -536,12 +528,16 @@ async fn executor_main(
         return;
     }
 
-    // Work from other executors: handled one message at a time, never
-    // awaiting inside the loop (see exec/local.rs).
+    // Work from other executors, a batch per wake: each message handled in
+    // turn, never awaiting inside the loop (see exec/local.rs).
     let inbox_local = local.clone();
     spawn(async move {
-        while let Some(msg) = inbox.next().await {
-            inbox_local.handle(msg);
+        let mut batch = Vec::new();
+        loop {
+            inbox.recv_batch(&mut batch).await;
+            for msg in batch.drain(..) {
+                inbox_local.handle(msg);
+            }
         }
     });
 

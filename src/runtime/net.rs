@@ -23,6 +23,8 @@ use super::ring::{Ring, SlotKind, TAG_ACCEPT, TAG_SEND};
 
 /// Bytes a stream buffers for sending before writers wait.
 const SEND_LIMIT: usize = 1 << 20;
+/// How long a dropped stream may take to send what was written to it.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Received bytes not yet read past which receiving pauses.
 const RECV_LIMIT: usize = 4 << 20;
 
@@ -54,6 +56,7 @@ impl StreamState {
     fn close(&mut self) {
         if !self.closed {
             self.closed = true;
+            let _ = super::executor::try_with(|e| e.ring.submit_queued());
             // SAFETY: our fd, closed once; in-flight operations hold the
             // file itself until they complete.
             unsafe {
@@ -223,7 +226,13 @@ impl TcpStream {
         s.set_cloexec(true)?;
         let sa = Box::new(SockAddr::from(addr));
         let e = opcode::Connect::new(types::Fd(s.as_raw_fd()), sa.as_ptr(), sa.len()).build();
+        // Dropped mid-connect (a timeout), the socket closes only after the
+        // queued connect has reached the kernel.
+        let mut guard = SubmitBeforeClose(Some(s));
         let res = Op::start(e, Some(sa)).await.0;
+        let Some(s) = guard.0.take() else {
+            return Err(io::Error::other("connect lost its socket"));
+        };
         if res < 0 {
             return Err(io::Error::from_raw_os_error(-res));
         }
@@ -260,12 +269,27 @@ impl Drop for TcpStream {
             s.reader = None;
             s.writer = None;
             // What was written still goes out (a reply written just before
-            // the stream is dropped); the socket closes after it.
+            // the stream is dropped); the socket closes after it — or after
+            // LINGER, if the peer stops reading.
             if !s.sending {
                 s.close();
             }
             (s.outstanding == 0, s.recv_armed)
         };
+        if !free && !self.state.borrow().closed {
+            let state = self.state.clone();
+            let _ = super::executor::try_with(|_| {
+                super::spawn(async move {
+                    super::sleep(LINGER).await;
+                    let s = state.borrow();
+                    if !s.closed {
+                        // SAFETY: our fd, still open: the pending send
+                        // fails, and its completion closes the socket.
+                        unsafe { libc::shutdown(s.fd, libc::SHUT_RDWR) };
+                    }
+                });
+            });
+        }
         let _ = super::executor::try_with(|e| {
             if free {
                 e.ring.free_slot(self.slot);
@@ -297,6 +321,12 @@ impl futures::AsyncRead for TcpStream {
                 if s.input.capacity() > 1 << 20 {
                     s.input = Vec::new();
                 }
+            } else if s.read_at >= 64 * 1024 {
+                // A reader that never catches up must not keep every byte
+                // it has read.
+                let at = s.read_at;
+                s.input.drain(..at);
+                s.read_at = 0;
             }
             if s.recv_paused && !s.recv_armed && s.unread() < RECV_LIMIT {
                 with(|e| s.arm(&e.ring, this.slot));
@@ -460,18 +490,31 @@ impl Drop for TcpListener {
             }
             s.armed
         };
-        // SAFETY: our listening socket.
-        unsafe {
-            libc::shutdown(self.fd, libc::SHUT_RDWR);
-            libc::close(self.fd);
-        }
         let _ = super::executor::try_with(|e| {
             if armed {
                 e.ring.cancel(Ring::user_data(self.slot, TAG_ACCEPT));
             } else {
                 e.ring.free_slot(self.slot);
             }
+            e.ring.submit_queued();
         });
+        // SAFETY: our listening socket; nothing queued names it any more.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+            libc::close(self.fd);
+        }
+    }
+}
+
+/// Owns a socket that a queued operation names: on drop, what is queued
+/// reaches the kernel before the socket is closed.
+struct SubmitBeforeClose(Option<socket2::Socket>);
+
+impl Drop for SubmitBeforeClose {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let _ = super::executor::try_with(|e| e.ring.submit_queued());
+        }
     }
 }
 

@@ -180,6 +180,15 @@ impl Ring {
         }
     }
 
+    /// Hands what is queued to the kernel now, without waiting. Called
+    /// before an fd is closed: a queued operation names the fd by number,
+    /// and once closed the number may be another file's.
+    pub(super) fn submit_queued(&self) {
+        if let Err(e) = self.uring.borrow().submit() {
+            tracing::warn!("io_uring submit failed: {e}");
+        }
+    }
+
     pub(super) fn add_slot(&self, kind: SlotKind) -> u32 {
         let mut slots = self.slots.borrow_mut();
         match self.free.borrow_mut().pop() {
@@ -356,7 +365,12 @@ impl Ring {
             TAG_RECV | TAG_SEND => {
                 let state = match &*self.slot(slot) {
                     SlotKind::Stream(s) => s.clone(),
-                    _ => return,
+                    _ => {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            self.buffers.give_back(bid);
+                        }
+                        return;
+                    }
                 };
                 let data = match (tag, cqueue::buffer_select(flags)) {
                     (TAG_RECV, Some(bid)) if res > 0 => {

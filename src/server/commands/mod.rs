@@ -354,6 +354,10 @@ fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
         ("proto-max-bulk-len", c.proto_max_bulk_len.to_string()),
         ("max-multibulk-len", c.max_multibulk_len.to_string()),
         (
+            "cross-core-queue-depth",
+            c.cross_core_queue_depth.to_string(),
+        ),
+        (
             "client-query-buffer-limit",
             c.client_query_buffer_limit.to_string(),
         ),
@@ -469,9 +473,14 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
         "appendfsync" | "loglevel" => {
             return Err(failed("argument(s) must be one of the allowed values"))
         }
-        "port" | "bind" | "dir" | "shards" | "appendonly" | "databases" | "max-multibulk-len" => {
-            return Err(failed("can't set immutable config"))
-        }
+        "port"
+        | "bind"
+        | "dir"
+        | "shards"
+        | "appendonly"
+        | "databases"
+        | "max-multibulk-len"
+        | "cross-core-queue-depth" => return Err(failed("can't set immutable config")),
         _ => {
             return Err(CmdError::other(format!(
                 "Unknown option or number of arguments for CONFIG SET - '{name}'"

@@ -399,7 +399,7 @@ async fn log_task(
             pending_seq = seq;
         }
         // In pieces: a large batch (a bulk load) must not hold the core for
-        // one long copy into the DMA buffer.
+        // one long write.
         let mut done = 0;
         let mut error = None;
         while done < pending.len() {

@@ -464,8 +464,8 @@ def test_torn_tail_is_cut_off(node_factory):
     if not IS_REDIS:
         lines = [ln for ln in out.splitlines() if log.name in ln]
         assert lines, f"keel's output after the torn-tail restart does not name {log.name}:\n{out[-3000:]}"
-        # The cut may be before `size`, but only by zero padding (a direct-I/O log
-        # ends in a zero-padded block): cutting there loses no written record.
+        # The cut may be before `size`, but only by zero padding (a log may end in
+        # zeros after a crash): cutting there loses no written record.
         offsets = [int(m) for ln in lines for m in re.findall(r"offset\D{0,3}(\d+)", ln)]
         good = [o for o in offsets if o <= size and not old_bytes[o:].strip(b"\0")]
         assert good, (f"keel's warning naming {log.name} gives no cut offset between the last written byte and "

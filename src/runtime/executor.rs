@@ -107,7 +107,6 @@ pub(super) struct Executor {
     pub(super) ring: std::mem::ManuallyDrop<Ring>,
     pub(super) timers: Timers,
     turn_started: Cell<Instant>,
-    stop: Cell<bool>,
 }
 
 impl Executor {
@@ -228,7 +227,6 @@ pub fn block_on<F: Future<Output = ()> + 'static>(main: F) -> std::io::Result<()
         ring: std::mem::ManuallyDrop::new(ring),
         timers: Timers::default(),
         turn_started: Cell::new(Instant::now()),
-        stop: Cell::new(false),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(exec.clone()));
     CURRENT_ID.with(|c| c.set(id));
@@ -274,7 +272,7 @@ fn run(exec: &Executor, done: &Cell<bool>) -> std::io::Result<()> {
                 break;
             }
         }
-        if done.get() || exec.stop.get() {
+        if done.get() {
             return Ok(());
         }
         exec.timers.fire(Instant::now());

@@ -416,12 +416,6 @@ fn wait_for_port(addr: SocketAddr) -> Result<u16, RuntimeError> {
     }
 }
 
-/// A listener without SO_REUSEPORT: a replication port shared with
-/// another process would hand some backups' connections to the wrong node.
-fn bind_exclusive(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind_exclusive(addr)
-}
-
 /// Gives every shard of this executor its replication state, a listener
 /// for backups (port `peer-port + shard`) and a follower task (idle unless
 /// REPLICAOF names a primary).
@@ -465,7 +459,9 @@ fn start_replication(
             base.checked_add(id as u16).unwrap_or(0)
         };
         let peer = SocketAddr::new(addr.ip(), port);
-        let listener = match bind_exclusive(peer) {
+        // Without SO_REUSEPORT: a replication port shared with another
+        // process would hand some backups' connections to the wrong node.
+        let listener = match TcpListener::bind_exclusive(peer) {
             Ok(l) => l,
             // The implicit port (client + 10000) may be taken: any free port
             // will do, backups ask for it (REPLCONF PEER).
@@ -475,7 +471,7 @@ fn start_replication(
                     "replication port {port} unavailable ({e}); using a free one"
                 );
                 let any = SocketAddr::new(addr.ip(), 0);
-                bind_exclusive(any)
+                TcpListener::bind_exclusive(any)
                     .map_err(|e| RuntimeError::Listen(any, format!("replication port: {e}")))?
             }
             Err(e) => return Err(RuntimeError::Listen(peer, format!("replication port: {e}"))),

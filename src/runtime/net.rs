@@ -179,8 +179,9 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Takes over a connected socket (made non-blocking) and starts
-    /// receiving on it.
+    /// Takes over a connected socket and starts receiving on it. Left
+    /// blocking: io_uring answers EAGAIN rather than waiting on O_NONBLOCK
+    /// files, and never blocks the thread itself.
     pub fn from_fd(fd: RawFd) -> TcpStream {
         let state = Rc::new(RefCell::new(StreamState {
             fd,

@@ -372,26 +372,19 @@ impl Ring {
                         return;
                     }
                 };
-                let data = match (tag, cqueue::buffer_select(flags)) {
-                    (TAG_RECV, Some(bid)) if res > 0 => {
-                        let bytes = self.buffers.bytes(bid, res as usize);
-                        Some((bid, bytes))
-                    }
-                    _ => None,
-                };
+                let bid = cqueue::buffer_select(flags);
                 let finished = if tag == TAG_RECV {
+                    let data = bid
+                        .filter(|_| res > 0)
+                        .map(|b| self.buffers.bytes(b, res as usize));
                     let more = cqueue::more(flags);
-                    let f = state
-                        .borrow_mut()
-                        .on_recv(self, slot, res, data.map(|d| d.1), more);
-                    f
+                    state.borrow_mut().on_recv(self, slot, res, data, more)
                 } else {
                     state.borrow_mut().on_send(self, slot, res)
                 };
-                if let Some((bid, _)) = data {
-                    self.buffers.give_back(bid);
-                } else if let Some(bid) = cqueue::buffer_select(flags) {
-                    self.buffers.give_back(bid);
+                // Copied out (or empty): the buffer goes back at once.
+                if let Some(b) = bid {
+                    self.buffers.give_back(b);
                 }
                 if finished {
                     self.free_slot(slot);

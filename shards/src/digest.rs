@@ -7,7 +7,7 @@
 //! The hash is fixed (FNV-1a with a finaliser), never the process-random
 //! table hasher: replicas must compute the same digest.
 
-use crate::value::{Entry, Value};
+use crate::keyspace::{EntryView, ValueRef};
 
 /// A 160-bit digest, printed as 40 hex digits like Redis's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,28 +41,28 @@ fn unordered<'a>(items: impl Iterator<Item = [&'a [u8]; 2]>) -> Vec<u8> {
 }
 
 impl Digest {
-    pub fn of_entry(db: usize, key: &[u8], entry: &Entry) -> Digest {
+    pub fn of_entry(db: usize, key: &[u8], entry: &impl EntryView) -> Digest {
         let dbb = (db as u64).to_le_bytes();
-        let exp = entry.expire_at.to_le_bytes();
+        let exp = entry.expire_at().to_le_bytes();
         let agg;
-        let (tag, body): (&[u8], &[u8]) = match &entry.value {
-            Value::Str(s) => (b"string", s),
-            Value::Hash(h) => {
+        let (tag, body): (&[u8], &[u8]) = match entry.value() {
+            ValueRef::Str(s) => (b"string", s),
+            ValueRef::Hash(h) => {
                 agg = unordered(h.iter().map(|(f, v)| [f, v.value]));
                 (b"hash", &agg)
             }
-            Value::Set(s) => {
+            ValueRef::Set(s) => {
                 agg = unordered(s.iter().map(|(m, _)| [m, &[][..]]));
                 (b"set", &agg)
             }
-            Value::ZSet(z) => {
+            ValueRef::ZSet(z) => {
                 // -0.0 and 0.0 are the same score.
                 let bits = |s: f64| (s + 0.0).to_bits().to_le_bytes();
                 let scored: Vec<([u8; 8], &[u8])> = z.iter().map(|(m, s)| (bits(s), m)).collect();
                 agg = unordered(scored.iter().map(|(s, m)| [*m, &s[..]]));
                 (b"zset", &agg)
             }
-            Value::List(l) => {
+            ValueRef::List(l) => {
                 let items: Vec<&[u8]> = l.iter().map(|v| &v[..]).collect();
                 agg = [1, 2, 3]
                     .iter()

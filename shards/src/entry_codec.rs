@@ -32,6 +32,7 @@
 
 use crate::hash::Hash;
 use crate::hlc::Hlc;
+use crate::keyspace::{EntryView, ValueRef};
 use crate::list::List;
 use crate::record::{put_bytes, put_varint, FrameError, Reader};
 use crate::set::Set;
@@ -97,20 +98,20 @@ fn get_time(r: &mut Reader<'_>, base: u64) -> Result<Hlc, FrameError> {
 }
 
 /// Appends `e` to `out`, in the layout of the module docs.
-pub fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
-    let tag = match &e.value {
-        Value::Str(_) => STR,
-        Value::Hash(_) => HASH,
-        Value::Set(_) => SET,
-        Value::ZSet(_) => ZSET,
-        Value::List(_) => LIST,
+pub fn encode_entry(out: &mut Vec<u8>, e: &impl EntryView) {
+    let tag = match e.value() {
+        ValueRef::Str(_) => STR,
+        ValueRef::Hash(_) => HASH,
+        ValueRef::Set(_) => SET,
+        ValueRef::ZSet(_) => ZSET,
+        ValueRef::List(_) => LIST,
     };
     out.push(tag);
-    put_varint(out, e.expire_at);
-    out.extend_from_slice(&e.hlc.raw().to_le_bytes());
-    match &e.value {
-        Value::Str(s) => out.extend_from_slice(s),
-        Value::Hash(h) => {
+    put_varint(out, e.expire_at());
+    out.extend_from_slice(&e.hlc().raw().to_le_bytes());
+    match e.value() {
+        ValueRef::Str(s) => out.extend_from_slice(s),
+        ValueRef::Hash(h) => {
             let base = oldest(h.iter().map(|(_, f)| f.hlc));
             put_varint(out, h.len() as u64);
             out.extend_from_slice(&base.raw().to_le_bytes());
@@ -120,7 +121,7 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
                 put_time(out, base, f.hlc);
             }
         }
-        Value::Set(s) => {
+        ValueRef::Set(s) => {
             let base = oldest(s.iter().map(|(_, t)| t));
             put_varint(out, s.len() as u64);
             out.extend_from_slice(&base.raw().to_le_bytes());
@@ -129,7 +130,7 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
                 put_time(out, base, t);
             }
         }
-        Value::ZSet(z) => {
+        ValueRef::ZSet(z) => {
             let base = oldest(z.iter_scored().map(|(_, s)| s.hlc));
             put_varint(out, z.len() as u64);
             out.extend_from_slice(&base.raw().to_le_bytes());
@@ -139,7 +140,7 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
                 put_time(out, base, s.hlc);
             }
         }
-        Value::List(l) => {
+        ValueRef::List(l) => {
             put_varint(out, l.len() as u64);
             for item in l.iter() {
                 put_bytes(out, item);
@@ -241,34 +242,34 @@ pub(crate) mod testing {
 
     /// Everything an entry must keep through a snapshot, in a canonical
     /// order: type, elements with their times and scores, expiry, key time.
-    pub fn canon(e: &Entry) -> String {
-        let items: Vec<String> = match &e.value {
-            Value::Str(s) => vec![format!("{s:?}")],
-            Value::Hash(h) => h
+    pub fn canon(e: &impl EntryView) -> String {
+        let items: Vec<String> = match e.value() {
+            ValueRef::Str(s) => vec![format!("{s:?}")],
+            ValueRef::Hash(h) => h
                 .iter()
                 .map(|(k, f)| format!("{k:?}={:?}@{}", f.value, f.hlc.raw()))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            Value::Set(s) => s
+            ValueRef::Set(s) => s
                 .iter()
                 .map(|(m, t)| format!("{m:?}@{}", t.raw()))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            Value::ZSet(z) => z
+            ValueRef::ZSet(z) => z
                 .iter_scored()
                 .map(|(m, s)| format!("{m:?}:{:x}@{}", s.score.to_bits(), s.hlc.raw()))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            Value::List(l) => l.iter().map(|v| format!("{v:?}")).collect(),
+            ValueRef::List(l) => l.iter().map(|v| format!("{v:?}")).collect(),
         };
         format!(
             "{} exp={} hlc={} [{}]",
-            e.value.type_name(),
-            e.expire_at,
-            e.hlc.raw(),
+            e.value().type_name(),
+            e.expire_at(),
+            e.hlc().raw(),
             items.join(",")
         )
     }

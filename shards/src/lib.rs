@@ -6,7 +6,9 @@
 //!
 //! # Layout
 //! - [`slot`]: key → slot (`crc16`, hash tags) → shard.
-//! - [`dict`]: the keyspace hash table (stable scan cursors, sampling).
+//! - [`table`]: the chained hash table (stable scan cursors, sampling).
+//! - [`keyspace`]: the keys of a database, one compact node per key.
+//! - [`dict`]: the member tables of the collection types.
 //! - [`value`]: what a key holds ([`Value`], [`Entry`]).
 //! - [`hash`], [`set`], [`zset`], [`list`]: the collection types (the sorted
 //!   set is an order-statistic treap plus a member → score table).
@@ -29,6 +31,7 @@ pub mod glob;
 pub mod hash;
 pub mod hlc;
 pub mod journal;
+pub mod keyspace;
 pub mod list;
 pub mod merge;
 pub mod packed;
@@ -37,12 +40,14 @@ pub mod set;
 pub mod shard;
 pub mod slot;
 pub mod snapshot;
+pub mod table;
 pub mod value;
 pub mod zset;
 
 pub use digest::Digest;
 pub use hash::Hash;
 pub use hlc::Hlc;
+pub use keyspace::{EntryRef, ValueRef};
 pub use list::List;
 pub use set::Set;
 pub use shard::{EvictionPolicy, OutOfMemory, Shard, ShardStats, DATABASES};

@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 
-use crate::dict::Dict;
 use crate::digest::Digest;
 use crate::hlc::{Hlc, HlcClock};
 use crate::journal::Journal;
+use crate::keyspace::{EntryNode, EntryRef, Keyspace};
 use crate::record::Op;
 use crate::snapshot::Snapshot;
+use crate::table::Chain;
 use crate::value::{Entry, Value};
 
 /// Databases per shard, as Redis's default `databases 16`.
@@ -76,7 +77,7 @@ type Watchers = (u32, u64);
 
 #[derive(Default)]
 pub(crate) struct Db {
-    pub(crate) dict: Dict<Entry>,
+    pub(crate) dict: Keyspace,
     /// Keys with an expiry: active expiry skips databases without any.
     pub(crate) volatile: usize,
     /// Where active expiry resumes its walk.
@@ -116,10 +117,6 @@ pub struct Shard {
     /// so it never expires or evicts on its own (an expired key is hidden
     /// from reads until the primary's `Del` arrives).
     follower: bool,
-}
-
-pub(crate) fn entry_bytes(key: &[u8], e: &Entry) -> usize {
-    e.value.heap_bytes() + Dict::<Entry>::entry_overhead(key.len())
 }
 
 impl Shard {
@@ -328,7 +325,7 @@ impl Shard {
     pub(crate) fn entry_bytes_of(&self, db: usize, key: &[u8]) -> Option<Vec<u8>> {
         let e = self.dbs[db].dict.get(key)?;
         let mut out = Vec::new();
-        crate::entry_codec::encode_entry(&mut out, e);
+        crate::entry_codec::encode_entry(&mut out, &e);
         Some(out)
     }
 
@@ -355,7 +352,7 @@ impl Shard {
     /// Called with the table of database `db` just emptied by FLUSHDB: a
     /// running snapshot that has not finished walking it keeps it to finish
     /// the walk, so a flush never serialises a whole database at once.
-    fn after_flush(&mut self, db: usize, old: Dict<Entry>) {
+    fn after_flush(&mut self, db: usize, old: Keyspace) {
         if let Some(s) = self.snap.as_deref_mut() {
             s.adopt(db, old);
         }
@@ -374,8 +371,13 @@ impl Shard {
         expired
     }
 
+    /// The LRU clock at `now_ms`: seconds.
+    fn access_at(now_ms: u64) -> u32 {
+        (now_ms / 1000) as u32
+    }
+
     /// A read lookup: expires lazily, counts hits and misses, touches LRU age.
-    pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
+    pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryRef<'_>> {
         // Hash once on the common path; only an expired key looks again.
         let h = self.dbs[db].dict.hash(key);
         let live = match self.dbs[db].dict.get_hashed(h, key) {
@@ -388,50 +390,106 @@ impl Shard {
             return None;
         }
         self.stats.keyspace_hits += 1;
-        let e = self.dbs[db].dict.get_mut_hashed(h, key)?;
-        e.access = (now_ms / 1000) as u32;
-        Some(e)
+        let n = self.dbs[db].dict.node_mut(h, key)?;
+        n.set_access(Self::access_at(now_ms));
+        Some(n.view())
     }
 
     /// A lookup that neither counts nor touches (EXISTS, TYPE, TTL...).
-    pub fn peek(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Entry> {
+    pub fn peek(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryRef<'_>> {
         self.expire_if_due(db, key, now_ms);
         // (a follower keeps expired keys until told: hide them)
         self.dbs[db].dict.get(key).filter(|e| !e.is_expired(now_ms))
     }
 
-    /// Changes a live entry in place, keeping memory accounting right. The
-    /// caller calls [`Shard::wrote`] when the change is a write.
-    pub fn modify<R>(
-        &mut self,
-        db: usize,
-        key: &[u8],
-        now_ms: u64,
-        f: impl FnOnce(&mut Entry) -> R,
-    ) -> Option<R> {
+    /// Sets a live key's expiry (0: none); false when the key is absent.
+    /// The caller calls [`Shard::wrote`] when the change is a write.
+    pub fn set_expire(&mut self, db: usize, key: &[u8], now_ms: u64, expire_at: u64) -> bool {
         self.expire_if_due(db, key, now_ms);
-        if !self.dbs[db].dict.contains_key(key) {
-            return None;
+        let h = self.dbs[db].dict.hash(key);
+        if self.dbs[db].dict.get_hashed(h, key).is_none() {
+            return false;
         }
         self.before_change(db, key);
         self.touch_watched(db, key);
+        let access = Self::access_at(now_ms);
         let d = &mut self.dbs[db];
-        let e = d.dict.get_mut(key)?;
-        let before = e.value.heap_bytes();
-        let had_ttl = e.expire_at != 0;
-        e.access = (now_ms / 1000) as u32;
-        let r = f(e);
-        let after = e.value.heap_bytes();
-        let has_ttl = e.expire_at != 0;
+        let Some(n) = d.dict.node_mut(h, key) else {
+            return false;
+        };
+        n.set_access(access);
+        if n.overwrite_expire(expire_at) {
+            return true;
+        }
+        // The node gains or loses its expiry field: a new node.
+        let before = n.view().mem_bytes();
+        let mut e = n.view().to_entry();
+        e.expire_at = expire_at;
+        let node = EntryNode::from_entry(key, e);
+        let after = node.view().mem_bytes();
+        d.dict.put(key, node);
+        if expire_at != 0 {
+            d.volatile += 1;
+        } else {
+            d.volatile -= 1;
+        }
         self.used = self.used + after - before;
-        if had_ttl != has_ttl {
-            if has_ttl {
+        true
+    }
+
+    /// Stores the string `value` at `key` as one write, replacing whatever
+    /// was there. `expire_at` is the new expiry (0: none), or `None` to keep
+    /// the key's current one. The key's node is rewritten in place when its
+    /// size does not change (no allocation), else replaced.
+    pub fn set_string(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: &[u8],
+        expire_at: Option<u64>,
+        now_ms: u64,
+    ) {
+        let hlc = self.hlc_now(now_ms);
+        self.before_change(db, key);
+        self.touch_watched(db, key);
+        let access = Self::access_at(now_ms);
+        let d = &mut self.dbs[db];
+        let h = d.dict.hash(key);
+        let link = d.dict.link(h, key);
+        let (before, had_ttl, after, at);
+        match link.as_mut() {
+            Some(n) => {
+                let v = n.view();
+                (before, had_ttl) = (v.mem_bytes(), v.has_expire());
+                at = expire_at.unwrap_or_else(|| v.expire_at());
+                if n.overwrite_str(value, at) {
+                    n.set_hlc(hlc);
+                    n.set_access(access);
+                    after = before;
+                } else {
+                    let mut node = EntryNode::string(key, value, at, hlc, access);
+                    *node.next_mut() = n.next_mut().take();
+                    after = node.view().mem_bytes();
+                    *link = Some(node);
+                }
+            }
+            None => {
+                (before, had_ttl) = (0, false);
+                at = expire_at.unwrap_or(0);
+                let node = EntryNode::string(key, value, at, hlc, access);
+                after = node.view().mem_bytes();
+                d.dict.insert_new(node);
+            }
+        }
+        if had_ttl != (at != 0) {
+            if at != 0 {
                 d.volatile += 1;
             } else {
                 d.volatile -= 1;
             }
         }
-        Some(r)
+        self.used = self.used + after - before;
+        self.wrote();
     }
 
     /// Changes, or creates from `create`, the value at `key` as at most one
@@ -450,21 +508,40 @@ impl Shard {
         self.expire_if_due(db, key, now_ms);
         self.before_change(db, key);
         if !self.dbs[db].dict.contains_key(key) {
-            let entry = Entry::new(create?, 0);
-            self.used += entry_bytes(key, &entry);
-            self.dbs[db].dict.insert(key, entry);
+            let node = EntryNode::from_entry(key, Entry::new(create?, 0));
+            self.used += node.view().mem_bytes();
+            self.dbs[db].dict.insert_new(node);
         }
         let hlc = self.hlc_now(now_ms);
+        let access = Self::access_at(now_ms);
         let d = &mut self.dbs[db];
-        let e = d.dict.get_mut(key)?;
-        let before = e.value.heap_bytes();
-        e.access = (now_ms / 1000) as u32;
-        let (r, wrote) = f(&mut e.value, hlc);
-        let after = e.value.heap_bytes();
-        let empty = e.value.is_empty_collection();
-        if wrote {
-            e.hlc = hlc;
-        }
+        let h = d.dict.hash(key);
+        let n = d.dict.node_mut(h, key)?;
+        let before = n.view().mem_bytes();
+        n.set_access(access);
+        let (r, wrote, empty) = match n.collection_mut() {
+            Some(v) => {
+                let (r, wrote) = f(v, hlc);
+                let empty = v.is_empty_collection();
+                if wrote {
+                    n.set_hlc(hlc);
+                }
+                (r, wrote, empty)
+            }
+            None => {
+                // A string: `f` gets a copy (collection commands answer
+                // WRONGTYPE and change nothing); a change is stored back.
+                let mut e = n.view().to_entry();
+                let (r, wrote) = f(&mut e.value, hlc);
+                let empty = e.value.is_empty_collection();
+                if wrote {
+                    e.hlc = hlc;
+                    d.dict.put(key, EntryNode::from_entry(key, e));
+                }
+                (r, wrote, empty)
+            }
+        };
+        let after = d.dict.get_hashed(h, key).map_or(0, |e| e.mem_bytes());
         self.used = self.used + after - before;
         if empty {
             self.remove_entry(db, key);
@@ -479,7 +556,7 @@ impl Shard {
     /// Stores `entry` under `key`, replacing whatever was there. Counts as
     /// one write.
     pub fn set(&mut self, db: usize, key: &[u8], mut entry: Entry, now_ms: u64) {
-        entry.access = (now_ms / 1000) as u32;
+        entry.access = Self::access_at(now_ms);
         entry.hlc = self.hlc_now(now_ms);
         self.restore(db, key, entry);
         self.wrote();
@@ -492,65 +569,65 @@ impl Shard {
     pub fn restore(&mut self, db: usize, key: &[u8], entry: Entry) {
         self.before_change(db, key);
         self.touch_watched(db, key);
-        let added = entry_bytes(key, &entry);
+        let node = EntryNode::from_entry(key, entry);
+        let (added, volatile) = (node.view().mem_bytes(), node.view().has_expire());
         let d = &mut self.dbs[db];
-        if entry.expire_at != 0 {
+        if volatile {
             d.volatile += 1;
         }
-        // In place when the key exists: its node (and key bytes) stay, only
-        // the entry is swapped.
-        let old = d.dict.insert(key, entry);
-        let removed = match &old {
-            Some(o) => {
-                if o.expire_at != 0 {
+        let removed = match d.dict.put(key, node) {
+            Some(old) => {
+                if old.view().has_expire() {
                     d.volatile -= 1;
                 }
-                entry_bytes(key, o)
+                old.view().mem_bytes()
             }
             None => 0,
         };
         self.used = self.used + added - removed;
-        drop(old);
     }
 
     /// Loading: inserts `entry` at a key that must be absent (false, and
     /// nothing changed, when it is not). No snapshot runs while loading.
     pub(crate) fn load_entry(&mut self, db: usize, key: &[u8], entry: Entry) -> bool {
-        let bytes = entry_bytes(key, &entry);
-        let volatile = entry.expire_at != 0;
         let d = &mut self.dbs[db];
         if d.dict.contains_key(key) {
             return false;
         }
-        d.dict.insert_absent(key, entry);
-        if volatile {
+        let node = EntryNode::from_entry(key, entry);
+        if node.view().has_expire() {
             d.volatile += 1;
         }
-        self.used += bytes;
+        self.used += node.view().mem_bytes();
+        d.dict.insert_new(node);
         true
     }
 
-    /// Deletes `key`; returns the removed entry (None when absent or expired).
-    /// A removal of a live key counts as one write.
-    pub fn delete(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<Entry> {
+    /// Deletes `key`; returns whether a live key was removed. A removal of
+    /// a live key counts as one write.
+    pub fn delete(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
         if self.expire_if_due(db, key, now_ms) {
-            return None;
+            return false;
         }
-        let e = self.remove_entry(db, key)?;
+        if !self.remove_entry(db, key) {
+            return false;
+        }
         self.wrote();
-        Some(e)
+        true
     }
 
-    fn remove_entry(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+    fn remove_entry(&mut self, db: usize, key: &[u8]) -> bool {
         self.before_remove(db, key);
-        let e = self.dbs[db].dict.remove(key)?;
+        let Some(node) = self.dbs[db].dict.remove(key) else {
+            return false;
+        };
         self.touch_watched(db, key);
-        let d = &mut self.dbs[db];
-        if e.expire_at != 0 {
-            d.volatile -= 1;
+        let e = node.view();
+        if e.has_expire() {
+            self.dbs[db].volatile -= 1;
         }
-        self.used -= entry_bytes(key, &e);
-        Some(e)
+        self.used -= e.mem_bytes();
+        true
     }
 
     /// Empties one database; returns how many keys it held.
@@ -558,7 +635,7 @@ impl Shard {
         let d = std::mem::take(&mut self.dbs[db]);
         let n = d.dict.len();
         for (k, e) in d.dict.iter() {
-            self.used -= entry_bytes(k, e);
+            self.used -= e.mem_bytes();
             self.touch_watched(db, k);
         }
         self.after_flush(db, d.dict);
@@ -576,7 +653,7 @@ impl Shard {
         cursor: u64,
         count: usize,
         now_ms: u64,
-        mut f: impl FnMut(&[u8], &Entry),
+        mut f: impl FnMut(&[u8], EntryRef<'_>),
     ) -> u64 {
         self.dbs[db].dict.scan(cursor, count, |k, e| {
             if !e.is_expired(now_ms) {
@@ -586,7 +663,7 @@ impl Shard {
     }
 
     /// Every live key of `db`.
-    pub fn for_each(&self, db: usize, now_ms: u64, mut f: impl FnMut(&[u8], &Entry)) {
+    pub fn for_each(&self, db: usize, now_ms: u64, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
         for (k, e) in self.dbs[db].dict.iter() {
             if !e.is_expired(now_ms) {
                 f(k, e)
@@ -614,7 +691,7 @@ impl Shard {
         for (db, dbv) in self.dbs.iter().enumerate() {
             for (k, e) in dbv.dict.iter() {
                 if !e.is_expired(now_ms) {
-                    d.combine(Digest::of_entry(db, k, e));
+                    d.combine(Digest::of_entry(db, k, &e));
                 }
             }
         }
@@ -710,14 +787,14 @@ impl Shard {
             let Some((k, e)) = self.dbs[db].dict.sample(r2) else {
                 continue;
             };
-            if volatile_only && e.expire_at == 0 {
+            if volatile_only && !e.has_expire() {
                 continue;
             }
             found += 1;
             // Lower score is evicted first.
             let score = match self.policy {
-                EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru => e.access as u64,
-                EvictionPolicy::VolatileTtl => e.expire_at,
+                EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru => e.access() as u64,
+                EvictionPolicy::VolatileTtl => e.expire_at(),
                 _ => r2,
             };
             let _ = now_ms;
@@ -747,9 +824,37 @@ mod tests {
         s.get(0, b"a", 1000);
         s.peek(0, b"a", 1000);
         assert_eq!(s.seq(), 1);
-        assert!(s.delete(0, b"a", 1000).is_some());
-        assert!(s.delete(0, b"a", 1000).is_none());
+        assert!(s.delete(0, b"a", 1000));
+        assert!(!s.delete(0, b"a", 1000));
         assert_eq!(s.seq(), 2);
+    }
+
+    /// Issue 13's memory measure, as the shard accounts it: a million
+    /// keys of 16 bytes with 32-byte values fit in 100 bytes a key, table
+    /// included (RSS is measured beside redis by bench/run.sh).
+    #[test]
+    fn small_string_keys_cost_under_100_bytes() {
+        let mut s = Shard::new(0);
+        let n = 200_000;
+        for i in 0..n {
+            let key = format!("key:{i:012}");
+            s.set_string(0, key.as_bytes(), &[b'v'; 32], Some(0), 1000);
+        }
+        let per_key = s.used_memory() / n;
+        assert!(per_key <= 100, "{per_key} B/key");
+        // Overwrites, expiries and deletes keep the account exact.
+        for i in 0..n {
+            let key = format!("key:{i:012}");
+            match i % 4 {
+                0 => s.set_string(0, key.as_bytes(), b"short", None, 1000),
+                1 => assert!(s.set_expire(0, key.as_bytes(), 1000, 9_000_000)),
+                2 => assert!(s.delete(0, key.as_bytes(), 1000)),
+                _ => s.set_string(0, key.as_bytes(), &[b'w'; 32], Some(5_000_000), 1000),
+            }
+        }
+        let recount: usize = s.dbs[0].dict.iter().map(|(_, e)| e.mem_bytes()).sum();
+        assert_eq!(s.used, recount);
+        assert_eq!(s.db_volatile(0), n / 2);
     }
 
     #[test]
@@ -833,13 +938,13 @@ mod write_tests {
         });
         assert_eq!(r, Some(2));
         assert_eq!(s.seq(), 1);
-        let hlc = s.peek(0, b"h", 1000).unwrap().hlc;
+        let hlc = s.peek(0, b"h", 1000).unwrap().hlc();
         assert_eq!(hlc.physical_ms(), 1000);
         assert!(s.used > 0);
         // A write that changes nothing neither counts nor stamps.
         s.write(0, b"h", 2000, None, |_, _| ((), false));
         assert_eq!(s.seq(), 1);
-        assert_eq!(s.peek(0, b"h", 2000).unwrap().hlc, hlc);
+        assert_eq!(s.peek(0, b"h", 2000).unwrap().hlc(), hlc);
         s.write(0, b"h", 3000, None, |v, _| {
             let h = Hash::of_mut(v).unwrap();
             h.remove(b"f");

@@ -77,14 +77,13 @@ use std::collections::HashSet;
 
 use ahash::RandomState;
 
-use crate::dict::Dict;
 use crate::entry_codec::{decode_entry, encode_entry};
 use crate::hlc::Hlc;
+use crate::keyspace::{EntryRef, Keyspace};
 use crate::record::{
     encode_end, encode_header, encode_record, Frame, FrameError, Header, Op, Record, FRAME_HEADER,
 };
 use crate::shard::{Shard, DATABASES};
-use crate::value::Entry;
 
 /// The most buckets one step visits, so a step over a huge or sparse table
 /// stays well under a millisecond. Scan order jumps across the bucket array,
@@ -109,7 +108,7 @@ pub(crate) struct Snapshot {
     decided: Vec<HashSet<Box<[u8]>, RandomState>>,
     /// Per database: the table a FLUSHDB took away before the walk was done
     /// with it.
-    detached: Vec<Option<Dict<Entry>>>,
+    detached: Vec<Option<Keyspace>>,
     /// Records saved by copy-on-write; those from `pending_at` on are not
     /// handed out yet.
     pending: Vec<u8>,
@@ -123,15 +122,22 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     /// Appends one key's Put record.
-    fn put(out: &mut Vec<u8>, scratch: &mut Vec<u8>, h: &Header, db: usize, key: &[u8], e: &Entry) {
+    fn put(
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        h: &Header,
+        db: usize,
+        key: &[u8],
+        e: EntryRef<'_>,
+    ) {
         scratch.clear();
-        encode_entry(scratch, e);
+        encode_entry(scratch, &e);
         encode_record(
             out,
             &Record {
                 seq: h.seq,
                 term: h.term,
-                hlc: e.hlc,
+                hlc: e.hlc(),
                 db: db as u8,
                 op: Op::Put,
                 key,
@@ -141,7 +147,7 @@ impl Snapshot {
     }
 
     /// Takes the table FLUSHDB removed from `db`, if the walk still needs it.
-    pub(crate) fn adopt(&mut self, db: usize, old: Dict<Entry>) {
+    pub(crate) fn adopt(&mut self, db: usize, old: Keyspace) {
         if db >= self.db && self.detached[db].is_none() && !old.is_empty() {
             self.detached[db] = Some(old);
         }

@@ -2,6 +2,7 @@
 
 use crate::hash::Hash;
 use crate::hlc::Hlc;
+use crate::keyspace::ValueRef;
 use crate::list::List;
 use crate::set::Set;
 use crate::zset::ZSet;
@@ -41,6 +42,17 @@ impl Value {
         }
     }
 
+    /// A borrowed view, as stored entries give.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Str(s) => ValueRef::Str(s),
+            Value::Hash(h) => ValueRef::Hash(h),
+            Value::Set(s) => ValueRef::Set(s),
+            Value::ZSet(z) => ValueRef::ZSet(z),
+            Value::List(l) => ValueRef::List(l),
+        }
+    }
+
     /// An empty collection: Redis deletes a key whose collection empties.
     pub fn is_empty_collection(&self) -> bool {
         match self {
@@ -56,7 +68,7 @@ impl Value {
 /// A collection type a command expects at a key: how to find it inside a
 /// [`Value`] (anything else is WRONGTYPE) and how to make an empty one.
 pub trait Typed: Sized {
-    fn of(v: &Value) -> Option<&Self>;
+    fn of(v: ValueRef<'_>) -> Option<&Self>;
     fn of_mut(v: &mut Value) -> Option<&mut Self>;
     fn empty() -> Value;
 }
@@ -64,9 +76,9 @@ pub trait Typed: Sized {
 macro_rules! typed {
     ($t:ty, $variant:ident) => {
         impl Typed for $t {
-            fn of(v: &Value) -> Option<&Self> {
+            fn of(v: ValueRef<'_>) -> Option<&Self> {
                 match v {
-                    Value::$variant(x) => Some(x),
+                    ValueRef::$variant(x) => Some(x),
                     _ => None,
                 }
             }
@@ -88,7 +100,8 @@ typed!(Set, Set);
 typed!(ZSet, ZSet);
 typed!(List, List);
 
-/// One key's record in the keyspace.
+/// One key's entry, detached from the keyspace (which stores it as a
+/// compact node, see [`crate::keyspace`]): what is built, loaded and copied.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub value: Value,
@@ -121,10 +134,9 @@ mod tests {
 
     #[test]
     fn values_and_entries_stay_small() {
-        // Every key pays for an Entry: keep it compact (large collections
-        // live behind a box).
-        let (v, e) = (std::mem::size_of::<Value>(), std::mem::size_of::<Entry>());
+        // A collection's node holds its Value: keep it compact (large
+        // collections live behind a box).
+        let v = std::mem::size_of::<Value>();
         assert!(v <= 32, "Value is {v} bytes");
-        assert!(e <= 56, "Entry is {e} bytes");
     }
 }

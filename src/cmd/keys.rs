@@ -22,7 +22,7 @@ pub fn del(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     }
     let n = a[1..]
         .iter()
-        .filter(|k| s.delete(ctx.db, k, ctx.now_ms).is_some())
+        .filter(|k| s.delete(ctx.db, k, ctx.now_ms))
         .count();
     Ok(Reply::Int(n as i64))
 }
@@ -95,7 +95,7 @@ fn expire_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, relative: b
     if relative {
         when = when.checked_add(ctx.now_ms as i64).ok_or_else(invalid)?;
     }
-    let Some(current) = s.peek(ctx.db, a[1], ctx.now_ms).map(|e| e.expire_at) else {
+    let Some(current) = s.peek(ctx.db, a[1], ctx.now_ms).map(|e| e.expire_at()) else {
         return Ok(Reply::Int(0));
     };
     // A key without TTL counts as an infinite TTL for GT and LT.
@@ -117,7 +117,7 @@ fn expire_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, relative: b
         s.delete(ctx.db, a[1], ctx.now_ms);
         s.rewrite(Rewrite::cmd(&[b"DEL", a[1]]));
     } else {
-        s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = when as u64);
+        s.set_expire(ctx.db, a[1], ctx.now_ms, when as u64);
         s.wrote();
         s.rewrite(super::strings::expire_record(a[1], when as u64));
     }
@@ -144,8 +144,8 @@ pub fn pexpireat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 fn ttl_generic(s: &mut Shard, ctx: &Ctx, key: &[u8], f: impl Fn(u64) -> i64) -> CmdResult {
     Ok(Reply::Int(match s.peek(ctx.db, key, ctx.now_ms) {
         None => -2,
-        Some(e) if e.expire_at == 0 => -1,
-        Some(e) => f(e.expire_at),
+        Some(e) if e.expire_at() == 0 => -1,
+        Some(e) => f(e.expire_at()),
     }))
 }
 
@@ -169,11 +169,11 @@ pub fn pexpiretime(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 pub fn persist(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     if s.peek(ctx.db, a[1], ctx.now_ms)
-        .is_none_or(|e| e.expire_at == 0)
+        .is_none_or(|e| e.expire_at() == 0)
     {
         return Ok(Reply::Int(0));
     }
-    s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = 0);
+    s.set_expire(ctx.db, a[1], ctx.now_ms, 0);
     s.wrote();
     Ok(Reply::Int(1))
 }
@@ -181,14 +181,14 @@ pub fn persist(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 pub fn type_(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::status(
         s.peek(ctx.db, a[1], ctx.now_ms)
-            .map_or("none", |e| e.value.type_name()),
+            .map_or("none", |e| e.value().type_name()),
     ))
 }
 
 /// RENAME / RENAMENX when both keys live on this shard.
 pub fn rename(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let nx = is(a[0], "renamenx");
-    let Some(entry) = s.peek(ctx.db, a[1], ctx.now_ms).cloned() else {
+    let Some(entry) = s.peek(ctx.db, a[1], ctx.now_ms).map(|e| e.to_entry()) else {
         return Err(CmdError::NoSuchKey);
     };
     if a[1] == a[2] {
@@ -240,7 +240,7 @@ pub fn copy(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             "source and destination objects are the same",
         ));
     }
-    let Some(entry) = s.peek(ctx.db, a[1], ctx.now_ms).cloned() else {
+    let Some(entry) = s.peek(ctx.db, a[1], ctx.now_ms).map(|e| e.to_entry()) else {
         return Ok(Reply::Int(0));
     };
     Ok(Reply::Int(

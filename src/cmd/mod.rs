@@ -19,7 +19,7 @@ pub mod strings;
 mod write_tests;
 pub mod zsets;
 
-use keel_shards::{Entry, Hlc, Shard, Typed, Value};
+use keel_shards::{Hlc, Shard, Typed, ValueRef};
 
 use crate::cmd::numbers::parse_i64;
 
@@ -44,12 +44,9 @@ pub fn get_string<'a>(
     ctx: &Ctx,
     key: &[u8],
 ) -> Result<Option<&'a [u8]>, CmdError> {
-    match s.get(ctx.db, key, ctx.now_ms) {
+    match s.get(ctx.db, key, ctx.now_ms).map(|e| e.value()) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::Str(v),
-            ..
-        }) => Ok(Some(v)),
+        Some(ValueRef::Str(v)) => Ok(Some(v)),
         Some(_) => Err(CmdError::WrongType),
     }
 }
@@ -69,7 +66,7 @@ pub fn read<T: Typed, R>(
 ) -> Result<Option<R>, CmdError> {
     match s.get(ctx.db, key, ctx.now_ms) {
         None => Ok(None),
-        Some(e) => T::of(&e.value).map(f).map(Some).ok_or(CmdError::WrongType),
+        Some(e) => T::of(e.value()).map(f).map(Some).ok_or(CmdError::WrongType),
     }
 }
 

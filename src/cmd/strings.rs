@@ -2,7 +2,7 @@
 
 use keel_shards::journal::Rewrite;
 use keel_shards::record::Op;
-use keel_shards::{Entry, Shard, Value};
+use keel_shards::{Entry, Shard, ValueRef};
 
 use super::error::{CmdError, CmdResult};
 use super::expiry::{absolute_expiry, Unit};
@@ -99,16 +99,14 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let key = a[1];
     let (old, old_ttl) = match s.get(ctx.db, key, ctx.now_ms) {
         None => (None, 0),
-        Some(Entry {
-            value: Value::Str(v),
-            expire_at,
-            ..
-        }) => (
-            Some(if o.get { v.to_vec() } else { Vec::new() }),
-            *expire_at,
-        ),
-        Some(_) if o.get => return Err(CmdError::WrongType),
-        Some(e) => (Some(Vec::new()), e.expire_at),
+        Some(e) => match e.value() {
+            ValueRef::Str(v) => (
+                Some(if o.get { v.to_vec() } else { Vec::new() }),
+                e.expire_at(),
+            ),
+            _ if o.get => return Err(CmdError::WrongType),
+            _ => (Some(Vec::new()), e.expire_at()),
+        },
     };
     let exists = old.is_some();
     let old_reply = || match &old {
@@ -128,12 +126,7 @@ pub fn set(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         s.delete(ctx.db, key, ctx.now_ms);
         s.rewrite(Rewrite::cmd(&[b"DEL", key]));
     } else {
-        s.set(
-            ctx.db,
-            key,
-            Entry::string(a[2].to_vec(), expire_at),
-            ctx.now_ms,
-        );
+        s.set_string(ctx.db, key, a[2], Some(expire_at), ctx.now_ms);
         // A plain `SET key value` is its own record.
         if a.len() > 3 || expire_at != 0 {
             rewrite_set(s, key, a[2], expire_at);
@@ -146,13 +139,13 @@ pub fn setnx(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     if s.peek(ctx.db, a[1], ctx.now_ms).is_some() {
         return Ok(Reply::Int(0));
     }
-    s.set(ctx.db, a[1], Entry::string(a[2].to_vec(), 0), ctx.now_ms);
+    s.set_string(ctx.db, a[1], a[2], Some(0), ctx.now_ms);
     Ok(Reply::Int(1))
 }
 
 fn setex_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], unit: Unit, cmd: &str) -> CmdResult {
     let at = absolute_expiry(a[2], unit, true, ctx.now_ms, cmd)?;
-    s.set(ctx.db, a[1], Entry::string(a[3].to_vec(), at), ctx.now_ms);
+    s.set_string(ctx.db, a[1], a[3], Some(at), ctx.now_ms);
     rewrite_set(s, a[1], a[3], at);
     Ok(Reply::Ok)
 }
@@ -191,10 +184,10 @@ pub fn mget(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let mut out = Vec::with_capacity(a.len() - 1);
     for key in &a[1..] {
         out.push(match s.get(ctx.db, key, ctx.now_ms) {
-            Some(Entry {
-                value: Value::Str(v),
-                ..
-            }) => Reply::Bulk(v.clone()),
+            Some(e) => match e.value() {
+                ValueRef::Str(v) => Reply::Bulk(v.to_vec()),
+                _ => Reply::Nil,
+            },
             _ => Reply::Nil,
         });
     }
@@ -258,23 +251,16 @@ fn incr_generic(s: &mut Shard, ctx: &Ctx, key: &[u8], delta: i64) -> CmdResult {
         key: key.to_vec(),
         args: vec![text.clone(), delta.to_string().into_bytes()],
     });
-    store_keeping_ttl(s, ctx, key, text);
+    store_keeping_ttl(s, ctx, key, &text);
     Ok(Reply::Int(next))
 }
 
-/// Replaces a string value in place (keeping its TTL), or creates the key.
-pub fn store_keeping_ttl(s: &mut Shard, ctx: &Ctx, key: &[u8], value: Vec<u8>) {
-    if s.peek(ctx.db, key, ctx.now_ms).is_none() {
-        s.set(ctx.db, key, Entry::string(value, 0), ctx.now_ms);
-        return;
-    }
-    // One HLC time per write: replay must stamp exactly what this did.
-    let hlc = s.hlc_now(ctx.now_ms);
-    s.modify(ctx.db, key, ctx.now_ms, |e| {
-        e.value = Value::Str(value);
-        e.hlc = hlc;
-    });
-    s.wrote();
+/// Replaces a string value (keeping its TTL), or creates the key.
+pub fn store_keeping_ttl(s: &mut Shard, ctx: &Ctx, key: &[u8], value: &[u8]) {
+    // A key that expired is gone by now (the caller read it): its TTL is
+    // not kept.
+    let keep = s.peek(ctx.db, key, ctx.now_ms).is_some();
+    s.set_string(ctx.db, key, value, (!keep).then_some(0), ctx.now_ms);
 }
 
 pub fn incr(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -301,7 +287,7 @@ pub fn incrbyfloat(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let current = get_string(s, ctx, a[1])?.unwrap_or(b"0").to_vec();
     let next = incr_by_float(&current, a[2])?;
     s.rewrite(Rewrite::cmd(&[b"SET", a[1], &next, b"KEEPTTL"]));
-    store_keeping_ttl(s, ctx, a[1], next.clone());
+    store_keeping_ttl(s, ctx, a[1], &next);
     Ok(Reply::Bulk(next))
 }
 
@@ -313,23 +299,18 @@ fn check_size(len: usize, ctx: &Ctx) -> Result<(), CmdError> {
 }
 
 pub fn append(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let len = match get_string(s, ctx, a[1])? {
+    let joined = match get_string(s, ctx, a[1])? {
         None => {
-            s.set(ctx.db, a[1], Entry::string(a[2].to_vec(), 0), ctx.now_ms);
+            s.set_string(ctx.db, a[1], a[2], Some(0), ctx.now_ms);
             return Ok(Reply::Int(a[2].len() as i64));
         }
-        Some(v) => v.len() + a[2].len(),
-    };
-    check_size(len, ctx)?;
-    let hlc = s.hlc_now(ctx.now_ms);
-    s.modify(ctx.db, a[1], ctx.now_ms, |e| {
-        if let Value::Str(v) = &mut e.value {
-            v.extend_from_slice(a[2]);
-            e.hlc = hlc;
+        Some(v) => {
+            check_size(v.len() + a[2].len(), ctx)?;
+            [v, a[2]].concat()
         }
-    });
-    s.wrote();
-    Ok(Reply::Int(len as i64))
+    };
+    s.set_string(ctx.db, a[1], &joined, None, ctx.now_ms);
+    Ok(Reply::Int(joined.len() as i64))
 }
 
 pub fn strlen(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -366,48 +347,22 @@ pub fn setrange(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     }
     let offset = offset as usize;
     let value = a[3];
-    let current_len = match get_string(s, ctx, a[1])? {
-        None if value.is_empty() => return Ok(Reply::Int(0)),
-        None => None,
-        Some(v) => Some(v.len()),
-    };
+    let current = get_string(s, ctx, a[1])?;
     if value.is_empty() {
-        return Ok(Reply::Int(current_len.unwrap_or(0) as i64));
+        return Ok(Reply::Int(current.map_or(0, |v| v.len()) as i64));
     }
     let end = offset
         .checked_add(value.len())
         .ok_or(CmdError::StringTooLong)?;
     check_size(end, ctx)?;
-    let write = |v: &mut Vec<u8>| {
-        if v.len() < end {
-            v.resize(end, 0);
-        }
-        v[offset..end].copy_from_slice(value);
-        v.len()
-    };
-    let len = match current_len {
-        None => {
-            let mut v = Vec::new();
-            let len = write(&mut v);
-            s.set(ctx.db, a[1], Entry::string(v, 0), ctx.now_ms);
-            len
-        }
-        Some(_) => {
-            let hlc = s.hlc_now(ctx.now_ms);
-            let len = s
-                .modify(ctx.db, a[1], ctx.now_ms, |e| match &mut e.value {
-                    Value::Str(v) => {
-                        e.hlc = hlc;
-                        write(v)
-                    }
-                    _ => 0,
-                })
-                .unwrap_or(0);
-            s.wrote();
-            len
-        }
-    };
-    Ok(Reply::Int(len as i64))
+    let exists = current.is_some();
+    let mut v = current.map_or_else(Vec::new, |v| v.to_vec());
+    if v.len() < end {
+        v.resize(end, 0);
+    }
+    v[offset..end].copy_from_slice(value);
+    s.set_string(ctx.db, a[1], &v, (!exists).then_some(0), ctx.now_ms);
+    Ok(Reply::Int(v.len() as i64))
 }
 
 pub fn getdel(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -447,9 +402,9 @@ pub fn getex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         }
         Some(at)
             if s.peek(ctx.db, a[1], ctx.now_ms)
-                .is_some_and(|e| e.expire_at != at) =>
+                .is_some_and(|e| e.expire_at() != at) =>
         {
-            s.modify(ctx.db, a[1], ctx.now_ms, |e| e.expire_at = at);
+            s.set_expire(ctx.db, a[1], ctx.now_ms, at);
             s.wrote();
             s.rewrite(expire_record(a[1], at));
         }

@@ -2,7 +2,7 @@
 //! once in the shard's sequence, no-ops and errors count nothing, and
 //! fields, members and keys carry the HLC time of their last write.
 
-use keel_shards::{Hash, Hlc, Set, Shard, Typed, Value, ZSet};
+use keel_shards::{Hash, Hlc, Set, Shard, Typed, ValueRef, ZSet};
 
 use super::error::CmdError;
 use super::{hashes::*, lists, sets, zsets, Ctx};
@@ -22,7 +22,7 @@ fn run(s: &mut Shard, now: u64, f: crate::exec::command::KeyedFn, words: &str) -
 
 fn field_hlc(s: &mut Shard, key: &[u8], field: &[u8]) -> Option<Hlc> {
     let e = s.peek(0, key, 0)?;
-    Hash::of(&e.value)?.get(field).map(|f| f.hlc)
+    Hash::of(e.value())?.get(field).map(|f| f.hlc)
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn each_write_counts_once_and_stamps_fields_and_key() {
     assert_eq!(field_hlc(&mut s, b"h", b"a"), Some(t1));
     let t2 = field_hlc(&mut s, b"h", b"b").unwrap();
     assert!(t2 > t1);
-    assert_eq!(s.peek(0, b"h", 0).map(|e| e.hlc), Some(t2));
+    assert_eq!(s.peek(0, b"h", 0).map(|e| e.hlc()), Some(t2));
     // No-ops are not writes.
     run(&mut s, 3000, hsetnx, "HSETNX h a 9");
     run(&mut s, 3000, hdel, "HDEL h nope");
@@ -58,7 +58,7 @@ fn set_members_keep_the_time_they_were_added() {
     run(&mut s, 3000, sets::sadd, "SADD s a");
     assert_eq!(s.seq(), 2);
     let e = s.peek(0, b"s", 0).unwrap();
-    let set = Set::of(&e.value).unwrap();
+    let set = Set::of(e.value()).unwrap();
     assert_eq!(set.hlc(b"a").map(|h| h.physical_ms()), Some(1000));
     assert_eq!(set.hlc(b"b").map(|h| h.physical_ms()), Some(2000));
     // SPOP of everything: one write, key gone.
@@ -75,7 +75,7 @@ fn zset_members_and_lists_count_writes() {
     run(&mut s, 3000, zsets::zadd, "ZADD z GT 0 a");
     assert_eq!(s.seq(), 2);
     let e = s.peek(0, b"z", 0).unwrap();
-    let z = ZSet::of(&e.value).unwrap();
+    let z = ZSet::of(e.value()).unwrap();
     assert_eq!(z.hlc(b"a").map(|h| h.physical_ms()), Some(1000));
     assert_eq!(z.hlc(b"b").map(|h| h.physical_ms()), Some(2000));
     run(&mut s, 4000, lists::rpush, "RPUSH l a b c");
@@ -83,8 +83,8 @@ fn zset_members_and_lists_count_writes() {
     run(&mut s, 4000, lists::lmove, "LMOVE l l2 LEFT RIGHT");
     assert_eq!(s.seq(), 5);
     assert!(matches!(
-        s.peek(0, b"l2", 0).map(|e| &e.value),
-        Some(Value::List(_))
+        s.peek(0, b"l2", 0).map(|e| e.value()),
+        Some(ValueRef::List(_))
     ));
     assert_eq!(
         run(&mut s, 4000, sets::sadd, "SADD l x"),

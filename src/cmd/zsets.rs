@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use keel_shards::zset::{LexBound, ScoreBound};
-use keel_shards::{Entry, Shard, Value, ZSet};
+use keel_shards::{Entry, Shard, Value, ValueRef, ZSet};
 
 use super::error::{CmdError, CmdResult};
 use super::lists::index_range;
@@ -636,16 +636,10 @@ type Scored = Vec<(Vec<u8>, f64)>;
 
 /// The members and scores of a sorted set or (score 1) a plain set at `key`.
 fn scored_members(s: &mut Shard, ctx: &Ctx, key: &[u8]) -> Result<Option<Scored>, CmdError> {
-    match s.get(ctx.db, key, ctx.now_ms) {
+    match s.get(ctx.db, key, ctx.now_ms).map(|e| e.value()) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::ZSet(z),
-            ..
-        }) => Ok(Some(z.iter().map(|(m, sc)| (m.to_vec(), sc)).collect())),
-        Some(Entry {
-            value: Value::Set(set),
-            ..
-        }) => Ok(Some(set.iter().map(|(m, _)| (m.to_vec(), 1.0)).collect())),
+        Some(ValueRef::ZSet(z)) => Ok(Some(z.iter().map(|(m, sc)| (m.to_vec(), sc)).collect())),
+        Some(ValueRef::Set(set)) => Ok(Some(set.iter().map(|(m, _)| (m.to_vec(), 1.0)).collect())),
         Some(_) => Err(CmdError::WrongType),
     }
 }

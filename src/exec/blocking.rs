@@ -84,7 +84,10 @@ impl BlockOp {
 
     /// Runs the twin on `key` if it holds data of the right type.
     fn attempt(&self, s: &mut Shard, ctx: &Ctx, key: &[u8]) -> Option<Reply> {
-        if s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value.type_name()) != Some(self.value_type()) {
+        if s.peek(ctx.db, key, ctx.now_ms)
+            .map(|e| e.value().type_name())
+            != Some(self.value_type())
+        {
             return None;
         }
         let args = self.args(key);
@@ -144,7 +147,7 @@ pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, 
     }
     let ctx = ctx_for(db);
     let mut s = ls.shard(shard);
-    let found = s.peek(db, &key, ctx.now_ms).map(|e| e.value.type_name());
+    let found = s.peek(db, &key, ctx.now_ms).map(|e| e.value().type_name());
     if found.is_some_and(|t| t != w.op.value_type()) {
         // A key of another type is an error at once, as in Redis.
         if !w.claim.swap(true, Ordering::SeqCst) {
@@ -202,7 +205,7 @@ fn serve_key(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>) {
         }
         let ready = s
             .peek(db, &map_key.2, ctx.now_ms)
-            .map(|e| e.value.type_name())
+            .map(|e| e.value().type_name())
             == Some(w.op.value_type());
         if !ready {
             return;

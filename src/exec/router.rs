@@ -359,7 +359,7 @@ impl Router {
             let k = key.clone();
             let entry = self
                 .on_shard(self.shard_of(key), Some(tx), move |s| {
-                    s.peek(db, &k, now).cloned()
+                    s.peek(db, &k, now).map(|e| e.to_entry())
                 })
                 .await?;
             if let Some(e) = entry {
@@ -372,7 +372,10 @@ impl Router {
             if scratch.watched_version(db, key, now) == 0 {
                 continue;
             }
-            let (k, entry) = (key.clone(), scratch.peek(db, key, now).cloned());
+            let (k, entry) = (
+                key.clone(),
+                scratch.peek(db, key, now).map(|e| e.to_entry()),
+            );
             self.on_shard(self.shard_of(key), Some(tx), move |s| {
                 put_back(s, db, &k, entry, now)
             })
@@ -622,7 +625,7 @@ impl Router {
         let key = src.clone();
         let entry = self
             .on_shard(src_shard, Some(tx), move |s| {
-                s.peek(ctx.db, &key, ctx.now_ms).cloned()
+                s.peek(ctx.db, &key, ctx.now_ms).map(|e| e.to_entry())
             })
             .await?;
         let Some(entry) = entry else {

@@ -97,7 +97,7 @@ pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
         }
         Op::IncrTo => {
             let value = r.args.first().ok_or_else(malformed)?;
-            strings::store_keeping_ttl(s, &ctx, r.key, value.to_vec());
+            strings::store_keeping_ttl(s, &ctx, r.key, value);
         }
         // Recovery settles aborted transactions before it replays.
         Op::Abort => {}

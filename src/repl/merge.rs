@@ -38,7 +38,7 @@ use std::collections::HashMap;
 
 use keel_shards::entry_codec::decode_entry;
 use keel_shards::record::{decode_frame, Frame, Op, Record};
-use keel_shards::{Hlc, Shard, Value};
+use keel_shards::{Hlc, Shard, ValueRef};
 
 use crate::cmd::{is, Ctx};
 use crate::exec::command::{self, Kind};
@@ -160,7 +160,7 @@ struct Side {
 }
 
 fn side(s: &mut Shard, fork: &Fork, db: u8, key: &[u8], now: u64) -> Side {
-    let entry_hlc = s.peek(db as usize, key, now).map(|e| e.hlc);
+    let entry_hlc = s.peek(db as usize, key, now).map(|e| e.hlc());
     let deleted = fork.deleted_at(db, key);
     let last = entry_hlc
         .into_iter()
@@ -296,8 +296,8 @@ fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &m
     }
     let fields =
         |s: &mut Shard, keep: &dyn Fn(&keel_shards::Hash, &[u8]) -> bool| -> Option<Vec<Vec<u8>>> {
-            match s.peek(db as usize, &key, now).map(|e| &e.value) {
-                Some(Value::Hash(hash)) => Some(
+            match s.peek(db as usize, &key, now).map(|e| e.value()) {
+                Some(ValueRef::Hash(hash)) => Some(
                     r.args[2..]
                         .iter()
                         .filter(|f| keep(hash, f))
@@ -323,8 +323,8 @@ fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &m
         // Field by field: pairs whose field the winner wrote later stay its.
         let pairs: Vec<(&[u8], &[u8])> = r.args[2..].chunks(2).map(|c| (c[0], c[1])).collect();
         let keep: Option<Vec<(&[u8], &[u8])>> =
-            match s.peek(db as usize, &key, now).map(|e| &e.value) {
-                Some(Value::Hash(hash)) => Some(
+            match s.peek(db as usize, &key, now).map(|e| e.value()) {
+                Some(ValueRef::Hash(hash)) => Some(
                     pairs
                         .into_iter()
                         .filter(|(f, _)| field_older(hash, f))
@@ -359,8 +359,9 @@ fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &m
     } else if is(name, "srem") && r.args.len() >= 3 {
         // A member the winner added since the fork was added concurrently
         // with this removal: it stays.
-        let members: Option<Vec<Vec<u8>>> = match s.peek(db as usize, &key, now).map(|e| &e.value) {
-            Some(Value::Set(set)) => Some(
+        let members: Option<Vec<Vec<u8>>> = match s.peek(db as usize, &key, now).map(|e| e.value())
+        {
+            Some(ValueRef::Set(set)) => Some(
                 r.args[2..]
                     .iter()
                     .filter(|m| set.hlc(m).is_some_and(|t| t <= fork.hlc))
@@ -427,8 +428,8 @@ mod tests {
     }
 
     fn get(s: &mut Shard, key: &str) -> Option<Vec<u8>> {
-        match &s.peek(0, key.as_bytes(), 0)?.value {
-            Value::Str(v) => Some(v.clone()),
+        match s.peek(0, key.as_bytes(), 0)?.value() {
+            ValueRef::Str(v) => Some(v.to_vec()),
             _ => None,
         }
     }
@@ -496,14 +497,17 @@ mod tests {
             None,
             "a delete of older state applies"
         );
-        let h = s.peek(0, b"h", 0).map(|e| e.value.clone());
-        let Some(Value::Hash(h)) = h else {
+        let h = s.peek(0, b"h", 0).map(|e| e.value().to_value());
+        let Some(keel_shards::Value::Hash(h)) = h else {
             panic!("h is not a hash");
         };
         assert_eq!(h.get(b"f1").map(|f| f.value.to_vec()), Some(b"W".to_vec()));
         assert_eq!(h.get(b"f2").map(|f| f.value.to_vec()), Some(b"L".to_vec()));
-        let e = s.peek(0, b"s", 0).map(|e| e.value.clone());
-        let set = e.as_ref().and_then(Set::of).expect("s is a set");
+        let e = s.peek(0, b"s", 0).map(|e| e.value().to_value());
+        let set = e
+            .as_ref()
+            .and_then(|v| Set::of(v.as_ref()))
+            .expect("s is a set");
         let mut members: Vec<&[u8]> = set.iter().map(|(m, _)| m).collect();
         members.sort();
         assert_eq!(members, vec![&b"m2"[..], b"m3", b"mW"]);

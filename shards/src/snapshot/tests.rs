@@ -5,7 +5,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::entry_codec::testing::{canon, value};
 use crate::record::{decode_frame, walk, Tail};
-use crate::shard::{entry_bytes, EvictionPolicy};
+use crate::shard::EvictionPolicy;
+use crate::value::Entry;
 use crate::value::{Typed, Value};
 use crate::{Hash, Set};
 
@@ -14,7 +15,7 @@ fn contents(s: &Shard) -> BTreeMap<(usize, Vec<u8>), String> {
     let mut m = BTreeMap::new();
     for (db, d) in s.dbs.iter().enumerate() {
         for (k, e) in d.dict.iter() {
-            m.insert((db, k.to_vec()), canon(e));
+            m.insert((db, k.to_vec()), canon(&e));
         }
     }
     m
@@ -63,9 +64,9 @@ fn check_accounting(s: &Shard) {
     let mut used = 0;
     for d in &s.dbs {
         let mut volatile = 0;
-        for (k, e) in d.dict.iter() {
-            used += entry_bytes(k, e);
-            volatile += usize::from(e.expire_at != 0);
+        for (_, e) in d.dict.iter() {
+            used += e.mem_bytes();
+            volatile += usize::from(e.expire_at() != 0);
         }
         assert_eq!(volatile, d.volatile);
     }
@@ -384,7 +385,7 @@ fn apply(s: &mut Shard, c: &Change, now: &mut u64, out: &mut Vec<u8>, done: &mut
             );
         }
         Change::Persist(db, k) => {
-            s.modify(*db, &key(*k), *now, |e| e.expire_at = 0);
+            s.set_expire(*db, &key(*k), *now, 0);
         }
         Change::Time(dt) => *now += dt,
         Change::Peek(db, k) => {

@@ -130,7 +130,7 @@ fn run(s: &mut Shard, db: usize, now: u64, argv: &[Vec<u8>]) {
 fn contents(s: &Shard) -> Vec<(usize, Vec<u8>, Entry)> {
     let mut out = Vec::new();
     for db in 0..DATABASES {
-        s.for_each(db, 0, |k, e| out.push((db, k.to_vec(), e.clone())));
+        s.for_each(db, 0, |k, e| out.push((db, k.to_vec(), e.to_entry())));
     }
     out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     out

@@ -159,7 +159,7 @@ async fn scan(conn: &Conn, a: &[&[u8]], now: u64) -> CmdResult {
             .on_shard(shard, conn.tx, move |s| {
                 let mut found = Vec::new();
                 let next = s.scan(db, pos, c, now, |k, e| {
-                    let type_ok = t.as_deref().is_none_or(|t| e.value.type_name() == t);
+                    let type_ok = t.as_deref().is_none_or(|t| e.value().type_name() == t);
                     let match_ok = p.as_deref().is_none_or(|p| glob::matches(p, k));
                     if type_ok && match_ok {
                         found.push(k.to_vec());

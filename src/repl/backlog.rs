@@ -154,11 +154,20 @@ impl Backlog {
     /// `after` cannot be served (or, through a bug upstream, the chunk it
     /// stops inside does not decode); `Some((empty, after))` when caught up.
     pub fn read_after(&self, after: u64, max_bytes: usize) -> Option<(Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        let last = self.read_after_into(after, max_bytes, &mut out)?;
+        Some((out, last))
+    }
+
+    /// [`Backlog::read_after`], appending the frames to `out` (after a
+    /// message header, say, to save a copy); returns the last seq appended
+    /// (`after` when caught up).
+    pub fn read_after_into(&self, after: u64, max_bytes: usize, out: &mut Vec<u8>) -> Option<u64> {
         if !self.can_serve(after) {
             return None;
         }
         if after == self.last_seq {
-            return Some((Vec::new(), after));
+            return Some(after);
         }
         let (first, skip) = self.position(after)?;
         // Size the copy first: one allocation per read.
@@ -171,12 +180,12 @@ impl Backlog {
             len += c.bytes.len();
             end += 1;
         }
-        let mut out = Vec::with_capacity(len);
+        out.reserve(len);
         out.extend_from_slice(&self.chunks[first].bytes[skip..]);
         for c in self.chunks.range(first + 1..end) {
             out.extend_from_slice(&c.bytes);
         }
-        Some((out, self.chunks[end - 1].last_seq))
+        Some(self.chunks[end - 1].last_seq)
     }
 
     /// How far a reader that applied `after` is behind: the bytes of frames

@@ -42,10 +42,13 @@ pub struct LinkStats {
     pub payload_bytes: u64,
     /// Bytes on the wire, heads included.
     pub wire_bytes: u64,
+    /// Frames (counted above too) sent as another link of the same kind
+    /// had encoded them: neither encoded nor compressed again.
+    pub frames_shared: u64,
 }
 
 impl LinkStats {
-    fn count(&mut self, compressed: bool, payload: usize, wire: usize) {
+    pub(crate) fn count(&mut self, compressed: bool, payload: usize, wire: usize) {
         if compressed {
             self.frames_compressed += 1;
         } else {

@@ -446,7 +446,6 @@ async fn stream_to(
     };
     let pin = std::cell::Cell::new(None::<u64>);
     let sender = async {
-        let mut out = Vec::new();
         loop {
             if state.repl.is_backup() && !hello.pull {
                 return Err(StreamError::Demoted);
@@ -454,22 +453,54 @@ async fn stream_to(
             if state.shutdown.load(Ordering::SeqCst) {
                 return Ok(());
             }
+            let primary_seq = ls.shard(id).seq();
+            // Another link of this kind sent the records from here already:
+            // the same bytes go out again.
+            let shared = {
+                let repls = ls.repl.borrow();
+                let r = &repls[ls.local_index(id)];
+                let f = r.shared[compress as usize].as_ref();
+                f.filter(|f| {
+                    f.after == after && f.history == r.history && r.backlog.can_serve(after)
+                })
+                .map(|f| (f.bytes.clone(), f.last, f.payload_len, f.compressed))
+            };
+            if let Some((bytes, last, payload_len, compressed)) = shared {
+                {
+                    let mut l = link.borrow_mut();
+                    l.stats.count(compressed, payload_len, bytes.len());
+                    l.stats.frames_shared += 1;
+                }
+                wr.write_all(&bytes).await.map_err(LinkError::from)?;
+                after = last;
+                pin_after(ls, id, &pin, after);
+                continue;
+            }
+            // The records after `after` go straight behind the message head.
+            let mut payload = Vec::new();
+            Msg::Data {
+                primary_seq: 0,
+                at_ms: now_ms(),
+                frames: &[],
+            }
+            .encode(&mut payload);
+            let head = payload.len();
             let read = {
                 let repls = ls.repl.borrow();
                 let b = &repls[ls.local_index(id)].backlog;
                 if after > b.last_seq() {
                     // (after a snapshot: its last records are on their way
                     // from the journal)
-                    Some((Vec::new(), after))
+                    Some(after)
                 } else {
-                    b.read_after(after, FRAME_BYTES)
+                    b.read_after_into(after, FRAME_BYTES, &mut payload)
                 }
             };
-            let Some((frames, last)) = read else {
+            let Some(last) = read else {
                 return Err(StreamError::OutOfBacklog);
             };
-            let primary_seq = ls.shard(id).seq();
-            let msg = if frames.is_empty() {
+            let mut out = Vec::new();
+            let out = if payload.len() == head {
                 let tick = crate::runtime::sleep(PING_EVERY);
                 futures::pin_mut!(tick);
                 if let futures::future::Either::Left(_) =
@@ -477,34 +508,36 @@ async fn stream_to(
                 {
                     continue;
                 }
+                let mut ping = Vec::new();
                 Msg::Ping {
                     primary_seq,
                     at_ms: now_ms(),
                 }
+                .encode(&mut ping);
+                encode_frame(&mut out, &ping, compress, &mut link.borrow_mut().stats);
+                Rc::new(out)
             } else {
-                Msg::Data {
-                    primary_seq: primary_seq.max(last),
-                    at_ms: now_ms(),
-                    frames: &frames,
-                }
+                Msg::set_data_primary_seq(&mut payload, primary_seq.max(last));
+                let mut stats = link.borrow().stats;
+                let compressed_before = stats.frames_compressed;
+                encode_frame(&mut out, &payload, compress, &mut stats);
+                link.borrow_mut().stats = stats;
+                let out = Rc::new(out);
+                let mut repls = ls.repl.borrow_mut();
+                let r = &mut repls[ls.local_index(id)];
+                r.shared[compress as usize] = Some(super::shard::SharedFrame {
+                    history: r.history,
+                    after,
+                    last,
+                    bytes: out.clone(),
+                    payload_len: payload.len(),
+                    compressed: stats.frames_compressed > compressed_before,
+                });
+                out
             };
-            out.clear();
-            let mut payload = Vec::new();
-            msg.encode(&mut payload);
-            {
-                let mut l = link.borrow_mut();
-                encode_frame(&mut out, &payload, compress, &mut l.stats);
-            }
             wr.write_all(&out).await.map_err(LinkError::from)?;
             after = last.max(after);
-            // What this backup has not been sent yet stays (up to 4 x the
-            // backlog's size) even when the backlog would trim it: a burst
-            // of writes should not force a full sync.
-            let mut repls = ls.repl.borrow_mut();
-            let b = &mut repls[ls.local_index(id)].backlog;
-            if let Some(p) = pin.replace(Some(b.pin(after))) {
-                b.unpin(p);
-            }
+            pin_after(ls, id, &pin, after);
         }
     };
     futures::pin_mut!(acks);
@@ -517,6 +550,17 @@ async fn stream_to(
         ls.repl.borrow_mut()[ls.local_index(id)].backlog.unpin(p);
     }
     r
+}
+
+/// Moves a link's pin on the backlog to `after`: what this backup has not
+/// been sent yet stays (up to 4 x the backlog's size) even when the backlog
+/// would trim it, so a burst of writes does not force a full sync.
+fn pin_after(ls: &LocalShards, id: usize, pin: &std::cell::Cell<Option<u64>>, after: u64) {
+    let mut repls = ls.repl.borrow_mut();
+    let b = &mut repls[ls.local_index(id)].backlog;
+    if let Some(p) = pin.replace(Some(b.pin(after))) {
+        b.unpin(p);
+    }
 }
 
 /// Sends a point-in-time snapshot of shard `id`; returns its seq, from

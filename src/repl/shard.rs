@@ -67,6 +67,22 @@ pub struct Follow {
     pub received: LinkStats,
 }
 
+/// A records frame as one link encoded (and maybe compressed) it: the next
+/// link of the same kind at the same place sends these bytes as they are,
+/// so a shard encodes and compresses each stretch of records once however
+/// many backups stream it.
+pub struct SharedFrame {
+    /// The records it carries: seq `after` + 1 to `last` of `history` (a
+    /// history's record at a seq never changes).
+    pub history: u64,
+    pub after: u64,
+    pub last: u64,
+    /// The whole frame, head included.
+    pub bytes: Rc<Vec<u8>>,
+    pub payload_len: usize,
+    pub compressed: bool,
+}
+
 pub struct ShardRepl {
     /// The history this shard's records belong to, and the one it branched
     /// from (with the last seq they share) after a promotion.
@@ -82,6 +98,8 @@ pub struct ShardRepl {
     strong: Vec<(u64, oneshot::Sender<()>)>,
     /// WAIT callers to wake at the next ack (dropping a sender wakes it).
     pub ack_watchers: Vec<oneshot::Sender<()>>,
+    /// The latest records frame per kind: [raw, compressed].
+    pub shared: [Option<SharedFrame>; 2],
 }
 
 /// A fresh history id: differs between runs and shards.
@@ -113,6 +131,7 @@ impl ShardRepl {
             },
             strong: Vec::new(),
             ack_watchers: Vec::new(),
+            shared: [None, None],
         }
     }
 

@@ -77,6 +77,14 @@ fn text(c: &mut Cursor<'_>) -> Result<String, LinkError> {
 }
 
 impl Msg<'_> {
+    /// Sets the primary's seq in an encoded `Data` message (its head is
+    /// written before the records are known).
+    pub fn set_data_primary_seq(encoded: &mut [u8], primary_seq: u64) {
+        if encoded.first() == Some(&b'D') && encoded.len() >= 9 {
+            encoded[1..9].copy_from_slice(&primary_seq.to_le_bytes());
+        }
+    }
+
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Msg::Hello(h) => {
@@ -191,6 +199,27 @@ impl Msg<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_head_written_first_takes_its_seq_later() {
+        let mut out = Vec::new();
+        Msg::Data {
+            primary_seq: 0,
+            at_ms: 5,
+            frames: &[],
+        }
+        .encode(&mut out);
+        out.extend_from_slice(b"records");
+        Msg::set_data_primary_seq(&mut out, 42);
+        match Msg::decode(&out) {
+            Ok(Msg::Data {
+                primary_seq: 42,
+                at_ms: 5,
+                frames: b"records",
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn messages_round_trip() {

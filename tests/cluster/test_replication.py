@@ -401,6 +401,13 @@ def test_cross_zone_links_compress_same_zone_links_do_not():
                     assert int(l["frames_compressed"]) > 0, (s, b, l)
                     assert wire < pay, (s, b, l)
         print("per (shard, backup): compress, frames_compressed, frames_raw, payload, wire:", report)
+        # h2 and h3 take compressed frames of the same records: a frame one
+        # link encoded goes to the other as it is. h4 is alone of its kind.
+        shared = {b: sum(int(link(p, s, b)["frames_shared"]) for s in range(SHARDS))
+                  for b in ("h2", "h3", "h4")}
+        print("frames shared:", shared)
+        assert shared["h2"] + shared["h3"] > 0, shared
+        assert shared["h4"] == 0, shared
         for n in range(3):
             sl = fields(p[f"slave{n}"])
             assert sl["compress"] == ("0" if sl["id"] == "h4" else "1"), sl

@@ -291,7 +291,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
         for l in &v.links {
             let _ = write!(
                 w,
-                "shard{}_link_{}:state={},sync={},acked={},lag_records={},lag_bytes={},lag_ms={},compress={},payload_bytes={},wire_bytes={},frames_raw={},frames_compressed={}\r\n",
+                "shard{}_link_{}:state={},sync={},acked={},lag_records={},lag_bytes={},lag_ms={},compress={},payload_bytes={},wire_bytes={},frames_raw={},frames_compressed={},frames_shared={}\r\n",
                 v.id,
                 l.link.backup,
                 if l.link.in_full_sync { "sync" } else { "online" },
@@ -305,6 +305,7 @@ pub async fn info_section(conn: &Conn, w: &mut String) -> Result<(), CmdError> {
                 l.link.stats.wire_bytes,
                 l.link.stats.frames_raw,
                 l.link.stats.frames_compressed,
+                l.link.stats.frames_shared,
             );
             if !l.link.why.is_empty() {
                 let _ = write!(

@@ -475,6 +475,7 @@ CONFIG_NAMES = {
     "keel2s": "keel + 2 backups, same zone (raw)",
     "redis0": "redis, no replica",
     "redis1": "redis + 1 replica",
+    "redis2": "redis + 2 replicas",
 }
 
 

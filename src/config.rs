@@ -166,6 +166,16 @@ pub struct Flags {
     /// client port + 1000 (a free port if that one is taken); 0 turns it off.
     #[arg(long = "http-port")]
     pub http_port: Option<u16>,
+    /// Bearer token of the REST API (every command); default the
+    /// requirepass password. With neither, REST asks no token.
+    #[arg(long = "http-token")]
+    pub http_token: Option<String>,
+    /// Bearer token of the REST API that may run read commands only.
+    #[arg(long = "http-readonly-token")]
+    pub http_readonly_token: Option<String>,
+    /// The largest REST request body (e.g. 10mb).
+    #[arg(long = "http-max-body")]
+    pub http_max_body: Option<String>,
 }
 
 /// The settings as a file spells them.
@@ -207,6 +217,9 @@ struct FileConfig {
     database_name: Option<String>,
     bus_port: Option<u16>,
     http_port: Option<u16>,
+    http_token: Option<String>,
+    http_readonly_token: Option<String>,
+    http_max_body: Option<toml::Value>,
     /// The database's nodes, and which one is primary.
     primary: Option<String>,
     nodes: Option<Vec<NodeSpec>>,
@@ -306,6 +319,10 @@ pub struct Config {
     pub bus_port: u16,
     /// None: the client port + 1000 (or a free one); Some(0): no HTTP.
     pub http_port: Option<u16>,
+    /// REST tokens: full (default the requirepass password) and read-only.
+    pub http_token: Option<String>,
+    pub http_readonly_token: Option<String>,
+    pub http_max_body: u64,
 }
 
 /// Parses "host port" (or "host:port") as REPLICAOF takes it.
@@ -399,6 +416,7 @@ impl Config {
                     .unwrap_or_default()
             };
         }
+        let requirepass = pick!(flags.requirepass, requirepass).filter(|p| !p.is_empty());
         let policy_text = pick!(flags.maxmemory_policy, maxmemory_policy).unwrap_or_default();
         let maxmemory_policy =
             EvictionPolicy::parse(&policy_text).ok_or_else(|| ConfigError::Invalid {
@@ -515,10 +533,20 @@ impl Config {
                 .unwrap_or_else(|| "keel".into()),
             bus_port: pick!(flags.bus_port, bus_port).unwrap_or(0),
             http_port: pick!(flags.http_port, http_port),
+            http_token: pick!(flags.http_token, http_token)
+                .filter(|t| !t.is_empty())
+                .or_else(|| requirepass.clone()),
+            http_readonly_token: pick!(flags.http_readonly_token, http_readonly_token)
+                .filter(|t| !t.is_empty()),
+            http_max_body: memory(
+                "http-max-body",
+                &pick_text!(flags.http_max_body, http_max_body),
+            )?
+            .max(1024),
             bind: pick!(flags.bind, bind).unwrap_or_default(),
             port,
             shards,
-            requirepass: pick!(flags.requirepass, requirepass).filter(|p| !p.is_empty()),
+            requirepass,
             masterauth: pick!(flags.masterauth, masterauth).filter(|p| !p.is_empty()),
             maxmemory: memory("maxmemory", &pick_text!(flags.maxmemory, maxmemory))?,
             maxmemory_policy,

@@ -41,7 +41,7 @@ pub fn target(conn: &Conn) -> Option<(String, u16)> {
 
 /// A shard's applied seq here: exact for this core's shards, the last
 /// published (never ahead of the truth) for the others.
-fn local_seq(conn: &Conn, shard: usize) -> u64 {
+pub fn local_seq(conn: &Conn, shard: usize) -> u64 {
     if conn.router.local.ids().any(|id| id == shard) {
         return conn.router.local.shard(shard).seq();
     }

@@ -1,14 +1,16 @@
-//! HTTP on every node, on the same per-core runtime as RESP: for now the
-//! health endpoints DNS health checks and load balancers poll
-//! ([`health`]); the REST API will share this listener.
+//! HTTP on every node, on the same per-core runtime as RESP: the health
+//! endpoints DNS health checks and load balancers poll ([`health`]) and the
+//! Upstash-compatible REST API ([`rest`]).
 //!
 //! One listener per core on `--http-port` (the client port + 1000 unless
 //! set; 0 turns HTTP off). HTTP/1.1 with keep-alive; requests are parsed by
-//! `httparse`, bounded (headers 16 KiB, no body accepted yet), and anything
-//! malformed gets a 400 and the connection closed — never a panic or a hang
-//! (an idle connection is closed after 60 s).
+//! `httparse`, bounded (headers 16 KiB, bodies `--http-max-body`), and
+//! anything malformed gets a 400 and the connection closed — never a panic
+//! or a hang (an idle connection is closed after 60 s). Every response
+//! allows any origin (CORS), as browsers calling the REST API need.
 
 pub mod health;
+pub mod rest;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +19,9 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 use crate::exec::router::Router;
-use crate::server::state::ServerState;
+use crate::server::client::ClientInfo;
+use crate::server::conn::Conn;
+use crate::server::state::{now_ms, ServerState};
 
 /// The largest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 16 << 10;
@@ -28,6 +32,8 @@ pub struct Response {
     pub status: u16,
     pub body: String,
     pub content_type: &'static str,
+    /// Headers beyond the usual ones.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Response {
@@ -36,6 +42,7 @@ impl Response {
             status,
             body,
             content_type: "application/json",
+            headers: Vec::new(),
         }
     }
 
@@ -44,27 +51,53 @@ impl Response {
             status,
             body: body.to_string(),
             content_type: "text/plain",
+            headers: Vec::new(),
         }
+    }
+
+    /// The answer to a CORS preflight.
+    fn preflight() -> Response {
+        let mut r = Response::text(204, "");
+        r.headers = vec![
+            ("access-control-allow-methods", "GET, POST, HEAD, OPTIONS".into()),
+            (
+                "access-control-allow-headers",
+                "authorization, content-type, upstash-encoding, upstash-sync-token, upstash-response-format".into(),
+            ),
+            ("access-control-max-age", "86400".into()),
+        ];
+        r
     }
 
     fn encode(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
+            204 => "No Content",
             400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             413 => "Payload Too Large",
+            500 => "Internal Server Error",
             503 => "Service Unavailable",
             _ => "",
         };
-        let mut out = format!(
-            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: {}\r\n\r\n",
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: {}\r\naccess-control-allow-origin: *\r\naccess-control-expose-headers: upstash-sync-token\r\n",
             self.status,
             self.content_type,
             self.body.len(),
             if keep_alive { "keep-alive" } else { "close" }
-        )
-        .into_bytes();
+        );
+        for (k, v) in &self.headers {
+            head.push_str(k);
+            head.push_str(": ");
+            head.push_str(v);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
         if !head_only {
             out.extend_from_slice(self.body.as_bytes());
         }
@@ -78,6 +111,11 @@ struct Request {
     path: String,
     keep_alive: bool,
     body_len: usize,
+    /// `Authorization: Bearer <token>`.
+    bearer: Option<String>,
+    base64: bool,
+    /// `upstash-sync-token`: the position the client has seen.
+    sync_token: Option<String>,
 }
 
 /// Parses a request head off `buf`: Ok(None) while incomplete, else the
@@ -96,6 +134,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Response> {
     let version = req.version.unwrap_or(0);
     let mut keep_alive = version >= 1;
     let mut body_len = 0usize;
+    let (mut bearer, mut base64, mut sync_token) = (None, false, None);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
@@ -109,6 +148,17 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Response> {
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
                 .ok_or_else(|| Response::text(400, "bad content-length\n"))?;
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            let v = String::from_utf8_lossy(h.value);
+            if let Some((scheme, token)) = v.trim().split_once(' ') {
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    bearer = Some(token.trim().to_string());
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("upstash-sync-token") {
+            sync_token = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("upstash-encoding") {
+            base64 = h.value.eq_ignore_ascii_case(b"base64");
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(Response::text(400, "chunked bodies are not accepted\n"));
         }
@@ -119,28 +169,88 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Response> {
             path: req.path.unwrap_or("/").to_string(),
             keep_alive,
             body_len,
+            bearer,
+            base64,
+            sync_token,
         },
         used,
     )))
 }
 
-async fn route(req: &Request, router: &Router, state: &ServerState) -> Response {
-    let path = req.path.split('?').next().unwrap_or("/");
+async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Response {
+    let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+    let (router, state) = (conn.router.clone(), conn.state.clone());
     match (req.method.as_str(), path) {
-        ("GET" | "HEAD", "/health") => health::health(router, state, false).await,
-        ("GET" | "HEAD", "/health/primary") => health::health(router, state, true).await,
+        ("OPTIONS", _) => Response::preflight(),
+        ("GET" | "HEAD", "/health") => health::health(&router, &state, false).await,
+        ("GET" | "HEAD", "/health/primary") => health::health(&router, &state, true).await,
         (_, "/health" | "/health/primary") => Response::text(405, "GET or HEAD\n"),
-        _ => Response::text(404, "not found\n"),
+        _ => {
+            let mut token = req.bearer.clone();
+            let mut params = Vec::new();
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                if k == "_token" {
+                    token = Some(v.into_owned());
+                } else {
+                    params.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+                }
+            }
+            let config = state.config();
+            let access = match rest::authorize(
+                token.as_deref(),
+                config.http_token.as_deref(),
+                config.http_readonly_token.as_deref(),
+            ) {
+                Ok(a) => a,
+                Err(r) => return r,
+            };
+            let call = rest::Call {
+                method: &req.method,
+                path,
+                query: params,
+                body,
+                encoding: if req.base64 {
+                    rest::Encoding::Base64
+                } else {
+                    rest::Encoding::Utf8
+                },
+                access,
+                sync_token: req.sync_token.as_deref(),
+            };
+            rest::handle(conn, call).await
+        }
     }
 }
 
-/// Serves one HTTP connection until it closes, errs or idles.
-pub async fn serve<S>(mut stream: S, router: Rc<Router>, state: Arc<ServerState>)
+/// Serves one HTTP connection until it closes, errs or idles. Its REST
+/// commands run as one client of the node.
+pub async fn serve(stream: crate::runtime::TcpStream, router: Rc<Router>, state: Arc<ServerState>) {
+    let now = now_ms();
+    let info = ClientInfo::new(
+        state
+            .next_client_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        stream
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        now,
+    );
+    let conn = Conn::new(router, state, Rc::new(std::cell::RefCell::new(info)), true);
+    serve_with(stream, conn).await
+}
+
+async fn serve_with<S>(mut stream: S, mut conn: Conn)
 where
     S: futures::AsyncRead + futures::AsyncWrite + Unpin,
 {
+    let max_body = conn.state.config().http_max_body as usize;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = vec![0u8; 4096];
+    let mut chunk = vec![0u8; 16 << 10];
     loop {
         let parsed = match parse(&buf) {
             Ok(p) => p,
@@ -149,7 +259,33 @@ where
                 return;
             }
         };
-        let Some((req, used)) = parsed else {
+        let complete = match &parsed {
+            Some((req, used)) if req.body_len > max_body => {
+                let resp = Response::json(
+                    413,
+                    format!("{{\"error\":\"ERR the body is larger than http-max-body ({max_body} bytes)\"}}"),
+                );
+                let _ = stream.write_all(&resp.encode(false, false)).await;
+                // Closing with unread bytes would reset the connection, and
+                // the client might lose the answer: read (and drop) what is
+                // on its way, a bounded amount for a bounded time.
+                let mut left = (req.body_len + used)
+                    .saturating_sub(buf.len())
+                    .min(4 * max_body);
+                while left > 0 {
+                    match crate::runtime::timeout(Duration::from_secs(1), stream.read(&mut chunk))
+                        .await
+                    {
+                        Some(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                        _ => break,
+                    }
+                }
+                return;
+            }
+            Some((req, used)) => buf.len() >= used + req.body_len,
+            None => false,
+        };
+        let Some((req, used)) = parsed.filter(|_| complete) else {
             let n = match crate::runtime::timeout(IDLE, stream.read(&mut chunk)).await {
                 Some(Ok(n)) if n > 0 => n,
                 _ => return,
@@ -157,14 +293,8 @@ where
             buf.extend_from_slice(&chunk[..n]);
             continue;
         };
-        if req.body_len > 0 {
-            // No endpoint takes a body yet.
-            let resp = Response::text(413, "no body is accepted here\n");
-            let _ = stream.write_all(&resp.encode(false, false)).await;
-            return;
-        }
-        buf.drain(..used);
-        let resp = route(&req, &router, &state).await;
+        let resp = route(&req, &buf[used..used + req.body_len], &mut conn).await;
+        buf.drain(..used + req.body_len);
         let out = resp.encode(req.keep_alive, req.method == "HEAD");
         if stream.write_all(&out).await.is_err() || !req.keep_alive {
             return;

@@ -41,7 +41,6 @@ pub use net::{TcpListener, TcpStream};
 use crate::config::Config;
 use crate::exec::local::{LocalShards, Msg};
 use crate::exec::router::Router;
-use crate::resp::Protocol;
 use crate::server::client::ClientInfo;
 use crate::server::conn::{self, Conn};
 use crate::server::state::{now_ms, ServerState};
@@ -659,48 +658,25 @@ async fn executor_main(
             }
             let _ = stream.set_nodelay(true);
             let now = now_ms();
-            let info = Rc::new(std::cell::RefCell::new(ClientInfo {
-                id: state.next_client_id.fetch_add(1, Ordering::Relaxed),
-                addr: stream
+            let info = Rc::new(std::cell::RefCell::new(ClientInfo::new(
+                state.next_client_id.fetch_add(1, Ordering::Relaxed),
+                stream
                     .peer_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
-                laddr: stream
+                stream
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
-                name: String::new(),
-                db: 0,
-                created_ms: now,
-                last_ms: now,
-                last_cmd: String::new(),
-                proto: Protocol::Resp2,
-                lib_name: String::new(),
-                lib_ver: String::new(),
-                no_evict: false,
-                qbuf: 0,
-            }));
+                now,
+            )));
             local.clients.borrow_mut().push(info.clone());
-            let conn = Conn {
-                router: router.clone(),
-                state: state.clone(),
-                info: info.clone(),
-                db: 0,
-                proto: Protocol::Resp2,
-                authenticated: config.requirepass.is_none(),
-                max_string: config.proto_max_bulk_len as usize,
-                multi: None,
-                watches: Vec::new(),
-                tx: None,
-                subs: Default::default(),
-                wrote: Default::default(),
-                written_seqs: Vec::new(),
-                pinned: None,
-                inflight: Default::default(),
-                pipeline: Default::default(),
-                routed: false,
-                scan_remote: false,
-            };
+            let conn = Conn::new(
+                router.clone(),
+                state.clone(),
+                info.clone(),
+                config.requirepass.is_none(),
+            );
             let (state, local) = (state.clone(), local.clone());
             spawn(async move {
                 conn::serve(stream, conn).await;

@@ -22,6 +22,24 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    pub fn new(id: u64, addr: String, laddr: String, now_ms: u64) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            name: String::new(),
+            db: 0,
+            created_ms: now_ms,
+            last_ms: now_ms,
+            last_cmd: String::new(),
+            proto: Protocol::Resp2,
+            lib_name: String::new(),
+            lib_ver: String::new(),
+            no_evict: false,
+            qbuf: 0,
+        }
+    }
+
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
     pub fn line(&self, now_ms: u64) -> String {
         format!(

@@ -119,6 +119,36 @@ fn disk_error(conn: &Conn) -> String {
 }
 
 impl Conn {
+    /// A new client's state (RESP2, database 0).
+    pub fn new(
+        router: Rc<Router>,
+        state: Arc<ServerState>,
+        info: Rc<RefCell<ClientInfo>>,
+        authenticated: bool,
+    ) -> Conn {
+        let max_string = state.config().proto_max_bulk_len as usize;
+        Conn {
+            router,
+            state,
+            info,
+            db: 0,
+            proto: Protocol::Resp2,
+            authenticated,
+            max_string,
+            multi: None,
+            watches: Vec::new(),
+            tx: None,
+            subs: Default::default(),
+            wrote: Default::default(),
+            written_seqs: Vec::new(),
+            pinned: None,
+            inflight: Default::default(),
+            pipeline: Default::default(),
+            routed: false,
+            scan_remote: false,
+        }
+    }
+
     pub fn id(&self) -> u64 {
         self.info.borrow().id
     }
@@ -708,12 +738,11 @@ fn drain_messages(conn: &mut Conn, out: &mut Vec<u8>) {
     }
 }
 
-async fn write_out<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    out: &mut Vec<u8>,
-    conn: &mut Conn,
-) -> std::io::Result<()> {
-    // Replies from other cores and forwarded ones take their places first.
+/// Completes the replies in `out` before they may be sent: replies from
+/// other cores and forwarded ones take their places, and writes wait until
+/// they are durable (`appendfsync always`) and, in strong mode, held by the
+/// sync backup. An error means the replies must not be sent.
+pub async fn finish_replies(conn: &mut Conn, out: &mut Vec<u8>) -> std::io::Result<()> {
     conn.flush_batch(out).await;
     conn.settle(out).await;
     let wrote = std::mem::take(&mut *conn.wrote.borrow_mut());
@@ -730,6 +759,15 @@ async fn write_out<S: AsyncWrite + Unpin>(
             ));
         }
     }
+    Ok(())
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    conn: &mut Conn,
+) -> std::io::Result<()> {
+    finish_replies(conn, out).await?;
     stream.write_all(out).await?;
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;
     out.clear();

@@ -121,9 +121,9 @@ function checkKeelBin () {
   }
 }
 
-function argv (kind, port, dir) {
+function argv (kind, port, dir, extra = []) {
   const common = ['--port', String(port), '--bind', HOST, '--dir', dir]
-  if (kind === 'keel') return [KEEL_BIN, [...common, '--shards', String(SHARDS)]]
+  if (kind === 'keel') return [KEEL_BIN, [...common, '--shards', String(SHARDS), ...extra]]
   return [REDIS_BIN, [...common, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
     '--protected-mode', 'no', '--logfile', '']]
 }
@@ -162,21 +162,26 @@ class Server {
   }
 }
 
-async function startOnce (kind) {
+async function startOnce (kind, opts = {}) {
   if (kind === 'keel') checkKeelBin()
   const port = await freePort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `keel-node-${kind}-`))
   const logPath = path.join(dir, 'server.log')
-  const [bin, args] = argv(kind, port, dir)
+  // opts.http: also serve HTTP (REST) on a free port, as server.httpPort.
+  const httpPort = opts.http ? await freePort() : 0
+  const extra = [...(opts.args || []), ...(opts.http ? ['--http-port', String(httpPort)] : [])]
+  const [bin, args] = argv(kind, port, dir, extra)
   const proc = spawnLogged(bin, args, dir, logPath)
   const server = new Server(kind, proc, port, dir, logPath)
+  server.httpPort = httpPort
   const deadline = Date.now() + START_TIMEOUT_MS
   let last = 'not tried'
   while (Date.now() < deadline) {
     if (!server.alive()) break
     try {
       const line = await ping(port)
-      if (line === '+PONG') return server
+      // (with requirepass, a NOAUTH answer says it is up just as well)
+      if (line === '+PONG' || line.startsWith('-NOAUTH')) return server
       last = `PING answered ${line}`
     } catch (e) { last = e.message }
     await sleep(50)
@@ -190,13 +195,14 @@ async function startOnce (kind) {
 }
 
 // Starts keel (the cluster for "backup", redis-server in stand-in mode);
-// retries a port race.
-async function startServer () {
+// retries a port race. `opts` (keel only): { args: [extra flags], http:
+// true for an HTTP port as server.httpPort }.
+async function startServer (opts = {}) {
   if (TARGET === 'backup') return require('./cluster').startCluster()
   const kind = TARGET === 'keel' ? 'keel' : 'redis'
   let err
   for (let attempt = 0; attempt < 5; attempt++) {
-    try { return await startOnce(kind) } catch (e) { err = e; if (!e.portRace) break }
+    try { return await startOnce(kind, opts) } catch (e) { err = e; if (!e.portRace) break }
   }
   throw err
 }

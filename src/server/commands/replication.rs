@@ -501,6 +501,15 @@ pub async fn seqs(conn: &Conn, a: &[&[u8]]) -> CmdResult {
     let Some(asked) = asked.filter(|s| s.iter().all(|id| *id < conn.state.shards)) else {
         return Err(CmdError::other("REPLCONF SEQS takes shard numbers"));
     };
+    let seqs = shard_seqs(conn, asked).await?;
+    Ok(Reply::Array(
+        seqs.into_iter().map(|s| Reply::Int(s as i64)).collect(),
+    ))
+}
+
+/// The seqs now of the shards `asked` (all when empty), over every shard
+/// with 0 for those not asked: exact, from the executors holding them.
+pub async fn shard_seqs(conn: &Conn, asked: Vec<usize>) -> Result<Vec<u64>, CmdError> {
     let mut executors: Vec<usize> = if asked.is_empty() {
         (0..conn.router.executors()).collect()
     } else {
@@ -523,9 +532,7 @@ pub async fn seqs(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             *s = seq;
         }
     }
-    Ok(Reply::Array(
-        seqs.into_iter().map(|s| Reply::Int(s as i64)).collect(),
-    ))
+    Ok(seqs)
 }
 
 /// REPLCONF AFTER s0 s1 …: a backup that sends a read here for a client

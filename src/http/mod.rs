@@ -9,6 +9,7 @@
 //! or a hang (an idle connection is closed after 60 s). Every response
 //! allows any origin (CORS), as browsers calling the REST API need.
 
+pub mod events;
 pub mod health;
 pub mod rest;
 
@@ -177,10 +178,20 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Response> {
     )))
 }
 
-async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Response {
+/// What a request turns into: a response, or a stream of events.
+enum Routed {
+    Respond(Response),
+    /// `/subscribe/<channels>` or `/psubscribe/<patterns>`.
+    Subscribe {
+        patterns: bool,
+        names: Vec<Vec<u8>>,
+    },
+}
+
+async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
     let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
     let (router, state) = (conn.router.clone(), conn.state.clone());
-    match (req.method.as_str(), path) {
+    Routed::Respond(match (req.method.as_str(), path) {
         ("OPTIONS", _) => Response::preflight(),
         ("GET" | "HEAD", "/health") => health::health(&router, &state, false).await,
         ("GET" | "HEAD", "/health/primary") => health::health(&router, &state, true).await,
@@ -202,8 +213,11 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Response {
                 config.http_readonly_token.as_deref(),
             ) {
                 Ok(a) => a,
-                Err(r) => return r,
+                Err(r) => return Routed::Respond(r),
             };
+            if let Some((patterns, names)) = events::subscription(&req.method, path) {
+                return Routed::Subscribe { patterns, names };
+            }
             let call = rest::Call {
                 method: &req.method,
                 path,
@@ -219,7 +233,7 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Response {
             };
             rest::handle(conn, call).await
         }
-    }
+    })
 }
 
 /// Serves one HTTP connection until it closes, errs or idles. Its REST
@@ -293,7 +307,14 @@ where
             buf.extend_from_slice(&chunk[..n]);
             continue;
         };
-        let resp = route(&req, &buf[used..used + req.body_len], &mut conn).await;
+        let resp = match route(&req, &buf[used..used + req.body_len], &mut conn).await {
+            Routed::Respond(r) => r,
+            Routed::Subscribe { patterns, names } => {
+                // The connection is the event stream until either side ends it.
+                events::stream(&mut stream, &mut conn, patterns, &names).await;
+                return;
+            }
+        };
         buf.drain(..used + req.body_len);
         let out = resp.encode(req.keep_alive, req.method == "HEAD");
         if stream.write_all(&out).await.is_err() || !req.keep_alive {

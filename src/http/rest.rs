@@ -5,7 +5,8 @@
 //!   them (not atomic: one `{"result"}` or `{"error"}` each);
 //!   `POST /multi-exec` the same as one transaction; `GET|POST /cmd/arg/...`
 //!   the path form (segments percent-decoded, query parameters appended as
-//!   arguments, a POST body as the last argument).
+//!   arguments, a POST body as the last argument). Subscriptions are
+//!   event streams ([`super::events`]).
 //! - Arguments are JSON strings, numbers (their literal text, so `1.5`,
 //!   `1e+21` and big integers reach the command as written) and booleans.
 //! - Replies are RESP2 shapes as JSON. With `Upstash-Encoding: base64`
@@ -352,9 +353,6 @@ async fn serve(conn: &mut Conn, call: Call<'_>) -> Response {
             } else {
                 transaction(conn, cmds, call.access, enc).await
             }
-        }
-        ("GET" | "POST", p) if p.starts_with("/subscribe/") || p.starts_with("/psubscribe/") => {
-            error(405, "ERR subscriptions over REST are not served yet")
         }
         ("GET" | "POST", p) => {
             let mut cmd: Vec<Vec<u8>> = p

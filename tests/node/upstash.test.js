@@ -193,6 +193,46 @@ describe('REST API with @upstash/redis', { skip: TARGET !== 'keel' && 'REST is s
     assert.match(get.headers.get('access-control-expose-headers'), /upstash-sync-token/)
   })
 
+  it('subscriptions stream as server-sent events until the client leaves', async () => {
+    const ac = new AbortController()
+    const res = await fetch(base + '/subscribe/news,alerts', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TOKEN}`, Accept: 'text/event-stream' },
+      signal: ac.signal
+    })
+    assert.equal(res.status, 200)
+    assert.match(res.headers.get('content-type'), /text\/event-stream/)
+    const reader = res.body.getReader()
+    const decoder = new TextDecoder()
+    let text = ''
+    const until = async (re, what) => {
+      const deadline = Date.now() + 5000
+      while (!re.test(text)) {
+        assert.ok(Date.now() < deadline, `no ${what} within 5 s; got ${JSON.stringify(text)}`)
+        const { value, done } = await reader.read()
+        assert.ok(!done, `stream ended before ${what}: ${JSON.stringify(text)}`)
+        text += decoder.decode(value, { stream: true })
+      }
+    }
+    await until(/data: subscribe,alerts,2\n\n/, 'both confirmations')
+    assert.match(text, /^data: subscribe,news,1\n\n/)
+    const r = sdk()
+    assert.equal(await r.publish('news', 'hello'), 1)
+    await until(/data: message,news,hello\n\n/, 'the message')
+    await r.publish('alerts', 'two\nlines')
+    await until(/data: message,alerts,two\ndata: lines\n\n/, 'the two-line message')
+    ac.abort()
+    await reader.cancel().catch(() => {})
+    // The subscriber is gone once the stream is closed.
+    const deadline = Date.now() + 5000
+    while ((await r.publish('news', 'x')) !== 0) {
+      assert.ok(Date.now() < deadline, 'the closed stream still counts as a subscriber')
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    const pattern = await rest('/psubscribe/n*', { method: 'POST', token: 'wrong' })
+    assert.equal(pattern.status, 401)
+  })
+
   it('many short-lived clients and keep-alive requests are all served', async () => {
     const writes = []
     for (let i = 0; i < 200; i++) {

@@ -206,15 +206,12 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
                     params.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
                 }
             }
-            let config = state.config();
-            let access = match rest::authorize(
-                token.as_deref(),
-                config.http_token.as_deref(),
-                config.http_readonly_token.as_deref(),
-            ) {
-                Ok(a) => a,
-                Err(r) => return Routed::Respond(r),
-            };
+            let (full, read_only) = state.http_tokens();
+            let access =
+                match rest::authorize(token.as_deref(), full.as_deref(), read_only.as_deref()) {
+                    Ok(a) => a,
+                    Err(r) => return Routed::Respond(r),
+                };
             if let Some((patterns, names)) = events::subscription(&req.method, path) {
                 return Routed::Subscribe { patterns, names };
             }

@@ -45,7 +45,7 @@ pub enum Resp {
 
 /// Reads one RESP2 reply from `b` at `*at`.
 pub fn read_reply(b: &[u8], at: &mut usize) -> Option<Resp> {
-    let line_end = *at + memchr::memmem::find(&b[*at..], b"\r\n")?;
+    let line_end = *at + memchr::memmem::find(b.get(*at..)?, b"\r\n")?;
     let kind = *b.get(*at)?;
     let line = &b[*at + 1..line_end];
     *at = line_end + 2;
@@ -489,6 +489,9 @@ mod tests {
             ]
         );
         assert_eq!(read_reply(b"$5\r\nab", &mut 0), None);
+        // A truncated element inside an array: None, never a panic.
+        assert_eq!(read_reply(b"*2\r\n$5\r\nab", &mut 0), None);
+        assert_eq!(read_reply(b"*2\r\n$2\r\nab", &mut 0), None);
     }
 
     #[test]

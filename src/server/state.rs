@@ -103,6 +103,16 @@ impl ServerState {
         }
     }
 
+    /// The REST tokens (full, read-only): read per request, so without
+    /// cloning the whole configuration.
+    pub fn http_tokens(&self) -> (Option<String>, Option<String>) {
+        let c = match self.config.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        (c.http_token.clone(), c.http_readonly_token.clone())
+    }
+
     pub fn update_config(&self, f: impl FnOnce(&mut Config)) {
         match self.config.write() {
             Ok(mut c) => f(&mut c),

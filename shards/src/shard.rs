@@ -113,6 +113,9 @@ pub struct Shard {
     journal: Journal,
     /// Replay: the HLC time the next write must take.
     forced_hlc: Option<Hlc>,
+    /// Whether read lookups count as keyspace hits and misses: off while a
+    /// write command runs (see [`Shard::count_lookups`]).
+    counting: bool,
     /// A backup's shard: its writes come only from the primary's records,
     /// so it never expires or evicts on its own (an expired key is hidden
     /// from reads until the primary's `Del` arrives).
@@ -140,6 +143,7 @@ impl Shard {
             ready: Vec::new(),
             journal: Journal::default(),
             forced_hlc: None,
+            counting: true,
             follower: false,
         }
     }
@@ -376,6 +380,13 @@ impl Shard {
         (now_ms / 1000) as u32
     }
 
+    /// Whether the command about to run counts its lookups as keyspace hits
+    /// and misses: a read does; a write's lookups count as neither, as
+    /// Redis counts them.
+    pub fn count_lookups(&mut self, on: bool) {
+        self.counting = on;
+    }
+
     /// A read lookup: expires lazily, counts hits and misses, touches LRU age.
     pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryRef<'_>> {
         // Hash once on the common path; only an expired key looks again.
@@ -386,10 +397,10 @@ impl Shard {
         };
         if !live {
             self.expire_if_due(db, key, now_ms);
-            self.stats.keyspace_misses += 1;
+            self.stats.keyspace_misses += u64::from(self.counting);
             return None;
         }
-        self.stats.keyspace_hits += 1;
+        self.stats.keyspace_hits += u64::from(self.counting);
         let n = self.dbs[db].dict.node_mut(h, key)?;
         n.set_access(Self::access_at(now_ms));
         Some(n.view())

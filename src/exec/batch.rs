@@ -28,7 +28,7 @@ use crate::resp::{self, reply::Reply, Protocol};
 /// One command of a batch.
 pub struct Item {
     pub f: KeyedFn,
-    pub deny_oom: bool,
+    pub mode: super::router::Mode,
     pub shard: usize,
     pub args: Vec<Vec<u8>>,
 }
@@ -66,7 +66,7 @@ impl Router {
             for it in items {
                 let r = apply(
                     it.f,
-                    it.deny_oom,
+                    it.mode,
                     &mut ls.shard(it.shard),
                     &ctx,
                     &borrowed(&it.args),

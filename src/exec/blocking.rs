@@ -96,10 +96,11 @@ impl BlockOp {
             return None;
         };
         // An error (e.g. a destination of the wrong type) is the answer.
-        let reply = match crate::exec::router::apply(f, false, s, ctx, &argv) {
-            Ok(r) => r,
-            Err(e) => return Some(Reply::Error(e.to_string().into())),
-        };
+        let reply =
+            match crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, ctx, &argv) {
+                Ok(r) => r,
+                Err(e) => return Some(Reply::Error(e.to_string().into())),
+            };
         Some(match (self, reply) {
             (_, Reply::Nil | Reply::NilArray) => return None,
             (BlockOp::Pop { .. }, v) => Reply::Array(vec![Reply::bulk(key), v]),

@@ -40,6 +40,30 @@ fn gone() -> CmdError {
     CmdError::other("server is shutting down")
 }
 
+/// How a keyed handler runs: whether it is refused when the shard is out
+/// of memory, and whether it is a write (whose key lookups, as Redis's
+/// lookupKeyWrite, count neither as keyspace hits nor misses).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    pub deny_oom: bool,
+    pub write: bool,
+}
+
+impl Mode {
+    pub fn of(spec: &Spec) -> Mode {
+        Mode {
+            deny_oom: spec.has(flags::DENYOOM),
+            write: spec.has(flags::WRITE),
+        }
+    }
+
+    /// Writes without the memory check: replay, merge, blocking pops.
+    pub const WRITE: Mode = Mode {
+        deny_oom: false,
+        write: true,
+    };
+}
+
 /// Runs a keyed handler, refusing writes that need memory the shard lacks.
 ///
 /// A panic in a handler is a keel bug, but it must not take the executor's
@@ -47,9 +71,10 @@ fn gone() -> CmdError {
 /// error reply and is logged.
 ///
 /// The command's writes become its write record (see `keel_shards::journal`).
-pub fn apply(f: KeyedFn, deny_oom: bool, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
+pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
     s.command_begin();
-    if deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
+    s.count_lookups(!mode.write);
+    if mode.deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
         return Err(CmdError::OutOfMemory);
     }
     let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s, ctx, args))) {
@@ -267,7 +292,7 @@ impl Router {
         args: &[&[u8]],
         tx: Option<TxId>,
     ) -> CmdResult {
-        let deny_oom = spec.has(flags::DENYOOM);
+        let mode = Mode::of(spec);
         if split == Split::AllOk || split == Split::MsetNx {
             strings::check_pairs(args)?;
         }
@@ -278,7 +303,7 @@ impl Router {
                     let keys = keys.iter().map(|k| k.to_vec()).collect();
                     return self.run_gathered(f, ctx, args, keys, tx).await;
                 }
-                return self.run_on(first, f, deny_oom, ctx, args, tx).await;
+                return self.run_on(first, f, mode, ctx, args, tx).await;
             }
         }
         let mut idx = spec.key_indexes(args.len());
@@ -288,7 +313,7 @@ impl Router {
         };
         let single = idx.all(|i| self.shard_of(args[i]) == first);
         if single {
-            return self.run_on(first, f, deny_oom, ctx, args, tx).await;
+            return self.run_on(first, f, mode, ctx, args, tx).await;
         }
         self.run_split(spec, f, split, ctx, args, tx).await
     }
@@ -299,7 +324,7 @@ impl Router {
         &self,
         shard: usize,
         f: KeyedFn,
-        deny_oom: bool,
+        mode: Mode,
         ctx: Ctx,
         args: &[&[u8]],
         tx: Option<TxId>,
@@ -308,7 +333,7 @@ impl Router {
             if tx.is_none() {
                 self.local.wait_free(&[shard]).await;
             }
-            let r = apply(f, deny_oom, &mut self.local.shard(shard), &ctx, args);
+            let r = apply(f, mode, &mut self.local.shard(shard), &ctx, args);
             if let (Some(tx), true) = (tx, self.local.shard(shard).unit_wrote()) {
                 self.note_write(tx, shard);
             }
@@ -317,7 +342,7 @@ impl Router {
         }
         let args = owned(args);
         self.on_shard(shard, tx, move |s| {
-            apply(f, deny_oom, s, &ctx, &borrowed(&args))
+            apply(f, mode, s, &ctx, &borrowed(&args))
         })
         .await?
     }
@@ -367,7 +392,7 @@ impl Router {
             }
             scratch.watch(db, key);
         }
-        let result = apply(f, false, &mut scratch, &ctx, args);
+        let result = apply(f, Mode::default(), &mut scratch, &ctx, args);
         for key in keys {
             if scratch.watched_version(db, key, now) == 0 {
                 continue;
@@ -539,16 +564,8 @@ impl Router {
                     part.2.push(pos);
                 }
             }
-            self.run_parts(
-                tx,
-                f,
-                split,
-                spec.has(flags::DENYOOM),
-                ctx,
-                parts,
-                args.len(),
-            )
-            .await
+            self.run_parts(tx, f, split, Mode::of(spec), ctx, parts, args.len())
+                .await
         };
         self.leave(outer, tx, &shards);
         result
@@ -560,7 +577,7 @@ impl Router {
         tx: TxId,
         f: KeyedFn,
         split: Split,
-        deny_oom: bool,
+        mode: Mode,
         ctx: Ctx,
         parts: Vec<(usize, Vec<Vec<u8>>, Vec<usize>)>,
         argc: usize,
@@ -587,7 +604,7 @@ impl Router {
         for (s, a, positions) in parts {
             let r = self
                 .on_shard(s, Some(tx), move |sh| {
-                    apply(f, deny_oom, sh, &ctx, &borrowed(&a))
+                    apply(f, mode, sh, &ctx, &borrowed(&a))
                 })
                 .await??;
             match (split, r) {

@@ -194,7 +194,7 @@ fn run(s: &mut Shard, db: u8, hlc: Hlc, args: &[&[u8]], now: u64, stats: &mut Me
         max_string: usize::MAX,
     };
     s.replay_at(hlc);
-    let r = crate::exec::router::apply(f, false, s, &ctx, args);
+    let r = crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx, args);
     s.end_forced_hlc();
     match r {
         Ok(_) => stats.applied += 1,
@@ -404,7 +404,7 @@ mod tests {
             now_ms: now,
             max_string: usize::MAX,
         };
-        crate::exec::router::apply(f, false, s, &ctx, &args).unwrap();
+        crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx, &args).unwrap();
     }
 
     fn record(out: &mut Vec<u8>, ms: u64, op: Op, key: &str, words: &str) {

@@ -161,7 +161,7 @@ impl Conn {
         }
         p.items[executor].push(Item {
             f,
-            deny_oom: spec.has(flags::DENYOOM),
+            mode: crate::exec::router::Mode::of(spec),
             shard,
             args: owned(argv),
         });

@@ -123,7 +123,7 @@ fn run(s: &mut Shard, db: usize, now: u64, argv: &[Vec<u8>]) {
         now_ms: now,
         max_string: 1 << 20,
     };
-    let _ = apply(f, false, s, &ctx, &args);
+    let _ = apply(f, crate::exec::router::Mode::WRITE, s, &ctx, &args);
 }
 
 /// Every key of every database with its entry (expired ones included).

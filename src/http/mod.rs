@@ -22,7 +22,7 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use crate::exec::router::Router;
 use crate::server::client::ClientInfo;
 use crate::server::conn::Conn;
-use crate::server::state::{now_ms, ServerState};
+use crate::server::state::ServerState;
 
 /// The largest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 16 << 10;
@@ -236,21 +236,7 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
 /// Serves one HTTP connection until it closes, errs or idles. Its REST
 /// commands run as one client of the node.
 pub async fn serve(stream: crate::runtime::TcpStream, router: Rc<Router>, state: Arc<ServerState>) {
-    let now = now_ms();
-    let info = ClientInfo::new(
-        state
-            .next_client_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        stream
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        now,
-    );
+    let info = ClientInfo::accepted(&state, &stream);
     let conn = Conn::new(router, state, Rc::new(std::cell::RefCell::new(info)), true);
     serve_with(stream, conn).await
 }

@@ -657,18 +657,8 @@ async fn executor_main(
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let now = now_ms();
-            let info = Rc::new(std::cell::RefCell::new(ClientInfo::new(
-                state.next_client_id.fetch_add(1, Ordering::Relaxed),
-                stream
-                    .peer_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                stream
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                now,
+            let info = Rc::new(std::cell::RefCell::new(ClientInfo::accepted(
+                &state, &stream,
             )));
             local.clients.borrow_mut().push(info.clone());
             let conn = Conn::new(

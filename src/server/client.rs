@@ -1,7 +1,11 @@
 //! What keel knows about a client connection, as CLIENT LIST and INFO show it,
 //! and the per-command counters of INFO commandstats.
 
+use std::sync::atomic::Ordering;
+
 use crate::resp::Protocol;
+use crate::runtime::TcpStream;
+use crate::server::state::{now_ms, ServerState};
 
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -22,6 +26,18 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// A new client's info for a socket just accepted.
+    pub fn accepted(state: &ServerState, stream: &TcpStream) -> ClientInfo {
+        let text =
+            |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        ClientInfo::new(
+            state.next_client_id.fetch_add(1, Ordering::Relaxed),
+            text(stream.peer_addr()),
+            text(stream.local_addr()),
+            now_ms(),
+        )
+    }
+
     pub fn new(id: u64, addr: String, laddr: String, now_ms: u64) -> ClientInfo {
         ClientInfo {
             id,

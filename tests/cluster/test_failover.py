@@ -823,24 +823,36 @@ def test_loss_of_a_whole_zone_strong():
 HTTP_PORT = PORT + 1000  # keel's default --http-port
 
 
-def http_get(c: Cluster, host: str, path: str) -> tuple[int, dict]:
-    """GET `path` on `host`'s own HTTP port, from inside its namespace."""
+def http_request(c: Cluster, host: str, method: str, path: str, body: bytes = b"",
+                 headers: dict[str, str] | None = None, timeout: float = 3) -> tuple[int, dict[str, str], dict]:
+    """One HTTP request to `host`'s own HTTP port, from inside its namespace;
+    returns the status, the headers (names lower-cased) and the JSON body."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: keel\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     s = c.socket(host)
-    s.settimeout(3)
+    s.settimeout(timeout)
     try:
         s.connect(c.addr(host, HTTP_PORT))
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(head.encode() + b"\r\n" + body)
         data = b""
         while True:
-            chunk = s.recv(4096)
+            chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
     finally:
         s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body or b"{}")
+    raw_head, _, raw_body = data.partition(b"\r\n\r\n")
+    lines = raw_head.decode().split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    got = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+    return status, got, json.loads(raw_body or b"{}")
+
+
+def http_get(c: Cluster, host: str, path: str) -> tuple[int, dict]:
+    """GET `path` on `host`'s own HTTP port, from inside its namespace."""
+    status, _, body = http_request(c, host, "GET", path)
+    return status, body
 
 
 def test_health_endpoints_follow_the_cluster():

@@ -13,37 +13,16 @@ import json
 
 from harness import Cluster
 
-from test_failover import DELAY_MS, PORT, PORTS, ZONES, start_cluster, wait_converged
-
-HTTP_PORT = PORT + 1000  # keel's default --http-port
+from test_failover import DELAY_MS, PORTS, ZONES, http_request, start_cluster, wait_converged
 
 
 def rest(c: Cluster, host: str, cmd: list, token: str | None = None) -> tuple[int, dict, dict]:
-    """POSTs one JSON command to `host`'s REST port (from inside its
-    namespace); returns status, lower-cased headers and the JSON body."""
-    body = json.dumps(cmd).encode()
-    head = f"POST / HTTP/1.1\r\nHost: keel\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    """POSTs one JSON command to `host`'s REST port; returns status,
+    lower-cased headers and the JSON body."""
+    headers = {"Content-Type": "application/json"}
     if token:
-        head += f"Upstash-Sync-Token: {token}\r\n"
-    head += "Connection: close\r\n\r\n"
-    s = c.socket(host)
-    s.settimeout(10)
-    try:
-        s.connect(c.addr(host, HTTP_PORT))
-        s.sendall(head.encode() + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    raw_head, _, raw_body = data.partition(b"\r\n\r\n")
-    lines = raw_head.decode().split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
-    return status, headers, json.loads(raw_body)
+        headers["Upstash-Sync-Token"] = token
+    return http_request(c, host, "POST", "/", json.dumps(cmd).encode(), headers, timeout=10)
 
 
 def test_the_sync_token_gives_read_your_writes_on_a_lagging_backup():

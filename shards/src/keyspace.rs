@@ -98,8 +98,12 @@ impl Parts {
 
     fn layout(&self) -> Layout {
         // Sizes are bounded by the largest key and string keel accepts
-        // (proto-max-bulk-len), far below isize::MAX.
-        Layout::from_size_align(self.size, 8).unwrap_or_else(|_| Layout::new::<u64>())
+        // (proto-max-bulk-len), far below isize::MAX; a size past it could
+        // not be allocated anyway, so it ends as a failed allocation does.
+        match Layout::from_size_align(self.size, 8) {
+            Ok(l) => l,
+            Err(_) => handle_alloc_error(Layout::new::<u64>()),
+        }
     }
 }
 
@@ -434,11 +438,11 @@ impl<'a> EntryRef<'a> {
     /// Heap bytes this entry costs: its node's malloc chunk and what its
     /// collection holds.
     pub fn mem_bytes(&self) -> usize {
-        malloc_bytes(self.node.parts().size)
-            + match self.value() {
-                ValueRef::Str(_) => 0,
-                v => v.heap_bytes(),
-            }
+        let node = malloc_bytes(self.node.parts().size);
+        if self.node.kind() & TYPE_MASK == STR {
+            return node;
+        }
+        node + self.value().heap_bytes()
     }
 }
 
@@ -618,11 +622,6 @@ impl Keyspace {
     ) -> Option<u64> {
         self.table
             .visit_bucket(from, |n, p| f(n.key(), n.view(), p))
-    }
-
-    /// Buckets in the table.
-    pub fn buckets(&self) -> usize {
-        self.table.buckets()
     }
 
     /// A random entry (see [`Table::sample`]).

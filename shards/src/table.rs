@@ -216,11 +216,6 @@ impl<N: Chain> Table<N> {
         (next < 1 << bits).then(|| next << shift)
     }
 
-    /// Buckets in the table.
-    pub fn buckets(&self) -> usize {
-        self.buckets.len()
-    }
-
     /// A node of one bucket chosen from `random`, walking forward past
     /// empty buckets. Used for sampling; `None` only when the table is empty.
     pub fn sample(&self, random: u64) -> Option<&N> {

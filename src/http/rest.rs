@@ -203,20 +203,25 @@ fn args_of(v: &Json) -> Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
-/// Why a command may not run here, if it may not.
-fn refusal(args: &[Vec<u8>], access: Access) -> Option<Resp> {
+/// Why a command may not run here, if it may not: the HTTP status a lone
+/// command answers with, and the error.
+fn refusal(args: &[Vec<u8>], access: Access) -> Option<(u16, Resp)> {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     if REFUSED.contains(&name.as_str()) {
-        return Some(Resp::Error(format!(
-            "ERR Command is not available over REST: '{name}'"
-        )));
+        return Some((
+            400,
+            Resp::Error(format!("ERR Command is not available over REST: '{name}'")),
+        ));
     }
     if access == Access::ReadOnly {
         let write = command::lookup(&args[0]).is_none_or(|s| s.has(flags::WRITE));
         if write {
-            return Some(Resp::Error(format!(
-                "NOPERM this token has no permissions to run the '{name}' command"
-            )));
+            return Some((
+                403,
+                Resp::Error(format!(
+                    "NOPERM this token has no permissions to run the '{name}' command"
+                )),
+            ));
         }
     }
     None
@@ -383,14 +388,7 @@ fn parse_body(body: &[u8]) -> Result<Json, String> {
 }
 
 async fn single(conn: &mut Conn, cmd: Vec<Vec<u8>>, access: Access, enc: Encoding) -> Response {
-    if let Some(r) = refusal(&cmd, access) {
-        let status = if access == Access::ReadOnly
-            && matches!(&r, Resp::Error(e) if e.starts_with("NOPERM"))
-        {
-            403
-        } else {
-            400
-        };
+    if let Some((status, r)) = refusal(&cmd, access) {
         return Response::json(status, outcome(&r, enc).to_string());
     }
     match run(conn, &[cmd]).await {
@@ -410,7 +408,10 @@ async fn pipeline(
     enc: Encoding,
 ) -> Response {
     // Refused commands answer in their places; the rest run in one batch.
-    let refused: Vec<Option<Resp>> = cmds.iter().map(|c| refusal(c, access)).collect();
+    let refused: Vec<Option<Resp>> = cmds
+        .iter()
+        .map(|c| refusal(c, access).map(|(_, r)| r))
+        .collect();
     let runnable: Vec<Vec<Vec<u8>>> = cmds
         .into_iter()
         .zip(&refused)
@@ -439,7 +440,8 @@ async fn transaction(
     access: Access,
     enc: Encoding,
 ) -> Response {
-    if let Some(r) = cmds.iter().find_map(|c| refusal(c, access)) {
+    // (one status for the whole transaction, whatever the reason)
+    if let Some((_, r)) = cmds.iter().find_map(|c| refusal(c, access)) {
         return Response::json(400, outcome(&r, enc).to_string());
     }
     let mut all = Vec::with_capacity(cmds.len() + 2);

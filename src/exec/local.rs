@@ -25,10 +25,24 @@
 //! - The message loop never blocks: work that cannot run is queued, never
 //!   awaited, so a transaction's own `Run` and `Unlock` always get through.
 //! - A `RefCell` borrow of a shard is never held across an `.await`.
+//!
+//! # Waiting without awaiting
+//! A script runs synchronously (Lua cannot await), yet one that spans
+//! executors must wait for another executor to run its `redis.call` on a
+//! shard the script has locked. [`LocalShards::block_on`] waits by spinning
+//! on the answer while it keeps handling this executor's own messages, so
+//! another script that waits on this executor the same way is served and
+//! two such waits never deadlock. While it waits, work that holds no lock
+//! (`Run` without a transaction, which may itself be a script) is deferred
+//! until the script ends: only one script runs on a core at a time.
+//! Blocked clients of a locked shard are served when it is unlocked, so
+//! they never see a transaction or a script half applied.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use futures::channel::oneshot;
 use keel_shards::Shard;
@@ -36,6 +50,7 @@ use keel_shards::Shard;
 use crate::exec::blocking::Waiters;
 use crate::exec::pubsub::Registry;
 use crate::persist::disk::Disks;
+use crate::runtime::mesh::Drain;
 use crate::server::client::{ClientInfo, CommandStats};
 
 /// Identifies a cross-shard transaction: its coordinator's executor in the
@@ -106,6 +121,11 @@ pub struct LocalShards {
     pub disks: Disks,
     /// The shards' replication state, by local index.
     pub repl: RefCell<Vec<crate::repl::shard::ShardRepl>>,
+    /// This executor's inbox, for [`LocalShards::block_on`].
+    pub inbox: RefCell<Option<Drain<Msg>>>,
+    /// Inside [`LocalShards::block_on`]: lock-free work is deferred.
+    nested: Cell<bool>,
+    deferred: RefCell<Vec<(Vec<usize>, Work)>>,
 }
 
 impl LocalShards {
@@ -135,6 +155,9 @@ impl LocalShards {
             blocked: RefCell::new(Waiters::default()),
             disks: Disks::default(),
             repl: RefCell::new(Vec::new()),
+            inbox: RefCell::new(None),
+            nested: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
         }
     }
 
@@ -191,6 +214,10 @@ impl LocalShards {
 
     /// Runs `work` now if `shards` are free for `tx`, else queues it.
     fn run_or_queue(&self, tx: Option<TxId>, shards: Vec<usize>, work: Work) {
+        if tx.is_none() && self.nested.get() {
+            self.deferred.borrow_mut().push((shards, work));
+            return;
+        }
         let runnable = self.free_for(&self.locks.borrow(), &shards, tx);
         if runnable {
             work(self);
@@ -232,6 +259,7 @@ impl LocalShards {
     /// Releases `tx`'s shards, closing its units as transaction `commit`
     /// over `parts`, and lets waiting work through, in order.
     pub fn unlock(&self, tx: TxId, commit: u64, parts: &[u64]) {
+        let mut released = Vec::new();
         let pending = {
             let mut locks = self.locks.borrow_mut();
             for (i, owner) in locks.owner.iter_mut().enumerate() {
@@ -241,10 +269,18 @@ impl LocalShards {
                     if let Some(d) = self.disks.shards.borrow_mut().get_mut(i) {
                         d.kick();
                     }
+                    released.push(i * self.executors + self.executor);
                 }
             }
             std::mem::take(&mut locks.waiting)
         };
+        // Clients blocked on keys the transaction made ready, now that it
+        // is whole.
+        for g in released {
+            if self.shard(g).has_ready() {
+                crate::exec::blocking::serve(self, g);
+            }
+        }
         for w in pending {
             match w {
                 Waiting::Run { shards, work } => self.run_or_queue(None, shards, work),
@@ -253,6 +289,60 @@ impl LocalShards {
                     let _ = w.send(());
                 }
             }
+        }
+    }
+
+    /// Whether a transaction holds `global` now.
+    pub fn is_locked(&self, global: usize) -> bool {
+        self.locks.borrow().owner[self.index(global)].is_some()
+    }
+
+    /// Runs `fut` to completion without returning to the executor: polls
+    /// it, and between polls handles this executor's messages (deferring
+    /// lock-free work, see the module notes). For futures that only wait on
+    /// other executors (a transaction's remote parts), never on a task of
+    /// this one.
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let was = self.nested.replace(true);
+        let mut fut = std::pin::pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut batch = Vec::new();
+        let mut idle = 0u32;
+        let out = loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                break v;
+            }
+            let got = self
+                .inbox
+                .borrow()
+                .as_ref()
+                .is_some_and(|d| d.try_drain(&mut batch));
+            if got {
+                idle = 0;
+                for msg in batch.drain(..) {
+                    self.handle(msg);
+                }
+            } else {
+                idle = idle.saturating_add(1);
+                if idle < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        };
+        self.nested.set(was);
+        out
+    }
+
+    /// Runs the work [`LocalShards::block_on`] deferred, in arrival order.
+    pub fn run_deferred(&self) {
+        if self.nested.get() {
+            return;
+        }
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for (shards, work) in deferred {
+            self.run_or_queue(None, shards, work);
         }
     }
 

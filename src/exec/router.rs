@@ -110,8 +110,10 @@ fn put_back(s: &mut Shard, db: usize, key: &[u8], entry: Option<Entry>, now: u64
 
 /// After work on a shard: serves clients blocked on keys it made ready and
 /// wakes the shard's log task when records wait.
-pub(super) fn serve_blocked(ls: &LocalShards, shard: usize) {
-    if ls.shard(shard).has_ready() {
+///
+/// A shard a transaction holds serves its blocked clients when unlocked.
+pub fn serve_blocked(ls: &LocalShards, shard: usize) {
+    if ls.shard(shard).has_ready() && !ls.is_locked(shard) {
         blocking::serve(ls, shard);
     }
     ls.kick_log(shard);
@@ -439,6 +441,13 @@ impl Router {
             .iter()
             .map(|k| self.shard_of(k))
             .collect()
+    }
+
+    /// A commit number for a unit of records made on one shard without a
+    /// lock (a script run whole on its shard's core): numbered like a
+    /// transaction's, from the same counter.
+    pub fn next_commit(&self) -> u64 {
+        self.commits.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     pub fn new_tx(&self) -> TxId {

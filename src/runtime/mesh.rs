@@ -127,6 +127,44 @@ impl<T> Receiver<T> {
     }
 }
 
+impl<T> Receiver<T> {
+    /// A second handle on this inbox for draining it without awaiting, from
+    /// code that must wait synchronously on this core (a script waiting for
+    /// another core's answer, see `exec::local`).
+    pub fn drain_handle(&self) -> Drain<T> {
+        Drain {
+            inbox: self.inbox.clone(),
+        }
+    }
+}
+
+/// Drains a core's inbox without awaiting (see [`Receiver::drain_handle`]).
+pub struct Drain<T> {
+    inbox: Arc<Inbox<T>>,
+}
+
+impl<T> Drain<T> {
+    /// Moves every queued message into `out`; whether there was any. The
+    /// receiver's wake flag is left alone: a wake already due finds the
+    /// lanes empty, which costs one look.
+    pub fn try_drain(&self, out: &mut Vec<T>) -> bool {
+        let before = out.len();
+        for lane in &self.inbox.lanes {
+            let blocked = match lane.lock() {
+                Ok(mut l) if !l.items.is_empty() => {
+                    out.extend(l.items.drain(..));
+                    std::mem::take(&mut l.blocked)
+                }
+                _ => Vec::new(),
+            };
+            for w in blocked {
+                w.wake();
+            }
+        }
+        out.len() > before
+    }
+}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.inbox.closed.store(true, Ordering::Release);

@@ -132,6 +132,13 @@ pub struct Flags {
     /// milliseconds behind its primary.
     #[arg(long = "read-max-lag")]
     pub read_max_lag: Option<u64>,
+    /// Milliseconds a script runs before other clients get -BUSY and
+    /// SCRIPT KILL may stop it (Redis's name; `lua-time-limit` is its alias).
+    #[arg(long = "busy-reply-threshold", alias = "lua-time-limit")]
+    pub busy_reply_threshold: Option<u64>,
+    /// Memory each core's Lua state may use (bytes or with a unit).
+    #[arg(long = "lua-memory-limit")]
+    pub lua_memory_limit: Option<String>,
     /// The most a write is delayed (microseconds) while a backup lags.
     #[arg(long = "repl-backpressure-max-us")]
     pub repl_backpressure_max_us: Option<u64>,
@@ -208,6 +215,8 @@ struct FileConfig {
     consistency: Option<String>,
     repl_backlog_size: Option<toml::Value>,
     read_max_lag: Option<u64>,
+    busy_reply_threshold: Option<u64>,
+    lua_memory_limit: Option<toml::Value>,
     repl_backpressure_max_us: Option<u64>,
     repl_backpressure_lag: Option<toml::Value>,
     repl_timeout: Option<u64>,
@@ -304,6 +313,8 @@ pub struct Config {
     pub consistency: Consistency,
     pub repl_backlog_size: u64,
     pub read_max_lag: u64,
+    pub busy_reply_threshold: u64,
+    pub lua_memory_limit: u64,
     pub repl_backpressure_max_us: u64,
     pub repl_backpressure_lag: u64,
     pub repl_timeout: u64,
@@ -510,6 +521,12 @@ impl Config {
                 &pick_text!(flags.repl_backlog_size, repl_backlog_size),
             )?,
             read_max_lag: pick!(flags.read_max_lag, read_max_lag).unwrap_or(1000),
+            busy_reply_threshold: pick!(flags.busy_reply_threshold, busy_reply_threshold)
+                .unwrap_or(5000),
+            lua_memory_limit: memory(
+                "lua-memory-limit",
+                &pick_text!(flags.lua_memory_limit, lua_memory_limit),
+            )?,
             repl_backpressure_max_us: pick!(
                 flags.repl_backpressure_max_us,
                 repl_backpressure_max_us

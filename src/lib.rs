@@ -61,6 +61,7 @@ pub mod persist;
 pub mod repl;
 pub mod resp;
 pub mod runtime;
+pub mod script;
 pub mod server;
 
 /// The Redis version keel answers to in INFO and HELLO: the release whose

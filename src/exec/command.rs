@@ -315,6 +315,12 @@ pub static COMMANDS: &[Spec] = &[
     conn!("punsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
     conn!("publish", 3, FAST | LOADING | STALE, "pubsub", "Posts a message to a channel."),
     conn!("pubsub", -2, LOADING | STALE, "pubsub", "A container for Pub/Sub commands."),
+    // scripting
+    conn!("eval", -3, WRITE | STALE, "scripting", "Executes a server-side Lua script."),
+    conn!("evalsha", -3, WRITE | STALE, "scripting", "Executes a server-side Lua script by SHA1 digest."),
+    conn!("eval_ro", -3, READONLY | STALE, "scripting", "Executes a read-only server-side Lua script."),
+    conn!("evalsha_ro", -3, READONLY | STALE, "scripting", "Executes a read-only server-side Lua script by SHA1 digest."),
+    conn!("script", -2, STALE, "scripting", "A container for Lua scripts management commands."),
     // server
     conn!("command", -1, LOADING | STALE, "server", "Returns detailed information about all commands."),
     conn!("info", -1, LOADING | STALE, "server", "Returns information and statistics about the server."),

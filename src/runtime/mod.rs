@@ -518,6 +518,7 @@ async fn executor_main(
         local.clone(),
         state.commits.clone(),
     ));
+    crate::script::engine::install(router.clone(), state.clone());
     if let Err(e) = start_replication(&local, &state, &router, addr) {
         let _ = bound.send(Err(e));
         return;
@@ -526,6 +527,7 @@ async fn executor_main(
     // Work from other executors, a batch per wake: each message handled in
     // turn, never awaiting inside the loop (see exec/local.rs).
     let inbox_local = local.clone();
+    *local.inbox.borrow_mut() = Some(inbox.drain_handle());
     spawn(async move {
         let mut batch = Vec::new();
         loop {

@@ -232,6 +232,9 @@ impl Conn {
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
         }
+        if self.state.scripts.busy() && !crate::script::allowed_while_busy(spec.name, argv) {
+            return self.reply_err(CmdError::Raw(crate::script::BUSY.into()), out);
+        }
         if spec.has(flags::WRITE) || spec.name == "exec" {
             // A log that cannot be written refuses writes (reads go on), as
             // Redis does; the log task retries and clears the error.

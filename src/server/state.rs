@@ -45,6 +45,8 @@ pub struct ServerState {
     /// The cluster bus's view (term, members, elections); idle without a
     /// topology.
     pub cluster: crate::cluster::ClusterState,
+    /// Script bodies and the state of running scripts (see `script`).
+    pub scripts: crate::script::cache::Scripts,
 }
 
 pub fn now_ms() -> u64 {
@@ -76,6 +78,11 @@ impl ServerState {
             http_port: AtomicU64::new(0),
             repl: crate::repl::shared::ReplShared::new(shards, &config),
             cluster: crate::cluster::ClusterState::new(),
+            scripts: crate::script::cache::Scripts::new(
+                executors,
+                config.busy_reply_threshold,
+                config.lua_memory_limit,
+            ),
             config: RwLock::new(config),
             shards,
             executors,

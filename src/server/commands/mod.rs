@@ -64,6 +64,10 @@ pub async fn run(
             ]))
         }
         "debug" => debug(conn, a, now).await,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => {
+            crate::script::eval(conn, spec.name, a, now).await
+        }
+        "script" => crate::script::script(conn, a),
         "multi" => crate::exec::multi::multi(conn),
         "exec" => crate::exec::multi::exec(conn, now).await,
         "discard" => crate::exec::multi::discard(conn).await,
@@ -363,6 +367,9 @@ fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
         ),
         ("maxclients", c.maxclients.to_string()),
         ("read-max-lag", c.read_max_lag.to_string()),
+        ("busy-reply-threshold", c.busy_reply_threshold.to_string()),
+        ("lua-time-limit", c.busy_reply_threshold.to_string()),
+        ("lua-memory-limit", c.lua_memory_limit.to_string()),
         ("loglevel", c.loglevel.clone()),
         ("databases", keel_shards::DATABASES.to_string()),
         ("save", String::new()),
@@ -459,6 +466,24 @@ async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdErr
                 .parse()
                 .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
             conn.state.update_config(|c| c.read_max_lag = v);
+        }
+        "busy-reply-threshold" | "lua-time-limit" => {
+            let v: u64 = text
+                .parse()
+                .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
+            conn.state.update_config(|c| c.busy_reply_threshold = v);
+            conn.state
+                .scripts
+                .busy_threshold_ms
+                .store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+        "lua-memory-limit" => {
+            let v = memory()?;
+            conn.state.update_config(|c| c.lua_memory_limit = v);
+            conn.state
+                .scripts
+                .memory_limit
+                .store(v, std::sync::atomic::Ordering::Relaxed);
         }
         "maxclients" => {
             let v = text

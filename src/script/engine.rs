@@ -1,0 +1,284 @@
+//! One Lua state per core: built once with the sandbox, holding every
+//! script this core has compiled, and running one script at a time.
+//!
+//! A script's function is compiled with the protected globals table as its
+//! environment (`sandbox.lua`): it cannot create globals, reach files or
+//! processes, or change the libraries the next script sees. KEYS and ARGV
+//! are set before each run. A hook every few thousand instructions checks
+//! the time limit (after which other clients get -BUSY) and SCRIPT KILL.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::cmd::error::CmdError;
+use crate::exec::router::Router;
+use crate::resp::reply::Reply;
+use crate::script::cache::Script;
+use crate::script::call::{self, Active};
+use crate::script::convert::{one_line, to_reply};
+use crate::server::state::ServerState;
+
+/// Instructions between two checks of the time limit and SCRIPT KILL.
+const HOOK_EVERY: u32 = 10_000;
+
+struct Engine {
+    lua: Lua,
+    run: Function,
+    env: Table,
+    globals: Table,
+    compiled: HashMap<String, Function>,
+    generation: u64,
+    memory_limit: u64,
+}
+
+/// This core's server-wide handles, set when the executor starts.
+pub struct Core {
+    pub router: Rc<Router>,
+    pub state: Arc<ServerState>,
+}
+
+/// The running script's progress, read by the hook.
+#[derive(Default)]
+struct Progress {
+    started: Cell<Option<Instant>>,
+    busy: Cell<bool>,
+    wrote: Cell<bool>,
+    killed: Cell<bool>,
+}
+
+thread_local! {
+    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    static PROGRESS: Progress = Progress::default();
+}
+
+/// Makes this thread an executor that can run scripts.
+pub fn install(router: Rc<Router>, state: Arc<ServerState>) {
+    CORE.with(|c| *c.borrow_mut() = Some(Rc::new(Core { router, state })));
+}
+
+/// This core's handles (None outside an executor thread).
+pub fn core() -> Option<Rc<Core>> {
+    CORE.with(|c| c.borrow().clone())
+}
+
+/// The running script wrote: SCRIPT KILL may no longer stop it.
+pub fn note_write() {
+    PROGRESS.with(|p| p.wrote.set(true));
+}
+
+/// Whether the running script has run a write command.
+pub fn wrote() -> bool {
+    PROGRESS.with(|p| p.wrote.get())
+}
+
+fn lua_error(e: mlua::Error) -> CmdError {
+    CmdError::other(format!("internal error in the script engine: {e}"))
+}
+
+impl Engine {
+    fn new(core: &Core) -> mlua::Result<Engine> {
+        // SAFETY: the debug library is loaded only for `sandbox.lua`, which
+        // keeps `debug.getinfo` for its error handler and removes `debug`
+        // from the globals before any script runs.
+        let lua = unsafe {
+            Lua::unsafe_new_with(
+                StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG,
+                LuaOptions::default(),
+            )
+        };
+        crate::script::libs::open(&lua)?;
+        let raw = call::raw_table(&lua)?;
+        let (run, env): (Function, Table) = lua
+            .load(include_str!("sandbox.lua"))
+            .set_name("=keel")
+            .call(raw)?;
+        let globals = lua.globals();
+        let memory_limit = core.state.scripts.memory_limit.load(Ordering::Relaxed);
+        lua.set_memory_limit(memory_limit as usize)?;
+        let state = core.state.clone();
+        let me = core.router.me;
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            move |_, _| check_limits(&state, me),
+        )?;
+        Ok(Engine {
+            lua,
+            run,
+            env,
+            globals,
+            compiled: HashMap::new(),
+            generation: core.state.scripts.generation(),
+            memory_limit,
+        })
+    }
+
+    fn function(&mut self, script: &Script) -> Result<Function, CmdError> {
+        if let Some(f) = self.compiled.get(&script.sha) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .lua
+            .load(script.source.as_bytes())
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| {
+                let text = match &e {
+                    mlua::Error::SyntaxError { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                CmdError::other(format!(
+                    "Error compiling script (new function): {}",
+                    one_line(text.as_bytes())
+                ))
+            })?;
+        self.compiled.insert(script.sha.clone(), f.clone());
+        Ok(f)
+    }
+}
+
+/// The hook: marks the script busy past the threshold, stops it on
+/// SCRIPT KILL.
+fn check_limits(state: &ServerState, me: usize) -> mlua::Result<VmState> {
+    PROGRESS.with(|p| {
+        let Some(t0) = p.started.get() else {
+            return Ok(VmState::Continue);
+        };
+        let threshold = state.scripts.busy_threshold_ms.load(Ordering::Relaxed);
+        if !p.busy.get() && t0.elapsed().as_millis() as u64 >= threshold {
+            p.busy.set(true);
+            tracing::warn!(
+                "a script has run for {threshold} ms and is still running: other clients get -BUSY; SCRIPT KILL stops it unless it wrote"
+            );
+        }
+        if p.busy.get() {
+            state.scripts.became_busy(me, p.wrote.get());
+            if state.scripts.kill_requested(me) && !p.wrote.get() {
+                p.killed.set(true);
+                return Err(mlua::Error::runtime("Script killed by user with SCRIPT KILL..."));
+            }
+        }
+        Ok(VmState::Continue)
+    })
+}
+
+/// Compiles `script` on this core if need be (EVAL and SCRIPT LOAD check
+/// the body compiles before anything runs).
+pub fn compile(script: &Script) -> Result<(), CmdError> {
+    with_engine(|e| e.function(script).map(|_| ()))
+}
+
+fn with_engine<T>(f: impl FnOnce(&mut Engine) -> Result<T, CmdError>) -> Result<T, CmdError> {
+    let core = core().ok_or_else(|| CmdError::other("scripts run only on executor threads"))?;
+    ENGINE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let generation = core.state.scripts.generation();
+        if slot.is_none() {
+            *slot = Some(Engine::new(&core).map_err(lua_error)?);
+        }
+        let Some(engine) = slot.as_mut() else {
+            return Err(CmdError::other("script engine unavailable"));
+        };
+        if engine.generation != generation {
+            engine.compiled.clear();
+            engine.generation = generation;
+        }
+        let limit = core.state.scripts.memory_limit.load(Ordering::Relaxed);
+        if limit != engine.memory_limit {
+            engine
+                .lua
+                .set_memory_limit(limit as usize)
+                .map_err(lua_error)?;
+            engine.memory_limit = limit;
+        }
+        f(engine)
+    })
+}
+
+/// Runs `script` with `keys` and `args` in the context `active` (where its
+/// commands go) and returns its reply.
+pub fn run(script: &Script, keys: &[Vec<u8>], args: &[Vec<u8>], active: Active) -> Reply {
+    match run_inner(script, keys, args, active) {
+        Ok(r) => r,
+        Err(e) => Reply::Error(e.to_string().into()),
+    }
+}
+
+fn run_inner(
+    script: &Script,
+    keys: &[Vec<u8>],
+    args: &[Vec<u8>],
+    active: Active,
+) -> Result<Reply, CmdError> {
+    let (lua, run, globals, f) = with_engine(|e| {
+        let f = e.function(script)?;
+        Ok((e.lua.clone(), e.run.clone(), e.globals.clone(), f))
+    })?;
+    let core = core().ok_or_else(|| CmdError::other("scripts run only on executor threads"))?;
+    let set = |name: &str, items: &[Vec<u8>]| -> mlua::Result<()> {
+        let t = lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            t.raw_set(i + 1, lua.create_string(item)?)?;
+        }
+        globals.raw_set(name, t)
+    };
+    set("KEYS", keys).map_err(lua_error)?;
+    set("ARGV", args).map_err(lua_error)?;
+
+    let me = core.router.me;
+    let scripts = &core.state.scripts;
+    scripts.started(me);
+    PROGRESS.with(|p| {
+        p.started.set(Some(Instant::now()));
+        p.busy.set(false);
+        p.wrote.set(false);
+        p.killed.set(false);
+    });
+    let resp3 = call::enter(active);
+    let result: mlua::Result<MultiValue> = run.call(f);
+    let resp3 = call::leave().unwrap_or(resp3);
+    let killed = PROGRESS.with(|p| {
+        p.started.set(None);
+        p.killed.get()
+    });
+    scripts.finished(me);
+
+    let values = result.map_err(lua_error)?;
+    let mut values = values.into_iter();
+    let ok = matches!(values.next(), Some(Value::Boolean(true)));
+    let value = values.next().unwrap_or(Value::Nil);
+    if ok {
+        return Ok(to_reply(&value, resp3));
+    }
+    Ok(Reply::Error(error_text(&script.sha, &value, killed).into()))
+}
+
+/// A failed script's error reply: its message, then which script and line.
+fn error_text(sha: &str, e: &Value, killed: bool) -> String {
+    let t = match e {
+        Value::Table(t) => t,
+        // Out of memory: Lua gives the handler no chance to run.
+        Value::String(s) => return format!("ERR {}", one_line(&s.as_bytes())),
+        _ => return "ERR unknown error in script".into(),
+    };
+    let mut text = match t.raw_get::<Value>("err") {
+        Ok(Value::String(s)) => one_line(&s.as_bytes()),
+        _ => "ERR unknown error".into(),
+    };
+    if killed {
+        text = "ERR Script killed by user with SCRIPT KILL...".into();
+    }
+    let source: Option<String> = t.raw_get("source").ok();
+    let line: Option<i64> = t.raw_get("line").ok();
+    if let (Some(source), Some(line)) = (source, line) {
+        text.push_str(&format!(" script: {sha}, on {source}:{line}."));
+    }
+    text
+}

@@ -1,0 +1,210 @@
+-- keel's script environment, run once per core before any script.
+-- Receives the Rust side (`raw`) and returns the runner and the protected
+-- globals table scripts see as their environment.
+local raw = ...
+local G = _G
+local getinfo = debug.getinfo
+local type, tostring, error, rawget, rawset, next, setmetatable, xpcall, select =
+  type, tostring, error, rawget, rawset, next, setmetatable, xpcall, select
+local setfenv, loadstring, concat = setfenv, loadstring, table.concat
+
+-- An error reply raised in the script's frame, without a position prefix.
+local function fail(text)
+  error({ err = text })
+end
+
+-- Nothing that reaches files, processes, other environments or the
+-- debugger stays in reach.
+for _, name in ipairs({ 'dofile', 'loadfile', 'print', 'getfenv', 'setfenv', 'module',
+  'require', 'newproxy', 'debug', 'os', 'io', 'package' }) do
+  G[name] = nil
+end
+
+local function refuse()
+  error('Attempt to modify a readonly table', 2)
+end
+
+-- A read-only view of a table: reads pass through, writes fail.
+local proxies = setmetatable({}, { __mode = 'k' })
+local function readonly(t, index)
+  local p = {}
+  proxies[p] = t
+  setmetatable(p, { __index = index or t, __newindex = refuse, __metatable = false })
+  return p
+end
+
+-- pairs, next and raw access see through the views.
+G.next = function(t, k)
+  return next(proxies[t] or t, k)
+end
+local view_next = G.next
+G.pairs = function(t)
+  return view_next, t, nil
+end
+G.rawget = function(t, k)
+  return rawget(proxies[t] or t, k)
+end
+G.rawset = function(t, k, v)
+  if proxies[t] then
+    refuse()
+  end
+  return rawset(t, k, v)
+end
+
+-- The redis library. `call` and `pcall` are added by Rust (C functions,
+-- so that their errors point at the script's line).
+local redis = {
+  -- "-CODE text" keeps its code; anything else gets ERR.
+  error_reply = function(s)
+    if type(s) ~= 'string' then
+      fail('ERR wrong number or type of arguments')
+    end
+    if s:sub(1, 1) ~= '-' then
+      s = '-' .. s
+    end
+    if s:find(' ', 1, true) then
+      return { err = s:sub(2) }
+    end
+    return { err = 'ERR ' .. s:sub(2) }
+  end,
+  status_reply = function(s)
+    if type(s) ~= 'string' then
+      fail('ERR wrong number or type of arguments')
+    end
+    return { ok = s }
+  end,
+  sha1hex = function(s)
+    if select('#', s) == 0 or (type(s) ~= 'string' and type(s) ~= 'number') then
+      fail('ERR wrong number of arguments')
+    end
+    return raw.sha1hex(tostring(s))
+  end,
+  log = function(level, ...)
+    if select('#', ...) == 0 then
+      fail('ERR redis.log() requires two arguments or more.')
+    end
+    if type(level) ~= 'number' then
+      fail('ERR First argument must be a number (log level).')
+    end
+    if level < 0 or level > 3 then
+      fail('ERR Invalid debug level.')
+    end
+    local parts = {}
+    for i = 1, select('#', ...) do
+      parts[i] = tostring((select(i, ...)))
+    end
+    raw.log(level, table.concat(parts, ' '))
+  end,
+  setresp = function(v)
+    if v ~= 2 and v ~= 3 then
+      fail('ERR RESP version must be 2 or 3.')
+    end
+    raw.setresp(v)
+  end,
+  set_repl = function(v)
+    if type(v) ~= 'number' then
+      fail('ERR redis.set_repl() requires one argument.')
+    end
+  end,
+  replicate_commands = function()
+    return true
+  end,
+  breakpoint = function()
+    return false
+  end,
+  debug = function() end,
+  acl_check_cmd = function(name, ...)
+    if not raw.command_exists(name) then
+      error({ err = 'ERR Invalid command passed to redis.acl_check_cmd()' })
+    end
+    return true
+  end,
+  REDIS_VERSION = raw.version,
+  REDIS_VERSION_NUM = raw.version_num,
+  LOG_DEBUG = 0,
+  LOG_VERBOSE = 1,
+  LOG_NOTICE = 2,
+  LOG_WARNING = 3,
+  REPL_NONE = 0,
+  REPL_AOF = 1,
+  REPL_SLAVE = 2,
+  REPL_REPLICA = 2,
+  REPL_ALL = 3,
+}
+raw.install(redis)
+G.redis = readonly(redis)
+
+-- Library tables are read-only too (a script must not change what the
+-- next script sees), the string metatable included.
+for _, name in ipairs({ 'string', 'table', 'math', 'coroutine', 'bit', 'cjson', 'struct', 'cmsgpack' }) do
+  if type(G[name]) == 'table' then
+    G[name] = readonly(G[name])
+  end
+end
+local string_mt = getmetatable('')
+string_mt.__index = G.string
+string_mt.__metatable = false
+
+-- Globals: reading a missing one is an error (it is always a typo),
+-- writing any is refused.
+local env = readonly(G, function(_, k)
+  local v = rawget(G, k)
+  if v == nil then
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end
+  return v
+end)
+G._G = env
+
+-- Code compiled inside a script runs in the same protected environment,
+-- and only from source: bytecode could break the VM.
+G.loadstring = function(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'binary chunks are not allowed'
+  end
+  local f, e = loadstring(s, name)
+  if f then
+    setfenv(f, env)
+  end
+  return f, e
+end
+local guarded_loadstring = G.loadstring
+G.load = function(reader, name)
+  if type(reader) ~= 'function' then
+    return guarded_loadstring(reader, name)
+  end
+  local parts = {}
+  while true do
+    local piece = reader()
+    if piece == nil or piece == '' then
+      break
+    end
+    parts[#parts + 1] = piece
+  end
+  return guarded_loadstring(concat(parts), name)
+end
+
+-- Where an error happened: the first frame that is the script's own.
+local function handler(e)
+  local level, info = 2, nil
+  repeat
+    info = getinfo(level, 'Sl')
+    level = level + 1
+  until info == nil or (info.what ~= 'C' and info.source ~= '=keel')
+  if type(e) ~= 'table' then
+    e = { err = 'ERR ' .. tostring(e) }
+  elseif type(rawget(e, 'err')) ~= 'string' then
+    e = { err = 'ERR unknown error' }
+  end
+  if info then
+    rawset(e, 'source', info.source)
+    rawset(e, 'line', info.currentline)
+  end
+  return e
+end
+
+local function run(f)
+  return xpcall(f, handler)
+end
+
+return run, env

@@ -891,3 +891,12 @@ def test_concurrent_read_modify_write_scripts_are_atomic(keel, clients):
     assert r.mget(keys) == [str(total), str(2 * total)]
     assert sorted(results) == list(range(1, total + 1))
     assert not torn, f"readers saw a half-applied script: {torn[:5]}"
+
+
+def test_many_results_through_pcall_keep_the_server_up(r):
+    """Stock Lua 5.1 lets pcall return many values; keel (debug builds too)
+    must answer, not abort on Lua's own API assertions."""
+    script = "local t = {} for i = 1, 200 do t[i] = i end return {pcall(unpack, t)}"
+    reply = r.eval(script, 0)
+    assert reply[0] == 1 and reply[-1] == 200 and len(reply) == 201
+    assert r.ping()

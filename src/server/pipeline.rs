@@ -112,7 +112,9 @@ impl Conn {
             || self.tx.is_some()
             || !self.inflight.is_empty()
             || self.state.repl.is_backup()
+            || self.state.scripts.busy()
         {
+            // (A busy script: every command meets -BUSY in `execute`.)
             return alone;
         }
         let Kind::Keyed(f, Split::Never) = spec.kind else {

@@ -32,7 +32,7 @@ pub fn format_double(d: f64) -> String {
 
 /// The longest `%.17g` text: sign, 17 digits, a point and `e-308`, or
 /// `-0.000` and 17 digits.
-const DOUBLE_MAX: usize = 32;
+pub const DOUBLE_MAX: usize = 32;
 
 /// `%.17g` of `d` written into `buf`, without touching the heap (scores in
 /// a ZRANGE reply are formatted by the dozen): integers below 2^53 as their
@@ -166,6 +166,11 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::Status(s) => {
             out.push(b'+');
             out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::StatusBytes(s) => {
+            out.push(b'+');
+            out.extend_from_slice(s);
             out.extend_from_slice(b"\r\n");
         }
         Reply::Error(e) => push_error(out, e.as_bytes()),

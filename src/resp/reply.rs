@@ -9,6 +9,9 @@ pub enum Reply {
     Ok,
     /// A simple string, e.g. `+PONG`.
     Status(Cow<'static, str>),
+    /// A simple string of bytes that need not be UTF-8 (a script's
+    /// `{ok=...}`), with no CR or LF.
+    StatusBytes(Vec<u8>),
     /// An error line without the leading '-', e.g. `ERR syntax error`.
     Error(Cow<'static, str>),
     /// An error that quotes client bytes verbatim, as Redis does for unknown

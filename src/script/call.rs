@@ -18,15 +18,18 @@
 
 use std::cell::RefCell;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use std::ffi::c_int;
+
+use mlua::{ffi, Lua, Table, Value};
 
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::{strings, Ctx};
 use crate::exec::command::{self, flags, keys_of, Kind, Spec, Split};
 use crate::exec::local::TxId;
 use crate::exec::router::{apply, Mode};
+use crate::resp::encode::{double_text, DOUBLE_MAX};
 use crate::resp::reply::Reply;
-use crate::script::convert::{error_table, number_arg, to_lua};
+use crate::script::convert::number_arg;
 use crate::script::engine::{self, core};
 use crate::server::conn::Conn;
 
@@ -170,23 +173,12 @@ pub fn raw_table(lua: &Lua) -> mlua::Result<Table> {
     Ok(raw)
 }
 
-/// Registry names of the Rust halves of `redis.call` and `redis.pcall`.
-const CALL_KEY: &std::ffi::CStr = c"keel.call";
-const PCALL_KEY: &std::ffi::CStr = c"keel.pcall";
-
-/// `redis.call` and `redis.pcall` as Lua sees them: C functions (which Lua
-/// never tail-calls, so an error's position is the script's own line) that
-/// run the Rust half and raise its error table when it says so.
+/// `redis.call` and `redis.pcall` as Lua sees them: plain C functions over
+/// the Lua stack. Lua never tail-calls a C function, so an error's
+/// position is the script's own line; and they read arguments and push the
+/// reply with Lua's C API directly, with no protected call per value.
 pub fn install_callers(lua: &Lua, redis: &Table) -> mlua::Result<()> {
-    lua.set_named_registry_value(
-        "keel.call",
-        lua.create_function(|lua, args| command(lua, args, true))?,
-    )?;
-    lua.set_named_registry_value(
-        "keel.pcall",
-        lua.create_function(|lua, args| command(lua, args, false))?,
-    )?;
-    // SAFETY: both are plain C functions over the Lua stack (see below).
+    // SAFETY: both are C functions following the Lua C API (see `call_c`).
     let (call, pcall) = unsafe {
         (
             lua.create_c_function(redis_call)?,
@@ -197,63 +189,206 @@ pub fn install_callers(lua: &Lua, redis: &Table) -> mlua::Result<()> {
     redis.raw_set("pcall", pcall)
 }
 
-unsafe extern "C-unwind" fn redis_call(state: *mut mlua::ffi::lua_State) -> std::ffi::c_int {
-    forward(state, CALL_KEY)
+unsafe extern "C-unwind" fn redis_call(state: *mut ffi::lua_State) -> c_int {
+    call_c(state, true)
 }
 
-unsafe extern "C-unwind" fn redis_pcall(state: *mut mlua::ffi::lua_State) -> std::ffi::c_int {
-    forward(state, PCALL_KEY)
+unsafe extern "C-unwind" fn redis_pcall(state: *mut ffi::lua_State) -> c_int {
+    call_c(state, false)
 }
 
-/// Calls the Rust half stored under `key` with this call's arguments; it
-/// returns (value, raise). Holds no Rust value that needs dropping, so the
-/// `lua_error` jump out of it skips nothing.
-unsafe fn forward(state: *mut mlua::ffi::lua_State, key: &std::ffi::CStr) -> std::ffi::c_int {
-    use mlua::ffi;
-    let n = ffi::lua_gettop(state);
-    ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, key.as_ptr());
-    ffi::lua_insert(state, 1);
-    ffi::lua_call(state, n, 2);
-    if ffi::lua_toboolean(state, -1) != 0 {
-        ffi::lua_pop(state, 1);
+thread_local! {
+    /// The reply of the command being handed to Lua, and whether it is
+    /// raised: kept here, not in `call_c`'s frame, so that a Lua error
+    /// (out of memory while pushing it) jumping out of the frame skips no
+    /// destructor.
+    static REPLY: RefCell<Option<(Reply, bool, bool)>> = const { RefCell::new(None) };
+}
+
+/// Runs the command, then pushes its reply; raises it when it is an error
+/// of `redis.call` (or an argument error of either).
+unsafe fn call_c(state: *mut ffi::lua_State, raise: bool) -> c_int {
+    run_command(state, raise);
+    let stored = REPLY.with(|r| r.as_ptr());
+    // SAFETY: nothing else touches REPLY until this call returns.
+    let (failed, pushed) = match &*stored {
+        Some((reply, resp3, failed)) => (*failed, push_reply(state, reply, *resp3, 0)),
+        None => (false, false),
+    };
+    if !pushed {
+        ffi::lua_pushnil(state);
+    }
+    REPLY.with(|r| r.borrow_mut().take());
+    if failed {
         ffi::lua_error(state);
     }
-    ffi::lua_pop(state, 1);
     1
 }
 
-/// `redis.call` (`raise`) or `redis.pcall`: returns the reply as a Lua
-/// value, and whether the Lua side must raise it as an error.
-fn command(lua: &Lua, args: MultiValue, raise: bool) -> mlua::Result<(Value, bool)> {
-    let failed = |text: &str| -> mlua::Result<(Value, bool)> {
-        Ok((error_table(lua, text.as_bytes())?, true))
+/// Reads the arguments off the stack, runs the command and stores its
+/// reply. Touches no Lua function that can raise an error.
+unsafe fn run_command(state: *mut ffi::lua_State, raise: bool) {
+    let store = |reply: Reply, failed: bool| {
+        let resp3 = ACTIVE.with(|a| a.borrow().as_ref().is_some_and(|a| a.resp3));
+        REPLY.with(|r| *r.borrow_mut() = Some((reply, resp3, failed)));
     };
-    if args.is_empty() {
-        return failed("ERR Please specify at least one argument for this redis lib call");
+    let n = ffi::lua_gettop(state);
+    if n <= 0 {
+        return store(
+            Reply::Error("ERR Please specify at least one argument for this redis lib call".into()),
+            true,
+        );
     }
-    let mut owned: Vec<Vec<u8>> = Vec::with_capacity(args.len());
-    for v in args.iter() {
-        match v {
-            Value::String(s) => owned.push(s.as_bytes().to_vec()),
-            Value::Number(n) => owned.push(number_arg(*n).into_bytes()),
-            Value::Integer(i) => owned.push(i.to_string().into_bytes()),
-            _ => return failed("ERR Lua redis lib command arguments must be strings or integers"),
+    // Numbers become text first (owned), then every argument is borrowed.
+    let mut numbers: Vec<Option<String>> = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        match ffi::lua_type(state, i) {
+            ffi::LUA_TSTRING => numbers.push(None),
+            ffi::LUA_TNUMBER => numbers.push(Some(number_arg(ffi::lua_tonumber(state, i)))),
+            _ => {
+                return store(
+                    Reply::Error(
+                        "ERR Lua redis lib command arguments must be strings or integers".into(),
+                    ),
+                    true,
+                )
+            }
         }
     }
-    let argv: Vec<&[u8]> = owned.iter().map(|a| &a[..]).collect();
-    let (result, resp3) = ACTIVE.with(|a| match a.borrow_mut().as_mut() {
-        Some(active) => (dispatch(active, &argv), active.resp3),
-        None => (
-            Err(err("ERR redis.call used outside a running script")),
-            false,
-        ),
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(n as usize);
+    for (i, number) in numbers.iter().enumerate() {
+        match number {
+            Some(text) => argv.push(text.as_bytes()),
+            None => {
+                let mut len = 0usize;
+                // A string value: no conversion, no allocation, no error.
+                let p = ffi::lua_tolstring(state, i as c_int + 1, &mut len);
+                // SAFETY: the string stays on the stack (anchored) for the
+                // whole call.
+                argv.push(if p.is_null() {
+                    &[]
+                } else {
+                    std::slice::from_raw_parts(p.cast::<u8>(), len)
+                });
+            }
+        }
+    }
+    let result = ACTIVE.with(|a| match a.borrow_mut().as_mut() {
+        Some(active) => dispatch(active, &argv),
+        None => Err(err("ERR redis.call used outside a running script")),
     });
     match result {
-        Ok(Reply::Error(e)) => Ok((error_table(lua, e.as_bytes())?, raise)),
-        Ok(Reply::ErrorBytes(e)) => Ok((error_table(lua, &e)?, raise)),
-        Ok(r) => Ok((to_lua(lua, r, resp3)?, false)),
-        Err(e) => Ok((error_table(lua, e.to_string().as_bytes())?, raise)),
+        Ok(r @ (Reply::Error(_) | Reply::ErrorBytes(_))) => store(r, raise),
+        Ok(r) => store(r, false),
+        Err(e) => store(Reply::Error(e.to_string().into()), raise),
     }
+}
+
+/// Deepest reply pushed into Lua (deeper parts become nil).
+const MAX_PUSH_DEPTH: usize = 128;
+
+/// Pushes `r` as the Lua value `redis.call` returns (see `convert.rs` for
+/// the rules); false if the stack could not grow. Holds only borrows.
+unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: usize) -> bool {
+    if depth > MAX_PUSH_DEPTH || ffi::lua_checkstack(state, 4) == 0 {
+        return false;
+    }
+    let push_bytes = |b: &[u8]| {
+        ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
+    };
+    let field = |name: &std::ffi::CStr, b: &[u8]| {
+        ffi::lua_createtable(state, 0, 1);
+        ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
+        ffi::lua_setfield(state, -2, name.as_ptr());
+    };
+    let array = |items: &mut dyn Iterator<Item = &Reply>, n: usize| {
+        ffi::lua_createtable(state, n.min(i32::MAX as usize) as c_int, 0);
+        for (i, item) in items.enumerate() {
+            if !push_reply(state, item, resp3, depth + 1) {
+                ffi::lua_pushnil(state);
+            }
+            ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+        }
+    };
+    match r {
+        Reply::Ok => field(c"ok", b"OK"),
+        Reply::Status(s) => field(c"ok", s.as_bytes()),
+        Reply::StatusBytes(s) => field(c"ok", s),
+        Reply::Error(e) => field(c"err", e.as_bytes()),
+        Reply::ErrorBytes(e) => field(c"err", e),
+        Reply::Int(i) => ffi::lua_pushnumber(state, *i as f64),
+        Reply::Bulk(b) => push_bytes(b),
+        Reply::Nil | Reply::NilArray if resp3 => ffi::lua_pushnil(state),
+        Reply::Nil | Reply::NilArray => ffi::lua_pushboolean(state, 0),
+        Reply::Array(items) | Reply::Push(items) => array(&mut items.iter(), items.len()),
+        Reply::Set(items) if !resp3 => array(&mut items.iter(), items.len()),
+        Reply::Set(items) => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_createtable(state, 0, items.len().min(i32::MAX as usize) as c_int);
+            for item in items {
+                if push_reply(state, item, resp3, depth + 1) {
+                    ffi::lua_pushboolean(state, 1);
+                    ffi::lua_rawset(state, -3);
+                }
+            }
+            ffi::lua_setfield(state, -2, c"set".as_ptr());
+        }
+        Reply::Map(pairs) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_createtable(state, 0, pairs.len().min(i32::MAX as usize) as c_int);
+            for (k, v) in pairs {
+                if push_reply(state, k, resp3, depth + 1) {
+                    if !push_reply(state, v, resp3, depth + 1) {
+                        ffi::lua_pushnil(state);
+                    }
+                    ffi::lua_rawset(state, -3);
+                }
+            }
+            ffi::lua_setfield(state, -2, c"map".as_ptr());
+        }
+        Reply::Map(pairs) | Reply::Pairs(pairs) if !resp3 => {
+            array(&mut pairs.iter().flat_map(|(k, v)| [k, v]), pairs.len() * 2)
+        }
+        Reply::Map(_) => unreachable_map(state),
+        Reply::Pairs(pairs) => {
+            ffi::lua_createtable(state, pairs.len().min(i32::MAX as usize) as c_int, 0);
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                ffi::lua_createtable(state, 2, 0);
+                for (j, x) in [k, v].into_iter().enumerate() {
+                    if !push_reply(state, x, resp3, depth + 2) {
+                        ffi::lua_pushnil(state);
+                    }
+                    ffi::lua_rawseti(state, -2, (j + 1) as ffi::lua_Integer);
+                }
+                ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+            }
+        }
+        Reply::Double(d) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushnumber(state, *d);
+            ffi::lua_setfield(state, -2, c"double".as_ptr());
+        }
+        Reply::Double(d) => {
+            let mut buf = [0u8; DOUBLE_MAX];
+            push_bytes(double_text(*d, &mut buf));
+        }
+        Reply::Bool(b) if resp3 => ffi::lua_pushboolean(state, *b as c_int),
+        Reply::Bool(b) => ffi::lua_pushnumber(state, *b as i64 as f64),
+        Reply::Verbatim(s) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            field(c"string", s.as_bytes());
+            ffi::lua_pushlstring(state, b"txt".as_ptr().cast(), 3);
+            ffi::lua_setfield(state, -2, c"format".as_ptr());
+            ffi::lua_setfield(state, -2, c"verbatim_string".as_ptr());
+        }
+        Reply::Verbatim(s) => push_bytes(s.as_bytes()),
+    }
+    true
+}
+
+/// Unreachable: RESP3 maps are handled above (kept total for the match).
+unsafe fn unreachable_map(state: *mut ffi::lua_State) {
+    ffi::lua_pushnil(state);
 }
 
 /// Checks and runs one command of the script.

@@ -2,9 +2,10 @@
 //! them: command replies into Lua values for `redis.call`, a script's
 //! return value into a reply, and Lua numbers into command arguments.
 
-use mlua::{Lua, Table, Value};
+#[cfg(test)]
+use mlua::Lua;
+use mlua::{Table, Value};
 
-use crate::resp::encode::format_double;
 use crate::resp::reply::Reply;
 
 /// Deepest nesting of tables turned into a reply: a table may contain
@@ -109,13 +110,22 @@ pub fn one_line(s: &[u8]) -> String {
     String::from_utf8_lossy(s).replace(['\r', '\n'], " ")
 }
 
+/// A script's `{err=}` or `{ok=}` text as Redis sends it: the bytes up to
+/// the first NUL (it reads them as a C string), on one line.
+fn reply_line(s: &[u8]) -> Vec<u8> {
+    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+    s[..end]
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect()
+}
+
 fn table_reply(t: &Table, resp3: bool, depth: usize) -> Reply {
     if let Value::String(e) = field(t, "err") {
-        let text = one_line(&e.as_bytes());
-        return Reply::Error(text.into());
+        return Reply::ErrorBytes(reply_line(&e.as_bytes()));
     }
     if let Value::String(s) = field(t, "ok") {
-        return Reply::Status(one_line(&s.as_bytes()).into());
+        return Reply::StatusBytes(reply_line(&s.as_bytes()));
     }
     if let Some(n) = number_of(&field(t, "double")) {
         return Reply::Double(n);
@@ -159,95 +169,6 @@ fn number_of(v: &Value) -> Option<f64> {
         Value::Integer(i) => Some(*i as f64),
         _ => None,
     }
-}
-
-/// A command's reply as the Lua value `redis.call` returns. An error reply
-/// becomes `{err=...}` (the caller decides whether to raise it). `resp3`
-/// is the protocol the script asked for with `redis.setresp`.
-pub fn to_lua(lua: &Lua, r: Reply, resp3: bool) -> mlua::Result<Value> {
-    Ok(match r {
-        Reply::Ok => status(lua, "OK")?,
-        Reply::Status(s) => status(lua, &s)?,
-        Reply::Error(e) => error_table(lua, e.as_bytes())?,
-        Reply::ErrorBytes(e) => error_table(lua, &e)?,
-        Reply::Int(i) => Value::Number(i as f64),
-        Reply::Bulk(b) => Value::String(lua.create_string(&b)?),
-        Reply::Nil | Reply::NilArray if resp3 => Value::Nil,
-        Reply::Nil | Reply::NilArray => Value::Boolean(false),
-        Reply::Array(items) | Reply::Push(items) => array(lua, items, resp3)?,
-        Reply::Set(items) if resp3 => {
-            let set = lua.create_table_with_capacity(0, items.len())?;
-            for item in items {
-                set.raw_set(to_lua(lua, item, resp3)?, true)?;
-            }
-            wrap(lua, "set", set)?
-        }
-        Reply::Set(items) => array(lua, items, resp3)?,
-        Reply::Map(pairs) if resp3 => {
-            let map = lua.create_table_with_capacity(0, pairs.len())?;
-            for (k, v) in pairs {
-                map.raw_set(to_lua(lua, k, resp3)?, to_lua(lua, v, resp3)?)?;
-            }
-            wrap(lua, "map", map)?
-        }
-        Reply::Map(pairs) => {
-            let flat = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
-            array(lua, flat, resp3)?
-        }
-        Reply::Pairs(pairs) if resp3 => {
-            let nested = pairs
-                .into_iter()
-                .map(|(k, v)| Reply::Array(vec![k, v]))
-                .collect();
-            array(lua, nested, resp3)?
-        }
-        Reply::Pairs(pairs) => {
-            let flat = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
-            array(lua, flat, resp3)?
-        }
-        Reply::Double(d) if resp3 => {
-            let t = lua.create_table()?;
-            t.raw_set("double", d)?;
-            Value::Table(t)
-        }
-        Reply::Double(d) => Value::String(lua.create_string(format_double(d))?),
-        Reply::Bool(b) if resp3 => Value::Boolean(b),
-        Reply::Bool(b) => Value::Number(b as i64 as f64),
-        Reply::Verbatim(s) if resp3 => {
-            let v = lua.create_table()?;
-            v.raw_set("format", "txt")?;
-            v.raw_set("string", lua.create_string(&s)?)?;
-            wrap(lua, "verbatim_string", v)?
-        }
-        Reply::Verbatim(s) => Value::String(lua.create_string(&s)?),
-    })
-}
-
-fn array(lua: &Lua, items: Vec<Reply>, resp3: bool) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, item) in items.into_iter().enumerate() {
-        t.raw_set(i + 1, to_lua(lua, item, resp3)?)?;
-    }
-    Ok(Value::Table(t))
-}
-
-fn wrap(lua: &Lua, name: &str, inner: Table) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(0, 1)?;
-    t.raw_set(name, inner)?;
-    Ok(Value::Table(t))
-}
-
-fn status(lua: &Lua, s: &str) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(0, 1)?;
-    t.raw_set("ok", lua.create_string(s)?)?;
-    Ok(Value::Table(t))
-}
-
-/// `{err = text}`, the form of an error inside a script.
-pub fn error_table(lua: &Lua, text: &[u8]) -> mlua::Result<Value> {
-    let t = lua.create_table_with_capacity(0, 1)?;
-    t.raw_set("err", lua.create_string(text)?)?;
-    Ok(Value::Table(t))
 }
 
 #[cfg(test)]
@@ -297,8 +218,11 @@ mod tests {
                 Reply::Array(vec![Reply::Int(2)])
             ])
         );
-        let v: Value = lua.load("return {err='MY bad\\r\\nx'}").eval().unwrap();
-        assert_eq!(to_reply(&v, false), Reply::Error("MY bad  x".into()));
+        let v: Value = lua.load("return {err='MY bad\\r\\nx\\0y'}").eval().unwrap();
+        assert_eq!(
+            to_reply(&v, false),
+            Reply::ErrorBytes(b"MY bad  x".to_vec())
+        );
         let v: Value = lua.load("local t = {} t[1] = t return t").eval().unwrap();
         assert!(matches!(to_reply(&v, false), Reply::Array(_)));
     }

@@ -31,7 +31,6 @@ struct Engine {
     lua: Lua,
     run: Function,
     env: Table,
-    globals: Table,
     compiled: HashMap<String, Function>,
     generation: u64,
     memory_limit: u64,
@@ -99,7 +98,6 @@ impl Engine {
             .load(include_str!("sandbox.lua"))
             .set_name("=keel")
             .call(raw)?;
-        let globals = lua.globals();
         let memory_limit = core.state.scripts.memory_limit.load(Ordering::Relaxed);
         lua.set_memory_limit(memory_limit as usize)?;
         let state = core.state.clone();
@@ -112,7 +110,6 @@ impl Engine {
             lua,
             run,
             env,
-            globals,
             compiled: HashMap::new(),
             generation: core.state.scripts.generation(),
             memory_limit,
@@ -217,21 +214,11 @@ fn run_inner(
     args: &[Vec<u8>],
     active: Active,
 ) -> Result<Reply, CmdError> {
-    let (lua, run, globals, f) = with_engine(|e| {
+    let (lua, run, f) = with_engine(|e| {
         let f = e.function(script)?;
-        Ok((e.lua.clone(), e.run.clone(), e.globals.clone(), f))
+        Ok((e.lua.clone(), e.run.clone(), f))
     })?;
     let core = core().ok_or_else(|| CmdError::other("scripts run only on executor threads"))?;
-    let set = |name: &str, items: &[Vec<u8>]| -> mlua::Result<()> {
-        let t = lua.create_table_with_capacity(items.len(), 0)?;
-        for (i, item) in items.iter().enumerate() {
-            t.raw_set(i + 1, lua.create_string(item)?)?;
-        }
-        globals.raw_set(name, t)
-    };
-    set("KEYS", keys).map_err(lua_error)?;
-    set("ARGV", args).map_err(lua_error)?;
-
     let me = core.router.me;
     let scripts = &core.state.scripts;
     scripts.started(me);
@@ -242,7 +229,19 @@ fn run_inner(
         p.killed.set(false);
     });
     let resp3 = call::enter(active);
-    let result: mlua::Result<MultiValue> = run.call(f);
+    // SAFETY: one protected call sets KEYS and ARGV and runs the script
+    // (`run(f)`, an xpcall), instead of a protected call per table, string
+    // and field. The closure holds only borrowed slices: a Lua error (out
+    // of memory) that jumps out of it skips no destructor.
+    let result: mlua::Result<MultiValue> = unsafe {
+        lua.exec_raw((run, f), |state| {
+            push_list(state, keys);
+            mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"KEYS".as_ptr());
+            push_list(state, args);
+            mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"ARGV".as_ptr());
+            mlua::ffi::lua_call(state, 1, 2);
+        })
+    };
     let resp3 = call::leave().unwrap_or(resp3);
     let killed = PROGRESS.with(|p| {
         p.started.set(None);
@@ -258,6 +257,16 @@ fn run_inner(
         return Ok(to_reply(&value, resp3));
     }
     Ok(Reply::Error(error_text(&script.sha, &value, killed).into()))
+}
+
+/// Pushes a Lua array of `items` as strings.
+unsafe fn push_list(state: *mut mlua::ffi::lua_State, items: &[Vec<u8>]) {
+    use mlua::ffi;
+    ffi::lua_createtable(state, items.len().min(i32::MAX as usize) as i32, 0);
+    for (i, item) in items.iter().enumerate() {
+        ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
+        ffi::lua_rawseti(state, -2, (i + 1) as mlua::ffi::lua_Integer);
+    }
 }
 
 /// A failed script's error reply: its message, then which script and line.

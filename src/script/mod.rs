@@ -96,6 +96,11 @@ fn script_of(conn: &Conn, evalsha: bool, body: &[u8]) -> Result<Arc<Script>, Cmd
 /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
 pub async fn eval(conn: &mut Conn, name: &str, a: &[&[u8]], now: u64) -> CmdResult {
     let script = script_of(conn, name.starts_with("evalsha"), a[1])?;
+    if name.ends_with("_ro") && script.flags.declared && !script.flags.no_writes {
+        return Err(CmdError::other(
+            "Can not execute a script with write flag using *_ro command.",
+        ));
+    }
     let numkeys = crate::cmd::numbers::int_arg(a[2])?;
     if numkeys < 0 {
         return Err(CmdError::other("Number of keys can't be negative"));

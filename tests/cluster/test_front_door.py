@@ -464,3 +464,31 @@ def test_placement_says_when_every_readable_copy_is_in_one_zone():
         until(c, lambda: info(c, "h1")["cluster_placement"] == "ok", 10, "placement ok once h2 is ready")
         members = [v for k, v in info(c, "h1").items() if k.startswith("member")]
         check(c, all("serving=1" in m for m in members), f"members not all serving: {members}")
+
+
+def test_scripts_through_a_backup_run_on_the_primary_and_read_only_ones_locally():
+    """EVAL through a backup runs on the primary (a script may write), and
+    the client reads its script's write back at once. EVAL_RO runs on the
+    backup itself (it may lag: not routed by read-your-writes yet) and
+    refuses writes."""
+    incr = "return redis.call('INCR', KEYS[1])"
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_cluster(c)
+        before = repl(c, "h3")
+        with c.connect("h3", "h3") as conn:
+            for i in range(1, 21):
+                check(c, conn.call("EVAL", incr, 1, "s:n") == i, f"EVAL {i} through h3")
+                # Read-your-writes holds for a script's write too.
+                check(c, conn.call("GET", "s:n") == str(i), f"GET after EVAL {i}")
+            check(c, conn.call("EVAL_RO", "return redis.call('GET', KEYS[1])", 1, "s:n") in ("20", None),
+                  "EVAL_RO on the backup")
+            try:
+                conn.call("EVAL_RO", incr, 1, "s:n")
+                check(c, False, "EVAL_RO wrote through a backup")
+            except RespError as e:
+                check(c, "Write commands are not allowed from read-only scripts" in str(e), str(e))
+        after = repl(c, "h3")
+        check(c, after["writes_forwarded"] >= before["writes_forwarded"] + 20,
+              f"EVALs were not forwarded: {before} -> {after}")
+        check(c, c.call("h1", "h1", "GET", "s:n") == "20", "the primary lacks the scripts' writes")
+        wait_converged(c, ["h1", "h2", "h3"])

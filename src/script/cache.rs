@@ -171,10 +171,6 @@ impl Scripts {
         self.generation.load(Ordering::SeqCst)
     }
 
-    pub fn count(&self) -> usize {
-        self.bodies.read().map(|b| b.len()).unwrap_or(0)
-    }
-
     /// A script starts on core `me`.
     pub fn started(&self, me: usize) {
         if let Some(s) = self.slots.get(me) {

@@ -333,7 +333,10 @@ unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: 
             }
             ffi::lua_setfield(state, -2, c"set".as_ptr());
         }
-        Reply::Map(pairs) if resp3 => {
+        Reply::Map(pairs) | Reply::Pairs(pairs) if !resp3 => {
+            array(&mut pairs.iter().flat_map(|(k, v)| [k, v]), pairs.len() * 2)
+        }
+        Reply::Map(pairs) => {
             ffi::lua_createtable(state, 0, 1);
             ffi::lua_createtable(state, 0, pairs.len().min(i32::MAX as usize) as c_int);
             for (k, v) in pairs {
@@ -346,10 +349,6 @@ unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: 
             }
             ffi::lua_setfield(state, -2, c"map".as_ptr());
         }
-        Reply::Map(pairs) | Reply::Pairs(pairs) if !resp3 => {
-            array(&mut pairs.iter().flat_map(|(k, v)| [k, v]), pairs.len() * 2)
-        }
-        Reply::Map(_) => unreachable_map(state),
         Reply::Pairs(pairs) => {
             ffi::lua_createtable(state, pairs.len().min(i32::MAX as usize) as c_int, 0);
             for (i, (k, v)) in pairs.iter().enumerate() {
@@ -384,11 +383,6 @@ unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: 
         Reply::Verbatim(s) => push_bytes(s.as_bytes()),
     }
     true
-}
-
-/// Unreachable: RESP3 maps are handled above (kept total for the match).
-unsafe fn unreachable_map(state: *mut ffi::lua_State) {
-    ffi::lua_pushnil(state);
 }
 
 /// Checks and runs one command of the script.

@@ -50,6 +50,8 @@ pub use hlc::Hlc;
 pub use keyspace::{EntryRef, ValueRef};
 pub use list::List;
 pub use set::Set;
-pub use shard::{EvictionPolicy, OutOfMemory, Shard, ShardStats, DATABASES};
+pub use shard::{
+    EvictionPolicy, OutOfMemory, Shard, ShardStats, DATABASES, META_DB, META_EPOCH, STORED_DBS,
+};
 pub use value::{Entry, Typed, Value};
 pub use zset::ZSet;

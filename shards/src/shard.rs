@@ -19,6 +19,27 @@ use crate::value::{Entry, Value};
 /// Databases per shard, as Redis's default `databases 16`.
 pub const DATABASES: usize = 16;
 
+/// A database no client can SELECT, stored, logged, replicated and merged
+/// like the others: server-wide state that must travel with the data
+/// (the function libraries) lives here. FLUSHALL, eviction, expiry and
+/// key counts leave it alone.
+pub const META_DB: usize = DATABASES;
+
+/// Databases a shard stores: the clients' and [`META_DB`].
+pub const STORED_DBS: usize = DATABASES + 1;
+
+/// Bumped whenever any shard in the process changes [`META_DB`], by any
+/// path (a command, replay, replication, merge, a snapshot load): whoever
+/// caches what it holds compares this number to know the cache is stale.
+pub static META_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[inline]
+fn touch(db: usize) {
+    if db == META_DB {
+        META_EPOCH.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// How keys are chosen for eviction when a shard is over its memory limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvictionPolicy {
@@ -124,8 +145,8 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: usize) -> Self {
-        let mut dbs = Vec::with_capacity(DATABASES);
-        dbs.resize_with(DATABASES, Db::default);
+        let mut dbs = Vec::with_capacity(STORED_DBS);
+        dbs.resize_with(STORED_DBS, Db::default);
         Shard {
             id,
             dbs,
@@ -291,7 +312,7 @@ impl Shard {
     }
 
     pub fn keys(&self) -> usize {
-        self.dbs.iter().map(|d| d.dict.len()).sum()
+        self.dbs[..DATABASES].iter().map(|d| d.dict.len()).sum()
     }
 
     /// A fresh HLC time for a write at wall-clock `now_ms`: later than every
@@ -416,6 +437,7 @@ impl Shard {
     /// Sets a live key's expiry (0: none); false when the key is absent.
     /// The caller calls [`Shard::wrote`] when the change is a write.
     pub fn set_expire(&mut self, db: usize, key: &[u8], now_ms: u64, expire_at: u64) -> bool {
+        touch(db);
         self.expire_if_due(db, key, now_ms);
         let h = self.dbs[db].dict.hash(key);
         if self.dbs[db].dict.get_hashed(h, key).is_none() {
@@ -460,6 +482,7 @@ impl Shard {
         expire_at: Option<u64>,
         now_ms: u64,
     ) {
+        touch(db);
         let hlc = self.hlc_now(now_ms);
         self.before_change(db, key);
         self.touch_watched(db, key);
@@ -516,6 +539,7 @@ impl Shard {
         create: Option<Value>,
         f: impl FnOnce(&mut Value, Hlc) -> (R, bool),
     ) -> Option<R> {
+        touch(db);
         self.expire_if_due(db, key, now_ms);
         self.before_change(db, key);
         if !self.dbs[db].dict.contains_key(key) {
@@ -567,6 +591,7 @@ impl Shard {
     /// Stores `entry` under `key`, replacing whatever was there. Counts as
     /// one write.
     pub fn set(&mut self, db: usize, key: &[u8], mut entry: Entry, now_ms: u64) {
+        touch(db);
         entry.access = Self::access_at(now_ms);
         entry.hlc = self.hlc_now(now_ms);
         self.restore(db, key, entry);
@@ -578,6 +603,7 @@ impl Shard {
     /// written back whole. Not a write of this shard: the sequence and the
     /// clock do not move.
     pub fn restore(&mut self, db: usize, key: &[u8], entry: Entry) {
+        touch(db);
         self.before_change(db, key);
         self.touch_watched(db, key);
         let node = EntryNode::from_entry(key, entry);
@@ -617,6 +643,7 @@ impl Shard {
     /// Deletes `key`; returns whether a live key was removed. A removal of
     /// a live key counts as one write.
     pub fn delete(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        touch(db);
         if self.expire_if_due(db, key, now_ms) {
             return false;
         }
@@ -643,6 +670,7 @@ impl Shard {
 
     /// Empties one database; returns how many keys it held.
     pub fn flush_db(&mut self, db: usize) -> usize {
+        touch(db);
         let d = std::mem::take(&mut self.dbs[db]);
         let n = d.dict.len();
         for (k, e) in d.dict.iter() {

@@ -83,7 +83,7 @@ use crate::keyspace::{EntryRef, Keyspace};
 use crate::record::{
     encode_end, encode_header, encode_record, Frame, FrameError, Header, Op, Record, FRAME_HEADER,
 };
-use crate::shard::{Shard, DATABASES};
+use crate::shard::{Shard, STORED_DBS};
 
 /// The most buckets one step visits, so a step over a huge or sparse table
 /// stays well under a millisecond. Scan order jumps across the bucket array,
@@ -100,7 +100,7 @@ pub struct SnapshotBusy;
 pub(crate) struct Snapshot {
     header: Header,
     header_sent: bool,
-    /// The database being walked (`DATABASES` once all are).
+    /// The database being walked (`STORED_DBS` once all are).
     db: usize,
     /// The frontier: the first position of `db` not yet reached.
     pos: u64,
@@ -215,8 +215,8 @@ impl Shard {
             header_sent: false,
             db: 0,
             pos: 0,
-            decided: (0..DATABASES).map(|_| HashSet::default()).collect(),
-            detached: (0..DATABASES).map(|_| None).collect(),
+            decided: (0..STORED_DBS).map(|_| HashSet::default()).collect(),
+            detached: (0..STORED_DBS).map(|_| None).collect(),
             pending: Vec::new(),
             pending_at: 0,
             entries: 0,
@@ -274,7 +274,7 @@ impl Shard {
             return false;
         }
         let mut buckets = 0;
-        while s.db < DATABASES {
+        while s.db < STORED_DBS {
             if buckets > 0 && (out.len() - start >= budget_bytes || buckets >= MAX_BUCKETS_PER_STEP)
             {
                 s.last_step_buckets = buckets;
@@ -458,7 +458,7 @@ impl Loader {
                     });
                 }
                 let db = r.db as usize;
-                if db >= DATABASES {
+                if db >= STORED_DBS {
                     return Err(LoadError::Database(r.db));
                 }
                 let entry = decode_entry(r.args[0])?;

@@ -321,6 +321,9 @@ pub static COMMANDS: &[Spec] = &[
     conn!("eval_ro", -3, READONLY | STALE, "scripting", "Executes a read-only server-side Lua script."),
     conn!("evalsha_ro", -3, READONLY | STALE, "scripting", "Executes a read-only server-side Lua script by SHA1 digest."),
     conn!("script", -2, STALE, "scripting", "A container for Lua scripts management commands."),
+    conn!("fcall", -3, WRITE | STALE, "scripting", "Invokes a function."),
+    conn!("fcall_ro", -3, READONLY | STALE, "scripting", "Invokes a read-only function."),
+    conn!("function", -2, STALE, "scripting", "A container for function commands."),
     // server
     conn!("command", -1, LOADING | STALE, "server", "Returns detailed information about all commands."),
     conn!("info", -1, LOADING | STALE, "server", "Returns information and statistics about the server."),

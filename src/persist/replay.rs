@@ -43,7 +43,7 @@ pub fn apply_frame(s: &mut Shard, frame: &Frame<'_>) -> Result<(), ReplayError> 
 /// Applies one record; the shard ends at the record's seq and time.
 pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
     let db = r.db as usize;
-    if db >= keel_shards::DATABASES {
+    if db >= keel_shards::STORED_DBS {
         return Err(ReplayError::Malformed {
             seq: r.seq,
             op: r.op,

@@ -13,7 +13,7 @@ use crate::runtime::TcpStream;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use keel_shards::record::{decode_frame, Frame};
 use keel_shards::snapshot::Loader;
-use keel_shards::{Shard, DATABASES};
+use keel_shards::{Shard, STORED_DBS};
 
 use super::barrier::{Deposit, Ready};
 use super::link::{encode_frame, FrameReader, LinkError, LinkStats};
@@ -496,7 +496,7 @@ async fn load_snapshot(
         {
             let mut s = ls.shard(id);
             s.journal_enable(false);
-            for db in 0..DATABASES {
+            for db in 0..STORED_DBS {
                 s.flush_db(db);
             }
         }

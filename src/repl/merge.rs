@@ -207,7 +207,7 @@ fn run(s: &mut Shard, db: u8, hlc: Hlc, args: &[&[u8]], now: u64, stats: &mut Me
 
 fn merge_record(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &mut MergeStats) {
     let (db, h) = (r.db, r.hlc);
-    if db as usize >= keel_shards::DATABASES {
+    if db as usize >= keel_shards::STORED_DBS {
         stats.refused += 1;
         return;
     }

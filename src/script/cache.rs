@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use crate::cmd::error::CmdError;
 
@@ -87,12 +88,17 @@ pub fn parse_shebang(body: &str) -> Result<(Flags, String), CmdError> {
     Ok((flags, format!("--{rest}")))
 }
 
+/// A running function: its name, the command that called it, its start.
+type RunningFunction = (String, Vec<Vec<u8>>, Instant);
+
 /// One core's running script, as other cores see it.
 #[derive(Default)]
 struct Slot {
     /// 0 idle, 1 running, 2 busy (past the threshold), 3 busy and wrote.
     state: AtomicU8,
     kill: AtomicBool,
+    /// The function running there (FCALL): name, command, start.
+    function: Mutex<Option<RunningFunction>>,
 }
 
 const IDLE: u8 = 0;
@@ -190,9 +196,33 @@ impl Scripts {
         }
     }
 
+    /// The run starting on `me` is the function `name` called by `command`.
+    pub fn function_started(&self, me: usize, name: &str, command: &[Vec<u8>]) {
+        if let Some(s) = self.slots.get(me) {
+            *s.function.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((name.to_string(), command.to_vec(), Instant::now()));
+        }
+    }
+
+    /// A busy function somewhere (FUNCTION STATS): its name, its command
+    /// and how long it has run, in ms.
+    pub fn running_function(&self) -> Option<(String, Vec<Vec<u8>>, u64)> {
+        self.slots.iter().find_map(|s| {
+            if s.state.load(Ordering::SeqCst) < BUSY {
+                return None;
+            }
+            let f = s.function.lock().unwrap_or_else(|p| p.into_inner());
+            f.as_ref()
+                .map(|(n, c, t)| (n.clone(), c.clone(), t.elapsed().as_millis() as u64))
+        })
+    }
+
     /// The script on `me` ended.
     pub fn finished(&self, me: usize) {
         if let Some(s) = self.slots.get(me) {
+            if let Ok(mut f) = s.function.lock() {
+                f.take();
+            }
             if s.state.swap(IDLE, Ordering::SeqCst) >= BUSY {
                 self.busy.fetch_sub(1, Ordering::SeqCst);
             }

@@ -209,6 +209,9 @@ thread_local! {
 /// of `redis.call` (or an argument error of either).
 unsafe fn call_c(state: *mut ffi::lua_State, raise: bool) -> c_int {
     run_command(state, raise);
+    // The arguments are spent: dropping them leaves the reply room on the
+    // stack even after `redis.call(cmd, unpack(t))` filled it.
+    ffi::lua_settop(state, 0);
     let stored = REPLY.with(|r| r.as_ptr());
     // SAFETY: nothing else touches REPLY until this call returns.
     let (failed, pushed) = match &*stored {

@@ -97,6 +97,9 @@ fn to_reply_at(v: &Value, resp3: bool, depth: usize) -> Reply {
         Value::Number(n) => Reply::Int(number_reply(*n)),
         Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
         Value::Table(t) if depth < MAX_DEPTH => table_reply(t, resp3, depth),
+        // A table nested this deep (a table that contains itself): the
+        // levels so far, then an error, as Redis ends at Lua's stack limit.
+        Value::Table(_) => Reply::Error("ERR reached lua stack limit".into()),
         _ => Reply::Nil,
     }
 }

@@ -22,6 +22,7 @@ use crate::resp::reply::Reply;
 use crate::script::cache::Script;
 use crate::script::call::{self, Active};
 use crate::script::convert::{one_line, to_reply};
+use crate::script::library::{flags_of, Catalog, FunctionInfo};
 use crate::server::state::ServerState;
 
 /// Instructions between two checks of the time limit and SCRIPT KILL.
@@ -34,7 +35,27 @@ struct Engine {
     compiled: HashMap<String, Function>,
     generation: u64,
     memory_limit: u64,
+    /// `load_library(body)` and `run_function(f, keys, args)` of `sandbox.lua`.
+    load_library: Function,
+    run_function: Function,
+    /// The registered functions of the libraries of registry generation
+    /// `fn_generation`, by name.
+    functions: HashMap<String, Function>,
+    fn_generation: u64,
 }
+
+/// What a run calls: an EVAL script or a library's function.
+pub enum Target<'a> {
+    Script(&'a Script),
+    Function {
+        name: &'a str,
+        generation: u64,
+        catalog: &'a Catalog,
+    },
+}
+
+/// How long FUNCTION LOAD lets a library's code run, as Redis.
+const LOAD_TIMEOUT_MS: u128 = 500;
 
 /// This core's server-wide handles, set when the executor starts.
 pub struct Core {
@@ -55,6 +76,10 @@ thread_local! {
     static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
     static PROGRESS: Progress = Progress::default();
+    /// While a library's code runs for FUNCTION LOAD: when it started.
+    static LOADING: Cell<Option<Instant>> = const { Cell::new(None) };
+    static LOAD_TIMED_OUT: Cell<bool> = const { Cell::new(false) };
+    static REBUILD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Makes this thread an executor that can run scripts.
@@ -94,18 +119,13 @@ impl Engine {
         };
         crate::script::libs::open(&lua)?;
         let raw = call::raw_table(&lua)?;
-        let (run, env): (Function, Table) = lua
+        let (run, env, load_library, run_function): (Function, Table, Function, Function) = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=keel")
             .call(raw)?;
         let memory_limit = core.state.scripts.memory_limit.load(Ordering::Relaxed);
         lua.set_memory_limit(memory_limit as usize)?;
-        let state = core.state.clone();
-        let me = core.router.me;
-        lua.set_global_hook(
-            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            move |_, _| check_limits(&state, me),
-        )?;
+        install_hook(&lua, core.state.clone(), core.router.me, false)?;
         Ok(Engine {
             lua,
             run,
@@ -113,6 +133,10 @@ impl Engine {
             compiled: HashMap::new(),
             generation: core.state.scripts.generation(),
             memory_limit,
+            load_library,
+            run_function,
+            functions: HashMap::new(),
+            fn_generation: u64::MAX,
         })
     }
 
@@ -141,9 +165,32 @@ impl Engine {
     }
 }
 
+/// Installs the hook every `HOOK_EVERY` instructions, and on every line
+/// too once a script is killed: the kill error is then raised again on the
+/// next line, so a `pcall` loop cannot swallow it.
+fn install_hook(
+    lua: &Lua,
+    state: Arc<ServerState>,
+    me: usize,
+    every_line: bool,
+) -> mlua::Result<()> {
+    let mut triggers = HookTriggers::new().every_nth_instruction(HOOK_EVERY);
+    if every_line {
+        triggers = triggers.every_line();
+    }
+    lua.set_global_hook(triggers, move |lua, _| check_limits(lua, &state, me))
+}
+
 /// The hook: marks the script busy past the threshold, stops it on
 /// SCRIPT KILL.
-fn check_limits(state: &ServerState, me: usize) -> mlua::Result<VmState> {
+fn check_limits(lua: &Lua, state: &Arc<ServerState>, me: usize) -> mlua::Result<VmState> {
+    if let Some(t0) = LOADING.with(|l| l.get()) {
+        if t0.elapsed().as_millis() > LOAD_TIMEOUT_MS {
+            LOAD_TIMED_OUT.with(|t| t.set(true));
+            return Err(mlua::Error::runtime("FUNCTION LOAD timeout"));
+        }
+        return Ok(VmState::Continue);
+    }
     PROGRESS.with(|p| {
         let Some(t0) = p.started.get() else {
             return Ok(VmState::Continue);
@@ -157,8 +204,10 @@ fn check_limits(state: &ServerState, me: usize) -> mlua::Result<VmState> {
         }
         if p.busy.get() {
             state.scripts.became_busy(me, p.wrote.get());
-            if state.scripts.kill_requested(me) && !p.wrote.get() {
-                p.killed.set(true);
+            if p.killed.get() || (state.scripts.kill_requested(me) && !p.wrote.get()) {
+                if !p.killed.replace(true) {
+                    install_hook(lua, state.clone(), me, true)?;
+                }
                 return Err(mlua::Error::runtime("Script killed by user with SCRIPT KILL..."));
             }
         }
@@ -177,6 +226,9 @@ fn with_engine<T>(f: impl FnOnce(&mut Engine) -> Result<T, CmdError>) -> Result<
     ENGINE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let generation = core.state.scripts.generation();
+        if REBUILD.with(|r| r.replace(false)) {
+            *slot = None;
+        }
         if slot.is_none() {
             *slot = Some(Engine::new(&core).map_err(lua_error)?);
         }
@@ -201,22 +253,43 @@ fn with_engine<T>(f: impl FnOnce(&mut Engine) -> Result<T, CmdError>) -> Result<
 
 /// Runs `script` with `keys` and `args` in the context `active` (where its
 /// commands go) and returns its reply.
-pub fn run(script: &Script, keys: &[Vec<u8>], args: &[Vec<u8>], active: Active) -> Reply {
-    match run_inner(script, keys, args, active) {
+pub fn run(target: Target<'_>, keys: &[Vec<u8>], args: &[Vec<u8>], active: Active) -> Reply {
+    match run_inner(target, keys, args, active) {
         Ok(r) => r,
         Err(e) => Reply::Error(e.to_string().into()),
     }
 }
 
 fn run_inner(
-    script: &Script,
+    target: Target<'_>,
     keys: &[Vec<u8>],
     args: &[Vec<u8>],
     active: Active,
 ) -> Result<Reply, CmdError> {
-    let (lua, run, f) = with_engine(|e| {
-        let f = e.function(script)?;
-        Ok((e.lua.clone(), e.run.clone(), f))
+    let (lua, run, f, label, is_function) = with_engine(|e| match &target {
+        Target::Script(script) => {
+            let f = e.function(script)?;
+            Ok((e.lua.clone(), e.run.clone(), f, script.sha.clone(), false))
+        }
+        Target::Function {
+            name,
+            generation,
+            catalog,
+        } => {
+            e.load_functions(*generation, catalog)?;
+            let f = e
+                .functions
+                .get(*name)
+                .cloned()
+                .ok_or_else(|| CmdError::other("Function not found"))?;
+            Ok((
+                e.lua.clone(),
+                e.run_function.clone(),
+                f,
+                name.to_string(),
+                true,
+            ))
+        }
     })?;
     let core = core().ok_or_else(|| CmdError::other("scripts run only on executor threads"))?;
     let me = core.router.me;
@@ -236,10 +309,16 @@ fn run_inner(
     let result: mlua::Result<MultiValue> = unsafe {
         lua.exec_raw((run, f), |state| {
             push_list(state, keys);
-            mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"KEYS".as_ptr());
-            push_list(state, args);
-            mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"ARGV".as_ptr());
-            mlua::ffi::lua_call(state, 1, 2);
+            if is_function {
+                // run_function(f, keys, args)
+                push_list(state, args);
+                mlua::ffi::lua_call(state, 3, 2);
+            } else {
+                mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"KEYS".as_ptr());
+                push_list(state, args);
+                mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"ARGV".as_ptr());
+                mlua::ffi::lua_call(state, 1, 2);
+            }
         })
     };
     let resp3 = call::leave().unwrap_or(resp3);
@@ -247,16 +326,108 @@ fn run_inner(
         p.started.set(None);
         p.killed.get()
     });
+    if killed {
+        install_hook(&lua, core.state.clone(), me, false).map_err(lua_error)?;
+    }
     scripts.finished(me);
 
-    let values = result.map_err(lua_error)?;
+    let values = match result {
+        Ok(v) => v,
+        // Killed: the error may surface outside the script's own handler
+        // (the hook raises it again on every line until the script ends).
+        Err(_) if killed => {
+            return Ok(Reply::Error(
+                format!("ERR Script killed by user with SCRIPT KILL... script: {label}").into(),
+            ))
+        }
+        Err(e) => return Err(lua_error(e)),
+    };
     let mut values = values.into_iter();
     let ok = matches!(values.next(), Some(Value::Boolean(true)));
     let value = values.next().unwrap_or(Value::Nil);
     if ok {
         return Ok(to_reply(&value, resp3));
     }
-    Ok(Reply::Error(error_text(&script.sha, &value, killed).into()))
+    Ok(Reply::Error(error_text(&label, &value, killed).into()))
+}
+
+impl Engine {
+    /// Loads every library of the registry's `generation` into this state
+    /// (once per generation).
+    fn load_functions(&mut self, generation: u64, catalog: &Catalog) -> Result<(), CmdError> {
+        if self.fn_generation == generation {
+            return Ok(());
+        }
+        let mut functions = HashMap::new();
+        for lib in catalog.libraries.values() {
+            match self.run_library(&lib.body) {
+                Ok(list) => functions.extend(list.into_iter().map(|(info, f)| (info.name, f))),
+                Err(e) => {
+                    tracing::warn!(library = %lib.name, "a stored function library does not load on this core: {e}")
+                }
+            }
+        }
+        self.functions = functions;
+        self.fn_generation = generation;
+        Ok(())
+    }
+
+    /// Runs a library's code; its functions, or Redis's error text.
+    fn run_library(&self, body: &str) -> Result<Vec<(FunctionInfo, Function)>, String> {
+        LOADING.with(|l| l.set(Some(Instant::now())));
+        LOAD_TIMED_OUT.with(|t| t.set(false));
+        let result: mlua::Result<(bool, Value)> = self.load_library.call(body);
+        LOADING.with(|l| l.set(None));
+        if LOAD_TIMED_OUT.with(|t| t.get()) {
+            // A Lua state whose load was stopped by the hook no longer
+            // stops later scripts reliably: the next use builds a new one
+            // (scripts and libraries are compiled again on demand).
+            REBUILD.with(|r| r.set(true));
+        }
+        let (ok, value) = result.map_err(|e| match e {
+            mlua::Error::CallbackError { cause, .. } => cause.to_string(),
+            other => other.to_string(),
+        })?;
+        let list = match (ok, value) {
+            (true, Value::Table(t)) => t,
+            (_, Value::String(s)) => return Err(one_line(&s.as_bytes())),
+            _ => return Err("Error registering functions: unknown error".into()),
+        };
+        let mut out = Vec::new();
+        for entry in list.sequence_values::<Table>() {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name: String = entry.get("name").map_err(|e| e.to_string())?;
+            let description: Option<String> =
+                entry.get("description").map_err(|e| e.to_string())?;
+            let flags: Vec<String> = entry.get("flags").map_err(|e| e.to_string())?;
+            let callback: Function = entry.get("callback").map_err(|e| e.to_string())?;
+            out.push((
+                FunctionInfo {
+                    name,
+                    description,
+                    flags: flags_of(&flags),
+                },
+                callback,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Runs a library's body on this core for FUNCTION LOAD: the functions it
+/// registers, or the error to reply.
+pub fn check_library(body: &str) -> Result<Vec<FunctionInfo>, CmdError> {
+    with_engine(|e| {
+        e.run_library(body)
+            .map(|list| list.into_iter().map(|(info, _)| info).collect())
+            .map_err(|text| {
+                if text.contains("FUNCTION LOAD timeout") {
+                    CmdError::other("Error registering functions: FUNCTION LOAD timeout")
+                } else {
+                    CmdError::other(text)
+                }
+            })
+    })
 }
 
 /// Pushes a Lua array of `items` as strings.

@@ -36,6 +36,8 @@ pub mod cache;
 pub mod call;
 pub mod convert;
 pub mod engine;
+pub mod function;
+pub mod library;
 pub mod libs;
 
 use std::sync::Arc;
@@ -48,6 +50,8 @@ use crate::resp::reply::Reply;
 use crate::server::conn::Conn;
 use cache::{Kill, Script};
 use call::{Active, Home};
+use engine::Target;
+use library::Catalog;
 
 const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
@@ -55,6 +59,8 @@ const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
 /// another core.
 #[derive(Clone)]
 struct Setting {
+    /// The FCALL command line, for FUNCTION STATS (None for EVAL).
+    command: Option<Arc<Vec<Vec<u8>>>>,
     db: usize,
     now_ms: u64,
     max_string: usize,
@@ -93,14 +99,84 @@ fn script_of(conn: &Conn, evalsha: bool, body: &[u8]) -> Result<Arc<Script>, Cmd
     Ok(script)
 }
 
+/// What a run calls, owned so it can travel to another core.
+#[derive(Clone)]
+enum Callable {
+    Script(Arc<Script>),
+    Function {
+        name: String,
+        generation: u64,
+        catalog: Arc<Catalog>,
+    },
+}
+
+impl Callable {
+    fn target(&self) -> Target<'_> {
+        match self {
+            Callable::Script(s) => Target::Script(s),
+            Callable::Function {
+                name,
+                generation,
+                catalog,
+            } => Target::Function {
+                name,
+                generation: *generation,
+                catalog,
+            },
+        }
+    }
+}
+
 /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
 pub async fn eval(conn: &mut Conn, name: &str, a: &[&[u8]], now: u64) -> CmdResult {
     let script = script_of(conn, name.starts_with("evalsha"), a[1])?;
-    if name.ends_with("_ro") && script.flags.declared && !script.flags.no_writes {
+    let flags = script.flags;
+    invoke(
+        conn,
+        Callable::Script(script),
+        flags,
+        name.ends_with("_ro"),
+        a,
+        now,
+    )
+    .await
+}
+
+/// FCALL, FCALL_RO.
+pub async fn fcall(conn: &mut Conn, name: &str, a: &[&[u8]], now: u64) -> CmdResult {
+    let (generation, catalog) = function::catalog(conn).await?;
+    let fname = String::from_utf8_lossy(a[1]).into_owned();
+    let Some((lib, i)) = catalog.function(&fname) else {
+        return Err(CmdError::other("Function not found"));
+    };
+    let flags = lib.functions[i].flags;
+    if crate::cmd::numbers::int_arg(a[2]).is_err() {
+        return Err(CmdError::other("Bad number of keys provided"));
+    }
+    let callable = Callable::Function {
+        name: fname,
+        generation,
+        catalog,
+    };
+    invoke(conn, callable, flags, name.ends_with("_ro"), a, now).await
+}
+
+/// Runs a script or a function (`a` is the command: name, target,
+/// numkeys, keys..., args...) where its keys live.
+async fn invoke(
+    conn: &mut Conn,
+    callable: Callable,
+    flags: cache::Flags,
+    ro_command: bool,
+    a: &[&[u8]],
+    now: u64,
+) -> CmdResult {
+    if ro_command && flags.declared && !flags.no_writes {
         return Err(CmdError::other(
             "Can not execute a script with write flag using *_ro command.",
         ));
     }
+    let script = callable;
     let numkeys = crate::cmd::numbers::int_arg(a[2])?;
     if numkeys < 0 {
         return Err(CmdError::other("Number of keys can't be negative"));
@@ -114,11 +190,13 @@ pub async fn eval(conn: &mut Conn, name: &str, a: &[&[u8]], now: u64) -> CmdResu
     let keys: Vec<Vec<u8>> = a[3..split].iter().map(|k| k.to_vec()).collect();
     let args: Vec<Vec<u8>> = a[split..].iter().map(|k| k.to_vec()).collect();
     let setting = Setting {
+        command: matches!(script, Callable::Function { .. })
+            .then(|| Arc::new(a.iter().map(|x| x.to_vec()).collect())),
         db: conn.db,
         now_ms: now,
         max_string: conn.max_string,
-        read_only: name.ends_with("_ro") || script.flags.no_writes,
-        allow_oom: script.flags.allow_oom,
+        read_only: ro_command || flags.no_writes,
+        allow_oom: flags.allow_oom,
     };
     let router = conn.router.clone();
 
@@ -171,7 +249,7 @@ async fn locked_run(
     conn: &mut Conn,
     shards: Vec<usize>,
     all: bool,
-    script: &Script,
+    script: &Callable,
     keys: &[Vec<u8>],
     args: &[Vec<u8>],
     setting: &Setting,
@@ -194,13 +272,14 @@ async fn locked_run(
 fn run_on_shard(
     ls: &LocalShards,
     s: usize,
-    script: &Script,
+    script: &Callable,
     keys: &[Vec<u8>],
     args: &[Vec<u8>],
     setting: &Setting,
 ) -> Option<Reply> {
     ls.shard(s).unit_begin();
-    let reply = engine::run(script, keys, args, setting.active(Home::Shard(s)));
+    note_function(script, setting);
+    let reply = engine::run(script.target(), keys, args, setting.active(Home::Shard(s)));
     let escalate = call::take_escalation();
     let wrote = ls.shard(s).unit_wrote();
     let commit = match (wrote, engine::core()) {
@@ -218,7 +297,7 @@ fn run_in_tx(
     tx: u64,
     shards: Vec<usize>,
     all: bool,
-    script: &Script,
+    script: &Callable,
     keys: &[Vec<u8>],
     args: &[Vec<u8>],
     setting: &Setting,
@@ -229,7 +308,19 @@ fn run_in_tx(
         all,
         conn: conn as *mut Conn,
     };
-    engine::run(script, keys, args, setting.active(home))
+    note_function(script, setting);
+    engine::run(script.target(), keys, args, setting.active(home))
+}
+
+/// Tells FUNCTION STATS which function runs on this core.
+fn note_function(callable: &Callable, setting: &Setting) {
+    if let (Callable::Function { name, .. }, Some(command), Some(core)) =
+        (callable, &setting.command, engine::core())
+    {
+        core.state
+            .scripts
+            .function_started(core.router.me, name, command);
+    }
 }
 
 /// SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP.
@@ -313,6 +404,7 @@ pub fn allowed_while_busy(name: &str, a: &[&[u8]]) -> bool {
     match name {
         "auth" | "hello" | "quit" | "reset" | "shutdown" => true,
         "script" => a.get(1).is_some_and(|s| is(s, "kill")),
+        "function" => a.get(1).is_some_and(|s| is(s, "kill") || is(s, "stats")),
         _ => false,
     }
 }

@@ -26,11 +26,26 @@ end
 
 -- A read-only view of a table: reads pass through, writes fail.
 local proxies = setmetatable({}, { __mode = 'k' })
+-- Its metatable, as getmetatable shows it, is read-only too.
+local function frozen(t)
+  local p = {}
+  proxies[p] = t
+  setmetatable(p, { __index = t, __newindex = refuse, __metatable = false })
+  return p
+end
 local function readonly(t, index)
   local p = {}
   proxies[p] = t
-  setmetatable(p, { __index = index or t, __newindex = refuse, __metatable = false })
+  local mt = { __index = index or t, __newindex = refuse }
+  mt.__metatable = frozen(mt)
+  setmetatable(p, mt)
   return p
+end
+G.setmetatable = function(t, mt)
+  if proxies[t] then
+    error('Attempt to modify a readonly table', 2)
+  end
+  return setmetatable(t, mt)
 end
 
 -- pairs, next and raw access see through the views.
@@ -207,4 +222,167 @@ local function run(f)
   return xpcall(f, handler)
 end
 
-return run, env
+-- Function libraries (FUNCTION LOAD). A library's code runs once to
+-- register its functions, seeing only `redis.register_function`,
+-- `redis.log` and the version; the functions it registered later run
+-- with the globals every script sees. Both views go through one
+-- environment whose lookups depend on whether a library is loading.
+local registering = nil
+local known_flags = { ['no-writes'] = true, ['allow-oom'] = true, ['allow-stale'] = true,
+  ['no-cluster'] = true, ['allow-cross-slot-keys'] = true }
+
+local function missing(k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 3)
+end
+
+local function read_flags(list)
+  local flags, i = {}, 1
+  while true do
+    local f = list[i]
+    if f == nil then
+      return flags
+    end
+    if type(f) ~= 'string' and type(f) ~= 'number' then
+      fail('ERR unknown flag given')
+    end
+    local name = tostring(f):lower()
+    if not known_flags[name] then
+      fail('ERR unknown flag given')
+    end
+    flags[#flags + 1] = name
+    i = i + 1
+  end
+end
+
+local function register_function(...)
+  if not registering then
+    fail('ERR redis.register_function can only be called on FUNCTION LOAD command')
+  end
+  local n = select('#', ...)
+  if n < 1 or n > 2 then
+    fail('ERR wrong number of arguments to redis.register_function')
+  end
+  local name, callback, desc, flags
+  if n == 1 then
+    local t = ...
+    if type(t) ~= 'table' then
+      fail('ERR calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).')
+    end
+    for k, v in next, proxies[t] or t do
+      if type(k) ~= 'string' and type(k) ~= 'number' then
+        fail('ERR named argument key given to redis.register_function is not a string')
+      end
+      local key = tostring(k):lower()
+      if key == 'function_name' then
+        if type(v) ~= 'string' and type(v) ~= 'number' then
+          fail('ERR function_name argument given to redis.register_function must be a string')
+        end
+        name = tostring(v)
+      elseif key == 'description' then
+        if type(v) ~= 'string' and type(v) ~= 'number' then
+          fail('ERR description argument given to redis.register_function must be a string')
+        end
+        desc = tostring(v)
+      elseif key == 'callback' then
+        if type(v) ~= 'function' then
+          fail('ERR callback argument given to redis.register_function must be a function')
+        end
+        callback = v
+      elseif key == 'flags' then
+        if type(v) ~= 'table' then
+          fail('ERR flags argument to redis.register_function must be a table representing function flags')
+        end
+        flags = read_flags(v)
+      else
+        fail('ERR unknown argument given to redis.register_function')
+      end
+    end
+    if name == nil then
+      fail('ERR redis.register_function must get a function name argument')
+    end
+    if callback == nil then
+      fail('ERR redis.register_function must get a callback argument')
+    end
+  else
+    local a, b = ...
+    if type(a) ~= 'string' and type(a) ~= 'number' then
+      fail('ERR first argument to redis.register_function must be a string')
+    end
+    if type(b) ~= 'function' then
+      fail('ERR second argument to redis.register_function must be a function')
+    end
+    name, callback = tostring(a), b
+  end
+  if not name:find('^[%w_]+$') then
+    fail('ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long')
+  end
+  if registering.by_name[name] then
+    fail('ERR Function already exists in the library')
+  end
+  local entry = { name = name, callback = callback, description = desc, flags = flags or {} }
+  registering.by_name[name] = entry
+  registering.list[#registering.list + 1] = entry
+end
+
+local library_redis = {
+  register_function = register_function,
+  log = redis.log,
+  REDIS_VERSION = redis.REDIS_VERSION,
+  REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM,
+  LOG_DEBUG = 0,
+  LOG_VERBOSE = 1,
+  LOG_NOTICE = 2,
+  LOG_WARNING = 3,
+}
+local library_redis_view = readonly(library_redis, function(_, k)
+  local v = rawget(library_redis, k)
+  if v == nil then
+    missing(k)
+  end
+  return v
+end)
+
+local function_env = readonly(G, function(_, k)
+  if registering then
+    if k == 'redis' then
+      return library_redis_view
+    end
+    missing(k)
+  end
+  local v = rawget(G, k)
+  if v == nil then
+    missing(k)
+  end
+  return v
+end)
+
+-- Runs a library's code; returns true and its functions in the order they
+-- were registered, or false and the error.
+local function load_library(code)
+  local f, e = loadstring(code, '@user_function')
+  if not f then
+    return false, 'Error compiling function: ' .. tostring(e)
+  end
+  setfenv(f, function_env)
+  registering = { by_name = {}, list = {} }
+  local ok, err = xpcall(f, handler)
+  local got = registering
+  registering = nil
+  if not ok then
+    local text = type(err) == 'table' and rawget(err, 'err') or tostring(err)
+    if type(text) == 'string' then
+      text = text:gsub('^ERR ', '', 1)
+    end
+    return false, 'Error registering functions: ' .. tostring(text)
+  end
+  return true, got.list
+end
+
+-- Calls a registered function with its keys and arguments.
+local function run_function(f, keys, args)
+  return xpcall(function()
+    return f(keys, args)
+  end, handler)
+end
+
+return run, env, load_library, run_function

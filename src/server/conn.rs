@@ -185,7 +185,7 @@ impl Conn {
         }
     }
 
-    fn note_write_everywhere(&self) {
+    pub(crate) fn note_write_everywhere(&self) {
         if self.replies_wait() {
             *self.wrote.borrow_mut() = (0..self.router.executors()).collect();
         }

@@ -47,6 +47,8 @@ pub struct ServerState {
     pub cluster: crate::cluster::ClusterState,
     /// Script bodies and the state of running scripts (see `script`).
     pub scripts: crate::script::cache::Scripts,
+    /// The function libraries (FUNCTION LOAD), as read from `META_DB`.
+    pub functions: crate::script::library::Functions,
 }
 
 pub fn now_ms() -> u64 {
@@ -78,6 +80,7 @@ impl ServerState {
             http_port: AtomicU64::new(0),
             repl: crate::repl::shared::ReplShared::new(shards, &config),
             cluster: crate::cluster::ClusterState::new(),
+            functions: crate::script::library::Functions::default(),
             scripts: crate::script::cache::Scripts::new(
                 executors,
                 config.busy_reply_threshold,

@@ -89,3 +89,46 @@ def test_backups_apply_what_scripts_did_never_the_scripts():
         assert exists == [0, 0, 0], exists
         exists = c.call("h1", "h1", "SCRIPT", "EXISTS", sha(NONDETERMINISTIC), sha(SPREAD), sha(HALF))
         assert exists == [1, 1, 1], exists
+
+
+# A library whose functions write where their keys live and read back.
+LIBRARY = """#!lua name=counters
+redis.register_function('bump', function(keys, args)
+  return redis.call('INCRBY', keys[1], args[1])
+end)
+redis.register_function{function_name='peek', callback=function(keys)
+  return redis.call('GET', keys[1])
+end, flags={'no-writes'}}
+"""
+
+
+def test_function_libraries_reach_backups_and_outlive_a_restart():
+    with Cluster({"h1": "z1", "h2": "z2"}, delay_ms=DELAY_MS, ports=PORTS) as c:
+        start_primary_and_backups(c, "h1", ["h2"])
+        assert c.call("h1", "h1", "FUNCTION", "LOAD", LIBRARY) == "counters"
+        for i in range(20):
+            assert c.call("h1", "h1", "FCALL", "bump", 1, f"c{i % 4}", 5) == 5 * (i // 4 + 1)
+        wait_converged(c, ["h1", "h2"])
+        # The backup knows the library from the replication stream alone
+        # and runs its read-only function on its own data.
+        listed = c.call("h2", "h2", "FUNCTION", "LIST")
+        assert [row[1] for row in listed] == ["counters"], listed
+        assert c.call("h2", "h2", "FCALL_RO", "peek", 1, "c3") == "25"
+        # A library is the database's: it is changed on the primary only.
+        try:
+            c.call("h2", "h2", "FUNCTION", "DELETE", "counters")
+            raise AssertionError("a backup must refuse FUNCTION DELETE")
+        except RespError as e:
+            assert "READONLY" in str(e)
+        # A FCALL through the backup runs on the primary.
+        assert c.call("h2", "h2", "FCALL", "bump", 1, "c0", 1) == 26
+        assert c.call("h1", "h1", "GET", "c0") == "26"
+        # FLUSHALL keeps libraries (as Redis); a restarted backup still has them.
+        c.call("h1", "h1", "FLUSHALL")
+        c.restart("h2")
+        wait_converged(c, ["h1", "h2"])
+        assert c.call("h2", "h2", "FCALL_RO", "peek", 1, "c0") is None
+        assert c.call("h2", "h2", "FUNCTION", "LIST", "LIBRARYNAME", "count*")[0][1] == "counters"
+        c.call("h1", "h1", "FUNCTION", "DELETE", "counters")
+        wait_converged(c, ["h1", "h2"])
+        assert c.call("h2", "h2", "FUNCTION", "LIST") == []

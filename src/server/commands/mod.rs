@@ -68,6 +68,8 @@ pub async fn run(
             crate::script::eval(conn, spec.name, a, now).await
         }
         "script" => crate::script::script(conn, a),
+        "fcall" | "fcall_ro" => crate::script::fcall(conn, spec.name, a, now).await,
+        "function" => crate::script::function::function(conn, a).await,
         "multi" => crate::exec::multi::multi(conn),
         "exec" => crate::exec::multi::exec(conn, now).await,
         "discard" => crate::exec::multi::discard(conn).await,

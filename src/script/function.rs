@@ -22,7 +22,6 @@ use crate::exec::command::{self, Kind};
 use crate::exec::local::LocalShards;
 use crate::exec::router::{apply, serve_blocked, Mode};
 use crate::resp::reply::Reply;
-use crate::script::cache::Kill;
 use crate::script::engine;
 use crate::script::library::{self, Catalog, Library, META_KEY};
 use crate::server::conn::Conn;
@@ -276,16 +275,7 @@ pub async fn function(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             run_change(conn, Change::Delete(text(a[2]))).await
         }
         "flush" => {
-            match a.len() {
-                2 => {}
-                3 if is(a[2], "sync") || is(a[2], "async") => {}
-                3 => {
-                    return Err(CmdError::other(
-                        "FUNCTION FLUSH only supports SYNC|ASYNC option",
-                    ))
-                }
-                _ => return Err(arity()),
-            }
+            crate::script::flush_mode(a, "FUNCTION FLUSH only supports SYNC|ASYNC option", arity)?;
             run_change(conn, Change::Flush).await
         }
         "restore" => {
@@ -361,13 +351,7 @@ pub async fn function(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             if a.len() != 2 {
                 return Err(arity());
             }
-            match conn.state.scripts.kill() {
-                Kill::NotBusy => Err(CmdError::Raw(
-                    "NOTBUSY No scripts in execution right now.".into(),
-                )),
-                Kill::Unkillable => Err(CmdError::Raw("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.".into())),
-                Kill::Killed => Ok(Reply::Ok),
-            }
+            crate::script::kill(conn)
         }
         "help" => Ok(Reply::Array(
             HELP.iter().map(|l| Reply::status(l)).collect(),

@@ -348,16 +348,7 @@ pub fn script(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             ))
         }
         "flush" => {
-            match a.len() {
-                2 => {}
-                3 if is(a[2], "sync") || is(a[2], "async") => {}
-                3 => {
-                    return Err(CmdError::other(
-                        "SCRIPT FLUSH only support SYNC|ASYNC option",
-                    ))
-                }
-                _ => return Err(arity()),
-            }
+            flush_mode(a, "SCRIPT FLUSH only support SYNC|ASYNC option", arity)?;
             scripts.flush();
             Ok(Reply::Ok)
         }
@@ -365,13 +356,7 @@ pub fn script(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             if a.len() != 2 {
                 return Err(arity());
             }
-            match scripts.kill() {
-                Kill::NotBusy => Err(CmdError::Raw(
-                    "NOTBUSY No scripts in execution right now.".into(),
-                )),
-                Kill::Unkillable => Err(CmdError::Raw("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.".into())),
-                Kill::Killed => Ok(Reply::Ok),
-            }
+            kill(conn)
         }
         "help" => Ok(Reply::Array(
             [
@@ -395,6 +380,32 @@ pub fn script(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             cmd: "SCRIPT".into(),
             sub: String::from_utf8_lossy(a[1]).into_owned(),
         }),
+    }
+}
+
+/// The optional SYNC|ASYNC of SCRIPT FLUSH and FUNCTION FLUSH (both flush
+/// at once: there is nothing large to free in the background).
+pub(crate) fn flush_mode(
+    a: &[&[u8]],
+    bad_mode: &'static str,
+    arity: impl Fn() -> CmdError,
+) -> Result<(), CmdError> {
+    match a.len() {
+        2 => Ok(()),
+        3 if is(a[2], "sync") || is(a[2], "async") => Ok(()),
+        3 => Err(CmdError::other(bad_mode)),
+        _ => Err(arity()),
+    }
+}
+
+/// SCRIPT KILL and FUNCTION KILL: stops the busy script unless it wrote.
+pub(crate) fn kill(conn: &Conn) -> CmdResult {
+    match conn.state.scripts.kill() {
+        Kill::NotBusy => Err(CmdError::Raw(
+            "NOTBUSY No scripts in execution right now.".into(),
+        )),
+        Kill::Unkillable => Err(CmdError::Raw("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.".into())),
+        Kill::Killed => Ok(Reply::Ok),
     }
 }
 

@@ -2,13 +2,17 @@
 # keel's REST API against the same work over RESP, on one keel (1 shard,
 # pinned to SERVER_CPU; load on LOADGEN_CPU): requests/s and the server's
 # CPU per command for GET, SET, a 10-command /pipeline and connection churn.
-#   bench/rest.sh            (builds target/release/keel)
+# REST load comes from examples/http_load.rs (one thread, poll(2)), RESP
+# load from redis-benchmark: both outrun one server core.
+#   bench/rest.sh            (builds target/release/keel and the load generator)
 #   KEEL_BIN=path N=50000 CONC=50 RUNS=3 bench/rest.sh
 # Prints a markdown table (medians over RUNS) on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 KEEL_BIN=${KEEL_BIN:-}
+(cd "$root" && cargo build --release -q --example http_load)
+LOAD=$root/target/release/examples/http_load
 if [ -z "$KEEL_BIN" ]; then
     (cd "$root" && cargo build --release -q)
     KEEL_BIN=$root/target/release/keel
@@ -40,10 +44,11 @@ for run in $(seq "$RUNS"); do
     for mode in get set pipeline churn; do
         n=$N; [ $mode = churn ] && n=$((N / 5))
         per=1; [ $mode = pipeline ] && per=10
-        measure "rest-$mode" "$per" "$n" node "$here/rest_load.js" "$http" "$mode" "$n" "$CONC"
+        measure "rest-$mode" "$per" "$n" "$LOAD" "$http" "$mode" "$n" "$CONC"
     done
     measure resp-get 1 "$N" redis-benchmark -p "$port" -t get -n "$N" -r 100000 -c "$CONC" -q
     measure resp-set 1 "$N" redis-benchmark -p "$port" -t set -n "$N" -r 100000 -d 32 -c "$CONC" -q
+    measure resp-churn 1 "$((N / 5))" redis-benchmark -p "$port" -t get -n "$((N / 5))" -r 100000 -c "$CONC" -k 0 -q
     measure resp-P10 1 "$((N * 10))" redis-benchmark -p "$port" -t set,get -n "$((N * 5))" -r 100000 -d 32 -c "$CONC" -P 10 -q
 done >"$work/raw"
 python3 - "$work/raw" <<'PY'

@@ -372,8 +372,13 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     keys
 }
 
-fn table() -> &'static HashMap<&'static str, &'static Spec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static Spec>> = OnceLock::new();
+/// Every command by name. ahash, not SipHash: the table is looked up for
+/// every command and every `redis.call`, and its keys are ours, not a
+/// client's.
+type Table = HashMap<&'static str, &'static Spec, ahash::RandomState>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| COMMANDS.iter().map(|s| (s.name, s)).collect())
 }
 

@@ -96,6 +96,11 @@ pub(super) fn enter(active: Active) -> bool {
     resp3
 }
 
+/// Whether the running script is in RESP3 mode (`redis.setresp(3)`).
+pub(super) fn resp3() -> bool {
+    ACTIVE.with(|a| a.borrow().as_ref().is_some_and(|a| a.resp3))
+}
+
 /// Removes it; whether the script ended in RESP3 mode.
 pub(super) fn leave() -> Option<bool> {
     ACTIVE.with(|a| a.borrow_mut().take().map(|a| a.resp3))
@@ -232,7 +237,7 @@ unsafe fn call_c(state: *mut ffi::lua_State, raise: bool) -> c_int {
 /// reply. Touches no Lua function that can raise an error.
 unsafe fn run_command(state: *mut ffi::lua_State, raise: bool) {
     let store = |reply: Reply, failed: bool| {
-        let resp3 = ACTIVE.with(|a| a.borrow().as_ref().is_some_and(|a| a.resp3));
+        let resp3 = resp3();
         REPLY.with(|r| *r.borrow_mut() = Some((reply, resp3, failed)));
     };
     let n = ffi::lua_gettop(state);

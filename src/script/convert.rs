@@ -2,9 +2,9 @@
 //! them: command replies into Lua values for `redis.call`, a script's
 //! return value into a reply, and Lua numbers into command arguments.
 
-#[cfg(test)]
-use mlua::Lua;
-use mlua::{Table, Value};
+use std::ffi::{c_int, CStr};
+
+use mlua::{ffi, Lua};
 
 use crate::resp::reply::Reply;
 
@@ -80,34 +80,6 @@ pub fn number_reply(n: f64) -> i64 {
     }
 }
 
-/// A script's return value (or a table inside it) as a reply. `resp3` is
-/// whether the script called `redis.setresp(3)`.
-pub fn to_reply(v: &Value, resp3: bool) -> Reply {
-    to_reply_at(v, resp3, 0)
-}
-
-fn to_reply_at(v: &Value, resp3: bool, depth: usize) -> Reply {
-    match v {
-        Value::Nil => Reply::Nil,
-        Value::Boolean(true) if resp3 => Reply::Bool(true),
-        Value::Boolean(false) if resp3 => Reply::Bool(false),
-        Value::Boolean(true) => Reply::Int(1),
-        Value::Boolean(false) => Reply::Nil,
-        Value::Integer(i) => Reply::Int(*i),
-        Value::Number(n) => Reply::Int(number_reply(*n)),
-        Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
-        Value::Table(t) if depth < MAX_DEPTH => table_reply(t, resp3, depth),
-        // A table nested this deep (a table that contains itself): the
-        // levels so far, then an error, as Redis ends at Lua's stack limit.
-        Value::Table(_) => Reply::Error("ERR reached lua stack limit".into()),
-        _ => Reply::Nil,
-    }
-}
-
-fn field(t: &Table, name: &str) -> Value {
-    t.raw_get(name).unwrap_or(Value::Nil)
-}
-
 /// An error text safe to send on one line.
 pub fn one_line(s: &[u8]) -> String {
     String::from_utf8_lossy(s).replace(['\r', '\n'], " ")
@@ -123,60 +95,184 @@ fn reply_line(s: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-fn table_reply(t: &Table, resp3: bool, depth: usize) -> Reply {
-    if let Value::String(e) = field(t, "err") {
-        return Reply::ErrorBytes(reply_line(&e.as_bytes()));
-    }
-    if let Value::String(s) = field(t, "ok") {
-        return Reply::StatusBytes(reply_line(&s.as_bytes()));
-    }
-    if let Some(n) = number_of(&field(t, "double")) {
-        return Reply::Double(n);
-    }
-    if let Value::String(s) = field(t, "big_number") {
-        return Reply::Bulk(s.as_bytes().to_vec());
-    }
-    if let Value::Table(m) = field(t, "map") {
-        let mut pairs = Vec::new();
-        for (k, v) in m.pairs::<Value, Value>().flatten() {
-            pairs.push((
-                to_reply_at(&k, resp3, depth + 1),
-                to_reply_at(&v, resp3, depth + 1),
-            ));
+/// The field names a returned table is probed for, in this order, as Redis
+/// probes them: `{err=}`, `{ok=}`, then the RESP3 shapes.
+const PROBE_NAMES: [&CStr; 6] = [c"err", c"ok", c"double", c"big_number", c"map", c"set"];
+const ERR: usize = 0;
+const OK: usize = 1;
+const DOUBLE: usize = 2;
+const BIG_NUMBER: usize = 3;
+const MAP: usize = 4;
+const SET: usize = 5;
+
+/// Stack slots reading a reply may take: at most two per nesting level.
+pub const REPLY_STACK: c_int = 2 * MAX_DEPTH as c_int + 8;
+
+/// Registry references to the probed field names. Held there for the life
+/// of the state, so pushing one is a copy: no allocation, no error.
+#[derive(Clone, Copy)]
+pub struct Probes([c_int; 6]);
+
+impl Probes {
+    pub fn new(lua: &Lua) -> mlua::Result<Probes> {
+        let mut refs = [0; 6];
+        // SAFETY: pushes six strings and moves each into the registry; an
+        // allocation failure unwinds through mlua's protected call with
+        // nothing of ours live.
+        unsafe {
+            lua.exec_raw::<()>((), |state| {
+                for (r, name) in refs.iter_mut().zip(PROBE_NAMES) {
+                    ffi::lua_pushstring(state, name.as_ptr());
+                    *r = ffi::luaL_ref(state, ffi::LUA_REGISTRYINDEX);
+                }
+            })?;
         }
-        return Reply::Map(pairs);
+        Ok(Probes(refs))
     }
-    if let Value::Table(s) = field(t, "set") {
-        let members = s
-            .pairs::<Value, Value>()
-            .flatten()
-            .map(|(k, _)| to_reply_at(&k, resp3, depth + 1))
-            .collect();
-        return Reply::Set(members);
+}
+
+/// The value at absolute stack index `idx` (or a table inside it) as a
+/// reply; `resp3` is whether the script called `redis.setresp(3)`.
+///
+/// # Safety
+/// `state` is a live Lua state with `REPLY_STACK` free slots (reserved by
+/// the caller while nothing of Rust's was live). Every Lua call here is one
+/// that neither allocates nor raises (`type`, `toboolean`, `tonumber`,
+/// `tolstring` of strings only, `rawget`, `rawgeti`, `next`), so no
+/// longjmp can skip the Rust values being built.
+pub unsafe fn reply_at(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    probes: &Probes,
+    resp3: bool,
+    depth: usize,
+) -> Reply {
+    match ffi::lua_type(state, idx) {
+        ffi::LUA_TNIL => Reply::Nil,
+        ffi::LUA_TBOOLEAN => match (ffi::lua_toboolean(state, idx) != 0, resp3) {
+            (b, true) => Reply::Bool(b),
+            (true, false) => Reply::Int(1),
+            (false, false) => Reply::Nil,
+        },
+        ffi::LUA_TNUMBER => Reply::Int(number_reply(ffi::lua_tonumber(state, idx))),
+        ffi::LUA_TSTRING => Reply::Bulk(string_at(state, idx).to_vec()),
+        ffi::LUA_TTABLE if depth < MAX_DEPTH => table_reply(state, idx, probes, resp3, depth),
+        // A table nested this deep (a table that contains itself): the
+        // levels so far, then an error, as Redis ends at Lua's stack limit.
+        ffi::LUA_TTABLE => Reply::Error("ERR reached lua stack limit".into()),
+        _ => Reply::Nil,
+    }
+}
+
+/// The bytes of the string at `idx`, borrowed from the stack.
+unsafe fn string_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(state, idx, &mut len);
+    if p.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
+    }
+}
+
+/// Pushes `t[name]` (raw) for the table at `idx`; returns its type.
+unsafe fn probe(state: *mut ffi::lua_State, idx: c_int, probes: &Probes, which: usize) -> c_int {
+    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, probes.0[which].into());
+    ffi::lua_rawget(state, idx);
+    ffi::lua_type(state, -1)
+}
+
+unsafe fn table_reply(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    probes: &Probes,
+    resp3: bool,
+    depth: usize,
+) -> Reply {
+    let top = ffi::lua_gettop(state);
+    let reply = 'found: {
+        if probe(state, idx, probes, ERR) == ffi::LUA_TSTRING {
+            break 'found Some(Reply::ErrorBytes(reply_line(string_at(state, -1))));
+        }
+        ffi::lua_settop(state, top);
+        if probe(state, idx, probes, OK) == ffi::LUA_TSTRING {
+            break 'found Some(Reply::StatusBytes(reply_line(string_at(state, -1))));
+        }
+        ffi::lua_settop(state, top);
+        if probe(state, idx, probes, DOUBLE) == ffi::LUA_TNUMBER {
+            break 'found Some(Reply::Double(ffi::lua_tonumber(state, -1)));
+        }
+        ffi::lua_settop(state, top);
+        if probe(state, idx, probes, BIG_NUMBER) == ffi::LUA_TSTRING {
+            break 'found Some(Reply::Bulk(string_at(state, -1).to_vec()));
+        }
+        ffi::lua_settop(state, top);
+        if probe(state, idx, probes, MAP) == ffi::LUA_TTABLE {
+            let m = ffi::lua_gettop(state);
+            let mut pairs = Vec::new();
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, m) != 0 {
+                let v = ffi::lua_gettop(state);
+                pairs.push((
+                    reply_at(state, v - 1, probes, resp3, depth + 1),
+                    reply_at(state, v, probes, resp3, depth + 1),
+                ));
+                ffi::lua_settop(state, v - 1);
+            }
+            break 'found Some(Reply::Map(pairs));
+        }
+        ffi::lua_settop(state, top);
+        if probe(state, idx, probes, SET) == ffi::LUA_TTABLE {
+            let s = ffi::lua_gettop(state);
+            let mut members = Vec::new();
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, s) != 0 {
+                let v = ffi::lua_gettop(state);
+                members.push(reply_at(state, v - 1, probes, resp3, depth + 1));
+                ffi::lua_settop(state, v - 1);
+            }
+            break 'found Some(Reply::Set(members));
+        }
+        None
+    };
+    ffi::lua_settop(state, top);
+    if let Some(r) = reply {
+        return r;
     }
     // An array up to its first nil.
     let mut items = Vec::new();
     for i in 1.. {
-        let v: Value = t.raw_get(i).unwrap_or(Value::Nil);
-        if v.is_nil() {
+        ffi::lua_rawgeti(state, idx, i);
+        if ffi::lua_type(state, -1) == ffi::LUA_TNIL {
+            ffi::lua_settop(state, top);
             break;
         }
-        items.push(to_reply_at(&v, resp3, depth + 1));
+        items.push(reply_at(state, top + 1, probes, resp3, depth + 1));
+        ffi::lua_settop(state, top);
     }
     Reply::Array(items)
-}
-
-fn number_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => Some(*n),
-        Value::Integer(i) => Some(*i as f64),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlua::Value;
+
+    /// A Lua value as a reply, through `reply_at` (for tests).
+    fn to_reply(lua: &Lua, v: Value, resp3: bool) -> Reply {
+        let probes = Probes::new(lua).unwrap();
+        let mut out = Reply::Nil;
+        // SAFETY: the value is argument 1 of the protected call, and the stack
+        // is reserved first.
+        unsafe {
+            lua.exec_raw::<()>(v, |state| {
+                ffi::lua_checkstack(state, REPLY_STACK);
+                out = reply_at(state, 1, &probes, resp3, 0);
+            })
+            .unwrap();
+        }
+        out
+    }
 
     #[test]
     fn numbers_as_arguments_like_redis_7_2() {
@@ -214,7 +310,7 @@ mod tests {
         let lua = Lua::new();
         let v: Value = lua.load("return {1, 'a', {2}, nil, 5}").eval().unwrap();
         assert_eq!(
-            to_reply(&v, false),
+            to_reply(&lua, v, false),
             Reply::Array(vec![
                 Reply::Int(1),
                 Reply::Bulk(b"a".to_vec()),
@@ -223,10 +319,50 @@ mod tests {
         );
         let v: Value = lua.load("return {err='MY bad\\r\\nx\\0y'}").eval().unwrap();
         assert_eq!(
-            to_reply(&v, false),
+            to_reply(&lua, v, false),
             Reply::ErrorBytes(b"MY bad  x".to_vec())
         );
         let v: Value = lua.load("local t = {} t[1] = t return t").eval().unwrap();
-        assert!(matches!(to_reply(&v, false), Reply::Array(_)));
+        assert!(matches!(to_reply(&lua, v, false), Reply::Array(_)));
+        let v: Value = lua.load("return {ok='fine', err=7}").eval().unwrap();
+        assert_eq!(
+            to_reply(&lua, v, false),
+            Reply::StatusBytes(b"fine".to_vec())
+        );
+        let v: Value = lua.load("return {3.99, -2.5, true, false}").eval().unwrap();
+        assert_eq!(
+            to_reply(&lua, v, false),
+            Reply::Array(vec![
+                Reply::Int(3),
+                Reply::Int(-2),
+                Reply::Int(1),
+                Reply::Nil
+            ])
+        );
+    }
+
+    #[test]
+    fn resp3_shapes_become_replies() {
+        let lua = Lua::new();
+        let v: Value = lua
+            .load("return {map={a={double=1.5}}, set={x=true}}")
+            .eval()
+            .unwrap();
+        assert_eq!(
+            to_reply(&lua, v, true),
+            Reply::Map(vec![(Reply::Bulk(b"a".to_vec()), Reply::Double(1.5))])
+        );
+        let v: Value = lua.load("return {set={x=true}}").eval().unwrap();
+        assert_eq!(
+            to_reply(&lua, v, true),
+            Reply::Set(vec![Reply::Bulk(b"x".to_vec())])
+        );
+        let v: Value = lua.load("return {big_number='123', false}").eval().unwrap();
+        assert_eq!(to_reply(&lua, v, true), Reply::Bulk(b"123".to_vec()));
+        let v: Value = lua.load("return {true, false}").eval().unwrap();
+        assert_eq!(
+            to_reply(&lua, v, true),
+            Reply::Array(vec![Reply::Bool(true), Reply::Bool(false)])
+        );
     }
 }

@@ -21,7 +21,7 @@ use crate::exec::router::Router;
 use crate::resp::reply::Reply;
 use crate::script::cache::Script;
 use crate::script::call::{self, Active};
-use crate::script::convert::{one_line, to_reply};
+use crate::script::convert::{one_line, reply_at, Probes, REPLY_STACK};
 use crate::script::library::{flags_of, Catalog, FunctionInfo};
 use crate::server::state::ServerState;
 
@@ -42,6 +42,8 @@ struct Engine {
     /// `fn_generation`, by name.
     functions: HashMap<String, Function>,
     fn_generation: u64,
+    /// Field names a returned table is probed for (`{err=}`, `{ok=}`...).
+    probes: Probes,
 }
 
 /// What a run calls: an EVAL script or a library's function.
@@ -126,6 +128,7 @@ impl Engine {
         let memory_limit = core.state.scripts.memory_limit.load(Ordering::Relaxed);
         lua.set_memory_limit(memory_limit as usize)?;
         install_hook(&lua, core.state.clone(), core.router.me, false)?;
+        let probes = Probes::new(&lua)?;
         Ok(Engine {
             lua,
             run,
@@ -137,6 +140,7 @@ impl Engine {
             run_function,
             functions: HashMap::new(),
             fn_generation: u64::MAX,
+            probes,
         })
     }
 
@@ -266,10 +270,17 @@ fn run_inner(
     args: &[Vec<u8>],
     active: Active,
 ) -> Result<Reply, CmdError> {
-    let (lua, run, f, label, is_function) = with_engine(|e| match &target {
+    let (lua, run, f, label, is_function, probes) = with_engine(|e| match &target {
         Target::Script(script) => {
             let f = e.function(script)?;
-            Ok((e.lua.clone(), e.run.clone(), f, script.sha.clone(), false))
+            Ok((
+                e.lua.clone(),
+                e.run.clone(),
+                f,
+                script.sha.clone(),
+                false,
+                e.probes,
+            ))
         }
         Target::Function {
             name,
@@ -288,6 +299,7 @@ fn run_inner(
                 f,
                 name.to_string(),
                 true,
+                e.probes,
             ))
         }
     })?;
@@ -301,11 +313,14 @@ fn run_inner(
         p.wrote.set(false);
         p.killed.set(false);
     });
-    let resp3 = call::enter(active);
-    // SAFETY: one protected call sets KEYS and ARGV and runs the script
-    // (`run(f)`, an xpcall), instead of a protected call per table, string
-    // and field. The closure holds only borrowed slices: a Lua error (out
-    // of memory) that jumps out of it skips no destructor.
+    call::enter(active);
+    let mut reply = None;
+    // SAFETY: one protected call sets KEYS and ARGV, runs the script
+    // (`run(f)`, an xpcall) and reads a successful script's value straight
+    // off the stack, instead of a protected call per table, string and
+    // field. Until `reply_at` the closure holds only borrowed slices, and
+    // `reply_at` calls nothing that can raise: a Lua error (out of memory)
+    // that jumps out of the closure skips no destructor.
     let result: mlua::Result<MultiValue> = unsafe {
         lua.exec_raw((run, f), |state| {
             push_list(state, keys);
@@ -319,9 +334,17 @@ fn run_inner(
                 mlua::ffi::lua_setfield(state, mlua::ffi::LUA_GLOBALSINDEX, c"ARGV".as_ptr());
                 mlua::ffi::lua_call(state, 1, 2);
             }
+            // [ok, value]: an error value goes back through mlua for its text.
+            if mlua::ffi::lua_toboolean(state, -2) != 0
+                && mlua::ffi::lua_checkstack(state, REPLY_STACK) != 0
+            {
+                let top = mlua::ffi::lua_gettop(state);
+                reply = Some(reply_at(state, top, &probes, call::resp3(), 0));
+                mlua::ffi::lua_settop(state, 0);
+            }
         })
     };
-    let resp3 = call::leave().unwrap_or(resp3);
+    call::leave();
     let killed = PROGRESS.with(|p| {
         p.started.set(None);
         p.killed.get()
@@ -342,12 +365,15 @@ fn run_inner(
         }
         Err(e) => return Err(lua_error(e)),
     };
-    let mut values = values.into_iter();
-    let ok = matches!(values.next(), Some(Value::Boolean(true)));
-    let value = values.next().unwrap_or(Value::Nil);
-    if ok {
-        return Ok(to_reply(&value, resp3));
+    if let Some(reply) = reply {
+        return Ok(reply);
     }
+    let mut values = values.into_iter();
+    if matches!(values.next(), Some(Value::Boolean(true))) {
+        // Succeeded, yet no room on the stack to read its value.
+        return Ok(Reply::Error("ERR reached lua stack limit".into()));
+    }
+    let value = values.next().unwrap_or(Value::Nil);
     Ok(Reply::Error(error_text(&label, &value, killed).into()))
 }
 

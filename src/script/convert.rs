@@ -26,6 +26,20 @@ pub fn number_arg(n: f64) -> String {
     if n == 0.0 {
         return if n.is_sign_negative() { "-0" } else { "0" }.into();
     }
+    // The common case, an integer of at most 15 digits with fewer than 8
+    // trailing zeros (counts, milliseconds): its plain digits, which the
+    // general rule below also gives, without formatting and re-reading.
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        let i = n as i64;
+        if i % 100_000_000 != 0 {
+            return itoa::Buffer::new().format(i).to_owned();
+        }
+    }
+    shortest(n)
+}
+
+/// `number_arg` for any finite, non-zero double.
+fn shortest(n: f64) -> String {
     // Rust's `{:e}` prints the shortest round-trip digits: "d.ddde<exp>".
     let sci = format!("{:e}", n.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -290,9 +304,35 @@ mod tests {
             (1e300, "1e+300"),
             (42.0, "42"),
             (-17.0, "-17"),
+            (120_000_001.0, "120000001"),
+            (100_000_000.0, "1e+8"),
+            (12_300_000.0, "12300000"),
+            (999_999_999_999_999.0, "999999999999999"),
+            (1e15, "1e+15"),
+            (-123_456_789_012.0, "-123456789012"),
         ];
         for (n, want) in cases {
             assert_eq!(number_arg(*n), *want, "{n}");
+        }
+    }
+
+    #[test]
+    fn integer_shortcut_agrees_with_the_general_rule() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Spread over every magnitude below 10^16, with trailing zeros.
+            let digits = (x % 16) as i32 + 1;
+            let mut n = ((x >> 8) % 10u64.pow(digits as u32)) as f64;
+            n *= 10f64.powi(((x >> 4) % 10) as i32);
+            if (x >> 3) & 1 == 1 {
+                n = -n;
+            }
+            if n != 0.0 && n.abs() < 1e16 {
+                assert_eq!(number_arg(n), shortest(n), "{n}");
+            }
         }
     }
 

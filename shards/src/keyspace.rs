@@ -41,6 +41,11 @@ const HASH: u8 = 1;
 const SET: u8 = 2;
 const ZSET: u8 = 3;
 const LIST: u8 = 4;
+/// A string held out of line, in a `Value::Str` with room to grow: what a
+/// string becomes once a command changes it in place (SETBIT, SETRANGE,
+/// APPEND, BITFIELD, PFADD), so a bitmap that grows a byte at a time is not
+/// copied whole on every change. SET makes it an inline string again.
+const BSTR: u8 = 5;
 const TYPE_MASK: u8 = 0x07;
 /// The node carries an expiry.
 const HAS_EXPIRE: u8 = 0x10;
@@ -197,6 +202,12 @@ impl EntryNode {
         }
     }
 
+    /// A node for a detached entry whose string, if it holds one, stays in
+    /// its `Vec` (see [`BSTR`]): changed in place from now on.
+    pub fn growable(key: &[u8], e: Entry) -> EntryNode {
+        EntryNode::build(key, Payload::Coll(e.value), e.expire_at, e.hlc, e.access)
+    }
+
     /// A string node.
     pub fn string(key: &[u8], value: &[u8], expire_at: u64, hlc: Hlc, access: u32) -> EntryNode {
         EntryNode::build(key, Payload::Str(value), expire_at, hlc, access)
@@ -207,8 +218,8 @@ impl EntryNode {
         let p = self.parts();
         let e = self.view();
         let (expire_at, hlc, access) = (e.expire_at(), e.hlc(), e.access());
-        let value = match e.value() {
-            ValueRef::Str(s) => Value::Str(s.to_vec()),
+        let value = match (self.kind() & TYPE_MASK, e.value()) {
+            (STR, ValueRef::Str(s)) => Value::Str(s.to_vec()),
             // SAFETY: the value is moved out once; the node is then freed
             // without dropping it.
             _ => unsafe { ptr::read(self.at(p.value_at) as *const Value) },
@@ -260,7 +271,8 @@ impl EntryNode {
         unsafe { ptr::write(self.at(ACCESS_AT) as *mut u32, access) }
     }
 
-    /// The collection this node holds (`None` for a string).
+    /// The collection this node holds, or its out-of-line string (`None`
+    /// for an inline string).
     pub fn collection_mut(&mut self) -> Option<&mut Value> {
         if self.kind() & TYPE_MASK == STR {
             return None;
@@ -327,7 +339,8 @@ impl Drop for EntryNode {
 
 fn type_code(v: &Value) -> u8 {
     match v {
-        Value::Str(_) => STR,
+        // Only a held-out-of-line string comes here (`Payload::Coll`).
+        Value::Str(_) => BSTR,
         Value::Hash(_) => HASH,
         Value::Set(_) => SET,
         Value::ZSet(_) => ZSET,
@@ -438,11 +451,14 @@ impl<'a> EntryRef<'a> {
     /// Heap bytes this entry costs: its node's malloc chunk and what its
     /// collection holds.
     pub fn mem_bytes(&self) -> usize {
-        let node = malloc_bytes(self.node.parts().size);
+        let p = self.node.parts();
+        let node = malloc_bytes(p.size);
         if self.node.kind() & TYPE_MASK == STR {
             return node;
         }
-        node + self.value().heap_bytes()
+        // SAFETY: a non-inline node holds an initialised Value there. Read
+        // as a Value, an out-of-line string counts its capacity.
+        node + unsafe { (*(self.node.at(p.value_at) as *const Value)).heap_bytes() }
     }
 }
 

@@ -542,8 +542,9 @@ impl Shard {
         touch(db);
         self.expire_if_due(db, key, now_ms);
         self.before_change(db, key);
-        if !self.dbs[db].dict.contains_key(key) {
-            let node = EntryNode::from_entry(key, Entry::new(create?, 0));
+        let created = !self.dbs[db].dict.contains_key(key);
+        if created {
+            let node = EntryNode::growable(key, Entry::new(create?, 0));
             self.used += node.view().mem_bytes();
             self.dbs[db].dict.insert_new(node);
         }
@@ -564,21 +565,26 @@ impl Shard {
                 (r, wrote, empty)
             }
             None => {
-                // A string: `f` gets a copy (collection commands answer
-                // WRONGTYPE and change nothing); a change is stored back.
+                // An inline string: `f` gets a copy (collection commands
+                // answer WRONGTYPE and change nothing); a change is stored
+                // back, out of line.
                 let mut e = n.view().to_entry();
                 let (r, wrote) = f(&mut e.value, hlc);
                 let empty = e.value.is_empty_collection();
                 if wrote {
                     e.hlc = hlc;
-                    d.dict.put(key, EntryNode::from_entry(key, e));
+                    // Held out of line from now on: the next in-place
+                    // change of this string is not a copy.
+                    d.dict.put(key, EntryNode::growable(key, e));
                 }
                 (r, wrote, empty)
             }
         };
         let after = d.dict.get_hashed(h, key).map_or(0, |e| e.mem_bytes());
         self.used = self.used + after - before;
-        if empty {
+        // A key created for `f` that then wrote nothing (an error, a FAIL
+        // overflow) was never there.
+        if empty || (created && !wrote) {
             self.remove_entry(db, key);
         }
         if wrote {
@@ -963,8 +969,67 @@ mod tests {
 #[cfg(test)]
 mod write_tests {
     use super::*;
+    use crate::keyspace::ValueRef;
     use crate::value::Typed;
     use crate::{Hash, Set};
+
+    #[test]
+    fn strings_changed_in_place_grow_without_copies_and_account_memory() {
+        let mut s = Shard::new(0);
+        let append = |s: &mut Shard, bytes: &[u8]| {
+            s.write(
+                0,
+                b"k",
+                1000,
+                Some(Value::Str(Vec::new())),
+                |v, _| match v {
+                    Value::Str(b) => {
+                        b.extend_from_slice(bytes);
+                        (b.len(), true)
+                    }
+                    _ => (0, false),
+                },
+            )
+        };
+        assert_eq!(append(&mut s, b"ab"), Some(2));
+        let mut last_ptr = None;
+        let mut moves = 0;
+        for _ in 0..1000 {
+            append(&mut s, b"x");
+            let ptr = match s.peek(0, b"k", 1000).unwrap().value() {
+                ValueRef::Str(b) => b.as_ptr(),
+                _ => unreachable!(),
+            };
+            moves += (last_ptr != Some(ptr)) as usize;
+            last_ptr = Some(ptr);
+        }
+        // A Vec that doubles moves about log2(1000) times, not 1000.
+        assert!(moves < 20, "{moves} moves");
+        let e = s.peek(0, b"k", 1000).unwrap();
+        assert!(matches!(e.value(), ValueRef::Str(b) if b.len() == 1002 && b.starts_with(b"abx")));
+        // Memory counts the held capacity; deleting returns it all.
+        assert!(s.used >= 1002);
+        s.set_string(0, b"k", b"inline", None, 1000);
+        assert!(s.used > 0 && s.used < 200, "{}", s.used);
+        append(&mut s, b"!");
+        assert_eq!(
+            s.get(0, b"k", 1000)
+                .unwrap()
+                .to_entry()
+                .value
+                .as_ref()
+                .type_name(),
+            "string"
+        );
+        assert!(s.delete(0, b"k", 1000));
+        assert_eq!(s.used, 0);
+        // A key created for a write that wrote nothing is not left behind.
+        s.write(0, b"n", 1000, Some(Value::Str(Vec::new())), |_, _| {
+            ((), false)
+        });
+        assert!(s.peek(0, b"n", 1000).is_none());
+        assert_eq!(s.used, 0);
+    }
 
     #[test]
     fn write_creates_counts_once_and_deletes_empty() {

@@ -5,6 +5,7 @@
 //! REPLICAOF...) live beside the connection loop, in `server::commands`:
 //! nothing here depends on the connection.
 
+pub mod bitmaps;
 pub mod error;
 pub mod expiry;
 pub mod failover;
@@ -19,7 +20,7 @@ pub mod strings;
 mod write_tests;
 pub mod zsets;
 
-use keel_shards::{Hlc, Shard, Typed, ValueRef};
+use keel_shards::{Hlc, Shard, Typed, Value, ValueRef};
 
 use crate::cmd::numbers::parse_i64;
 
@@ -49,6 +50,38 @@ pub fn get_string<'a>(
         Some(ValueRef::Str(v)) => Ok(Some(v)),
         Some(_) => Err(CmdError::WrongType),
     }
+}
+
+/// Changes the string at `key` in place, creating an empty one when the
+/// key is absent (its expiry, if any, stays). `f` returns its result and
+/// whether it changed the string. The string is then held out of line
+/// with room to grow (see `keel_shards::keyspace`), so APPEND, SETRANGE,
+/// SETBIT and BITFIELD that grow it cost what they add, not a copy.
+pub fn with_string<R>(
+    s: &mut Shard,
+    ctx: &Ctx,
+    key: &[u8],
+    f: impl FnOnce(&mut Vec<u8>) -> Result<(R, bool), CmdError>,
+) -> Result<R, CmdError> {
+    let create = Some(Value::Str(Vec::new()));
+    let r = s.write(ctx.db, key, ctx.now_ms, create, |v, _| match v {
+        Value::Str(bytes) => match f(bytes) {
+            Ok((r, wrote)) => (Ok(r), wrote),
+            Err(e) => (Err(e), false),
+        },
+        _ => (Err(CmdError::WrongType), false),
+    });
+    r.unwrap_or(Err(CmdError::NoSuchKey))
+}
+
+/// Reserves room for `v` to reach `need` bytes the way Redis grows a
+/// string: double while under 1 MB, then 1 MB more at a time.
+pub fn make_room(v: &mut Vec<u8>, need: usize) {
+    if need <= v.capacity() {
+        return;
+    }
+    let extra = need.min(1 << 20);
+    v.reserve_exact(need + extra - v.len());
 }
 
 /// Case-insensitive comparison of an argument with an ASCII keyword.

@@ -6,7 +6,7 @@ use keel_shards::{Entry, Shard, ValueRef};
 
 use super::error::{CmdError, CmdResult};
 use super::expiry::{absolute_expiry, Unit};
-use super::{get_string, is, Ctx};
+use super::{get_string, is, make_room, with_string, Ctx};
 use crate::cmd::numbers::{incr_by_float, int_arg, parse_i64};
 use crate::resp::reply::Reply;
 
@@ -299,18 +299,12 @@ fn check_size(len: usize, ctx: &Ctx) -> Result<(), CmdError> {
 }
 
 pub fn append(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let joined = match get_string(s, ctx, a[1])? {
-        None => {
-            s.set_string(ctx.db, a[1], a[2], Some(0), ctx.now_ms);
-            return Ok(Reply::Int(a[2].len() as i64));
-        }
-        Some(v) => {
-            check_size(v.len() + a[2].len(), ctx)?;
-            [v, a[2]].concat()
-        }
-    };
-    s.set_string(ctx.db, a[1], &joined, None, ctx.now_ms);
-    Ok(Reply::Int(joined.len() as i64))
+    with_string(s, ctx, a[1], |v| {
+        check_size(v.len() + a[2].len(), ctx)?;
+        make_room(v, v.len() + a[2].len());
+        v.extend_from_slice(a[2]);
+        Ok((Reply::Int(v.len() as i64), true))
+    })
 }
 
 pub fn strlen(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
@@ -355,14 +349,14 @@ pub fn setrange(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         .checked_add(value.len())
         .ok_or(CmdError::StringTooLong)?;
     check_size(end, ctx)?;
-    let exists = current.is_some();
-    let mut v = current.map_or_else(Vec::new, |v| v.to_vec());
-    if v.len() < end {
-        v.resize(end, 0);
-    }
-    v[offset..end].copy_from_slice(value);
-    s.set_string(ctx.db, a[1], &v, (!exists).then_some(0), ctx.now_ms);
-    Ok(Reply::Int(v.len() as i64))
+    with_string(s, ctx, a[1], |v| {
+        if v.len() < end {
+            make_room(v, end);
+            v.resize(end, 0);
+        }
+        v[offset..end].copy_from_slice(value);
+        Ok((Reply::Int(v.len() as i64), true))
+    })
 }
 
 pub fn getdel(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
-use crate::cmd::{hashes, keys, lists, sets, strings, zsets, Ctx};
+use crate::cmd::{bitmaps, hashes, keys, lists, sets, strings, zsets, Ctx};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -177,6 +177,14 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("getdel", 2, WF, 1, 1, 1, strings::getdel, Never, "string", "Returns the string value of a key after deleting the key."),
     keyed!("getex", -2, WF, 1, 1, 1, strings::getex, Never, "string", "Returns the string value of a key after setting its expiration time."),
     keyed!("getset", 3, WF, 1, 1, 1, strings::getset, Never, "string", "Returns the previous string value of a key after setting it to a new value."),
+    // bitmaps
+    keyed!("setbit", 4, W, 1, 1, 1, bitmaps::setbit, Never, "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
+    keyed!("getbit", 3, RF, 1, 1, 1, bitmaps::getbit, Never, "bitmap", "Returns a bit value by offset."),
+    keyed!("bitcount", -2, R, 1, 1, 1, bitmaps::bitcount, Never, "bitmap", "Counts the number of set bits (population counting) in a string."),
+    keyed!("bitpos", -3, R, 1, 1, 1, bitmaps::bitpos, Never, "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
+    keyed!("bitop", -4, W, 2, -1, 1, bitmaps::bitop, SameShard, "bitmap", "Performs bitwise operations on multiple strings, and stores the result."),
+    keyed!("bitfield", -2, W, 1, 1, 1, bitmaps::bitfield, Never, "bitmap", "Performs arbitrary bitfield integer operations on strings."),
+    keyed!("bitfield_ro", -2, RF, 1, 1, 1, bitmaps::bitfield_ro, Never, "bitmap", "Performs arbitrary read-only bitfield integer operations on strings."),
     // keys
     keyed!("del", -2, WRITE, 1, -1, 1, keys::del, Sum, "generic", "Deletes one or more keys."),
     keyed!("unlink", -2, WRITE | FAST, 1, -1, 1, keys::del, Sum, "generic", "Asynchronously deletes one or more keys."),

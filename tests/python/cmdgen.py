@@ -945,6 +945,116 @@ class Gen:
         return Step(r.choice([(b"EXEC",), (b"DISCARD",), (b"UNWATCH",), (b"WATCH",), (b"MULTI", b"x"),
                               (b"EXEC", b"x"), (b"WATCH", b"{t}h1", b"k1")]))
 
+    # -- bitmaps --------------------------------------------------------------------
+    BIT_KEYS = [b"{b}1", b"{b}2", b"{b}3", b"{b}4"]
+
+    def bit_key(self) -> bytes:
+        r = self.r
+        if r.random() < 0.05:
+            return r.choice([b"{b}none", b"{t}h1", b"{t}l1"])
+        if self.xshard:
+            return r.choice([b"b:a", b"b:b", b"b:c", b"b:d"])
+        return r.choice(self.BIT_KEYS)
+
+    def bit_offset(self, write=True) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.6:
+            return str(r.randint(0, 80)).encode()
+        if x < 0.85:
+            return str(r.randint(0, 4000)).encode()
+        # 4294967295 is the last bit of a 512MB string: only read there.
+        huge = [] if write else [b"4294967295"]
+        return r.choice([b"-1", b"x", b"4294967296", b"1.5", b"99999999999"] + huge)
+
+    def bit_range(self) -> list:
+        r = self.r
+        if r.random() < 0.3:
+            return []
+        n = lambda: str(r.choice([0, 1, 2, 3, -1, -2, -3, 5, 10, 17, 100, -100, 7, 8, 9])).encode()
+        out = [n(), n()]
+        if r.random() < 0.5:
+            out.append(r.choice([b"BYTE", b"BIT", b"bit", b"byte", b"bits"]))
+        if r.random() < 0.03:
+            out = out[:1]
+        return out
+
+    def bm_setbit(self):
+        r = self.r
+        bit = r.choice([b"0", b"1", b"1", b"2", b"-1", b"x"]) if r.random() < 0.1 else r.choice([b"0", b"1"])
+        return Step((b"SETBIT", self.bit_key(), self.bit_offset(), bit))
+
+    def bm_getbit(self):
+        return Step((b"GETBIT", self.bit_key(), self.bit_offset(write=False)))
+
+    def bm_bitcount(self):
+        return Step((b"BITCOUNT", self.bit_key(), *self.bit_range()))
+
+    def bm_bitpos(self):
+        r = self.r
+        bit = r.choice([b"0", b"1", b"0", b"1", b"2"])
+        rng = self.bit_range()
+        if rng and r.random() < 0.3:
+            rng = rng[:1]
+        return Step((b"BITPOS", self.bit_key(), bit, *rng))
+
+    def bm_bitop(self):
+        r = self.r
+        op = r.choice([b"AND", b"OR", b"XOR", b"NOT", b"and", b"nand"])
+        n = 1 if op in (b"NOT",) and r.random() < 0.8 else r.randint(1, 3)
+        return Step((b"BITOP", op, self.bit_key(), *[self.bit_key() for _ in range(n)]))
+
+    def bm_field_type(self) -> bytes:
+        r = self.r
+        if r.random() < 0.05:
+            return r.choice([b"u64", b"i65", b"i0", b"x8", b"u", b"I8"])
+        return r.choice([b"i", b"u"]) + str(r.choice([1, 2, 3, 4, 5, 7, 8, 12, 16, 31, 32, 33, 63])).encode() \
+            if r.random() < 0.9 else r.choice([b"i64", b"u63", b"i63"])
+
+    def bm_field_value(self) -> bytes:
+        r = self.r
+        return r.choice([b"0", b"1", b"-1", b"100", b"-100", b"127", b"128", b"255", b"256", b"-129",
+                         b"9223372036854775807", b"-9223372036854775808", b"x", b"4611686018427387904"])
+
+    def bm_bitfield(self, ro=False):
+        r = self.r
+        args = []
+        for _ in range(r.randint(1, 4)):
+            x = r.random()
+            off = r.choice([b"0", b"3", b"8", b"13", b"#1", b"#2", b"100", b"-1", b"#x"]) \
+                if r.random() < 0.8 else self.bit_offset()
+            if x < 0.35 or ro:
+                args += [b"GET", self.bm_field_type(), off]
+            elif x < 0.6:
+                args += [b"SET", self.bm_field_type(), off, self.bm_field_value()]
+            elif x < 0.85:
+                args += [b"INCRBY", self.bm_field_type(), off, self.bm_field_value()]
+            else:
+                args += [b"OVERFLOW", r.choice([b"WRAP", b"SAT", b"FAIL", b"fail", b"bad"])]
+            if ro and r.random() < 0.1:
+                args += [b"SET", b"i8", b"0", b"1"]
+        if r.random() < 0.03:
+            args = args[:-1]
+        return Step((b"BITFIELD_RO" if ro else b"BITFIELD", self.bit_key(), *args))
+
+    def bm_bitfield_ro(self):
+        return self.bm_bitfield(ro=True)
+
+    def bm_strings(self):
+        """String commands on bitmaps (the in-place, out-of-line strings)."""
+        r = self.r
+        k = self.bit_key()
+        c = r.choice(["get", "strlen", "append", "setrange", "set", "getrange", "incr"])
+        if c == "append":
+            return Step((b"APPEND", k, r.choice([b"a", b"\x00\xff", b"xyz" * 5])))
+        if c == "setrange":
+            return Step((b"SETRANGE", k, str(r.choice([0, 1, 5, 20, 300])).encode(), r.choice([b"ab", b"\xff", b""])))
+        if c == "set":
+            return Step((b"SET", k, r.choice([b"", b"\xff\x00", b"abc", b"12"])))
+        if c == "getrange":
+            return Step((b"GETRANGE", k, b"0", b"-1"))
+        return Step((c.upper().encode(), k))
+
     # -- families ------------------------------------------------------------------
     FAMILIES = {
         "strings": {
@@ -999,12 +1109,17 @@ class Gen:
         "t_keyops": 3, "s_add": 6, "z_add": 6, "l_push": 5, "h_set": 2, "m_multi": 2,
     }
     FAMILIES["blocking"] = {"b_blocking": 6, "b_tx": 1, "l_push": 6, "z_add": 4, "l_pop": 1}
+    FAMILIES["bitmaps"] = {
+        "bm_setbit": 10, "bm_getbit": 4, "bm_bitcount": 6, "bm_bitpos": 6, "bm_bitop": 4,
+        "bm_bitfield": 8, "bm_bitfield_ro": 3, "bm_strings": 4, "l_push": 0.3, "h_set": 0.3,
+        "g_flushdb": 0.1,
+    }
 
     def stream(self, family: str, n: int) -> list:
-        weights = self.FAMILIES[family]
+        weights = self.FAMILIES["bitmaps" if family == "bitmaps_xshard" else family]
         names = list(weights)
         w = [weights[k] for k in names]
-        self.xshard = family == "xshard"
+        self.xshard = family in ("xshard", "bitmaps_xshard")
         out = []
         while len(out) < n:
             step = getattr(self, self.r.choices(names, w)[0])()

@@ -45,6 +45,8 @@ STREAMS = [
     ("xshard", 101, 1000),
     # blocking commands where they do not block (data present, tiny timeouts, inside MULTI)
     ("blocking", 111, 600),
+    # bitmaps (SETBIT, BITFIELD... on strings held out of line), and BITOP across shards
+    ("bitmaps", 121, 2000), ("bitmaps", 122, 2000), ("bitmaps_xshard", 123, 800),
 ]
 
 TOLERANCE = {"ttl": 1, "pttl": 1000}

@@ -14,6 +14,7 @@
 //!   set is an order-statistic treap plus a member → score table).
 //! - [`packed`]: the byte-packed records of small hashes and sorted sets.
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
+//! - [`hll`]: HyperLogLog strings in Redis's format (PFADD/PFCOUNT/PFMERGE).
 //! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
 //! - [`record`]: the write-record format (frames, units, snapshot header)
@@ -30,6 +31,7 @@ pub mod entry_codec;
 pub mod glob;
 pub mod hash;
 pub mod hlc;
+pub mod hll;
 pub mod journal;
 pub mod keyspace;
 pub mod list;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod expiry;
 pub mod failover;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod numbers;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
-use crate::cmd::{bitmaps, hashes, keys, lists, sets, strings, zsets, Ctx};
+use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, strings, zsets, Ctx};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -185,6 +185,10 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("bitop", -4, W, 2, -1, 1, bitmaps::bitop, SameShard, "bitmap", "Performs bitwise operations on multiple strings, and stores the result."),
     keyed!("bitfield", -2, W, 1, 1, 1, bitmaps::bitfield, Never, "bitmap", "Performs arbitrary bitfield integer operations on strings."),
     keyed!("bitfield_ro", -2, RF, 1, 1, 1, bitmaps::bitfield_ro, Never, "bitmap", "Performs arbitrary read-only bitfield integer operations on strings."),
+    // hyperloglog
+    keyed!("pfadd", -2, WF, 1, 1, 1, hyperloglog::pfadd, Never, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
+    keyed!("pfcount", -2, R, 1, -1, 1, hyperloglog::pfcount, SameShard, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
+    keyed!("pfmerge", -2, W, 1, -1, 1, hyperloglog::pfmerge, SameShard, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
     // keys
     keyed!("del", -2, WRITE, 1, -1, 1, keys::del, Sum, "generic", "Deletes one or more keys."),
     keyed!("unlink", -2, WRITE | FAST, 1, -1, 1, keys::del, Sum, "generic", "Asynchronously deletes one or more keys."),

@@ -23,6 +23,8 @@
 //!   removes apply only to members the winner did not add since the fork.
 //! - INCR-family counters: the loser's increments are added
 //!   (`INCRBY step`), so both sides' increments count.
+//! - HyperLogLogs: the loser's PFADD and PFMERGE apply, giving each
+//!   register the greater of both sides' values.
 //! - A delete on either side is not undone by the other side's older state.
 //! - Lists, sorted sets and anything else both sides wrote: key-level
 //!   last-writer-wins.
@@ -353,8 +355,16 @@ fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &m
             }
             _ => stats.skipped += 1,
         }
-    } else if is(name, "sadd") || is(name, "hincrby") || is(name, "hincrbyfloat") {
-        // Adds win; hash counters add up as string counters do.
+    } else if is(name, "sadd")
+        || is(name, "hincrby")
+        || is(name, "hincrbyfloat")
+        || is(name, "pfadd")
+        || is(name, "pfmerge")
+    {
+        // Adds win; hash counters add up as string counters do; a
+        // HyperLogLog's registers only grow, so the loser's adds and merges
+        // applied on the winner's value give the register-wise maximum of
+        // both sides.
         run(s, db, h, &r.args, now, stats);
     } else if is(name, "srem") && r.args.len() >= 3 {
         // A member the winner added since the fork was added concurrently

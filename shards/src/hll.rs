@@ -257,7 +257,14 @@ fn check_header(v: &[u8]) -> Result<(), HllError> {
 
 /// A header with the given encoding, zeroed unused bytes and a stale cache.
 fn header(encoding: u8) -> Vec<u8> {
-    let mut v = Vec::with_capacity(DENSE_LEN);
+    // Room for what follows: a dense value's registers, or a sparse value's
+    // first few opcodes (it grows as registers fill).
+    let room = if encoding == DENSE {
+        DENSE_LEN
+    } else {
+        HEADER_LEN + 16
+    };
+    let mut v = Vec::with_capacity(room);
     v.extend_from_slice(MAGIC);
     v.push(encoding);
     v.extend_from_slice(&[0; 11]);

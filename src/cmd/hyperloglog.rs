@@ -65,6 +65,11 @@ pub fn pfadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                 Err(err) => return (Err(hll_error(err)), changed),
             }
         }
+        // A sparse value grows a few bytes at a time; what its Vec doubled
+        // to would be most of its memory across many small HyperLogLogs.
+        if bytes.capacity() > bytes.len() + bytes.len() / 4 {
+            bytes.shrink_to(bytes.len() + bytes.len() / 8);
+        }
         (Ok(Reply::Int(changed as i64)), changed)
     });
     r.unwrap_or(Err(CmdError::NoSuchKey))

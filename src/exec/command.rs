@@ -344,6 +344,7 @@ pub static COMMANDS: &[Spec] = &[
     conn!("debug", -2, ADMIN | LOADING | STALE, "server", "A container for debugging commands."),
     conn!("lastsave", 1, FAST | LOADING | STALE, "server", "Returns the Unix timestamp of the last successful save to disk."),
     conn!("save", 1, ADMIN, "server", "Synchronously saves the database(s) to disk."),
+    conn!("shutdown", -1, ADMIN | LOADING | STALE, "server", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     conn!("bgsave", -1, ADMIN, "server", "Asynchronously saves the database(s) to disk."),
     conn!("bgrewriteaof", 1, ADMIN, "server", "Asynchronously rewrites the append-only file to disk."),
     // replication

@@ -236,7 +236,7 @@ async fn run(conn: &mut Conn, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Resp>, Respon
         let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
         let found = command::lookup(argv[0]);
         match conn.execute(found, &argv, &mut out).await {
-            After::Continue | After::Close => {}
+            After::Continue | After::Close | After::Vanish => {}
             // (blocking commands are refused before they get here)
             After::Block(_) | After::Forwarded(_) => {
                 return Err(error(500, "ERR a blocking command reached the REST path"))

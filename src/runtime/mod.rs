@@ -163,7 +163,9 @@ static CLIENT_FDS: [std::sync::atomic::AtomicI32; MAX_EXECUTORS] =
 const MAX_EXECUTORS: usize = 1024;
 
 /// Shuts every registered client listener down (new connections refused).
-fn shut_listeners() {
+/// Stops taking new client connections (every executor's listener is shut;
+/// pending accepts fail). Used by SIGTERM's handler and by SHUTDOWN.
+pub fn shut_listeners() {
     for fd in &CLIENT_FDS {
         let fd = fd.load(Ordering::SeqCst);
         if fd >= 0 {

@@ -64,6 +64,9 @@ const SUBSCRIBED_OK: &[&str] = &[
 pub enum After {
     Continue,
     Close,
+    /// The server is stopping (SHUTDOWN): the connection drops at once,
+    /// with no reply, as Redis's does (clients read the drop as success).
+    Vanish,
     /// A blocking command is waiting for data (or its timeout).
     Block(Box<Blocked>),
     /// A blocking command forwarded to the primary is waiting there.
@@ -503,6 +506,15 @@ where
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        // Stopping (SHUTDOWN, SIGTERM): new requests get the dropped
+        // connection a stopped server gives, not half a shutdown.
+        if conn
+            .state
+            .shutdown
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            break 'conn;
+        }
         filled += n;
         conn.router.local.stats.borrow_mut().net_input_bytes += n as u64;
 
@@ -539,6 +551,7 @@ where
                             close = true;
                             break;
                         }
+                        After::Vanish => break 'conn,
                         After::Forwarded(mut awaited) => {
                             if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
                                 break 'conn;

@@ -717,12 +717,20 @@ def test_script_that_wrote_cannot_be_killed(tmp_path_factory):
         assert busy == BUSY
         with c:
             reply = c.call("SCRIPT", "KILL")
-        assert reply[0] == "error" and reply[1].startswith(
-            b"UNKILLABLE Sorry the script already executed write commands against the dataset."), reply
+            assert reply[0] == "error" and reply[1].startswith(
+                b"UNKILLABLE Sorry the script already executed write commands against the dataset."), reply
+            if TARGET != "redis":
+                # On keel the busy core cannot read its own clients: SHUTDOWN
+                # NOSAVE goes on `c`, which is on a core the script leaves free.
+                c.send("SHUTDOWN", "NOSAVE")
+                try:
+                    c.read_reply()
+                except (ConnectionError, OSError, ValueError):
+                    pass  # the connection closing is the answer
         if TARGET != "redis":
-            # keel has no SHUTDOWN yet (issue 15): a signal ends it.
-            s.proc.kill()
-            s.proc.wait(timeout=10)
+            # The busy core never finishes its turn: the stop gives up on it
+            # after 3 s and the process exits, the script's writes unlogged.
+            assert s.proc.wait(timeout=15) == 0
             runner.close()
             return
         with s.raw(timeout=5) as c:

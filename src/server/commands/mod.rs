@@ -43,6 +43,7 @@ pub async fn run(
         "auth" => connection::auth(conn, a),
         "select" => connection::select(conn, a),
         "quit" => return connection::quit(),
+        "shutdown" => return persistence::shutdown(conn, a).await,
         "reset" => connection::reset(conn).await,
         "client" => connection::client(conn, a).await,
         "keys" => keys(conn, a, now).await,

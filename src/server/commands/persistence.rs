@@ -5,12 +5,15 @@
 //! new log at the snapshot's seq (see `persist::disk`). So BGSAVE and
 //! BGREWRITEAOF do the same work; they differ in their replies, as in Redis.
 
+use std::sync::atomic::Ordering;
+
 use futures::channel::oneshot;
 
 use crate::cmd::error::{CmdError, CmdResult};
+use crate::cmd::is;
 use crate::persist::disk::ShardDisk;
 use crate::resp::reply::Reply;
-use crate::server::conn::Conn;
+use crate::server::conn::{After, Conn};
 
 /// Which command asked: the work is the same, the replies differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,4 +158,67 @@ pub async fn lastsave(conn: &Conn) -> CmdResult {
         f.last_save_secs
     };
     Ok(Reply::Int(t as i64))
+}
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: a clean stop, the same as
+/// SIGTERM's: listeners close, every shard's log is written and fsynced,
+/// backups keep what they were sent. SAVE first takes a snapshot of every
+/// shard (a failed one refuses the shutdown unless FORCE); NOSAVE and the
+/// default take none (the log already holds every acknowledged write).
+/// NOW is accepted: keel does not wait for backups to catch up before
+/// stopping (they resume from their position with the next primary).
+/// The client's connection closes without a reply, as with Redis.
+pub async fn shutdown(conn: &Conn, a: &[&[u8]]) -> (CmdResult, After) {
+    let (mut save, mut nosave, mut force, mut abort, mut now) = (false, false, false, false, false);
+    for w in &a[1..] {
+        match w {
+            w if is(w, "save") => save = true,
+            w if is(w, "nosave") => nosave = true,
+            w if is(w, "force") => force = true,
+            w if is(w, "abort") => abort = true,
+            w if is(w, "now") => now = true,
+            _ => return (Err(CmdError::Syntax), After::Continue),
+        }
+    }
+    if (save && nosave) || (abort && (save || nosave || force || now)) {
+        return (Err(CmdError::Syntax), After::Continue);
+    }
+    if abort {
+        // A keel shutdown never waits, so none is ever in progress.
+        return (
+            Err(CmdError::other("No shutdown in progress.")),
+            After::Continue,
+        );
+    }
+    if save {
+        // A snapshot already running (the log's own rewrite) is waited for:
+        // the one SHUTDOWN SAVE takes must start after every write so far.
+        let mut result = snapshot(conn, SnapshotKind::Save, false).await;
+        for _ in 0..500 {
+            match &result {
+                Err(e) if e.to_string().contains("already in progress") => {
+                    crate::runtime::sleep(std::time::Duration::from_millis(20)).await;
+                    result = snapshot(conn, SnapshotKind::Save, false).await;
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = result {
+            tracing::warn!("SHUTDOWN SAVE: the snapshot failed: {e}");
+            if !force {
+                return (
+                    Err(CmdError::other("Errors trying to SHUTDOWN. Check logs.")),
+                    After::Continue,
+                );
+            }
+        }
+    }
+    let client = conn.info.borrow().addr.clone();
+    tracing::warn!(%client, "SHUTDOWN requested by a client: stopping");
+    // New connections are refused at once, and requests on open ones end
+    // their connection, as a stopped Redis would: a client that retries
+    // on the drop finds the server gone, not a second SHUTDOWN.
+    crate::runtime::shut_listeners();
+    conn.state.shutdown.store(true, Ordering::SeqCst);
+    (Ok(Reply::Ok), After::Vanish)
 }

@@ -409,6 +409,12 @@ impl<'a> EntryRef<'a> {
         }
     }
 
+    /// A string held out of line with room to grow (changed in place by
+    /// APPEND, SETRANGE, SETBIT...): what Redis reports as a `raw` string.
+    pub fn is_growable_string(&self) -> bool {
+        self.node.kind() & TYPE_MASK == BSTR
+    }
+
     /// Absolute expiry in Unix milliseconds; 0 means none.
     pub fn expire_at(&self) -> u64 {
         match self.node.parts().expire_at {

@@ -11,6 +11,7 @@ pub mod expiry;
 pub mod failover;
 pub mod hashes;
 pub mod hyperloglog;
+pub mod introspect;
 pub mod keys;
 pub mod lists;
 pub mod numbers;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
-use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, strings, zsets, Ctx};
+use crate::cmd::{bitmaps, hashes, hyperloglog, introspect, keys, lists, sets, strings, zsets, Ctx};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -189,6 +189,10 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("pfadd", -2, WF, 1, 1, 1, hyperloglog::pfadd, Never, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
     keyed!("pfcount", -2, R, 1, -1, 1, hyperloglog::pfcount, SameShard, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
     keyed!("pfmerge", -2, W, 1, -1, 1, hyperloglog::pfmerge, SameShard, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
+    // introspection (the key is the third argument; OBJECT HELP and
+    // MEMORY HELP have none and run on a shard of the connection's core)
+    keyed!("object", -2, R, 2, 2, 1, introspect::object, Never, "generic", "A container for object introspection commands."),
+    keyed!("memory", -2, R, 2, 2, 1, introspect::memory, Never, "server", "A container for memory diagnostics commands."),
     // keys
     keyed!("del", -2, WRITE, 1, -1, 1, keys::del, Sum, "generic", "Deletes one or more keys."),
     keyed!("unlink", -2, WRITE | FAST, 1, -1, 1, keys::del, Sum, "generic", "Asynchronously deletes one or more keys."),

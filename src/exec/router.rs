@@ -311,7 +311,12 @@ impl Router {
         let mut idx = spec.key_indexes(args.len());
         let first = match idx.next() {
             Some(i) => self.shard_of(args[i]),
-            None => return Err(CmdError::Syntax),
+            // A command whose key is optional, given none (OBJECT HELP):
+            // one of this core's shards answers.
+            None => match (0..self.shards).find(|s| self.executor_of(*s) == self.me) {
+                Some(s) => return self.run_on(s, f, mode, ctx, args, tx).await,
+                None => return Err(CmdError::Syntax),
+            },
         };
         let single = idx.all(|i| self.shard_of(args[i]) == first);
         if single {

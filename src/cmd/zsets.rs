@@ -723,9 +723,17 @@ fn setop(
     let mut acc: HashMap<Vec<u8>, f64> = HashMap::new();
     match op {
         SetOp::Union => {
-            for (input, w) in inputs.into_iter().zip(&weights) {
-                for (m, sc) in input.unwrap_or_default() {
-                    let v = weigh(sc, *w);
+            // As Redis: smallest input first (a stable sort). The order
+            // matters where floating-point sums do not commute (inf - inf).
+            let mut sorted: Vec<(Scored, f64)> = inputs
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .zip(weights.iter().copied())
+                .collect();
+            sorted.sort_by_key(|(input, _)| input.len());
+            for (input, w) in sorted {
+                for (m, sc) in input {
+                    let v = weigh(sc, w);
                     acc.entry(m)
                         .and_modify(|x| *x = combine(*x, v))
                         .or_insert(v);
@@ -825,4 +833,57 @@ pub fn zscan(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         scan_reply(next, items)
     })?;
     Ok(r.unwrap_or_else(|| scan_reply(0, vec![])))
+}
+
+/// ZINTERCARD numkeys key [key ...] [LIMIT limit]: how many members every
+/// input (sorted set or set) holds, counting stops at `limit` (0: none).
+pub fn zintercard(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    let n = int_arg(a[1])?;
+    if n < 1 {
+        return Err(CmdError::other(
+            "at least 1 input key is needed for 'zintercard' command",
+        ));
+    }
+    let n = n as usize;
+    if n > a.len() - 2 {
+        return Err(CmdError::Syntax);
+    }
+    // Inputs are read (and type-checked) before the options, as Redis does.
+    let mut inputs = Vec::with_capacity(n);
+    for k in &a[2..2 + n] {
+        inputs.push(scored_members(s, ctx, k)?);
+    }
+    let mut limit = 0usize;
+    let mut i = 2 + n;
+    while i < a.len() {
+        if is(a[i], "limit") && i + 1 < a.len() {
+            limit = match int_arg(a[i + 1]) {
+                Ok(l) if l >= 0 => l as usize,
+                _ => return Err(CmdError::other("LIMIT can't be negative")),
+            };
+            i += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let Some(inputs) = inputs.into_iter().collect::<Option<Vec<Scored>>>() else {
+        return Ok(Reply::Int(0)); // a missing key is an empty input
+    };
+    let mut sets: Vec<std::collections::HashSet<&[u8]>> = inputs
+        .iter()
+        .map(|s| s.iter().map(|(m, _)| m.as_slice()).collect())
+        .collect();
+    // Walk the smallest input, probing the others.
+    sets.sort_by_key(|s| s.len());
+    let (first, rest) = sets.split_at(1);
+    let mut count = 0usize;
+    for m in &first[0] {
+        if rest.iter().all(|s| s.contains(m)) {
+            count += 1;
+            if count == limit {
+                break;
+            }
+        }
+    }
+    Ok(Reply::Int(count as i64))
 }

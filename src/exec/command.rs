@@ -291,6 +291,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("zunion", -3, R, 2, 2, 1, zsets::zunion, SameShard, "sorted-set", "Returns the union of multiple sorted sets."),
     keyed!("zinter", -3, R, 2, 2, 1, zsets::zinter, SameShard, "sorted-set", "Returns the intersect of multiple sorted sets."),
     keyed!("zdiff", -3, R, 2, 2, 1, zsets::zdiff, SameShard, "sorted-set", "Returns the difference between multiple sorted sets."),
+    keyed!("zintercard", -3, R, 2, 2, 1, zsets::zintercard, SameShard, "sorted_set", "Returns the number of members of the intersect of multiple sorted sets."),
     keyed!("zunionstore", -4, W, 1, 1, 1, zsets::zunionstore, SameShard, "sorted-set", "Stores the union of multiple sorted sets in a key."),
     keyed!("zinterstore", -4, W, 1, 1, 1, zsets::zinterstore, SameShard, "sorted-set", "Stores the intersect of multiple sorted sets in a key."),
     keyed!("zdiffstore", -4, W, 1, 1, 1, zsets::zdiffstore, SameShard, "sorted-set", "Stores the difference of multiple sorted sets in a key."),

@@ -770,6 +770,18 @@ class Gen:
             extra.append(b"WITHSCORES")
         return Step((cmd, numk, *keys, *extra))
 
+    def z_intercard(self):
+        r = self.r
+        keys = self.gkeys("z", 1, 3)
+        if r.random() < 0.2:
+            keys[0] = self.gkey("s")
+        extra = []
+        if r.random() < 0.5:
+            extra = [b"LIMIT", r.choice([b"0", b"1", b"2", b"5", b"-1", b"x"])]
+        if r.random() < 0.05:
+            extra = [r.choice([b"WEIGHTS", b"LIMIT", b"WITHSCORES"])]
+        return Step((b"ZINTERCARD", self.numkeys(keys), *keys, *extra))
+
     def z_scan(self):
         return self._kscan(b"ZSCAN", self.tkey("z"), [b"a*", b"*", b"[ab]*", b"?"])
 
@@ -1139,6 +1151,7 @@ class Gen:
     FAMILIES["zsets"] = {
         "z_add": 10, "z_incr": 5, "z_rem": 3, "z_query": 8, "z_range": 10, "z_rangestore": 2,
         "z_remrange": 3, "z_pop": 3, "z_rand": 2, "z_setops": 4, "z_scan": 1, "s_add": 2,
+        "z_intercard": 2,
         **_TYPE_COMMON,
     }
     FAMILIES["lists"] = {
@@ -1150,6 +1163,7 @@ class Gen:
     # multi-key data-type commands (and transactions) over keys of every shard
     FAMILIES["xshard"] = {
         "s_algebra": 6, "s_move": 2, "z_rangestore": 2, "z_setops": 5, "z_pop": 2, "l_move": 4,
+        "z_intercard": 2,
         "t_keyops": 3, "s_add": 6, "z_add": 6, "l_push": 5, "h_set": 2, "m_multi": 2,
     }
     FAMILIES["blocking"] = {"b_blocking": 6, "b_tx": 1, "l_push": 6, "z_add": 4, "l_pop": 1}

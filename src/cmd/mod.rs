@@ -13,6 +13,7 @@ pub mod hashes;
 pub mod hyperloglog;
 pub mod introspect;
 pub mod keys;
+pub mod lcs;
 pub mod lists;
 pub mod numbers;
 pub mod sentinel;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
-use crate::cmd::{bitmaps, hashes, hyperloglog, introspect, keys, lists, sets, strings, zsets, Ctx};
+use crate::cmd::{bitmaps, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -174,6 +174,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("strlen", 2, RF, 1, 1, 1, strings::strlen, Never, "string", "Returns the length of a string value."),
     keyed!("getrange", 4, R, 1, 1, 1, strings::getrange, Never, "string", "Returns a substring of the string stored at a key."),
     keyed!("setrange", 4, W, 1, 1, 1, strings::setrange, Never, "string", "Overwrites a part of a string value with another by an offset."),
+    keyed!("lcs", -3, R, 1, 2, 1, lcs::lcs, SameShard, "string", "Finds the longest common substring."),
     keyed!("getdel", 2, WF, 1, 1, 1, strings::getdel, Never, "string", "Returns the string value of a key after deleting the key."),
     keyed!("getex", -2, WF, 1, 1, 1, strings::getex, Never, "string", "Returns the string value of a key after setting its expiration time."),
     keyed!("getset", 3, WF, 1, 1, 1, strings::getset, Never, "string", "Returns the previous string value of a key after setting it to a new value."),

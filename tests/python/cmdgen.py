@@ -283,6 +283,16 @@ class Gen:
             val = r.choice([b"", b"xx"]) if off == 536870911 else r.choice([b"", b"x"])
         return Step((b"SETRANGE", self.key(), str(off).encode(), val))
 
+    def g_lcs(self):
+        r = self.r
+        opts = r.choice([[], [b"LEN"], [b"IDX"], [b"IDX", b"WITHMATCHLEN"],
+                         [b"IDX", b"MINMATCHLEN", r.choice([b"0", b"2", b"4", b"-1", b"x"])],
+                         [b"IDX", b"MINMATCHLEN", b"2", b"WITHMATCHLEN"], [b"LEN", b"IDX"], [b"BAD"]])
+        a, b = self.key(), self.key()
+        if self.xshard or r.random() < 0.7:
+            a, b = r.choice([(b"{user1}.a", b"{user1}.b"), (b"{user1}.b", b"{user1}.c"), (b"k1", b"k1")])
+        return Step((b"LCS", a, b, *opts))
+
     def g_getdel(self):
         return Step((b"GETDEL", self.key()))
 
@@ -1117,7 +1127,7 @@ class Gen:
             "g_set": 10, "g_get": 8, "g_setnx": 2, "g_setex": 2, "g_mget": 4, "g_mset": 4,
             "g_incr": 10, "g_set_number": 6, "g_append": 4, "g_strlen": 3, "g_getrange": 4,
             "g_setrange": 3, "g_getdel": 2, "g_getex": 3, "g_getset": 2, "g_del": 2,
-            "g_exists": 2, "g_type": 1, "g_othertype": 1, "g_flushdb": 0.3,
+            "g_exists": 2, "g_type": 1, "g_othertype": 1, "g_flushdb": 0.3, "g_lcs": 2,
         },
         "keys": {
             "g_set": 8, "g_mset": 3, "g_get": 3, "g_del": 5, "g_exists": 5, "g_type": 4,

@@ -1,0 +1,38 @@
+"""Redis 7 commands through redis-py's own methods, beside the reference
+redis-server: LCS and ZINTERCARD, with their keys on different shards."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import _checked_stop, start_keel
+
+
+@pytest.fixture
+def keel(tmp_path):
+    s = start_keel(tmp_path, shards=4)
+    yield s
+    _checked_stop(s)
+
+
+def test_lcs_and_zintercard_as_redis(keel, ref_redis):
+    k, r = keel.client(), ref_redis.client()
+    r.flushall()
+    for c in (k, r):
+        c.mset({"key1": "ohmytext", "key2": "mynewtext", "doc:a": "the quick brown fox", "doc:b": "a quick brown dog"})
+        c.zadd("z:1", {"a": 1, "b": 2, "c": 3, "d": 4})
+        c.zadd("z:2", {"b": 1, "c": 2, "d": 3, "e": 4})
+        c.sadd("s:1", "c", "d", "x")
+    assert k.lcs("key1", "key2") == r.lcs("key1", "key2") == b"mytext"
+    assert k.lcs("key1", "key2", len=True) == 6
+    for kw in ({"idx": True}, {"idx": True, "minmatchlen": 4, "withmatchlen": True}):
+        assert k.lcs("doc:a", "doc:b", **kw) == r.lcs("doc:a", "doc:b", **kw)
+    assert k.lcs("missing", "key1") == r.lcs("missing", "key1") == b""
+    assert k.zintercard(2, ["z:1", "z:2"]) == r.zintercard(2, ["z:1", "z:2"]) == 3
+    assert k.zintercard(3, ["z:1", "z:2", "s:1"]) == r.zintercard(3, ["z:1", "z:2", "s:1"]) == 2
+    assert k.zintercard(2, ["z:1", "z:2"], limit=1) == 1
+    assert k.zintercard(2, ["z:1", "missing"]) == 0
+    with pytest.raises(Exception, match="The specified keys must contain string values"):
+        k.lcs("z:1", "key1")
+    with pytest.raises(Exception, match="LIMIT can't be negative"):
+        k.zintercard(2, ["z:1", "z:2"], limit=-1)

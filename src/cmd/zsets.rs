@@ -525,20 +525,16 @@ pub fn zremrangebylex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     remrange(s, ctx, a[1], by)
 }
 
-fn pop_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], max: bool) -> CmdResult {
-    let count = match a.len() {
-        2 => None,
-        3 => Some(
-            int_arg(a[2])
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| CmdError::other("value is out of range, must be positive"))?
-                as usize,
-        ),
-        _ => return Err(CmdError::Syntax),
-    };
-    let n = count.unwrap_or(1);
-    let popped = write(s, ctx, a[1], false, |z: &mut ZSet, _| {
+/// Pops up to `n` of the lowest (or highest) members of the sorted set at
+/// `key`, in pop order; `None` when the key is absent.
+fn pop_members(
+    s: &mut Shard,
+    ctx: &Ctx,
+    key: &[u8],
+    n: usize,
+    max: bool,
+) -> Result<Option<Scored>, CmdError> {
+    write(s, ctx, key, false, |z: &mut ZSet, _| {
         let len = z.len();
         let k = n.min(len);
         let mut out = Vec::with_capacity(k);
@@ -552,8 +548,22 @@ fn pop_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], max: bool) -> CmdResult {
         }
         let wrote = !out.is_empty();
         Ok((out, wrote))
-    })?
-    .unwrap_or_default();
+    })
+}
+
+fn pop_generic(s: &mut Shard, ctx: &Ctx, a: &[&[u8]], max: bool) -> CmdResult {
+    let count = match a.len() {
+        2 => None,
+        3 => Some(
+            int_arg(a[2])
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| CmdError::other("value is out of range, must be positive"))?
+                as usize,
+        ),
+        _ => return Err(CmdError::Syntax),
+    };
+    let popped = pop_members(s, ctx, a[1], count.unwrap_or(1), max)?.unwrap_or_default();
     Ok(match count {
         Some(_) => scored(popped, true),
         None => Reply::Array(
@@ -886,4 +896,46 @@ pub fn zintercard(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         }
     }
     Ok(Reply::Int(count as i64))
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pops from the first
+/// of the keys that holds a sorted set; `[key, [[member, score], ...]]`.
+pub fn zmpop(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    // Redis's order: numkeys, MIN|MAX (a syntax error when there are fewer
+    // arguments than keys), then the options.
+    let n = match int_arg(a[1]) {
+        Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => return Err(CmdError::other("numkeys should be greater than 0")),
+    };
+    if a.len().saturating_sub(3) < n {
+        return Err(CmdError::Syntax);
+    }
+    let max = match a[2 + n] {
+        w if is(w, "min") => false,
+        w if is(w, "max") => true,
+        _ => return Err(CmdError::Syntax),
+    };
+    let mut count = None;
+    let mut j = 3 + n;
+    while j < a.len() {
+        if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
+            count = Some(match int_arg(a[j + 1]) {
+                Ok(c) if c > 0 => c as usize,
+                _ => return Err(CmdError::other("count should be greater than 0")),
+            });
+            j += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    for &key in &a[2..2 + n] {
+        if let Some(popped) = pop_members(s, ctx, key, count.unwrap_or(1), max)? {
+            let items = popped
+                .into_iter()
+                .map(|(m, sc)| Reply::Array(vec![Reply::Bulk(m), Reply::Double(sc)]))
+                .collect();
+            return Ok(Reply::Array(vec![Reply::bulk(key), Reply::Array(items)]));
+        }
+    }
+    Ok(Reply::NilArray)
 }

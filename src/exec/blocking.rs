@@ -50,12 +50,14 @@ pub enum BlockOp {
     MPop { left: bool, count: i64 },
     /// BZPOPMIN / BZPOPMAX: `[key, member, score]`.
     ZPop { min: bool },
+    /// BZMPOP: `[key, [[member, score]...]]`.
+    ZMPop { min: bool, count: i64 },
 }
 
 impl BlockOp {
     fn value_type(&self) -> &'static str {
         match self {
-            BlockOp::ZPop { .. } => "zset",
+            BlockOp::ZPop { .. } | BlockOp::ZMPop { .. } => "zset",
             _ => "list",
         }
     }
@@ -79,6 +81,14 @@ impl BlockOp {
             BlockOp::ZPop { min } => {
                 vec![v(if *min { "zpopmin" } else { "zpopmax" }), key.to_vec()]
             }
+            BlockOp::ZMPop { min, count } => vec![
+                v("zmpop"),
+                v("1"),
+                key.to_vec(),
+                v(if *min { "min" } else { "max" }),
+                v("count"),
+                count.to_string().into_bytes(),
+            ],
         }
     }
 
@@ -360,6 +370,47 @@ fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
                 timeout_arg(a[1])?,
                 BlockOp::MPop {
                     left,
+                    count: count.unwrap_or(1),
+                },
+                Reply::NilArray,
+            )
+        }
+        "bzmpop" => {
+            // As BLMPOP: numkeys, MIN|MAX, options, then the timeout.
+            let numkeys =
+                int_arg(a[2]).map_err(|_| CmdError::other("numkeys should be greater than 0"))?;
+            if numkeys <= 0 {
+                return Err(CmdError::other("numkeys should be greater than 0"));
+            }
+            let n = usize::try_from(numkeys).unwrap_or(usize::MAX);
+            if a.len().saturating_sub(4) < n {
+                return Err(CmdError::Syntax);
+            }
+            let keys = a[3..3 + n].iter().map(|k| k.to_vec()).collect();
+            let min = match a[3 + n] {
+                w if is(w, "min") => true,
+                w if is(w, "max") => false,
+                _ => return Err(CmdError::Syntax),
+            };
+            let mut count = None;
+            let mut j = 4 + n;
+            while j < a.len() {
+                if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
+                    let c = int_arg(a[j + 1])
+                        .ok()
+                        .filter(|c| *c > 0)
+                        .ok_or_else(|| CmdError::other("count should be greater than 0"))?;
+                    count = Some(c);
+                    j += 2;
+                } else {
+                    return Err(CmdError::Syntax);
+                }
+            }
+            (
+                keys,
+                timeout_arg(a[1])?,
+                BlockOp::ZMPop {
+                    min,
                     count: count.unwrap_or(1),
                 },
                 Reply::NilArray,

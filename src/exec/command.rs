@@ -286,6 +286,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("zremrangebyscore", 4, WRITE, 1, 1, 1, zsets::zremrangebyscore, Never, "sorted-set", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed."),
     keyed!("zremrangebyrank", 4, WRITE, 1, 1, 1, zsets::zremrangebyrank, Never, "sorted-set", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed."),
     keyed!("zremrangebylex", 4, WRITE, 1, 1, 1, zsets::zremrangebylex, Never, "sorted-set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed."),
+    keyed!("zmpop", -4, WRITE, 2, 2, 1, zsets::zmpop, SameShard, "sorted_set", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped."),
     keyed!("zpopmin", -2, WRITE | FAST, 1, 1, 1, zsets::zpopmin, Never, "sorted-set", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
     keyed!("zpopmax", -2, WRITE | FAST, 1, 1, 1, zsets::zpopmax, Never, "sorted-set", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
     keyed!("zrandmember", -2, R, 1, 1, 1, zsets::zrandmember, Never, "sorted-set", "Returns one or more random members from a sorted set."),
@@ -319,6 +320,7 @@ pub static COMMANDS: &[Spec] = &[
     conn!("brpoplpush", 4, WRITE | DENYOOM, 1, 2, 1, "list", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise."),
     conn!("blmpop", -5, WRITE, 0, 0, 0, "list", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise."),
     conn!("bzpopmin", -3, WRITE | FAST, 1, -2, 1, "sorted_set", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise."),
+    conn!("bzmpop", -5, WRITE, 0, 0, 0, "sorted_set", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."),
     conn!("bzpopmax", -3, WRITE | FAST, 1, -2, 1, "sorted_set", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise."),
     // transactions
     conn!("multi", 1, FAST | LOADING | STALE, "transactions", "Starts a transaction."),

@@ -47,6 +47,7 @@ const BLOCKING: &[&str] = &[
     "blmpop",
     "bzpopmin",
     "bzpopmax",
+    "bzmpop",
 ];
 
 /// Commands a RESP2 connection in subscribed mode may still send.

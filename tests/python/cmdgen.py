@@ -744,6 +744,17 @@ class Gen:
             args.append(self.count_arg(-1, 4))
         return Step(tuple(args))
 
+    def z_mpop(self):
+        r = self.r
+        keys = self.gkeys("z", 1, 3)
+        if r.random() < 0.1:
+            keys[0] = self.gkey("l")
+        n = str(len(keys)).encode() if r.random() < 0.9 else r.choice([b"0", b"-1", b"9", b"x"])
+        args = [b"ZMPOP", n, *keys, r.choice([b"MIN", b"MAX", b"min", b"LEFT"])]
+        if r.random() < 0.5:
+            args += [b"COUNT", self.count_arg(0, 3)]
+        return Step(tuple(args))
+
     def z_rand(self):
         r = self.r
         args = [b"ZRANDMEMBER", self.tkey("z")]
@@ -904,8 +915,14 @@ class Gen:
                          r.choice([b"LEFT", b"RIGHT"]), t))
         if c < 0.6:
             return Step((b"BRPOPLPUSH", self.gkey("l"), self.gkey("l"), t))
-        if c < 0.8:
+        if c < 0.7:
             return Step((r.choice([b"BZPOPMIN", b"BZPOPMAX"]), *self.gkeys("z", 1, 3), t))
+        if c < 0.8:
+            keys = self.gkeys("z", 1, 2)
+            args = [b"BZMPOP", t, str(len(keys)).encode(), *keys, r.choice([b"MIN", b"MAX"])]
+            if r.random() < 0.5:
+                args += [b"COUNT", self.count_arg(0, 3)]
+            return Step(tuple(args))
         keys = self.gkeys("l", 1, 2)
         args = [b"BLMPOP", t, str(len(keys)).encode(), *keys, r.choice([b"LEFT", b"RIGHT"])]
         if r.random() < 0.5:
@@ -1161,7 +1178,7 @@ class Gen:
     FAMILIES["zsets"] = {
         "z_add": 10, "z_incr": 5, "z_rem": 3, "z_query": 8, "z_range": 10, "z_rangestore": 2,
         "z_remrange": 3, "z_pop": 3, "z_rand": 2, "z_setops": 4, "z_scan": 1, "s_add": 2,
-        "z_intercard": 2,
+        "z_intercard": 2, "z_mpop": 2,
         **_TYPE_COMMON,
     }
     FAMILIES["lists"] = {
@@ -1173,7 +1190,7 @@ class Gen:
     # multi-key data-type commands (and transactions) over keys of every shard
     FAMILIES["xshard"] = {
         "s_algebra": 6, "s_move": 2, "z_rangestore": 2, "z_setops": 5, "z_pop": 2, "l_move": 4,
-        "z_intercard": 2,
+        "z_intercard": 2, "z_mpop": 2,
         "t_keyops": 3, "s_add": 6, "z_add": 6, "l_push": 5, "h_set": 2, "m_multi": 2,
     }
     FAMILIES["blocking"] = {"b_blocking": 6, "b_tx": 1, "l_push": 6, "z_add": 4, "l_pop": 1}

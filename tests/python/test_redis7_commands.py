@@ -36,3 +36,30 @@ def test_lcs_and_zintercard_as_redis(keel, ref_redis):
         k.lcs("z:1", "key1")
     with pytest.raises(Exception, match="LIMIT can't be negative"):
         k.zintercard(2, ["z:1", "z:2"], limit=-1)
+
+
+def test_zmpop_and_a_bzmpop_woken_from_another_connection(keel, ref_redis):
+    import threading
+
+    k, r = keel.client(), ref_redis.client()
+    r.flushall()
+    for c in (k, r):
+        c.zadd("q:1", {"a": 1, "b": 2, "c": 3})
+    assert k.zmpop(2, ["q:0", "q:1"], max=True, count=2) == r.zmpop(2, ["q:0", "q:1"], max=True, count=2)
+    assert k.zmpop(1, ["q:0"], min=True) is None
+    # A client blocks on two empty keys; another connection's ZADD (on
+    # whichever shard the key lives) wakes it with the lowest member.
+    got = {}
+
+    def blocked():
+        got["reply"] = keel.client().bzmpop(5, 2, ["wait:1", "wait:2"], min=True, count=2)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    import time
+
+    time.sleep(0.3)
+    k.zadd("wait:2", {"x": 5, "y": 1, "z": 3})
+    t.join(10)
+    assert got["reply"] == [b"wait:2", [[b"y", b"1"], [b"z", b"3"]]]
+    assert k.bzmpop(0.05, 1, ["wait:1"], max=True) is None

@@ -78,7 +78,8 @@ pub async fn run(
         "unwatch" => crate::exec::multi::unwatch(conn).await,
         "publish" => crate::exec::pubsub::publish(conn, a).await,
         "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
-        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" => {
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax"
+        | "bzmpop" => {
             // Only reached inside EXEC, where blocking commands never block.
             match crate::exec::blocking::start(conn, spec.name, a).await {
                 crate::exec::blocking::Start::Done(r) => r,

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
-use crate::cmd::{bitmaps, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx};
+use crate::cmd::{
+    bitmaps, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
+};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 

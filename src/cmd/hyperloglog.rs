@@ -59,7 +59,11 @@ pub fn pfadd(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         }
         let mut changed = !existed;
         for e in &a[2..] {
-            match hll::add(bytes, e, hll::DEFAULT_SPARSE_MAX_BYTES) {
+            match hll::add(
+                bytes,
+                e,
+                crate::server::config_table::hll_sparse_max_bytes(),
+            ) {
                 Ok(c) => changed |= c,
                 // What was added before the damaged part stays, as in Redis.
                 Err(err) => return (Err(hll_error(err)), changed),
@@ -125,8 +129,12 @@ pub fn pfmerge(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         }
     }
     let refs: Vec<&[u8]> = sources.iter().map(|v| v.as_slice()).collect();
-    let merged =
-        hll::merge(&refs, dest.as_deref(), hll::DEFAULT_SPARSE_MAX_BYTES).map_err(hll_error)?;
+    let merged = hll::merge(
+        &refs,
+        dest.as_deref(),
+        crate::server::config_table::hll_sparse_max_bytes(),
+    )
+    .map_err(hll_error)?;
     // The destination keeps its expiry, as Redis changes it in place.
     let r = s.write(
         ctx.db,

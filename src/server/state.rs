@@ -49,6 +49,9 @@ pub struct ServerState {
     pub scripts: crate::script::cache::Scripts,
     /// The function libraries (FUNCTION LOAD), as read from `META_DB`.
     pub functions: crate::script::library::Functions,
+    /// What CONFIG SET gave the Redis parameters keel keeps without
+    /// applying them, by parameter name (see `server::config_table`).
+    pub config_stored: Mutex<std::collections::HashMap<&'static str, String>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -103,6 +106,7 @@ impl ServerState {
             disk_error: Mutex::new(String::new()),
             datadir: Mutex::new(None),
             fsync_always: AtomicBool::new(fsync_always),
+            config_stored: Mutex::new(Default::default()),
         }
     }
 

@@ -107,3 +107,17 @@ def test_hyperloglogs_survive_sigkill(keel):
     keel.start()
     k = keel.client()
     assert (k.get("h"), k.pfcount("h"), k.pfcount("m")) == want
+
+
+def test_hll_sparse_max_bytes_applies_as_in_redis(keel, ref_redis):
+    k, r = keel.client(), ref_redis.client()
+    r.flushall()
+    old = r.config_get("hll-sparse-max-bytes")["hll-sparse-max-bytes"]
+    try:
+        for c in (k, r):
+            c.config_set("hll-sparse-max-bytes", 100)
+            c.pfadd("tiny", *[f"t{i}" for i in range(60)])
+        assert k.strlen("tiny") == r.strlen("tiny")
+        assert k.get("tiny") == r.get("tiny")
+    finally:
+        r.config_set("hll-sparse-max-bytes", old)

@@ -23,9 +23,10 @@ use keel_shards::{glob, Digest, EvictionPolicy};
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::is;
 use crate::cmd::numbers::{float_arg, int_arg};
-use crate::config::parse_memory;
+use crate::config::{Config, Consistency};
 use crate::exec::command::{self, flags, Spec, COMMANDS};
 use crate::resp::reply::Reply;
+use crate::server::config_table::{self, Param};
 use crate::server::conn::{After, Conn};
 use crate::server::info;
 
@@ -330,78 +331,164 @@ fn command_cmd(a: &[&[u8]]) -> CmdResult {
     }
 }
 
-/// The parameters CONFIG GET reports, with their current values.
-fn config_params(conn: &Conn) -> Vec<(&'static str, String)> {
-    let c = conn.state.config();
+/// The values CONFIG SET kept for parameters keel does not apply, by name.
+type Stored = std::collections::HashMap<&'static str, String>;
+
+fn stored(conn: &Conn) -> std::sync::MutexGuard<'_, Stored> {
+    match conn.state.config_stored.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A parameter's value as CONFIG GET prints it: keel's own for the ones it
+/// applies, else as last set (or its default).
+fn config_value(conn: &Conn, c: &Config, stored: &Stored, p: &'static Param) -> String {
+    if p.has(config_table::APPLIED) {
+        if let Some(v) = applied_value(conn, c, stored, p) {
+            return v;
+        }
+    }
+    stored
+        .get(p.name)
+        .cloned()
+        .unwrap_or_else(|| p.default.to_string())
+}
+
+/// The value of a parameter that lives in keel's configuration or state.
+fn applied_value(conn: &Conn, c: &Config, stored: &Stored, p: &Param) -> Option<String> {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
-    vec![
-        ("bind", c.bind.clone()),
-        (
-            "port",
-            conn.state
-                .port
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .to_string(),
-        ),
-        ("shards", conn.state.shards.to_string()),
-        ("requirepass", c.requirepass.clone().unwrap_or_default()),
-        ("maxmemory", c.maxmemory.to_string()),
-        ("maxmemory-policy", c.maxmemory_policy.name().to_string()),
-        ("maxmemory-samples", "5".into()),
-        ("dir", c.dir.display().to_string()),
-        ("appendonly", yes_no(c.appendonly)),
-        ("appendfsync", c.appendfsync.clone()),
-        (
-            "auto-aof-rewrite-percentage",
-            c.auto_aof_rewrite_percentage.to_string(),
-        ),
-        (
-            "auto-aof-rewrite-min-size",
-            c.auto_aof_rewrite_min_size.to_string(),
-        ),
-        ("proto-max-bulk-len", c.proto_max_bulk_len.to_string()),
-        ("max-multibulk-len", c.max_multibulk_len.to_string()),
-        (
-            "cross-core-queue-depth",
-            c.cross_core_queue_depth.to_string(),
-        ),
-        (
-            "client-query-buffer-limit",
-            c.client_query_buffer_limit.to_string(),
-        ),
-        ("maxclients", c.maxclients.to_string()),
-        ("read-max-lag", c.read_max_lag.to_string()),
-        ("busy-reply-threshold", c.busy_reply_threshold.to_string()),
-        ("lua-time-limit", c.busy_reply_threshold.to_string()),
-        ("lua-memory-limit", c.lua_memory_limit.to_string()),
-        ("loglevel", c.loglevel.clone()),
-        ("databases", keel_shards::DATABASES.to_string()),
-        ("save", String::new()),
-        ("timeout", "0".into()),
-        ("hz", "10".into()),
-    ]
+    Some(match p.name {
+        "bind" => c.bind.clone(),
+        "port" => conn
+            .state
+            .port
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+        "databases" => keel_shards::DATABASES.to_string(),
+        "dir" => c.dir.display().to_string(),
+        "replicaof" => conn
+            .state
+            .repl
+            .master()
+            .map(|(host, port)| format!("{host} {port}"))
+            .unwrap_or_default(),
+        "masterauth" => c.masterauth.clone().unwrap_or_default(),
+        "requirepass" => c.requirepass.clone().unwrap_or_default(),
+        "repl-timeout" => c.repl_timeout.to_string(),
+        "repl-backlog-size" => c.repl_backlog_size.to_string(),
+        "maxclients" => c.maxclients.to_string(),
+        "client-query-buffer-limit" => c.client_query_buffer_limit.to_string(),
+        "proto-max-bulk-len" => c.proto_max_bulk_len.to_string(),
+        "loglevel" => c.loglevel.clone(),
+        "maxmemory" => c.maxmemory.to_string(),
+        // An LFU policy runs as its LRU sibling but reads back as set.
+        "maxmemory-policy" => match stored.get(p.name) {
+            Some(word) if eviction_policy(word) == Some(c.maxmemory_policy) => word.clone(),
+            _ => c.maxmemory_policy.name().to_string(),
+        },
+        "appendonly" => yes_no(c.appendonly),
+        "appendfsync" => c.appendfsync.clone(),
+        "auto-aof-rewrite-percentage" => c.auto_aof_rewrite_percentage.to_string(),
+        "auto-aof-rewrite-min-size" => c.auto_aof_rewrite_min_size.to_string(),
+        "busy-reply-threshold" => c.busy_reply_threshold.to_string(),
+        "shards" => conn.state.shards.to_string(),
+        "max-multibulk-len" => c.max_multibulk_len.to_string(),
+        "cross-core-queue-depth" => c.cross_core_queue_depth.to_string(),
+        "read-max-lag" => c.read_max_lag.to_string(),
+        "lua-memory-limit" => c.lua_memory_limit.to_string(),
+        _ => return None,
+    })
+}
+
+/// keel's eviction policy for a `maxmemory-policy` word. keel has no LFU
+/// counters: the LFU policies evict by recency, as their LRU siblings do.
+fn eviction_policy(word: &str) -> Option<EvictionPolicy> {
+    EvictionPolicy::parse(&word.replace("-lfu", "-lru"))
+}
+
+/// Makes one checked, canonical CONFIG SET value take effect: in keel's
+/// configuration (and the atomics its hot paths read) for the parameters
+/// it applies, else kept for CONFIG GET.
+fn apply(conn: &Conn, stored: &mut Stored, p: &'static Param, v: &str) {
+    let state = &conn.state;
+    // Canonical numbers of applied parameters are never negative.
+    let n = v.parse::<u64>().unwrap_or(0);
+    let text = || Some(v.to_string()).filter(|s| !s.is_empty());
+    match p.name {
+        "maxmemory" => state.update_config(|c| c.maxmemory = n),
+        "maxmemory-policy" => {
+            if let Some(policy) = eviction_policy(v) {
+                state.update_config(|c| c.maxmemory_policy = policy);
+            }
+            if v.ends_with("-lfu") {
+                stored.insert(p.name, v.to_string());
+            } else {
+                stored.remove(p.name);
+            }
+        }
+        "requirepass" => state.update_config(|c| c.requirepass = text()),
+        "masterauth" => state.update_config(|c| c.masterauth = text()),
+        "appendfsync" => {
+            state.update_config(|c| c.appendfsync = v.to_string());
+            // As at start: strong consistency acknowledges only what the log
+            // made durable, whatever the fsync policy.
+            let c = state.config();
+            let always = c.appendonly && (v == "always" || c.consistency == Consistency::Strong);
+            state
+                .fsync_always
+                .store(always, std::sync::atomic::Ordering::SeqCst);
+        }
+        "auto-aof-rewrite-percentage" => state.update_config(|c| c.auto_aof_rewrite_percentage = n),
+        "auto-aof-rewrite-min-size" => state.update_config(|c| c.auto_aof_rewrite_min_size = n),
+        "proto-max-bulk-len" => state.update_config(|c| c.proto_max_bulk_len = n),
+        "client-query-buffer-limit" => state.update_config(|c| c.client_query_buffer_limit = n),
+        "maxclients" => state.update_config(|c| c.maxclients = n),
+        "loglevel" => state.update_config(|c| c.loglevel = v.to_string()),
+        "repl-timeout" => state.update_config(|c| c.repl_timeout = n),
+        "read-max-lag" => state.update_config(|c| c.read_max_lag = n),
+        "busy-reply-threshold" => {
+            state.update_config(|c| c.busy_reply_threshold = n);
+            state
+                .scripts
+                .busy_threshold_ms
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        "lua-memory-limit" => {
+            state.update_config(|c| c.lua_memory_limit = n);
+            state
+                .scripts
+                .memory_limit
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        _ => {
+            if p.name == "hll-sparse-max-bytes" {
+                config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            stored.insert(p.name, v.to_string());
+        }
+    }
 }
 
 async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     let sub = String::from_utf8_lossy(a[1]).to_lowercase();
     match sub.as_str() {
         "get" if a.len() >= 3 => {
-            let params = config_params(conn);
-            let mut out = Vec::new();
-            for (name, value) in params {
-                if a[2..]
-                    .iter()
-                    .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
-                {
-                    out.push((Reply::bulk(name), Reply::bulk(value)));
-                }
-            }
+            let c = conn.state.config();
+            let stored = stored(conn);
+            let out = config_table::select(&a[2..])
+                .into_iter()
+                .map(|(name, e)| {
+                    let value = config_value(conn, &c, &stored, e.param);
+                    (Reply::bulk(name), Reply::bulk(value))
+                })
+                .collect();
             Ok(Reply::Map(out))
         }
-        "set" if a.len() >= 4 && a.len().is_multiple_of(2) => {
-            for pair in a[2..].chunks(2) {
-                config_set(conn, pair[0], pair[1]).await?;
-            }
+        "set" if a.len() >= 4 && !a.len().is_multiple_of(2) => Err(CmdError::Syntax),
+        "set" if a.len() >= 4 => {
+            config_set(conn, &a[2..])?;
+            apply_memory_limits(conn).await?;
             Ok(Reply::Ok)
         }
         "resetstat" if a.len() == 2 => {
@@ -410,7 +497,15 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 .await?;
             Ok(Reply::Ok)
         }
-        "get" | "set" | "resetstat" => Err(CmdError::Arity(format!("config|{sub}"))),
+        // keel's configuration file is TOML, which keel does not write.
+        "rewrite" if a.len() == 2 => match conn.state.config().config_file {
+            None => Err(CmdError::other("The server is running without a config file")),
+            Some(path) => Err(CmdError::other(format!(
+                "Rewriting config file: keel does not rewrite its TOML configuration file ({}); change it there",
+                path.display()
+            ))),
+        },
+        "get" | "set" | "resetstat" | "rewrite" => Err(CmdError::Arity(format!("config|{sub}"))),
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "CONFIG".into(),
             sub: String::from_utf8_lossy(a[1]).into_owned(),
@@ -418,105 +513,18 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     }
 }
 
-async fn config_set(conn: &Conn, name: &[u8], value: &[u8]) -> Result<(), CmdError> {
-    let name = String::from_utf8_lossy(name).to_lowercase();
-    let text = String::from_utf8_lossy(value).into_owned();
-    let failed = |why: &str| {
-        CmdError::other(format!(
-            "CONFIG SET failed (possibly related to argument '{name}') - {why}"
-        ))
-    };
-    let memory = || parse_memory(&text).ok_or_else(|| failed("argument must be a memory value"));
-    match name.as_str() {
-        "maxmemory" => {
-            let v = memory()?;
-            conn.state.update_config(|c| c.maxmemory = v);
-        }
-        "maxmemory-policy" => {
-            let p = EvictionPolicy::parse(&text).ok_or_else(|| failed("argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-random, allkeys-random, volatile-ttl, noeviction"))?;
-            conn.state.update_config(|c| c.maxmemory_policy = p);
-        }
-        "requirepass" => conn
-            .state
-            .update_config(|c| c.requirepass = Some(text.clone()).filter(|p| !p.is_empty())),
-        "appendfsync" if ["always", "everysec", "no"].contains(&text.as_str()) => {
-            conn.state.update_config(|c| c.appendfsync = text.clone());
-            let always = conn.state.config().appendonly && text == "always";
-            conn.state
-                .fsync_always
-                .store(always, std::sync::atomic::Ordering::SeqCst);
-        }
-        "auto-aof-rewrite-min-size" => {
-            let v = memory()?;
-            conn.state
-                .update_config(|c| c.auto_aof_rewrite_min_size = v);
-        }
-        "auto-aof-rewrite-percentage" => {
-            let v: u64 = text.parse().map_err(|_| CmdError::Syntax)?;
-            conn.state
-                .update_config(|c| c.auto_aof_rewrite_percentage = v);
-        }
-        "proto-max-bulk-len" => {
-            let v = memory()?;
-            conn.state.update_config(|c| c.proto_max_bulk_len = v);
-        }
-        "client-query-buffer-limit" => {
-            let v = memory()?;
-            conn.state
-                .update_config(|c| c.client_query_buffer_limit = v);
-        }
-        "read-max-lag" => {
-            let v = text
-                .parse()
-                .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
-            conn.state.update_config(|c| c.read_max_lag = v);
-        }
-        "busy-reply-threshold" | "lua-time-limit" => {
-            let v: u64 = text
-                .parse()
-                .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
-            conn.state.update_config(|c| c.busy_reply_threshold = v);
-            conn.state
-                .scripts
-                .busy_threshold_ms
-                .store(v, std::sync::atomic::Ordering::Relaxed);
-        }
-        "lua-memory-limit" => {
-            let v = memory()?;
-            conn.state.update_config(|c| c.lua_memory_limit = v);
-            conn.state
-                .scripts
-                .memory_limit
-                .store(v, std::sync::atomic::Ordering::Relaxed);
-        }
-        "maxclients" => {
-            let v = text
-                .parse()
-                .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
-            conn.state.update_config(|c| c.maxclients = v);
-        }
-        "loglevel" if ["debug", "verbose", "notice", "warning"].contains(&text.as_str()) => {
-            conn.state.update_config(|c| c.loglevel = text.clone())
-        }
-        "save" | "hz" | "timeout" | "maxmemory-samples" => {}
-        "appendfsync" | "loglevel" => {
-            return Err(failed("argument(s) must be one of the allowed values"))
-        }
-        "port"
-        | "bind"
-        | "dir"
-        | "shards"
-        | "appendonly"
-        | "databases"
-        | "max-multibulk-len"
-        | "cross-core-queue-depth" => return Err(failed("can't set immutable config")),
-        _ => {
-            return Err(CmdError::other(format!(
-                "Unknown option or number of arguments for CONFIG SET - '{name}'"
-            )))
-        }
+/// CONFIG SET's name/value pairs, all checked before any takes effect (see
+/// [`config_table::plan_set`]).
+fn config_set(conn: &Conn, args: &[&[u8]]) -> Result<(), CmdError> {
+    let pairs: Vec<(&[u8], &[u8])> = args.chunks(2).map(|p| (p[0], p[1])).collect();
+    let c = conn.state.config();
+    let mut stored = stored(conn);
+    let changes = config_table::plan_set(&pairs, &|p| config_value(conn, &c, &stored, p))
+        .map_err(|e| CmdError::other(e.to_string()))?;
+    for change in changes {
+        apply(conn, &mut stored, change.entry.param, &change.value);
     }
-    apply_memory_limits(conn).await
+    Ok(())
 }
 
 /// Pushes the current memory limit and policy to every shard.

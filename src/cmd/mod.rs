@@ -9,6 +9,7 @@ pub mod bitmaps;
 pub mod error;
 pub mod expiry;
 pub mod failover;
+pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod introspect;

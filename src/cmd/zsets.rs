@@ -472,7 +472,7 @@ pub fn zrevrangebylex(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 /// Stores `items` as the sorted set at `dst` (deleting it when empty);
 /// returns the count. One write.
-fn store(s: &mut Shard, ctx: &Ctx, dst: &[u8], items: Vec<(Vec<u8>, f64)>) -> i64 {
+pub(crate) fn store(s: &mut Shard, ctx: &Ctx, dst: &[u8], items: Vec<(Vec<u8>, f64)>) -> i64 {
     if items.is_empty() {
         s.delete(ctx.db, dst, ctx.now_ms);
         return 0;

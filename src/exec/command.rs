@@ -11,7 +11,7 @@ use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
 use crate::cmd::{
-    bitmaps, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
+    bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
 };
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
@@ -196,6 +196,17 @@ pub static COMMANDS: &[Spec] = &[
     // MEMORY HELP have none and run on a shard of the connection's core)
     keyed!("object", -2, R, 2, 2, 1, introspect::object, Never, "generic", "A container for object introspection commands."),
     keyed!("memory", -2, R, 2, 2, 1, introspect::memory, Never, "server", "A container for memory diagnostics commands."),
+    // geo
+    keyed!("geoadd", -5, W, 1, 1, 1, geo::geoadd, Never, "geo", "Adds one or more members to a geospatial index. The key is created if it doesn't exist."),
+    keyed!("geodist", -4, R, 1, 1, 1, geo::geodist, Never, "geo", "Returns the distance between two members of a geospatial index."),
+    keyed!("geohash", -2, R, 1, 1, 1, geo::geohash, Never, "geo", "Returns members from a geospatial index as geohash strings."),
+    keyed!("geopos", -2, R, 1, 1, 1, geo::geopos, Never, "geo", "Returns the longitude and latitude of members from a geospatial index."),
+    keyed!("geosearch", -7, R, 1, 1, 1, geo::geosearch, Never, "geo", "Queries a geospatial index for members inside an area of a box or a circle."),
+    keyed!("geosearchstore", -8, W, 1, 2, 1, geo::geosearchstore, SameShard, "geo", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result."),
+    keyed!("georadius", -6, W, 1, 1, 1, geo::georadius, SameShard, "geo", "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result."),
+    keyed!("georadiusbymember", -5, W, 1, 1, 1, geo::georadiusbymember, SameShard, "geo", "Queries a geospatial index for members within a distance from a member, optionally stores the result."),
+    keyed!("georadius_ro", -6, R, 1, 1, 1, geo::georadius_ro, Never, "geo", "Returns members from a geospatial index that are within a distance from a coordinate."),
+    keyed!("georadiusbymember_ro", -5, R, 1, 1, 1, geo::georadiusbymember_ro, Never, "geo", "Returns members from a geospatial index that are within a distance from a member."),
     // keys
     keyed!("del", -2, WRITE, 1, -1, 1, keys::del, Sum, "generic", "Deletes one or more keys."),
     keyed!("unlink", -2, WRITE | FAST, 1, -1, 1, keys::del, Sum, "generic", "Asynchronously deletes one or more keys."),
@@ -382,6 +393,10 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
         "zunionstore" | "zinterstore" | "zdiffstore" => Some(2),
         _ => None,
     };
+    // GEORADIUS's STORE key is an option, not a position.
+    if matches!(spec.name, "georadius" | "georadiusbymember") {
+        return crate::cmd::geo::radius_keys(args);
+    }
     let Some(at) = numkeys_at else {
         return spec.key_indexes(args.len()).map(|i| args[i]).collect();
     };

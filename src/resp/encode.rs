@@ -189,6 +189,12 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         }
         Reply::Set(items) => push_items(out, if v3 { b'~' } else { b'*' }, items, proto),
         Reply::Map(pairs) => push_pairs(out, if v3 { b'%' } else { b'*' }, pairs, proto, false),
+        Reply::DoubleText(s) if v3 => {
+            out.push(b',');
+            out.extend_from_slice(s);
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::DoubleText(s) => push_bulk(out, b'$', s),
         Reply::Double(d) => {
             let mut buf = [0u8; DOUBLE_MAX];
             let s = double_text(*d, &mut buf);
@@ -232,6 +238,9 @@ mod tests {
         assert_eq!(enc(m, Resp3), "%1\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(Reply::Double(1.5), Resp3), ",1.5\r\n");
         assert_eq!(enc(Reply::Double(1.5), Resp2), "$3\r\n1.5\r\n");
+        let t = || Reply::DoubleText(b"13.36138933897018433".to_vec());
+        assert_eq!(enc(t(), Resp3), ",13.36138933897018433\r\n");
+        assert_eq!(enc(t(), Resp2), "$20\r\n13.36138933897018433\r\n");
         assert_eq!(
             enc(Reply::Error("ERR a\r\nb".into()), Resp2),
             "-ERR a  b\r\n"

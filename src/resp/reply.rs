@@ -33,6 +33,9 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// A double in RESP3, a bulk string in RESP2.
     Double(f64),
+    /// A double given by its exact text (GEOPOS's coordinates, printed as
+    /// Redis prints a long double): `,text` in RESP3, a bulk string in RESP2.
+    DoubleText(Vec<u8>),
     /// A boolean in RESP3, an integer in RESP2.
     Bool(bool),
     /// Verbatim text (`=` with `txt`) in RESP3, a bulk string in RESP2.

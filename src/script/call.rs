@@ -379,6 +379,16 @@ unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: 
             let mut buf = [0u8; DOUBLE_MAX];
             push_bytes(double_text(*d, &mut buf));
         }
+        Reply::DoubleText(t) if resp3 => {
+            let d = std::str::from_utf8(t)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushnumber(state, d);
+            ffi::lua_setfield(state, -2, c"double".as_ptr());
+        }
+        Reply::DoubleText(t) => push_bytes(t),
         Reply::Bool(b) if resp3 => ffi::lua_pushboolean(state, *b as c_int),
         Reply::Bool(b) => ffi::lua_pushnumber(state, *b as i64 as f64),
         Reply::Verbatim(s) if resp3 => {

@@ -1138,6 +1138,173 @@ class Gen:
             return Step((b"DEL", self.hll_key()))
         return Step((c.upper().encode(), self.hll_key()))
 
+    # -- geo -------------------------------------------------------------------------
+    # Points are fresh random coordinates around a few centres (six decimals),
+    # so no two members share a position and no distances tie: every sort is
+    # deterministic on both servers.
+    GEO_KEYS = [b"{t}g1", b"{t}g2", b"{t}g3"]
+    GEO_XKEYS = [b"g:a", b"g:b", b"g:c"]
+    GEO_MEMBERS = [b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h", b"i", b"j", b"", b"x y", b"\xff", b"1"]
+    GEO_CENTRES = [(13.5, 38.0), (-0.1, 51.5), (179.9, 0.0), (-179.9, 84.9), (2.35, -85.0)]
+    GEO_UNITS = [b"m", b"km", b"ft", b"mi", b"KM", b"Mi"]
+
+    def geo_key(self) -> bytes:
+        r = self.r
+        if r.random() < 0.07:
+            return r.choice([b"{t}none", b"{t}str", b"{t}h1", b"{t}z1"])
+        if self.xshard and r.random() < 0.6:
+            return r.choice(self.GEO_XKEYS)
+        return r.choice(self.GEO_KEYS)
+
+    def geo_dist_key(self) -> bytes:
+        """A STOREDIST destination: never searched, since points decoded from
+        distances all fall in one cell and tie."""
+        return b"g:d" if self.xshard and self.r.random() < 0.6 else b"{t}gd"
+
+    def geo_member(self) -> bytes:
+        r = self.r
+        return r.choice(self.GEO_MEMBERS) if r.random() < 0.95 else b"missing"
+
+    def geo_lonlat(self) -> list:
+        r = self.r
+        x = r.random()
+        if x < 0.04:
+            return r.choice([[b"180.0001", b"0"], [b"0", b"85.06"], [b"x", b"1"], [b"1", b""], [b"nan", b"1"],
+                             [b"-inf", b"0"], [b"1e400", b"0"]])
+        if x < 0.08:  # on an edge, the other coordinate random (no two points coincide)
+            lon, lat = b"%.6f" % r.uniform(-180, 180), b"%.6f" % r.uniform(-85, 85)
+            return r.choice([[b"180", lat], [b"-180", lat], [lon, b"85.05112878"], [lon, b"-85.05112878"],
+                             [b"-0", lat]])
+        lon, lat = r.choice(self.GEO_CENTRES)
+        spread = r.choice([0.01, 0.5, 3])
+        lon = max(-180.0, min(180.0, lon + r.uniform(-spread, spread)))
+        lat = max(-85.05, min(85.05, lat + r.uniform(-spread, spread)))
+        return [b"%.6f" % lon, b"%.6f" % lat]
+
+    def geo_unit(self) -> bytes:
+        r = self.r
+        return r.choice(self.GEO_UNITS) if r.random() < 0.95 else r.choice([b"yd", b"", b"meters"])
+
+    def geo_radius(self) -> bytes:
+        r = self.r
+        x = r.random()
+        if x < 0.05:
+            return r.choice([b"-1", b"x", b"", b"inf", b"1e308", b"0"])
+        return b"%.3f" % r.choice([0.5, 20, 300, 5000, 80_000, 600_000, 3_000_000, 12_000_000])
+
+    def geo_add(self):
+        r = self.r
+        flags = r.choice([[], [], [], [b"NX"], [b"XX"], [b"CH"], [b"NX", b"CH"], [b"CH", b"XX"], [b"NX", b"XX"],
+                          [b"GT"]])
+        args = [b"GEOADD", self.geo_key(), *flags]
+        for _ in range(r.choice([1, 1, 2, 3, 5])):
+            args += [*self.geo_lonlat(), self.geo_member()]
+        if r.random() < 0.03:
+            args.pop()
+        return Step(tuple(args))
+
+    def geo_read(self):
+        r = self.r
+        c = r.random()
+        k = self.geo_key()
+        if c < 0.35:
+            args = [b"GEODIST", k, self.geo_member(), self.geo_member()]
+            if r.random() < 0.6:
+                args.append(self.geo_unit())
+            if r.random() < 0.03:
+                args.append(b"extra")
+            return Step(tuple(args))
+        if c < 0.6:
+            return Step((b"GEOHASH", k, *[self.geo_member() for _ in range(r.randint(0, 4))]))
+        if c < 0.7:
+            return Step((b"GEOPOS", k, *[r.choice([b"nope", self.geo_member()]) for _ in range(r.randint(0, 3))]))
+        if c < 0.9:
+            k = k if r.random() < 0.7 else self.geo_dist_key()
+            return Step((b"ZRANGE", k, b"0", b"-1", b"WITHSCORES"))
+        return Step((r.choice([b"ZCARD", b"TYPE", b"EXISTS"]), k))
+
+    def geo_options(self, store: bool) -> list:
+        r = self.r
+        opts = []
+        if r.random() < 0.6:
+            opts.append(r.choice([b"ASC", b"DESC", b"asc"]))
+        if r.random() < 0.5:
+            opts += [b"COUNT", r.choice([b"1", b"3", b"10", b"3", b"0", b"-1", b"x"])
+                     if r.random() < 0.05 else r.choice([b"1", b"2", b"3", b"5", b"20"])]
+            if r.random() < 0.3:
+                opts.append(b"ANY")
+        elif r.random() < 0.02:
+            opts.append(b"ANY")
+        if not store or r.random() < 0.03:
+            for w in (b"WITHDIST", b"WITHHASH", b"WITHCOORD"):
+                if r.random() < 0.4:
+                    opts.append(w)
+        r.shuffle(opts)
+        return opts
+
+    def geo_from_by(self) -> list:
+        r = self.r
+        parts = []
+        if r.random() < 0.5:
+            parts.append([b"FROMMEMBER", self.geo_member()])
+        else:
+            parts.append([b"FROMLONLAT", *self.geo_lonlat()])
+        if r.random() < 0.5:
+            parts.append([b"BYRADIUS", self.geo_radius(), self.geo_unit()])
+        else:
+            parts.append([b"BYBOX", self.geo_radius(), self.geo_radius(), self.geo_unit()])
+        x = r.random()
+        if x < 0.03:
+            parts.pop(r.randrange(2))
+        elif x < 0.06:
+            parts.append(r.choice([[b"FROMMEMBER", b"a"], [b"BYRADIUS", b"1", b"km"], [b"FROMLONLAT", b"1", b"1"]]))
+        r.shuffle(parts)
+        return [a for p in parts for a in p]
+
+    def geo_search(self):
+        r = self.r
+        args = [b"GEOSEARCH", self.geo_key(), *self.geo_from_by()] + self.geo_options(False)
+        if r.random() < 0.02:
+            args.append(r.choice([b"STOREDIST", b"WITHCOORDS", b"STORE"]))
+        return Step(tuple(args))
+
+    def geo_searchstore(self):
+        r = self.r
+        args = [b"GEOSEARCHSTORE", self.geo_key(), self.geo_key(), *self.geo_from_by()] + self.geo_options(True)
+        if r.random() < 0.4:
+            args.insert(r.randint(4, len(args)), b"STOREDIST")
+            args[1] = self.geo_dist_key()
+        return Step(tuple(args))
+
+    def geo_georadius(self):
+        r = self.r
+        name = r.choice([b"GEORADIUS", b"GEORADIUS_RO", b"GEORADIUSBYMEMBER", b"GEORADIUSBYMEMBER_RO"])
+        args = [name, self.geo_key()]
+        args += self.geo_lonlat() if b"MEMBER" not in name else [self.geo_member()]
+        args += [self.geo_radius(), self.geo_unit()]
+        store = not name.endswith(b"_RO") and r.random() < 0.5
+        if name.endswith(b"_RO") and r.random() < 0.03:
+            store = True
+        args += self.geo_options(store)
+        if store:
+            if r.random() < 0.5:
+                args += [b"STORE", self.geo_key()]
+            else:
+                args += [b"STOREDIST", self.geo_dist_key()]
+        return Step(tuple(args))
+
+    def geo_other(self):
+        r = self.r
+        c = r.choice(["set", "z", "h", "del"])
+        if c == "set":
+            return Step((b"SET", b"{t}str", b"x"))
+        if c == "z":
+            score = r.choice([b"-1", b"1e300", b"4503599627370496", b"%d" % r.randrange(2 ** 52)])
+            return Step((b"ZADD", b"{t}z1", score, self.geo_member()))
+        if c == "h":
+            return Step((b"HSET", b"{t}h1", b"f", b"v"))
+        return Step((b"DEL", self.geo_key()))
+
     # -- families ------------------------------------------------------------------
     FAMILIES = {
         "strings": {
@@ -1202,12 +1369,16 @@ class Gen:
         "bm_bitfield": 8, "bm_bitfield_ro": 3, "bm_strings": 4, "l_push": 0.3, "h_set": 0.3,
         "g_flushdb": 0.1,
     }
+    FAMILIES["geo"] = {
+        "geo_add": 10, "geo_read": 8, "geo_search": 10, "geo_searchstore": 5, "geo_georadius": 8,
+        "geo_other": 0.5, "g_flushdb": 0.1,
+    }
 
     def stream(self, family: str, n: int) -> list:
         weights = self.FAMILIES[family.removesuffix("_xshard") if family != "xshard" else family]
         names = list(weights)
         w = [weights[k] for k in names]
-        self.xshard = family in ("xshard", "bitmaps_xshard", "hyperloglog_xshard")
+        self.xshard = family in ("xshard", "bitmaps_xshard", "hyperloglog_xshard", "geo_xshard")
         out = []
         while len(out) < n:
             step = getattr(self, self.r.choices(names, w)[0])()

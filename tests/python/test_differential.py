@@ -49,6 +49,8 @@ STREAMS = [
     ("bitmaps", 121, 2000), ("bitmaps", 122, 2000), ("bitmaps_xshard", 123, 800),
     # HyperLogLog (PFCOUNT and PFMERGE over keys on every shard in the xshard stream)
     ("hyperloglog", 131, 1000), ("hyperloglog_xshard", 132, 500),
+    # geo (GEOSEARCHSTORE and GEORADIUS STORE over keys on every shard in the xshard stream)
+    ("geo", 141, 1500), ("geo_xshard", 142, 600),
 ]
 
 TOLERANCE = {"ttl": 1, "pttl": 1000}

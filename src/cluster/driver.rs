@@ -889,6 +889,7 @@ impl Driver {
             history: self.history,
             members,
             writes_paused: self.node.writes_paused(),
+            commit: self.node.commit().to_vec(),
             last_election: self.election.clone(),
             elections_won: self.elections_won,
             failovers_seen: self.failovers_seen,

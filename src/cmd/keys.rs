@@ -260,3 +260,34 @@ pub fn put(s: &mut Shard, ctx: &Ctx, db: usize, dst: &[u8], entry: Entry, replac
     s.set(db, dst, entry, ctx.now_ms);
     true
 }
+
+/// MOVE key db: the key, with its value and expiry, goes to another
+/// database of this shard (a key's shard is the same in every database);
+/// 0 when it is absent here or present there.
+pub fn move_key(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    let db = int_arg(a[2])?;
+    if i32::try_from(db).is_err() {
+        // Redis reads the index as a C int, with this text (sic).
+        return Err(CmdError::other(
+            "value is out of range, value must between -2147483648 and 2147483647",
+        ));
+    }
+    if !(0..keel_shards::DATABASES as i64).contains(&db) {
+        return Err(CmdError::DbIndex);
+    }
+    let db = db as usize;
+    if db == ctx.db {
+        return Err(CmdError::other(
+            "source and destination objects are the same",
+        ));
+    }
+    let Some(entry) = s.peek(ctx.db, a[1], ctx.now_ms).map(|e| e.to_entry()) else {
+        return Ok(Reply::Int(0));
+    };
+    if s.peek(db, a[1], ctx.now_ms).is_some() {
+        return Ok(Reply::Int(0));
+    }
+    s.set(db, a[1], entry, ctx.now_ms);
+    s.delete(ctx.db, a[1], ctx.now_ms);
+    Ok(Reply::Int(1))
+}

@@ -224,6 +224,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("type", 2, RF, 1, 1, 1, keys::type_, Never, "generic", "Determines the type of value stored at a key."),
     keyed!("rename", 3, WRITE, 1, 2, 1, keys::rename, Move, "generic", "Renames a key and overwrites the destination."),
     keyed!("renamenx", 3, WRITE | FAST, 1, 2, 1, keys::rename, Move, "generic", "Renames a key only when the target key name doesn't exist."),
+    keyed!("move", 3, WF, 1, 1, 1, keys::move_key, Never, "generic", "Moves a key to another database."),
     keyed!("copy", -3, W, 1, 2, 1, keys::copy, Move, "generic", "Copies the value of a key to a new key."),
     // hashes
     keyed!("hset", -4, WF, 1, 1, 1, hashes::hset, Never, "hash", "Creates or modifies the value of a field in a hash."),

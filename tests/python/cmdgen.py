@@ -352,6 +352,9 @@ class Gen:
             args.append(b"BOGUS")
         return Step(tuple(args))
 
+    def g_move(self):
+        return Step((b"MOVE", self.key(), self.r.choice([b"1", b"1", b"15", b"0", b"16", b"-1", b"x", b"4294967296"])))
+
     def g_keys(self):
         return Step((b"KEYS", self.r.choice(KEY_PATTERNS)), "sorted")
 
@@ -1317,7 +1320,7 @@ class Gen:
             "g_set": 8, "g_mset": 3, "g_get": 3, "g_del": 5, "g_exists": 5, "g_type": 4,
             "g_rename": 5, "g_copy": 5, "g_keys": 4, "g_scan": 3, "g_randomkey": 2,
             "g_dbsize": 3, "g_othertype": 3, "g_expire": 3, "g_ttl": 3, "g_persist": 1,
-            "g_flushdb": 0.5,
+            "g_flushdb": 0.5, "g_move": 2,
         },
         "expiry": {
             "g_set": 10, "g_setex": 4, "g_getex": 6, "g_expire": 12, "g_ttl": 12,

@@ -194,8 +194,9 @@ class Server:
         with self.raw() as c:
             if self.password is not None:
                 c.call("AUTH", self.password)
-            reply = c.call("FLUSHDB")
-            assert reply == ("simple", b"OK"), f"{self.name}: FLUSHDB answered {reply!r}"
+            # Every database: a test (MOVE, SELECT) may leave keys in another.
+            reply = c.call("FLUSHALL")
+            assert reply == ("simple", b"OK"), f"{self.name}: FLUSHALL answered {reply!r}"
 
     def __repr__(self):
         return f"<{self.name} pid={self.proc.pid if self.proc else None} port={self.port}>"

@@ -63,3 +63,28 @@ def test_zmpop_and_a_bzmpop_woken_from_another_connection(keel, ref_redis):
     t.join(10)
     assert got["reply"] == [b"wait:2", [[b"y", b"1"], [b"z", b"3"]]]
     assert k.bzmpop(0.05, 1, ["wait:1"], max=True) is None
+
+
+def test_move_between_databases_as_redis(keel, ref_redis):
+    k, r = keel.client(), ref_redis.client()
+    r.flushall()
+    for c in (k, r):
+        c.set("m", "v", ex=100)
+        c.execute_command("SELECT", 0)
+    assert k.move("m", 3) == r.move("m", 3) == 1
+    assert k.exists("m") == r.exists("m") == 0
+    k3, r3 = keel.client(db=3), ref_redis.client(db=3)
+    assert k3.get("m") == b"v" and 0 < k3.ttl("m") <= 100
+    assert k.move("m", 3) == r.move("m", 3) == 0  # gone from db 0
+    k.set("m", "again")
+    assert k.move("m", 3) == 0  # present in db 3
+    def error_of(c, db):
+        try:
+            c.move("m", db)
+        except Exception as e:  # the reply error's text
+            return str(e)
+        return None
+
+    for bad in (0, 16):
+        assert error_of(k, bad) == error_of(r, bad) is not None
+    r3.flushall()

@@ -292,6 +292,40 @@ fn direction(arg: &[u8]) -> Result<&'static str, CmdError> {
     }
 }
 
+/// BLMPOP / BZMPOP's `timeout numkeys key... SIDE [COUNT n]`, checked in
+/// Redis's order (numkeys, the side, the options; the caller reads the
+/// timeout last): the keys, what `side` made of the side word, the count.
+fn mpop_args(
+    a: &[&[u8]],
+    side: impl Fn(&[u8]) -> Result<bool, CmdError>,
+) -> Result<(Vec<Vec<u8>>, bool, i64), CmdError> {
+    let numkeys = int_arg(a[2]).map_err(|_| CmdError::other("numkeys should be greater than 0"))?;
+    if numkeys <= 0 {
+        return Err(CmdError::other("numkeys should be greater than 0"));
+    }
+    let n = usize::try_from(numkeys).unwrap_or(usize::MAX);
+    if a.len().saturating_sub(4) < n {
+        return Err(CmdError::Syntax);
+    }
+    let keys = a[3..3 + n].iter().map(|k| k.to_vec()).collect();
+    let first_side = side(a[3 + n])?;
+    let mut count = None;
+    let mut j = 4 + n;
+    while j < a.len() {
+        if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
+            let c = int_arg(a[j + 1])
+                .ok()
+                .filter(|c| *c > 0)
+                .ok_or_else(|| CmdError::other("count should be greater than 0"))?;
+            count = Some(c);
+            j += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    Ok((keys, first_side, count.unwrap_or(1)))
+}
+
 /// A blocking command's keys, timeout, operation and reply for a timeout.
 type Request = (Vec<Vec<u8>>, Option<Duration>, BlockOp, Reply);
 
@@ -339,80 +373,24 @@ fn parse(name: &str, a: &[&[u8]]) -> Result<Request, CmdError> {
             )
         }
         "blmpop" => {
-            // Redis's order: numkeys, direction, options, then the timeout.
-            let numkeys =
-                int_arg(a[2]).map_err(|_| CmdError::other("numkeys should be greater than 0"))?;
-            if numkeys <= 0 {
-                return Err(CmdError::other("numkeys should be greater than 0"));
-            }
-            let n = usize::try_from(numkeys).unwrap_or(usize::MAX);
-            if a.len().saturating_sub(4) < n {
-                return Err(CmdError::Syntax);
-            }
-            let keys = a[3..3 + n].iter().map(|k| k.to_vec()).collect();
-            let left = direction(a[3 + n])? == "left";
-            let mut count = None;
-            let mut j = 4 + n;
-            while j < a.len() {
-                if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
-                    let c = int_arg(a[j + 1])
-                        .ok()
-                        .filter(|c| *c > 0)
-                        .ok_or_else(|| CmdError::other("count should be greater than 0"))?;
-                    count = Some(c);
-                    j += 2;
-                } else {
-                    return Err(CmdError::Syntax);
-                }
-            }
+            let (keys, left, count) = mpop_args(a, |w| Ok(direction(w)? == "left"))?;
             (
                 keys,
                 timeout_arg(a[1])?,
-                BlockOp::MPop {
-                    left,
-                    count: count.unwrap_or(1),
-                },
+                BlockOp::MPop { left, count },
                 Reply::NilArray,
             )
         }
         "bzmpop" => {
-            // As BLMPOP: numkeys, MIN|MAX, options, then the timeout.
-            let numkeys =
-                int_arg(a[2]).map_err(|_| CmdError::other("numkeys should be greater than 0"))?;
-            if numkeys <= 0 {
-                return Err(CmdError::other("numkeys should be greater than 0"));
-            }
-            let n = usize::try_from(numkeys).unwrap_or(usize::MAX);
-            if a.len().saturating_sub(4) < n {
-                return Err(CmdError::Syntax);
-            }
-            let keys = a[3..3 + n].iter().map(|k| k.to_vec()).collect();
-            let min = match a[3 + n] {
-                w if is(w, "min") => true,
-                w if is(w, "max") => false,
-                _ => return Err(CmdError::Syntax),
-            };
-            let mut count = None;
-            let mut j = 4 + n;
-            while j < a.len() {
-                if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
-                    let c = int_arg(a[j + 1])
-                        .ok()
-                        .filter(|c| *c > 0)
-                        .ok_or_else(|| CmdError::other("count should be greater than 0"))?;
-                    count = Some(c);
-                    j += 2;
-                } else {
-                    return Err(CmdError::Syntax);
-                }
-            }
+            let (keys, min, count) = mpop_args(a, |w| match w {
+                w if is(w, "min") => Ok(true),
+                w if is(w, "max") => Ok(false),
+                _ => Err(CmdError::Syntax),
+            })?;
             (
                 keys,
                 timeout_arg(a[1])?,
-                BlockOp::ZMPop {
-                    min,
-                    count: count.unwrap_or(1),
-                },
+                BlockOp::ZMPop { min, count },
                 Reply::NilArray,
             )
         }

@@ -77,7 +77,7 @@ pub async fn run(
         "discard" => crate::exec::multi::discard(conn).await,
         "watch" => crate::exec::multi::watch(conn, a).await,
         "unwatch" => crate::exec::multi::unwatch(conn).await,
-        "publish" => crate::exec::pubsub::publish(conn, a).await,
+        "publish" | "spublish" => crate::exec::pubsub::publish(conn, a).await,
         "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax"
         | "bzmpop" => {
@@ -93,7 +93,16 @@ pub async fn run(
         "wait" => replication::wait(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "seqs") => replication::seqs(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "after") => replication::after(conn, a),
+        "replconf" if a.len() == 2 && is(a[1], "shard-relay") => {
+            crate::exec::pubsub::relay_shard_messages(conn);
+            Ok(Reply::Ok)
+        }
         "replconf" => replication::replconf(conn, a),
+        // Only reached inside EXEC (a subscription outside one is taken by
+        // the connection loop); Redis refuses a shard subscription there.
+        "ssubscribe" => Err(CmdError::other(
+            "SSUBSCRIBE isn't allowed for a DENY BLOCKING client",
+        )),
         "sentinel" => crate::cmd::sentinel::sentinel(&conn.state, a),
         "failover" => crate::cmd::failover::failover(&conn.state, a),
         "save" => persistence::snapshot(conn, SnapshotKind::Save, false).await,

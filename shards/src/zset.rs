@@ -19,7 +19,7 @@ use crate::dict::Dict;
 use crate::hlc::Hlc;
 use crate::packed::{
     add_one, base, base_for, count, first_record, fits_base, get_bytes, get_hlc, get_score, header,
-    put_bytes, put_hlc, put_score, remove_one, MAX_ENTRIES, MAX_VALUE,
+    put_bytes, put_hlc, put_score, remove_one,
 };
 
 const NIL: u32 = u32::MAX;
@@ -355,7 +355,7 @@ struct Big {
     bytes: usize,
 }
 
-/// Small sorted sets (up to [`MAX_ENTRIES`] members of up to [`MAX_VALUE`]
+/// Small sorted sets (up to [`MAX_ENTRIES`](crate::packed::MAX_ENTRIES) members of up to [`MAX_VALUE`](crate::packed::MAX_VALUE)
 /// bytes) are one packed buffer of `member | score | hlc` records kept in
 /// order, walked linearly as Redis walks a listpack; larger ones move, once,
 /// to the table-plus-treap form.
@@ -492,7 +492,8 @@ impl ZSet {
             let found = records(buf)
                 .find(|r| r.0 == member)
                 .map(|r| (r.1, r.3, r.4));
-            if member.len() <= MAX_VALUE && (found.is_some() || count(buf) < MAX_ENTRIES) {
+            let (max_entries, max_value) = crate::packed::limits::zset();
+            if member.len() <= max_value && (found.is_some() || count(buf) < max_entries) {
                 let old = found.map(|(old, start, end)| {
                     buf.drain(start..end);
                     old

@@ -475,7 +475,36 @@ fn apply(conn: &Conn, stored: &mut Stored, p: &'static Param, v: &str) {
                 config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
             }
             stored.insert(p.name, v.to_string());
+            apply_packing(stored, p.name);
         }
+    }
+}
+
+/// The listpack thresholds, once one of a pair changes: keel packs small
+/// hashes and sorted sets as Redis does, up to its own ceiling
+/// (`keel_shards::packed::MAX_ENTRIES` / `MAX_VALUE`), so lowering a
+/// threshold takes effect (from the next write to a collection) and raising
+/// it past the ceiling stops there.
+fn apply_packing(stored: &Stored, name: &str) {
+    let value = |name: &str| {
+        stored
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| config_table::lookup(name.as_bytes()).map(|e| e.param.default))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    use keel_shards::packed::limits;
+    match name {
+        "hash-max-listpack-entries" | "hash-max-listpack-value" => limits::set_hash(
+            value("hash-max-listpack-entries"),
+            value("hash-max-listpack-value"),
+        ),
+        "zset-max-listpack-entries" | "zset-max-listpack-value" => limits::set_zset(
+            value("zset-max-listpack-entries"),
+            value("zset-max-listpack-value"),
+        ),
+        _ => {}
     }
 }
 

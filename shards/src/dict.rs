@@ -23,16 +23,27 @@ impl<V> Chain for Box<Node<V>> {
 
 /// Keys up to this many bytes live inside the node: most keys are short, and
 /// this saves one allocation (and its allocator overhead) per key.
-const INLINE_KEY: usize = 22;
+pub(crate) const INLINE_KEY: usize = 22;
 
-/// A key stored inline when short, on the heap when long. 24 bytes either way.
-enum NodeKey {
+/// A key stored inline when short, on the heap when long. 24 bytes either
+/// way. (Sorted sets' tree nodes hold their members in one too.)
+#[derive(Clone)]
+pub(crate) enum NodeKey {
     Inline { len: u8, bytes: [u8; INLINE_KEY] },
     Heap(Box<[u8]>),
 }
 
+impl Default for NodeKey {
+    fn default() -> Self {
+        NodeKey::Inline {
+            len: 0,
+            bytes: [0; INLINE_KEY],
+        }
+    }
+}
+
 impl NodeKey {
-    fn new(key: &[u8]) -> NodeKey {
+    pub(crate) fn new(key: &[u8]) -> NodeKey {
         if key.len() <= INLINE_KEY {
             let mut bytes = [0u8; INLINE_KEY];
             bytes[..key.len()].copy_from_slice(key);
@@ -45,7 +56,7 @@ impl NodeKey {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             NodeKey::Inline { len, bytes } => &bytes[..*len as usize],
             NodeKey::Heap(b) => b,

@@ -192,6 +192,8 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("pfadd", -2, WF, 1, 1, 1, hyperloglog::pfadd, Never, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
     keyed!("pfcount", -2, R, 1, -1, 1, hyperloglog::pfcount, SameShard, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
     keyed!("pfmerge", -2, W, 1, -1, 1, hyperloglog::pfmerge, SameShard, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
+    keyed!("pfdebug", 3, WRITE | DENYOOM | ADMIN, 2, 2, 1, hyperloglog::pfdebug, Never, "hyperloglog", "Internal commands for debugging HyperLogLog values."),
+    conn!("pfselftest", 1, ADMIN, "hyperloglog", "An internal command for testing HyperLogLog values."),
     // introspection (the key is the third argument; OBJECT HELP and
     // MEMORY HELP have none and run on a shard of the connection's core)
     keyed!("object", -2, R, 2, 2, 1, introspect::object, Never, "generic", "A container for object introspection commands."),

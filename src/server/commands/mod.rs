@@ -79,6 +79,9 @@ pub async fn run(
         "unwatch" => crate::exec::multi::unwatch(conn).await,
         "publish" | "spublish" => crate::exec::pubsub::publish(conn, a).await,
         "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
+        "pfselftest" => keel_shards::hll::debug::self_test()
+            .map(|()| Reply::Ok)
+            .map_err(CmdError::Raw),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax"
         | "bzmpop" => {
             // Only reached inside EXEC, where blocking commands never block.

@@ -19,6 +19,7 @@ pub mod lists;
 pub mod numbers;
 pub mod sentinel;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 #[cfg(test)]
 mod write_tests;

@@ -11,7 +11,8 @@ use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
 use crate::cmd::{
-    bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
+    bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, sort, strings, zsets,
+    Ctx,
 };
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
@@ -60,6 +61,10 @@ pub enum Split {
     /// with Redis Cluster's CROSSSLOT error (see [`keys_of`]); cross-shard
     /// execution replaces this later.
     SameShard,
+    /// SORT: as `SameShard` for its sorted key and STORE destination, but
+    /// its BY and GET patterns may name keys on any shard: then it runs
+    /// holding every shard (see `Router::run_patterns`).
+    Patterns,
 }
 
 #[derive(Clone, Copy)]
@@ -312,6 +317,9 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("zinterstore", -4, W, 1, 1, 1, zsets::zinterstore, SameShard, "sorted-set", "Stores the intersect of multiple sorted sets in a key."),
     keyed!("zdiffstore", -4, W, 1, 1, 1, zsets::zdiffstore, SameShard, "sorted-set", "Stores the difference of multiple sorted sets in a key."),
     keyed!("zscan", -3, R, 1, 1, 1, zsets::zscan, Never, "sorted-set", "Iterates over members and scores of a sorted set."),
+    // SORT and SORT_RO (sortdump)
+    keyed!("sort", -2, W, 1, 1, 1, sort::sort, Patterns, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
+    keyed!("sort_ro", -2, R, 1, 1, 1, sort::sort_ro, Patterns, "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),
@@ -394,6 +402,10 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
         "zunionstore" | "zinterstore" | "zdiffstore" => Some(2),
         _ => None,
     };
+    // SORT's STORE key is an option, not a position.
+    if matches!(spec.name, "sort" | "sort_ro") {
+        return crate::cmd::sort::keys(args);
+    }
     // GEORADIUS's STORE key is an option, not a position.
     if matches!(spec.name, "georadius" | "georadiusbymember") {
         return crate::cmd::geo::radius_keys(args);

@@ -82,6 +82,9 @@ const TEMPLATES: &[&str] = &[
     "LMOVE {k} {k} LEFT RIGHT",
     "RPOPLPUSH {k} {k}",
     "LMPOP 2 {k} {k} LEFT COUNT {n}",
+    "SORT {k} ALPHA LIMIT 0 {n} STORE {k}",
+    "SORT {k} BY nosort DESC STORE {k}",
+    "SORT {k} BY *x ALPHA GET # GET *->f STORE {k}",
     "FLUSHDB",
 ];
 

@@ -6,6 +6,7 @@
 //! nothing here depends on the connection.
 
 pub mod bitmaps;
+pub mod dump;
 pub mod error;
 pub mod expiry;
 pub mod failover;

@@ -11,8 +11,8 @@ use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
 use crate::cmd::{
-    bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, sort, strings, zsets,
-    Ctx,
+    bitmaps, dump, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, sort, strings,
+    zsets, Ctx,
 };
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
@@ -320,6 +320,9 @@ pub static COMMANDS: &[Spec] = &[
     // SORT and SORT_RO (sortdump)
     keyed!("sort", -2, W, 1, 1, 1, sort::sort, Patterns, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
     keyed!("sort_ro", -2, R, 1, 1, 1, sort::sort_ro, Patterns, "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
+    // DUMP and RESTORE (sortdump)
+    keyed!("dump", 2, R, 1, 1, 1, dump::dump, Never, "generic", "Returns a serialized representation of the value stored at a key."),
+    keyed!("restore", -4, W, 1, 1, 1, dump::restore, Never, "generic", "Creates a key from the serialized representation of a value."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),

@@ -691,6 +691,46 @@ impl Shard {
         n
     }
 
+    /// SWAPDB on this shard: databases `a` and `b` trade contents. WATCHed
+    /// keys of either that exist in either are touched (as Redis does), and
+    /// keys of either that clients are blocked on and that now exist become
+    /// ready. A running snapshot keeps the contents of the start. Counts as
+    /// one write (its record is the command).
+    pub fn swap_dbs(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        self.snapshot_before_swap(a);
+        self.snapshot_before_swap(b);
+        let exists = |s: &Shard, key: &[u8]| {
+            s.dbs[a].dict.get(key).is_some() || s.dbs[b].dict.get(key).is_some()
+        };
+        let touched: Vec<WatchedKey> = self
+            .watched
+            .keys()
+            .filter(|(db, k)| (*db == a || *db == b) && exists(self, k))
+            .cloned()
+            .collect();
+        for k in &touched {
+            if let Some(w) = self.watched.get_mut(k) {
+                w.1 += 1;
+            }
+        }
+        self.dbs.swap(a, b);
+        let ready: Vec<(usize, Vec<u8>)> = self
+            .blocking
+            .keys()
+            .filter(|(db, k)| (*db == a || *db == b) && self.dbs[*db].dict.get(k).is_some())
+            .map(|(db, k)| (*db, k.to_vec()))
+            .collect();
+        for (db, k) in ready {
+            if !self.ready.iter().any(|(d, r)| *d == db && *r == k) {
+                self.ready.push((db, k));
+            }
+        }
+        self.wrote();
+    }
+
     /// One step of a `SCAN` over `db`. Expired keys are skipped.
     pub fn scan(
         &self,

@@ -22,6 +22,7 @@ pub mod sentinel;
 pub mod sets;
 pub mod sort;
 pub mod strings;
+pub mod swapdb;
 #[cfg(test)]
 mod write_tests;
 pub mod zsets;

@@ -12,7 +12,7 @@ use keel_shards::Shard;
 use crate::cmd::error::CmdResult;
 use crate::cmd::{
     bitmaps, dump, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, sort, strings,
-    zsets, Ctx,
+    swapdb, zsets, Ctx,
 };
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
@@ -65,6 +65,8 @@ pub enum Split {
     /// its BY and GET patterns may name keys on any shard: then it runs
     /// holding every shard (see `Router::run_patterns`).
     Patterns,
+    /// SWAPDB: keyless, run on every shard in one transaction holding all.
+    AllShards,
 }
 
 #[derive(Clone, Copy)]
@@ -323,6 +325,8 @@ pub static COMMANDS: &[Spec] = &[
     // DUMP and RESTORE (sortdump)
     keyed!("dump", 2, R, 1, 1, 1, dump::dump, Never, "generic", "Returns a serialized representation of the value stored at a key."),
     keyed!("restore", -4, W, 1, 1, 1, dump::restore, Never, "generic", "Creates a key from the serialized representation of a value."),
+    // SWAPDB (sortdump)
+    keyed!("swapdb", 3, WF, 0, 0, 0, swapdb::swapdb, AllShards, "server", "Swaps two Redis databases."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),

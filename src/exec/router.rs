@@ -298,6 +298,11 @@ impl Router {
         if split == Split::AllOk || split == Split::MsetNx {
             strings::check_pairs(args)?;
         }
+        // SWAPDB: every shard, in one transaction (sortdump).
+        if split == Split::AllShards {
+            crate::cmd::swapdb::indexes(args)?;
+            return self.run_everywhere(f, mode, ctx, args, tx).await;
+        }
         // SORT whose BY/GET patterns name keys: every shard (sortdump).
         if split == Split::Patterns && self.shards > 1 && crate::cmd::sort::reads_patterns(args) {
             return self.run_patterns(f, ctx, args, tx).await;
@@ -420,6 +425,36 @@ impl Router {
         result
     }
 
+    /// A keyless command that changes every shard (SWAPDB): runs on each
+    /// in one transaction holding them all; the first shard's reply.
+    async fn run_everywhere(
+        &self,
+        f: KeyedFn,
+        mode: Mode,
+        ctx: Ctx,
+        args: &[&[u8]],
+        outer: Option<TxId>,
+    ) -> CmdResult {
+        let all: Vec<usize> = (0..self.shards).collect();
+        let tx = self.enter(outer, &all).await?;
+        let mut first = None;
+        for &s in &all {
+            let a = owned(args);
+            let r = self
+                .on_shard(s, Some(tx), move |sh| {
+                    apply(f, mode, sh, &ctx, &borrowed(&a))
+                })
+                .await;
+            let failed = !matches!(r, Ok(Ok(_)));
+            first.get_or_insert(r);
+            if failed {
+                break;
+            }
+        }
+        self.leave(outer, tx, &all);
+        first.unwrap_or(Err(CmdError::Syntax))?
+    }
+
     /// SORT with BY/GET patterns, which may name keys on any shard: holds
     /// every shard, asks the sorted key's shard which keys the patterns
     /// name, and runs the handler over copies of them as
@@ -473,10 +508,16 @@ impl Router {
 
     /// The shards a keyed command touches.
     pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
-        if let crate::exec::command::Kind::Keyed(_, Split::Patterns) = spec.kind {
-            if crate::cmd::sort::reads_patterns(args) {
+        match spec.kind {
+            crate::exec::command::Kind::Keyed(_, Split::Patterns)
+                if crate::cmd::sort::reads_patterns(args) =>
+            {
                 return (0..self.shards).collect();
             }
+            crate::exec::command::Kind::Keyed(_, Split::AllShards) => {
+                return (0..self.shards).collect();
+            }
+            _ => {}
         }
         crate::exec::command::keys_of(spec, args)
             .iter()

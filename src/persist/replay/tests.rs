@@ -85,6 +85,7 @@ const TEMPLATES: &[&str] = &[
     "SORT {k} ALPHA LIMIT 0 {n} STORE {k}",
     "SORT {k} BY nosort DESC STORE {k}",
     "SORT {k} BY *x ALPHA GET # GET *->f STORE {k}",
+    "SWAPDB 0 {n}",
     "FLUSHDB",
 ];
 

@@ -152,3 +152,43 @@ def test_patterns_in_multi_and_scripts(keel, ref_redis):
     same(k, r, lambda c: c.eval(script, 1, "ids"))
     same(k, r, lambda c: c.eval("return redis.call('SORT', 'ids', 'BY', 'w_*', 'STORE', 'out2')", 0))
     same(k, r, lambda c: c.lrange("out2", 0, -1))
+
+
+def test_patterns_read_one_consistent_state(keel):
+    """A SORT with patterns holds every shard: while another client moves
+    amounts between weight keys of different shards with atomic MSETs (the
+    total stays 1000), every SORT ... GET sees a total of exactly 1000."""
+    import threading
+
+    c = keel.client()
+    names = [f"acct{i}" for i in range(8)]
+    c.rpush("accts", *names)
+    c.mset({f"bal_{n}": 125 for n in names})
+    stop = threading.Event()
+
+    def mover():
+        w = keel.client()
+        rng = random.Random(5)
+        bal = {n: 125 for n in names}
+        while not stop.is_set():
+            a, b = rng.sample(names, 2)
+            amount = rng.randint(0, bal[a])
+            bal[a] -= amount
+            bal[b] += amount
+            w.mset({f"bal_{a}": bal[a], f"bal_{b}": bal[b]})
+
+    t = threading.Thread(target=mover)
+    t.start()
+    try:
+        for i in range(300):
+            if i % 2:
+                got = c.sort("accts", by="nosort", get="bal_*")
+            else:
+                got = c.sort("accts", by="bal_*", get="bal_*")
+            assert sum(int(x) for x in got) == 1000
+        for _ in range(50):
+            assert c.sort("accts", by="bal_*", get="bal_*", store="snap") == 8
+            assert sum(int(x) for x in c.lrange("snap", 0, -1)) == 1000
+    finally:
+        stop.set()
+        t.join()

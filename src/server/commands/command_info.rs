@@ -14,9 +14,10 @@
 //! GETKEYS finds keys as Redis does: from the table's first/last/step, or
 //! by reading a numkeys count (ZUNIONSTORE, EVAL, LMPOP...), the STORE
 //! option (SORT, GEORADIUS) or the STREAMS option (XREAD). The key flags of
-//! GETKEYSANDFLAGS are a coarse form of Redis's key specs: RO/access for
-//! reads, OW/update for a destination that is overwritten, RM/delete for
-//! DEL/UNLINK, RW/access/update otherwise.
+//! GETKEYSANDFLAGS follow Redis's key specs for the common commands
+//! (OW/update for what is overwritten whole, RW/insert for pushes,
+//! RW/access/delete for pops and moved-away sources, RM/delete for DEL) and
+//! are RO/access for reads and RW/access/update for other writes.
 
 use keel_shards::glob;
 
@@ -495,8 +496,60 @@ fn key_flags(s: &Spec, pos: usize, store: &[usize]) -> Vec<&'static str> {
         "pfmerge" => pos > 1,
         _ => !store.is_empty(),
     };
-    if store.contains(&pos) {
+    let moves = matches!(
+        s.name,
+        "lmove" | "rpoplpush" | "blmove" | "brpoplpush" | "smove"
+    );
+    if matches!(s.name, "watch" | "object" | "memory") {
+        // Only looked at, not read.
+        vec!["RO"]
+    } else if s.name == "pfmerge" && pos == 1 {
+        vec!["RW", "access", "insert"]
+    } else if matches!(
+        s.name,
+        "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" | "hset" | "hmset" | "zadd"
+    ) {
+        vec!["RW", "update"]
+    } else if store.contains(&pos)
+        || matches!(
+            s.name,
+            "set" | "mset" | "msetnx" | "setex" | "psetex" | "restore"
+        )
+    {
         vec!["OW", "update"]
+    } else if s.name == "setnx" {
+        vec!["OW", "insert"]
+    } else if moves && pos == 2 {
+        vec!["RW", "insert"]
+    } else if moves
+        || matches!(
+            s.name,
+            "lpop"
+                | "rpop"
+                | "spop"
+                | "getdel"
+                | "zpopmin"
+                | "zpopmax"
+                | "lmpop"
+                | "zmpop"
+                | "blpop"
+                | "brpop"
+                | "blmpop"
+                | "bzpopmin"
+                | "bzpopmax"
+                | "bzmpop"
+                | "srem"
+                | "hdel"
+                | "zrem"
+                | "lrem"
+        )
+    {
+        vec!["RW", "access", "delete"]
+    } else if matches!(
+        s.name,
+        "lpush" | "rpush" | "lpushx" | "rpushx" | "sadd" | "linsert" | "hsetnx"
+    ) {
+        vec!["RW", "insert"]
     } else if matches!(s.name, "rename" | "renamenx") {
         vec!["RW", "access", "delete"]
     } else if s.name == "pfcount" {

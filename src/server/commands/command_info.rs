@@ -150,6 +150,364 @@ const EXTRA: &[(&str, &[&str])] = &[
     ("slaveof", &["no_async_loading"]),
 ];
 
+/// A subcommand as COMMAND reports it (see [`SUBCOMMANDS`]).
+struct Sub {
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    categories: &'static [&'static str],
+}
+
+const fn sub(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    categories: &'static [&'static str],
+) -> Sub {
+    Sub {
+        name,
+        arity,
+        flags,
+        keys,
+        categories,
+    }
+}
+
+/// The subcommands keel answers, as Redis 7.0 describes them (a new
+/// subcommand adds its line here): name, arity, flags, key positions,
+/// ACL categories.
+const SUBCOMMANDS: &[Sub] = &[
+    sub(
+        "object|encoding",
+        3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@keyspace", "@read", "@slow"],
+    ),
+    sub(
+        "object|freq",
+        3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@keyspace", "@read", "@slow"],
+    ),
+    sub(
+        "object|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@keyspace", "@slow"],
+    ),
+    sub(
+        "object|idletime",
+        3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@keyspace", "@read", "@slow"],
+    ),
+    sub(
+        "object|refcount",
+        3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@keyspace", "@read", "@slow"],
+    ),
+    sub(
+        "memory|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
+    sub(
+        "memory|usage",
+        -3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@read", "@slow"],
+    ),
+    sub(
+        "client|getname",
+        2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|id",
+        2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|info",
+        2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|list",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    sub(
+        "client|no-evict",
+        3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    sub(
+        "client|setname",
+        3,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "config|get",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "config|resetstat",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "config|rewrite",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "config|set",
+        -4,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "pubsub|channels",
+        -2,
+        &["pubsub", "loading", "stale"],
+        (0, 0, 0),
+        &["@pubsub", "@slow"],
+    ),
+    sub(
+        "pubsub|numpat",
+        2,
+        &["pubsub", "loading", "stale"],
+        (0, 0, 0),
+        &["@pubsub", "@slow"],
+    ),
+    sub(
+        "pubsub|numsub",
+        -2,
+        &["pubsub", "loading", "stale"],
+        (0, 0, 0),
+        &["@pubsub", "@slow"],
+    ),
+    sub(
+        "script|exists",
+        -3,
+        &["noscript"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "script|flush",
+        -2,
+        &["noscript"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "script|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "script|kill",
+        2,
+        &["noscript", "allow_busy"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "script|load",
+        3,
+        &["noscript", "stale"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "function|delete",
+        3,
+        &["write", "noscript"],
+        (0, 0, 0),
+        &["@write", "@slow", "@scripting"],
+    ),
+    sub(
+        "function|dump",
+        2,
+        &["noscript"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "function|flush",
+        -2,
+        &["write", "noscript"],
+        (0, 0, 0),
+        &["@write", "@slow", "@scripting"],
+    ),
+    sub(
+        "function|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "function|kill",
+        2,
+        &["noscript", "allow_busy"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "function|list",
+        -2,
+        &["noscript"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "function|load",
+        -3,
+        &["write", "denyoom", "noscript"],
+        (0, 0, 0),
+        &["@write", "@slow", "@scripting"],
+    ),
+    sub(
+        "function|restore",
+        -3,
+        &["write", "denyoom", "noscript"],
+        (0, 0, 0),
+        &["@write", "@slow", "@scripting"],
+    ),
+    sub(
+        "function|stats",
+        2,
+        &["noscript", "allow_busy"],
+        (0, 0, 0),
+        &["@slow", "@scripting"],
+    ),
+    sub(
+        "command|count",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "command|docs",
+        -2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "command|getkeys",
+        -4,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "command|getkeysandflags",
+        -4,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "command|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "command|info",
+        -2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "command|list",
+        -2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+];
+
+fn subcommands_of(parent: &str) -> impl Iterator<Item = &'static Sub> + '_ {
+    SUBCOMMANDS
+        .iter()
+        .filter(move |x| x.name.split('|').next() == Some(parent))
+}
+
+fn sub_info(x: &Sub) -> Reply {
+    Reply::Array(vec![
+        Reply::bulk(x.name),
+        Reply::Int(x.arity as i64),
+        Reply::Set(x.flags.iter().map(|f| Reply::status(f)).collect()),
+        Reply::Int(x.keys.0 as i64),
+        Reply::Int(x.keys.1 as i64),
+        Reply::Int(x.keys.2 as i64),
+        Reply::Set(x.categories.iter().map(|c| Reply::status(c)).collect()),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+    ])
+}
+
+/// COMMAND INFO of one name: a command, `parent|sub`, or nil.
+fn info_of(name: &[u8]) -> Reply {
+    if let Some(s) = command::lookup(name) {
+        return info(s);
+    }
+    let lower = String::from_utf8_lossy(name).to_lowercase();
+    SUBCOMMANDS
+        .iter()
+        .find(|x| x.name == lower)
+        .map_or(Reply::NilArray, sub_info)
+}
+
 fn movable(s: &Spec) -> bool {
     NUMKEYS.iter().any(|(n, _)| *n == s.name) || MOVABLE_OTHERS.contains(&s.name)
 }
@@ -301,7 +659,7 @@ fn info(s: &Spec) -> Reply {
         Reply::Set(categories(s).into_iter().map(Reply::status).collect()),
         Reply::Array(vec![]),
         Reply::Array(vec![]),
-        Reply::Array(vec![]),
+        Reply::Array(subcommands_of(s.name).map(sub_info).collect()),
     ])
 }
 
@@ -313,8 +671,9 @@ fn docs(s: &Spec) -> Reply {
     ])
 }
 
-/// COMMAND LIST's filter.
-fn listed(s: &Spec, filter: Option<(&[u8], &[u8])>) -> Result<bool, CmdError> {
+/// COMMAND LIST's filter over a command's (or subcommand's) name and ACL
+/// categories.
+fn listed(name: &str, cats: &[&str], filter: Option<(&[u8], &[u8])>) -> Result<bool, CmdError> {
     let Some((by, arg)) = filter else {
         return Ok(true);
     };
@@ -323,9 +682,9 @@ fn listed(s: &Spec, filter: Option<(&[u8], &[u8])>) -> Result<bool, CmdError> {
         Ok(false)
     } else if is(by, "aclcat") {
         let cat = String::from_utf8_lossy(arg).to_lowercase();
-        Ok(categories(s).iter().any(|c| c[1..] == cat))
+        Ok(cats.iter().any(|c| c[1..] == cat))
     } else if is(by, "pattern") {
-        Ok(glob::matches(arg, s.name.as_bytes()))
+        Ok(glob::matches(arg, name.as_bytes()))
     } else {
         Err(CmdError::Syntax)
     }
@@ -346,10 +705,16 @@ pub fn command(a: &[&[u8]]) -> CmdResult {
                 5 if is(a[2], "filterby") => Some((a[3], a[4])),
                 _ => return Err(CmdError::Syntax),
             };
+            // Commands and their subcommands (COUNT counts commands only).
             let mut out = Vec::new();
             for s in COMMANDS {
-                if listed(s, filter)? {
+                if listed(s.name, &categories(s), filter)? {
                     out.push(Reply::bulk(s.name));
+                }
+                for x in subcommands_of(s.name) {
+                    if listed(x.name, x.categories, filter)? {
+                        out.push(Reply::bulk(x.name));
+                    }
                 }
             }
             Ok(Reply::Array(out))
@@ -357,10 +722,7 @@ pub fn command(a: &[&[u8]]) -> CmdResult {
         "info" => Ok(Reply::Array(if a.len() == 2 {
             COMMANDS.iter().map(info).collect()
         } else {
-            a[2..]
-                .iter()
-                .map(|n| command::lookup(n).map_or(Reply::NilArray, info))
-                .collect()
+            a[2..].iter().map(|n| info_of(n)).collect()
         })),
         "docs" => Ok(Reply::Map(if a.len() == 2 {
             COMMANDS

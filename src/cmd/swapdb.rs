@@ -33,8 +33,8 @@ pub fn indexes(a: &[&[u8]]) -> Result<(usize, usize), CmdError> {
     Ok((x as usize, y as usize))
 }
 
-pub fn swapdb(s: &mut Shard, _ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+pub fn swapdb(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     let (x, y) = indexes(a)?;
-    s.swap_dbs(x, y);
+    s.swap_dbs(x, y, ctx.now_ms);
     Ok(Reply::Ok)
 }

@@ -277,8 +277,8 @@ fn swapped_databases_keep_the_start_in_the_snapshot() {
     s.snapshot_begin(1, 1, 0).unwrap();
     let mut out = Vec::new();
     s.snapshot_step(&mut out, 2000);
-    s.swap_dbs(0, 2);
-    s.swap_dbs(1, 2);
+    s.swap_dbs(0, 2, 5);
+    s.swap_dbs(1, 2, 5);
     s.set(1, b"new", Entry::string(b"v".to_vec(), 0), 6);
     finish(&mut s, &mut out, 2000);
     let (t, _) = load(0, &out);
@@ -432,7 +432,7 @@ fn apply(s: &mut Shard, c: &Change, now: &mut u64, out: &mut Vec<u8>, done: &mut
         Change::Flush(db) => {
             s.flush_db(*db);
         }
-        Change::Swap(a, b) => s.swap_dbs(*a, *b),
+        Change::Swap(a, b) => s.swap_dbs(*a, *b, *now),
         Change::Grow(db, n) => {
             for i in 0..*n {
                 s.set(

@@ -192,3 +192,30 @@ def test_patterns_read_one_consistent_state(keel):
     finally:
         stop.set()
         t.join()
+
+
+def test_stored_results_survive_a_restart(tmp_path):
+    """SORT ... STORE is logged as the list it wrote (whichever shards the
+    patterns read): after SIGKILL the stored lists are back as they were."""
+    s = start_keel(tmp_path, shards=4, extra_args=["--appendonly", "yes", "--appendfsync", "always"])
+    try:
+        c = s.client()
+        c.rpush("ids", *range(30))
+        c.sadd("tags", *"qwertyuiop")
+        for i in range(30):
+            c.set(f"w_{i}", (i * 7) % 30)
+            c.hset(f"h_{i}", "name", f"n{(i * 11) % 30:02d}")
+        assert c.sort("ids", by="w_*", get=["#", "h_*->name"], store="by_weight") == 60
+        assert c.sort("ids", by="h_*->name", alpha=True, desc=True, store="by_name") == 30
+        assert c.sort("tags", by="nosort", store="tags_sorted") == 10
+        assert c.sort("ids", start=100, num=1, store="by_name") == 0  # deletes it
+        want = {k: c.lrange(k, 0, -1) for k in ("by_weight", "tags_sorted")}
+        c.close()
+        s.proc.kill()
+        s.proc.wait(10)
+        s.start()
+        c = s.client()
+        assert {k: c.lrange(k, 0, -1) for k in want} == want
+        assert c.exists("by_name") == 0
+    finally:
+        _checked_stop(s)

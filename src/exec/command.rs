@@ -363,6 +363,9 @@ pub static COMMANDS: &[Spec] = &[
     conn!("unsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages posted to channels."),
     conn!("punsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
     conn!("publish", 3, FAST | LOADING | STALE, "pubsub", "Posts a message to a channel."),
+    conn!("ssubscribe", -2, LOADING | STALE, "pubsub", "Listens for messages published to shard channels."),
+    conn!("sunsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages posted to shard channels."),
+    conn!("spublish", 3, FAST | LOADING | STALE, "pubsub", "Post a message to a shard channel"),
     conn!("pubsub", -2, LOADING | STALE, "pubsub", "A container for Pub/Sub commands."),
     // scripting
     conn!("eval", -3, WRITE | STALE, "scripting", "Executes a server-side Lua script."),

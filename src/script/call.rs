@@ -120,6 +120,7 @@ const SCRIPT_CONN_OK: &[&str] = &[
     "flushdb",
     "flushall",
     "publish",
+    "spublish",
 ];
 
 fn err(text: &str) -> CmdError {

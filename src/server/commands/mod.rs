@@ -79,7 +79,7 @@ pub async fn run(
         "discard" => crate::exec::multi::discard(conn).await,
         "watch" => crate::exec::multi::watch(conn, a).await,
         "unwatch" => crate::exec::multi::unwatch(conn).await,
-        "publish" => crate::exec::pubsub::publish(conn, a).await,
+        "publish" | "spublish" => crate::exec::pubsub::publish(conn, a).await,
         "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax"
         | "bzmpop" => {
@@ -95,7 +95,16 @@ pub async fn run(
         "wait" => replication::wait(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "seqs") => replication::seqs(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "after") => replication::after(conn, a),
+        "replconf" if a.len() == 2 && is(a[1], "shard-relay") => {
+            crate::exec::pubsub::relay_shard_messages(conn);
+            Ok(Reply::Ok)
+        }
         "replconf" => replication::replconf(conn, a),
+        // Only reached inside EXEC (a subscription outside one is taken by
+        // the connection loop); Redis refuses a shard subscription there.
+        "ssubscribe" => Err(CmdError::other(
+            "SSUBSCRIBE isn't allowed for a DENY BLOCKING client",
+        )),
         "sentinel" => crate::cmd::sentinel::sentinel(&conn.state, a),
         "failover" => crate::cmd::failover::failover(&conn.state, a),
         "save" => persistence::snapshot(conn, SnapshotKind::Save, false).await,
@@ -404,7 +413,36 @@ fn apply(conn: &Conn, stored: &mut Stored, p: &'static Param, v: &str) {
                 config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
             }
             stored.insert(p.name, v.to_string());
+            apply_packing(stored, p.name);
         }
+    }
+}
+
+/// The listpack thresholds, once one of a pair changes: keel packs small
+/// hashes and sorted sets as Redis does, up to its own ceiling
+/// (`keel_shards::packed::MAX_ENTRIES` / `MAX_VALUE`), so lowering a
+/// threshold takes effect (from the next write to a collection) and raising
+/// it past the ceiling stops there.
+fn apply_packing(stored: &Stored, name: &str) {
+    let value = |name: &str| {
+        stored
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| config_table::lookup(name.as_bytes()).map(|e| e.param.default))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    use keel_shards::packed::limits;
+    match name {
+        "hash-max-listpack-entries" | "hash-max-listpack-value" => limits::set_hash(
+            value("hash-max-listpack-entries"),
+            value("hash-max-listpack-value"),
+        ),
+        "zset-max-listpack-entries" | "zset-max-listpack-value" => limits::set_zset(
+            value("zset-max-listpack-entries"),
+            value("zset-max-listpack-value"),
+        ),
+        _ => {}
     }
 }
 

@@ -132,3 +132,24 @@ def test_docs_shape(keel, ref_redis):
     for name, d in mine.items():
         assert {b"summary", b"since", b"group"} <= set(d)
         assert d[b"group"] == theirs[name][b"group"]
+
+
+def test_listed_subcommands_are_those_keel_answers(keel, ref_redis):
+    """Every subcommand of Redis's that keel answers (anything but "unknown
+    subcommand") is in COMMAND LIST, and nothing else: a new subcommand must
+    be described in command_info.rs's table."""
+    _, listed = raw(keel, "COMMAND", "LIST")
+    _, mine = raw(keel, "COMMAND")
+    containers = {x[0] for x in mine}
+    _, theirs = raw(ref_redis, "COMMAND")
+    checked = 0
+    for info in theirs:
+        if info[0] not in containers:
+            continue
+        for sub in info[9]:
+            parent, name = sub[0].decode().split("|")
+            kind, reply = raw(keel, parent, name)
+            answers = not (kind == "err" and "unknown subcommand" in reply.lower())
+            assert answers == (sub[0] in listed), sub[0]
+            checked += 1
+    assert checked > 40

@@ -130,6 +130,9 @@ const ALLOW_BUSY: &[&str] = &[
 ];
 
 const EXTRA: &[(&str, &[&str])] = &[
+    ("ssubscribe", &["pubsub", "noscript"]),
+    ("sunsubscribe", &["pubsub", "noscript"]),
+    ("spublish", &["pubsub"]),
     ("subscribe", &["pubsub"]),
     ("psubscribe", &["pubsub"]),
     ("unsubscribe", &["pubsub"]),
@@ -321,6 +324,20 @@ const SUBCOMMANDS: &[Sub] = &[
     ),
     sub(
         "pubsub|numsub",
+        -2,
+        &["pubsub", "loading", "stale"],
+        (0, 0, 0),
+        &["@pubsub", "@slow"],
+    ),
+    sub(
+        "pubsub|shardchannels",
+        -2,
+        &["pubsub", "loading", "stale"],
+        (0, 0, 0),
+        &["@pubsub", "@slow"],
+    ),
+    sub(
+        "pubsub|shardnumsub",
         -2,
         &["pubsub", "loading", "stale"],
         (0, 0, 0),
@@ -644,8 +661,14 @@ pub fn categories(s: &Spec) -> Vec<&'static str> {
 
 fn info(s: &Spec) -> Reply {
     // A movable-keys command shows its fixed first key, if it has one.
+    // Shard channels are positions Redis reports (for cluster routing),
+    // though not keys.
     let (first, last, step) = if container(s) || (movable(s) && s.first_key != 1) {
         (0, 0, 0)
+    } else if matches!(s.name, "ssubscribe" | "sunsubscribe") {
+        (1, -1, 1)
+    } else if s.name == "spublish" {
+        (1, 1, 1)
     } else {
         (s.first_key, s.last_key, s.step)
     };

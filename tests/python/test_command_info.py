@@ -42,15 +42,20 @@ def test_info_matches_redis(keel, ref_redis):
     _, mine = raw(keel, "COMMAND")
     _, theirs = raw(ref_redis, "COMMAND")
     ref = {x[0]: x for x in theirs}
-    compared = 0
+    compared, differ = 0, []
     for x in mine:
         if x[0] in INFO_EXCEPTIONS:
             continue
         y = ref[x[0]]
-        assert (x[0], x[1], sorted(x[2]), x[3], x[4], x[5], x[6]) == (
-            y[0], y[1], sorted(y[2]), y[3], y[4], y[5], y[6]), x[0]
+        got = (x[1], sorted(x[2]), x[3], x[4], x[5], x[6])
+        want = (y[1], sorted(y[2]), y[3], y[4], y[5], y[6])
+        if got != want:
+            differ.append((x[0], got, want))
         assert len(x) == 10
         compared += 1
+    # Every difference at once (arity, flags, keys, categories): the table
+    # line or command_info.rs's lists need the fix.
+    assert differ == []
     assert compared > 150
     # The subcommands keel lists are described as Redis describes them.
     for x in mine:

@@ -28,7 +28,7 @@ use crate::resp::reply::Reply;
 
 /// Commands with subcommands: Redis reports them with no flags and no keys.
 const CONTAINERS: &[&str] = &[
-    "object", "memory", "client", "config", "pubsub", "script", "function",
+    "object", "memory", "client", "config", "pubsub", "script", "function", "xgroup", "xinfo",
 ];
 
 /// Commands whose keys follow a `numkeys` argument: (name, index of the
@@ -83,6 +83,8 @@ const BLOCKING: &[&str] = &[
     "bzpopmin",
     "bzpopmax",
     "bzmpop",
+    "xread",
+    "xreadgroup",
 ];
 
 const NOSCRIPT: &[&str] = &[
@@ -490,6 +492,77 @@ const SUBCOMMANDS: &[Sub] = &[
         (0, 0, 0),
         &["@slow", "@connection"],
     ),
+    // Streams' containers (listed once XGROUP and XINFO are in the table).
+    sub(
+        "xgroup|create",
+        -5,
+        &["write", "denyoom"],
+        (2, 2, 1),
+        &["@write", "@stream", "@slow"],
+    ),
+    sub(
+        "xgroup|createconsumer",
+        5,
+        &["write", "denyoom"],
+        (2, 2, 1),
+        &["@write", "@stream", "@slow"],
+    ),
+    sub(
+        "xgroup|delconsumer",
+        5,
+        &["write"],
+        (2, 2, 1),
+        &["@write", "@stream", "@slow"],
+    ),
+    sub(
+        "xgroup|destroy",
+        4,
+        &["write"],
+        (2, 2, 1),
+        &["@write", "@stream", "@slow"],
+    ),
+    sub(
+        "xgroup|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@stream", "@slow"],
+    ),
+    sub(
+        "xgroup|setid",
+        -5,
+        &["write"],
+        (2, 2, 1),
+        &["@write", "@stream", "@slow"],
+    ),
+    sub(
+        "xinfo|consumers",
+        4,
+        &["readonly"],
+        (2, 2, 1),
+        &["@read", "@stream", "@slow"],
+    ),
+    sub(
+        "xinfo|groups",
+        3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@read", "@stream", "@slow"],
+    ),
+    sub(
+        "xinfo|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@stream", "@slow"],
+    ),
+    sub(
+        "xinfo|stream",
+        -3,
+        &["readonly"],
+        (2, 2, 1),
+        &["@read", "@stream", "@slow"],
+    ),
 ];
 
 fn subcommands_of(parent: &str) -> impl Iterator<Item = &'static Sub> + '_ {
@@ -519,6 +592,10 @@ fn info_of(name: &[u8]) -> Reply {
         return info(s);
     }
     let lower = String::from_utf8_lossy(name).to_lowercase();
+    let parent = lower.split('|').next().unwrap_or("");
+    if command::lookup(parent.as_bytes()).is_none() {
+        return Reply::NilArray;
+    }
     SUBCOMMANDS
         .iter()
         .find(|x| x.name == lower)

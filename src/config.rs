@@ -229,6 +229,9 @@ struct FileConfig {
     http_token: Option<String>,
     http_readonly_token: Option<String>,
     http_max_body: Option<toml::Value>,
+    /// Redis parameters saved by CONFIG REWRITE, applied at start as
+    /// CONFIG SET (see `server::config_rewrite`).
+    redis: Option<toml::Table>,
     /// The database's nodes, and which one is primary.
     primary: Option<String>,
     nodes: Option<Vec<NodeSpec>>,
@@ -304,6 +307,9 @@ pub struct Config {
     pub maxclients: u64,
     pub loglevel: String,
     pub config_file: Option<PathBuf>,
+    /// The file's `[redis]` table: (parameter, value) pairs applied at
+    /// start as one CONFIG SET.
+    pub redis_saved: Vec<(String, String)>,
     pub node_id: String,
     pub zone: String,
     pub region: String,
@@ -595,6 +601,19 @@ impl Config {
             )?,
             maxclients: pick!(flags.maxclients, maxclients).unwrap_or(10000),
             loglevel: pick!(flags.loglevel, loglevel).unwrap_or_else(|| "notice".into()),
+            redis_saved: match &file.redis {
+                Some(t) => {
+                    crate::server::config_rewrite::saved(t).map_err(|why| ConfigError::Invalid {
+                        name: "[redis]",
+                        value: path
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        why,
+                    })?
+                }
+                None => Vec::new(),
+            },
             config_file: path,
         })
     }

@@ -57,6 +57,8 @@ pub enum RuntimeError {
     Persist(#[from] crate::persist::PersistError),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Sleeps on the current executor's timer.
@@ -234,6 +236,11 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let shards = config.shards.unwrap_or(cpus.len()).max(1);
     let executors = shards.min(cpus.len()).max(1);
     let state = Arc::new(ServerState::new(config.clone(), shards, executors));
+    // What an earlier CONFIG REWRITE saved, before anything reads the
+    // configuration.
+    crate::server::commands::apply_saved(&state, &config.redis_saved)
+        .map_err(RuntimeError::Config)?;
+    let config = state.config();
     install_signal_handlers();
     // Before any executor starts: a node the cluster holds must never take
     // a write, not even in its first instant.

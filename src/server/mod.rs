@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod config_rewrite;
 pub mod config_table;
 pub mod conn;
 pub mod front_door;

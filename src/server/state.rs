@@ -52,6 +52,9 @@ pub struct ServerState {
     /// What CONFIG SET gave the Redis parameters keel keeps without
     /// applying them, by parameter name (see `server::config_table`).
     pub config_stored: Mutex<std::collections::HashMap<&'static str, String>>,
+    /// The parameters CONFIG SET changed since start: what CONFIG REWRITE
+    /// saves to the configuration file.
+    pub config_changed: Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -107,6 +110,7 @@ impl ServerState {
             datadir: Mutex::new(None),
             fsync_always: AtomicBool::new(fsync_always),
             config_stored: Mutex::new(Default::default()),
+            config_changed: Mutex::new(Default::default()),
         }
     }
 

@@ -10,12 +10,13 @@ reference redis-server is shared by the whole session).
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 import redis
 
-from conftest import TARGET, _checked_stop, start_keel
+from conftest import KEEL_BIN, TARGET, _checked_stop, start_keel
 
 
 def cget(c, *patterns) -> dict:
@@ -429,3 +430,53 @@ def test_keel_parameters(k):
         assert cset(k, name, "1") == (
             f"error: CONFIG SET failed (possibly related to argument '{name}') - "
             "can't set immutable config"), name
+
+
+@pytest.mark.skipif(TARGET != "keel", reason="keel's TOML configuration file")
+def test_rewrite_saves_what_config_set_changed(tmp_path):
+    """CONFIG REWRITE keeps the file's comments, updates a parameter the file
+    sets in place and saves the rest in its [redis] table; after a restart
+    CONFIG GET shows every value set, applied ones included."""
+    conf = tmp_path / "keel.toml"
+    conf.write_text("# my node\nmaxclients = 100   # ours\nloglevel = \"notice\"\n")
+    (tmp_path / "data").mkdir()
+    s = start_keel(tmp_path / "data", shards=2, extra_args=[str(conf)])
+    try:
+        c = s.client(decode_responses=True)
+        assert c.config_get("maxclients") == {"maxclients": "100"}
+        c.config_set("maxclients", 200)
+        c.config_set("maxmemory", "1mb")
+        c.config_set("notify-keyspace-events", "KEA")
+        c.config_set("hash-max-listpack-entries", 2)
+        c.config_set("slowlog-max-len", 7)
+        assert c.config_rewrite() in (True, "OK")
+        text = conf.read_text()
+        assert text.startswith("# my node\nmaxclients = 200   # ours\n"), text
+        assert "[redis]" in text and "notify-keyspace-events" in text
+        s.stop()
+        s.start()
+        c = s.client(decode_responses=True)
+        got = c.config_get("*")
+        assert got["maxclients"] == "200"
+        assert got["maxmemory"] == str(1 << 20)
+        assert got["notify-keyspace-events"] == "AKE"
+        assert got["hash-max-listpack-entries"] == "2"
+        assert got["slowlog-max-len"] == "7"
+        # Applied, not only shown: the threshold packs no third field.
+        c.hset("h", mapping={"a": 1, "b": 2, "c": 3})
+        assert c.object("encoding", "h") == "hashtable"
+        # A second rewrite with nothing changed leaves the file as it is.
+        assert c.config_rewrite() in (True, "OK")
+        assert conf.read_text() == text
+    finally:
+        _checked_stop(s)
+
+
+@pytest.mark.skipif(TARGET != "keel", reason="keel's TOML configuration file")
+def test_a_bad_redis_table_refuses_to_start(tmp_path):
+    conf = tmp_path / "keel.toml"
+    conf.write_text("[redis]\nmaxmemory = \"lots\"\n")
+    proc = subprocess.run([KEEL_BIN, str(conf), "--port", "0", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0
+    assert "[redis]" in proc.stderr and "maxmemory" in proc.stderr, proc.stderr

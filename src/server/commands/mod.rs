@@ -31,6 +31,7 @@ use crate::resp::reply::Reply;
 use crate::server::config_table::{self, Param};
 use crate::server::conn::{After, Conn};
 use crate::server::info;
+use crate::server::state::ServerState;
 
 /// Runs a connection-kind command.
 pub async fn run(
@@ -280,12 +281,11 @@ async fn flush(conn: &Conn, a: &[&[u8]], all: bool) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-/// One command's COMMAND INFO entry.
 /// The values CONFIG SET kept for parameters keel does not apply, by name.
 type Stored = std::collections::HashMap<&'static str, String>;
 
-fn stored(conn: &Conn) -> std::sync::MutexGuard<'_, Stored> {
-    match conn.state.config_stored.lock() {
+fn stored(state: &ServerState) -> std::sync::MutexGuard<'_, Stored> {
+    match state.config_stored.lock() {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
     }
@@ -293,9 +293,9 @@ fn stored(conn: &Conn) -> std::sync::MutexGuard<'_, Stored> {
 
 /// A parameter's value as CONFIG GET prints it: keel's own for the ones it
 /// applies, else as last set (or its default).
-fn config_value(conn: &Conn, c: &Config, stored: &Stored, p: &'static Param) -> String {
+fn config_value(state: &ServerState, c: &Config, stored: &Stored, p: &'static Param) -> String {
     if p.has(config_table::APPLIED) {
-        if let Some(v) = applied_value(conn, c, stored, p) {
+        if let Some(v) = applied_value(state, c, stored, p) {
             return v;
         }
     }
@@ -306,19 +306,17 @@ fn config_value(conn: &Conn, c: &Config, stored: &Stored, p: &'static Param) -> 
 }
 
 /// The value of a parameter that lives in keel's configuration or state.
-fn applied_value(conn: &Conn, c: &Config, stored: &Stored, p: &Param) -> Option<String> {
+fn applied_value(state: &ServerState, c: &Config, stored: &Stored, p: &Param) -> Option<String> {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     Some(match p.name {
         "bind" => c.bind.clone(),
-        "port" => conn
-            .state
+        "port" => state
             .port
             .load(std::sync::atomic::Ordering::Relaxed)
             .to_string(),
         "databases" => keel_shards::DATABASES.to_string(),
         "dir" => c.dir.display().to_string(),
-        "replicaof" => conn
-            .state
+        "replicaof" => state
             .repl
             .master()
             .map(|(host, port)| format!("{host} {port}"))
@@ -342,7 +340,7 @@ fn applied_value(conn: &Conn, c: &Config, stored: &Stored, p: &Param) -> Option<
         "auto-aof-rewrite-percentage" => c.auto_aof_rewrite_percentage.to_string(),
         "auto-aof-rewrite-min-size" => c.auto_aof_rewrite_min_size.to_string(),
         "busy-reply-threshold" => c.busy_reply_threshold.to_string(),
-        "shards" => conn.state.shards.to_string(),
+        "shards" => state.shards.to_string(),
         "max-multibulk-len" => c.max_multibulk_len.to_string(),
         "cross-core-queue-depth" => c.cross_core_queue_depth.to_string(),
         "read-max-lag" => c.read_max_lag.to_string(),
@@ -360,8 +358,7 @@ fn eviction_policy(word: &str) -> Option<EvictionPolicy> {
 /// Makes one checked, canonical CONFIG SET value take effect: in keel's
 /// configuration (and the atomics its hot paths read) for the parameters
 /// it applies, else kept for CONFIG GET.
-fn apply(conn: &Conn, stored: &mut Stored, p: &'static Param, v: &str) {
-    let state = &conn.state;
+fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
     // Canonical numbers of applied parameters are never negative.
     let n = v.parse::<u64>().unwrap_or(0);
     let text = || Some(v.to_string()).filter(|s| !s.is_empty());
@@ -452,11 +449,11 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     match sub.as_str() {
         "get" if a.len() >= 3 => {
             let c = conn.state.config();
-            let stored = stored(conn);
+            let stored = stored(&conn.state);
             let out = config_table::select(&a[2..])
                 .into_iter()
                 .map(|(name, e)| {
-                    let value = config_value(conn, &c, &stored, e.param);
+                    let value = config_value(&conn.state, &c, &stored, e.param);
                     (Reply::bulk(name), Reply::bulk(value))
                 })
                 .collect();
@@ -474,14 +471,7 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 .await?;
             Ok(Reply::Ok)
         }
-        // keel's configuration file is TOML, which keel does not write.
-        "rewrite" if a.len() == 2 => match conn.state.config().config_file {
-            None => Err(CmdError::other("The server is running without a config file")),
-            Some(path) => Err(CmdError::other(format!(
-                "Rewriting config file: keel does not rewrite its TOML configuration file ({}); change it there",
-                path.display()
-            ))),
-        },
+        "rewrite" if a.len() == 2 => config_rewrite(&conn.state),
         "get" | "set" | "resetstat" | "rewrite" => Err(CmdError::Arity(format!("config|{sub}"))),
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "CONFIG".into(),
@@ -494,14 +484,69 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
 /// [`config_table::plan_set`]).
 fn config_set(conn: &Conn, args: &[&[u8]]) -> Result<(), CmdError> {
     let pairs: Vec<(&[u8], &[u8])> = args.chunks(2).map(|p| (p[0], p[1])).collect();
-    let c = conn.state.config();
-    let mut stored = stored(conn);
-    let changes = config_table::plan_set(&pairs, &|p| config_value(conn, &c, &stored, p))
-        .map_err(|e| CmdError::other(e.to_string()))?;
+    set_params(&conn.state, &pairs).map_err(CmdError::other)
+}
+
+/// Checks every pair, then applies them all (or none), noting them for
+/// CONFIG REWRITE.
+fn set_params(state: &ServerState, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
+    let c = state.config();
+    let mut stored = stored(state);
+    let changes = config_table::plan_set(pairs, &|p| config_value(state, &c, &stored, p))
+        .map_err(|e| e.to_string())?;
+    let mut changed = match state.config_changed.lock() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
     for change in changes {
-        apply(conn, &mut stored, change.entry.param, &change.value);
+        apply(state, &mut stored, change.entry.param, &change.value);
+        changed.insert(change.entry.param.name);
     }
     Ok(())
+}
+
+/// Applies at start what an earlier CONFIG REWRITE saved (the `[redis]`
+/// table of the configuration file), as one CONFIG SET would.
+pub fn apply_saved(state: &ServerState, saved: &[(String, String)]) -> Result<(), String> {
+    if saved.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(&[u8], &[u8])> = saved
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    set_params(state, &pairs)
+        .map_err(|e| format!("the configuration file's [redis] table: {e}"))?;
+    // Saved values are the file's own now, not changes to save again.
+    if let Ok(mut changed) = state.config_changed.lock() {
+        changed.clear();
+    }
+    Ok(())
+}
+
+/// CONFIG REWRITE: saves what CONFIG SET changed into the configuration
+/// file keel started from (see `server::config_rewrite`).
+fn config_rewrite(state: &ServerState) -> CmdResult {
+    let Some(path) = state.config().config_file else {
+        return Err(CmdError::other(
+            "The server is running without a config file",
+        ));
+    };
+    let c = state.config();
+    let names: Vec<&'static str> = match state.config_changed.lock() {
+        Ok(c) => c.iter().copied().collect(),
+        Err(poisoned) => poisoned.into_inner().iter().copied().collect(),
+    };
+    let stored = stored(state);
+    let values: Vec<(&'static str, String)> = names
+        .into_iter()
+        .filter_map(|name| config_table::lookup(name.as_bytes()))
+        .map(|e| (e.param.name, config_value(state, &c, &stored, e.param)))
+        .collect();
+    drop(stored);
+    crate::server::config_rewrite::rewrite(&path, &values)
+        .map_err(|e| CmdError::other(format!("Rewriting config file: {e}")))?;
+    Ok(Reply::Ok)
 }
 
 /// Pushes the current memory limit and policy to every shard.

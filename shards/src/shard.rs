@@ -311,6 +311,11 @@ impl Shard {
         self.dbs[db].volatile
     }
 
+    /// The bytes of database `db`'s hash table (its slots, not the entries).
+    pub fn db_table_bytes(&self, db: usize) -> usize {
+        self.dbs[db].dict.table_bytes()
+    }
+
     pub fn keys(&self) -> usize {
         self.dbs[..DATABASES].iter().map(|d| d.dict.len()).sum()
     }

@@ -23,6 +23,10 @@ pub struct ClientInfo {
     pub no_evict: bool,
     /// Bytes buffered from the client and not yet parsed.
     pub qbuf: usize,
+    /// Subscribed to a channel or pattern (CLIENT KILL TYPE pubsub).
+    pub pubsub: bool,
+    /// How CLIENT KILL and CLIENT UNBLOCK reach the connection.
+    pub signal: std::rc::Rc<crate::server::introspect::clients::Signal>,
 }
 
 impl ClientInfo {
@@ -53,6 +57,8 @@ impl ClientInfo {
             lib_ver: String::new(),
             no_evict: false,
             qbuf: 0,
+            pubsub: false,
+            signal: Default::default(),
         }
     }
 

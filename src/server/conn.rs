@@ -109,6 +109,8 @@ pub struct Conn {
     /// A backup's link sent this connection's reads here (REPLCONF AFTER):
     /// reads this node cannot serve go to the primary, never further.
     pub routed: bool,
+    /// MONITOR, CLIENT REPLY, NO-TOUCH (see `server::introspect`).
+    pub intro: crate::server::introspect::ConnIntro,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -150,6 +152,7 @@ impl Conn {
             pipeline: Default::default(),
             routed: false,
             scan_remote: false,
+            intro: Default::default(),
         }
     }
 
@@ -205,7 +208,43 @@ impl Conn {
 
     /// Runs one request and appends its reply to `out`.
     /// `found` is `command::lookup(argv[0])`, done once by the caller.
+    /// Around it, the introspection hooks: CLIENT PAUSE before; the slow
+    /// log, latency monitor, MONITOR and CLIENT REPLY after.
     pub async fn execute(
+        &mut self,
+        found: Option<&'static command::Spec>,
+        argv: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> After {
+        use crate::server::introspect;
+        introspect::before(self, found, argv).await;
+        let mark = out.len();
+        let started = Instant::now();
+        let queued = self.multi.is_some();
+        let after = match found {
+            Some(spec) if spec.name == "memory" && self.multi.is_none() => {
+                match introspect::memory::memory(self, argv).await {
+                    Some(r) => {
+                        let failed = r.is_err();
+                        let reply = r.unwrap_or_else(|e| Reply::Error(e.to_string().into()));
+                        resp::encode(&reply, self.proto, out);
+                        self.count(spec, started, failed);
+                        After::Continue
+                    }
+                    None => self.execute_inner(found, argv, out).await,
+                }
+            }
+            _ => self.execute_inner(found, argv, out).await,
+        };
+        // Queued in MULTI (still in it, not its end): not run yet.
+        let queued = queued
+            && self.multi.is_some()
+            && !found.is_some_and(|s| matches!(s.name, "multi" | "watch"));
+        introspect::after(self, found, argv, started, queued, out, mark);
+        after
+    }
+
+    async fn execute_inner(
         &mut self,
         found: Option<&'static command::Spec>,
         argv: &[&[u8]],
@@ -480,6 +519,8 @@ where
     // `parsed..filled` are unparsed input, the rest is room to read into.
     input.resize(READ_CHUNK, 0);
     let mut filled = 0usize;
+    // CLIENT KILL (from any core) ends the connection through this.
+    let signal = conn.info.borrow().signal.clone();
     'conn: loop {
         make_room(&mut input, filled);
         let subscribed = conn.subs.active();
@@ -488,9 +529,13 @@ where
             // comes first. A pending read is resumed by the next call.
             let read = stream.read(&mut input[filled..]);
             futures::pin_mut!(read);
-            match futures::future::select(read, inbox.next()).await {
-                Either::Left((r, _)) => r,
-                Either::Right((Some(m), _)) => {
+            let killed = signal.wait();
+            futures::pin_mut!(killed);
+            match futures::future::select(futures::future::select(read, inbox.next()), killed).await
+            {
+                Either::Right(_) => break 'conn,
+                Either::Left((Either::Left((r, _)), _)) => r,
+                Either::Left((Either::Right((Some(m), _)), _)) => {
                     resp::encode(&m.reply(), conn.proto, &mut out);
                     drain_messages(&mut conn, &mut out);
                     if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
@@ -498,10 +543,39 @@ where
                     }
                     continue;
                 }
-                Either::Right((None, _)) => continue,
+                Either::Left((Either::Right((None, _)), _)) => continue,
+            }
+        } else if let Some(lines) = conn.intro.monitor.as_mut() {
+            // MONITOR: input, or the lines of commands run anywhere.
+            let read = stream.read(&mut input[filled..]);
+            futures::pin_mut!(read);
+            let killed = signal.wait();
+            futures::pin_mut!(killed);
+            match futures::future::select(futures::future::select(read, lines.next()), killed).await
+            {
+                Either::Right(_) => break 'conn,
+                Either::Left((Either::Left((r, _)), _)) => r,
+                Either::Left((Either::Right((Some(line), _)), _)) => {
+                    out.extend_from_slice(&line);
+                    while let Ok(line) = lines.try_recv() {
+                        out.extend_from_slice(&line);
+                    }
+                    if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Either::Left((Either::Right((None, _)), _)) => continue,
             }
         } else {
-            stream.read(&mut input[filled..]).await
+            let read = stream.read(&mut input[filled..]);
+            futures::pin_mut!(read);
+            let killed = signal.wait();
+            futures::pin_mut!(killed);
+            match futures::future::select(read, killed).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => break 'conn,
+            }
         };
         let n = match read {
             Ok(0) | Err(_) => break,
@@ -645,6 +719,7 @@ where
     let _ = stream.close().await;
     multi::unwatch_all(&mut conn).await;
     pubsub::unsubscribe_all(&mut conn);
+    crate::server::introspect::leave(&mut conn);
 }
 
 /// Grows `input` (doubling) when less than half a read's worth of room is
@@ -673,15 +748,28 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
     conn: &mut Conn,
     mut b: Blocked,
 ) -> Option<Reply> {
+    use crate::server::introspect::clients::{Wake, UNBLOCKED};
     conn.state
         .blocked_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // CLIENT KILL and CLIENT UNBLOCK (from any core) end the wait too.
+    let signal = conn.info.borrow().signal.clone();
+    signal.set_blocked(true);
     let outcome = loop {
         make_room(input, *filled);
         let timer = async {
-            match b.deadline {
-                Some(d) => crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await,
-                None => futures::future::pending::<()>().await,
+            let sleep = async {
+                match b.deadline {
+                    Some(d) => {
+                        crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await
+                    }
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            futures::pin_mut!(sleep);
+            match futures::future::select(sleep, signal.wait()).await {
+                Either::Left(_) => None,
+                Either::Right((why, _)) => Some(why),
             }
         };
         let read = stream.read(&mut input[*filled..]);
@@ -691,8 +779,15 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
         match futures::future::select(answer_or_timer, read).await {
             Either::Left((Either::Left((Ok(reply), _)), _)) => break Some(reply),
             Either::Left((Either::Left((Err(_), _)), _)) => break Some(b.timeout_reply.clone()),
-            Either::Left((Either::Right(((), _)), _)) => {
+            Either::Left((Either::Right((Some(Wake::Killed), _)), _)) => {
+                b.claim.store(true, std::sync::atomic::Ordering::SeqCst);
+                break None;
+            }
+            Either::Left((Either::Right((why, _)), _)) => {
                 if !b.claim.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    if why == Some(Wake::UnblockError) {
+                        break Some(Reply::Error(UNBLOCKED.into()));
+                    }
                     break Some(b.timeout_reply.clone());
                 }
                 // A shard won the claim first: its answer is on the way.
@@ -713,6 +808,7 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
             }
         }
     };
+    signal.set_blocked(false);
     conn.state
         .blocked_clients
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

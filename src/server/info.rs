@@ -37,7 +37,7 @@ struct ShardFacts {
     dbs: Vec<(usize, usize)>,
 }
 
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()

@@ -9,5 +9,6 @@ pub mod config_table;
 pub mod conn;
 pub mod front_door;
 pub mod info;
+pub mod introspect;
 pub mod pipeline;
 pub mod state;

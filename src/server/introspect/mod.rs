@@ -1,0 +1,203 @@
+//! What operators reach for to see and steer a running server: the slow
+//! log ([`slowlog`]), the latency monitor ([`latency`]), MONITOR
+//! ([`monitor`]), the CLIENT subcommands that act on other connections or
+//! on how this one is served ([`clients`]) and MEMORY STATS/DOCTOR
+//! ([`memory`]).
+//!
+//! The connection calls two hooks around every command ([`Conn::execute`]
+//! in `server::conn`): [`before`] (a paused server holds the command; a
+//! script is shown to monitors before the commands it runs) and [`after`]
+//! (the slow log, the latency monitor, monitors, and CLIENT REPLY's
+//! silence). Both cost a few relaxed atomic loads when nothing is switched
+//! on.
+
+pub mod clients;
+pub mod latency;
+pub mod memory;
+pub mod monitor;
+pub mod slowlog;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::channel::mpsc::UnboundedReceiver;
+
+use crate::cmd::error::CmdError;
+use crate::exec::command::{flags, Spec};
+use crate::resp::reply::Reply;
+use crate::server::conn::Conn;
+use slowlog::Who;
+
+/// CLIENT REPLY's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// CLIENT REPLY SKIP just ran: its own reply and the next are dropped.
+    Skip,
+    /// The next command's reply is dropped.
+    SkipNext,
+}
+
+/// A connection's share of this module's state.
+#[derive(Default)]
+pub struct ConnIntro {
+    /// In MONITOR mode: the lines of the commands every core runs.
+    pub monitor: Option<UnboundedReceiver<Vec<u8>>>,
+    pub reply: ReplyMode,
+    /// CLIENT NO-TOUCH: reads leave keys' LRU age alone.
+    pub no_touch: bool,
+    /// The address and name the slow log records, kept while the name
+    /// stays the same (shared by a pipeline batch's commands).
+    who: Option<Arc<Who>>,
+}
+
+impl ConnIntro {
+    /// Whether a request must go through [`Conn::execute`] rather than join
+    /// a pipeline batch to another core (which runs it there unseen by
+    /// these hooks).
+    #[inline]
+    pub fn unbatched(&self) -> bool {
+        self.reply != ReplyMode::On || self.no_touch || monitor::active() || clients::paused()
+    }
+}
+
+/// Who runs this connection's commands, as the slow log names them.
+pub fn who(conn: &mut Conn) -> Arc<Who> {
+    let info = conn.info.borrow();
+    match &conn.intro.who {
+        Some(w) if w.name == info.name && w.addr == info.addr => w.clone(),
+        _ => {
+            let w = Arc::new(Who {
+                addr: info.addr.clone(),
+                name: info.name.clone(),
+            });
+            drop(info);
+            conn.intro.who = Some(w.clone());
+            w
+        }
+    }
+}
+
+/// Scripts are shown to monitors before they run, so the commands they run
+/// follow them, as in Redis.
+fn shown_before(spec: &Spec) -> bool {
+    matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// Commands monitors never see: administrative ones, as Redis hides them.
+fn hidden(spec: &Spec) -> bool {
+    spec.has(flags::ADMIN) || spec.name == "monitor"
+}
+
+/// Before a command runs: waits out CLIENT PAUSE, feeds monitors a script.
+#[inline]
+pub async fn before(conn: &mut Conn, spec: Option<&'static Spec>, argv: &[&[u8]]) {
+    if clients::paused() {
+        clients::wait_pause(conn, spec).await;
+    }
+    if monitor::active() && spec.is_some_and(shown_before) {
+        let addr = conn.info.borrow().addr.clone();
+        monitor::feed(conn.db, &addr, argv);
+    }
+}
+
+/// After a command ran (its reply appended to `out` from `mark` on): the
+/// slow log, the latency monitor, monitors, and CLIENT REPLY.
+#[inline]
+pub fn after(
+    conn: &mut Conn,
+    spec: Option<&'static Spec>,
+    argv: &[&[u8]],
+    started: Instant,
+    queued: bool,
+    out: &mut Vec<u8>,
+    mark: usize,
+) {
+    if let Some(spec) = spec {
+        let us = started.elapsed().as_micros() as u64;
+        // EXEC is not logged itself (Redis's skip_slowlog); a command only
+        // queued in MULTI has not run.
+        if !queued && spec.name != "exec" && slowlog::is_slow(us) {
+            let w = who(conn);
+            slowlog::record(argv, us, w);
+        }
+        if latency::threshold_ms().is_some() && !queued {
+            let event = if spec.has(flags::FAST) {
+                "fast-command"
+            } else {
+                "command"
+            };
+            latency::add_if_needed(event, us / 1000);
+        }
+        if monitor::active() && !hidden(spec) && !shown_before(spec) {
+            let addr = conn.info.borrow().addr.clone();
+            monitor::feed(conn.db, &addr, argv);
+        }
+    }
+    if spec.is_some_and(|s| s.name.contains("subscribe") || s.name == "reset") {
+        let on = conn.subs.active();
+        conn.info.borrow_mut().pubsub = on;
+    }
+    match conn.intro.reply {
+        ReplyMode::On => {}
+        ReplyMode::Off => out.truncate(mark),
+        ReplyMode::Skip => {
+            out.truncate(mark);
+            conn.intro.reply = ReplyMode::SkipNext;
+        }
+        ReplyMode::SkipNext => {
+            out.truncate(mark);
+            conn.intro.reply = ReplyMode::On;
+        }
+    }
+}
+
+/// When a connection ends or RESETs: out of MONITOR mode.
+pub fn leave(conn: &mut Conn) {
+    if conn.intro.monitor.take().is_some() {
+        monitor::stop(conn.id());
+    }
+}
+
+/// The parameters this module applies when CONFIG SET changes them.
+pub fn config_changed(name: &str, value: &str) {
+    let n = value.parse::<i64>().unwrap_or(0);
+    match name {
+        "slowlog-log-slower-than" => slowlog::set_slower_than(n),
+        "slowlog-max-len" => slowlog::set_max_len(usize::try_from(n).unwrap_or(0)),
+        "latency-monitor-threshold" => latency::set_threshold_ms(u64::try_from(n).unwrap_or(0)),
+        _ => {}
+    }
+}
+
+/// MONITOR: refused inside MULTI, as Redis refuses it; else this connection
+/// receives every command run from now on (see the connection loop).
+pub fn monitor_cmd(conn: &mut Conn) -> crate::cmd::error::CmdResult {
+    // Inside EXEC: a transaction's client expects one reply per command.
+    if conn.tx.is_some() {
+        return Err(CmdError::other(
+            "MONITOR isn't allowed for DENY BLOCKING client",
+        ));
+    }
+    if conn.intro.monitor.is_none() {
+        conn.intro.monitor = Some(monitor::start(conn.id()));
+    }
+    Ok(Reply::Ok)
+}
+
+/// A HELP reply: one status line each.
+pub(crate) fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+}
+
+pub(crate) fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
+    CmdError::UnknownSubcommand {
+        cmd: cmd.into(),
+        sub: String::from_utf8_lossy(sub).into_owned(),
+    }
+}

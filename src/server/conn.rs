@@ -203,6 +203,7 @@ impl Conn {
             db: self.db,
             now_ms,
             max_string: self.max_string,
+            no_touch: self.intro.no_touch,
         }
     }
 

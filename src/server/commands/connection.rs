@@ -232,6 +232,14 @@ pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 "NO-EVICT (ON|OFF)",
                 "INFO",
                 "LIST",
+                "KILL <ip:port>",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Options: ID, ADDR, LADDR, TYPE (NORMAL|MASTER|REPLICA|PUBSUB), USER, SKIPME (YES|NO), MAXAGE",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "UNPAUSE",
+                "REPLY (ON|OFF|SKIP)",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "NO-TOUCH (ON|OFF)",
             ]
             .iter()
             .map(|s| Reply::Status(Cow::Borrowed(s)))

@@ -362,6 +362,19 @@ pub async fn unblock(conn: &Conn, a: &[&[u8]]) -> CmdResult {
     Ok(Reply::Int(i64::from(found.into_iter().any(|f| f))))
 }
 
+/// CLIENT NO-TOUCH ON|OFF: whether this client's reads leave keys' LRU
+/// age alone (`Ctx::no_touch`).
+pub fn no_touch(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
+    conn.intro.no_touch = if is(a[2], "on") {
+        true
+    } else if is(a[2], "off") {
+        false
+    } else {
+        return Err(CmdError::Syntax);
+    };
+    Ok(Reply::Ok)
+}
+
 /// The CLIENT subcommands this module answers, or `None` for the others.
 pub async fn client(conn: &mut Conn, sub: &str, a: &[&[u8]]) -> Option<CmdResult> {
     Some(match (sub, a.len()) {
@@ -375,7 +388,8 @@ pub async fn client(conn: &mut Conn, sub: &str, a: &[&[u8]]) -> Option<CmdResult
         ("unpause", 2) => unpause(),
         ("reply", 3) => reply(conn, a),
         ("unblock", 3 | 4) => unblock(conn, a).await,
-        ("kill" | "pause" | "unpause" | "reply" | "unblock", _) => {
+        ("no-touch", 3) => no_touch(conn, a),
+        ("kill" | "pause" | "unpause" | "reply" | "unblock" | "no-touch", _) => {
             Err(CmdError::Arity(format!("client|{sub}")))
         }
         _ => return None,

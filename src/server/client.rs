@@ -103,6 +103,9 @@ pub struct CommandStats {
     /// commands, and the commands they carried.
     pub batches: u64,
     pub batched_commands: u64,
+    /// Error replies by their code (the first word: ERR, WRONGTYPE...), for
+    /// INFO errorstats.
+    pub errors: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for CommandStats {
@@ -115,6 +118,7 @@ impl Default for CommandStats {
             net_output_bytes: 0,
             batches: 0,
             batched_commands: 0,
+            errors: Default::default(),
         }
     }
 }
@@ -133,5 +137,27 @@ impl CommandStats {
         self.net_output_bytes += other.net_output_bytes;
         self.batches += other.batches;
         self.batched_commands += other.batched_commands;
+        for (code, n) in &other.errors {
+            *self.errors.entry(code.clone()).or_default() += n;
+        }
+    }
+
+    /// Counts an encoded error reply (`-CODE message\r\n`) under its code.
+    /// As Redis, at most 128 distinct codes are kept (a client could make up
+    /// any number).
+    pub fn note_error(&mut self, reply: &[u8]) {
+        let Some(body) = reply.strip_prefix(b"-") else {
+            return;
+        };
+        let end = body
+            .iter()
+            .position(|&c| c == b' ' || c == b'\r')
+            .unwrap_or(body.len());
+        let code = String::from_utf8_lossy(&body[..end]);
+        if let Some(n) = self.errors.get_mut(code.as_ref()) {
+            *n += 1;
+        } else if self.errors.len() < 128 {
+            self.errors.insert(code.into_owned(), 1);
+        }
     }
 }

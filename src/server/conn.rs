@@ -261,6 +261,8 @@ impl Conn {
             return After::Continue;
         };
         if !spec.arity_ok(argv.len()) {
+            // Refused before it ran: a rejected call (INFO commandstats).
+            self.router.local.stats.borrow_mut().by_command[command::index_of(spec)].rejected += 1;
             let e = CmdError::Arity(spec.name.to_string());
             if spec.name == "exec" {
                 self.multi = None;

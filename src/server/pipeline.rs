@@ -243,6 +243,10 @@ impl Conn {
                 Some(r) if k < r.ends.len() => {
                     let start = if k == 0 { 0 } else { r.ends[k - 1] };
                     merged.extend_from_slice(&r.bytes[start..r.ends[k]]);
+                    if r.failed[k] {
+                        let reply = &r.bytes[start..r.ends[k]];
+                        self.router.local.stats.borrow_mut().note_error(reply);
+                    }
                     r.failed[k]
                 }
                 _ => {

@@ -378,3 +378,31 @@ def test_memory_stats_and_doctor(keel, redis_ref):
         c.call("HELLO", "3")
         reply = c.call("MEMORY", "STATS")
         assert reply[0] == "map"
+
+
+# -- INFO errorstats / commandstats --------------------------------------------
+
+def test_errorstats_and_rejected_calls_as_redis(keel, redis_ref):
+    def stats(s):
+        c = s.client()
+        c.config_resetstat()
+        c.set("str", "v")
+        for cmd in (("asdf",), ("set", "k"), ("lpush", "str", "x"), ("hget", "str", "f"),
+                    ("get", "k", "extra"), ("incr", "str")):
+            with pytest.raises(redis.ResponseError):
+                c.execute_command(*cmd)
+        # Keys on both shards, pipelined (some sent to the other core).
+        p = c.pipeline(transaction=False)
+        for i in range(8):
+            p.lpush(f"str{i}", "x")
+            p.set(f"str{i}", "v")
+            p.lpush(f"str{i}", "x")
+        p.execute(raise_on_error=False)
+        errs = {k: v for k, v in c.info("errorstats").items()}
+        cmd = c.info("commandstats")
+        picked = {k: (v["calls"], v["rejected_calls"], v["failed_calls"])
+                  for k, v in cmd.items() if k in ("cmdstat_set", "cmdstat_lpush", "cmdstat_get",
+                                                    "cmdstat_incr", "cmdstat_hget")}
+        return errs, picked, c.info("stats")["total_error_replies"]
+
+    assert stats(keel) == stats(redis_ref)

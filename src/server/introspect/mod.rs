@@ -139,6 +139,13 @@ pub fn after(
             monitor::feed(conn.db, &addr, argv);
         }
     }
+    if out.get(mark) == Some(&b'-') {
+        conn.router
+            .local
+            .stats
+            .borrow_mut()
+            .note_error(&out[mark..]);
+    }
     if spec.is_some_and(|s| s.name.contains("subscribe") || s.name == "reset") {
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;

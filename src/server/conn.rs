@@ -241,7 +241,13 @@ impl Conn {
         let queued = queued
             && self.multi.is_some()
             && !found.is_some_and(|s| matches!(s.name, "multi" | "watch"));
-        introspect::after(self, found, argv, started, queued, out, mark);
+        let ran = introspect::Ran {
+            started,
+            queued,
+            blocked: matches!(after, After::Block(_)),
+            mark,
+        };
+        introspect::after(self, found, argv, ran, out);
         after
     }
 
@@ -443,7 +449,7 @@ impl Conn {
             let mut info = self.info.borrow_mut();
             info.last_ms = now;
             info.last_cmd.clear();
-            info.last_cmd.push_str(spec.name);
+            crate::server::introspect::command_name(spec, argv, &mut info.last_cmd);
         }
         let (result, after) = match spec.kind {
             Kind::Conn if BLOCKING.contains(&spec.name) => {
@@ -476,7 +482,7 @@ impl Conn {
         after
     }
 
-    pub(super) fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
+    pub(crate) fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
         let s = &mut stats.by_command[command::index_of(spec)];
@@ -671,7 +677,11 @@ where
                                     // The pop it answers is a write: under
                                     // `always` it waits for the log too.
                                     conn.note_write_everywhere();
-                                    resp::encode(&reply, conn.proto, &mut out)
+                                    let mark = out.len();
+                                    resp::encode(&reply, conn.proto, &mut out);
+                                    crate::server::introspect::blocked_done(
+                                        &mut conn, &mut out, mark,
+                                    );
                                 }
                                 None => break 'conn,
                             }

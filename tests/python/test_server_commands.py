@@ -406,3 +406,39 @@ def test_errorstats_and_rejected_calls_as_redis(keel, redis_ref):
         return errs, picked, c.info("stats")["total_error_replies"]
 
     assert stats(keel) == stats(redis_ref)
+
+
+def test_blocked_command_logged_once_answered(keel, redis_ref):
+    for s in (keel, redis_ref):
+        c = s.client()
+        c.config_set("slowlog-log-slower-than", 0)
+        with s.raw() as b:
+            b.send("BLPOP", "l", 0)
+            time.sleep(0.2)
+            c.slowlog_reset()
+            c.lpush("l", "foo")
+            assert b.read_reply() == ("array", [("bulk", b"l"), ("bulk", b"foo")])
+            time.sleep(0.05)
+        newest = [e["command"] for e in c.slowlog_get(3)]
+        assert b"BLPOP l 0" in newest, newest
+        assert newest.index(b"BLPOP l 0") < newest.index(b"LPUSH l foo")
+
+
+def test_commandstats_inside_exec_and_scripts_as_redis(keel, redis_ref):
+    def stats(s):
+        c = s.client()
+        c.config_resetstat()
+        p = c.pipeline(transaction=True)
+        p.set("foo{t}", "bar")
+        p.expire("foo{t}", 100)
+        p.lpush("foo{t}", "x")
+        p.execute(raise_on_error=False)
+        c.eval("redis.call('set', KEYS[1], 0); redis.pcall('lpush', KEYS[1], 1); "
+               "redis.call('expire', KEYS[1], 100)", 1, "mykey")
+        cmd = c.info("commandstats")
+        return ({k: (v["calls"], v["rejected_calls"], v["failed_calls"]) for k, v in cmd.items()
+                 if k in ("cmdstat_set", "cmdstat_expire", "cmdstat_lpush", "cmdstat_multi",
+                          "cmdstat_exec", "cmdstat_eval")},
+                c.info("errorstats"))
+
+    assert stats(keel) == stats(redis_ref)

@@ -48,6 +48,10 @@ pub struct ConnIntro {
     pub reply: ReplyMode,
     /// CLIENT NO-TOUCH: reads leave keys' LRU age alone.
     pub no_touch: bool,
+    /// A blocking command waiting for its answer: its arguments and the
+    /// time its first attempt took, for the slow log once it is answered
+    /// (Redis logs a blocked command when it completes).
+    blocked: Option<(Vec<Vec<u8>>, u64)>,
     /// The address and name the slow log records, kept while the name
     /// stays the same (shared by a pipeline batch's commands).
     who: Option<Arc<Who>>,
@@ -106,20 +110,44 @@ pub async fn before(conn: &mut Conn, spec: Option<&'static Spec>, argv: &[&[u8]]
     }
 }
 
-/// After a command ran (its reply appended to `out` from `mark` on): the
-/// slow log, the latency monitor, monitors, and CLIENT REPLY.
+/// How a command went, for [`after`].
+pub struct Ran {
+    pub started: Instant,
+    /// Only queued in MULTI: it has not run yet.
+    pub queued: bool,
+    /// Waiting in a blocking command (answered later, [`blocked_done`]).
+    pub blocked: bool,
+    /// Where its reply starts in the output.
+    pub mark: usize,
+}
+
+/// After a command ran (its reply appended to `out` from `ran.mark` on):
+/// the slow log, the latency monitor, monitors, and CLIENT REPLY.
 #[inline]
 pub fn after(
     conn: &mut Conn,
     spec: Option<&'static Spec>,
     argv: &[&[u8]],
-    started: Instant,
-    queued: bool,
+    ran: Ran,
     out: &mut Vec<u8>,
-    mark: usize,
 ) {
+    let Ran {
+        started,
+        queued,
+        blocked,
+        mark,
+    } = ran;
     if let Some(spec) = spec {
         let us = started.elapsed().as_micros() as u64;
+        if blocked {
+            // Logged, and its reply let through or not, once answered.
+            conn.intro.blocked = Some((argv.iter().map(|a| a.to_vec()).collect(), us));
+            if monitor::active() {
+                let addr = conn.info.borrow().addr.clone();
+                monitor::feed(conn.db, &addr, argv);
+            }
+            return;
+        }
         // EXEC is not logged itself (Redis's skip_slowlog); a command only
         // queued in MULTI has not run.
         if !queued && spec.name != "exec" && slowlog::is_slow(us) {
@@ -150,6 +178,24 @@ pub fn after(
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;
     }
+    reply_mode(conn, out, mark);
+}
+
+/// A blocking command's answer was appended to `out` from `mark` on: the
+/// slow log entry for it, and CLIENT REPLY's silence.
+pub fn blocked_done(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
+    if let Some((argv, us)) = conn.intro.blocked.take() {
+        if slowlog::is_slow(us) {
+            let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+            let w = who(conn);
+            slowlog::record(&argv, us, w);
+        }
+    }
+    reply_mode(conn, out, mark);
+}
+
+/// CLIENT REPLY OFF and SKIP drop the reply just appended.
+fn reply_mode(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
     match conn.intro.reply {
         ReplyMode::On => {}
         ReplyMode::Off => out.truncate(mark),
@@ -160,6 +206,24 @@ pub fn after(
         ReplyMode::SkipNext => {
             out.truncate(mark);
             conn.intro.reply = ReplyMode::On;
+        }
+    }
+}
+
+/// Commands whose first argument names a subcommand.
+const CONTAINERS: &[&str] = &[
+    "client", "config", "object", "memory", "slowlog", "latency", "command", "script", "function",
+    "pubsub", "xinfo", "xgroup", "cluster", "acl",
+];
+
+/// A command's full name as CLIENT LIST's `cmd=` shows it: `client|list`
+/// for a subcommand, as Redis 7 names it.
+pub fn command_name(spec: &Spec, argv: &[&[u8]], out: &mut String) {
+    out.push_str(spec.name);
+    if let Some(sub) = argv.get(1).filter(|_| CONTAINERS.contains(&spec.name)) {
+        if sub.len() <= 32 && sub.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') {
+            out.push('|');
+            out.extend(sub.iter().map(|c| c.to_ascii_lowercase() as char));
         }
     }
 }

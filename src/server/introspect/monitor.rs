@@ -53,18 +53,15 @@ pub fn feed(db: usize, addr: &str, argv: &[&[u8]]) {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
     let mut line = format!("+{}.{:06} [{db} {addr}]", us / 1_000_000, us % 1_000_000).into_bytes();
-    // Secrets are not shown (AUTH's password, HELLO's AUTH pair).
-    let redact_from = if argv
-        .first()
-        .is_some_and(|c| c.eq_ignore_ascii_case(b"auth"))
-    {
-        1
-    } else {
-        usize::MAX
+    // Secrets are not shown: AUTH's arguments, HELLO's AUTH pair.
+    let is = |i: usize, w: &[u8]| argv.get(i).is_some_and(|a| a.eq_ignore_ascii_case(w));
+    let redacted = |i: usize| {
+        (is(0, b"auth") && i >= 1)
+            || (is(0, b"hello") && i >= 3 && (is(i - 1, b"auth") || is(i - 2, b"auth")))
     };
     for (i, a) in argv.iter().enumerate() {
         line.push(b' ');
-        if i >= redact_from {
+        if redacted(i) {
             quote(b"(redacted)", &mut line);
         } else {
             quote(a, &mut line);

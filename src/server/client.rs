@@ -106,6 +106,34 @@ pub struct CommandStats {
     /// Error replies by their code (the first word: ERR, WRONGTYPE...), for
     /// INFO errorstats.
     pub errors: std::collections::BTreeMap<String, u64>,
+    /// LATENCY HISTOGRAM: per command (indexed like the table, made on its
+    /// first call), and per subcommand of the container commands
+    /// (`client|list`), which the table does not list.
+    pub latency: Vec<Option<Box<Histogram>>>,
+    pub sub_latency: std::collections::BTreeMap<String, Histogram>,
+}
+
+/// A command's run times in power-of-two microsecond buckets: bucket `k`
+/// counts the runs that took at most 2^k µs (and more than 2^(k-1)).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    pub calls: u64,
+    pub buckets: [u64; 32],
+}
+
+impl Histogram {
+    pub fn record(&mut self, us: u64) {
+        let k = (64 - us.max(1).saturating_sub(1).leading_zeros()) as usize;
+        self.buckets[k.min(31)] += 1;
+        self.calls += 1;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        self.calls += other.calls;
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
 }
 
 impl Default for CommandStats {
@@ -119,6 +147,8 @@ impl Default for CommandStats {
             batches: 0,
             batched_commands: 0,
             errors: Default::default(),
+            latency: vec![None; crate::exec::command::COMMANDS.len()],
+            sub_latency: Default::default(),
         }
     }
 }
@@ -139,6 +169,38 @@ impl CommandStats {
         self.batched_commands += other.batched_commands;
         for (code, n) in &other.errors {
             *self.errors.entry(code.clone()).or_default() += n;
+        }
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            if let Some(h) = theirs {
+                mine.get_or_insert_with(Default::default).merge(h);
+            }
+        }
+        for (name, h) in &other.sub_latency {
+            self.sub_latency.entry(name.clone()).or_default().merge(h);
+        }
+    }
+
+    /// A run of command `spec` (at `index` in the table) for LATENCY
+    /// HISTOGRAM; container commands are recorded per subcommand instead
+    /// ([`CommandStats::record_sub_latency`]).
+    #[inline]
+    pub fn record_latency(&mut self, spec: &crate::exec::command::Spec, index: usize, us: u64) {
+        if crate::server::introspect::is_container(spec) {
+            return;
+        }
+        self.latency[index]
+            .get_or_insert_with(Default::default)
+            .record(us);
+    }
+
+    pub fn record_sub_latency(&mut self, name: &str, us: u64) {
+        match self.sub_latency.get_mut(name) {
+            Some(h) => h.record(us),
+            None => {
+                let mut h = Histogram::default();
+                h.record(us);
+                self.sub_latency.insert(name.to_string(), h);
+            }
         }
     }
 

@@ -485,9 +485,12 @@ impl Conn {
     pub(crate) fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
-        let s = &mut stats.by_command[command::index_of(spec)];
+        let us = started.elapsed().as_micros() as u64;
+        let i = command::index_of(spec);
+        stats.record_latency(spec, i, us);
+        let s = &mut stats.by_command[i];
         s.calls += 1;
-        s.usec += started.elapsed().as_micros() as u64;
+        s.usec += us;
         if failed {
             s.failed += 1;
             stats.error_replies += 1;

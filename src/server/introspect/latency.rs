@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cmd::error::{CmdError, CmdResult};
+use crate::exec::command::COMMANDS;
 use crate::resp::reply::Reply;
+use crate::server::client::Histogram;
 use crate::server::conn::Conn;
 
 /// `latency-monitor-threshold` in milliseconds (0: off).
@@ -126,6 +128,9 @@ const HELP: &[&str] = &[
     "RESET [<event> ...]",
     "    Reset latency data of one or more <event> classes.",
     "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+    "    If no commands are specified then all histograms are replied.",
     "HELP",
     "    Prints this help.",
 ];
@@ -210,11 +215,95 @@ pub async fn latency(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             reset.dedup();
             Ok(Reply::Int(reset.len() as i64))
         }
+        ("histogram", _) => histogram(conn, &a[2..]).await,
         ("help" | "latest" | "doctor" | "history" | "graph", _) => {
             Err(CmdError::Arity(format!("latency|{sub}")))
         }
         _ => Err(super::unknown_sub("LATENCY", a[1])),
     }
+}
+
+/// LATENCY HISTOGRAM [command ...]: per command (or subcommand) run, how
+/// many calls and, cumulatively, how many took at most 2^k microseconds
+/// (the buckets where the count grows). A container command's name asks
+/// for all its subcommands; unknown names are skipped.
+async fn histogram(conn: &Conn, names: &[&[u8]]) -> CmdResult {
+    let parts = conn
+        .router
+        .broadcast(|ls| {
+            let s = ls.stats.borrow();
+            (s.latency.clone(), s.sub_latency.clone())
+        })
+        .await?;
+    let mut top: Vec<Option<Histogram>> = vec![None; COMMANDS.len()];
+    let mut subs: BTreeMap<String, Histogram> = BTreeMap::new();
+    for (t, s) in parts {
+        for (mine, theirs) in top.iter_mut().zip(t) {
+            if let Some(h) = theirs {
+                mine.get_or_insert_with(Default::default).merge(&h);
+            }
+        }
+        for (name, h) in s {
+            subs.entry(name).or_default().merge(&h);
+        }
+    }
+    let mut picked: Vec<(String, Histogram)> = Vec::new();
+    let take = |name: &str, h: &Histogram, picked: &mut Vec<(String, Histogram)>| {
+        if h.calls > 0 && !picked.iter().any(|(n, _)| n == name) {
+            picked.push((name.to_string(), h.clone()));
+        }
+    };
+    if names.is_empty() {
+        for (spec, h) in COMMANDS.iter().zip(&top) {
+            if let Some(h) = h {
+                take(spec.name, h, &mut picked);
+            }
+        }
+        for (name, h) in &subs {
+            take(name, h, &mut picked);
+        }
+    } else {
+        for n in names {
+            let n = String::from_utf8_lossy(n).to_lowercase();
+            if let Some((_, h)) = subs.iter().find(|(s, _)| **s == n) {
+                take(&n, h, &mut picked);
+                continue;
+            }
+            let Some(spec) = crate::exec::command::lookup(n.as_bytes()) else {
+                continue;
+            };
+            if super::is_container(spec) {
+                let prefix = format!("{}|", spec.name);
+                for (name, h) in subs.iter().filter(|(s, _)| s.starts_with(&prefix)) {
+                    take(name, h, &mut picked);
+                }
+            } else if let Some(h) = &top[crate::exec::command::index_of(spec)] {
+                take(spec.name, h, &mut picked);
+            }
+        }
+    }
+    Ok(Reply::Map(
+        picked
+            .into_iter()
+            .map(|(name, h)| {
+                let mut cumulative = 0;
+                let mut buckets = Vec::new();
+                for (k, n) in h.buckets.iter().enumerate() {
+                    if *n > 0 {
+                        cumulative += n;
+                        buckets.push((Reply::Int(1i64 << k), Reply::Int(cumulative as i64)));
+                    }
+                }
+                (
+                    Reply::bulk(name),
+                    Reply::Map(vec![
+                        (Reply::bulk("calls"), Reply::Int(h.calls as i64)),
+                        (Reply::bulk("histogram_usec"), Reply::Map(buckets)),
+                    ]),
+                )
+            })
+            .collect(),
+    ))
 }
 
 /// An ASCII chart of an event's samples, oldest left: a header with the

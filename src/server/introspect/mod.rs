@@ -154,6 +154,18 @@ pub fn after(
             let w = who(conn);
             slowlog::record(argv, us, w);
         }
+        if !queued && is_container(spec) && argv.len() > 1 {
+            // A subcommand refused before it ran is not a run.
+            let reply = &out[mark.min(out.len())..];
+            let refused = reply.starts_with(b"-ERR unknown subcommand")
+                || reply.starts_with(b"-ERR wrong number of arguments");
+            let mut name = String::new();
+            command_name(spec, argv, &mut name);
+            if !refused && name.contains('|') {
+                let mut stats = conn.router.local.stats.borrow_mut();
+                stats.record_sub_latency(&name, us);
+            }
+        }
         if latency::threshold_ms().is_some() && !queued {
             let event = if spec.has(flags::FAST) {
                 "fast-command"
@@ -215,6 +227,11 @@ const CONTAINERS: &[&str] = &[
     "client", "config", "object", "memory", "slowlog", "latency", "command", "script", "function",
     "pubsub", "xinfo", "xgroup", "cluster", "acl",
 ];
+
+/// Whether a command's first argument names a subcommand.
+pub fn is_container(spec: &Spec) -> bool {
+    CONTAINERS.contains(&spec.name)
+}
 
 /// A command's full name as CLIENT LIST's `cmd=` shows it: `client|list`
 /// for a subcommand, as Redis 7 names it.

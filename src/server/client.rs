@@ -25,6 +25,8 @@ pub struct ClientInfo {
     pub qbuf: usize,
     /// Subscribed to a channel or pattern (CLIENT KILL TYPE pubsub).
     pub pubsub: bool,
+    /// In MONITOR mode.
+    pub monitor: bool,
     /// How CLIENT KILL and CLIENT UNBLOCK reach the connection.
     pub signal: std::rc::Rc<crate::server::introspect::clients::Signal>,
 }
@@ -58,8 +60,29 @@ impl ClientInfo {
             no_evict: false,
             qbuf: 0,
             pubsub: false,
+            monitor: false,
             signal: Default::default(),
         }
+    }
+
+    /// CLIENT LIST's flags, in Redis's order: O monitor, P subscribed,
+    /// b blocked, e no-evict; N for none.
+    fn flags(&self) -> String {
+        let mut f = String::new();
+        for (on, c) in [
+            (self.monitor, 'O'),
+            (self.pubsub, 'P'),
+            (self.signal.is_blocked(), 'b'),
+            (self.no_evict, 'e'),
+        ] {
+            if on {
+                f.push(c);
+            }
+        }
+        if f.is_empty() {
+            f.push('N');
+        }
+        f
     }
 
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
@@ -72,7 +95,7 @@ impl ClientInfo {
             self.name,
             now_ms.saturating_sub(self.created_ms) / 1000,
             now_ms.saturating_sub(self.last_ms) / 1000,
-            if self.no_evict { "e" } else { "N" },
+            self.flags(),
             self.db,
             self.qbuf,
             if self.last_cmd.is_empty() { "NULL" } else { &self.last_cmd },
@@ -184,7 +207,12 @@ impl CommandStats {
     /// HISTOGRAM; container commands are recorded per subcommand instead
     /// ([`CommandStats::record_sub_latency`]).
     #[inline]
-    pub fn record_latency(&mut self, spec: &crate::exec::command::Spec, index: usize, us: u64) {
+    pub fn record_latency(
+        &mut self,
+        spec: &'static crate::exec::command::Spec,
+        index: usize,
+        us: u64,
+    ) {
         if crate::server::introspect::is_container(spec) {
             return;
         }

@@ -459,3 +459,21 @@ def test_latency_histogram(keel, redis_ref):
         assert list(buckets.values())[-1] == 2
         assert list(c.execute_command("LATENCY", "HISTOGRAM", "client|id")) == [b"client|id"]
         assert c.execute_command("LATENCY", "HISTOGRAM", "blabla") == {}
+
+
+def test_client_list_flags_as_redis(keel, redis_ref):
+    for s in (keel, redis_ref):
+        admin = s.client()
+        with s.raw() as mon, s.raw() as sub, s.raw() as blocked:
+            ids = {}
+            for name, c in (("mon", mon), ("sub", sub), ("blocked", blocked)):
+                ids[name] = str(c.call("CLIENT", "ID")[1])
+            mon.call("MONITOR")
+            sub.call("SUBSCRIBE", "ch")
+            blocked.send("BLPOP", "nolist", 0)
+            time.sleep(0.2)
+            flags = {l["id"]: l["flags"] for l in admin.client_list()}
+            assert flags[ids["mon"]] == "O"
+            assert flags[ids["sub"]] == "P"
+            assert flags[ids["blocked"]] == "b"
+            assert flags[str(admin.client_id())] == "N"

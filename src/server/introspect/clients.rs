@@ -71,6 +71,10 @@ impl Signal {
         }
     }
 
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.get()
+    }
+
     pub fn killed(&self) -> bool {
         self.wake.get() == Some(Wake::Killed)
     }

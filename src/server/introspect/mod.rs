@@ -186,7 +186,12 @@ pub fn after(
             .borrow_mut()
             .note_error(&out[mark..]);
     }
-    if spec.is_some_and(|s| s.name.contains("subscribe") || s.name == "reset") {
+    if spec.is_some_and(|s| {
+        matches!(
+            s.name,
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "reset"
+        )
+    }) {
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;
     }
@@ -228,16 +233,28 @@ const CONTAINERS: &[&str] = &[
     "pubsub", "xinfo", "xgroup", "cluster", "acl",
 ];
 
-/// Whether a command's first argument names a subcommand.
-pub fn is_container(spec: &Spec) -> bool {
-    CONTAINERS.contains(&spec.name)
+/// Whether a command's first argument names a subcommand: looked up by
+/// the command's place in the table (this runs for every command).
+#[inline]
+pub fn is_container(spec: &'static Spec) -> bool {
+    static TABLE: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        crate::exec::command::COMMANDS
+            .iter()
+            .map(|s| CONTAINERS.contains(&s.name))
+            .collect()
+    });
+    table
+        .get(crate::exec::command::index_of(spec))
+        .copied()
+        .unwrap_or(false)
 }
 
 /// A command's full name as CLIENT LIST's `cmd=` shows it: `client|list`
 /// for a subcommand, as Redis 7 names it.
-pub fn command_name(spec: &Spec, argv: &[&[u8]], out: &mut String) {
+pub fn command_name(spec: &'static Spec, argv: &[&[u8]], out: &mut String) {
     out.push_str(spec.name);
-    if let Some(sub) = argv.get(1).filter(|_| CONTAINERS.contains(&spec.name)) {
+    if let Some(sub) = argv.get(1).filter(|_| is_container(spec)) {
         if sub.len() <= 32 && sub.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') {
             out.push('|');
             out.extend(sub.iter().map(|c| c.to_ascii_lowercase() as char));
@@ -249,6 +266,7 @@ pub fn command_name(spec: &Spec, argv: &[&[u8]], out: &mut String) {
 pub fn leave(conn: &mut Conn) {
     if conn.intro.monitor.take().is_some() {
         monitor::stop(conn.id());
+        conn.info.borrow_mut().monitor = false;
     }
 }
 
@@ -274,6 +292,7 @@ pub fn monitor_cmd(conn: &mut Conn) -> crate::cmd::error::CmdResult {
     }
     if conn.intro.monitor.is_none() {
         conn.intro.monitor = Some(monitor::start(conn.id()));
+        conn.info.borrow_mut().monitor = true;
     }
     Ok(Reply::Ok)
 }

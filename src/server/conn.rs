@@ -218,12 +218,21 @@ impl Conn {
         out: &mut Vec<u8>,
     ) -> After {
         use crate::server::introspect;
-        introspect::before(self, found, argv).await;
+        if !introspect::before(self, found, argv).await {
+            // Killed while CLIENT PAUSE held it: the command never runs.
+            return After::Vanish;
+        }
         let mark = out.len();
         let started = Instant::now();
         let queued = self.multi.is_some();
         let after = match found {
-            Some(spec) if spec.name == "memory" && self.multi.is_none() => {
+            Some(spec)
+                if spec.name == "memory"
+                    && self.authenticated
+                    && self.multi.is_none()
+                    && !self.subs.active()
+                    && !self.state.scripts.busy() =>
+            {
                 match introspect::memory::memory(self, argv).await {
                     Some(r) => {
                         let failed = r.is_err();

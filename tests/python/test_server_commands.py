@@ -477,3 +477,27 @@ def test_client_list_flags_as_redis(keel, redis_ref):
             assert flags[ids["sub"]] == "P"
             assert flags[ids["blocked"]] == "b"
             assert flags[str(admin.client_id())] == "N"
+
+
+def test_client_killed_while_paused_never_runs(keel):
+    admin = keel.client()
+    admin.client_pause(10000, all=False)
+    try:
+        with keel.raw() as victim:
+            vid = victim.call("CLIENT", "ID")[1]
+            victim.send("SET", "never", "1")
+            time.sleep(0.2)
+            assert admin.client_kill_filter(_id=vid) == 1
+            assert victim.read_until_closed() == b""
+    finally:
+        admin.client_unpause()
+    assert admin.get("never") is None
+
+
+def test_server_commands_need_auth(server_factory):
+    s = server_factory("keel", shards=2, extra=["--requirepass", "pw"])
+    with s.raw() as c:
+        for cmd in (("MEMORY", "STATS"), ("SLOWLOG", "GET"), ("LATENCY", "LATEST"), ("MONITOR",),
+                    ("CLIENT", "KILL", "ID", "1")):
+            got = c.call(*cmd)
+            assert got[0] == "error" and got[1].startswith(b"NOAUTH"), (cmd, got)

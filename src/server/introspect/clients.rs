@@ -127,15 +127,20 @@ fn may_write(conn: &Conn, spec: &Spec) -> bool {
     w(spec)
 }
 
-/// Holds a command while a pause applies to it.
-pub async fn wait_pause(conn: &Conn, spec: Option<&'static Spec>) {
-    let Some(spec) = spec else { return };
+/// Holds a command while a pause applies to it; false if the client was
+/// killed meanwhile.
+pub async fn wait_pause(conn: &Conn, spec: Option<&'static Spec>) -> bool {
+    let Some(spec) = spec else { return true };
     // A command queued inside MULTI does not run yet.
     if conn.multi.is_some() && !matches!(spec.name, "exec" | "multi" | "discard") {
-        return;
+        return true;
     }
+    let signal = conn.info.borrow().signal.clone();
     let mut waiting = false;
     loop {
+        if signal.killed() {
+            break;
+        }
         let until = PAUSE_UNTIL.load(Ordering::Relaxed);
         let now = now_ms();
         if until == 0 || now >= until {
@@ -157,6 +162,7 @@ pub async fn wait_pause(conn: &Conn, spec: Option<&'static Spec>) {
     if waiting {
         conn.state.blocked_clients.fetch_sub(1, Ordering::Relaxed);
     }
+    !signal.killed()
 }
 
 /// CLIENT KILL's filters.

@@ -99,15 +99,17 @@ fn hidden(spec: &Spec) -> bool {
 }
 
 /// Before a command runs: waits out CLIENT PAUSE, feeds monitors a script.
+/// False when the client was killed while it waited.
 #[inline]
-pub async fn before(conn: &mut Conn, spec: Option<&'static Spec>, argv: &[&[u8]]) {
-    if clients::paused() {
-        clients::wait_pause(conn, spec).await;
+pub async fn before(conn: &mut Conn, spec: Option<&'static Spec>, argv: &[&[u8]]) -> bool {
+    if clients::paused() && !clients::wait_pause(conn, spec).await {
+        return false;
     }
     if monitor::active() && spec.is_some_and(shown_before) {
         let addr = conn.info.borrow().addr.clone();
         monitor::feed(conn.db, &addr, argv);
     }
+    true
 }
 
 /// How a command went, for [`after`].

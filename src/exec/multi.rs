@@ -153,12 +153,19 @@ async fn run_locked(conn: &mut Conn, state: MultiState, now: u64) -> CmdResult {
     for q in state.queued {
         let args: Vec<&[u8]> = q.args.iter().map(|a| &a[..]).collect();
         let started = std::time::Instant::now();
-        let r = match q.spec.kind {
-            Kind::Keyed(f, split) => {
+        let memory = if q.spec.name == "memory" {
+            // MEMORY STATS, DOCTOR...: server-wide, not on a key's shard.
+            crate::server::introspect::memory::memory(conn, &args).await
+        } else {
+            None
+        };
+        let r = match (memory, q.spec.kind) {
+            (Some(r), _) => r,
+            (None, Kind::Keyed(f, split)) => {
                 let ctx = conn.ctx(now);
                 conn.router.run(q.spec, f, split, ctx, &args, tx).await
             }
-            Kind::Conn => Box::pin(server::run(conn, q.spec, &args, now)).await.0,
+            (None, Kind::Conn) => Box::pin(server::run(conn, q.spec, &args, now)).await.0,
         };
         // Each command of the transaction counts in INFO commandstats and
         // errorstats, as in Redis.

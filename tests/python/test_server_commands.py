@@ -501,3 +501,14 @@ def test_server_commands_need_auth(server_factory):
                     ("CLIENT", "KILL", "ID", "1")):
             got = c.call(*cmd)
             assert got[0] == "error" and got[1].startswith(b"NOAUTH"), (cmd, got)
+
+
+def test_memory_stats_inside_multi(keel, redis_ref):
+    for s in (keel, redis_ref):
+        with s.raw() as c:
+            c.call("MULTI")
+            assert c.call("MEMORY", "STATS") == ("simple", b"QUEUED")
+            assert c.call("MEMORY", "PURGE") == ("simple", b"QUEUED")
+            kind, (stats, purge) = c.call("EXEC")
+            assert stats[0] == "array" and stats[1][0] == ("bulk", b"peak.allocated")
+            assert purge == ("simple", b"OK")

@@ -1,7 +1,7 @@
 //! MONITOR: connections that see every command any core runs.
 //!
 //! # Cost when nobody monitors
-//! One relaxed load of [`WATCHERS`] per command. Only while it is non-zero
+//! One relaxed load of `WATCHERS` per command. Only while it is non-zero
 //! does a command format its line and take the registry's lock to hand the
 //! line to every monitoring connection (an unbounded channel each, read by
 //! the monitor's own connection loop on its core).

@@ -636,6 +636,11 @@ where
                         Route::Inline(found) => conn.execute(found, &argv, &mut out).await,
                         Route::Alone(found) => {
                             conn.flush_batch(&mut out).await;
+                            if found.is_some_and(|s| s.name == "client") {
+                                // CLIENT LIST/INFO show the query buffer as
+                                // Redis does: the running command still in it.
+                                conn.info.borrow_mut().qbuf = filled - parsed;
+                            }
                             conn.execute(found, &argv, &mut out).await
                         }
                     };

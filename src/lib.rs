@@ -22,7 +22,9 @@
 //!   write loop; [`server::commands`], the commands that act on the
 //!   connection (CLIENT, SELECT, INFO, CONFIG, REPLICAOF, SAVE...);
 //!   [`server::info`], [`server::client`], [`server::state`]: INFO, client
-//!   bookkeeping, shared state.
+//!   bookkeeping, shared state; [`server::introspect`]: SLOWLOG, LATENCY,
+//!   MONITOR, CLIENT KILL/PAUSE/REPLY/UNBLOCK, MEMORY STATS and the hooks
+//!   around every command that feed them.
 //! - [`resp`]: the RESP parser and reply encoder; [`resp::reply`]: the reply
 //!   value.
 //! - [`exec`]: how a command executes.

@@ -137,6 +137,8 @@ pub struct Shard {
     /// Whether read lookups count as keyspace hits and misses: off while a
     /// write command runs (see [`Shard::count_lookups`]).
     counting: bool,
+    /// Reads update LRU ages (off for CLIENT NO-TOUCH clients).
+    touching: bool,
     /// A backup's shard: its writes come only from the primary's records,
     /// so it never expires or evicts on its own (an expired key is hidden
     /// from reads until the primary's `Del` arrives).
@@ -165,6 +167,7 @@ impl Shard {
             journal: Journal::default(),
             forced_hlc: None,
             counting: true,
+            touching: true,
             follower: false,
         }
     }
@@ -311,6 +314,11 @@ impl Shard {
         self.dbs[db].volatile
     }
 
+    /// The bytes of database `db`'s hash table (its slots, not the entries).
+    pub fn db_table_bytes(&self, db: usize) -> usize {
+        self.dbs[db].dict.table_bytes()
+    }
+
     pub fn keys(&self) -> usize {
         self.dbs[..DATABASES].iter().map(|d| d.dict.len()).sum()
     }
@@ -408,6 +416,12 @@ impl Shard {
         self.counting = on;
     }
 
+    /// Whether the command about to run updates the LRU age of the keys
+    /// it reads (not for a client in CLIENT NO-TOUCH mode).
+    pub fn touch_lookups(&mut self, on: bool) {
+        self.touching = on;
+    }
+
     /// A read lookup: expires lazily, counts hits and misses, touches LRU age.
     pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<EntryRef<'_>> {
         // Hash once on the common path; only an expired key looks again.
@@ -423,7 +437,9 @@ impl Shard {
         }
         self.stats.keyspace_hits += u64::from(self.counting);
         let n = self.dbs[db].dict.node_mut(h, key)?;
-        n.set_access(Self::access_at(now_ms));
+        if self.touching {
+            n.set_access(Self::access_at(now_ms));
+        }
         Some(n.view())
     }
 

@@ -43,6 +43,9 @@ pub struct Ctx {
     pub now_ms: u64,
     /// `proto-max-bulk-len`: the largest string a command may build.
     pub max_string: usize,
+    /// CLIENT NO-TOUCH: the command's reads leave keys' LRU age alone
+    /// (TOUCH still touches).
+    pub no_touch: bool,
 }
 
 /// The string a key holds: `Ok(None)` when absent, WRONGTYPE when it holds

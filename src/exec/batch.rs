@@ -16,6 +16,9 @@
 //! multi-key command, MULTI, a blocking pop, a connection command — waits
 //! for the batch in flight first.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use futures::channel::oneshot;
 
 use super::local::{LocalShards, Msg};
@@ -24,6 +27,7 @@ use crate::cmd::error::CmdError;
 use crate::cmd::Ctx;
 use crate::exec::command::KeyedFn;
 use crate::resp::{self, reply::Reply, Protocol};
+use crate::server::introspect::{latency, slowlog, slowlog::Who};
 
 /// One command of a batch.
 pub struct Item {
@@ -31,6 +35,8 @@ pub struct Item {
     pub mode: super::router::Mode,
     pub shard: usize,
     pub args: Vec<Vec<u8>>,
+    /// A fast command (the latency monitor's "fast-command" event).
+    pub fast: bool,
 }
 
 /// A batch's replies, encoded back to back: where each ends, and whether it
@@ -52,6 +58,7 @@ impl Router {
         ctx: Ctx,
         proto: Protocol,
         items: Vec<Item>,
+        who: Arc<Who>,
     ) -> Result<oneshot::Receiver<Replies>, CmdError> {
         let mut shards: Vec<usize> = items.iter().map(|i| i.shard).collect();
         shards.sort_unstable();
@@ -64,6 +71,9 @@ impl Router {
                 failed: Vec::with_capacity(items.len()),
             };
             for it in items {
+                // Timed here, where it runs, for the slow log and the
+                // latency monitor of this core.
+                let started = Instant::now();
                 let r = apply(
                     it.f,
                     it.mode,
@@ -71,6 +81,14 @@ impl Router {
                     &ctx,
                     &borrowed(&it.args),
                 );
+                let us = started.elapsed().as_micros() as u64;
+                if slowlog::is_slow(us) {
+                    slowlog::record(&borrowed(&it.args), us, who.clone());
+                }
+                if latency::threshold_ms().is_some() {
+                    let event = if it.fast { "fast-command" } else { "command" };
+                    latency::add_if_needed(event, us / 1000);
+                }
                 serve_blocked(ls, it.shard);
                 out.failed.push(r.is_err());
                 let reply = r.unwrap_or_else(|e| Reply::Error(e.to_string().into()));

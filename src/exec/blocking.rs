@@ -148,6 +148,7 @@ fn ctx_for(db: usize) -> Ctx {
         db,
         now_ms: now_ms(),
         max_string: usize::MAX,
+        no_touch: false,
     }
 }
 

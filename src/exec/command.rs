@@ -389,6 +389,10 @@ pub static COMMANDS: &[Spec] = &[
     conn!("shutdown", -1, ADMIN | LOADING | STALE, "server", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     conn!("bgsave", -1, ADMIN, "server", "Asynchronously saves the database(s) to disk."),
     conn!("bgrewriteaof", 1, ADMIN, "server", "Asynchronously rewrites the append-only file to disk."),
+    // introspection (server::introspect)
+    conn!("slowlog", -2, ADMIN | LOADING | STALE, "server", "A container for slow log commands."),
+    conn!("latency", -2, ADMIN | LOADING | STALE, "server", "A container for latency diagnostics commands."),
+    conn!("monitor", 1, ADMIN | LOADING | STALE, "server", "Listens for all requests received by the server in real-time."),
     // replication
     conn!("replicaof", 3, ADMIN | STALE, "server", "Configures a server as replica of another, or promotes it to a master."),
     conn!("slaveof", 3, ADMIN | STALE, "server", "Sets a Redis server as a replica of another, or promotes it to being a master."),

@@ -152,13 +152,32 @@ async fn run_locked(conn: &mut Conn, state: MultiState, now: u64) -> CmdResult {
     let mut replies = Vec::with_capacity(state.queued.len());
     for q in state.queued {
         let args: Vec<&[u8]> = q.args.iter().map(|a| &a[..]).collect();
-        let r = match q.spec.kind {
-            Kind::Keyed(f, split) => {
+        let started = std::time::Instant::now();
+        let memory = if q.spec.name == "memory" {
+            // MEMORY STATS, DOCTOR...: server-wide, not on a key's shard.
+            crate::server::introspect::memory::memory(conn, &args).await
+        } else {
+            None
+        };
+        let r = match (memory, q.spec.kind) {
+            (Some(r), _) => r,
+            (None, Kind::Keyed(f, split)) => {
                 let ctx = conn.ctx(now);
                 conn.router.run(q.spec, f, split, ctx, &args, tx).await
             }
-            Kind::Conn => Box::pin(server::run(conn, q.spec, &args, now)).await.0,
+            (None, Kind::Conn) => Box::pin(server::run(conn, q.spec, &args, now)).await.0,
         };
+        // Each command of the transaction counts in INFO commandstats and
+        // errorstats, as in Redis.
+        if let Err(e) = &r {
+            let text = format!("-{e}");
+            conn.router
+                .local
+                .stats
+                .borrow_mut()
+                .note_error(text.as_bytes());
+        }
+        conn.count(q.spec, started, r.is_err());
         replies.push(r.unwrap_or_else(|e| Reply::Error(e.to_string().into())));
     }
     Ok(Reply::Array(replies))

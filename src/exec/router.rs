@@ -74,6 +74,7 @@ impl Mode {
 pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> CmdResult {
     s.command_begin();
     s.count_lookups(!mode.write);
+    s.touch_lookups(!ctx.no_touch || args[0].eq_ignore_ascii_case(b"touch"));
     if mode.deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
         return Err(CmdError::OutOfMemory);
     }
@@ -85,6 +86,7 @@ pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
         }
     };
     s.command_end(ctx.db, args);
+    s.touch_lookups(true);
     r
 }
 

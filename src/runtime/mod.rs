@@ -576,6 +576,8 @@ async fn executor_main(
         loop {
             sleep(Duration::from_millis(100)).await;
             let now = now_ms();
+            // The latency monitor's "expire-cycle" event: one tick's time.
+            let started = std::time::Instant::now();
             for id in expiry_local.ids() {
                 if !expiry_local.is_free(&[id]) {
                     continue;
@@ -590,6 +592,8 @@ async fn executor_main(
                 }
                 expiry_local.kick_log(id);
             }
+            let ms = started.elapsed().as_millis() as u64;
+            crate::server::introspect::latency::add_if_needed("expire-cycle", ms);
         }
     });
 

@@ -434,15 +434,21 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
             "ERR Write commands are not allowed from read-only scripts.",
         ));
     }
+    // Monitors see a script's commands after the script, as from "lua".
+    if crate::server::introspect::monitor::active() && !spec.has(flags::ADMIN) {
+        crate::server::introspect::monitor::feed(active.db, "lua", argv);
+    }
     let ctx = Ctx {
         db: active.db,
         now_ms: active.now_ms,
         max_string: active.max_string,
+        no_touch: false,
     };
     let mut mode = Mode::of(spec);
     if active.allow_oom {
         mode.deny_oom = false;
     }
+    let started = std::time::Instant::now();
     let r = match spec.kind {
         Kind::Keyed(f, split) => keyed(active, spec, f, split, mode, ctx, argv),
         Kind::Conn => conn_command(active, spec, argv),
@@ -452,6 +458,19 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
     // every shard (a SORT whose patterns need them, say).
     if writes {
         engine::note_write();
+    }
+    // A script's commands count in INFO commandstats and errorstats, as
+    // Redis counts them.
+    if let Some(core) = core() {
+        let mut stats = core.router.local.stats.borrow_mut();
+        stats.total_commands += 1;
+        let c = &mut stats.by_command[command::index_of(spec)];
+        c.calls += 1;
+        c.usec += started.elapsed().as_micros() as u64;
+        if let Err(e) = &r {
+            c.failed += 1;
+            stats.note_error(format!("-{e}").as_bytes());
+        }
     }
     r
 }

@@ -23,6 +23,12 @@ pub struct ClientInfo {
     pub no_evict: bool,
     /// Bytes buffered from the client and not yet parsed.
     pub qbuf: usize,
+    /// Subscribed to a channel or pattern (CLIENT KILL TYPE pubsub).
+    pub pubsub: bool,
+    /// In MONITOR mode.
+    pub monitor: bool,
+    /// How CLIENT KILL and CLIENT UNBLOCK reach the connection.
+    pub signal: std::rc::Rc<crate::server::introspect::clients::Signal>,
 }
 
 impl ClientInfo {
@@ -53,7 +59,30 @@ impl ClientInfo {
             lib_ver: String::new(),
             no_evict: false,
             qbuf: 0,
+            pubsub: false,
+            monitor: false,
+            signal: Default::default(),
         }
+    }
+
+    /// CLIENT LIST's flags, in Redis's order: O monitor, P subscribed,
+    /// b blocked, e no-evict; N for none.
+    fn flags(&self) -> String {
+        let mut f = String::new();
+        for (on, c) in [
+            (self.monitor, 'O'),
+            (self.pubsub, 'P'),
+            (self.signal.is_blocked(), 'b'),
+            (self.no_evict, 'e'),
+        ] {
+            if on {
+                f.push(c);
+            }
+        }
+        if f.is_empty() {
+            f.push('N');
+        }
+        f
     }
 
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
@@ -66,7 +95,7 @@ impl ClientInfo {
             self.name,
             now_ms.saturating_sub(self.created_ms) / 1000,
             now_ms.saturating_sub(self.last_ms) / 1000,
-            if self.no_evict { "e" } else { "N" },
+            self.flags(),
             self.db,
             self.qbuf,
             if self.last_cmd.is_empty() { "NULL" } else { &self.last_cmd },
@@ -97,6 +126,37 @@ pub struct CommandStats {
     /// commands, and the commands they carried.
     pub batches: u64,
     pub batched_commands: u64,
+    /// Error replies by their code (the first word: ERR, WRONGTYPE...), for
+    /// INFO errorstats.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// LATENCY HISTOGRAM: per command (indexed like the table, made on its
+    /// first call), and per subcommand of the container commands
+    /// (`client|list`), which the table does not list.
+    pub latency: Vec<Option<Box<Histogram>>>,
+    pub sub_latency: std::collections::BTreeMap<String, Histogram>,
+}
+
+/// A command's run times in power-of-two microsecond buckets: bucket `k`
+/// counts the runs that took at most 2^k µs (and more than 2^(k-1)).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    pub calls: u64,
+    pub buckets: [u64; 32],
+}
+
+impl Histogram {
+    pub fn record(&mut self, us: u64) {
+        let k = (64 - us.max(1).saturating_sub(1).leading_zeros()) as usize;
+        self.buckets[k.min(31)] += 1;
+        self.calls += 1;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        self.calls += other.calls;
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
 }
 
 impl Default for CommandStats {
@@ -109,6 +169,9 @@ impl Default for CommandStats {
             net_output_bytes: 0,
             batches: 0,
             batched_commands: 0,
+            errors: Default::default(),
+            latency: vec![None; crate::exec::command::COMMANDS.len()],
+            sub_latency: Default::default(),
         }
     }
 }
@@ -127,5 +190,64 @@ impl CommandStats {
         self.net_output_bytes += other.net_output_bytes;
         self.batches += other.batches;
         self.batched_commands += other.batched_commands;
+        for (code, n) in &other.errors {
+            *self.errors.entry(code.clone()).or_default() += n;
+        }
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            if let Some(h) = theirs {
+                mine.get_or_insert_with(Default::default).merge(h);
+            }
+        }
+        for (name, h) in &other.sub_latency {
+            self.sub_latency.entry(name.clone()).or_default().merge(h);
+        }
+    }
+
+    /// A run of command `spec` (at `index` in the table) for LATENCY
+    /// HISTOGRAM; container commands are recorded per subcommand instead
+    /// ([`CommandStats::record_sub_latency`]).
+    #[inline]
+    pub fn record_latency(
+        &mut self,
+        spec: &'static crate::exec::command::Spec,
+        index: usize,
+        us: u64,
+    ) {
+        if crate::server::introspect::is_container(spec) {
+            return;
+        }
+        self.latency[index]
+            .get_or_insert_with(Default::default)
+            .record(us);
+    }
+
+    pub fn record_sub_latency(&mut self, name: &str, us: u64) {
+        match self.sub_latency.get_mut(name) {
+            Some(h) => h.record(us),
+            None => {
+                let mut h = Histogram::default();
+                h.record(us);
+                self.sub_latency.insert(name.to_string(), h);
+            }
+        }
+    }
+
+    /// Counts an encoded error reply (`-CODE message\r\n`) under its code.
+    /// As Redis, at most 128 distinct codes are kept (a client could make up
+    /// any number).
+    pub fn note_error(&mut self, reply: &[u8]) {
+        let Some(body) = reply.strip_prefix(b"-") else {
+            return;
+        };
+        let end = body
+            .iter()
+            .position(|&c| c == b' ' || c == b'\r')
+            .unwrap_or(body.len());
+        let code = String::from_utf8_lossy(&body[..end]);
+        if let Some(n) = self.errors.get_mut(code.as_ref()) {
+            *n += 1;
+        } else if self.errors.len() < 128 {
+            self.errors.insert(code.into_owned(), 1);
+        }
     }
 }

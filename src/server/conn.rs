@@ -111,6 +111,8 @@ pub struct Conn {
     /// A backup's link sent this connection's reads here (REPLCONF AFTER):
     /// reads this node cannot serve go to the primary, never further.
     pub routed: bool,
+    /// MONITOR, CLIENT REPLY, NO-TOUCH (see `server::introspect`).
+    pub intro: crate::server::introspect::ConnIntro,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -152,6 +154,7 @@ impl Conn {
             pipeline: Default::default(),
             routed: false,
             scan_remote: false,
+            intro: Default::default(),
         }
     }
 
@@ -202,12 +205,64 @@ impl Conn {
             db: self.db,
             now_ms,
             max_string: self.max_string,
+            no_touch: self.intro.no_touch,
         }
     }
 
     /// Runs one request and appends its reply to `out`.
     /// `found` is `command::lookup(argv[0])`, done once by the caller.
+    /// Around it, the introspection hooks: CLIENT PAUSE before; the slow
+    /// log, latency monitor, MONITOR and CLIENT REPLY after.
     pub async fn execute(
+        &mut self,
+        found: Option<&'static command::Spec>,
+        argv: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> After {
+        use crate::server::introspect;
+        if !introspect::before(self, found, argv).await {
+            // Killed while CLIENT PAUSE held it: the command never runs.
+            return After::Vanish;
+        }
+        let mark = out.len();
+        let started = Instant::now();
+        let queued = self.multi.is_some();
+        let after = match found {
+            Some(spec)
+                if spec.name == "memory"
+                    && self.authenticated
+                    && self.multi.is_none()
+                    && !self.subs.active()
+                    && !self.state.scripts.busy() =>
+            {
+                match introspect::memory::memory(self, argv).await {
+                    Some(r) => {
+                        let failed = r.is_err();
+                        let reply = r.unwrap_or_else(|e| Reply::Error(e.to_string().into()));
+                        resp::encode(&reply, self.proto, out);
+                        self.count(spec, started, failed);
+                        After::Continue
+                    }
+                    None => self.execute_inner(found, argv, out).await,
+                }
+            }
+            _ => self.execute_inner(found, argv, out).await,
+        };
+        // Queued in MULTI (still in it, not its end): not run yet.
+        let queued = queued
+            && self.multi.is_some()
+            && !found.is_some_and(|s| matches!(s.name, "multi" | "watch"));
+        let ran = introspect::Ran {
+            started,
+            queued,
+            blocked: matches!(after, After::Block(_)),
+            mark,
+        };
+        introspect::after(self, found, argv, ran, out);
+        after
+    }
+
+    async fn execute_inner(
         &mut self,
         found: Option<&'static command::Spec>,
         argv: &[&[u8]],
@@ -223,6 +278,8 @@ impl Conn {
             return After::Continue;
         };
         if !spec.arity_ok(argv.len()) {
+            // Refused before it ran: a rejected call (INFO commandstats).
+            self.router.local.stats.borrow_mut().by_command[command::index_of(spec)].rejected += 1;
             let e = CmdError::Arity(spec.name.to_string());
             if spec.name == "exec" {
                 self.multi = None;
@@ -403,7 +460,7 @@ impl Conn {
             let mut info = self.info.borrow_mut();
             info.last_ms = now;
             info.last_cmd.clear();
-            info.last_cmd.push_str(spec.name);
+            crate::server::introspect::command_name(spec, argv, &mut info.last_cmd);
         }
         let (result, after) = match spec.kind {
             Kind::Conn if BLOCKING.contains(&spec.name) => {
@@ -436,12 +493,15 @@ impl Conn {
         after
     }
 
-    pub(super) fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
+    pub(crate) fn count(&self, spec: &'static command::Spec, started: Instant, failed: bool) {
         let mut stats = self.router.local.stats.borrow_mut();
         stats.total_commands += 1;
-        let s = &mut stats.by_command[command::index_of(spec)];
+        let us = started.elapsed().as_micros() as u64;
+        let i = command::index_of(spec);
+        stats.record_latency(spec, i, us);
+        let s = &mut stats.by_command[i];
         s.calls += 1;
-        s.usec += started.elapsed().as_micros() as u64;
+        s.usec += us;
         if failed {
             s.failed += 1;
             stats.error_replies += 1;
@@ -482,6 +542,8 @@ where
     // `parsed..filled` are unparsed input, the rest is room to read into.
     input.resize(READ_CHUNK, 0);
     let mut filled = 0usize;
+    // CLIENT KILL (from any core) ends the connection through this.
+    let signal = conn.info.borrow().signal.clone();
     'conn: loop {
         make_room(&mut input, filled);
         let subscribed = conn.subs.active();
@@ -490,9 +552,13 @@ where
             // comes first. A pending read is resumed by the next call.
             let read = stream.read(&mut input[filled..]);
             futures::pin_mut!(read);
-            match futures::future::select(read, inbox.next()).await {
-                Either::Left((r, _)) => r,
-                Either::Right((Some(m), _)) => {
+            let killed = signal.wait();
+            futures::pin_mut!(killed);
+            match futures::future::select(futures::future::select(read, inbox.next()), killed).await
+            {
+                Either::Right(_) => break 'conn,
+                Either::Left((Either::Left((r, _)), _)) => r,
+                Either::Left((Either::Right((Some(m), _)), _)) => {
                     resp::encode(&m.reply(), conn.proto, &mut out);
                     drain_messages(&mut conn, &mut out);
                     if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
@@ -500,10 +566,39 @@ where
                     }
                     continue;
                 }
-                Either::Right((None, _)) => continue,
+                Either::Left((Either::Right((None, _)), _)) => continue,
+            }
+        } else if let Some(lines) = conn.intro.monitor.as_mut() {
+            // MONITOR: input, or the lines of commands run anywhere.
+            let read = stream.read(&mut input[filled..]);
+            futures::pin_mut!(read);
+            let killed = signal.wait();
+            futures::pin_mut!(killed);
+            match futures::future::select(futures::future::select(read, lines.next()), killed).await
+            {
+                Either::Right(_) => break 'conn,
+                Either::Left((Either::Left((r, _)), _)) => r,
+                Either::Left((Either::Right((Some(line), _)), _)) => {
+                    out.extend_from_slice(&line);
+                    while let Ok(line) = lines.try_recv() {
+                        out.extend_from_slice(&line);
+                    }
+                    if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Either::Left((Either::Right((None, _)), _)) => continue,
             }
         } else {
-            stream.read(&mut input[filled..]).await
+            let read = stream.read(&mut input[filled..]);
+            futures::pin_mut!(read);
+            let killed = signal.wait();
+            futures::pin_mut!(killed);
+            match futures::future::select(read, killed).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => break 'conn,
+            }
         };
         let n = match read {
             Ok(0) | Err(_) => break,
@@ -543,6 +638,11 @@ where
                         Route::Inline(found) => conn.execute(found, &argv, &mut out).await,
                         Route::Alone(found) => {
                             conn.flush_batch(&mut out).await;
+                            if found.is_some_and(|s| s.name == "client") {
+                                // CLIENT LIST/INFO show the query buffer as
+                                // Redis does: the running command still in it.
+                                conn.info.borrow_mut().qbuf = filled - parsed;
+                            }
                             conn.execute(found, &argv, &mut out).await
                         }
                     };
@@ -596,7 +696,11 @@ where
                                     // The pop it answers is a write: under
                                     // `always` it waits for the log too.
                                     conn.note_write_everywhere();
-                                    resp::encode(&reply, conn.proto, &mut out)
+                                    let mark = out.len();
+                                    resp::encode(&reply, conn.proto, &mut out);
+                                    crate::server::introspect::blocked_done(
+                                        &mut conn, &mut out, mark,
+                                    );
                                 }
                                 None => break 'conn,
                             }
@@ -647,6 +751,7 @@ where
     let _ = stream.close().await;
     multi::unwatch_all(&mut conn).await;
     pubsub::unsubscribe_all(&mut conn);
+    crate::server::introspect::leave(&mut conn);
 }
 
 /// Grows `input` (doubling) when less than half a read's worth of room is
@@ -675,15 +780,28 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
     conn: &mut Conn,
     mut b: Blocked,
 ) -> Option<Reply> {
+    use crate::server::introspect::clients::{Wake, UNBLOCKED};
     conn.state
         .blocked_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // CLIENT KILL and CLIENT UNBLOCK (from any core) end the wait too.
+    let signal = conn.info.borrow().signal.clone();
+    signal.set_blocked(true);
     let outcome = loop {
         make_room(input, *filled);
         let timer = async {
-            match b.deadline {
-                Some(d) => crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await,
-                None => futures::future::pending::<()>().await,
+            let sleep = async {
+                match b.deadline {
+                    Some(d) => {
+                        crate::runtime::sleep(d.saturating_duration_since(Instant::now())).await
+                    }
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            futures::pin_mut!(sleep);
+            match futures::future::select(sleep, signal.wait()).await {
+                Either::Left(_) => None,
+                Either::Right((why, _)) => Some(why),
             }
         };
         let read = stream.read(&mut input[*filled..]);
@@ -693,8 +811,15 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
         match futures::future::select(answer_or_timer, read).await {
             Either::Left((Either::Left((Ok(reply), _)), _)) => break Some(reply),
             Either::Left((Either::Left((Err(_), _)), _)) => break Some(b.timeout_reply.clone()),
-            Either::Left((Either::Right(((), _)), _)) => {
+            Either::Left((Either::Right((Some(Wake::Killed), _)), _)) => {
+                b.claim.store(true, std::sync::atomic::Ordering::SeqCst);
+                break None;
+            }
+            Either::Left((Either::Right((why, _)), _)) => {
                 if !b.claim.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    if why == Some(Wake::UnblockError) {
+                        break Some(Reply::Error(UNBLOCKED.into()));
+                    }
                     break Some(b.timeout_reply.clone());
                 }
                 // A shard won the claim first: its answer is on the way.
@@ -715,6 +840,7 @@ async fn wait_blocked<S: AsyncRead + Unpin>(
             }
         }
     };
+    signal.set_blocked(false);
     conn.state
         .blocked_clients
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -23,6 +23,7 @@ const ALL: &[&str] = &[
     "cluster",
     "cpu",
     "commandstats",
+    "errorstats",
     "keyspace",
     "shards",
 ];
@@ -37,7 +38,7 @@ struct ShardFacts {
     dbs: Vec<(usize, usize)>,
 }
 
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -242,7 +243,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 let mut names: Vec<_> = crate::exec::command::COMMANDS
                     .iter()
                     .zip(&cmd.by_command)
-                    .filter(|(_, s)| s.calls > 0)
+                    .filter(|(_, s)| s.calls + s.rejected + s.failed > 0)
                     .map(|(spec, s)| (spec.name, s))
                     .collect();
                 names.sort_by_key(|(n, _)| *n);
@@ -256,6 +257,12 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                         s.rejected,
                         s.failed
                     );
+                }
+            }
+            "errorstats" => {
+                w.push_str("# Errorstats\r\n");
+                for (code, n) in &cmd.errors {
+                    let _ = write!(w, "errorstat_{code}:count={n}\r\n");
                 }
             }
             "keyspace" => {

@@ -1,7 +1,8 @@
 //! The server layer: a client connection's loop ([`conn`]) and what it
 //! sends elsewhere on a cluster backup ([`front_door`]), what keel knows
-//! about each client ([`client`]), INFO ([`info`]) and the state every
-//! executor shares ([`state`]).
+//! about each client ([`client`]), INFO ([`info`]), the operators' tools
+//! (slow log, latency monitor, MONITOR, CLIENT KILL/PAUSE: [`introspect`])
+//! and the state every executor shares ([`state`]).
 
 pub mod client;
 pub mod commands;
@@ -10,5 +11,6 @@ pub mod config_table;
 pub mod conn;
 pub mod front_door;
 pub mod info;
+pub mod introspect;
 pub mod pipeline;
 pub mod state;

@@ -113,6 +113,7 @@ impl Conn {
             || !self.inflight.is_empty()
             || self.state.repl.is_backup()
             || self.state.scripts.busy()
+            || self.intro.unbatched()
         {
             // (A busy script: every command meets -BUSY in `execute`.)
             return alone;
@@ -166,6 +167,7 @@ impl Conn {
             mode: crate::exec::router::Mode::of(spec),
             shard,
             args: owned(argv),
+            fast: spec.has(flags::FAST),
         });
         p.queued.push(Queued {
             executor,
@@ -194,7 +196,11 @@ impl Conn {
         }
         let ctx = self.ctx(now_ms());
         let n = items.len();
-        let answer = match self.router.send_batch(executor, ctx, self.proto, items) {
+        let who = crate::server::introspect::who(self);
+        let answer = match self
+            .router
+            .send_batch(executor, ctx, self.proto, items, who)
+        {
             Ok(a) => a,
             // The executor is gone: a dropped answer reads as an error.
             Err(_) => oneshot::channel().1,
@@ -237,6 +243,10 @@ impl Conn {
                 Some(r) if k < r.ends.len() => {
                     let start = if k == 0 { 0 } else { r.ends[k - 1] };
                     merged.extend_from_slice(&r.bytes[start..r.ends[k]]);
+                    if r.failed[k] {
+                        let reply = &r.bytes[start..r.ends[k]];
+                        self.router.local.stats.borrow_mut().note_error(reply);
+                    }
                     r.failed[k]
                 }
                 _ => {

@@ -126,6 +126,9 @@ pub async fn reset(conn: &mut Conn) -> CmdResult {
     conn.db = 0;
     conn.proto = Protocol::Resp2;
     conn.authenticated = conn.state.config().requirepass.is_none();
+    crate::server::introspect::leave(conn);
+    conn.intro.reply = Default::default();
+    conn.intro.no_touch = false;
     let mut info = conn.info.borrow_mut();
     info.name.clear();
     info.no_evict = false;
@@ -142,6 +145,9 @@ fn client_arity(sub: &str) -> CmdError {
 
 pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     let sub = String::from_utf8_lossy(a[1]).to_lowercase();
+    if let Some(r) = crate::server::introspect::clients::client(conn, &sub, a).await {
+        return r;
+    }
     match (sub.as_str(), a.len()) {
         ("id", 2) => Ok(Reply::Int(conn.id() as i64)),
         ("getname", 2) => {
@@ -226,6 +232,14 @@ pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 "NO-EVICT (ON|OFF)",
                 "INFO",
                 "LIST",
+                "KILL <ip:port>",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Options: ID, ADDR, LADDR, TYPE (NORMAL|MASTER|REPLICA|PUBSUB), USER, SKIPME (YES|NO), MAXAGE",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "UNPAUSE",
+                "REPLY (ON|OFF|SKIP)",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "NO-TOUCH (ON|OFF)",
             ]
             .iter()
             .map(|s| Reply::Status(Cow::Borrowed(s)))

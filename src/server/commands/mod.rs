@@ -69,6 +69,10 @@ pub async fn run(
             ]))
         }
         "debug" => debug(conn, a, now).await,
+        // introspection (server::introspect)
+        "slowlog" => crate::server::introspect::slowlog::slowlog(conn, a).await,
+        "latency" => crate::server::introspect::latency::latency(conn, a).await,
+        "monitor" => crate::server::introspect::monitor_cmd(conn),
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => {
             crate::script::eval(conn, spec.name, a, now).await
         }
@@ -409,6 +413,7 @@ fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
                 .store(n, std::sync::atomic::Ordering::Relaxed);
         }
         _ => {
+            crate::server::introspect::config_changed(p.name, v);
             if p.name == "hll-sparse-max-bytes" {
                 config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
             }

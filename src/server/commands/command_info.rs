@@ -29,6 +29,7 @@ use crate::resp::reply::Reply;
 /// Commands with subcommands: Redis reports them with no flags and no keys.
 const CONTAINERS: &[&str] = &[
     "object", "memory", "client", "config", "pubsub", "script", "function", "xgroup", "xinfo",
+    "slowlog", "latency",
 ];
 
 /// Commands whose keys follow a `numkeys` argument: (name, index of the
@@ -88,6 +89,7 @@ const BLOCKING: &[&str] = &[
 ];
 
 const NOSCRIPT: &[&str] = &[
+    "monitor",
     "blpop",
     "brpop",
     "blmove",
@@ -562,6 +564,123 @@ const SUBCOMMANDS: &[Sub] = &[
         &["readonly"],
         (2, 2, 1),
         &["@read", "@stream", "@slow"],
+    ),
+    // introspection (SLOWLOG, LATENCY, MEMORY, CLIENT)
+    sub(
+        "client|kill",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    sub(
+        "client|pause",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    sub(
+        "client|reply",
+        3,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|unblock",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    sub(
+        "client|unpause",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    sub("memory|doctor", 2, &[], (0, 0, 0), &["@slow"]),
+    sub("memory|malloc-stats", 2, &[], (0, 0, 0), &["@slow"]),
+    sub("memory|purge", 2, &[], (0, 0, 0), &["@slow"]),
+    sub("memory|stats", 2, &[], (0, 0, 0), &["@slow"]),
+    sub(
+        "latency|doctor",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "latency|graph",
+        3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "latency|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
+    sub(
+        "latency|histogram",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "latency|history",
+        3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "latency|latest",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "latency|reset",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "slowlog|get",
+        -2,
+        &["admin", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "slowlog|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
+    sub(
+        "slowlog|len",
+        2,
+        &["admin", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "slowlog|reset",
+        2,
+        &["admin", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
     ),
 ];
 

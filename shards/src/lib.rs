@@ -24,6 +24,7 @@
 //! - [`snapshot`]: point-in-time snapshots of a running shard, and loading them.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
+//! - [`notify`]: keyspace notification classes and the events a shard produced.
 
 pub mod dict;
 pub mod digest;
@@ -36,6 +37,7 @@ pub mod journal;
 pub mod keyspace;
 pub mod list;
 pub mod merge;
+pub mod notify;
 pub mod packed;
 pub mod record;
 pub mod set;

@@ -172,6 +172,8 @@ pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, 
         }
         drop(s);
         serve(ls, shard);
+        // Its keyspace events go out before the client has its reply.
+        ls.kick_log(shard);
         return;
     }
     s.block_on(db, &key);

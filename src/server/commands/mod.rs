@@ -524,6 +524,14 @@ fn config_set(conn: &Conn, args: &[&[u8]]) -> Result<(), CmdError> {
     for change in changes {
         apply(conn, &mut stored, change.entry.param, &change.value);
     }
+    // notify-keyspace-events takes effect from the letters given, not the
+    // canonical form CONFIG GET shows: Redis prints `KEAn` as `AKE` yet
+    // keeps reporting new keys.
+    for (name, value) in &pairs {
+        if name.eq_ignore_ascii_case(b"notify-keyspace-events") {
+            keel_shards::notify::set_flags(keel_shards::notify::parse(value).unwrap_or(0));
+        }
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@
 //! - [`entry_codec`]: one key's entry as bytes (the `Put` record's argument).
 //! - [`snapshot`]: point-in-time snapshots of a running shard, and loading them.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
+//! - [`tracking`]: client-side caching: who read which key, invalidations due.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
 //! - [`notify`]: keyspace notification classes and the events a shard produced.
 
@@ -45,6 +46,7 @@ pub mod shard;
 pub mod slot;
 pub mod snapshot;
 pub mod table;
+pub mod tracking;
 pub mod value;
 pub mod zset;
 

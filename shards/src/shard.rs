@@ -147,6 +147,8 @@ pub struct Shard {
     /// Writes the shard made on its own (expiries, evictions), so a
     /// caller can tell whether a command itself wrote.
     implicit_writes: u64,
+    /// Client-side caching: who read which key (see [`crate::tracking`]).
+    pub tracking: crate::tracking::Tracking,
 }
 
 impl Shard {
@@ -174,6 +176,7 @@ impl Shard {
             follower: false,
             events: Vec::new(),
             implicit_writes: 0,
+            tracking: Default::default(),
         }
     }
 
@@ -298,6 +301,9 @@ impl Shard {
     /// Marks a change to `key`: bumps its WATCH version and flags it ready
     /// for clients blocked on it.
     fn touch_watched(&mut self, db: usize, key: &[u8]) {
+        if db < DATABASES {
+            self.tracking.changed(key);
+        }
         if self.watched.is_empty() && self.blocking.is_empty() {
             return;
         }
@@ -722,10 +728,13 @@ impl Shard {
         touch(db);
         let d = std::mem::take(&mut self.dbs[db]);
         let n = d.dict.len();
+        // Tracking clients get one invalidate-everything message instead.
+        self.tracking.mute(true);
         for (k, e) in d.dict.iter() {
             self.used -= e.mem_bytes();
             self.touch_watched(db, k);
         }
+        self.tracking.mute(false);
         self.after_flush(db, d.dict);
         if n > 0 {
             self.wrote();

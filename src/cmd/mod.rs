@@ -40,6 +40,12 @@ pub struct Ctx {
     pub now_ms: u64,
     /// `proto-max-bulk-len`: the largest string a command may build.
     pub max_string: usize,
+    /// The client running the command (0: none, e.g. replay): the writer
+    /// NOLOOP tracking clients are not told about.
+    pub client: u64,
+    /// Client-side caching: the shard remembers that `client` read the
+    /// command's keys (see `server::tracking`).
+    pub track: bool,
 }
 
 /// The string a key holds: `Ok(None)` when absent, WRONGTYPE when it holds

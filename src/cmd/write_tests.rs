@@ -12,6 +12,8 @@ fn ctx(now_ms: u64) -> Ctx {
         db: 0,
         now_ms,
         max_string: 512 << 20,
+        client: 0,
+        track: false,
     }
 }
 

@@ -148,6 +148,8 @@ fn ctx_for(db: usize) -> Ctx {
         db,
         now_ms: now_ms(),
         max_string: usize::MAX,
+        client: 0,
+        track: false,
     }
 }
 

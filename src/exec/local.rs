@@ -128,6 +128,8 @@ pub struct LocalShards {
     /// Where keyspace events go (see `exec::notify`); unset in tests that
     /// run shards without a server.
     pub notify_hub: std::cell::OnceCell<std::sync::Arc<crate::exec::notify::Hub>>,
+    /// Where client-side caching invalidations go (see `server::tracking`).
+    pub tracking: std::cell::OnceCell<std::sync::Arc<crate::server::tracking::Directory>>,
     deferred: RefCell<Vec<(Vec<usize>, Work)>>,
 }
 
@@ -161,6 +163,7 @@ impl LocalShards {
             inbox: RefCell::new(None),
             nested: Cell::new(false),
             notify_hub: std::cell::OnceCell::new(),
+            tracking: std::cell::OnceCell::new(),
             deferred: RefCell::new(Vec::new()),
         }
     }
@@ -186,6 +189,9 @@ impl LocalShards {
     pub fn kick_log(&self, global: usize) {
         if self.shard(global).has_events() {
             crate::exec::notify::flush(self, global);
+        }
+        if self.shard(global).tracking.has_pending() {
+            crate::server::tracking::flush(self, global);
         }
         if self.shard(global).journal_pending() {
             if let Some(d) = self.disks.shards.borrow_mut().get_mut(self.index(global)) {

@@ -29,9 +29,46 @@ pub struct Message {
     pub pattern: Option<Arc<[u8]>>,
     pub channel: Arc<[u8]>,
     pub payload: Arc<[u8]>,
+    /// A client-side caching invalidation (see `server::tracking`): the
+    /// keys, or `None` for all of them.
+    pub invalidate: Option<Option<Vec<Vec<u8>>>>,
 }
 
 impl Message {
+    pub fn invalidation(keys: Option<Vec<Vec<u8>>>) -> Message {
+        Message {
+            pattern: None,
+            channel: crate::server::tracking::CHANNEL.into(),
+            payload: Arc::from(&b""[..]),
+            invalidate: Some(keys),
+        }
+    }
+
+    /// The message as a connection speaking `proto` receives it, if it
+    /// does: an invalidation is a RESP3 `invalidate` push, or in RESP2 a
+    /// `__redis__:invalidate` message to a subscribed connection (dropped
+    /// otherwise, as Redis drops it).
+    pub fn reply_for(&self, proto: crate::resp::Protocol, subscribed: bool) -> Option<Reply> {
+        let Some(keys) = &self.invalidate else {
+            return Some(self.reply());
+        };
+        let keys = match keys {
+            Some(k) => Reply::Array(k.iter().map(|k| Reply::Bulk(k.clone())).collect()),
+            None => Reply::Nil,
+        };
+        match proto {
+            crate::resp::Protocol::Resp3 => {
+                Some(Reply::Push(vec![Reply::bulk("invalidate"), keys]))
+            }
+            _ if subscribed => Some(Reply::Push(vec![
+                Reply::bulk("message"),
+                Reply::Bulk(self.channel.to_vec()),
+                keys,
+            ])),
+            _ => None,
+        }
+    }
+
     pub fn reply(&self) -> Reply {
         let b = |x: &Arc<[u8]>| Reply::Bulk(x.to_vec());
         Reply::Push(match &self.pattern {
@@ -47,7 +84,7 @@ impl Message {
 }
 
 pub type Inbox = mpsc::UnboundedReceiver<Message>;
-type Outbox = mpsc::UnboundedSender<Message>;
+pub type Outbox = mpsc::UnboundedSender<Message>;
 
 /// One executor's subscriptions.
 #[derive(Default)]
@@ -66,6 +103,7 @@ impl Registry {
                     pattern: None,
                     channel: channel.clone(),
                     payload: payload.clone(),
+                    invalidate: None,
                 };
                 if out.unbounded_send(m).is_ok() {
                     n += 1;
@@ -80,6 +118,7 @@ impl Registry {
                         pattern: Some(pattern.clone()),
                         channel: channel.clone(),
                         payload: payload.clone(),
+                        invalidate: None,
                     };
                     if out.unbounded_send(m).is_ok() {
                         n += 1;
@@ -114,6 +153,11 @@ pub struct Subscriptions {
     pub patterns: Vec<Vec<u8>>,
     outbox: Option<Outbox>,
     pub inbox: Option<Inbox>,
+    /// Client-side caching options, when CLIENT TRACKING is on.
+    pub tracking: Option<Box<crate::server::tracking::ConnTracking>>,
+    /// The connection takes messages without subscriptions (tracking
+    /// invalidations).
+    pub listening: bool,
 }
 
 impl Subscriptions {
@@ -125,7 +169,7 @@ impl Subscriptions {
         self.count() > 0
     }
 
-    fn outbox(&mut self) -> Outbox {
+    pub fn outbox(&mut self) -> Outbox {
         if self.outbox.is_none() {
             let (tx, rx) = mpsc::unbounded();
             self.outbox = Some(tx);
@@ -147,6 +191,10 @@ fn ack(kind: &'static str, name: Option<&[u8]>, count: usize) -> Reply {
 pub fn subscribe(conn: &mut Conn, a: &[&[u8]], patterns: bool) -> Vec<Reply> {
     let id = conn.id();
     let out = conn.subs.outbox();
+    // A subscribed connection may be a tracking client's REDIRECT target.
+    if !conn.subs.active() {
+        conn.state.tracking.register(id, out.clone());
+    }
     let mut replies = Vec::new();
     for name in &a[1..] {
         let list = if patterns {
@@ -216,10 +264,14 @@ pub fn unsubscribe(conn: &mut Conn, a: &[&[u8]], patterns: bool) -> Vec<Reply> {
     replies
 }
 
-/// Drops every subscription (connection closed or RESET).
+/// Drops every subscription and client tracking (connection closed or
+/// RESET).
 pub fn unsubscribe_all(conn: &mut Conn) {
     unsubscribe(conn, &[b"unsubscribe"], false);
     unsubscribe(conn, &[b"punsubscribe"], true);
+    if conn.subs.outbox.is_some() {
+        conn.state.tracking.forget(conn.id());
+    }
     conn.subs = Subscriptions::default();
 }
 

@@ -78,6 +78,10 @@ pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
         return Err(CmdError::OutOfMemory);
     }
     let events = crate::exec::keyevents::before(s, ctx, args);
+    s.tracking.set_writer(ctx.client);
+    if ctx.track && !mode.write {
+        crate::server::tracking::remember(s, ctx.client, args);
+    }
     let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s, ctx, args))) {
         Ok(r) => r,
         Err(_) => {
@@ -88,6 +92,7 @@ pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
     if let Some(b) = events {
         crate::exec::keyevents::after(b, s, ctx, args, &r);
     }
+    s.tracking.set_writer(0);
     s.command_end(ctx.db, args);
     r
 }

@@ -53,6 +53,8 @@ pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
         db,
         now_ms: 0,
         max_string: usize::MAX,
+        client: 0,
+        track: false,
     };
     s.replay_at(r.hlc);
     let malformed = || ReplayError::Malformed {

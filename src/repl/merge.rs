@@ -194,6 +194,8 @@ fn run(s: &mut Shard, db: u8, hlc: Hlc, args: &[&[u8]], now: u64, stats: &mut Me
         db: db as usize,
         now_ms: now,
         max_string: usize::MAX,
+        client: 0,
+        track: false,
     };
     s.replay_at(hlc);
     let r = crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx, args);
@@ -413,6 +415,8 @@ mod tests {
             db: 0,
             now_ms: now,
             max_string: usize::MAX,
+            client: 0,
+            track: false,
         };
         crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx, &args).unwrap();
     }

@@ -439,6 +439,8 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
         db: active.db,
         now_ms: active.now_ms,
         max_string: active.max_string,
+        client: 0,
+        track: false,
     };
     let mut mode = Mode::of(spec);
     if active.allow_oom {

@@ -92,6 +92,8 @@ fn meta_command(ls: &LocalShards, s: usize, argv: &[&[u8]], write: bool) -> CmdR
         db: META_DB,
         now_ms: now_ms(),
         max_string: usize::MAX,
+        client: 0,
+        track: false,
     };
     let mode = if write { Mode::WRITE } else { Mode::of(spec) };
     let mut shard = ls.shard(s);

@@ -122,6 +122,8 @@ fn run(s: &mut Shard, db: usize, now: u64, argv: &[Vec<u8>]) {
         db,
         now_ms: now,
         max_string: 1 << 20,
+        client: 0,
+        track: false,
     };
     let _ = apply(f, crate::exec::router::Mode::WRITE, s, &ctx, &args);
 }

@@ -263,6 +263,7 @@ async fn flush(conn: &Conn, a: &[&[u8]], all: bool) -> CmdResult {
             }
         })
         .await?;
+    crate::server::tracking::flushed(conn, all).await?;
     Ok(Reply::Ok)
 }
 

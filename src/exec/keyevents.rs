@@ -39,7 +39,7 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
     if n::flags() & (n::KEYSPACE | n::KEYEVENT) == 0 {
         return None;
     }
-    let spec = command::lookup(args[0])?;
+    let spec = command::lookup(args[0]).filter(|s| s.arity_ok(args.len()))?;
     let keys = command::keys_of(spec, args);
     let mut out = Vec::with_capacity(keys.len());
     // keys_of returns slices of `args`: find their positions.
@@ -51,19 +51,41 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
             .position(|(_, a)| a.as_ptr() == k.as_ptr() && a.len() == k.len())
         {
             let i = i + 1;
+            // A key past its expiry goes now, as Redis's lookup takes it
+            // (its `expired` comes before the command's events).
+            let _ = s.peek(ctx.db, args[i], ctx.now_ms);
             out.push((i, s.contains_live(ctx.db, args[i], ctx.now_ms)));
         }
     }
     // Key misses: the keys a read finds absent, as Redis's read lookups
     // report them (OBJECT's does not; GETEX, GETDEL and SET ... GET read
     // first), before the write's own events.
-    let reads = (spec.has(command::flags::READONLY) && spec.name != "object")
-        || matches!(spec.name, "getex" | "getdel")
-        || (spec.name == "set" && has_opt(args, 3, &["get"]));
-    if reads && n::wanted(n::KEY_MISS) {
-        for &(i, live) in &out {
-            if !live {
-                s.notify(n::KEY_MISS, "keymiss", ctx.db, args[i]);
+    if n::wanted(n::KEY_MISS) {
+        let read_from = match spec.name {
+            "object" => None,
+            _ if spec.has(command::flags::READONLY) => Some(1),
+            "getex" | "getdel" | "pfmerge" => Some(1),
+            "set" if has_opt(args, 3, &["get"]) => Some(1),
+            "georadius" | "georadiusbymember" => Some(1),
+            "sinterstore" | "sunionstore" | "sdiffstore" | "zrangestore" | "geosearchstore" => {
+                Some(2)
+            }
+            // (after the destination and numkeys)
+            "zunionstore" | "zinterstore" | "zdiffstore" => Some(4),
+            "bitop" => Some(3),
+            "bitfield" if !has_opt(args, 2, &["set", "incrby"]) => Some(1),
+            _ => None,
+        };
+        // SINTER and friends stop at the first missing set.
+        let first_only = matches!(spec.name, "sinter" | "sintercard" | "sinterstore");
+        if let Some(from) = read_from {
+            for &(i, live) in &out {
+                if i >= from && !live {
+                    s.notify(n::KEY_MISS, "keymiss", ctx.db, args[i]);
+                    if first_only {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -165,13 +187,31 @@ pub fn after(b: Before, s: &mut Shard, ctx: &Ctx, args: &[&[u8]], r: &CmdResult)
     };
     let existed = |i: usize| b.keys.iter().any(|&(k, e)| k == i && e);
     // Commands Redis reports even when they changed nothing.
+    // SET with an expiry already past: Redis stores the key and expires it
+    // at its next lookup; keel does not store it (nor count a write when
+    // there was nothing to delete). The same events, the expiry's at once.
+    let past_set = name == "set"
+        && matches!(reply, Reply::Ok)
+        && !exists_after(s, args[1])
+        && has_opt(args, 3, &["ex", "px", "exat", "pxat"]);
     let always = match name.as_str() {
         "ltrim" | "append" => existed(1),
+        "set" => past_set,
         "pfmerge" => true,
         _ => false,
     };
     match name.as_str() {
         _ if !wrote && !always => {}
+        "set" if past_set => {
+            custom_new = true;
+            if !existed(1) {
+                events.push(ev(n::NEW, "new", key(1)));
+            }
+            events.push(ev(n::STRING, "set", key(1)));
+            events.push(ev(n::GENERIC, "expire", key(1)));
+            events.push(ev(n::EXPIRED, "expired", key(1)));
+            no_del.push(key(1));
+        }
         "set" => {
             events.push(ev(n::STRING, "set", key(1)));
             if has_opt(args, 3, &["ex", "px", "exat", "pxat"]) {
@@ -345,7 +385,7 @@ pub fn after(b: Before, s: &mut Shard, ctx: &Ctx, args: &[&[u8]], r: &CmdResult)
         }
         _ => {}
     }
-    if !wrote {
+    if !wrote || past_set {
         for e in &events {
             s.notify(e.class, e.event, e.db, &e.key);
         }

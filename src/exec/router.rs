@@ -396,10 +396,17 @@ impl Router {
     ) -> CmdResult {
         let (db, now) = (ctx.db, ctx.now_ms);
         let mut scratch = Shard::new(usize::MAX);
+        // A tracking client's read is remembered on the keys' own shards.
+        let track = ctx.track
+            && crate::exec::command::lookup(args[0]).is_some_and(|s| !s.has(flags::WRITE));
+        let client = ctx.client;
         for key in keys {
             let k = key.clone();
             let entry = self
                 .on_shard(self.shard_of(key), Some(tx), move |s| {
+                    if track {
+                        s.tracking.remember(&k, client);
+                    }
                     s.peek(db, &k, now).map(|e| e.to_entry())
                 })
                 .await?;

@@ -195,9 +195,14 @@ def test_default_mode_resp3(keel, ref):
             c1.call("MGET", "b", "c")
             c1.call("EXISTS", "d")
             c1.call("GET", "never-written")
+            c2.call("SADD", "s1", "a")
+            c2.call("SADD", "s2", "b")
+            c1.call("SUNION", "s1", "s2")  # keys on two shards with --shards 4
             c1.drain(0.1)
             c2.call("SET", "a", "x")
             got = [invalidated_keys(c1.drain())]
+            c2.call("SADD", "s2", "c")
+            got.append(invalidated_keys(c1.drain()))
             c2.call("MSET", "b", "y", "c", "y", "d", "y")
             got.append(sorted(invalidated_keys(c1.drain())))
             # Forgotten once invalidated: no second message.
@@ -223,7 +228,7 @@ def test_default_mode_resp3(keel, ref):
             c2.close()
 
     got = both(keel, ref, scenario)
-    assert got[0] == ["a"] and got[1] == ["b", "c", "d"] and got[2] == []
+    assert got[0] == ["a"] and got[1] == ["s2"] and got[2] == ["b", "c", "d"] and got[3] == []
 
 
 def test_self_invalidation_and_noloop(keel, ref):

@@ -29,18 +29,17 @@ pub struct Message {
     pub pattern: Option<Arc<[u8]>>,
     pub channel: Arc<[u8]>,
     pub payload: Arc<[u8]>,
-    /// A client-side caching invalidation (see `server::tracking`): the
-    /// keys, or `None` for all of them.
-    pub invalidate: Option<Option<Vec<Vec<u8>>>>,
+    /// A client-side caching notice (see `server::tracking`).
+    pub tracking: Option<crate::server::tracking::Notice>,
 }
 
 impl Message {
-    pub fn invalidation(keys: Option<Vec<Vec<u8>>>) -> Message {
+    pub fn tracking(notice: crate::server::tracking::Notice) -> Message {
         Message {
             pattern: None,
             channel: crate::server::tracking::CHANNEL.into(),
             payload: Arc::from(&b""[..]),
-            invalidate: Some(keys),
+            tracking: Some(notice),
         }
     }
 
@@ -49,8 +48,19 @@ impl Message {
     /// `__redis__:invalidate` message to a subscribed connection (dropped
     /// otherwise, as Redis drops it).
     pub fn reply_for(&self, proto: crate::resp::Protocol, subscribed: bool) -> Option<Reply> {
-        let Some(keys) = &self.invalidate else {
-            return Some(self.reply());
+        use crate::server::tracking::Notice;
+        let keys = match &self.tracking {
+            None => return Some(self.reply()),
+            Some(Notice::RedirectBroken(id)) => {
+                // RESP3 only, as Redis tells it.
+                return (proto == crate::resp::Protocol::Resp3).then(|| {
+                    Reply::Push(vec![
+                        Reply::bulk("tracking-redir-broken"),
+                        Reply::Int(*id as i64),
+                    ])
+                });
+            }
+            Some(Notice::Invalidate(keys)) => keys,
         };
         let keys = match keys {
             Some(k) => Reply::Array(k.iter().map(|k| Reply::Bulk(k.clone())).collect()),
@@ -103,7 +113,7 @@ impl Registry {
                     pattern: None,
                     channel: channel.clone(),
                     payload: payload.clone(),
-                    invalidate: None,
+                    tracking: None,
                 };
                 if out.unbounded_send(m).is_ok() {
                     n += 1;
@@ -118,7 +128,7 @@ impl Registry {
                         pattern: Some(pattern.clone()),
                         channel: channel.clone(),
                         payload: payload.clone(),
-                        invalidate: None,
+                        tracking: None,
                     };
                     if out.unbounded_send(m).is_ok() {
                         n += 1;
@@ -269,9 +279,9 @@ pub fn unsubscribe(conn: &mut Conn, a: &[&[u8]], patterns: bool) -> Vec<Reply> {
 pub fn unsubscribe_all(conn: &mut Conn) {
     unsubscribe(conn, &[b"unsubscribe"], false);
     unsubscribe(conn, &[b"punsubscribe"], true);
-    if conn.subs.outbox.is_some() {
-        conn.state.tracking.forget(conn.id());
-    }
+    conn.state
+        .tracking
+        .forget(conn.id(), conn.subs.outbox.is_some());
     conn.subs = Subscriptions::default();
 }
 

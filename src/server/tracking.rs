@@ -54,6 +54,17 @@ pub struct ConnTracking {
     pub caching: bool,
     /// The flag ends when the next command starts.
     clear_due: bool,
+    /// The REDIRECT connection is gone (kept in the directory's copy).
+    pub broken: bool,
+}
+
+/// What a tracking message says.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// Drop these keys (`None`: every key).
+    Invalidate(Option<Vec<Vec<u8>>>),
+    /// The REDIRECT connection (this id) is gone: invalidations are lost.
+    RedirectBroken(u64),
 }
 
 impl ConnTracking {
@@ -76,6 +87,9 @@ struct Dir {
 #[derive(Default)]
 pub struct Directory {
     inner: Mutex<Dir>,
+    /// Tracking clients: a closing connection takes the lock only when
+    /// there are some.
+    trackers: std::sync::atomic::AtomicUsize,
 }
 
 impl Directory {
@@ -96,22 +110,48 @@ impl Directory {
             };
             let bcast = d.trackers.values().filter(|t| t.bcast).count();
             keel_shards::tracking::set_broadcasting(bcast);
+            self.trackers
+                .store(d.trackers.len(), std::sync::atomic::Ordering::Relaxed);
         });
     }
 
-    /// A connection is gone.
-    pub fn forget(&self, id: u64) {
-        self.with(|d| d.outboxes.remove(&id));
+    /// A connection is gone (`had_outbox`: it could receive messages).
+    /// Clients redirecting to it learn their redirection is broken.
+    pub fn forget(&self, id: u64, had_outbox: bool) {
+        if !had_outbox && self.trackers.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        self.with(|d| {
+            d.outboxes.remove(&id);
+            for t in d.trackers.values_mut() {
+                if t.redirect == id {
+                    t.broken = true;
+                }
+            }
+        });
         self.set_tracker(id, None);
+    }
+
+    /// Whether client `id`'s REDIRECT connection is gone.
+    fn broken(&self, id: u64) -> bool {
+        self.with(|d| d.trackers.get(&id).is_some_and(|t| t.broken))
+            .unwrap_or(false)
     }
 }
 
 fn invalidate(keys: Option<Vec<Vec<u8>>>) -> Message {
-    Message::invalidation(keys)
+    Message::tracking(Notice::Invalidate(keys))
 }
 
-/// Where client `id`'s invalidations go.
+/// Where client `id`'s invalidations go. A broken redirection sends the
+/// client itself a notice instead, each time, as Redis does.
 fn target<'a>(d: &'a Dir, id: u64, t: &ConnTracking) -> Option<&'a Outbox> {
+    if t.broken {
+        if let Some(own) = d.outboxes.get(&id) {
+            let _ = own.unbounded_send(Message::tracking(Notice::RedirectBroken(t.redirect)));
+        }
+        return None;
+    }
     d.outboxes
         .get(if t.redirect != 0 { &t.redirect } else { &id })
 }
@@ -401,6 +441,9 @@ fn info(conn: &Conn) -> Reply {
         }
         if t.noloop {
             flags.push(Reply::bulk("noloop"));
+        }
+        if t.redirect != 0 && conn.state.tracking.broken(conn.id()) {
+            flags.push(Reply::bulk("broken_redirect"));
         }
         redirect = t.redirect as i64;
         prefixes = t.prefixes.iter().map(|p| Reply::Bulk(p.clone())).collect();

@@ -464,3 +464,32 @@ def test_reset_turns_tracking_off(keel, ref):
             w.close()
 
     both(keel, ref, scenario)
+
+
+def test_broken_redirect(keel, ref):
+    def scenario(s):
+        c1, sub, w = Client(s, resp3=True), Client(s), Client(s)
+        ids = {sub.id: "SUB"}
+        try:
+            sub.call("SUBSCRIBE", "__redis__:invalidate")
+            c1.call("CLIENT", "TRACKING", "ON", "REDIRECT", sub.id)
+            c1.call("GET", "a")
+            c1.call("GET", "b")
+            sub.close()
+            time.sleep(0.2)
+            w.call("SET", "a", "1")
+            got = [norm(m, ids) for m in c1.drain()]
+            got.append(norm(c1.call("CLIENT", "TRACKINGINFO"), ids))
+            # Tracking on again (no redirect): mended.
+            c1.call("CLIENT", "TRACKING", "ON")
+            got.append(norm(c1.call("CLIENT", "TRACKINGINFO"), ids))
+            c1.call("GET", "b")
+            w.call("SET", "b", "1")
+            got.append(invalidated_keys(c1.drain()))
+            return got
+        finally:
+            c1.close()
+            w.close()
+
+    got = both(keel, ref, scenario)
+    assert got[0] == ("push", [("bulk", b"tracking-redir-broken"), ("int", "SUB")])

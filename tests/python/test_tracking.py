@@ -493,3 +493,27 @@ def test_broken_redirect(keel, ref):
 
     got = both(keel, ref, scenario)
     assert got[0] == ("push", [("bulk", b"tracking-redir-broken"), ("int", "SUB")])
+
+
+def test_scripts_reads_are_tracked_for_the_caller(keel, ref):
+    def scenario(s):
+        got = []
+        for opts in ([], ["NOLOOP"]):
+            c, w = Client(s, resp3=True), Client(s)
+            try:
+                c.call("CLIENT", "TRACKING", "ON", *opts)
+                c.call("EVAL", "return redis.call('get', KEYS[1])", "1", "sk")
+                c.call("EVAL", "return redis.call('mget', KEYS[1], KEYS[2])", "2", "{t}a", "{t}b")
+                w.call("SET", "sk", "1")
+                w.call("SET", "{t}b", "1")
+                got.append(sorted(invalidated_keys(c.drain())))
+                c.call("GET", "own")
+                c.call("EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "own")
+                got.append(invalidated_keys(c.drain()))
+            finally:
+                c.close()
+                w.close()
+        return got
+
+    got = both(keel, ref, scenario)
+    assert got[0] == ["sk", "{t}b"] and got[1] == ["own"] and got[3] == []

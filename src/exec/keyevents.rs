@@ -62,7 +62,7 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
     // first), before the write's own events.
     if n::wanted(n::KEY_MISS) {
         let read_from = match spec.name {
-            "object" => None,
+            "object" | "memory" => None,
             _ if spec.has(command::flags::READONLY) => Some(1),
             "getex" | "getdel" | "pfmerge" => Some(1),
             "set" if has_opt(args, 3, &["get"]) => Some(1),
@@ -76,15 +76,10 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
             "bitfield" if !has_opt(args, 2, &["set", "incrby"]) => Some(1),
             _ => None,
         };
-        // SINTER and friends stop at the first missing set.
-        let first_only = matches!(spec.name, "sinter" | "sintercard" | "sinterstore");
         if let Some(from) = read_from {
             for &(i, live) in &out {
                 if i >= from && !live {
                     s.notify(n::KEY_MISS, "keymiss", ctx.db, args[i]);
-                    if first_only {
-                        break;
-                    }
                 }
             }
         }

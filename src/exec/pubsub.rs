@@ -60,7 +60,12 @@ impl Message {
                     ])
                 });
             }
-            Some(Notice::Invalidate(keys)) => keys,
+            Some(Notice::Invalidate { keys, redirected }) => {
+                if proto != crate::resp::Protocol::Resp3 && !redirected {
+                    return None;
+                }
+                keys
+            }
         };
         let keys = match keys {
             Some(k) => Reply::Array(k.iter().map(|k| Reply::Bulk(k.clone())).collect()),

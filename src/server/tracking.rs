@@ -61,8 +61,12 @@ pub struct ConnTracking {
 /// What a tracking message says.
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// Drop these keys (`None`: every key).
-    Invalidate(Option<Vec<Vec<u8>>>),
+    /// Drop these keys (`None`: every key); `redirected`: sent to the
+    /// REDIRECT connection (in RESP2 only such a one, subscribed, gets it).
+    Invalidate {
+        keys: Option<Vec<Vec<u8>>>,
+        redirected: bool,
+    },
     /// The REDIRECT connection (this id) is gone: invalidations are lost.
     RedirectBroken(u64),
 }
@@ -139,21 +143,20 @@ impl Directory {
     }
 }
 
-fn invalidate(keys: Option<Vec<Vec<u8>>>) -> Message {
-    Message::tracking(Notice::Invalidate(keys))
-}
-
-/// Where client `id`'s invalidations go. A broken redirection sends the
-/// client itself a notice instead, each time, as Redis does.
-fn target<'a>(d: &'a Dir, id: u64, t: &ConnTracking) -> Option<&'a Outbox> {
+/// Sends client `id` (or its REDIRECT connection) an invalidation of
+/// `keys`. A broken redirection sends the client itself a notice instead,
+/// each time, as Redis does.
+fn send(d: &Dir, id: u64, t: &ConnTracking, keys: Option<Vec<Vec<u8>>>) {
     if t.broken {
         if let Some(own) = d.outboxes.get(&id) {
             let _ = own.unbounded_send(Message::tracking(Notice::RedirectBroken(t.redirect)));
         }
-        return None;
+        return;
     }
-    d.outboxes
-        .get(if t.redirect != 0 { &t.redirect } else { &id })
+    let redirected = t.redirect != 0;
+    if let Some(out) = d.outboxes.get(if redirected { &t.redirect } else { &id }) {
+        let _ = out.unbounded_send(Message::tracking(Notice::Invalidate { keys, redirected }));
+    }
 }
 
 /// Delivers the invalidations shard `global` queued (after work on it).
@@ -174,16 +177,11 @@ fn deliver(d: &Dir, pending: &[Invalidation]) {
             if t.bcast || (t.noloop && inv.writer == *id) {
                 continue;
             }
-            if let Some(out) = target(d, *id, t) {
-                let _ = out.unbounded_send(invalidate(Some(vec![inv.key.to_vec()])));
-            }
+            send(d, *id, t, Some(vec![inv.key.to_vec()]));
         }
     }
     // Broadcasting clients: per prefix, the keys under it, in one message.
     for (id, t) in d.trackers.iter().filter(|(_, t)| t.bcast) {
-        let Some(out) = target(d, *id, t) else {
-            continue;
-        };
         for p in &t.prefixes {
             let keys: Vec<Vec<u8>> = pending
                 .iter()
@@ -191,7 +189,7 @@ fn deliver(d: &Dir, pending: &[Invalidation]) {
                 .map(|i| i.key.to_vec())
                 .collect();
             if !keys.is_empty() {
-                let _ = out.unbounded_send(invalidate(Some(keys)));
+                send(d, *id, t, Some(keys));
             }
         }
     }
@@ -210,9 +208,7 @@ pub async fn flushed(conn: &Conn, all: bool) -> Result<(), CmdError> {
     }
     conn.state.tracking.with(|d| {
         for (id, t) in &d.trackers {
-            if let Some(out) = target(d, *id, t) {
-                let _ = out.unbounded_send(invalidate(None));
-            }
+            send(d, *id, t, None);
         }
     });
     Ok(())

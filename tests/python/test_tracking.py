@@ -517,3 +517,21 @@ def test_scripts_reads_are_tracked_for_the_caller(keel, ref):
 
     got = both(keel, ref, scenario)
     assert got[0] == ["sk", "{t}b"] and got[1] == ["own"] and got[3] == []
+
+
+def test_resp2_without_redirect_gets_nothing(keel, ref):
+    def scenario(s):
+        c, w = Client(s), Client(s)
+        try:
+            got = [c.call("CLIENT", "TRACKING", "ON")]
+            c.call("GET", "k")
+            got.append(c.call("SUBSCRIBE", "__redis__:invalidate"))
+            w.call("SET", "k", "1")
+            got.append(c.drain())
+            return got
+        finally:
+            c.close()
+            w.close()
+
+    got = both(keel, ref, scenario)
+    assert got[-1] == []

@@ -384,3 +384,26 @@ def test_resp3_subscriber_gets_pushes(keel):
         w.call("SET", "r3", "v")
         m = sub.read_any()
         assert m == ("push", [("bulk", b"message"), ("bulk", b"__keyevent@0__:set"), ("bulk", b"r3")])
+
+
+def test_blocked_client_served_by_a_push(keel, ref):
+    """LPUSH wakes a BLPOP: the push's events, then the pop's (and the
+    del of the emptied list), as Redis serves blocked clients after the
+    command."""
+    got = []
+    for s in (keel, ref):
+        s.flush()
+        config_events(s, "KEAn")
+        sub = Subscriber(s)
+        blocked = s.raw()
+        try:
+            blocked.send("BLPOP", "bq", "{bq}z", "0")
+            time.sleep(0.2)
+            run(s, [("LPUSH", "bq", "a")])
+            assert blocked.read_reply() == ("array", [("bulk", b"bq"), ("bulk", b"a")])
+            got.append(sub.count(8, settle=0.3))
+        finally:
+            blocked.close()
+            sub.close()
+    assert got[0] == got[1]
+    assert ("__keyspace@0__:bq", "lpop") in got[1]

@@ -9,10 +9,47 @@
 
 use crate::hlc::Hlc;
 
-/// Up to this many entries, and entries up to this many bytes, stay packed
-/// (Redis's `hash-max-listpack-entries` / `-value` and the zset twins).
+/// The most entries, and the longest entry, a packed buffer ever holds:
+/// keel's ceiling on Redis's `hash-max-listpack-entries` / `-value` and the
+/// zset twins (lookups in a packed buffer are linear scans, and the record
+/// count is one byte).
 pub const MAX_ENTRIES: usize = 128;
 pub const MAX_VALUE: usize = 64;
+
+/// The packing thresholds in force, as CONFIG SET last lowered them (never
+/// above [`MAX_ENTRIES`] / [`MAX_VALUE`]). Process-wide atomics read with
+/// relaxed loads: a collection converts on the first write after a change,
+/// as in Redis, and never converts back.
+pub mod limits {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    use super::{MAX_ENTRIES, MAX_VALUE};
+
+    static HASH_ENTRIES: AtomicUsize = AtomicUsize::new(MAX_ENTRIES);
+    static HASH_VALUE: AtomicUsize = AtomicUsize::new(MAX_VALUE);
+    static ZSET_ENTRIES: AtomicUsize = AtomicUsize::new(MAX_ENTRIES);
+    static ZSET_VALUE: AtomicUsize = AtomicUsize::new(MAX_VALUE);
+
+    /// (entries, value bytes) a packed hash may hold.
+    pub fn hash() -> (usize, usize) {
+        (HASH_ENTRIES.load(Relaxed), HASH_VALUE.load(Relaxed))
+    }
+
+    /// (entries, member bytes) a packed sorted set may hold.
+    pub fn zset() -> (usize, usize) {
+        (ZSET_ENTRIES.load(Relaxed), ZSET_VALUE.load(Relaxed))
+    }
+
+    pub fn set_hash(entries: u64, value: u64) {
+        HASH_ENTRIES.store(entries.min(MAX_ENTRIES as u64) as usize, Relaxed);
+        HASH_VALUE.store(value.min(MAX_VALUE as u64) as usize, Relaxed);
+    }
+
+    pub fn set_zset(entries: u64, value: u64) {
+        ZSET_ENTRIES.store(entries.min(MAX_ENTRIES as u64) as usize, Relaxed);
+        ZSET_VALUE.store(value.min(MAX_VALUE as u64) as usize, Relaxed);
+    }
+}
 
 /// A non-empty packed buffer starts with a header: its record count in one
 /// byte (it never exceeds [`MAX_ENTRIES`]), then the base HLC that record

@@ -6,6 +6,7 @@
 //! nothing here depends on the connection.
 
 pub mod bitmaps;
+pub mod dump;
 pub mod error;
 pub mod expiry;
 pub mod failover;
@@ -19,7 +20,9 @@ pub mod lists;
 pub mod numbers;
 pub mod sentinel;
 pub mod sets;
+pub mod sort;
 pub mod strings;
+pub mod swapdb;
 #[cfg(test)]
 mod write_tests;
 pub mod zsets;

@@ -74,11 +74,14 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
             "zunionstore" | "zinterstore" | "zdiffstore" => Some(4),
             "bitop" => Some(3),
             "bitfield" if !has_opt(args, 2, &["set", "incrby"]) => Some(1),
+            "sort" => Some(1),
             _ => None,
         };
+        // SORT reads its one source key (its STORE destination is written).
+        let to = if spec.name == "sort" { 1 } else { usize::MAX };
         if let Some(from) = read_from {
             for &(i, live) in &out {
-                if i >= from && !live {
+                if i >= from && i <= to && !live {
                     s.notify(n::KEY_MISS, "keymiss", ctx.db, args[i]);
                 }
             }

@@ -51,6 +51,8 @@ STREAMS = [
     ("hyperloglog", 131, 1000), ("hyperloglog_xshard", 132, 500),
     # geo (GEOSEARCHSTORE and GEORADIUS STORE over keys on every shard in the xshard stream)
     ("geo", 141, 1500), ("geo_xshard", 142, 600),
+    # SORT / SORT_RO (BY and GET patterns over keys of every shard, STORE, inside MULTI)
+    ("sort", 151, 1500), ("sort", 152, 1500),
 ]
 
 TOLERANCE = {"ttl": 1, "pttl": 1000}

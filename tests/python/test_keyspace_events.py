@@ -216,6 +216,9 @@ SCRIPTS = {
         ("HINCRBYFLOAT", "hf", "f", "1e3"), ("HDEL", "hf", "f"), ("DEL", "nothing"),
         ("SADD", "{u}a", "1"), ("SINTERSTORE", "{u}d", "{u}a", "{u}b"), ("SUNIONSTORE", "{u}d", "{u}a", "{u}b"),
         ("SINTERSTORE", "{u}d", "{u}a", "{u}b"),
+        ("RPUSH", "{o}l", "3", "1", "2"), ("SORT", "{o}l", "STORE", "{o}d"), ("SORT", "{o}l", "STORE", "{o}d"),
+        ("SORT", "{o}none", "STORE", "{o}d"), ("SORT", "{o}l", "BY", "nosort", "STORE", "{o}e"),
+        ("SORT_RO", "{o}l"), ("SORT", "{o}missing"), ("SET", "sw", "1"), ("SWAPDB", "0", "1"), ("SWAPDB", "0", "1"),
     ],
     "reads_on_missing_keys": [
         ("GET", "x"), ("EXISTS", "x", "y"), ("TTL", "x"), ("TYPE", "x"), ("HGET", "x", "f"),

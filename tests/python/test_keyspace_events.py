@@ -410,3 +410,23 @@ def test_blocked_client_served_by_a_push(keel, ref):
             sub.close()
     assert got[0] == got[1]
     assert ("__keyspace@0__:bq", "lpop") in got[1]
+
+
+def test_restore_events(keel, ref):
+    """RESTORE (each server restoring its own DUMP payload): new, restore."""
+    got = []
+    for s in (keel, ref):
+        s.flush()
+        with s.raw() as c:
+            c.call("SET", "k", "v")
+            payload = c.call("DUMP", "k")[1]
+        config_events(s, "KEAn")
+        sub = Subscriber(s)
+        try:
+            run(s, [("RESTORE", "k2", "0", payload), ("RESTORE", "k2", "0", payload, "REPLACE"),
+                    ("RESTORE", "k2", "0", payload)])
+            got.append(sub.count(8 if s is keel else 8, settle=0.3))
+        finally:
+            sub.close()
+    assert got[0] == got[1]
+    assert ("__keyspace@0__:k2", "restore") in got[1]

@@ -9,21 +9,24 @@
 
 use crate::hlc::Hlc;
 
-/// The most entries, and the longest entry, a packed buffer ever holds:
-/// keel's ceiling on Redis's `hash-max-listpack-entries` / `-value` and the
-/// zset twins (lookups in a packed buffer are linear scans, and the record
-/// count is one byte).
+/// Up to this many entries, and entries up to this many bytes, stay packed
+/// until CONFIG SET says otherwise (Redis's `hash-max-listpack-entries` /
+/// `-value` and the zset twins; keel's entries default is below Redis's 512,
+/// as lookups in a packed buffer are linear scans).
 pub const MAX_ENTRIES: usize = 128;
 pub const MAX_VALUE: usize = 64;
 
-/// The packing thresholds in force, as CONFIG SET last lowered them (never
-/// above [`MAX_ENTRIES`] / [`MAX_VALUE`]). Process-wide atomics read with
-/// relaxed loads: a collection converts on the first write after a change,
-/// as in Redis, and never converts back.
+/// The most entries a packed buffer can hold: its record count is one byte.
+pub const ENTRIES_CEILING: usize = 255;
+
+/// The packing thresholds in force: keel's defaults until CONFIG SET sets
+/// one, then what it set (entries never above [`ENTRIES_CEILING`]).
+/// Process-wide atomics read with relaxed loads: a collection converts on
+/// the first write after a change, as in Redis, and never converts back.
 pub mod limits {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-    use super::{MAX_ENTRIES, MAX_VALUE};
+    use super::{ENTRIES_CEILING, MAX_ENTRIES, MAX_VALUE};
 
     static HASH_ENTRIES: AtomicUsize = AtomicUsize::new(MAX_ENTRIES);
     static HASH_VALUE: AtomicUsize = AtomicUsize::new(MAX_VALUE);
@@ -40,19 +43,27 @@ pub mod limits {
         (ZSET_ENTRIES.load(Relaxed), ZSET_VALUE.load(Relaxed))
     }
 
-    pub fn set_hash(entries: u64, value: u64) {
-        HASH_ENTRIES.store(entries.min(MAX_ENTRIES as u64) as usize, Relaxed);
-        HASH_VALUE.store(value.min(MAX_VALUE as u64) as usize, Relaxed);
+    fn entries(n: u64) -> usize {
+        n.min(ENTRIES_CEILING as u64) as usize
     }
 
-    pub fn set_zset(entries: u64, value: u64) {
-        ZSET_ENTRIES.store(entries.min(MAX_ENTRIES as u64) as usize, Relaxed);
-        ZSET_VALUE.store(value.min(MAX_VALUE as u64) as usize, Relaxed);
+    fn bytes(n: u64) -> usize {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    pub fn set_hash(max_entries: u64, max_value: u64) {
+        HASH_ENTRIES.store(entries(max_entries), Relaxed);
+        HASH_VALUE.store(bytes(max_value), Relaxed);
+    }
+
+    pub fn set_zset(max_entries: u64, max_value: u64) {
+        ZSET_ENTRIES.store(entries(max_entries), Relaxed);
+        ZSET_VALUE.store(bytes(max_value), Relaxed);
     }
 }
 
 /// A non-empty packed buffer starts with a header: its record count in one
-/// byte (it never exceeds [`MAX_ENTRIES`]), then the base HLC that record
+/// byte (it never exceeds [`ENTRIES_CEILING`]), then the base HLC that record
 /// times are stored relative to, as varints: the fields of one write cost
 /// one byte of time each, not eight. An empty buffer has no header.
 pub const HEADER: usize = 9;

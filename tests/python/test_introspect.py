@@ -58,8 +58,8 @@ def test_object_and_memory_usage_as_redis(keel, ref_redis):
 def test_listpack_thresholds_apply_as_in_redis(tmp_path, ref_redis):
     """CONFIG SET of the listpack thresholds (and their ziplist aliases)
     changes when hashes and sorted sets leave the packed encoding, from the
-    next write, on every core; raising them past keel's ceiling of 128
-    entries / 64 bytes stops there."""
+    next write, on every core; entries stop at keel's ceiling of 255, values
+    may be as long as set."""
     keel = start_keel(tmp_path, shards=4)
     try:
         k, r = keel.client(), ref_redis.client()
@@ -84,16 +84,24 @@ def test_listpack_thresholds_apply_as_in_redis(tmp_path, ref_redis):
                                   (f"z-grown{i}", b"skiplist"), (f"z-long{i}", b"skiplist")):
                     assert k.object("encoding", key) == r.object("encoding", key) == want, key
             assert k.config_get("hash-max-listpack-entries") == {"hash-max-listpack-entries": "3"}
-            # Above the ceiling: still packed up to 128 members, not beyond.
+            # Above the ceiling: still packed up to 255 members, not beyond.
             k.config_set("zset-max-listpack-entries", 1000)
-            k.zadd("z-big", {f"m{i}": i for i in range(128)})
+            k.zadd("z-big", {f"m{i}": i for i in range(255)})
             assert k.object("encoding", "z-big") == b"listpack"
             k.zadd("z-big", {"one-more": 1})
             assert k.object("encoding", "z-big") == b"skiplist"
+            # Long values stay packed when allowed, in insertion order.
+            for c in (k, r):
+                c.config_set("hash-max-listpack-value", 100000)
+                c.hset("h-long-ok", mapping={"a": "x" * 70000, "b": "1", "c": "y" * 300})
+            assert k.object("encoding", "h-long-ok") == r.object("encoding", "h-long-ok") == b"listpack"
+            assert k.hgetall("h-long-ok") == r.hgetall("h-long-ok")
+            assert list(k.hgetall("h-long-ok")) == [b"a", b"b", b"c"]
         finally:
             for c in (k, r):
                 c.config_set("hash-max-listpack-entries", 512)
                 c.config_set("hash-max-listpack-value", 64)
+                c.delete("h-long-ok")
                 c.config_set("zset-max-listpack-entries", 128)
                 c.config_set("zset-max-listpack-value", 64)
     finally:

@@ -423,28 +423,26 @@ fn apply(conn: &Conn, stored: &mut Stored, p: &'static Param, v: &str) {
 }
 
 /// The listpack thresholds, once one of a pair changes: keel packs small
-/// hashes and sorted sets as Redis does, up to its own ceiling
-/// (`keel_shards::packed::MAX_ENTRIES` / `MAX_VALUE`), so lowering a
-/// threshold takes effect (from the next write to a collection) and raising
-/// it past the ceiling stops there.
+/// hashes and sorted sets as Redis does, from the next write to a
+/// collection; entries stop at 255 (`keel_shards::packed::ENTRIES_CEILING`).
+/// Until a CONFIG SET, keel keeps its own defaults (128 entries, 64 bytes).
 fn apply_packing(stored: &Stored, name: &str) {
-    let value = |name: &str| {
+    use keel_shards::packed::{limits, MAX_ENTRIES, MAX_VALUE};
+    // A threshold never set keeps keel's default, not Redis's.
+    let value = |name: &str, keel_default: usize| {
         stored
             .get(name)
-            .map(String::as_str)
-            .or_else(|| config_table::lookup(name.as_bytes()).map(|e| e.param.default))
             .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(u64::MAX)
+            .unwrap_or(keel_default as u64)
     };
-    use keel_shards::packed::limits;
     match name {
         "hash-max-listpack-entries" | "hash-max-listpack-value" => limits::set_hash(
-            value("hash-max-listpack-entries"),
-            value("hash-max-listpack-value"),
+            value("hash-max-listpack-entries", MAX_ENTRIES),
+            value("hash-max-listpack-value", MAX_VALUE),
         ),
         "zset-max-listpack-entries" | "zset-max-listpack-value" => limits::set_zset(
-            value("zset-max-listpack-entries"),
-            value("zset-max-listpack-value"),
+            value("zset-max-listpack-entries", MAX_ENTRIES),
+            value("zset-max-listpack-value", MAX_VALUE),
         ),
         _ => {}
     }

@@ -23,7 +23,9 @@
 //! - [`entry_codec`]: one key's entry as bytes (the `Put` record's argument).
 //! - [`snapshot`]: point-in-time snapshots of a running shard, and loading them.
 //! - [`digest`]: the order-independent keyspace checksum of `DEBUG DIGEST`.
+//! - [`tracking`]: client-side caching: who read which key, invalidations due.
 //! - [`glob`]: Redis glob patterns for `KEYS` and `SCAN MATCH`.
+//! - [`notify`]: keyspace notification classes and the events a shard produced.
 
 pub mod dict;
 pub mod digest;
@@ -36,6 +38,7 @@ pub mod journal;
 pub mod keyspace;
 pub mod list;
 pub mod merge;
+pub mod notify;
 pub mod packed;
 pub mod record;
 pub mod set;
@@ -43,6 +46,7 @@ pub mod shard;
 pub mod slot;
 pub mod snapshot;
 pub mod table;
+pub mod tracking;
 pub mod value;
 pub mod zset;
 

@@ -11,6 +11,7 @@ use crate::digest::Digest;
 use crate::hlc::{Hlc, HlcClock};
 use crate::journal::Journal;
 use crate::keyspace::{EntryNode, EntryRef, Keyspace};
+use crate::notify::{self, KeyEvent};
 use crate::record::Op;
 use crate::snapshot::Snapshot;
 use crate::table::Chain;
@@ -143,6 +144,13 @@ pub struct Shard {
     /// so it never expires or evicts on its own (an expired key is hidden
     /// from reads until the primary's `Del` arrives).
     follower: bool,
+    /// Keyspace events not yet published (see [`crate::notify`]).
+    events: Vec<KeyEvent>,
+    /// Writes the shard made on its own (expiries, evictions), so a
+    /// caller can tell whether a command itself wrote.
+    implicit_writes: u64,
+    /// Client-side caching: who read which key (see [`crate::tracking`]).
+    pub tracking: crate::tracking::Tracking,
 }
 
 impl Shard {
@@ -169,7 +177,43 @@ impl Shard {
             counting: true,
             touching: true,
             follower: false,
+            events: Vec::new(),
+            implicit_writes: 0,
+            tracking: Default::default(),
         }
+    }
+
+    /// Notes a keyspace event of `class` when notifications of that class
+    /// are on (one atomic load otherwise).
+    #[inline]
+    pub fn notify(&mut self, class: u32, event: &'static str, db: usize, key: &[u8]) {
+        if notify::wanted(class) && db < DATABASES {
+            self.events.push(KeyEvent {
+                db,
+                event,
+                key: key.into(),
+            });
+        }
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The events noted since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<KeyEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// How many writes the shard made on its own (expiries, evictions).
+    pub fn implicit_writes(&self) -> u64 {
+        self.implicit_writes
+    }
+
+    /// Whether `key` holds a live value, with no side effect (no lazy
+    /// expiry, no LRU touch, no statistics).
+    pub fn contains_live(&self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        matches!(self.dbs[db].dict.get(key), Some(e) if !e.is_expired(now_ms))
     }
 
     pub(crate) fn journal(&self) -> &Journal {
@@ -260,6 +304,9 @@ impl Shard {
     /// Marks a change to `key`: bumps its WATCH version and flags it ready
     /// for clients blocked on it.
     fn touch_watched(&mut self, db: usize, key: &[u8]) {
+        if db < DATABASES {
+            self.tracking.changed(key);
+        }
         if self.watched.is_empty() && self.blocking.is_empty() {
             return;
         }
@@ -398,8 +445,10 @@ impl Shard {
         if expired && !self.follower {
             self.remove_entry(db, key);
             self.stats.expired_keys += 1;
+            self.implicit_writes += 1;
             self.wrote();
             self.record_implicit(db, Op::Del, key);
+            self.notify(notify::EXPIRED, "expired", db, key);
         }
         expired
     }
@@ -695,10 +744,13 @@ impl Shard {
         touch(db);
         let d = std::mem::take(&mut self.dbs[db]);
         let n = d.dict.len();
+        // Tracking clients get one invalidate-everything message instead.
+        self.tracking.mute(true);
         for (k, e) in d.dict.iter() {
             self.used -= e.mem_bytes();
             self.touch_watched(db, k);
         }
+        self.tracking.mute(false);
         self.after_flush(db, d.dict);
         if n > 0 {
             self.wrote();
@@ -851,8 +903,10 @@ impl Shard {
                 Some((db, key)) => {
                     self.remove_entry(db, &key);
                     self.stats.evicted_keys += 1;
+                    self.implicit_writes += 1;
                     self.wrote();
                     self.record_implicit(db, Op::Del, &key);
+                    self.notify(notify::EVICTED, "evicted", db, &key);
                 }
                 None => return Err(OutOfMemory),
             }

@@ -46,6 +46,12 @@ pub struct Ctx {
     /// CLIENT NO-TOUCH: the command's reads leave keys' LRU age alone
     /// (TOUCH still touches).
     pub no_touch: bool,
+    /// The client running the command (0: none, e.g. replay): the writer
+    /// NOLOOP tracking clients are not told about.
+    pub client: u64,
+    /// Client-side caching: the shard remembers that `client` read the
+    /// command's keys (see `server::tracking`).
+    pub track: bool,
 }
 
 /// The string a key holds: `Ok(None)` when absent, WRONGTYPE when it holds

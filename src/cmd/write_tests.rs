@@ -13,6 +13,8 @@ fn ctx(now_ms: u64) -> Ctx {
         now_ms,
         max_string: 512 << 20,
         no_touch: false,
+        client: 0,
+        track: false,
     }
 }
 

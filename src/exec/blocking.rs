@@ -149,6 +149,8 @@ fn ctx_for(db: usize) -> Ctx {
         now_ms: now_ms(),
         max_string: usize::MAX,
         no_touch: false,
+        client: 0,
+        track: false,
     }
 }
 
@@ -173,6 +175,8 @@ pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, 
         }
         drop(s);
         serve(ls, shard);
+        // Its keyspace events go out before the client has its reply.
+        ls.kick_log(shard);
         return;
     }
     s.block_on(db, &key);

@@ -125,6 +125,11 @@ pub struct LocalShards {
     pub inbox: RefCell<Option<Drain<Msg>>>,
     /// Inside [`LocalShards::block_on`]: lock-free work is deferred.
     nested: Cell<bool>,
+    /// Where keyspace events go (see `exec::notify`); unset in tests that
+    /// run shards without a server.
+    pub notify_hub: std::cell::OnceCell<std::sync::Arc<crate::exec::notify::Hub>>,
+    /// Where client-side caching invalidations go (see `server::tracking`).
+    pub tracking: std::cell::OnceCell<std::sync::Arc<crate::server::tracking::Directory>>,
     deferred: RefCell<Vec<(Vec<usize>, Work)>>,
 }
 
@@ -157,6 +162,8 @@ impl LocalShards {
             repl: RefCell::new(Vec::new()),
             inbox: RefCell::new(None),
             nested: Cell::new(false),
+            notify_hub: std::cell::OnceCell::new(),
+            tracking: std::cell::OnceCell::new(),
             deferred: RefCell::new(Vec::new()),
         }
     }
@@ -177,8 +184,15 @@ impl LocalShards {
         self.shards[self.index(global)].borrow_mut()
     }
 
-    /// After work on shard `global`: wakes its log task if records wait.
+    /// After work on shard `global`: publishes the keyspace events it
+    /// noted and wakes its log task if records wait.
     pub fn kick_log(&self, global: usize) {
+        if self.shard(global).has_events() {
+            crate::exec::notify::flush(self, global);
+        }
+        if self.shard(global).tracking.has_pending() {
+            crate::server::tracking::flush(self, global);
+        }
         if self.shard(global).journal_pending() {
             if let Some(d) = self.disks.shards.borrow_mut().get_mut(self.index(global)) {
                 d.kick();

@@ -2,12 +2,15 @@
 //! ([`router`]: key → slot → shard → executor; a pipeline's commands for
 //! another core go as one message, [`batch`]), the shards an executor owns
 //! and their cross-shard locks ([`local`]), MULTI/WATCH ([`multi`]), blocking
-//! waits ([`blocking`]) and pub/sub ([`pubsub`]).
+//! waits ([`blocking`]), pub/sub ([`pubsub`]) and keyspace notifications
+//! (which events a command makes, [`keyevents`]; their delivery, [`notify`]).
 
 pub mod batch;
 pub mod blocking;
 pub mod command;
+pub mod keyevents;
 pub mod local;
 pub mod multi;
+pub mod notify;
 pub mod pubsub;
 pub mod router;

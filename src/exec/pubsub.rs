@@ -72,9 +72,62 @@ pub struct Message {
     pub shard: bool,
     pub channel: Arc<[u8]>,
     pub payload: Arc<[u8]>,
+    /// A client-side caching notice (see `server::tracking`).
+    pub tracking: Option<crate::server::tracking::Notice>,
 }
 
 impl Message {
+    pub fn tracking(notice: crate::server::tracking::Notice) -> Message {
+        Message {
+            pattern: None,
+            shard: false,
+            channel: crate::server::tracking::CHANNEL.into(),
+            payload: Arc::from(&b""[..]),
+            tracking: Some(notice),
+        }
+    }
+
+    /// The message as a connection speaking `proto` receives it, if it
+    /// does: an invalidation is a RESP3 `invalidate` push, or in RESP2 a
+    /// `__redis__:invalidate` message to a subscribed connection (dropped
+    /// otherwise, as Redis drops it).
+    pub fn reply_for(&self, proto: crate::resp::Protocol, subscribed: bool) -> Option<Reply> {
+        use crate::server::tracking::Notice;
+        let keys = match &self.tracking {
+            None => return Some(self.reply()),
+            Some(Notice::RedirectBroken(id)) => {
+                // RESP3 only, as Redis tells it.
+                return (proto == crate::resp::Protocol::Resp3).then(|| {
+                    Reply::Push(vec![
+                        Reply::bulk("tracking-redir-broken"),
+                        Reply::Int(*id as i64),
+                    ])
+                });
+            }
+            Some(Notice::Invalidate { keys, redirected }) => {
+                if proto != crate::resp::Protocol::Resp3 && !redirected {
+                    return None;
+                }
+                keys
+            }
+        };
+        let keys = match keys {
+            Some(k) => Reply::Array(k.iter().map(|k| Reply::Bulk(k.clone())).collect()),
+            None => Reply::Nil,
+        };
+        match proto {
+            crate::resp::Protocol::Resp3 => {
+                Some(Reply::Push(vec![Reply::bulk("invalidate"), keys]))
+            }
+            _ if subscribed => Some(Reply::Push(vec![
+                Reply::bulk("message"),
+                Reply::Bulk(self.channel.to_vec()),
+                keys,
+            ])),
+            _ => None,
+        }
+    }
+
     pub fn reply(&self) -> Reply {
         let b = |x: &Arc<[u8]>| Reply::Bulk(x.to_vec());
         Reply::Push(match &self.pattern {
@@ -93,7 +146,7 @@ impl Message {
 }
 
 pub type Inbox = mpsc::UnboundedReceiver<Message>;
-type Outbox = mpsc::UnboundedSender<Message>;
+pub type Outbox = mpsc::UnboundedSender<Message>;
 
 /// One executor's subscriptions.
 #[derive(Default)]
@@ -122,6 +175,7 @@ impl Registry {
             shard: false,
             channel: channel.clone(),
             payload: payload.clone(),
+            tracking: None,
         };
         let mut n = 0;
         if let Some(subs) = self.channels.get(&channel[..]) {
@@ -155,6 +209,7 @@ impl Registry {
                 shard: true,
                 channel: channel.clone(),
                 payload: payload.clone(),
+                tracking: None,
             };
             n += out.unbounded_send(m).is_ok() as i64;
         }
@@ -195,6 +250,11 @@ pub struct Subscriptions {
     pub shard_relay: bool,
     outbox: Option<Outbox>,
     pub inbox: Option<Inbox>,
+    /// Client-side caching options, when CLIENT TRACKING is on.
+    pub tracking: Option<Box<crate::server::tracking::ConnTracking>>,
+    /// The connection takes messages without subscriptions (tracking
+    /// invalidations).
+    pub listening: bool,
 }
 
 impl Subscriptions {
@@ -225,7 +285,7 @@ impl Subscriptions {
         }
     }
 
-    fn outbox(&mut self) -> Outbox {
+    pub fn outbox(&mut self) -> Outbox {
         if self.outbox.is_none() {
             let (tx, rx) = mpsc::unbounded();
             self.outbox = Some(tx);
@@ -247,6 +307,10 @@ fn ack(kind: &'static str, name: Option<&[u8]>, count: usize) -> Reply {
 pub fn subscribe(conn: &mut Conn, a: &[&[u8]], space: Space) -> Vec<Reply> {
     let id = conn.id();
     let out = conn.subs.outbox();
+    // A subscribed connection may be a tracking client's REDIRECT target.
+    if !conn.subs.active() {
+        conn.state.tracking.register(id, out.clone());
+    }
     let mut replies = Vec::new();
     for name in &a[1..] {
         let list = conn.subs.names(space);
@@ -311,11 +375,15 @@ pub fn relay_shard_messages(conn: &mut Conn) {
         .insert(id, out);
 }
 
-/// Drops every subscription (connection closed or RESET).
+/// Drops every subscription and client tracking (connection closed or
+/// RESET).
 pub fn unsubscribe_all(conn: &mut Conn) {
     unsubscribe(conn, &[b"unsubscribe"], Space::Channel);
     unsubscribe(conn, &[b"punsubscribe"], Space::Pattern);
     unsubscribe(conn, &[b"sunsubscribe"], Space::Shard);
+    conn.state
+        .tracking
+        .forget(conn.id(), conn.subs.outbox.is_some());
     if conn.subs.shard_relay {
         let id = conn.id();
         conn.router

@@ -78,6 +78,11 @@ pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
     if mode.deny_oom && s.ensure_memory(ctx.now_ms).is_err() {
         return Err(CmdError::OutOfMemory);
     }
+    let events = crate::exec::keyevents::before(s, ctx, args);
+    s.tracking.set_writer(ctx.client);
+    if ctx.track && !mode.write {
+        crate::server::tracking::remember(s, ctx.client, args);
+    }
     let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s, ctx, args))) {
         Ok(r) => r,
         Err(_) => {
@@ -85,6 +90,10 @@ pub fn apply(f: KeyedFn, mode: Mode, s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -
             Err(CmdError::other("internal error while running the command"))
         }
     };
+    if let Some(b) = events {
+        crate::exec::keyevents::after(b, s, ctx, args, &r);
+    }
+    s.tracking.set_writer(0);
     s.command_end(ctx.db, args);
     s.touch_lookups(true);
     r
@@ -398,10 +407,17 @@ impl Router {
     ) -> CmdResult {
         let (db, now) = (ctx.db, ctx.now_ms);
         let mut scratch = Shard::new(usize::MAX);
+        // A tracking client's read is remembered on the keys' own shards.
+        let track = ctx.track
+            && crate::exec::command::lookup(args[0]).is_some_and(|s| !s.has(flags::WRITE));
+        let client = ctx.client;
         for key in keys {
             let k = key.clone();
             let entry = self
                 .on_shard(self.shard_of(key), Some(tx), move |s| {
+                    if track {
+                        s.tracking.remember(&k, client);
+                    }
                     s.peek(db, &k, now).map(|e| e.to_entry())
                 })
                 .await?;
@@ -411,6 +427,7 @@ impl Router {
             scratch.watch(db, key);
         }
         let result = apply(f, Mode::default(), &mut scratch, &ctx, args);
+        let events = scratch.take_events();
         for key in keys {
             if scratch.watched_version(db, key, now) == 0 {
                 continue;
@@ -424,6 +441,7 @@ impl Router {
             })
             .await?;
         }
+        crate::exec::notify::publish(&self.local, &events);
         result
     }
 
@@ -694,12 +712,28 @@ impl Router {
         }
         let mut sum = 0;
         let mut gathered: Vec<Reply> = vec![Reply::Nil; argc];
+        // The parts' keyspace events, published in key order once all ran
+        // (as one shard would have produced them).
+        let mut events: Vec<(usize, keel_shards::notify::KeyEvent)> = Vec::new();
         for (s, a, positions) in parts {
-            let r = self
+            let keys = a.clone();
+            let (r, evs) = self
                 .on_shard(s, Some(tx), move |sh| {
-                    apply(f, mode, sh, &ctx, &borrowed(&a))
+                    let r = apply(f, mode, sh, &ctx, &borrowed(&a));
+                    (r, sh.take_events())
                 })
-                .await??;
+                .await?;
+            let r = r?;
+            let step = (keys.len() - 1) / positions.len().max(1);
+            for e in evs {
+                let pos = (0..positions.len())
+                    .find(|&j| {
+                        keys.get(1 + j * step.max(1))
+                            .is_some_and(|k| k[..] == e.key[..])
+                    })
+                    .map_or(usize::MAX, |j| positions[j]);
+                events.push((pos, e));
+            }
             match (split, r) {
                 (Split::Sum, Reply::Int(n)) => sum += n,
                 (Split::Gather, Reply::Array(items)) => {
@@ -710,6 +744,9 @@ impl Router {
                 _ => {}
             }
         }
+        events.sort_by_key(|(pos, _)| *pos);
+        let events: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
+        crate::exec::notify::publish(&self.local, &events);
         Ok(match split {
             Split::Sum => Reply::Int(sum),
             Split::Gather => {
@@ -763,10 +800,15 @@ impl Router {
             })
             .await??;
         if !copy && stored {
+            let key = src.clone();
             self.on_shard(src_shard, Some(tx), move |s| {
-                put_back(s, ctx.db, &src, None, ctx.now_ms)
+                put_back(s, ctx.db, &key, None, ctx.now_ms)
             })
             .await?;
+        }
+        if stored {
+            let events = crate::exec::keyevents::moved(&name, ctx.db, dst_db, &src, args[2]);
+            crate::exec::notify::publish(&self.local, &events);
         }
         Ok(match (copy || nx, stored) {
             (true, s) => Reply::Int(s as i64),

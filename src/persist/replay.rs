@@ -54,6 +54,8 @@ pub fn apply_record(s: &mut Shard, r: &Record<'_>) -> Result<(), ReplayError> {
         now_ms: 0,
         max_string: usize::MAX,
         no_touch: false,
+        client: 0,
+        track: false,
     };
     s.replay_at(r.hlc);
     let malformed = || ReplayError::Malformed {

@@ -195,6 +195,8 @@ fn run(s: &mut Shard, db: u8, hlc: Hlc, args: &[&[u8]], now: u64, stats: &mut Me
         now_ms: now,
         max_string: usize::MAX,
         no_touch: false,
+        client: 0,
+        track: false,
     };
     s.replay_at(hlc);
     let r = crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx, args);
@@ -415,6 +417,8 @@ mod tests {
             now_ms: now,
             max_string: usize::MAX,
             no_touch: false,
+            client: 0,
+            track: false,
         };
         crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx, &args).unwrap();
     }

@@ -514,6 +514,9 @@ async fn executor_main(
     let executors = inboxes.len();
     let (shards, disks): (Vec<_>, Vec<_>) = mine.into_iter().unzip();
     let local = Rc::new(LocalShards::with_shards(me, executors, shards));
+    let _ = local.notify_hub.set(state.keyspace_hub.clone());
+    let _ = local.tracking.set(state.tracking.clone());
+    spawn(crate::exec::notify::run(local.clone()));
     *local.disks.shards.borrow_mut() = disks;
     let disk_tasks = crate::persist::disk::start(local.clone(), state.clone()).await;
     let (limit, policy) = state.shard_memory_limit();

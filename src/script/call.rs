@@ -62,6 +62,10 @@ pub struct Active {
     pub allow_oom: bool,
     /// `redis.setresp(3)` was called.
     pub resp3: bool,
+    /// The calling client (for NOLOOP) and whether its reads are
+    /// remembered for client-side caching.
+    pub client: u64,
+    pub track: bool,
 }
 
 thread_local! {
@@ -443,6 +447,8 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
         now_ms: active.now_ms,
         max_string: active.max_string,
         no_touch: false,
+        client: active.client,
+        track: active.track,
     };
     let mut mode = Mode::of(spec);
     if active.allow_oom {

@@ -93,6 +93,8 @@ fn meta_command(ls: &LocalShards, s: usize, argv: &[&[u8]], write: bool) -> CmdR
         now_ms: now_ms(),
         max_string: usize::MAX,
         no_touch: false,
+        client: 0,
+        track: false,
     };
     let mode = if write { Mode::WRITE } else { Mode::of(spec) };
     let mut shard = ls.shard(s);

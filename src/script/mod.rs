@@ -66,6 +66,10 @@ struct Setting {
     max_string: usize,
     read_only: bool,
     allow_oom: bool,
+    /// The calling client, and whether its reads are remembered for
+    /// client-side caching (as Redis remembers a script's reads for it).
+    client: u64,
+    track: bool,
 }
 
 impl Setting {
@@ -78,6 +82,8 @@ impl Setting {
             read_only: self.read_only,
             allow_oom: self.allow_oom,
             resp3: false,
+            client: self.client,
+            track: self.track,
         }
     }
 }
@@ -197,6 +203,8 @@ async fn invoke(
         max_string: conn.max_string,
         read_only: ro_command || flags.no_writes,
         allow_oom: flags.allow_oom,
+        client: conn.id(),
+        track: conn.ctx(now).track,
     };
     let router = conn.router.clone();
 

@@ -206,6 +206,13 @@ impl Conn {
             now_ms,
             max_string: self.max_string,
             no_touch: self.intro.no_touch,
+            client: self.id(),
+            // (read-only commands only: see `exec::router::apply`)
+            track: self
+                .subs
+                .tracking
+                .as_deref()
+                .is_some_and(crate::server::tracking::ConnTracking::remembers),
         }
     }
 
@@ -294,6 +301,9 @@ impl Conn {
         }
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
+        }
+        if self.subs.tracking.is_some() {
+            crate::server::tracking::next_command(self, spec);
         }
         if self.state.scripts.busy() && !crate::script::allowed_while_busy(spec.name, argv) {
             return self.reply_err(CmdError::Raw(crate::script::BUSY.into()), out);
@@ -546,7 +556,7 @@ where
     let signal = conn.info.borrow().signal.clone();
     'conn: loop {
         make_room(&mut input, filled);
-        let subscribed = conn.subs.active();
+        let subscribed = conn.subs.active() || conn.subs.listening;
         let read = if let Some(inbox) = conn.subs.inbox.as_mut().filter(|_| subscribed) {
             // Subscribed: wait for input or a published message, whichever
             // comes first. A pending read is resumed by the next call.
@@ -559,7 +569,9 @@ where
                 Either::Right(_) => break 'conn,
                 Either::Left((Either::Left((r, _)), _)) => r,
                 Either::Left((Either::Right((Some(m), _)), _)) => {
-                    resp::encode(&m.reply(), conn.proto, &mut out);
+                    if let Some(r) = m.reply_for(conn.proto, conn.subs.active()) {
+                        resp::encode(&r, conn.proto, &mut out);
+                    }
                     drain_messages(&mut conn, &mut out);
                     if write_out(&mut stream, &mut out, &mut conn).await.is_err() {
                         break;
@@ -876,9 +888,12 @@ async fn wait_client_or<S: AsyncRead + Unpin, T>(
 
 /// Appends every message already waiting for a subscriber.
 fn drain_messages(conn: &mut Conn, out: &mut Vec<u8>) {
+    let subscribed = conn.subs.active();
     if let Some(inbox) = conn.subs.inbox.as_mut() {
         while let Ok(m) = inbox.try_recv() {
-            resp::encode(&m.reply(), conn.proto, out);
+            if let Some(r) = m.reply_for(conn.proto, subscribed) {
+                resp::encode(&r, conn.proto, out);
+            }
         }
     }
 }

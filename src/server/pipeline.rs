@@ -109,6 +109,7 @@ impl Conn {
             || !self.authenticated
             || self.multi.is_some()
             || self.subs.active()
+            || self.subs.tracking.is_some()
             || self.tx.is_some()
             || !self.inflight.is_empty()
             || self.state.repl.is_backup()

@@ -15,6 +15,10 @@ pub struct ServerState {
     pub config: RwLock<Config>,
     pub shards: usize,
     pub executors: usize,
+    /// Keyspace notifications' mailboxes, one per executor.
+    pub keyspace_hub: std::sync::Arc<crate::exec::notify::Hub>,
+    /// Client-side caching: tracking clients and their message queues.
+    pub tracking: std::sync::Arc<crate::server::tracking::Directory>,
     /// The port actually bound (differs from the config when it said 0).
     pub port: AtomicU64,
     /// The HTTP port bound (0: none).
@@ -95,6 +99,8 @@ impl ServerState {
             config: RwLock::new(config),
             shards,
             executors,
+            keyspace_hub: crate::exec::notify::Hub::new(executors),
+            tracking: Default::default(),
             started_ms,
             run_id,
             next_client_id: AtomicU64::new(1),

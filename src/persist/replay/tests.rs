@@ -151,6 +151,8 @@ fn run(s: &mut Shard, db: usize, now: u64, argv: &[Vec<u8>]) {
         now_ms: now,
         max_string: 1 << 20,
         no_touch: false,
+        client: 0,
+        track: false,
     };
     let _ = apply(f, crate::exec::router::Mode::WRITE, s, &ctx, &args);
 }

@@ -245,6 +245,9 @@ pub async fn client(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             .map(|s| Reply::Status(Cow::Borrowed(s)))
             .collect(),
         )),
+        ("tracking" | "caching" | "getredir" | "trackinginfo", _) => {
+            crate::server::tracking::client(conn, &sub, a).await
+        }
         ("id" | "getname" | "setname" | "setinfo" | "no-evict" | "info" | "help", _) => {
             Err(client_arity(&sub))
         }

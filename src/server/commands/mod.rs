@@ -282,6 +282,7 @@ async fn flush(conn: &Conn, a: &[&[u8]], all: bool) -> CmdResult {
             }
         })
         .await?;
+    crate::server::tracking::flushed(conn, all).await?;
     Ok(Reply::Ok)
 }
 
@@ -506,6 +507,14 @@ fn set_params(state: &ServerState, pairs: &[(&[u8], &[u8])]) -> Result<(), Strin
     for change in changes {
         apply(state, &mut stored, change.entry.param, &change.value);
         changed.insert(change.entry.param.name);
+    }
+    // notify-keyspace-events takes effect from the letters given, not the
+    // canonical form CONFIG GET shows: Redis prints `KEAn` as `AKE` yet
+    // keeps reporting new keys.
+    for (name, value) in pairs {
+        if name.eq_ignore_ascii_case(b"notify-keyspace-events") {
+            keel_shards::notify::set_flags(keel_shards::notify::parse(value).unwrap_or(0));
+        }
     }
     Ok(())
 }

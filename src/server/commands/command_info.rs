@@ -682,6 +682,35 @@ const SUBCOMMANDS: &[Sub] = &[
         (0, 0, 0),
         &["@admin", "@slow", "@dangerous"],
     ),
+    // client-side caching
+    sub(
+        "client|caching",
+        3,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|getredir",
+        2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|tracking",
+        -3,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
+    sub(
+        "client|trackinginfo",
+        2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow", "@connection"],
+    ),
 ];
 
 fn subcommands_of(parent: &str) -> impl Iterator<Item = &'static Sub> + '_ {

@@ -465,8 +465,8 @@ impl Stream {
         self.0.len
     }
 
-    /// Always false for a key's purposes: an emptied stream stays, as in
-    /// Redis (use `len` for the entry count).
+    /// No entries (the key stays: an emptied stream is still a stream, as
+    /// in Redis).
     pub fn is_empty(&self) -> bool {
         self.0.len == 0
     }

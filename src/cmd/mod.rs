@@ -19,6 +19,8 @@ pub mod lists;
 pub mod numbers;
 pub mod sentinel;
 pub mod sets;
+pub mod stream_groups;
+pub mod streams;
 pub mod strings;
 #[cfg(test)]
 mod write_tests;

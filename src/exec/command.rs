@@ -13,6 +13,8 @@ use crate::cmd::error::CmdResult;
 use crate::cmd::{
     bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
 };
+// streams
+use crate::cmd::streams;
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -312,6 +314,15 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("zinterstore", -4, W, 1, 1, 1, zsets::zinterstore, SameShard, "sorted-set", "Stores the intersect of multiple sorted sets in a key."),
     keyed!("zdiffstore", -4, W, 1, 1, 1, zsets::zdiffstore, SameShard, "sorted-set", "Stores the difference of multiple sorted sets in a key."),
     keyed!("zscan", -3, R, 1, 1, 1, zsets::zscan, Never, "sorted-set", "Iterates over members and scores of a sorted set."),
+    // streams
+    keyed!("xadd", -5, WF, 1, 1, 1, streams::xadd, Never, "stream", "Appends a new message to a stream. Creates the key if it doesn't exist."),
+    keyed!("xrange", -4, R, 1, 1, 1, streams::xrange, Never, "stream", "Returns the messages from a stream within a range of IDs."),
+    keyed!("xrevrange", -4, R, 1, 1, 1, streams::xrevrange, Never, "stream", "Returns the messages from a stream within a range of IDs in reverse order."),
+    keyed!("xlen", 2, RF, 1, 1, 1, streams::xlen, Never, "stream", "Return the number of messages in a stream."),
+    keyed!("xdel", -3, WF, 1, 1, 1, streams::xdel, Never, "stream", "Returns the number of messages after removing them from a stream."),
+    keyed!("xtrim", -4, WRITE, 1, 1, 1, streams::xtrim, Never, "stream", "Deletes messages from the beginning of a stream."),
+    keyed!("xsetid", -3, WF, 1, 1, 1, streams::xsetid, Never, "stream", "An internal command for replicating stream values."),
+    keyed!("xread", -4, R, 0, 0, 0, streams::xread, SameShard, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),
@@ -394,6 +405,10 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
         "zunionstore" | "zinterstore" | "zdiffstore" => Some(2),
         _ => None,
     };
+    // streams: the keys follow STREAMS (their first half).
+    if matches!(spec.name, "xread" | "xreadgroup") {
+        return streams::read_keys(args);
+    }
     // GEORADIUS's STORE key is an option, not a position.
     if matches!(spec.name, "georadius" | "georadiusbymember") {
         return crate::cmd::geo::radius_keys(args);

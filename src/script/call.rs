@@ -319,6 +319,20 @@ unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: 
         }
     };
     match r {
+        Reply::KeyedArrays(pairs) => {
+            // XREAD's shape: a map in RESP3, pairs of [key, value] in RESP2.
+            let shaped = if resp3 {
+                Reply::Map(pairs.clone())
+            } else {
+                Reply::Array(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| Reply::Array(vec![k.clone(), v.clone()]))
+                        .collect(),
+                )
+            };
+            return push_reply(state, &shaped, resp3, depth);
+        }
         Reply::Ok => field(c"ok", b"OK"),
         Reply::Status(s) => field(c"ok", s.as_bytes()),
         Reply::StatusBytes(s) => field(c"ok", s),

@@ -82,6 +82,17 @@ const TEMPLATES: &[&str] = &[
     "LMOVE {k} {k} LEFT RIGHT",
     "RPOPLPUSH {k} {k}",
     "LMPOP 2 {k} {k} LEFT COUNT {n}",
+    // streams: `*` ids and approximate trims are recorded as what they did
+    "XADD {k} * {f} {v}",
+    "XADD {k} * {f} {v} {f} {v}",
+    "XADD {k} 1700000000000-* {f} {v}",
+    "XADD {k} MAXLEN ~ {n} LIMIT {n} * {f} {v}",
+    "XADD {k} MAXLEN {n} * {f} {v}",
+    "XADD {k} NOMKSTREAM MINID ~ 1700000000400 * {f} {v}",
+    "XTRIM {k} MAXLEN {n}",
+    "XTRIM {k} MINID ~ 1700000000300 LIMIT 0",
+    "XDEL {k} 1700000000000-0 1700000000100-0",
+    "XSETID {k} 1800000000000-0 ENTRIESADDED 999",
     "FLUSHDB",
 ];
 

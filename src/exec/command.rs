@@ -14,7 +14,7 @@ use crate::cmd::{
     bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
 };
 // streams
-use crate::cmd::streams;
+use crate::cmd::{stream_groups, streams};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -323,6 +323,13 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("xtrim", -4, WRITE, 1, 1, 1, streams::xtrim, Never, "stream", "Deletes messages from the beginning of a stream."),
     keyed!("xsetid", -3, WF, 1, 1, 1, streams::xsetid, Never, "stream", "An internal command for replicating stream values."),
     keyed!("xread", -4, R, 0, 0, 0, streams::xread, SameShard, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
+    keyed!("xgroup", -2, W, 2, 2, 1, stream_groups::xgroup, Never, "stream", "A container for consumer groups commands."),
+    keyed!("xreadgroup", -7, W, 0, 0, 0, stream_groups::xreadgroup, SameShard, "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
+    keyed!("xack", -4, WF, 1, 1, 1, stream_groups::xack, Never, "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    keyed!("xpending", -3, R, 1, 1, 1, stream_groups::xpending, Never, "stream", "Returns the information and entries from a stream consumer group's pending entries list."),
+    keyed!("xclaim", -6, WF, 1, 1, 1, stream_groups::xclaim, Never, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
+    keyed!("xautoclaim", -6, WF, 1, 1, 1, stream_groups::xautoclaim, Never, "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
+    keyed!("xinfo", -2, R, 2, 2, 1, stream_groups::xinfo, Never, "stream", "A container for stream introspection commands."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),

@@ -93,6 +93,21 @@ const TEMPLATES: &[&str] = &[
     "XTRIM {k} MINID ~ 1700000000300 LIMIT 0",
     "XDEL {k} 1700000000000-0 1700000000100-0",
     "XSETID {k} 1800000000000-0 ENTRIESADDED 999",
+    // consumer groups: delivery and seen times come from the record's time
+    "XGROUP CREATE {k} g 0 MKSTREAM",
+    "XGROUP CREATE {k} h $",
+    "XGROUP SETID {k} g 0",
+    "XGROUP CREATECONSUMER {k} g {f}",
+    "XGROUP DELCONSUMER {k} g {f}",
+    "XGROUP DESTROY {k} h",
+    "XREADGROUP GROUP g {f} COUNT {n} STREAMS {k} >",
+    "XREADGROUP GROUP g {f} NOACK STREAMS {k} >",
+    "XREADGROUP GROUP g {f} STREAMS {k} 0",
+    "XACK {k} g 1700000000000-0 1700000000100-0",
+    "XCLAIM {k} g {f} 0 1700000000000-0 1700000000100-0 1700000000200-0",
+    "XCLAIM {k} g {f} 10 1700000000300-0 IDLE 500 RETRYCOUNT {n} FORCE",
+    "XAUTOCLAIM {k} g {f} 0 0 COUNT {n}",
+    "XAUTOCLAIM {k} g {f} 100 0 JUSTID",
     "FLUSHDB",
 ];
 

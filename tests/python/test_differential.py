@@ -51,6 +51,8 @@ STREAMS = [
     ("hyperloglog", 131, 1000), ("hyperloglog_xshard", 132, 500),
     # geo (GEOSEARCHSTORE and GEORADIUS STORE over keys on every shard in the xshard stream)
     ("geo", 141, 1500), ("geo_xshard", 142, 600),
+    # streams (explicit ids; XREAD and XREADGROUP over keys on every shard in the xshard stream)
+    ("streams", 151, 2000), ("streams", 152, 2000), ("streams_xshard", 153, 800),
 ]
 
 TOLERANCE = {"ttl": 1, "pttl": 1000}

@@ -721,22 +721,22 @@ pub fn xinfo(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
                     })
                     .collect(),
             )),
-            _ => stream_info(x, &a[3..]),
+            _ => stream_info(x, sub, &a[3..]),
         }
     })?;
     r.unwrap_or(Err(CmdError::NoSuchKey))
 }
 
-fn stream_info(x: &Stream, opts: &[&[u8]]) -> CmdResult {
+fn stream_info(x: &Stream, sub: &[u8], opts: &[&[u8]]) -> CmdResult {
     let mut count: Option<usize> = None;
     if !opts.is_empty() {
         if !is(opts[0], "full") {
-            return Err(sub_syntax("XINFO", b"stream"));
+            return Err(sub_syntax("XINFO", sub));
         }
         count = Some(10);
         if opts.len() > 1 {
             if opts.len() != 3 || !is(opts[1], "count") {
-                return Err(sub_syntax("XINFO", b"stream"));
+                return Err(sub_syntax("XINFO", sub));
             }
             let n = int_arg(opts[2])?;
             count = Some(if n < 0 { 10 } else { n as usize });

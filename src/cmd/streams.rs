@@ -226,6 +226,13 @@ fn trim_args(a: &[&[u8]], xadd: bool) -> Result<(TrimArgs, bool, Option<IdReq>, 
     Ok((t, nomk, id, i + 1))
 }
 
+/// Where an XADD's id argument is and what it asks for (`None` when the
+/// options do not parse), for the merge rules.
+pub fn xadd_id(a: &[&[u8]]) -> Option<(usize, IdReq)> {
+    let (_, _, req, field_at) = trim_args(a, true).ok()?;
+    Some((field_at - 1, req?))
+}
+
 /// The id XADD gives an entry after `last` at time `now`.
 fn new_id(last: StreamId, now: u64, req: IdReq) -> Result<StreamId, CmdError> {
     let smaller = || {

@@ -13,7 +13,7 @@ use keel_shards::stream::{Group, StreamView};
 use keel_shards::{Shard, Stream, StreamId};
 
 use super::error::{CmdError, CmdResult};
-use super::streams::{entry_reply, id_reply, parse_id, parse_strict_id, read_args};
+use super::streams::{entry_reply, id_reply, parse_id, parse_strict_id, read_args, ReadArgs};
 use super::{is, read, write, Ctx};
 use crate::cmd::numbers::int_arg;
 use crate::resp::reply::Reply;
@@ -208,7 +208,7 @@ pub fn xgroup(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
 
 /// What XREADGROUP asks of one key.
 #[derive(Clone, Copy)]
-enum Want {
+pub(crate) enum Want {
     /// `>`: entries never delivered to the group.
     New,
     /// An id: the consumer's own pending entries after it.
@@ -228,9 +228,14 @@ fn advance(g: &mut Group, view: &StreamView<'_>, id: StreamId) {
     g.last_id = id;
 }
 
-pub fn xreadgroup(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let r = read_args(a, true)?;
-    let Some((group, consumer)) = r.group else {
+/// XREADGROUP's checks of each key in order (its type and group, then its
+/// id): what it asks of each.
+pub(crate) fn xreadgroup_prelude(
+    s: &mut Shard,
+    ctx: &Ctx,
+    r: &ReadArgs<'_>,
+) -> Result<Vec<Want>, CmdError> {
+    let Some((group, _)) = r.group else {
         return Err(CmdError::other("Missing GROUP option for XREADGROUP"));
     };
     let mut wants = Vec::with_capacity(r.keys.len());
@@ -252,6 +257,15 @@ pub fn xreadgroup(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             Want::History(parse_strict_id(id)?)
         });
     }
+    Ok(wants)
+}
+
+pub fn xreadgroup(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    let r = read_args(a, true)?;
+    let wants = xreadgroup_prelude(s, ctx, &r)?;
+    let Some((group, consumer)) = r.group else {
+        return Err(CmdError::other("Missing GROUP option for XREADGROUP"));
+    };
     let mut out = Vec::new();
     let mut time: Option<u64> = None;
     for (key, want) in r.keys.iter().zip(wants) {

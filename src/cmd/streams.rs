@@ -546,10 +546,9 @@ pub fn read_args<'a>(a: &[&'a [u8]], group: bool) -> Result<ReadArgs<'a>, CmdErr
     Ok(r)
 }
 
-/// XREAD without BLOCK (or one whose keys are ready): the entries after
-/// each id, keys with none left out; a nil array when no key has any.
-pub fn xread(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
-    let r = read_args(a, false)?;
+/// XREAD's checks of each key in order (its type, then its id): the id
+/// each asks after (`$`: the stream's last id).
+fn xread_prelude(s: &mut Shard, ctx: &Ctx, r: &ReadArgs<'_>) -> Result<Vec<StreamId>, CmdError> {
     let mut after = Vec::with_capacity(r.keys.len());
     for (key, id) in r.keys.iter().zip(&r.ids) {
         let last = read(s, ctx, key, |x: &Stream| x.last_id())?;
@@ -563,7 +562,30 @@ pub fn xread(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             parse_strict_id(id)?
         });
     }
+    Ok(after)
+}
+
+/// XREAD without BLOCK (or one whose keys are ready): the entries after
+/// each id, keys with none left out; a nil array when no key has any.
+pub fn xread(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    let r = read_args(a, false)?;
+    let after = xread_prelude(s, ctx, &r)?;
     read_after(s, ctx, &r.keys, &after, r.count)
+}
+
+/// The checks XREAD or XREADGROUP make of their keys before reading any
+/// (types, groups, ids), nothing read or changed: the router runs them key
+/// by key in order when the keys span shards, so the first error in key
+/// order is the answer, as in Redis.
+pub fn read_check(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    if is(a[0], "xreadgroup") {
+        let r = read_args(a, true)?;
+        super::stream_groups::xreadgroup_prelude(s, ctx, &r)?;
+    } else {
+        let r = read_args(a, false)?;
+        xread_prelude(s, ctx, &r)?;
+    }
+    Ok(Reply::Ok)
 }
 
 /// The entries after `after[i]` in each key, as XREAD answers them.

@@ -62,6 +62,10 @@ pub enum Split {
     /// with Redis Cluster's CROSSSLOT error (see [`keys_of`]); cross-shard
     /// execution replaces this later.
     SameShard,
+    /// XREAD / XREADGROUP (streams): each shard reads its keys, after every
+    /// key was checked in key order; the per-key results come back in key
+    /// order (`Router::run_streams`).
+    Streams,
 }
 
 #[derive(Clone, Copy)]
@@ -322,9 +326,9 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("xdel", -3, WF, 1, 1, 1, streams::xdel, Never, "stream", "Returns the number of messages after removing them from a stream."),
     keyed!("xtrim", -4, WRITE, 1, 1, 1, streams::xtrim, Never, "stream", "Deletes messages from the beginning of a stream."),
     keyed!("xsetid", -3, WF, 1, 1, 1, streams::xsetid, Never, "stream", "An internal command for replicating stream values."),
-    keyed!("xread", -4, R, 0, 0, 0, streams::xread, SameShard, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
+    keyed!("xread", -4, R, 0, 0, 0, streams::xread, Streams, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
     keyed!("xgroup", -2, W, 2, 2, 1, stream_groups::xgroup, Never, "stream", "A container for consumer groups commands."),
-    keyed!("xreadgroup", -7, W, 0, 0, 0, stream_groups::xreadgroup, SameShard, "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
+    keyed!("xreadgroup", -7, W, 0, 0, 0, stream_groups::xreadgroup, Streams, "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
     keyed!("xack", -4, WF, 1, 1, 1, stream_groups::xack, Never, "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
     keyed!("xpending", -3, R, 1, 1, 1, stream_groups::xpending, Never, "stream", "Returns the information and entries from a stream consumer group's pending entries list."),
     keyed!("xclaim", -6, WF, 1, 1, 1, stream_groups::xclaim, Never, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),

@@ -20,6 +20,7 @@ pub mod numbers;
 pub mod sentinel;
 pub mod sets;
 pub mod stream_groups;
+pub mod stream_info;
 pub mod streams;
 pub mod strings;
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::cmd::{
     bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
 };
 // streams
-use crate::cmd::{stream_groups, streams};
+use crate::cmd::{stream_groups, stream_info, streams};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -333,7 +333,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("xpending", -3, R, 1, 1, 1, stream_groups::xpending, Never, "stream", "Returns the information and entries from a stream consumer group's pending entries list."),
     keyed!("xclaim", -6, WF, 1, 1, 1, stream_groups::xclaim, Never, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
     keyed!("xautoclaim", -6, WF, 1, 1, 1, stream_groups::xautoclaim, Never, "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
-    keyed!("xinfo", -2, R, 2, 2, 1, stream_groups::xinfo, Never, "stream", "A container for stream introspection commands."),
+    keyed!("xinfo", -2, R, 2, 2, 1, stream_info::xinfo, Never, "stream", "A container for stream introspection commands."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),

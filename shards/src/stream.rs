@@ -153,6 +153,62 @@ struct Slot<'a> {
     fields: Vec<(&'a [u8], &'a [u8])>,
 }
 
+struct Walk<'a> {
+    master_fields: Vec<&'a [u8]>,
+    c: Cursor<'a>,
+    master: StreamId,
+}
+
+impl<'a> Walk<'a> {
+    /// The next entry's id, where it starts and its flags; the cursor is
+    /// left at its values.
+    fn next_id(&mut self) -> Option<(StreamId, usize, u64)> {
+        if self.c.at >= self.c.b.len() {
+            return None;
+        }
+        let start = self.c.at;
+        let ms_delta = self.c.varint();
+        let s = self.c.varint();
+        let m = self.master;
+        let id = if ms_delta == 0 {
+            StreamId::new(m.ms, m.seq.wrapping_add(s))
+        } else {
+            StreamId::new(m.ms.wrapping_add(ms_delta), s)
+        };
+        Some((id, start, self.c.varint()))
+    }
+
+    /// The field/value pairs of the entry [`Walk::next_id`] just read.
+    fn fields(&mut self, flags: u64) -> Vec<(&'a [u8], &'a [u8])> {
+        let n = (flags >> 1) as usize;
+        let mut fields = Vec::with_capacity(n);
+        if flags & 1 == 1 {
+            for i in 0..self.master_fields.len() {
+                let f = self.master_fields[i];
+                fields.push((f, self.c.bytes()));
+            }
+        } else {
+            for _ in 0..n {
+                let f = self.c.bytes();
+                fields.push((f, self.c.bytes()));
+            }
+        }
+        fields
+    }
+
+    /// Steps over the entry [`Walk::next_id`] just read.
+    fn skip(&mut self, flags: u64) {
+        let n = if flags & 1 == 1 {
+            self.master_fields.len()
+        } else {
+            2 * (flags >> 1) as usize
+        };
+        for _ in 0..n {
+            self.c.bytes();
+        }
+    }
+}
+
 impl Block {
     fn new(master: StreamId, fields: &[&[u8]]) -> Block {
         let mut data = Vec::new();
@@ -184,12 +240,16 @@ impl Block {
     }
 
     fn push(&mut self, master: StreamId, id: StreamId, fields: &[&[u8]]) {
-        let master_fields = self.master_fields();
-        let same = master_fields.len() * 2 == fields.len()
-            && master_fields
-                .iter()
-                .zip(fields.iter().step_by(2))
-                .all(|(a, b)| a == b);
+        // Same field names as the master entry (compared in place, no
+        // allocation: this runs for every XADD).
+        let same = {
+            let mut c = Cursor {
+                b: &self.data,
+                at: 0,
+            };
+            c.varint() as usize * 2 == fields.len()
+                && fields.iter().step_by(2).all(|f| c.bytes() == *f)
+        };
         let mut out = std::mem::take(&mut self.data);
         let ms_delta = id.ms - master.ms;
         put_varint(&mut out, ms_delta);
@@ -220,42 +280,32 @@ impl Block {
 
     /// Every entry of the block, in id order.
     fn slots(&self, master: StreamId) -> Vec<Slot<'_>> {
-        let master_fields = self.master_fields();
-        let mut c = Cursor {
-            b: &self.data,
-            at: self.entries_at as usize,
-        };
+        let mut it = self.walk(master);
         let mut out = Vec::with_capacity(self.live as usize);
-        while c.at < self.data.len() {
-            let start = c.at;
-            let ms_delta = c.varint();
-            let s = c.varint();
-            let id = if ms_delta == 0 {
-                StreamId::new(master.ms, master.seq.wrapping_add(s))
-            } else {
-                StreamId::new(master.ms.wrapping_add(ms_delta), s)
-            };
-            let flags = c.varint();
-            let n = (flags >> 1) as usize;
-            let mut fields = Vec::with_capacity(n);
-            if flags & 1 == 1 {
-                for f in &master_fields {
-                    fields.push((*f, c.bytes()));
-                }
-            } else {
-                for _ in 0..n {
-                    let f = c.bytes();
-                    fields.push((f, c.bytes()));
-                }
-            }
+        while let Some((id, start, flags)) = it.next_id() {
+            let fields = it.fields(flags);
             out.push(Slot {
                 id,
                 start,
-                end: c.at,
+                end: it.c.at,
                 fields,
             });
         }
         out
+    }
+
+    /// A walk over the block's entries that decodes ids first and fields
+    /// only when asked: a range that wants a few entries of a block reads
+    /// only those.
+    fn walk(&self, master: StreamId) -> Walk<'_> {
+        Walk {
+            master_fields: self.master_fields(),
+            c: Cursor {
+                b: &self.data,
+                at: self.entries_at as usize,
+            },
+            master,
+        }
     }
 
     /// Cuts the bytes `start..end` (whole entries, `n` of them) out.
@@ -524,6 +574,13 @@ impl Stream {
                 inner.block_bytes = inner.block_bytes + b.data.capacity() - before;
             }
             None => {
+                // The last block is closed for good: give back the room its
+                // vector grew into.
+                if let Some((_, last)) = inner.blocks.iter_mut().next_back() {
+                    let before = last.data.capacity();
+                    last.data.shrink_to_fit();
+                    inner.block_bytes = inner.block_bytes + last.data.capacity() - before;
+                }
                 let mut b = Block::new(id, fields);
                 b.push(id, id, fields);
                 inner.block_bytes += b.data.capacity() + BLOCK_OVERHEAD;
@@ -767,15 +824,18 @@ impl<'a> StreamView<'a> {
             if b.last < start {
                 continue;
             }
-            for s in b.slots(master) {
-                if s.id > end {
+            let mut it = b.walk(master);
+            while let Some((id, _, flags)) = it.next_id() {
+                if id > end {
                     return out;
                 }
-                if s.id >= start {
-                    out.push((s.id, s.fields));
-                    if count != 0 && out.len() >= count {
-                        return out;
-                    }
+                if id < start {
+                    it.skip(flags);
+                    continue;
+                }
+                out.push((id, it.fields(flags)));
+                if count != 0 && out.len() >= count {
+                    return out;
                 }
             }
         }

@@ -105,8 +105,26 @@ fn parse_bound(arg: &[u8], missing_seq: u64) -> Result<(StreamId, bool), CmdErro
     Ok((parse_id(arg, missing_seq)?, false))
 }
 
+/// `ms-seq`, written digit by digit (every entry of a reply has one).
 pub fn id_bytes(id: StreamId) -> Vec<u8> {
-    id.to_string().into_bytes()
+    fn digits(out: &mut Vec<u8>, mut n: u64) {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&buf[i..]);
+    }
+    let mut out = Vec::with_capacity(24);
+    digits(&mut out, id.ms);
+    out.push(b'-');
+    digits(&mut out, id.seq);
+    out
 }
 
 pub fn id_reply(id: StreamId) -> Reply {
@@ -120,7 +138,7 @@ pub fn entry_reply((id, fields): &EntryFields<'_>) -> Reply {
         Reply::Array(
             fields
                 .iter()
-                .flat_map(|(f, v)| [Reply::bulk(*f), Reply::bulk(*v)])
+                .flat_map(|(f, v)| [Reply::bulk_copy(f), Reply::bulk_copy(v)])
                 .collect(),
         ),
     ])
@@ -615,4 +633,39 @@ pub fn read_after(
     } else {
         Reply::KeyedArrays(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_print_as_redis_prints_them() {
+        for (ms, seq) in [
+            (0, 0),
+            (1, 9),
+            (10, 0),
+            (u64::MAX, u64::MAX),
+            (1_700_000_000_000, 42),
+        ] {
+            let id = StreamId::new(ms, seq);
+            assert_eq!(id_bytes(id), format!("{ms}-{seq}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn ids_parse_as_redis_parses_them() {
+        assert_eq!(
+            parse_id(b"5", u64::MAX).ok(),
+            Some(StreamId::new(5, u64::MAX))
+        );
+        assert_eq!(parse_id(b"-", 0).ok(), Some(StreamId::MIN));
+        assert_eq!(parse_id(b"+", 0).ok(), Some(StreamId::MAX));
+        assert!(parse_strict_id(b"+").is_err());
+        assert!(parse_strict_id(b"1-").is_err());
+        assert!(parse_strict_id(b"-1").is_err());
+        assert!(parse_strict_id(b"18446744073709551616").is_err());
+        assert_eq!(parse_any(b"7-*", 0, true, true).ok(), Some(IdReq::Ms(7)));
+        assert!(parse_any(b"7-*", 0, true, false).is_err());
+    }
 }

@@ -458,6 +458,13 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
     if active.allow_oom {
         mode.deny_oom = false;
     }
+    // streams: a script cannot block (Redis refuses rather than ignore it).
+    if crate::exec::blocking::is_stream_block(spec.name, argv) {
+        return Err(CmdError::other(format!(
+            "{} command is not allowed with BLOCK option from scripts",
+            String::from_utf8_lossy(argv[0])
+        )));
+    }
     match spec.kind {
         Kind::Keyed(f, split) => keyed(active, spec, f, split, mode, ctx, argv),
         Kind::Conn => conn_command(active, spec, argv),

@@ -258,3 +258,27 @@ def test_streams_and_groups_survive_sigkill(tmp_path):
         assert c.xadd("s1", {"a": 1}, id="99999999999999-*") == b"99999999999999-6"
     finally:
         _checked_stop(server)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_streams_from_scripts_and_transactions(keel, ref, protocol):
+    """XREAD's shape reaches Lua as Redis gives it (RESP2 pairs, RESP3 map
+    after redis.setresp(3)); a script may not block; inside MULTI a BLOCK
+    answers at once."""
+    k, r = raw(keel.client(protocol=protocol)), raw(ref.client(protocol=protocol))
+    for c in (k, r):
+        c.execute_command("XADD", "{s}1", "1-0", "f", "v")
+        c.execute_command("XGROUP", "CREATE", "{s}1", "g", "0")
+    for script in ["return redis.call('XREAD','STREAMS',KEYS[1],'0')",
+                   "redis.setresp(3); return redis.call('XREAD','STREAMS',KEYS[1],'0')",
+                   "return redis.call('XREADGROUP','GROUP','g','c','STREAMS',KEYS[1],'>')",
+                   "return redis.call('XREAD','BLOCK','10','STREAMS',KEYS[1],'$')",
+                   "return redis.call('XPENDING',KEYS[1],'g')"]:
+        both(k, r, "EVAL", script, "1", "{s}1")
+    replies = []
+    for c in (k, r):
+        p = c.pipeline(transaction=True)
+        p.execute_command("XREAD", "BLOCK", "0", "STREAMS", "{s}1", "$")
+        p.execute_command("XLEN", "{s}1")
+        replies.append(p.execute())
+    assert replies[0] == replies[1] == [None, 1]

@@ -134,31 +134,39 @@ impl BlockOp {
         }
     }
 
-    /// Whether `key` (holding this op's type) has something for it: always
-    /// for pops; for streams an entry past the id waited after (or a group
-    /// gone, which answers an error).
+    /// Whether `key` has something for this waiter: a value of its type for
+    /// pops; for XREAD an entry past the id waited after; for XREADGROUP a
+    /// new entry for the group, or the key or group gone (answered with
+    /// Redis's UNBLOCKED / NOGROUP errors).
     fn ready(&self, s: &mut Shard, ctx: &Ctx, key: &[u8]) -> bool {
-        let stream = |s: &mut Shard, f: &dyn Fn(&keel_shards::Stream) -> bool| match s
-            .peek(ctx.db, key, ctx.now_ms)
-            .map(|e| e.value())
-        {
-            Some(ValueRef::Stream(x)) => f(x),
-            _ => false,
-        };
-        match self {
-            BlockOp::XRead { after, .. } => {
-                stream(s, &|x| !x.is_empty() && x.last_valid_id() > *after)
+        let value = s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value());
+        match (self, value) {
+            (BlockOp::XRead { after, .. }, Some(ValueRef::Stream(x))) => {
+                !x.is_empty() && x.last_valid_id() > *after
             }
-            BlockOp::XReadGroup { group, .. } => stream(s, &|x| {
-                x.group(group)
-                    .is_none_or(|g| !x.is_empty() && x.last_valid_id() > g.last_id)
-            }),
-            _ => true,
+            (BlockOp::XRead { .. }, _) => false,
+            (BlockOp::XReadGroup { group, .. }, Some(ValueRef::Stream(x))) => x
+                .group(group)
+                .is_none_or(|g| !x.is_empty() && x.last_valid_id() > g.last_id),
+            (BlockOp::XReadGroup { .. }, _) => true,
+            (_, v) => v.map(|v| v.type_name()) == Some(self.value_type()),
         }
     }
 
     /// Runs the twin on `key` if it holds data of the right type.
     fn attempt(&self, s: &mut Shard, ctx: &Ctx, key: &[u8]) -> Option<Reply> {
+        if let BlockOp::XReadGroup { group, .. } = self {
+            let gone = match s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value()) {
+                Some(ValueRef::Stream(x)) if x.group(group).is_some() => None,
+                Some(ValueRef::Stream(_)) => {
+                    Some("NOGROUP the consumer group this client was blocked on no longer exists")
+                }
+                _ => Some("UNBLOCKED the stream key no longer exists"),
+            };
+            if let Some(e) = gone {
+                return Some(Reply::Error(e.into()));
+            }
+        }
         if s.peek(ctx.db, key, ctx.now_ms)
             .map(|e| e.value().type_name())
             != Some(self.value_type())
@@ -280,12 +288,10 @@ fn serve_key(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>) {
             s.unblock(db, &map_key.2);
         }
         // The first waiter (in blocking order) the key can serve now.
-        let is_type = s
-            .peek(db, &map_key.2, ctx.now_ms)
-            .map(|e| e.value().type_name());
-        let Some(at) = queue.iter().position(|w| {
-            is_type == Some(w.op.value_type()) && w.op.ready(&mut s, &ctx, &map_key.2)
-        }) else {
+        let Some(at) = queue
+            .iter()
+            .position(|w| w.op.ready(&mut s, &ctx, &map_key.2))
+        else {
             return;
         };
         let Some(w) = queue.remove(at) else { return };

@@ -167,7 +167,10 @@ def test_xpending_and_xinfo_times_are_plausible(clients):
 
 def reader(port, out, name, *args):
     c = raw(redis.Redis(host="127.0.0.1", port=port, protocol=2))
-    out[name] = c.execute_command(*args)
+    try:
+        out[name] = c.execute_command(*args)
+    except redis.ResponseError as e:
+        out[name] = ("err", str(e))
     c.close()
 
 
@@ -282,3 +285,30 @@ def test_streams_from_scripts_and_transactions(keel, ref, protocol):
         p.execute_command("XLEN", "{s}1")
         replies.append(p.execute())
     assert replies[0] == replies[1] == [None, 1]
+
+
+@pytest.mark.parametrize("action", ["destroy", "del", "settype"])
+def test_a_blocked_xreadgroup_learns_its_group_or_key_is_gone(keel, ref, action):
+    """As redis-server answers: NOGROUP when the group is destroyed,
+    UNBLOCKED when the key is deleted or replaced."""
+    got = []
+    for server in (keel, ref):
+        c = server.client()
+        c.xadd("s", {"a": 1}, id="1-0")
+        c.xgroup_create("s", "g", id="$")
+        out = {}
+        t = threading.Thread(target=reader, args=(server.port, out, "r", "XREADGROUP", "GROUP", "g", "c",
+                                                  "BLOCK", "3000", "STREAMS", "s", ">"))
+        t.start()
+        time.sleep(0.3)
+        if action == "destroy":
+            c.xgroup_destroy("s", "g")
+        else:
+            c.delete("s")
+            if action == "settype":
+                c.set("s", "x")
+        t.join(5)
+        assert not t.is_alive()
+        got.append(out.get("r"))
+    assert got[0] == got[1]
+    assert got[0][0] == "err" and got[0][1].startswith("NOGROUP" if action == "destroy" else "UNBLOCKED")

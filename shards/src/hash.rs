@@ -1,7 +1,7 @@
 //! The hash type: field → value, each field with the HLC time of its last
 //! write (field-level merge needs it).
 //!
-//! Small hashes (up to [`MAX_ENTRIES`] fields of up to [`MAX_VALUE`] bytes)
+//! Small hashes (up to [`MAX_ENTRIES`](crate::packed::MAX_ENTRIES) fields of up to [`MAX_VALUE`](crate::packed::MAX_VALUE) bytes)
 //! are one packed buffer of `field | value | hlc` records, searched linearly
 //! as Redis searches a listpack; a hash that outgrows that moves, once, to
 //! the keyspace's own [`Dict`], which gives HSCAN stable cursors and
@@ -11,7 +11,7 @@ use crate::dict::Dict;
 use crate::hlc::Hlc;
 use crate::packed::{
     add_one, base, base_for, count, first_record, fits_base, get_bytes, get_hlc, header, put_bytes,
-    put_hlc, remove_one, MAX_ENTRIES, MAX_VALUE,
+    put_hlc, remove_one,
 };
 
 /// One field's value and the time it was last written (the large form).
@@ -130,9 +130,10 @@ impl Hash {
             if !fits_base(buf, hlc) {
                 rebase(buf, hlc);
             }
-            let fits = field.len() <= MAX_VALUE && value.len() <= MAX_VALUE;
+            let (max_entries, max_value) = crate::packed::limits::hash();
+            let fits = field.len() <= max_value && value.len() <= max_value;
             let found = records(buf).find(|r| r.0 == field).map(|r| (r.3, r.4));
-            if fits && (found.is_some() || count(buf) < MAX_ENTRIES) {
+            if fits && (found.is_some() || count(buf) < max_entries) {
                 let b = base_for(buf, hlc);
                 let mut rec = Vec::with_capacity(field.len() + value.len() + 12);
                 put_bytes(&mut rec, field);
@@ -277,6 +278,7 @@ impl Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::{MAX_ENTRIES, MAX_VALUE};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 

@@ -68,6 +68,8 @@ const SEED: u64 = 0xadc8_3b19;
 /// 0.5 / ln 2, the estimator's bias constant for many registers.
 const ALPHA_INF: f64 = 0.721_347_520_444_481_7;
 
+pub mod debug;
+
 /// Redis's default `hll-sparse-max-bytes`: the size above which a sparse value
 /// is converted to dense (the header counts towards it).
 pub const DEFAULT_SPARSE_MAX_BYTES: usize = 3000;

@@ -10,12 +10,60 @@
 use crate::hlc::Hlc;
 
 /// Up to this many entries, and entries up to this many bytes, stay packed
-/// (Redis's `hash-max-listpack-entries` / `-value` and the zset twins).
+/// until CONFIG SET says otherwise (Redis's `hash-max-listpack-entries` /
+/// `-value` and the zset twins; keel's entries default is below Redis's 512,
+/// as lookups in a packed buffer are linear scans).
 pub const MAX_ENTRIES: usize = 128;
 pub const MAX_VALUE: usize = 64;
 
+/// The most entries a packed buffer can hold: its record count is one byte.
+pub const ENTRIES_CEILING: usize = 255;
+
+/// The packing thresholds in force: keel's defaults until CONFIG SET sets
+/// one, then what it set (entries never above [`ENTRIES_CEILING`]).
+/// Process-wide atomics read with relaxed loads: a collection converts on
+/// the first write after a change, as in Redis, and never converts back.
+pub mod limits {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    use super::{ENTRIES_CEILING, MAX_ENTRIES, MAX_VALUE};
+
+    static HASH_ENTRIES: AtomicUsize = AtomicUsize::new(MAX_ENTRIES);
+    static HASH_VALUE: AtomicUsize = AtomicUsize::new(MAX_VALUE);
+    static ZSET_ENTRIES: AtomicUsize = AtomicUsize::new(MAX_ENTRIES);
+    static ZSET_VALUE: AtomicUsize = AtomicUsize::new(MAX_VALUE);
+
+    /// (entries, value bytes) a packed hash may hold.
+    pub fn hash() -> (usize, usize) {
+        (HASH_ENTRIES.load(Relaxed), HASH_VALUE.load(Relaxed))
+    }
+
+    /// (entries, member bytes) a packed sorted set may hold.
+    pub fn zset() -> (usize, usize) {
+        (ZSET_ENTRIES.load(Relaxed), ZSET_VALUE.load(Relaxed))
+    }
+
+    fn entries(n: u64) -> usize {
+        n.min(ENTRIES_CEILING as u64) as usize
+    }
+
+    fn bytes(n: u64) -> usize {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    pub fn set_hash(max_entries: u64, max_value: u64) {
+        HASH_ENTRIES.store(entries(max_entries), Relaxed);
+        HASH_VALUE.store(bytes(max_value), Relaxed);
+    }
+
+    pub fn set_zset(max_entries: u64, max_value: u64) {
+        ZSET_ENTRIES.store(entries(max_entries), Relaxed);
+        ZSET_VALUE.store(bytes(max_value), Relaxed);
+    }
+}
+
 /// A non-empty packed buffer starts with a header: its record count in one
-/// byte (it never exceeds [`MAX_ENTRIES`]), then the base HLC that record
+/// byte (it never exceeds [`ENTRIES_CEILING`]), then the base HLC that record
 /// times are stored relative to, as varints: the fields of one write cost
 /// one byte of time each, not eight. An empty buffer has no header.
 pub const HEADER: usize = 9;

@@ -691,6 +691,51 @@ impl Shard {
         n
     }
 
+    /// SWAPDB on this shard: databases `a` and `b` trade contents. WATCHed
+    /// keys of either that exist in either are touched (as Redis does), and
+    /// keys of either that clients are blocked on and that now exist become
+    /// ready. A key expired at `now_ms` counts as absent (swapping it for
+    /// nothing changes nothing). A running snapshot keeps the contents of
+    /// the start. Counts as one write (its record is the command).
+    pub fn swap_dbs(&mut self, a: usize, b: usize, now_ms: u64) {
+        if a == b {
+            return;
+        }
+        self.snapshot_before_swap(a);
+        self.snapshot_before_swap(b);
+        let live = |s: &Shard, db: usize, key: &[u8]| {
+            s.dbs[db]
+                .dict
+                .get(key)
+                .is_some_and(|e| !e.is_expired(now_ms))
+        };
+        let exists = |s: &Shard, key: &[u8]| live(s, a, key) || live(s, b, key);
+        let touched: Vec<WatchedKey> = self
+            .watched
+            .keys()
+            .filter(|(db, k)| (*db == a || *db == b) && exists(self, k))
+            .cloned()
+            .collect();
+        for k in &touched {
+            if let Some(w) = self.watched.get_mut(k) {
+                w.1 += 1;
+            }
+        }
+        self.dbs.swap(a, b);
+        let ready: Vec<(usize, Vec<u8>)> = self
+            .blocking
+            .keys()
+            .filter(|(db, k)| (*db == a || *db == b) && live(self, *db, k))
+            .map(|(db, k)| (*db, k.to_vec()))
+            .collect();
+        for (db, k) in ready {
+            if !self.ready.iter().any(|(d, r)| *d == db && *r == k) {
+                self.ready.push((db, k));
+            }
+        }
+        self.wrote();
+    }
+
     /// One step of a `SCAN` over `db`. Expired keys are skipped.
     pub fn scan(
         &self,
@@ -861,6 +906,32 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swap_dbs_touches_live_watched_keys_and_readies_blocked_ones() {
+        let mut s = Shard::new(0);
+        s.set(0, b"live", Entry::string(b"v".to_vec(), 0), 10);
+        s.set(1, b"stale", Entry::string(b"v".to_vec(), 20), 10);
+        s.set(1, b"queue", Entry::string(b"v".to_vec(), 0), 10);
+        let live = s.watch(0, b"live");
+        let stale = s.watch(0, b"stale");
+        let absent = s.watch(3, b"live");
+        s.block_on(0, b"queue");
+        let seq = s.seq();
+        s.swap_dbs(0, 1, 100);
+        assert_eq!(s.seq(), seq + 1);
+        // "live" left db 0: changed. "stale" had expired: no logical change.
+        assert_ne!(s.watched_version(0, b"live", 100), live);
+        // (read as of before its expiry: a read at 100 would expire it,
+        // which is a change of its own)
+        assert_eq!(s.watched_version(0, b"stale", 15), stale);
+        assert_eq!(s.watched_version(3, b"live", 100), absent);
+        assert_eq!(s.take_ready(), vec![(0, b"queue".to_vec())]);
+        assert!(s.peek(1, b"live", 100).is_some());
+        // Swapping a database with itself is nothing.
+        s.swap_dbs(2, 2, 100);
+        assert_eq!(s.seq(), seq + 1);
+    }
 
     #[test]
     fn writes_bump_seq_and_reads_do_not() {

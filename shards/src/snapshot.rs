@@ -341,6 +341,24 @@ impl Shard {
         }
     }
 
+    /// Before SWAPDB moves `db`'s table elsewhere: every key of it the walk
+    /// has not reached is saved now, with its value of the start, and the
+    /// walk then treats the live table as born after the start (as after a
+    /// FLUSHDB whose old table it walks; an empty one here).
+    pub(crate) fn snapshot_before_swap(&mut self, db: usize) {
+        match self.snap.as_deref() {
+            Some(s) if db >= s.db && s.detached[db].is_none() => {}
+            _ => return,
+        }
+        let keys: Vec<Box<[u8]>> = self.dbs[db].dict.iter().map(|(k, _)| k.into()).collect();
+        for k in keys {
+            self.snapshot_save(db, &k, true);
+        }
+        if let Some(s) = self.snap.as_deref_mut() {
+            s.detached[db] = Some(Keyspace::default());
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn snapshot_last_step_buckets(&self) -> usize {
         self.snap.as_ref().map_or(0, |s| s.last_step_buckets)

@@ -15,11 +15,11 @@
 
 use std::cmp::Ordering;
 
-use crate::dict::Dict;
+use crate::dict::{Dict, NodeKey, INLINE_KEY};
 use crate::hlc::Hlc;
 use crate::packed::{
     add_one, base, base_for, count, first_record, fits_base, get_bytes, get_hlc, get_score, header,
-    put_bytes, put_hlc, put_score, remove_one, MAX_ENTRIES, MAX_VALUE,
+    put_bytes, put_hlc, put_score, remove_one,
 };
 
 const NIL: u32 = u32::MAX;
@@ -27,7 +27,8 @@ const NIL: u32 = u32::MAX;
 #[derive(Clone)]
 struct Node {
     score: f64,
-    member: Box<[u8]>,
+    /// Inline when short: one allocation fewer per member.
+    member: NodeKey,
     prio: u32,
     left: u32,
     right: u32,
@@ -90,7 +91,7 @@ impl Treap {
             return (NIL, NIL);
         }
         let n = &self.nodes[t as usize];
-        if cmp(n.score, &n.member, score, member) == Ordering::Less {
+        if cmp(n.score, n.member.as_bytes(), score, member) == Ordering::Less {
             let (l, r) = self.split(n.right, score, member);
             self.nodes[t as usize].right = l;
             self.fix(t);
@@ -128,7 +129,7 @@ impl Treap {
     /// Inserts by descending to where the new node's priority puts it and
     /// splitting only the subtree below: one walk down the tree, not the
     /// two full-depth merges of split-then-merge.
-    fn insert(&mut self, score: f64, member: Box<[u8]>) {
+    fn insert(&mut self, score: f64, member: NodeKey) {
         let prio = self.next_prio();
         let node = Node {
             score,
@@ -159,7 +160,7 @@ impl Treap {
         if self.nodes[i].prio > self.nodes[n].prio {
             // The new node roots this subtree: split it around the key.
             let member = std::mem::take(&mut self.nodes[i].member);
-            let (l, r) = self.split(t, self.nodes[i].score, &member);
+            let (l, r) = self.split(t, self.nodes[i].score, member.as_bytes());
             let node = &mut self.nodes[i];
             node.member = member;
             node.left = l;
@@ -168,7 +169,13 @@ impl Treap {
             return idx;
         }
         let (new, old) = (&self.nodes[i], &self.nodes[n]);
-        if cmp(new.score, &new.member, old.score, &old.member) == Ordering::Less {
+        if cmp(
+            new.score,
+            new.member.as_bytes(),
+            old.score,
+            old.member.as_bytes(),
+        ) == Ordering::Less
+        {
             let l = self.insert_at(old.left, idx);
             self.nodes[n].left = l;
         } else {
@@ -194,12 +201,12 @@ impl Treap {
             return NIL;
         }
         let n = &self.nodes[t as usize];
-        match cmp(score, member, n.score, &n.member) {
+        match cmp(score, member, n.score, n.member.as_bytes()) {
             Ordering::Equal => {
                 let (l, r) = (n.left, n.right);
                 let joined = self.merge(l, r);
                 let n = &mut self.nodes[t as usize];
-                n.member = Box::default();
+                n.member = NodeKey::default();
                 n.left = NIL;
                 n.right = NIL;
                 self.free.push(t);
@@ -227,7 +234,7 @@ impl Treap {
         let mut n = 0;
         while t != NIL {
             let node = &self.nodes[t as usize];
-            if before(node.score, &node.member) {
+            if before(node.score, node.member.as_bytes()) {
                 n += self.size(node.left) + 1;
                 t = node.right;
             } else {
@@ -244,7 +251,7 @@ impl Treap {
             let ls = self.size(node.left);
             match k.cmp(&ls) {
                 Ordering::Less => t = node.left,
-                Ordering::Equal => return Some((node.score, &node.member)),
+                Ordering::Equal => return Some((node.score, node.member.as_bytes())),
                 Ordering::Greater => {
                     k -= ls + 1;
                     t = node.right;
@@ -278,7 +285,7 @@ impl Treap {
         while i < end {
             let Some(t) = stack.pop() else { break };
             let node = &self.nodes[t as usize];
-            f(node.score, &node.member);
+            f(node.score, node.member.as_bytes());
             i += 1;
             let mut c = node.right;
             while c != NIL {
@@ -355,7 +362,7 @@ struct Big {
     bytes: usize,
 }
 
-/// Small sorted sets (up to [`MAX_ENTRIES`] members of up to [`MAX_VALUE`]
+/// Small sorted sets (up to [`MAX_ENTRIES`](crate::packed::MAX_ENTRIES) members of up to [`MAX_VALUE`](crate::packed::MAX_VALUE)
 /// bytes) are one packed buffer of `member | score | hlc` records kept in
 /// order, walked linearly as Redis walks a listpack; larger ones move, once,
 /// to the table-plus-treap form.
@@ -381,7 +388,12 @@ impl std::fmt::Debug for ZSet {
 }
 
 fn cost(member: &[u8]) -> usize {
-    member.len() + Dict::<Scored>::entry_overhead(member.len()) + std::mem::size_of::<Node>()
+    let tree_heap = if member.len() > INLINE_KEY {
+        member.len()
+    } else {
+        0
+    };
+    tree_heap + Dict::<Scored>::entry_overhead(member.len()) + std::mem::size_of::<Node>()
 }
 
 /// A packed record: (member, score, hlc, start, end).
@@ -427,7 +439,7 @@ impl Big {
             Some(o) => self.tree.remove(o, member),
             None => self.bytes += cost(member),
         }
-        self.tree.insert(score, member.into());
+        self.tree.insert(score, NodeKey::new(member));
         old
     }
 }
@@ -492,7 +504,8 @@ impl ZSet {
             let found = records(buf)
                 .find(|r| r.0 == member)
                 .map(|r| (r.1, r.3, r.4));
-            if member.len() <= MAX_VALUE && (found.is_some() || count(buf) < MAX_ENTRIES) {
+            let (max_entries, max_value) = crate::packed::limits::zset();
+            if member.len() <= max_value && (found.is_some() || count(buf) < max_entries) {
                 let old = found.map(|(old, start, end)| {
                     buf.drain(start..end);
                     old

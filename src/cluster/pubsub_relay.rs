@@ -10,6 +10,10 @@
 //! The link follows the primary across failovers; messages published while
 //! it reconnects are lost, as in Redis (pub/sub is at-most-once).
 //!
+//! `SPUBLISH` travels the same way: the link also asks the primary for every
+//! shard message (`REPLCONF shard-relay`), as shard channels have no
+//! catch-all pattern.
+//!
 //! `PUBLISH`'s answer counts the primary's receivers, each backup's link
 //! among them (one per backup, whatever its subscribers).
 
@@ -65,6 +69,9 @@ async fn relay(
         hello
             .extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).as_bytes());
     }
+    // Shard channels have no pattern that matches them all: the link asks
+    // for every shard message first, while it may still send REPLCONF.
+    hello.extend_from_slice(b"*2\r\n$8\r\nREPLCONF\r\n$11\r\nshard-relay\r\n");
     hello.extend_from_slice(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$1\r\n*\r\n");
     c.write_all(&hello).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
@@ -78,7 +85,13 @@ async fn relay(
             let Some(it) = items(&frame) else {
                 continue;
             };
-            if it.len() == 4 && it[0].eq_ignore_ascii_case(b"pmessage") {
+            if it.len() == 3 && it[0].eq_ignore_ascii_case(b"smessage") {
+                let channel: Arc<[u8]> = it[1].as_slice().into();
+                let payload: Arc<[u8]> = it[2].as_slice().into();
+                let _ = router
+                    .broadcast(move |ls| ls.pubsub.borrow().deliver_shard(&channel, &payload))
+                    .await;
+            } else if it.len() == 4 && it[0].eq_ignore_ascii_case(b"pmessage") {
                 let channel: Arc<[u8]> = it[2].as_slice().into();
                 let payload: Arc<[u8]> = it[3].as_slice().into();
                 let _ = router

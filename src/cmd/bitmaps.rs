@@ -61,7 +61,7 @@ pub fn setbit(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         _ => return Err(err("ERR bit is not an integer or out of range")),
     };
     with_string(s, ctx, a[1], |v| {
-        grow_to_bit(v, bit);
+        let grew = grow_to_bit(v, bit);
         let byte = &mut v[(bit >> 3) as usize];
         let mask = 1u8 << (7 - (bit & 7));
         let old = (*byte & mask != 0) as i64;
@@ -70,8 +70,9 @@ pub fn setbit(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
         } else {
             *byte &= !mask;
         }
-        // Redis counts every SETBIT as a change, even of a bit to itself.
-        Ok((Reply::Int(old), true))
+        // Setting a bit to what it was is no write (no record, no dirty
+        // count), as in Redis 7.0; creating or growing the string is one.
+        Ok((Reply::Int(old), grew || old != on as i64))
     })
 }
 
@@ -457,7 +458,9 @@ fn run_field(v: &mut [u8], f: &Field) -> (Reply, bool) {
         }
     };
     write_field(v, f.offset, f.bits, new);
-    (Reply::Int(reply), true)
+    // Only a changed value counts as a write (Redis 7.0's dirty count).
+    let mask = u64::MAX >> (64 - f.bits);
+    (Reply::Int(reply), new & mask != raw)
 }
 
 pub fn bitfield(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {

@@ -149,3 +149,58 @@ pub fn pfmerge(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
     r.ok_or(CmdError::NoSuchKey)?;
     Ok(Reply::Ok)
 }
+
+/// PFDEBUG GETREG|DECODE|ENCODING|TODENSE key: Redis's debugging views.
+/// GETREG and TODENSE turn a sparse value dense, a write recorded as the
+/// command itself (the conversion is deterministic).
+pub fn pfdebug(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
+    let sub = String::from_utf8_lossy(a[1]).to_lowercase();
+    let v = read(s, ctx, a[2])?
+        .map(|(v, _)| v.to_vec())
+        .ok_or_else(|| CmdError::other("The specified key does not exist"))?;
+    let known = ["getreg", "decode", "encoding", "todense"];
+    if known.contains(&sub.as_str()) && a.len() != 3 {
+        return Err(CmdError::other(format!(
+            "Wrong number of arguments for the '{}' subcommand",
+            String::from_utf8_lossy(a[1])
+        )));
+    }
+    let densify = |s: &mut Shard| -> Result<Vec<u8>, CmdError> {
+        let mut dense = v.clone();
+        if hll::debug::make_dense(&mut dense).map_err(hll_error)? {
+            let bytes = dense.clone();
+            s.write(ctx.db, a[2], ctx.now_ms, None, |value, _| {
+                *value = Value::Str(bytes);
+                ((), true)
+            });
+        }
+        Ok(dense)
+    };
+    match sub.as_str() {
+        "getreg" => {
+            let dense = densify(s)?;
+            let regs = hll::debug::registers(&dense).map_err(hll_error)?;
+            Ok(Reply::Array(
+                regs.into_iter().map(|r| Reply::Int(r.into())).collect(),
+            ))
+        }
+        "decode" if hll::debug::is_sparse(&v) => {
+            Ok(Reply::Bulk(hll::debug::decode_sparse(&v).into_bytes()))
+        }
+        "decode" => Err(CmdError::other("HLL encoding is not sparse")),
+        "encoding" => Ok(Reply::status(if hll::debug::is_sparse(&v) {
+            "sparse"
+        } else {
+            "dense"
+        })),
+        "todense" => {
+            let was_sparse = hll::debug::is_sparse(&v);
+            densify(s)?;
+            Ok(Reply::Int(was_sparse as i64))
+        }
+        _ => Err(CmdError::other(format!(
+            "Unknown PFDEBUG subcommand '{}'",
+            String::from_utf8_lossy(a[1])
+        ))),
+    }
+}

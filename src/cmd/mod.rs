@@ -6,6 +6,7 @@
 //! nothing here depends on the connection.
 
 pub mod bitmaps;
+pub mod dump;
 pub mod error;
 pub mod expiry;
 pub mod failover;
@@ -19,10 +20,12 @@ pub mod lists;
 pub mod numbers;
 pub mod sentinel;
 pub mod sets;
+pub mod sort;
 pub mod stream_groups;
 pub mod stream_info;
 pub mod streams;
 pub mod strings;
+pub mod swapdb;
 #[cfg(test)]
 mod write_tests;
 pub mod zsets;

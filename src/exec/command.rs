@@ -11,7 +11,8 @@ use keel_shards::Shard;
 
 use crate::cmd::error::CmdResult;
 use crate::cmd::{
-    bitmaps, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, strings, zsets, Ctx,
+    bitmaps, dump, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, sort, strings,
+    swapdb, zsets, Ctx,
 };
 // streams
 use crate::cmd::{stream_groups, stream_info, streams};
@@ -66,6 +67,12 @@ pub enum Split {
     /// key was checked in key order; the per-key results come back in key
     /// order (`Router::run_streams`).
     Streams,
+    /// SORT: as `SameShard` for its sorted key and STORE destination, but
+    /// its BY and GET patterns may name keys on any shard: then it runs
+    /// holding every shard (see `Router::run_patterns`).
+    Patterns,
+    /// SWAPDB: keyless, run on every shard in one transaction holding all.
+    AllShards,
 }
 
 #[derive(Clone, Copy)]
@@ -183,8 +190,8 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("getrange", 4, R, 1, 1, 1, strings::getrange, Never, "string", "Returns a substring of the string stored at a key."),
     keyed!("setrange", 4, W, 1, 1, 1, strings::setrange, Never, "string", "Overwrites a part of a string value with another by an offset."),
     keyed!("lcs", -3, R, 1, 2, 1, lcs::lcs, SameShard, "string", "Finds the longest common substring."),
-    keyed!("getdel", 2, WF, 1, 1, 1, strings::getdel, Never, "string", "Returns the string value of a key after deleting the key."),
-    keyed!("getex", -2, WF, 1, 1, 1, strings::getex, Never, "string", "Returns the string value of a key after setting its expiration time."),
+    keyed!("getdel", 2, WRITE | FAST, 1, 1, 1, strings::getdel, Never, "string", "Returns the string value of a key after deleting the key."),
+    keyed!("getex", -2, WRITE | FAST, 1, 1, 1, strings::getex, Never, "string", "Returns the string value of a key after setting its expiration time."),
     keyed!("getset", 3, WF, 1, 1, 1, strings::getset, Never, "string", "Returns the previous string value of a key after setting it to a new value."),
     // bitmaps
     keyed!("setbit", 4, W, 1, 1, 1, bitmaps::setbit, Never, "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
@@ -198,6 +205,8 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("pfadd", -2, WF, 1, 1, 1, hyperloglog::pfadd, Never, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
     keyed!("pfcount", -2, R, 1, -1, 1, hyperloglog::pfcount, SameShard, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
     keyed!("pfmerge", -2, W, 1, -1, 1, hyperloglog::pfmerge, SameShard, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
+    keyed!("pfdebug", 3, WRITE | DENYOOM | ADMIN, 2, 2, 1, hyperloglog::pfdebug, Never, "hyperloglog", "Internal commands for debugging HyperLogLog values."),
+    conn!("pfselftest", 1, ADMIN, "hyperloglog", "An internal command for testing HyperLogLog values."),
     // introspection (the key is the third argument; OBJECT HELP and
     // MEMORY HELP have none and run on a shard of the connection's core)
     keyed!("object", -2, R, 2, 2, 1, introspect::object, Never, "generic", "A container for object introspection commands."),
@@ -230,7 +239,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("type", 2, RF, 1, 1, 1, keys::type_, Never, "generic", "Determines the type of value stored at a key."),
     keyed!("rename", 3, WRITE, 1, 2, 1, keys::rename, Move, "generic", "Renames a key and overwrites the destination."),
     keyed!("renamenx", 3, WRITE | FAST, 1, 2, 1, keys::rename, Move, "generic", "Renames a key only when the target key name doesn't exist."),
-    keyed!("move", 3, WF, 1, 1, 1, keys::move_key, Never, "generic", "Moves a key to another database."),
+    keyed!("move", 3, WRITE | FAST, 1, 1, 1, keys::move_key, Never, "generic", "Moves a key to another database."),
     keyed!("copy", -3, W, 1, 2, 1, keys::copy, Move, "generic", "Copies the value of a key to a new key."),
     // hashes
     keyed!("hset", -4, WF, 1, 1, 1, hashes::hset, Never, "hash", "Creates or modifies the value of a field in a hash."),
@@ -265,7 +274,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("sinterstore", -3, W, 1, -1, 1, sets::sinterstore, SameShard, "set", "Stores the intersect of multiple sets in a key."),
     keyed!("sunionstore", -3, W, 1, -1, 1, sets::sunionstore, SameShard, "set", "Stores the union of multiple sets in a key."),
     keyed!("sdiffstore", -3, W, 1, -1, 1, sets::sdiffstore, SameShard, "set", "Stores the difference of multiple sets in a key."),
-    keyed!("smove", 4, WF, 1, 2, 1, sets::smove, SameShard, "set", "Moves a member from one set to another."),
+    keyed!("smove", 4, WRITE | FAST, 1, 2, 1, sets::smove, SameShard, "set", "Moves a member from one set to another."),
     keyed!("sscan", -3, R, 1, 1, 1, sets::sscan, Never, "set", "Iterates over members of a set."),
     // lists
     keyed!("lpush", -3, WF, 1, 1, 1, lists::lpush, Never, "list", "Prepends one or more elements to a list. Creates the key if it doesn't exist."),
@@ -323,17 +332,25 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("xrange", -4, R, 1, 1, 1, streams::xrange, Never, "stream", "Returns the messages from a stream within a range of IDs."),
     keyed!("xrevrange", -4, R, 1, 1, 1, streams::xrevrange, Never, "stream", "Returns the messages from a stream within a range of IDs in reverse order."),
     keyed!("xlen", 2, RF, 1, 1, 1, streams::xlen, Never, "stream", "Return the number of messages in a stream."),
-    keyed!("xdel", -3, WF, 1, 1, 1, streams::xdel, Never, "stream", "Returns the number of messages after removing them from a stream."),
+    keyed!("xdel", -3, WRITE | FAST, 1, 1, 1, streams::xdel, Never, "stream", "Returns the number of messages after removing them from a stream."),
     keyed!("xtrim", -4, WRITE, 1, 1, 1, streams::xtrim, Never, "stream", "Deletes messages from the beginning of a stream."),
     keyed!("xsetid", -3, WF, 1, 1, 1, streams::xsetid, Never, "stream", "An internal command for replicating stream values."),
     keyed!("xread", -4, R, 0, 0, 0, streams::xread, Streams, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
     keyed!("xgroup", -2, W, 2, 2, 1, stream_groups::xgroup, Never, "stream", "A container for consumer groups commands."),
-    keyed!("xreadgroup", -7, W, 0, 0, 0, stream_groups::xreadgroup, Streams, "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
-    keyed!("xack", -4, WF, 1, 1, 1, stream_groups::xack, Never, "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    keyed!("xreadgroup", -7, WRITE, 0, 0, 0, stream_groups::xreadgroup, Streams, "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
+    keyed!("xack", -4, WRITE | FAST, 1, 1, 1, stream_groups::xack, Never, "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
     keyed!("xpending", -3, R, 1, 1, 1, stream_groups::xpending, Never, "stream", "Returns the information and entries from a stream consumer group's pending entries list."),
-    keyed!("xclaim", -6, WF, 1, 1, 1, stream_groups::xclaim, Never, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
-    keyed!("xautoclaim", -6, WF, 1, 1, 1, stream_groups::xautoclaim, Never, "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
+    keyed!("xclaim", -6, WRITE | FAST, 1, 1, 1, stream_groups::xclaim, Never, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
+    keyed!("xautoclaim", -6, WRITE | FAST, 1, 1, 1, stream_groups::xautoclaim, Never, "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
     keyed!("xinfo", -2, R, 2, 2, 1, stream_info::xinfo, Never, "stream", "A container for stream introspection commands."),
+    // SORT and SORT_RO (sortdump)
+    keyed!("sort", -2, W, 1, 1, 1, sort::sort, Patterns, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
+    keyed!("sort_ro", -2, R, 1, 1, 1, sort::sort_ro, Patterns, "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
+    // DUMP and RESTORE (sortdump)
+    keyed!("dump", 2, R, 1, 1, 1, dump::dump, Never, "generic", "Returns a serialized representation of the value stored at a key."),
+    keyed!("restore", -4, W, 1, 1, 1, dump::restore, Never, "generic", "Creates a key from the serialized representation of a value."),
+    // SWAPDB (sortdump)
+    keyed!("swapdb", 3, WRITE | FAST, 0, 0, 0, swapdb::swapdb, AllShards, "server", "Swaps two Redis databases."),
     conn!("keys", 2, R, "generic", "Returns all key names that match a pattern."),
     conn!("scan", -2, R, "generic", "Iterates over the key names in the database."),
     conn!("randomkey", 1, R, "generic", "Returns a random key name from the database."),
@@ -370,6 +387,9 @@ pub static COMMANDS: &[Spec] = &[
     conn!("unsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages posted to channels."),
     conn!("punsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
     conn!("publish", 3, FAST | LOADING | STALE, "pubsub", "Posts a message to a channel."),
+    conn!("ssubscribe", -2, LOADING | STALE, "pubsub", "Listens for messages published to shard channels."),
+    conn!("sunsubscribe", -1, LOADING | STALE, "pubsub", "Stops listening to messages posted to shard channels."),
+    conn!("spublish", 3, FAST | LOADING | STALE, "pubsub", "Post a message to a shard channel"),
     conn!("pubsub", -2, LOADING | STALE, "pubsub", "A container for Pub/Sub commands."),
     // scripting
     conn!("eval", -3, WRITE | STALE, "scripting", "Executes a server-side Lua script."),
@@ -419,6 +439,10 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     // streams: the keys follow STREAMS (their first half).
     if matches!(spec.name, "xread" | "xreadgroup") {
         return streams::read_keys(args);
+    }
+    // SORT's STORE key is an option, not a position.
+    if matches!(spec.name, "sort" | "sort_ro") {
+        return crate::cmd::sort::keys(args);
     }
     // GEORADIUS's STORE key is an option, not a position.
     if matches!(spec.name, "georadius" | "georadiusbymember") {

@@ -308,7 +308,16 @@ impl Router {
                 return self.run_on(first, f, mode, ctx, args, tx).await;
             }
         }
-        if split == Split::SameShard {
+        // SWAPDB: every shard, in one transaction (sortdump).
+        if split == Split::AllShards {
+            crate::cmd::swapdb::indexes(args)?;
+            return self.run_everywhere(f, mode, ctx, args, tx).await;
+        }
+        // SORT whose BY/GET patterns name keys: every shard (sortdump).
+        if split == Split::Patterns && self.shards > 1 && crate::cmd::sort::reads_patterns(args) {
+            return self.run_patterns(f, ctx, args, tx).await;
+        }
+        if split == Split::SameShard || split == Split::Patterns {
             let keys = crate::exec::command::keys_of(spec, args);
             if let Some(first) = keys.first().map(|k| self.shard_of(k)) {
                 if keys.iter().any(|k| self.shard_of(k) != first) {
@@ -426,6 +435,63 @@ impl Router {
         result
     }
 
+    /// A keyless command that changes every shard (SWAPDB): runs on each
+    /// in one transaction holding them all; the first shard's reply.
+    async fn run_everywhere(
+        &self,
+        f: KeyedFn,
+        mode: Mode,
+        ctx: Ctx,
+        args: &[&[u8]],
+        outer: Option<TxId>,
+    ) -> CmdResult {
+        let all: Vec<usize> = (0..self.shards).collect();
+        let tx = self.enter(outer, &all).await?;
+        let mut first = None;
+        for &s in &all {
+            let a = owned(args);
+            let r = self
+                .on_shard(s, Some(tx), move |sh| {
+                    apply(f, mode, sh, &ctx, &borrowed(&a))
+                })
+                .await;
+            let failed = !matches!(r, Ok(Ok(_)));
+            first.get_or_insert(r);
+            if failed {
+                break;
+            }
+        }
+        self.leave(outer, tx, &all);
+        first.unwrap_or(Err(CmdError::Syntax))?
+    }
+
+    /// SORT with BY/GET patterns, which may name keys on any shard: holds
+    /// every shard, asks the sorted key's shard which keys the patterns
+    /// name, and runs the handler over copies of them as
+    /// [`Router::run_gathered`] does (writing back only the destination).
+    async fn run_patterns(
+        &self,
+        f: KeyedFn,
+        ctx: Ctx,
+        args: &[&[u8]],
+        outer: Option<TxId>,
+    ) -> CmdResult {
+        let all: Vec<usize> = (0..self.shards).collect();
+        let tx = self.enter(outer, &all).await?;
+        let a = owned(args);
+        let keys = self
+            .on_shard(self.shard_of(args[1]), Some(tx), move |s| {
+                crate::cmd::sort::pattern_keys(s, &ctx, &borrowed(&a))
+            })
+            .await;
+        let result = match keys {
+            Ok(Ok(keys)) => self.gather_run_scatter(tx, f, ctx, args, &keys).await,
+            Ok(Err(e)) | Err(e) => Err(e),
+        };
+        self.leave(outer, tx, &all);
+        result
+    }
+
     /// Waits until every record the shards of executors `which` had
     /// produced when asked is durable (`appendfsync always`).
     pub async fn wait_durable(&self, which: &[usize]) -> Result<(), CmdError> {
@@ -452,6 +518,17 @@ impl Router {
 
     /// The shards a keyed command touches.
     pub fn shards_of(&self, spec: &Spec, args: &[&[u8]]) -> Vec<usize> {
+        match spec.kind {
+            crate::exec::command::Kind::Keyed(_, Split::Patterns)
+                if crate::cmd::sort::reads_patterns(args) =>
+            {
+                return (0..self.shards).collect();
+            }
+            crate::exec::command::Kind::Keyed(_, Split::AllShards) => {
+                return (0..self.shards).collect();
+            }
+            _ => {}
+        }
         crate::exec::command::keys_of(spec, args)
             .iter()
             .map(|k| self.shard_of(k))

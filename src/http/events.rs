@@ -98,7 +98,12 @@ where
     }];
     argv.extend(names.iter().map(|n| n.as_slice()));
     let mut out = head.as_bytes().to_vec();
-    for r in pubsub::subscribe(conn, &argv, patterns) {
+    let space = if patterns {
+        pubsub::Space::Pattern
+    } else {
+        pubsub::Space::Channel
+    };
+    for r in pubsub::subscribe(conn, &argv, space) {
         out.extend(reply_event(&r).unwrap_or_default());
     }
     if stream.write_all(&out).await.is_ok() {

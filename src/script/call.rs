@@ -24,7 +24,7 @@ use mlua::{ffi, Lua, Table, Value};
 
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::{strings, Ctx};
-use crate::exec::command::{self, flags, keys_of, Kind, Spec, Split};
+use crate::exec::command::{self, flags, Kind, Spec, Split};
 use crate::exec::local::TxId;
 use crate::exec::router::{apply, Mode};
 use crate::resp::encode::{double_text, DOUBLE_MAX};
@@ -120,6 +120,7 @@ const SCRIPT_CONN_OK: &[&str] = &[
     "flushdb",
     "flushall",
     "publish",
+    "spublish",
 ];
 
 fn err(text: &str) -> CmdError {
@@ -441,13 +442,11 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
     if !allowed {
         return Err(err("ERR This Redis command is not allowed from script"));
     }
-    if spec.has(flags::WRITE) {
-        if active.read_only {
-            return Err(err(
-                "ERR Write commands are not allowed from read-only scripts.",
-            ));
-        }
-        engine::note_write();
+    let writes = spec.has(flags::WRITE);
+    if writes && active.read_only {
+        return Err(err(
+            "ERR Write commands are not allowed from read-only scripts.",
+        ));
     }
     let ctx = Ctx {
         db: active.db,
@@ -465,10 +464,17 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
             String::from_utf8_lossy(argv[0])
         )));
     }
-    match spec.kind {
+    let r = match spec.kind {
         Kind::Keyed(f, split) => keyed(active, spec, f, split, mode, ctx, argv),
         Kind::Conn => conn_command(active, spec, argv),
+    };
+    // Noted after the command: one refused for reaching past the held
+    // shards wrote nothing, and the script may still restart holding
+    // every shard (a SORT whose patterns need them, say).
+    if writes {
+        engine::note_write();
     }
+    r
 }
 
 fn keyed(
@@ -482,10 +488,8 @@ fn keyed(
 ) -> CmdResult {
     let core = core().ok_or_else(|| err("ERR no script engine on this thread"))?;
     let router = &core.router;
-    let shards: Vec<usize> = keys_of(spec, argv)
-        .iter()
-        .map(|k| router.shard_of(k))
-        .collect();
+    // (the router's view: SORT's patterns may need every shard)
+    let shards: Vec<usize> = router.shards_of(spec, argv);
     match &active.home {
         Home::Shard(s) => {
             if shards.iter().any(|x| x != s) {

@@ -56,6 +56,8 @@ const SUBSCRIBED_OK: &[&str] = &[
     "psubscribe",
     "unsubscribe",
     "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
     "ping",
     "quit",
     "reset",
@@ -327,7 +329,7 @@ impl Conn {
                 return self.forward_exec(target, spec, started, out).await;
             }
         }
-        if spec.name == "publish" && self.multi.is_none() {
+        if matches!(spec.name, "publish" | "spublish") && self.multi.is_none() {
             // Published once, on the primary; every node's relay delivers it.
             if let Some(target) = crate::cluster::route::target(self) {
                 let publish = vec![owned(argv)];
@@ -371,15 +373,15 @@ impl Conn {
         }
         // Whatever runs here runs after what this client has in flight.
         self.settle(out).await;
-        if matches!(
-            spec.name,
-            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe"
-        ) {
-            let patterns = spec.name.starts_with('p');
-            let replies = if spec.name.contains("unsub") {
-                pubsub::unsubscribe(self, argv, patterns)
+        if let Some(verb) = spec.name.strip_suffix("subscribe") {
+            let (space, unsub) = match verb.strip_suffix("un") {
+                Some(space) => (pubsub::Space::of_command(space), true),
+                None => (pubsub::Space::of_command(verb), false),
+            };
+            let replies = if unsub {
+                pubsub::unsubscribe(self, argv, space)
             } else {
-                pubsub::subscribe(self, argv, patterns)
+                pubsub::subscribe(self, argv, space)
             };
             for r in &replies {
                 resp::encode(r, self.proto, out);

@@ -159,21 +159,30 @@ def test_blocking_pops_through_a_backup_are_woken_from_any_node():
 
 
 def test_pubsub_reaches_subscribers_on_every_node_once():
+    """PUBLISH and SPUBLISH through any node reach subscribers on every node,
+    once each, as `message` and `smessage`."""
     with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
         start_cluster(c)
         subs = {}
         for h in ("h1", "h2", "h3"):
             conn = c.connect(h, h, timeout=5)
             check(c, conn.call("SUBSCRIBE", "news") == ["subscribe", "news", 1], f"SUBSCRIBE on {h}")
+            check(c, conn.call("SSUBSCRIBE", "snews") == ["ssubscribe", "snews", 1], f"SSUBSCRIBE on {h}")
             subs[h] = conn
         time.sleep(0.3)  # the backups' relay links are up by now
         for h in ("h1", "h2", "h3"):
             with c.connect(h, h) as pub:
                 n = pub.call("PUBLISH", "news", f"from {h}")
                 check(c, n >= 1, f"PUBLISH through {h} reached {n}")
+                n = pub.call("SPUBLISH", "snews", f"shard from {h}")
+                check(c, n >= 1, f"SPUBLISH through {h} reached {n}")
         for h, conn in subs.items():
-            got = sorted(conn.read()[2] for _ in range(3))
-            check(c, got == ["from h1", "from h2", "from h3"], f"{h}'s subscriber got {got}")
+            got = sorted((m[0], m[2]) for m in (conn.read() for _ in range(6)))
+            want = sorted(
+                [("message", f"from {n}") for n in ("h1", "h2", "h3")]
+                + [("smessage", f"shard from {n}") for n in ("h1", "h2", "h3")]
+            )
+            check(c, got == want, f"{h}'s subscriber got {got}")
             conn.sock.settimeout(0.5)
             try:
                 extra = conn.read()

@@ -1592,3 +1592,148 @@ class Gen:
             else:
                 out.append(step)
         return out
+
+
+# -- sort (SORT, SORT_RO) ---------------------------------------------------------------
+# Untagged keys, so with --shards 4 the sorted keys, the BY/GET pattern keys and the
+# STORE destinations live on different shards. Ties that Redis leaves to qsort are
+# avoided: numeric sorts break ties by the element; ALPHA BY reads so:wa_* keys, set at
+# the start of the stream to distinct values and only ever rewritten whole (so:wa_ keys
+# for every element exist). A set's own order means nothing: BY <constant> on a set is
+# compared unordered, without LIMIT.
+SORT_LISTS = [b"so:l1", b"so:l2"]
+SORT_SETS = [b"so:s1", b"so:s2"]
+SORT_ZSETS = [b"so:z1", b"so:z2"]
+SORT_DESTS = [b"so:d1", b"so:d2", b"so:l2"]
+SORT_NUMS = [b"1", b"2", b"10", b"-3", b"2.5", b"07", b"1e2", b"0", b"3", b" 4", b"inf", b"-inf",
+             b"0x1A", b"1.0", b"100"]
+SORT_WORDS = [b"a", b"b", b"c", b"ab", b"B", b"x y", b"z-"]
+# (no out-of-range number: Redis 7.0 tests a stale errno after strtod, so once one
+# was read, later SORTs may fail there depending on what the server did meanwhile)
+SORT_BAD = [b"1x", b"nan", b"abc"]
+SORT_ELEMS = SORT_NUMS + SORT_WORDS
+
+
+def _sort_gen_methods():
+    def so_elem(self, numeric: bool) -> bytes:
+        r = self.r
+        if numeric:
+            return r.choice(SORT_NUMS) if r.random() < 0.97 else r.choice(SORT_BAD)
+        return r.choice(SORT_ELEMS)
+
+    def so_init(self) -> list:
+        """The ALPHA BY weights: a distinct value for every element."""
+        values = [b"w%02d" % i for i in range(len(SORT_ELEMS + SORT_BAD))]
+        self.r.shuffle(values)
+        args = [b"MSET"]
+        for e, v in zip(SORT_ELEMS + SORT_BAD, values):
+            args += [b"so:wa_" + e, v]
+        return [Step(tuple(args))]
+
+    def so_step(self, step):
+        if not getattr(self, "_so_ready", False):
+            self._so_ready = True
+            return self.so_init() + [step]
+        return step
+
+    def so_fill(self):
+        r = self.r
+        numeric = r.random() < 0.7
+        c = r.random()
+        if c < 0.4:
+            k = r.choice(SORT_LISTS)
+            args = [r.choice([b"RPUSH", b"LPUSH"]), k] + [self.so_elem(numeric) for _ in range(r.randint(1, 5))]
+        elif c < 0.7:
+            args = [b"SADD", r.choice(SORT_SETS)] + [self.so_elem(numeric) for _ in range(r.randint(1, 5))]
+        elif c < 0.95:
+            args = [b"ZADD", r.choice(SORT_ZSETS)]
+            for _ in range(r.randint(1, 4)):
+                args += [r.choice([b"0", b"1", b"2", b"-1.5", b"7"]), self.so_elem(numeric)]
+        else:
+            args = [b"DEL", r.choice(SORT_LISTS + SORT_SETS + SORT_ZSETS)]
+        return self.so_step(Step(tuple(args)))
+
+    def so_weights(self):
+        r = self.r
+        e = r.choice(SORT_ELEMS + SORT_BAD)
+        c = r.random()
+        if c < 0.45:
+            v = r.choice(SORT_NUMS) if r.random() < 0.95 else r.choice(SORT_BAD)
+            return self.so_step(Step((b"SET", b"so:w_" + e, v)))
+        if c < 0.8:
+            v = r.choice(SORT_NUMS + SORT_WORDS)
+            return self.so_step(Step((b"HSET", b"so:h_" + e, r.choice([b"f", b"g"]), v)))
+        if c < 0.9:
+            return self.so_step(Step((b"DEL", r.choice([b"so:w_", b"so:h_"]) + e)))
+        if c < 0.95:
+            return self.so_step(Step((b"LPUSH", b"so:w_" + e, b"1")))  # a weight of the wrong type
+        return self.so_step(self.so_init()[0])
+
+    def so_sort(self):
+        r = self.r
+        name = b"SORT_RO" if r.random() < 0.25 else b"SORT"
+        kind = r.choice("lllszz") if r.random() < 0.95 else "x"
+        key = {"l": lambda: r.choice(SORT_LISTS), "s": lambda: r.choice(SORT_SETS),
+               "z": lambda: r.choice(SORT_ZSETS), "x": lambda: r.choice([b"so:w_1", b"so:h_a", b"so:none"])}[kind]()
+        opts = []
+        by = None
+        x = r.random()
+        if x < 0.3:
+            by = r.choice([b"so:w_*", b"so:h_*->f", b"so:h_*->g", b"so:w_*x"])
+        elif x < 0.45:
+            by = b"so:wa_*"
+        elif x < 0.55:
+            by = r.choice([b"nosort", b"so:constant"])
+        # ALPHA BY only over so:wa_* (numeric BY patterns may name missing keys, which tie)
+        alpha = by == b"so:wa_*" or ((by is None or b"*" not in by) and r.random() < 0.35)
+        if by is not None:
+            opts.append([b"BY", by])
+        if alpha:
+            opts.append([r.choice([b"ALPHA", b"alpha"])])
+        if r.random() < 0.5:
+            opts.append([r.choice([b"ASC", b"DESC", b"desc"])])
+        dont_sort = by is not None and b"*" not in by
+        store = name == b"SORT" and r.random() < 0.35
+        unordered = kind == "s" and dont_sort and not store
+        if not unordered and r.random() < 0.35:
+            if r.random() < 0.9:
+                off, cnt = r.choice([b"0", b"1", b"2", b"-1", b"5", b"100"]), r.choice([b"1", b"2", b"3", b"0", b"-1", b"10"])
+            else:
+                off, cnt = r.choice([b"x", b"1", b"9223372036854775807"]), r.choice([b"1", b"", b"-9223372036854775808"])
+            opts.append([b"LIMIT", off, cnt])
+        for _ in range(r.choice([0, 0, 1, 1, 2, 3])):
+            opts.append([b"GET", r.choice([b"#", b"so:w_*", b"so:h_*->f", b"so:h_*->", b"so:nostar",
+                                           b"so:wa_*", b"so:h_*->nofield"])])
+        if store:
+            opts.append([b"STORE", r.choice(SORT_DESTS)])
+        elif name == b"SORT_RO" and r.random() < 0.05:
+            opts.append([b"STORE", b"so:d1"])
+        r.shuffle(opts)
+        args = [name, key] + [a for o in opts for a in o]
+        y = r.random()
+        if y < 0.02:
+            args.append(r.choice([b"LIMIT", b"BY", b"GET", b"STORE", b"bogus"]))
+        return self.so_step(Step(tuple(args), "unordered" if unordered else "exact"))
+
+    def so_read(self):
+        r = self.r
+        k = r.choice(SORT_DESTS + SORT_LISTS)
+        if r.random() < 0.8:
+            return self.so_step(Step((b"LRANGE", k, b"0", b"-1")))
+        return self.so_step(Step((r.choice([b"TYPE", b"EXISTS", b"TTL"]), k)))
+
+    def so_multi(self):
+        """SORT with patterns inside MULTI/EXEC (EXEC then holds every shard)."""
+        inner = [self.so_sort() for _ in range(self.r.randint(1, 3))]
+        steps = []
+        for s in inner:
+            steps.extend(s if isinstance(s, list) else [s])
+        body = [s for s in steps if s.mode == "exact"]
+        return [Step((b"MULTI",))] + [Step(s.args) for s in body] + [Step((b"EXEC",))]
+
+    for f in (so_elem, so_init, so_step, so_fill, so_weights, so_sort, so_read, so_multi):
+        setattr(Gen, f.__name__, f)
+    Gen.FAMILIES["sort"] = {"so_fill": 10, "so_weights": 8, "so_sort": 14, "so_read": 3, "so_multi": 1.5}
+
+
+_sort_gen_methods()

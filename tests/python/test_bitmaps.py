@@ -100,3 +100,35 @@ def test_bitmaps_survive_sigkill(server):
     c = server.client()
     assert c.get("seen") == want
     assert c.bitfield_ro("ctr", "u16", "#3") == [41]
+
+
+def test_setbit_and_bitfield_count_a_change_only_when_the_value_changes(server, ref_redis):
+    """INFO's rdb_changes_since_last_save moves as redis-server's does: a new
+    key always counts, a SETBIT or BITFIELD SET to the value already there
+    does not (and writes nothing to the log)."""
+    def changes(c):
+        return c.info("persistence")["rdb_changes_since_last_save"]
+
+    k, r = server.client(), ref_redis.client()
+    steps = [
+        ("setbit", ("foo", 0, 0)), ("bitfield_set", ("foo2", 0, 0)),  # new keys
+        ("setbit", ("foo", 0, 0)), ("bitfield_set", ("foo2", 0, 0)),  # no change
+        ("setbit", ("foo", 0, 1)), ("setbit", ("foo", 0, 1)),
+        ("bitfield_set", ("foo2", 0, 1)), ("bitfield_set", ("foo2", 0, 1)),
+        ("setbit", ("foo", 100, 0)),  # grows the string
+    ]
+    for c in (k, r):
+        c.delete("foo", "foo2")
+    deltas = {}
+    for name, c in (("keel", k), ("redis", r)):
+        seen = []
+        for op, (key, off, val) in steps:
+            before = changes(c)
+            if op == "setbit":
+                c.setbit(key, off, val)
+            else:
+                c.bitfield(key).set("i5", off, val).execute()
+            seen.append(changes(c) - before)
+        deltas[name] = seen
+    assert deltas["keel"] == deltas["redis"] == [1, 1, 0, 0, 1, 0, 1, 0, 1]
+    assert k.get("foo") == r.get("foo") and k.get("foo2") == r.get("foo2")

@@ -121,3 +121,32 @@ def test_hll_sparse_max_bytes_applies_as_in_redis(keel, ref_redis):
         assert k.get("tiny") == r.get("tiny")
     finally:
         r.config_set("hll-sparse-max-bytes", old)
+
+
+def test_pfdebug_and_pfselftest_as_redis(keel, ref_redis):
+    """PFDEBUG's views (ENCODING, DECODE, GETREG, TODENSE) give redis-server's
+    replies and errors for the same values; the conversions they make are
+    recorded, so the dense value is what comes back after a SIGKILL."""
+    raw_k, raw_r = keel.raw(), ref_redis.raw()
+    raw_r.call("FLUSHALL")
+    steps = [
+        ("PFADD", "h", "a", "b", "c"), ("PFADD", "h2", *[f"e{i}" for i in range(200)]),
+        ("PFDEBUG", "ENCODING", "h"), ("PFDEBUG", "DECODE", "h"), ("PFDEBUG", "DECODE", "h2"),
+        ("PFDEBUG", "GETREG", "h"), ("PFDEBUG", "ENCODING", "h"), ("PFDEBUG", "DECODE", "h"),
+        ("PFDEBUG", "TODENSE", "h"), ("PFDEBUG", "TODENSE", "h2"), ("PFDEBUG", "ENCODING", "h2"),
+        ("PFCOUNT", "h2"), ("PFDEBUG", "foo", "h"), ("PFDEBUG", "GETREG", "nokey"),
+        ("PFDEBUG", "GETREG", "h", "x"), ("SET", "s", "x"), ("PFDEBUG", "ENCODING", "s"),
+        ("LPUSH", "l", "x"), ("PFDEBUG", "ENCODING", "l"), ("PFDEBUG",), ("PFSELFTEST",),
+        ("PFSELFTEST", "x"),
+    ]
+    with raw_k, raw_r:
+        for cmd in steps:
+            assert raw_k.call(*cmd) == raw_r.call(*cmd), cmd
+        dense = raw_r.call("GET", "h2")
+    keel.proc.kill()
+    keel.proc.wait(10)
+    keel.start()
+    with keel.raw() as c:
+        assert c.call("PFDEBUG", "ENCODING", "h2") == ("simple", b"dense")
+        got = c.call("GET", "h2")
+        assert without_cache(got[1]) == without_cache(dense[1])

@@ -53,3 +53,56 @@ def test_object_and_memory_usage_as_redis(keel, ref_redis):
         assert raw_k.call("OBJECT", "HELP")[1][0] == raw_r.call("OBJECT", "HELP")[1][0]
     # MEMORY USAGE grows with the value.
     assert 0 < k.memory_usage("short") < k.memory_usage("long") < k.memory_usage("big-hash")
+
+
+def test_listpack_thresholds_apply_as_in_redis(tmp_path, ref_redis):
+    """CONFIG SET of the listpack thresholds (and their ziplist aliases)
+    changes when hashes and sorted sets leave the packed encoding, from the
+    next write, on every core; entries stop at keel's ceiling of 255, values
+    may be as long as set."""
+    keel = start_keel(tmp_path, shards=4)
+    try:
+        k, r = keel.client(), ref_redis.client()
+        r.flushall()
+        try:
+            for c in (k, r):
+                c.config_set("hash-max-ziplist-entries", 3)
+                c.config_set("hash-max-listpack-value", 8)
+                c.config_set("zset-max-listpack-entries", 2)
+                c.config_set("zset-max-ziplist-value", 5)
+                for i in range(8):  # keys on every shard
+                    c.hset(f"h{i}", mapping={"a": 1, "b": 2, "c": 3})
+                    c.hset(f"h-long{i}", "f", "v" * 9)
+                    c.hset(f"h-grown{i}", mapping={"a": 1, "b": 2, "c": 3})
+                    c.hset(f"h-grown{i}", "d", 4)
+                    c.zadd(f"z{i}", {"a": 1, "b": 2})
+                    c.zadd(f"z-grown{i}", {"a": 1, "b": 2, "c": 3})
+                    c.zadd(f"z-long{i}", {"abcdef": 1})
+            for i in range(8):
+                for key, want in ((f"h{i}", b"listpack"), (f"h-long{i}", b"hashtable"),
+                                  (f"h-grown{i}", b"hashtable"), (f"z{i}", b"listpack"),
+                                  (f"z-grown{i}", b"skiplist"), (f"z-long{i}", b"skiplist")):
+                    assert k.object("encoding", key) == r.object("encoding", key) == want, key
+            assert k.config_get("hash-max-listpack-entries") == {"hash-max-listpack-entries": "3"}
+            # Above the ceiling: still packed up to 255 members, not beyond.
+            k.config_set("zset-max-listpack-entries", 1000)
+            k.zadd("z-big", {f"m{i}": i for i in range(255)})
+            assert k.object("encoding", "z-big") == b"listpack"
+            k.zadd("z-big", {"one-more": 1})
+            assert k.object("encoding", "z-big") == b"skiplist"
+            # Long values stay packed when allowed, in insertion order.
+            for c in (k, r):
+                c.config_set("hash-max-listpack-value", 100000)
+                c.hset("h-long-ok", mapping={"a": "x" * 70000, "b": "1", "c": "y" * 300})
+            assert k.object("encoding", "h-long-ok") == r.object("encoding", "h-long-ok") == b"listpack"
+            assert k.hgetall("h-long-ok") == r.hgetall("h-long-ok")
+            assert list(k.hgetall("h-long-ok")) == [b"a", b"b", b"c"]
+        finally:
+            for c in (k, r):
+                c.config_set("hash-max-listpack-entries", 512)
+                c.config_set("hash-max-listpack-value", 64)
+                c.delete("h-long-ok")
+                c.config_set("zset-max-listpack-entries", 128)
+                c.config_set("zset-max-listpack-value", 64)
+    finally:
+        _checked_stop(keel)

@@ -262,6 +262,33 @@ fn steps_over_a_large_shard_are_bounded() {
 }
 
 #[test]
+fn swapped_databases_keep_the_start_in_the_snapshot() {
+    let mut s = Shard::new(0);
+    for i in 0..3000u32 {
+        let db = (i % 3) as usize;
+        s.set(
+            db,
+            format!("k{i}").as_bytes(),
+            Entry::string(vec![db as u8], 0),
+            5,
+        );
+    }
+    let want = contents(&s);
+    s.snapshot_begin(1, 1, 0).unwrap();
+    let mut out = Vec::new();
+    s.snapshot_step(&mut out, 2000);
+    s.swap_dbs(0, 2, 5);
+    s.swap_dbs(1, 2, 5);
+    s.set(1, b"new", Entry::string(b"v".to_vec(), 0), 6);
+    finish(&mut s, &mut out, 2000);
+    let (t, _) = load(0, &out);
+    assert_eq!(contents(&t), want);
+    // The live shard did swap: db 1 holds what db 0 held.
+    assert!(s.dbs[1].dict.get(b"k0").is_some());
+    check_accounting(&s);
+}
+
+#[test]
 fn flush_hands_the_table_over() {
     let mut s = Shard::new(0);
     for i in 0..5000u32 {
@@ -304,6 +331,7 @@ enum Change {
     ActiveExpire,
     Evict,
     Flush(usize),
+    Swap(usize, usize),
     Grow(usize, u16),
     Shrink(usize),
 }
@@ -323,6 +351,7 @@ fn change() -> impl Strategy<Value = Change> {
         1 => Just(Change::ActiveExpire),
         1 => Just(Change::Evict),
         1 => db.clone().prop_map(Change::Flush),
+        1 => (db.clone(), db.clone()).prop_map(|(a, b)| Change::Swap(a, b)),
         1 => (db.clone(), 100u16..3000).prop_map(|(d, n)| Change::Grow(d, n)),
         1 => db.prop_map(Change::Shrink),
     ]
@@ -403,6 +432,7 @@ fn apply(s: &mut Shard, c: &Change, now: &mut u64, out: &mut Vec<u8>, done: &mut
         Change::Flush(db) => {
             s.flush_db(*db);
         }
+        Change::Swap(a, b) => s.swap_dbs(*a, *b, *now),
         Change::Grow(db, n) => {
             for i in 0..*n {
                 s.set(

@@ -108,6 +108,12 @@ const TEMPLATES: &[&str] = &[
     "XCLAIM {k} g {f} 10 1700000000300-0 IDLE 500 RETRYCOUNT {n} FORCE",
     "XAUTOCLAIM {k} g {f} 0 0 COUNT {n}",
     "XAUTOCLAIM {k} g {f} 100 0 JUSTID",
+    "SORT {k} ALPHA LIMIT 0 {n} STORE {k}",
+    "SORT {k} BY nosort DESC STORE {k}",
+    "SORT {k} BY *x ALPHA GET # GET *->f STORE {k}",
+    "SWAPDB 0 {n}",
+    "RESTORE {k} 0 {p} REPLACE",
+    "RESTORE {k} {t}000 {p}",
     "FLUSHDB",
 ];
 
@@ -128,9 +134,31 @@ fn fill(template: &str, rng: &mut u64, now: u64) -> Vec<Vec<u8>> {
             "{t}" => (next() % 3 + 1).to_string().into_bytes(),
             "{at}" => (now + next() % 4000).to_string().into_bytes(),
             "{s}" => format!("{}.5", next() % 9).into_bytes(),
+            "{p}" => dump_payload(next() % 3),
             w => w.as_bytes().to_vec(),
         })
         .collect()
+}
+
+/// A DUMP payload of a string, a hash or a set.
+fn dump_payload(which: u64) -> Vec<u8> {
+    use keel_shards::{Hash, Hlc, Set, Value};
+    let t = Hlc::from_raw(7);
+    let value = match which {
+        0 => Value::Str(b"dumped".to_vec()),
+        1 => {
+            let mut h = Hash::default();
+            h.insert(b"f0", b"v".to_vec(), t);
+            h.insert(b"f9", b"w".to_vec(), t);
+            Value::Hash(h)
+        }
+        _ => {
+            let mut set = Set::default();
+            set.insert(b"m", t);
+            Value::Set(set)
+        }
+    };
+    crate::cmd::dump::payload(&Entry::new(value, 0))
 }
 
 fn run(s: &mut Shard, db: usize, now: u64, argv: &[Vec<u8>]) {

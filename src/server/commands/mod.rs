@@ -7,10 +7,12 @@
 //! `crate::cmd` see only a shard and a [`Ctx`](crate::cmd::Ctx), never the
 //! connection, so `cmd` does not depend on this layer.
 //!
+//! - [`command_info`]: COMMAND and its subcommands.
 //! - [`connection`]: PING, HELLO, AUTH, SELECT, CLIENT...
 //! - [`replication`]: REPLICAOF, ROLE, WAIT, REPLCONF, INFO replication.
 //! - [`persistence`]: SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE, INFO persistence.
 
+pub mod command_info;
 pub mod connection;
 pub mod persistence;
 pub mod replication;
@@ -24,7 +26,7 @@ use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::is;
 use crate::cmd::numbers::{float_arg, int_arg};
 use crate::config::{Config, Consistency};
-use crate::exec::command::{self, flags, Spec, COMMANDS};
+use crate::exec::command::Spec;
 use crate::resp::reply::Reply;
 use crate::server::config_table::{self, Param};
 use crate::server::conn::{After, Conn};
@@ -52,7 +54,7 @@ pub async fn run(
         "randomkey" => randomkey(conn, now).await,
         "dbsize" => dbsize(conn).await,
         "flushdb" | "flushall" => flush(conn, a, spec.name == "flushall").await,
-        "command" => command_cmd(a),
+        "command" => command_info::command(a),
         "info" => info::info(conn, a).await,
         "config" => config(conn, a).await,
         "time" => {
@@ -77,8 +79,11 @@ pub async fn run(
         "discard" => crate::exec::multi::discard(conn).await,
         "watch" => crate::exec::multi::watch(conn, a).await,
         "unwatch" => crate::exec::multi::unwatch(conn).await,
-        "publish" => crate::exec::pubsub::publish(conn, a).await,
+        "publish" | "spublish" => crate::exec::pubsub::publish(conn, a).await,
         "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
+        "pfselftest" => keel_shards::hll::debug::self_test()
+            .map(|()| Reply::Ok)
+            .map_err(CmdError::Raw),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax"
         | "bzmpop" => {
             // Only reached inside EXEC, where blocking commands never block.
@@ -93,7 +98,16 @@ pub async fn run(
         "wait" => replication::wait(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "seqs") => replication::seqs(conn, a).await,
         "replconf" if a.len() >= 2 && is(a[1], "after") => replication::after(conn, a),
+        "replconf" if a.len() == 2 && is(a[1], "shard-relay") => {
+            crate::exec::pubsub::relay_shard_messages(conn);
+            Ok(Reply::Ok)
+        }
         "replconf" => replication::replconf(conn, a),
+        // Only reached inside EXEC (a subscription outside one is taken by
+        // the connection loop); Redis refuses a shard subscription there.
+        "ssubscribe" => Err(CmdError::other(
+            "SSUBSCRIBE isn't allowed for a DENY BLOCKING client",
+        )),
         "sentinel" => crate::cmd::sentinel::sentinel(&conn.state, a),
         "failover" => crate::cmd::failover::failover(&conn.state, a),
         "save" => persistence::snapshot(conn, SnapshotKind::Save, false).await,
@@ -267,70 +281,6 @@ async fn flush(conn: &Conn, a: &[&[u8]], all: bool) -> CmdResult {
 }
 
 /// One command's COMMAND INFO entry.
-fn command_info(s: &Spec) -> Reply {
-    let flag_names = flags::NAMES
-        .iter()
-        .filter(|(f, _)| s.has(*f))
-        .map(|(_, n)| Reply::status(n))
-        .collect();
-    Reply::Array(vec![
-        Reply::bulk(s.name),
-        Reply::Int(s.arity as i64),
-        Reply::Set(flag_names),
-        Reply::Int(s.first_key as i64),
-        Reply::Int(s.last_key as i64),
-        Reply::Int(s.step as i64),
-        Reply::Set(vec![Reply::Status(format!("@{}", s.group).into())]),
-        Reply::Array(vec![]),
-        Reply::Array(vec![]),
-        Reply::Array(vec![]),
-    ])
-}
-
-fn command_docs(s: &Spec) -> Reply {
-    Reply::Map(vec![
-        (Reply::bulk("summary"), Reply::bulk(s.summary)),
-        (Reply::bulk("since"), Reply::bulk("1.0.0")),
-        (Reply::bulk("group"), Reply::bulk(s.group)),
-    ])
-}
-
-fn command_cmd(a: &[&[u8]]) -> CmdResult {
-    if a.len() == 1 {
-        return Ok(Reply::Array(COMMANDS.iter().map(command_info).collect()));
-    }
-    let sub = String::from_utf8_lossy(a[1]).to_lowercase();
-    match sub.as_str() {
-        "count" if a.len() == 2 => Ok(Reply::Int(COMMANDS.len() as i64)),
-        "list" => Ok(Reply::bulks(COMMANDS.iter().map(|s| s.name))),
-        "info" => Ok(Reply::Array(if a.len() == 2 {
-            COMMANDS.iter().map(command_info).collect()
-        } else {
-            a[2..]
-                .iter()
-                .map(|n| command::lookup(n).map_or(Reply::NilArray, command_info))
-                .collect()
-        })),
-        "docs" => Ok(Reply::Map(if a.len() == 2 {
-            COMMANDS
-                .iter()
-                .map(|s| (Reply::bulk(s.name), command_docs(s)))
-                .collect()
-        } else {
-            a[2..]
-                .iter()
-                .filter_map(|n| command::lookup(n))
-                .map(|s| (Reply::bulk(s.name), command_docs(s)))
-                .collect()
-        })),
-        "count" => Err(CmdError::Arity("command|count".into())),
-        _ => Err(CmdError::UnknownSubcommand {
-            cmd: "COMMAND".into(),
-            sub: String::from_utf8_lossy(a[1]).into_owned(),
-        }),
-    }
-}
-
 /// The values CONFIG SET kept for parameters keel does not apply, by name.
 type Stored = std::collections::HashMap<&'static str, String>;
 
@@ -466,7 +416,34 @@ fn apply(conn: &Conn, stored: &mut Stored, p: &'static Param, v: &str) {
                 config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
             }
             stored.insert(p.name, v.to_string());
+            apply_packing(stored, p.name);
         }
+    }
+}
+
+/// The listpack thresholds, once one of a pair changes: keel packs small
+/// hashes and sorted sets as Redis does, from the next write to a
+/// collection; entries stop at 255 (`keel_shards::packed::ENTRIES_CEILING`).
+/// Until a CONFIG SET, keel keeps its own defaults (128 entries, 64 bytes).
+fn apply_packing(stored: &Stored, name: &str) {
+    use keel_shards::packed::{limits, MAX_ENTRIES, MAX_VALUE};
+    // A threshold never set keeps keel's default, not Redis's.
+    let value = |name: &str, keel_default: usize| {
+        stored
+            .get(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(keel_default as u64)
+    };
+    match name {
+        "hash-max-listpack-entries" | "hash-max-listpack-value" => limits::set_hash(
+            value("hash-max-listpack-entries", MAX_ENTRIES),
+            value("hash-max-listpack-value", MAX_VALUE),
+        ),
+        "zset-max-listpack-entries" | "zset-max-listpack-value" => limits::set_zset(
+            value("zset-max-listpack-entries", MAX_ENTRIES),
+            value("zset-max-listpack-value", MAX_VALUE),
+        ),
+        _ => {}
     }
 }
 

@@ -40,6 +40,55 @@ fn unordered<'a>(items: impl Iterator<Item = [&'a [u8]; 2]>) -> Vec<u8> {
     acc.iter().flat_map(|a| a.to_le_bytes()).collect()
 }
 
+/// A stream's entries in order, its counters and its groups (consumers,
+/// pending entries with their times), hashed in their canonical order.
+fn stream_body(x: &crate::stream::Stream) -> Vec<u8> {
+    use crate::stream::StreamId;
+    let mut text: Vec<u8> = Vec::new();
+    let id = |t: &mut Vec<u8>, i: StreamId| {
+        t.extend_from_slice(&i.ms.to_le_bytes());
+        t.extend_from_slice(&i.seq.to_le_bytes());
+    };
+    id(&mut text, x.last_id());
+    id(&mut text, x.max_deleted());
+    text.extend_from_slice(&x.entries_added().to_le_bytes());
+    let mut parts: Vec<Vec<u8>> = vec![text];
+    for (i, fields) in x.range(StreamId::MIN, StreamId::MAX, 0) {
+        let mut t = Vec::new();
+        id(&mut t, i);
+        for (f, v) in fields {
+            t.extend_from_slice(&(f.len() as u64).to_le_bytes());
+            t.extend_from_slice(f);
+            t.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            t.extend_from_slice(v);
+        }
+        parts.push(t);
+    }
+    for (name, g) in x.groups() {
+        let mut t = name.clone();
+        id(&mut t, g.last_id);
+        t.extend_from_slice(&g.entries_read.map_or(u64::MAX, |n| n).to_le_bytes());
+        for (c, st) in g.consumers() {
+            t.extend_from_slice(&(c.len() as u64).to_le_bytes());
+            t.extend_from_slice(c);
+            t.extend_from_slice(&st.seen_ms.to_le_bytes());
+        }
+        for (pid, p) in g.pel() {
+            id(&mut t, *pid);
+            t.extend_from_slice(&(p.consumer.len() as u64).to_le_bytes());
+            t.extend_from_slice(&p.consumer);
+            t.extend_from_slice(&p.delivery_ms.to_le_bytes());
+            t.extend_from_slice(&p.deliveries.to_le_bytes());
+        }
+        parts.push(t);
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+    [1, 2, 3]
+        .iter()
+        .flat_map(|&seed| fnv1a(seed, &refs).to_le_bytes())
+        .collect()
+}
+
 impl Digest {
     pub fn of_entry(db: usize, key: &[u8], entry: &impl EntryView) -> Digest {
         let dbb = (db as u64).to_le_bytes();
@@ -69,6 +118,10 @@ impl Digest {
                     .flat_map(|&seed| fnv1a(seed, &items).to_le_bytes())
                     .collect();
                 (b"list", &agg)
+            }
+            ValueRef::Stream(x) => {
+                agg = stream_body(x);
+                (b"stream", &agg)
             }
         };
         let parts: [&[u8]; 5] = [&dbb, key, tag, body, &exp];

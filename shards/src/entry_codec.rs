@@ -10,6 +10,8 @@
 //! - sorted set: `count | base | (member, score, time)...`, in score order
 //!   when the set is small;
 //! - list: `count | item...`, head first.
+//! - stream: see [`crate::stream_codec`] (entries in id order, then the
+//!   counters and the consumer groups; an empty stream is a valid value).
 //!
 //! `count` is a varint, `base` the oldest element time (u64 LE) and each
 //! `time` a varint added to it: the elements of one write cost a byte of time
@@ -44,6 +46,7 @@ const HASH: u8 = 1;
 const SET: u8 = 2;
 const ZSET: u8 = 3;
 const LIST: u8 = 4;
+const STREAM: u8 = 5;
 
 fn bad(why: &'static str) -> FrameError {
     FrameError::Malformed(why)
@@ -105,6 +108,7 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &impl EntryView) {
         ValueRef::Set(_) => SET,
         ValueRef::ZSet(_) => ZSET,
         ValueRef::List(_) => LIST,
+        ValueRef::Stream(_) => STREAM,
     };
     out.push(tag);
     put_varint(out, e.expire_at());
@@ -146,6 +150,7 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &impl EntryView) {
                 put_bytes(out, item);
             }
         }
+        ValueRef::Stream(x) => crate::stream_codec::encode(out, x),
     }
 }
 
@@ -224,6 +229,7 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, FrameError> {
             }
             Value::List(l)
         }
+        STREAM => Value::Stream(crate::stream_codec::decode(&mut r)?),
         _ => return Err(bad("unknown value type")),
     };
     r.done()?;
@@ -264,6 +270,7 @@ pub(crate) mod testing {
                 .into_iter()
                 .collect(),
             ValueRef::List(l) => l.iter().map(|v| format!("{v:?}")).collect(),
+            ValueRef::Stream(x) => vec![crate::stream_codec::canon(x)],
         };
         format!(
             "{} exp={} hlc={} [{}]",
@@ -335,6 +342,7 @@ pub(crate) mod testing {
                 }
                 Value::List(l)
             }),
+            crate::stream_codec::arbitrary(n).prop_map(Value::Stream),
         ]
     }
 

@@ -27,6 +27,7 @@ use crate::hash::Hash;
 use crate::hlc::Hlc;
 use crate::list::List;
 use crate::set::Set;
+use crate::stream::Stream;
 use crate::table::{Chain, Table};
 use crate::value::{Entry, Value};
 use crate::zset::ZSet;
@@ -46,6 +47,7 @@ const LIST: u8 = 4;
 /// APPEND, BITFIELD, PFADD), so a bitmap that grows a byte at a time is not
 /// copied whole on every change. SET makes it an inline string again.
 const BSTR: u8 = 5;
+const STREAM: u8 = 6;
 const TYPE_MASK: u8 = 0x07;
 /// The node carries an expiry.
 const HAS_EXPIRE: u8 = 0x10;
@@ -345,6 +347,7 @@ fn type_code(v: &Value) -> u8 {
         Value::Set(_) => SET,
         Value::ZSet(_) => ZSET,
         Value::List(_) => LIST,
+        Value::Stream(_) => STREAM,
     }
 }
 
@@ -517,6 +520,7 @@ pub enum ValueRef<'a> {
     Set(&'a Set),
     ZSet(&'a ZSet),
     List(&'a List),
+    Stream(&'a Stream),
 }
 
 impl ValueRef<'_> {
@@ -528,6 +532,7 @@ impl ValueRef<'_> {
             ValueRef::Set(_) => "set",
             ValueRef::ZSet(_) => "zset",
             ValueRef::List(_) => "list",
+            ValueRef::Stream(_) => "stream",
         }
     }
 
@@ -539,6 +544,7 @@ impl ValueRef<'_> {
             ValueRef::Set(s) => Value::Set(s.clone()),
             ValueRef::ZSet(z) => Value::ZSet(z.clone()),
             ValueRef::List(l) => Value::List(l.clone()),
+            ValueRef::Stream(x) => Value::Stream(x.clone()),
         }
     }
 
@@ -550,6 +556,7 @@ impl ValueRef<'_> {
             ValueRef::Set(s) => s.heap_bytes(),
             ValueRef::ZSet(z) => z.heap_bytes(),
             ValueRef::List(l) => l.heap_bytes(),
+            ValueRef::Stream(x) => x.heap_bytes(),
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   set is an order-statistic treap plus a member → score table).
 //! - [`packed`]: the byte-packed records of small hashes and sorted sets.
 //! - [`hlc`]: hybrid logical clock timestamps carried by every write.
+//! - [`stream`]: the stream type (packed blocks of entries, consumer groups).
 //! - [`hll`]: HyperLogLog strings in Redis's format (PFADD/PFCOUNT/PFMERGE).
 //! - [`merge`]: the merge rules used to heal a split brain (pure functions).
 //! - [`shard`]: a shard's databases, write sequence, expiry, memory, eviction.
@@ -45,6 +46,8 @@ pub mod set;
 pub mod shard;
 pub mod slot;
 pub mod snapshot;
+pub mod stream;
+mod stream_codec;
 pub mod table;
 pub mod tracking;
 pub mod value;
@@ -59,5 +62,6 @@ pub use set::Set;
 pub use shard::{
     EvictionPolicy, OutOfMemory, Shard, ShardStats, DATABASES, META_DB, META_EPOCH, STORED_DBS,
 };
+pub use stream::{Stream, StreamId};
 pub use value::{Entry, Typed, Value};
 pub use zset::ZSet;

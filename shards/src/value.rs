@@ -5,6 +5,7 @@ use crate::hlc::Hlc;
 use crate::keyspace::ValueRef;
 use crate::list::List;
 use crate::set::Set;
+use crate::stream::Stream;
 use crate::zset::ZSet;
 
 /// A key's value: one of Redis's data types.
@@ -15,6 +16,7 @@ pub enum Value {
     Set(Set),
     ZSet(ZSet),
     List(List),
+    Stream(Stream),
 }
 
 impl Value {
@@ -26,6 +28,7 @@ impl Value {
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
             Value::List(_) => "list",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -39,6 +42,7 @@ impl Value {
             Value::Set(s) => s.heap_bytes(),
             Value::ZSet(z) => z.heap_bytes(),
             Value::List(l) => l.heap_bytes(),
+            Value::Stream(x) => x.heap_bytes(),
         }
     }
 
@@ -50,6 +54,7 @@ impl Value {
             Value::Set(s) => ValueRef::Set(s),
             Value::ZSet(z) => ValueRef::ZSet(z),
             Value::List(l) => ValueRef::List(l),
+            Value::Stream(x) => ValueRef::Stream(x),
         }
     }
 
@@ -61,6 +66,8 @@ impl Value {
             Value::Set(s) => s.is_empty(),
             Value::ZSet(z) => z.is_empty(),
             Value::List(l) => l.is_empty(),
+            // An emptied stream stays a key, as in Redis.
+            Value::Stream(_) => false,
         }
     }
 }
@@ -99,6 +106,7 @@ typed!(Hash, Hash);
 typed!(Set, Set);
 typed!(ZSet, ZSet);
 typed!(List, List);
+typed!(Stream, Stream);
 
 /// One key's entry, detached from the keyspace (which stores it as a
 /// compact node, see [`crate::keyspace`]): what is built, loaded and copied.

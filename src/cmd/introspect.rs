@@ -103,6 +103,7 @@ pub fn object(s: &mut Shard, ctx: &Ctx, a: &[&[u8]]) -> CmdResult {
             ValueRef::ZSet(z) if z.is_packed() => "listpack",
             ValueRef::ZSet(_) => "skiplist",
             ValueRef::List(_) => "quicklist",
+            ValueRef::Stream(_) => "stream",
         };
         return Ok(Reply::bulk(name));
     }

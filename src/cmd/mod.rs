@@ -21,6 +21,9 @@ pub mod numbers;
 pub mod sentinel;
 pub mod sets;
 pub mod sort;
+pub mod stream_groups;
+pub mod stream_info;
+pub mod streams;
 pub mod strings;
 pub mod swapdb;
 #[cfg(test)]

@@ -95,3 +95,55 @@ fn zset_members_and_lists_count_writes() {
     );
     assert_eq!(s.seq(), 5);
 }
+
+/// The records a shard produced, as argument lists.
+fn records(s: &mut Shard) -> Vec<Vec<String>> {
+    let (log, _) = s.take_journal();
+    let mut out = Vec::new();
+    keel_shards::record::walk(&log, |_, frame| {
+        if let keel_shards::record::Frame::Record(r) = frame {
+            out.push(
+                r.args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            );
+        }
+        true
+    });
+    out
+}
+
+#[test]
+fn stream_writes_are_recorded_with_the_ids_and_trims_they_made() {
+    use super::streams;
+    let run = |s: &mut Shard, now: u64, f: crate::exec::command::KeyedFn, words: &str| {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        let _ =
+            crate::exec::router::apply(f, crate::exec::router::Mode::WRITE, s, &ctx(now), &args);
+    };
+    let mut s = Shard::new(0);
+    s.journal_enable(true);
+    run(&mut s, 5000, streams::xadd, "XADD x * a 1");
+    run(&mut s, 5000, streams::xadd, "XADD x 5000-* a 2");
+    run(&mut s, 6000, streams::xadd, "XADD x 7000-0 a 3");
+    for i in 0..150 {
+        run(&mut s, 8000 + i, streams::xadd, "XADD x * a 4");
+    }
+    run(&mut s, 9000, streams::xadd, "XADD x MAXLEN ~ 20 * a 5");
+    run(&mut s, 9000, streams::xtrim, "XTRIM x MAXLEN ~ 0");
+    // An error and a no-op record nothing.
+    run(&mut s, 9000, streams::xadd, "XADD x 1-0 a 6");
+    run(&mut s, 9000, streams::xtrim, "XTRIM x MAXLEN 1000");
+    let recs = records(&mut s);
+    assert_eq!(recs.len(), 155, "one record per write");
+    assert_eq!(recs[0], ["XADD", "x", "5000-0", "a", "1"]);
+    assert_eq!(recs[1], ["XADD", "x", "5000-1", "a", "2"]);
+    assert_eq!(recs[2], ["XADD", "x", "7000-0", "a", "3"]);
+    // 153 entries: the first block (100 appends) goes whole.
+    assert_eq!(
+        recs[153],
+        ["XADD", "x", "MAXLEN", "=", "54", "9000-0", "a", "5"]
+    );
+    assert_eq!(recs[154], ["XTRIM", "x", "MAXLEN", "=", "0"]);
+}

@@ -1,4 +1,5 @@
-//! Blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX.
+//! Blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX,
+//! and XREAD / XREADGROUP with BLOCK.
 //!
 //! # Protocol
 //! A blocked client leaves a [`Waiter`] on the executor of each key's shard,
@@ -17,6 +18,13 @@
 //! the connection timing out or going away) wins, and the others drop the
 //! waiter. The data is popped only after winning the claim, so nothing is
 //! popped for a client that already had its answer.
+//!
+//! Streams: a stream waiter is ready when its key has an entry past the id
+//! it waits after (XREAD, with `$` resolved when the client blocked) or past
+//! its group's last delivered id (XREADGROUP `>`). Waiters of one key may
+//! wait after different ids, so serving a key skips waiters not yet ready
+//! instead of stopping at the first; XREAD consumes nothing, so every ready
+//! XREAD waiter is served by one XADD.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use keel_shards::{Shard, DATABASES};
+use keel_shards::{Shard, StreamId, ValueRef, DATABASES};
 
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::numbers::{float_arg, int_arg};
@@ -52,12 +60,22 @@ pub enum BlockOp {
     ZPop { min: bool },
     /// BZMPOP: `[key, [[member, score]...]]`.
     ZMPop { min: bool, count: i64 },
+    /// XREAD BLOCK: the entries after `after` (0 `count`: all).
+    XRead { after: StreamId, count: usize },
+    /// XREADGROUP BLOCK with `>`: new entries for the group.
+    XReadGroup {
+        group: Vec<u8>,
+        consumer: Vec<u8>,
+        count: usize,
+        noack: bool,
+    },
 }
 
 impl BlockOp {
     fn value_type(&self) -> &'static str {
         match self {
             BlockOp::ZPop { .. } | BlockOp::ZMPop { .. } => "zset",
+            BlockOp::XRead { .. } | BlockOp::XReadGroup { .. } => "stream",
             _ => "list",
         }
     }
@@ -89,11 +107,66 @@ impl BlockOp {
                 v("count"),
                 count.to_string().into_bytes(),
             ],
+            BlockOp::XRead { after, count } => {
+                let mut a = vec![v("xread")];
+                if *count > 0 {
+                    a.extend([v("count"), count.to_string().into_bytes()]);
+                }
+                a.extend([v("streams"), key.to_vec(), after.to_string().into_bytes()]);
+                a
+            }
+            BlockOp::XReadGroup {
+                group,
+                consumer,
+                count,
+                noack,
+            } => {
+                let mut a = vec![v("xreadgroup"), v("group"), group.clone(), consumer.clone()];
+                if *count > 0 {
+                    a.extend([v("count"), count.to_string().into_bytes()]);
+                }
+                if *noack {
+                    a.push(v("noack"));
+                }
+                a.extend([v("streams"), key.to_vec(), v(">")]);
+                a
+            }
+        }
+    }
+
+    /// Whether `key` has something for this waiter: a value of its type for
+    /// pops; for XREAD an entry past the id waited after; for XREADGROUP a
+    /// new entry for the group, or the key or group gone (answered with
+    /// Redis's UNBLOCKED / NOGROUP errors).
+    fn ready(&self, s: &mut Shard, ctx: &Ctx, key: &[u8]) -> bool {
+        let value = s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value());
+        match (self, value) {
+            (BlockOp::XRead { after, .. }, Some(ValueRef::Stream(x))) => {
+                !x.is_empty() && x.last_valid_id() > *after
+            }
+            (BlockOp::XRead { .. }, _) => false,
+            (BlockOp::XReadGroup { group, .. }, Some(ValueRef::Stream(x))) => x
+                .group(group)
+                .is_none_or(|g| !x.is_empty() && x.last_valid_id() > g.last_id),
+            (BlockOp::XReadGroup { .. }, _) => true,
+            (_, v) => v.map(|v| v.type_name()) == Some(self.value_type()),
         }
     }
 
     /// Runs the twin on `key` if it holds data of the right type.
     fn attempt(&self, s: &mut Shard, ctx: &Ctx, key: &[u8]) -> Option<Reply> {
+        if let BlockOp::XReadGroup { group, .. } = self {
+            let gone = match s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value()) {
+                Some(ValueRef::Stream(x)) if x.group(group).is_some() => None,
+                Some(ValueRef::Stream(_)) => {
+                    Some("NOGROUP the consumer group this client was blocked on no longer exists")
+                }
+                _ => Some("UNBLOCKED the stream key no longer exists"),
+            };
+            if let Some(e) = gone {
+                return Some(Reply::Error(e.into()));
+            }
+        }
         if s.peek(ctx.db, key, ctx.now_ms)
             .map(|e| e.value().type_name())
             != Some(self.value_type())
@@ -169,7 +242,7 @@ pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, 
         }
         return;
     }
-    if found.is_some() && !w.claim.swap(true, Ordering::SeqCst) {
+    if found.is_some() && w.op.ready(&mut s, &ctx, &key) && !w.claim.swap(true, Ordering::SeqCst) {
         if let Some(r) = w.op.attempt(&mut s, &ctx, &key) {
             w.send(r);
         }
@@ -208,26 +281,26 @@ fn serve_key(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>) {
         let Some(queue) = blocked.get_mut(&map_key) else {
             return;
         };
-        let Some(w) = queue.front() else {
+        if queue.is_empty() {
             blocked.remove(&map_key);
             return;
-        };
+        }
         let mut s = ls.shard(shard);
-        if w.claim.load(Ordering::SeqCst) {
-            // Served elsewhere or gone: drop the stale registration.
-            queue.pop_front();
+        // Drop registrations served elsewhere or gone.
+        let before = queue.len();
+        queue.retain(|w| !w.claim.load(Ordering::SeqCst));
+        for _ in queue.len()..before {
             s.unblock(db, &map_key.2);
-            continue;
         }
-        let ready = s
-            .peek(db, &map_key.2, ctx.now_ms)
-            .map(|e| e.value().type_name())
-            == Some(w.op.value_type());
-        if !ready {
+        // The first waiter (in blocking order) the key can serve now.
+        let Some(at) = queue
+            .iter()
+            .position(|w| w.op.ready(&mut s, &ctx, &map_key.2))
+        else {
             return;
-        }
+        };
+        let Some(w) = queue.remove(at) else { return };
         w.claim.store(true, Ordering::SeqCst);
-        let Some(w) = queue.pop_front() else { return };
         drop(blocked);
         s.unblock(db, &map_key.2);
         if let Some(r) = w.op.attempt(&mut s, &ctx, &map_key.2) {
@@ -421,17 +494,37 @@ pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
     if conn.db >= DATABASES {
         return Start::Done(Err(CmdError::DbIndex));
     }
+    let nil_in_tx = if matches!(op, BlockOp::Move { .. }) {
+        // A nil bulk for BLMOVE / BRPOPLPUSH, as Redis's addReplyNull.
+        Reply::Nil
+    } else {
+        timeout_reply.clone()
+    };
+    let waits = keys.into_iter().map(|k| (k, op.clone())).collect();
+    wait_on(conn, waits, timeout, timeout_reply, nil_in_tx).await
+}
+
+/// Leaves a waiter for each (key, operation), answering at once when a key
+/// is ready (or inside MULTI, where nothing blocks: `nil_in_tx`).
+async fn wait_on(
+    conn: &mut Conn,
+    waits: Vec<(Vec<u8>, BlockOp)>,
+    timeout: Option<Duration>,
+    timeout_reply: Reply,
+    nil_in_tx: Reply,
+) -> Start {
+    let router = conn.router.clone();
     let claim = Arc::new(AtomicBool::new(false));
     let (tx, mut answer) = oneshot::channel();
     let reply = Arc::new(Mutex::new(Some(tx)));
     let db = conn.db;
     let mut registered = Vec::new();
-    for key in keys {
+    for (key, op) in waits {
         let shard = router.shard_of(&key);
         let w = Waiter {
             claim: claim.clone(),
             reply: reply.clone(),
-            op: op.clone(),
+            op,
         };
         let k = key.clone();
         if router
@@ -454,14 +547,10 @@ pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         return Start::Done(Ok(r));
     }
     if conn.tx.is_some() {
-        // Inside EXEC nothing blocks: an empty answer at once (a nil bulk
-        // for BLMOVE / BRPOPLPUSH, as Redis's addReplyNull).
+        // Inside EXEC nothing blocks: an empty answer at once.
         claim.store(true, Ordering::SeqCst);
         cancel_all(conn, &claim, registered).await;
-        if matches!(op, BlockOp::Move { .. }) {
-            return Start::Done(Ok(Reply::Nil));
-        }
-        return Start::Done(Ok(timeout_reply));
+        return Start::Done(Ok(nil_in_tx));
     }
     Start::Wait(Box::new(Blocked {
         answer,
@@ -470,6 +559,97 @@ pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         timeout_reply,
         keys: registered,
     }))
+}
+
+/// Whether a keyed command is XREAD or XREADGROUP with BLOCK (the
+/// connection then starts it here instead of running it once).
+pub fn is_stream_block(name: &str, a: &[&[u8]]) -> bool {
+    matches!(name, "xread" | "xreadgroup")
+        && crate::cmd::streams::read_args(a, name == "xreadgroup").is_ok_and(|r| r.block.is_some())
+}
+
+/// XREAD / XREADGROUP with BLOCK: runs the command once without BLOCK (with
+/// `$` resolved to each stream's last id), and when that finds nothing,
+/// waits on every key for an entry past the id it asked after.
+pub async fn start_stream(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
+    let group = name == "xreadgroup";
+    let r = match crate::cmd::streams::read_args(a, group) {
+        Ok(r) => r,
+        Err(e) => return Start::Done(Err(e)),
+    };
+    if conn.db >= DATABASES {
+        return Start::Done(Err(CmdError::DbIndex));
+    }
+    let router = conn.router.clone();
+    let db = conn.db;
+    // `$` is the stream's last id when the client blocks.
+    let mut ids: Vec<Vec<u8>> = Vec::with_capacity(r.ids.len());
+    for (key, id) in r.keys.iter().zip(&r.ids) {
+        if group || *id != b"$" {
+            ids.push(id.to_vec());
+            continue;
+        }
+        let shard = router.shard_of(key);
+        let k = key.to_vec();
+        let last = router
+            .on_local(shard, conn.tx, move |ls| {
+                match ls.shard(shard).peek(db, &k, now_ms()).map(|e| e.value()) {
+                    Some(ValueRef::Stream(x)) => x.last_id(),
+                    _ => StreamId::MIN,
+                }
+            })
+            .await
+            .unwrap_or(StreamId::MIN);
+        ids.push(last.to_string().into_bytes());
+    }
+    // The same command without BLOCK, ids resolved.
+    let mut argv: Vec<&[u8]> = vec![a[0]];
+    if let Some((g, c)) = r.group {
+        argv.extend([&b"GROUP"[..], g, c]);
+    }
+    let count = r.count.to_string().into_bytes();
+    if r.count > 0 {
+        argv.extend([&b"COUNT"[..], &count]);
+    }
+    if r.noack {
+        argv.push(b"NOACK");
+    }
+    argv.push(b"STREAMS");
+    argv.extend(r.keys.iter().copied());
+    argv.extend(ids.iter().map(|i| &i[..]));
+    let Some(spec) = command::lookup(a[0]) else {
+        return Start::Done(Err(CmdError::Syntax));
+    };
+    let Kind::Keyed(f, split) = spec.kind else {
+        return Start::Done(Err(CmdError::Syntax));
+    };
+    let ctx = conn.ctx(now_ms());
+    match router.run(spec, f, split, ctx, &argv, conn.tx).await {
+        Ok(Reply::NilArray) => {}
+        other => return Start::Done(other),
+    }
+    let waits = r
+        .keys
+        .iter()
+        .zip(&ids)
+        .map(|(k, id)| {
+            let op = match r.group {
+                Some((g, c)) => BlockOp::XReadGroup {
+                    group: g.to_vec(),
+                    consumer: c.to_vec(),
+                    count: r.count,
+                    noack: r.noack,
+                },
+                None => BlockOp::XRead {
+                    after: crate::cmd::streams::parse_strict_id(id).unwrap_or(StreamId::MAX),
+                    count: r.count,
+                },
+            };
+            (k.to_vec(), op)
+        })
+        .collect();
+    let timeout = r.block.filter(|ms| *ms > 0).map(Duration::from_millis);
+    wait_on(conn, waits, timeout, Reply::NilArray, Reply::NilArray).await
 }
 
 /// Removes a finished waiter's registrations from every shard.

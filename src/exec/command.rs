@@ -14,6 +14,8 @@ use crate::cmd::{
     bitmaps, dump, geo, hashes, hyperloglog, introspect, keys, lcs, lists, sets, sort, strings,
     swapdb, zsets, Ctx,
 };
+// streams
+use crate::cmd::{stream_groups, stream_info, streams};
 
 pub type KeyedFn = fn(&mut Shard, &Ctx, &[&[u8]]) -> CmdResult;
 
@@ -61,6 +63,10 @@ pub enum Split {
     /// with Redis Cluster's CROSSSLOT error (see [`keys_of`]); cross-shard
     /// execution replaces this later.
     SameShard,
+    /// XREAD / XREADGROUP (streams): each shard reads its keys, after every
+    /// key was checked in key order; the per-key results come back in key
+    /// order (`Router::run_streams`).
+    Streams,
     /// SORT: as `SameShard` for its sorted key and STORE destination, but
     /// its BY and GET patterns may name keys on any shard: then it runs
     /// holding every shard (see `Router::run_patterns`).
@@ -321,6 +327,22 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("zinterstore", -4, W, 1, 1, 1, zsets::zinterstore, SameShard, "sorted-set", "Stores the intersect of multiple sorted sets in a key."),
     keyed!("zdiffstore", -4, W, 1, 1, 1, zsets::zdiffstore, SameShard, "sorted-set", "Stores the difference of multiple sorted sets in a key."),
     keyed!("zscan", -3, R, 1, 1, 1, zsets::zscan, Never, "sorted-set", "Iterates over members and scores of a sorted set."),
+    // streams
+    keyed!("xadd", -5, WF, 1, 1, 1, streams::xadd, Never, "stream", "Appends a new message to a stream. Creates the key if it doesn't exist."),
+    keyed!("xrange", -4, R, 1, 1, 1, streams::xrange, Never, "stream", "Returns the messages from a stream within a range of IDs."),
+    keyed!("xrevrange", -4, R, 1, 1, 1, streams::xrevrange, Never, "stream", "Returns the messages from a stream within a range of IDs in reverse order."),
+    keyed!("xlen", 2, RF, 1, 1, 1, streams::xlen, Never, "stream", "Return the number of messages in a stream."),
+    keyed!("xdel", -3, WRITE | FAST, 1, 1, 1, streams::xdel, Never, "stream", "Returns the number of messages after removing them from a stream."),
+    keyed!("xtrim", -4, WRITE, 1, 1, 1, streams::xtrim, Never, "stream", "Deletes messages from the beginning of a stream."),
+    keyed!("xsetid", -3, WF, 1, 1, 1, streams::xsetid, Never, "stream", "An internal command for replicating stream values."),
+    keyed!("xread", -4, R, 0, 0, 0, streams::xread, Streams, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
+    keyed!("xgroup", -2, W, 2, 2, 1, stream_groups::xgroup, Never, "stream", "A container for consumer groups commands."),
+    keyed!("xreadgroup", -7, WRITE, 0, 0, 0, stream_groups::xreadgroup, Streams, "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
+    keyed!("xack", -4, WRITE | FAST, 1, 1, 1, stream_groups::xack, Never, "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    keyed!("xpending", -3, R, 1, 1, 1, stream_groups::xpending, Never, "stream", "Returns the information and entries from a stream consumer group's pending entries list."),
+    keyed!("xclaim", -6, WRITE | FAST, 1, 1, 1, stream_groups::xclaim, Never, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
+    keyed!("xautoclaim", -6, WRITE | FAST, 1, 1, 1, stream_groups::xautoclaim, Never, "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
+    keyed!("xinfo", -2, R, 2, 2, 1, stream_info::xinfo, Never, "stream", "A container for stream introspection commands."),
     // SORT and SORT_RO (sortdump)
     keyed!("sort", -2, W, 1, 1, 1, sort::sort, Patterns, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
     keyed!("sort_ro", -2, R, 1, 1, 1, sort::sort_ro, Patterns, "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
@@ -418,6 +440,10 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
         "zunionstore" | "zinterstore" | "zdiffstore" => Some(2),
         _ => None,
     };
+    // streams: the keys follow STREAMS (their first half).
+    if matches!(spec.name, "xread" | "xreadgroup") {
+        return streams::read_keys(args);
+    }
     // SORT's STORE key is an option, not a position.
     if matches!(spec.name, "sort" | "sort_ro") {
         return crate::cmd::sort::keys(args);

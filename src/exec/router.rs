@@ -309,6 +309,16 @@ impl Router {
         if split == Split::AllOk || split == Split::MsetNx {
             strings::check_pairs(args)?;
         }
+        // streams
+        if split == Split::Streams {
+            let keys = crate::exec::command::keys_of(spec, args);
+            if let Some(first) = keys.first().map(|k| self.shard_of(k)) {
+                if keys.iter().any(|k| self.shard_of(k) != first) {
+                    return self.run_streams(spec, f, ctx, args, tx).await;
+                }
+                return self.run_on(first, f, mode, ctx, args, tx).await;
+            }
+        }
         // SWAPDB: every shard, in one transaction (sortdump).
         if split == Split::AllShards {
             crate::cmd::swapdb::indexes(args)?;
@@ -642,6 +652,78 @@ impl Router {
                 );
             }
         }
+    }
+
+    /// XREAD / XREADGROUP over streams on several shards, as one
+    /// transaction: every key is checked first, one by one in key order
+    /// (type, group, id), so the answer is the first error in key order and
+    /// nothing was read or delivered; then each shard reads its own keys
+    /// (no stream is copied), and the per-key results are put back in key
+    /// order.
+    async fn run_streams(
+        &self,
+        spec: &'static Spec,
+        f: KeyedFn,
+        ctx: Ctx,
+        args: &[&[u8]],
+        outer: Option<TxId>,
+    ) -> CmdResult {
+        let keys = crate::exec::command::keys_of(spec, args);
+        let n = keys.len();
+        let at = args.len() - 2 * n;
+        let part = |idx: &[usize]| -> Vec<Vec<u8>> {
+            let mut a = owned(&args[..at]);
+            a.extend(idx.iter().map(|&i| keys[i].to_vec()));
+            a.extend(idx.iter().map(|&i| args[at + n + i].to_vec()));
+            a
+        };
+        let mut shards: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let tx = self.enter(outer, &shards).await?;
+        let result = async {
+            for (i, key) in keys.iter().enumerate() {
+                let a = part(&[i]);
+                self.on_shard(self.shard_of(key), Some(tx), move |sh| {
+                    crate::cmd::streams::read_check(sh, &ctx, &borrowed(&a))
+                })
+                .await??;
+            }
+            let mode = Mode::of(spec);
+            let mut found: Vec<(usize, Reply, Reply)> = Vec::new();
+            for &s in &shards {
+                let idx: Vec<usize> = (0..n).filter(|&i| self.shard_of(keys[i]) == s).collect();
+                let a = part(&idx);
+                let r = self
+                    .on_shard(s, Some(tx), move |sh| {
+                        apply(f, mode, sh, &ctx, &borrowed(&a))
+                    })
+                    .await??;
+                let Reply::KeyedArrays(pairs) = r else {
+                    continue;
+                };
+                // A part lists its keys in argument order, skipping those
+                // with nothing: match them up in that order.
+                let mut next = idx.iter();
+                for (k, v) in pairs {
+                    let pos = next
+                        .by_ref()
+                        .find(|&&i| matches!(&k, Reply::Bulk(b) if b[..] == *keys[i]))
+                        .copied()
+                        .unwrap_or(n);
+                    found.push((pos, k, v));
+                }
+            }
+            found.sort_by_key(|p| p.0);
+            Ok(if found.is_empty() {
+                Reply::NilArray
+            } else {
+                Reply::KeyedArrays(found.into_iter().map(|(_, k, v)| (k, v)).collect())
+            })
+        }
+        .await;
+        self.leave(outer, tx, &shards);
+        result
     }
 
     /// A multi-key command whose keys span shards, as one transaction.

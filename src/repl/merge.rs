@@ -26,6 +26,21 @@
 //! - HyperLogLogs: the loser's PFADD and PFMERGE apply, giving each
 //!   register the greater of both sides' values.
 //! - A delete on either side is not undone by the other side's older state.
+//! - Streams: entries from both sides are kept, by id. An entry id is unique
+//!   within one node's history, but the two sides of a split each kept
+//!   adding to the same stream: a loser entry whose id is not past the
+//!   winner's last id (the same id, or one the winner's stream already went
+//!   beyond) is added again with a fresh id after the winner's last one
+//!   (`ms-*`, keeping its milliseconds when it can), so no entry is lost and
+//!   ids stay unique and increasing. Deletes, trims and acknowledgements from
+//!   the loser apply (a delete or an ack wins). Consumer groups merge field
+//!   by field: a group only the loser created is created; `XGROUP SETID` only
+//!   moves a group's last-delivered id forward (the later of the two); the
+//!   loser's reads and claims (XREADGROUP, XCLAIM, XAUTOCLAIM) run on the
+//!   winner's group, adding to its pending lists (the union of both sides'
+//!   deliveries, at least once: an entry both sides delivered may be
+//!   delivered twice, none is lost). A loser XDEL of an entry that was
+//!   re-added under a new id misses it.
 //! - Lists, sorted sets and anything else both sides wrote: key-level
 //!   last-writer-wins.
 //! - `FLUSHDB` and transaction aborts from the loser are not applied.
@@ -391,11 +406,77 @@ fn merge_command(s: &mut Shard, fork: &Fork, r: &Record<'_>, now: u64, stats: &m
             }
             _ => stats.skipped += 1,
         }
+    } else if name.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'x')) {
+        merge_stream_command(s, db, h, &key, r, now, stats);
     } else if w.last < h && keys.iter().all(|k| side(s, fork, db, k, now).last < h) {
         // Key-level last writer wins.
         run(s, db, h, &r.args, now, stats);
     } else {
         stats.skipped += 1;
+    }
+}
+
+/// A stream command both sides' histories touched the key of (the rules
+/// in the module docs).
+fn merge_stream_command(
+    s: &mut Shard,
+    db: u8,
+    h: Hlc,
+    key: &[u8],
+    r: &Record<'_>,
+    now: u64,
+    stats: &mut MergeStats,
+) {
+    use crate::cmd::streams::{xadd_id, IdReq};
+    let name = r.args[0];
+    // The stream's last id and the named group's last-delivered id.
+    let stream =
+        |s: &mut Shard, group: &[u8]| match s.peek(db as usize, key, now).map(|e| e.value()) {
+            Some(ValueRef::Stream(x)) => Some((x.last_id(), x.group(group).map(|g| g.last_id))),
+            _ => None,
+        };
+    if is(name, "xadd") {
+        let (Some((at, req)), Some((last, _))) = (xadd_id(&r.args), stream(s, b"")) else {
+            run(s, db, h, &r.args, now, stats);
+            return;
+        };
+        let past = match req {
+            IdReq::Exact(id) => id > last,
+            IdReq::Ms(ms) => ms > last.ms,
+            IdReq::Auto => true,
+        };
+        if past {
+            run(s, db, h, &r.args, now, stats);
+            return;
+        }
+        // Taken or behind the winner's stream: a fresh id after its last.
+        let ms = match req {
+            IdReq::Exact(id) => id.ms,
+            IdReq::Ms(ms) => ms,
+            IdReq::Auto => 0,
+        }
+        .max(last.ms);
+        let fresh = format!("{ms}-*").into_bytes();
+        let mut args: Vec<&[u8]> = r.args.to_vec();
+        args[at] = &fresh;
+        run(s, db, h, &args, now, stats);
+    } else if is(name, "xgroup") && r.args.len() >= 5 && is(r.args[1], "setid") {
+        // A group's last-delivered id only moves forward.
+        let ahead = stream(s, r.args[3]).and_then(|(last, group_last)| {
+            let id = if r.args[4] == b"$" {
+                last
+            } else {
+                crate::cmd::streams::parse_id(r.args[4], 0).ok()?
+            };
+            Some(id > group_last?)
+        });
+        if ahead == Some(true) {
+            run(s, db, h, &r.args, now, stats);
+        } else {
+            stats.skipped += 1;
+        }
+    } else {
+        run(s, db, h, &r.args, now, stats);
     }
 }
 
@@ -534,5 +615,67 @@ mod tests {
         let mut bad = theirs.clone();
         bad[10] ^= 0xff;
         assert!(merge_frames(&mut s, &fork, &bad, 6000).refused >= 1);
+    }
+
+    #[test]
+    fn stream_entries_from_both_sides_are_kept_and_groups_merge() {
+        let mut s = Shard::new(0);
+        for w in [
+            "XADD st 1-0 a base",
+            "XGROUP CREATE st g 0",
+            "XREADGROUP GROUP g w STREAMS st >",
+        ] {
+            cmd(&mut s, 1000, w);
+        }
+        let fork_hlc = s.hlc_last();
+        // The winner adds 5-0 and 6-0 after the fork.
+        cmd(&mut s, 3000, "XADD st 5-0 a W1");
+        cmd(&mut s, 3000, "XADD st 6-0 a W2");
+        let fork = Fork {
+            hlc: fork_hlc,
+            ..Fork::default()
+        };
+        // The loser added 5-0 (taken), 4-0 (behind) and 9-0 (past).
+        let mut theirs = Vec::new();
+        record(&mut theirs, 2000, Op::Cmd, "", "XADD st 5-0 a L1");
+        record(&mut theirs, 2000, Op::Cmd, "", "XADD st 4-0 a L2");
+        record(&mut theirs, 2100, Op::Cmd, "", "XADD st 9-0 a L3");
+        record(&mut theirs, 2200, Op::Cmd, "", "XACK st g 1-0");
+        record(&mut theirs, 2300, Op::Cmd, "", "XGROUP SETID st g 0");
+        record(&mut theirs, 2400, Op::Cmd, "", "XGROUP CREATE st lg 0");
+        let st = merge_frames(&mut s, &fork, &theirs, 5000);
+        let e = s.peek(0, b"st", 0).map(|e| e.value().to_value());
+        let Some(keel_shards::Value::Stream(x)) = e else {
+            panic!("st is not a stream");
+        };
+        let entries: Vec<(String, Vec<u8>)> = x
+            .range(keel_shards::StreamId::MIN, keel_shards::StreamId::MAX, 0)
+            .into_iter()
+            .map(|(id, f)| (id.to_string(), f[0].1.to_vec()))
+            .collect();
+        let values: Vec<&[u8]> = entries.iter().map(|(_, v)| &v[..]).collect();
+        assert_eq!(
+            values,
+            vec![&b"base"[..], b"W1", b"W2", b"L1", b"L2", b"L3"],
+            "{entries:?}"
+        );
+        assert_eq!(
+            entries[3].0, "6-1",
+            "a taken id is re-added after the winner's last"
+        );
+        assert_eq!(entries[4].0, "6-2");
+        assert_eq!(entries[5].0, "9-0", "an id past the winner's stream stays");
+        let g = x.group(b"g").expect("group g");
+        assert!(g.pel().is_empty(), "the loser's ack applies");
+        assert_eq!(
+            g.last_id.to_string(),
+            "1-0",
+            "SETID backwards is not applied"
+        );
+        assert!(
+            x.group(b"lg").is_some(),
+            "a group only the loser made is created"
+        );
+        assert_eq!(st.skipped, 1, "{st:?}");
     }
 }

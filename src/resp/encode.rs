@@ -189,6 +189,15 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         }
         Reply::Set(items) => push_items(out, if v3 { b'~' } else { b'*' }, items, proto),
         Reply::Map(pairs) => push_pairs(out, if v3 { b'%' } else { b'*' }, pairs, proto, false),
+        Reply::KeyedArrays(pairs) if v3 => push_pairs(out, b'%', pairs, proto, false),
+        Reply::KeyedArrays(pairs) => {
+            push_int(out, b'*', pairs.len() as i64);
+            for (k, v) in pairs {
+                out.extend_from_slice(b"*2\r\n");
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
+        }
         Reply::DoubleText(s) if v3 => {
             out.push(b',');
             out.extend_from_slice(s);

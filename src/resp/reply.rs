@@ -31,6 +31,9 @@ pub enum Reply {
     Pairs(Vec<(Reply, Reply)>),
     /// A set in RESP3, an array in RESP2.
     Set(Vec<Reply>),
+    /// Per-key results (XREAD, XREADGROUP): a map in RESP3, an array of
+    /// `[key, value]` arrays in RESP2.
+    KeyedArrays(Vec<(Reply, Reply)>),
     /// A double in RESP3, a bulk string in RESP2.
     Double(f64),
     /// A double given by its exact text (GEOPOS's coordinates, printed as

@@ -324,6 +324,20 @@ unsafe fn push_reply(state: *mut ffi::lua_State, r: &Reply, resp3: bool, depth: 
         }
     };
     match r {
+        Reply::KeyedArrays(pairs) => {
+            // XREAD's shape: a map in RESP3, pairs of [key, value] in RESP2.
+            let shaped = if resp3 {
+                Reply::Map(pairs.clone())
+            } else {
+                Reply::Array(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| Reply::Array(vec![k.clone(), v.clone()]))
+                        .collect(),
+                )
+            };
+            return push_reply(state, &shaped, resp3, depth);
+        }
         Reply::Ok => field(c"ok", b"OK"),
         Reply::Status(s) => field(c"ok", s.as_bytes()),
         Reply::StatusBytes(s) => field(c"ok", s),
@@ -453,6 +467,13 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
     let mut mode = Mode::of(spec);
     if active.allow_oom {
         mode.deny_oom = false;
+    }
+    // streams: a script cannot block (Redis refuses rather than ignore it).
+    if crate::exec::blocking::is_stream_block(spec.name, argv) {
+        return Err(CmdError::other(format!(
+            "{} command is not allowed with BLOCK option from scripts",
+            String::from_utf8_lossy(argv[0])
+        )));
     }
     let started = std::time::Instant::now();
     let r = match spec.kind {

@@ -482,6 +482,16 @@ impl Conn {
                     }
                 }
             }
+            // streams: XREAD / XREADGROUP with BLOCK
+            Kind::Keyed(..) if blocking::is_stream_block(spec.name, argv) => {
+                match blocking::start_stream(self, spec.name, argv).await {
+                    blocking::Start::Done(r) => (r, After::Continue),
+                    blocking::Start::Wait(b) => {
+                        self.count(spec, started, false);
+                        return After::Block(b);
+                    }
+                }
+            }
             Kind::Keyed(f, split) => (
                 self.router
                     .run(spec, f, split, self.ctx(now), argv, None)

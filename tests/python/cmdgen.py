@@ -1308,6 +1308,202 @@ class Gen:
             return Step((b"HSET", b"{t}h1", b"f", b"v"))
         return Step((b"DEL", self.geo_key()))
 
+
+    # -- streams ---------------------------------------------------------------------
+    # Ids are explicit (a counter that mostly grows, some stale ids for the
+    # errors, `ms-*`), never `*`, so both servers hold the same ids. Nothing
+    # that reports an idle or delivery time is sent (XPENDING's extended form,
+    # XINFO CONSUMERS, XINFO STREAM FULL); claims use a min-idle-time of 0.
+    # Fields and values stay short, so blocks close after 100 entries on both
+    # servers and approximate trims remove the same entries.
+    STREAM_KEYS = [b"{x}s1", b"{x}s2", b"{x}s3"]
+    STREAM_XKEYS = [b"x:a", b"x:b", b"x:c"]
+    STREAM_FIELDS = [b"f", b"g", b"name", b""]
+    STREAM_GROUPS = [b"g1", b"g2", b"g1", b"g1", b"nogroup"]
+    STREAM_CONSUMERS = [b"alice", b"bob", b"carol"]
+
+    def x_key(self) -> bytes:
+        r = self.r
+        if r.random() < 0.04:
+            return r.choice([b"{x}none", b"{x}str"])
+        if self.xshard and r.random() < 0.6:
+            return r.choice(self.STREAM_XKEYS)
+        return r.choice(self.STREAM_KEYS)
+
+    def x_id(self) -> bytes:
+        """An id near the ones added so far (or a malformed one, rarely)."""
+        r = self.r
+        top = getattr(self, "xms", 1)
+        c = r.random()
+        if c < 0.02:
+            return r.choice([b"abc", b"1-x", b"-1", b"18446744073709551616-0", b""])
+        low = r.choice([0, max(0, top - 40), max(0, top - 10)])
+        if c < 0.4:
+            return b"%d" % r.randint(low, top + 1)
+        return b"%d-%d" % (r.randint(low, top + 1), r.randint(0, 3))
+
+    def x_bound(self, low: bool) -> bytes:
+        r = self.r
+        c = r.random()
+        if c < 0.25:
+            return b"-" if low else b"+"
+        if c < 0.4:
+            return b"(" + self.x_id()
+        return self.x_id()
+
+    def x_fields(self) -> list:
+        r = self.r
+        out = []
+        for _ in range(r.choice([1, 1, 1, 2, 3])):
+            out += [r.choice(self.STREAM_FIELDS), b"%d" % r.randint(0, 999)]
+        return out
+
+    def x_add(self):
+        r = self.r
+        self.xms = getattr(self, "xms", 1) + r.choice([0, 1, 1, 2])
+        args = [b"XADD", self.x_key()]
+        if r.random() < 0.05:
+            args.append(b"NOMKSTREAM")
+        if r.random() < 0.25:
+            if r.random() < 0.6:
+                args += [b"MAXLEN", r.choice([b"~", b"=", b"~"]), b"%d" % r.choice([5, 50, 100, 150, 250])]
+            else:
+                args += [b"MINID", r.choice([b"~", b"="]), b"%d" % r.randint(max(0, self.xms - 300), self.xms)]
+            if args[-2] == b"~" and r.random() < 0.3:
+                args += [b"LIMIT", b"%d" % r.choice([0, 10, 100, 200])]
+        c = r.random()
+        if c < 0.75:
+            args.append(b"%d-%d" % (self.xms, r.randint(0, 2)))
+        elif c < 0.9:
+            args.append(b"%d-*" % r.choice([self.xms, self.xms + 1, 0]))
+        else:
+            args.append(self.x_id())
+        return Step((*args, *self.x_fields()))
+
+    def x_burst(self):
+        """Many entries into one key, so streams pass a block (100 entries)
+        and approximate trims have whole blocks to drop."""
+        r = self.r
+        k = r.choice(self.STREAM_XKEYS if self.xshard else self.STREAM_KEYS)
+        out = []
+        for _ in range(r.randint(30, 130)):
+            self.xms = getattr(self, "xms", 1) + 1
+            out.append(Step((b"XADD", k, b"%d-0" % self.xms, b"f", b"%d" % r.randint(0, 99))))
+        return out
+
+    def x_range(self):
+        r = self.r
+        if r.random() < 0.5:
+            args = [b"XRANGE", self.x_key(), self.x_bound(True), self.x_bound(False)]
+        else:
+            args = [b"XREVRANGE", self.x_key(), self.x_bound(False), self.x_bound(True)]
+        if r.random() < 0.5:
+            args += [b"COUNT", b"%d" % r.choice([0, 1, 3, 10, -1])]
+        return Step(tuple(args))
+
+    def x_misc(self):
+        r = self.r
+        c = r.choice(["len", "del", "del", "trim", "setid", "type", "str"])
+        if r.random() < 0.03:
+            c = "del_key"
+        k = self.x_key()
+        if c == "len":
+            return Step((b"XLEN", k))
+        if c == "del":
+            return Step((b"XDEL", k, *[self.x_id() for _ in range(r.randint(1, 3))]))
+        if c == "trim":
+            strat = r.choice([b"MAXLEN", b"MINID"])
+            val = b"%d" % r.choice([0, 20, 120, 150]) if strat == b"MAXLEN" else self.x_id()
+            args = [b"XTRIM", k, strat, r.choice([b"=", b"~", b""]), val]
+            if args[3] == b"~" and r.random() < 0.3:
+                args += [b"LIMIT", b"%d" % r.choice([0, 100])]
+            return Step(tuple(a for a in args if a != b""))
+        if c == "setid":
+            args = [b"XSETID", k, self.x_id()]
+            if r.random() < 0.3:
+                args += [b"ENTRIESADDED", b"%d" % r.randint(0, 300)]
+            if r.random() < 0.3:
+                args += [b"MAXDELETEDID", self.x_id()]
+            return Step(tuple(args))
+        if c == "type":
+            return Step((b"TYPE", k))
+        if c == "str":
+            return Step((b"SET", b"{x}str", b"v"))
+        return Step((b"DEL", k))
+
+    def x_read(self):
+        r = self.r
+        keys = [self.x_key() for _ in range(r.choice([1, 1, 2, 3]))]
+        ids = [r.choice([self.x_id(), b"0", b"$"]) for _ in keys]
+        args = [b"XREAD"]
+        if r.random() < 0.6:
+            args += [b"COUNT", b"%d" % r.choice([1, 2, 5, 0])]
+        return Step((*args, b"STREAMS", *keys, *ids))
+
+    def x_group(self):
+        r = self.r
+        k, g = self.x_key(), r.choice(self.STREAM_GROUPS)
+        c = r.choice(["create", "create", "setid", "cc", "dc", "info", "info"])
+        if r.random() < 0.05:
+            c = "destroy"
+        if c == "create":
+            args = [b"XGROUP", b"CREATE", k, g, r.choice([b"0", b"$", self.x_id()])]
+            if r.random() < 0.3:
+                args.append(b"MKSTREAM")
+            if r.random() < 0.2:
+                args += [b"ENTRIESREAD", b"%d" % r.choice([-1, 0, 3, 1000])]
+            return Step(tuple(args))
+        if c == "setid":
+            args = [b"XGROUP", b"SETID", k, g, r.choice([b"0", b"$", self.x_id()])]
+            if r.random() < 0.3:
+                args += [b"ENTRIESREAD", b"%d" % r.choice([-1, 2])]
+            return Step(tuple(args))
+        if c == "destroy":
+            return Step((b"XGROUP", b"DESTROY", k, g))
+        if c == "info":
+            return Step((b"XINFO", b"GROUPS", k))
+        sub = b"CREATECONSUMER" if c == "cc" else b"DELCONSUMER"
+        return Step((b"XGROUP", sub, k, g, r.choice(self.STREAM_CONSUMERS)))
+
+    def x_readgroup(self):
+        r = self.r
+        keys = [self.x_key() for _ in range(r.choice([1, 1, 1, 2]))]
+        args = [b"XREADGROUP", b"GROUP", r.choice(self.STREAM_GROUPS), r.choice(self.STREAM_CONSUMERS)]
+        if r.random() < 0.6:
+            args += [b"COUNT", b"%d" % r.choice([1, 2, 5])]
+        if r.random() < 0.1:
+            args.append(b"NOACK")
+        ids = [r.choice([b">", b">", b">", b"0", self.x_id()]) for _ in keys]
+        return Step((*args, b"STREAMS", *keys, *ids))
+
+    def x_ack(self):
+        r = self.r
+        return Step((b"XACK", self.x_key(), r.choice(self.STREAM_GROUPS),
+                     *[self.x_id() for _ in range(r.randint(1, 4))]))
+
+    def x_pending(self):
+        return Step((b"XPENDING", self.x_key(), self.r.choice(self.STREAM_GROUPS)))
+
+    def x_claim(self):
+        r = self.r
+        k, g, c = self.x_key(), r.choice(self.STREAM_GROUPS), r.choice(self.STREAM_CONSUMERS)
+        if r.random() < 0.5:
+            args = [b"XCLAIM", k, g, c, b"0", *[self.x_id() for _ in range(r.randint(1, 3))]]
+            for opt in [b"JUSTID", b"FORCE"]:
+                if r.random() < 0.3:
+                    args.append(opt)
+            if r.random() < 0.2:
+                args += [b"RETRYCOUNT", b"%d" % r.randint(0, 5)]
+            if r.random() < 0.1:
+                args += [b"LASTID", self.x_id()]
+            return Step(tuple(args))
+        args = [b"XAUTOCLAIM", k, g, c, b"0", r.choice([b"0", b"-", self.x_id()])]
+        if r.random() < 0.5:
+            args += [b"COUNT", b"%d" % r.choice([1, 2, 10])]
+        if r.random() < 0.3:
+            args.append(b"JUSTID")
+        return Step(tuple(args))
+
     # -- families ------------------------------------------------------------------
     FAMILIES = {
         "strings": {
@@ -1377,11 +1573,17 @@ class Gen:
         "geo_other": 0.5, "g_flushdb": 0.1,
     }
 
+    FAMILIES["streams"] = {
+        "x_add": 12, "x_range": 6, "x_misc": 4, "x_read": 4, "x_group": 6, "x_readgroup": 6,
+        "x_ack": 3, "x_pending": 2, "x_claim": 3, "x_burst": 0.3, "g_flushdb": 0.05,
+    }
+
     def stream(self, family: str, n: int) -> list:
         weights = self.FAMILIES[family.removesuffix("_xshard") if family != "xshard" else family]
         names = list(weights)
         w = [weights[k] for k in names]
-        self.xshard = family in ("xshard", "bitmaps_xshard", "hyperloglog_xshard", "geo_xshard")
+        self.xshard = family in ("xshard", "bitmaps_xshard", "hyperloglog_xshard", "geo_xshard",
+                               "streams_xshard")
         out = []
         while len(out) < n:
             step = getattr(self, self.r.choices(names, w)[0])()

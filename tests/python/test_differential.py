@@ -53,6 +53,8 @@ STREAMS = [
     ("geo", 141, 1500), ("geo_xshard", 142, 600),
     # SORT / SORT_RO (BY and GET patterns over keys of every shard, STORE, inside MULTI)
     ("sort", 151, 1500), ("sort", 152, 1500),
+    # streams (explicit ids; XREAD and XREADGROUP over keys on every shard in the xshard stream)
+    ("streams", 161, 2000), ("streams", 162, 2000), ("streams_xshard", 163, 800),
 ]
 
 TOLERANCE = {"ttl": 1, "pttl": 1000}

@@ -97,6 +97,9 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
         ))
     } else if args.len() == 4 && args[0].eq_ignore_ascii_case(b"setbit") {
         int_reply(&crate::cmd::strings::strlen(s, ctx, &[b"strlen", args[1]]))
+    } else if args.len() > 2 && args[0].eq_ignore_ascii_case(b"xadd") {
+        // XADD reports `xtrim` too when its MAXLEN/MINID removed entries.
+        int_reply(&crate::cmd::streams::xlen(s, ctx, &[b"xlen", args[1]]))
     } else {
         0
     };
@@ -374,6 +377,34 @@ pub fn after(b: Before, s: &mut Shard, ctx: &Ctx, args: &[&[u8]], r: &CmdResult)
                     db,
                     ctx,
                 );
+            }
+        }
+        "xadd" if !matches!(reply, Reply::Nil) => {
+            events.push(ev(n::STREAM, "xadd", key(1)));
+            let len = int_reply(&crate::cmd::streams::xlen(s, ctx, &[b"xlen", args[1]]));
+            if len < b.aux + 1 {
+                events.push(ev(n::STREAM, "xtrim", key(1)));
+            }
+        }
+        "xtrim" if reply_int(reply).is_some_and(|n| n > 0) => {
+            events.push(ev(n::STREAM, "xtrim", key(1)))
+        }
+        "xdel" if reply_int(reply).is_some_and(|n| n > 0) => {
+            events.push(ev(n::STREAM, "xdel", key(1)))
+        }
+        "xsetid" => events.push(ev(n::STREAM, "xsetid", key(1))),
+        "xgroup" => {
+            let done = !matches!(reply, Reply::Int(0));
+            let event = match String::from_utf8_lossy(args[1]).to_lowercase().as_str() {
+                "create" => Some("xgroup-create"),
+                "setid" => Some("xgroup-setid"),
+                "destroy" if done => Some("xgroup-destroy"),
+                "createconsumer" if done => Some("xgroup-createconsumer"),
+                "delconsumer" => Some("xgroup-delconsumer"),
+                _ => None,
+            };
+            if let Some(event) = event {
+                events.push(ev(n::STREAM, event, key(2)));
             }
         }
         "sort" => {

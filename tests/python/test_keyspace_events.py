@@ -234,6 +234,15 @@ SCRIPTS = {
         ("HMGET", "y", "a"), ("HSTRLEN", "y", "a"), ("EXPIRETIME", "y"), ("SSCAN", "y", "0"),
         ("SINTERSTORE", "{y}d", "{y}1", "{y}2"), ("SET", "x", "1", "GET"),
     ],
+    "streams": [
+        ("XADD", "x", "1-1", "f", "v"), ("XADD", "x", "2-1", "f", "v"), ("XADD", "x", "MAXLEN", "1", "3-1", "f", "v"),
+        ("XADD", "x", "MAXLEN", "5", "4-1", "f", "v"), ("XADD", "nox", "NOMKSTREAM", "1-1", "f", "v"),
+        ("XTRIM", "x", "MAXLEN", "10"), ("XTRIM", "x", "MAXLEN", "1"), ("XDEL", "x", "9-9"), ("XDEL", "x", "4-1"),
+        ("XSETID", "x", "10-1"), ("XGROUP", "CREATE", "x", "g", "$"), ("XGROUP", "CREATE", "y", "g", "$", "MKSTREAM"),
+        ("XGROUP", "SETID", "x", "g", "0"), ("XGROUP", "CREATECONSUMER", "x", "g", "c"),
+        ("XGROUP", "CREATECONSUMER", "x", "g", "c"), ("XGROUP", "DELCONSUMER", "x", "g", "c"),
+        ("XGROUP", "DESTROY", "x", "g"), ("XGROUP", "DESTROY", "x", "g"), ("DEL", "y"),
+    ],
     "errors_and_reads": [
         ("SET", "s", "v"), ("LPUSH", "s", "x"), ("GET", "s"), ("GET", "nope"), ("HSET", "s", "a", "b"),
         ("INCR", "s"), ("LLEN", "s"), ("EXISTS", "s"), ("TTL", "s"),

@@ -188,6 +188,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("append", 3, WF, 1, 1, 1, strings::append, Never, "string", "Appends a string to the value of a key."),
     keyed!("strlen", 2, RF, 1, 1, 1, strings::strlen, Never, "string", "Returns the length of a string value."),
     keyed!("getrange", 4, R, 1, 1, 1, strings::getrange, Never, "string", "Returns a substring of the string stored at a key."),
+    keyed!("substr", 4, R, 1, 1, 1, strings::getrange, Never, "string", "Returns a substring from a string value."),
     keyed!("setrange", 4, W, 1, 1, 1, strings::setrange, Never, "string", "Overwrites a part of a string value with another by an offset."),
     keyed!("lcs", -3, R, 1, 2, 1, lcs::lcs, SameShard, "string", "Finds the longest common substring."),
     keyed!("getdel", 2, WRITE | FAST, 1, 1, 1, strings::getdel, Never, "string", "Returns the string value of a key after deleting the key."),
@@ -207,6 +208,7 @@ pub static COMMANDS: &[Spec] = &[
     keyed!("pfmerge", -2, W, 1, -1, 1, hyperloglog::pfmerge, SameShard, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
     keyed!("pfdebug", 3, WRITE | DENYOOM | ADMIN, 2, 2, 1, hyperloglog::pfdebug, Never, "hyperloglog", "Internal commands for debugging HyperLogLog values."),
     conn!("pfselftest", 1, ADMIN, "hyperloglog", "An internal command for testing HyperLogLog values."),
+    conn!("lolwut", -1, READONLY | FAST, "server", "Displays computer art and the version."),
     // introspection (the key is the third argument; OBJECT HELP and
     // MEMORY HELP have none and run on a shard of the connection's core)
     keyed!("object", -2, R, 2, 2, 1, introspect::object, Never, "generic", "A container for object introspection commands."),

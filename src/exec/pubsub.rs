@@ -460,6 +460,24 @@ pub async fn pubsub(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                 out.into_iter().flat_map(|(c, n)| [c, n]).collect(),
             ))
         }
+        ("help", 2) => Ok(Reply::Array(Vec::from(
+            [
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "    The channels with at least one subscriber (matching the pattern).",
+                "NUMPAT",
+                "    How many patterns are subscribed to.",
+                "NUMSUB [<channel> ...]",
+                "    Each channel's subscriber count.",
+                "SHARDCHANNELS [<pattern>]",
+                "    The shard channels with at least one subscriber.",
+                "SHARDNUMSUB [<shardchannel> ...]",
+                "    Each shard channel's subscriber count.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .map(Reply::status),
+        ))),
         ("numpat", 2) => {
             let names = conn
                 .router
@@ -468,7 +486,7 @@ pub async fn pubsub(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             let unique: HashSet<Vec<u8>> = names.into_iter().flatten().collect();
             Ok(Reply::Int(unique.len() as i64))
         }
-        ("channels" | "numpat", _) => Err(CmdError::Arity(format!("pubsub|{sub}"))),
+        ("channels" | "numpat" | "help", _) => Err(CmdError::Arity(format!("pubsub|{sub}"))),
         // Redis checks this one's count in the handler, with its own text.
         ("shardchannels", _) => Err(CmdError::other(format!(
             "unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",

@@ -88,3 +88,21 @@ def test_move_between_databases_as_redis(keel, ref_redis):
     for bad in (0, 16):
         assert error_of(k, bad) == error_of(r, bad) is not None
     r3.flushall()
+
+
+def test_substr_lolwut_and_helps(keel, ref_redis):
+    """SUBSTR (GETRANGE's old name), LOLWUT's shape and errors, and the
+    CONFIG / PUBSUB HELP replies' shape, beside redis-server."""
+    raw_k, raw_r = keel.raw(), ref_redis.raw()
+    with raw_k, raw_r:
+        for cmd in (("SET", "s", "Hello World"), ("SUBSTR", "s", "0", "4"), ("SUBSTR", "s", "-5", "-1"),
+                    ("SUBSTR", "nope", "0", "1"), ("SUBSTR", "s", "x", "1"), ("SUBSTR", "s", "0"),
+                    ("LOLWUT", "VERSION", "x"), ("CONFIG", "HELP", "x"), ("PUBSUB", "HELP", "x")):
+            assert raw_k.call(*cmd) == raw_r.call(*cmd), cmd
+        for cmd in (("LOLWUT",), ("LOLWUT", "VERSION", "5"), ("LOLWUT", "x")):
+            k, r = raw_k.call(*cmd), raw_r.call(*cmd)
+            assert k[0] == r[0] == "bulk" and b"ver." in k[1] and b"ver." in r[1]
+        for cmd in (("CONFIG", "HELP"), ("PUBSUB", "HELP")):
+            k, r = raw_k.call(*cmd), raw_r.call(*cmd)
+            assert k[0] == r[0] == "array" and k[1][0] == r[1][0]
+            assert all(line[0] in ("simple", "bulk") for line in k[1])

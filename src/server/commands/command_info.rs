@@ -711,6 +711,21 @@ const SUBCOMMANDS: &[Sub] = &[
         (0, 0, 0),
         &["@slow", "@connection"],
     ),
+    // HELP of CONFIG and PUBSUB
+    sub(
+        "pubsub|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
+    sub(
+        "config|help",
+        2,
+        &["loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
 ];
 
 fn subcommands_of(parent: &str) -> impl Iterator<Item = &'static Sub> + '_ {

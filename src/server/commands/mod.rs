@@ -86,6 +86,7 @@ pub async fn run(
         "unwatch" => crate::exec::multi::unwatch(conn).await,
         "publish" | "spublish" => crate::exec::pubsub::publish(conn, a).await,
         "pubsub" => crate::exec::pubsub::pubsub(conn, a).await,
+        "lolwut" => lolwut(a),
         "pfselftest" => keel_shards::hll::debug::self_test()
             .map(|()| Reply::Ok)
             .map_err(CmdError::Raw),
@@ -478,7 +479,25 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             Ok(Reply::Ok)
         }
         "rewrite" if a.len() == 2 => config_rewrite(&conn.state),
-        "get" | "set" | "resetstat" | "rewrite" => Err(CmdError::Arity(format!("config|{sub}"))),
+        "help" if a.len() == 2 => Ok(Reply::Array(Vec::from(
+            [
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern> [<pattern> ...]",
+                "    The parameters matching the glob patterns, with their values.",
+                "SET <parameter> <value> [<parameter> <value> ...]",
+                "    Sets parameters, all or none (every value is checked first).",
+                "RESETSTAT",
+                "    Zeroes the counters INFO reports.",
+                "REWRITE",
+                "    Saves what CONFIG SET changed into the configuration file.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .map(Reply::status),
+        ))),
+        "get" | "set" | "resetstat" | "rewrite" | "help" => {
+            Err(CmdError::Arity(format!("config|{sub}")))
+        }
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "CONFIG".into(),
             sub: String::from_utf8_lossy(a[1]).into_owned(),
@@ -608,4 +627,22 @@ async fn debug(conn: &Conn, a: &[&[u8]], now: u64) -> CmdResult {
             sub: String::from_utf8_lossy(a[1]).into_owned(),
         }),
     }
+}
+
+/// LOLWUT [VERSION v]: a drawing and the version, as a verbatim string.
+/// keel's drawing is its own: a hull riding waves whose length the
+/// (optional) version picks.
+fn lolwut(a: &[&[u8]]) -> CmdResult {
+    // Like Redis, anything but `VERSION v` is ignored.
+    let waves = match a {
+        [_, v, n, ..] if is(v, "version") => int_arg(n)?.clamp(1, 20) as usize,
+        _ => 7,
+    };
+    let sea = "~".repeat(waves);
+    let art = format!(
+        "       |\\\n       | \\\n       |  \\\n  _____|___\\____\n  \\   k e e l   /\n{sea}\\___________/{sea}\n\nkeel ver. {} (Redis {})\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::REDIS_VERSION
+    );
+    Ok(Reply::Verbatim(art))
 }

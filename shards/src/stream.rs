@@ -30,6 +30,36 @@ pub const BLOCK_ENTRIES: u32 = 100;
 /// Bytes after which a block takes no more entries.
 pub const BLOCK_BYTES: usize = 4096;
 
+/// The block limits in force: Redis's `stream-node-max-entries` and
+/// `stream-node-max-bytes` as CONFIG SET last set them (0: no limit), read
+/// with relaxed loads when a block is chosen for an append.
+pub mod limits {
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+
+    static ENTRIES: AtomicU32 = AtomicU32::new(super::BLOCK_ENTRIES);
+    static BYTES: AtomicUsize = AtomicUsize::new(super::BLOCK_BYTES);
+
+    pub fn set(entries: u64, bytes: u64) {
+        let entries = if entries == 0 {
+            u32::MAX
+        } else {
+            entries.min(u64::from(u32::MAX)) as u32
+        };
+        let bytes = if bytes == 0 {
+            usize::MAX
+        } else {
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+        };
+        ENTRIES.store(entries, Relaxed);
+        BYTES.store(bytes, Relaxed);
+    }
+
+    /// (appends, bytes) after which a block takes no more entries.
+    pub fn get() -> (u32, usize) {
+        (ENTRIES.load(Relaxed), BYTES.load(Relaxed))
+    }
+}
+
 /// A stream entry id: milliseconds and a sequence number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamId {
@@ -562,11 +592,10 @@ impl Stream {
         debug_assert!(id > self.0.last_id || (self.0.len == 0 && self.0.entries_added == 0));
         let inner = &mut *self.0;
         let need = Block::encoded_len(fields);
-        let open = inner
-            .blocks
-            .iter_mut()
-            .next_back()
-            .filter(|(_, b)| b.appended < BLOCK_ENTRIES && b.data.len() + need < BLOCK_BYTES);
+        let (max_entries, max_bytes) = limits::get();
+        let open = inner.blocks.iter_mut().next_back().filter(|(_, b)| {
+            b.appended < max_entries && b.data.len().saturating_add(need) < max_bytes
+        });
         match open {
             Some((&master, b)) => {
                 let before = b.data.capacity();

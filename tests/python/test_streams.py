@@ -74,6 +74,36 @@ def test_entries_ranges_and_trims_match_redis(clients):
         assert both(k, r, *args)[1].startswith("WRONGTYPE")
 
 
+def test_node_limits_from_config_set_shape_approximate_trims(clients):
+    """stream-node-max-entries / -bytes set the block size, so `~` trims
+    with LIMIT remove what redis-server removes (Redis's stream unit)."""
+    k, r = clients
+    try:
+        both(k, r, "CONFIG", "SET", "stream-node-max-entries", "10")
+        for _ in range(100):
+            k.execute_command("XADD", "nodes", "*", "xitem", "v")
+            r.execute_command("XADD", "nodes", "*", "xitem", "v")
+        for _ in range(2):
+            k.execute_command("XADD", "nodes", "MAXLEN", "~", "55", "LIMIT", "30", "*", "xitem", "v")
+            r.execute_command("XADD", "nodes", "MAXLEN", "~", "55", "LIMIT", "30", "*", "xitem", "v")
+            both(k, r, "XLEN", "nodes")
+        both(k, r, "CONFIG", "SET", "stream-node-max-entries", "2")
+        for _ in range(3):
+            k.execute_command("XADD", "few", "*", "xitem", "v")
+            r.execute_command("XADD", "few", "*", "xitem", "v")
+        both(k, r, "XTRIM", "few", "MAXLEN", "~", "0", "LIMIT", "1")
+        both(k, r, "XTRIM", "few", "MAXLEN", "~", "0", "LIMIT", "2")
+        both(k, r, "CONFIG", "SET", "stream-node-max-entries", "0", "stream-node-max-bytes", "0")
+        for _ in range(300):
+            k.execute_command("XADD", "one-block", "*", "f", "v")
+            r.execute_command("XADD", "one-block", "*", "f", "v")
+        both(k, r, "XTRIM", "one-block", "MAXLEN", "~", "10")
+    finally:
+        for c in (k, r):
+            c.execute_command("CONFIG", "SET", "stream-node-max-entries", "100", "stream-node-max-bytes", "4096")
+            c.delete("nodes", "few", "one-block")
+
+
 def test_xadd_errors_have_redis_texts(clients):
     k, r = clients
     both(k, r, "XADD", "e", "5-5", "a", "b")

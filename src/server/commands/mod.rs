@@ -447,6 +447,13 @@ fn apply_packing(stored: &Stored, name: &str) {
             value("zset-max-listpack-entries", MAX_ENTRIES),
             value("zset-max-listpack-value", MAX_VALUE),
         ),
+        "stream-node-max-entries" | "stream-node-max-bytes" => {
+            use keel_shards::stream::{BLOCK_BYTES, BLOCK_ENTRIES};
+            keel_shards::stream::limits::set(
+                value("stream-node-max-entries", BLOCK_ENTRIES as usize),
+                value("stream-node-max-bytes", BLOCK_BYTES),
+            )
+        }
         _ => {}
     }
 }

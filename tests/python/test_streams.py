@@ -342,3 +342,23 @@ def test_a_blocked_xreadgroup_learns_its_group_or_key_is_gone(keel, ref, action)
         got.append(out.get("r"))
     assert got[0] == got[1]
     assert got[0][0] == "err" and got[0][1].startswith("NOGROUP" if action == "destroy" else "UNBLOCKED")
+
+
+@pytest.mark.parametrize("how", ["DEL", "FLUSHDB", "FLUSHALL", "SET"])
+def test_blocked_xreadgroup_learns_its_stream_is_gone(keel, ref, how):
+    """A blocked XREADGROUP whose stream is deleted, flushed away or replaced
+    gets redis-server's error at once, from a connection on another core."""
+    got = {}
+    for name, server in (("keel", keel), ("redis", ref)):
+        with server.raw() as c, server.raw() as waiter:
+            c.call("DEL", "gone")
+            c.call("XADD", "gone", "666", "f", "v")
+            c.call("XGROUP", "CREATE", "gone", "g", "$")
+            waiter.send("XREADGROUP", "GROUP", "g", "alice", "BLOCK", "0", "STREAMS", "gone", ">")
+            time.sleep(0.2)
+            c.call(*{"DEL": ("DEL", "gone"), "FLUSHDB": ("FLUSHDB",), "FLUSHALL": ("FLUSHALL",),
+                     "SET": ("SET", "gone", "x")}[how])
+            waiter.sock.settimeout(5)
+            got[name] = waiter.read_reply()
+    assert got["keel"] == got["redis"], got
+    assert got["keel"][0] == "error"

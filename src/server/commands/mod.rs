@@ -279,6 +279,8 @@ async fn flush(conn: &Conn, a: &[&[u8]], all: bool) -> CmdResult {
                     s.flush_db(db);
                 }
                 drop(s);
+                // Blocked readers of a stream that is gone get their error.
+                crate::exec::blocking::serve(ls, id);
                 ls.kick_log(id);
             }
         })

@@ -315,6 +315,14 @@ def test_bcast_prefixes(keel, ref):
             w.call("SET", "n:2", "a")
             got.append(invalidated_keys(c3.drain()))
             c3.close()
+            # One command's keys under several prefixes: one message.
+            w.call("MSET", "{t}user:9", "a", "{t}obj:9", "b", "{t}x", "c")
+            c4 = Client(s, resp3=True)
+            got.append(c4.call("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "{t}user:", "PREFIX", "{t}obj:"))
+            w.call("MSET", "{t}user:9", "a", "{t}obj:9", "b", "{t}x", "c")
+            msgs = c4.drain()
+            got.append((len(msgs), sorted(invalidated_keys(msgs))))
+            c4.close()
             return got
         finally:
             c1.close()

@@ -58,6 +58,16 @@ pub mod limits {
     pub fn get() -> (u32, usize) {
         (ENTRIES.load(Relaxed), BYTES.load(Relaxed))
     }
+
+    /// How many entries a `~` trim without LIMIT may delete: a hundred
+    /// blocks' worth, as Redis caps it (10,000 when blocks are unbounded,
+    /// never more than a million).
+    pub fn approx_trim_limit() -> u64 {
+        match ENTRIES.load(Relaxed) {
+            u32::MAX => 10_000,
+            n => (100 * u64::from(n)).min(1_000_000),
+        }
+    }
 }
 
 /// A stream entry id: milliseconds and a sequence number.

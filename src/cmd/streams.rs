@@ -237,7 +237,7 @@ fn trim_args(a: &[&[u8]], xadd: bool) -> Result<(TrimArgs, bool, Option<IdReq>, 
             ));
         }
     } else if t.approx {
-        t.limit = 10_000;
+        t.limit = keel_shards::stream::limits::approx_trim_limit();
     } else {
         t.limit = 0;
     }

@@ -185,13 +185,15 @@ impl LocalShards {
     }
 
     /// After work on shard `global`: publishes the keyspace events it
-    /// noted and wakes its log task if records wait.
+    /// noted and wakes its log task if records wait. Invalidations wait
+    /// while a transaction holds the shard: a client learns of a MULTI's
+    /// keys in one message per prefix, after EXEC (see [`Self::unlock`]).
     pub fn kick_log(&self, global: usize) {
         if self.shard(global).has_events() {
             crate::exec::notify::flush(self, global);
         }
-        if self.shard(global).tracking.has_pending() {
-            crate::server::tracking::flush(self, global);
+        if self.shard(global).tracking.has_pending() && !self.is_locked(global) {
+            crate::server::tracking::flush(self, &[global]);
         }
         if self.shard(global).journal_pending() {
             if let Some(d) = self.disks.shards.borrow_mut().get_mut(self.index(global)) {
@@ -288,6 +290,13 @@ impl LocalShards {
             }
             std::mem::take(&mut locks.waiting)
         };
+        // The transaction's invalidations, together, now that it is whole.
+        if released
+            .iter()
+            .any(|&g| self.shard(g).tracking.has_pending())
+        {
+            crate::server::tracking::flush(self, &released);
+        }
         // Clients blocked on keys the transaction made ready, now that it
         // is whole.
         for g in released {

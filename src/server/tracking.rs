@@ -159,9 +159,13 @@ fn send(d: &Dir, id: u64, t: &ConnTracking, keys: Option<Vec<Vec<u8>>>) {
     }
 }
 
-/// Delivers the invalidations shard `global` queued (after work on it).
-pub fn flush(ls: &LocalShards, global: usize) {
-    let pending = ls.shard(global).tracking.take_pending();
+/// Delivers the invalidations the shards `globals` queued (after work on
+/// them), those of several shards together.
+pub fn flush(ls: &LocalShards, globals: &[usize]) {
+    let mut pending = Vec::new();
+    for &g in globals {
+        pending.append(&mut ls.shard(g).tracking.take_pending());
+    }
     let Some(dir) = ls.tracking.get() else {
         return;
     };

@@ -335,6 +335,50 @@ def test_client_reply_off_and_skip(keel, redis_ref):
             assert c.call("PING") == ("simple", b"PONG")
 
 
+def test_client_reply_off_lets_pubsub_through(keel, redis_ref):
+    """Silenced replies never silence pub/sub: (un)subscribe confirmations
+    and messages arrive in RESP2 and RESP3, and an invalidation push that
+    comes out with a silenced reply arrives too, as from redis-server."""
+    seen = {}
+    for name, s in (("keel", keel), ("redis", redis_ref)):
+        got = []
+        with s.raw() as c, s.raw() as pub:
+            c.send("CLIENT", "REPLY", "OFF")
+            c.send("PSUBSCRIBE", "ch*")
+            got.append(c.read_any())
+            pub.call("PUBLISH", "channel", "hello")
+            got.append(c.read_any())
+            c.send("PUNSUBSCRIBE", "ch*")
+            got.append(c.read_any())
+        with s.raw() as c, s.raw() as pub:
+            c.call("HELLO", "3")
+            c.send("CLIENT", "REPLY", "OFF")
+            c.send("SUBSCRIBE", "channel")
+            c.send("PSUBSCRIBE", "ch*")
+            got += [c.read_any(), c.read_any()]
+            pub.call("PUBLISH", "channel", "hello")
+            got += [c.read_any(), c.read_any()]
+            c.send("UNSUBSCRIBE", "channel")
+            c.send("PUNSUBSCRIBE", "ch*")
+            got += [c.read_any(), c.read_any()]
+        with s.raw() as c, s.raw() as other:
+            c.call("HELLO", "3")
+            c.call("CLIENT", "TRACKING", "ON")
+            c.call("GET", "tracked")
+            c.send("CLIENT", "REPLY", "OFF")
+            other.call("SET", "tracked", "1")
+            # The invalidation reaches the silenced client by itself.
+            got.append(c.read_any())
+            c.send("CLIENT", "REPLY", "ON")
+            got.append(c.read_any())
+        seen[name] = got
+    assert seen["keel"] == seen["redis"]
+    assert seen["keel"][1] == (
+        "array",
+        [("bulk", b"pmessage"), ("bulk", b"ch*"), ("bulk", b"channel"), ("bulk", b"hello")],
+    )
+
+
 def test_client_no_touch(keel):
     c = keel.client()
     c.set("k", "v")

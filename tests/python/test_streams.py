@@ -93,6 +93,13 @@ def test_node_limits_from_config_set_shape_approximate_trims(clients):
             r.execute_command("XADD", "few", "*", "xitem", "v")
         both(k, r, "XTRIM", "few", "MAXLEN", "~", "0", "LIMIT", "1")
         both(k, r, "XTRIM", "few", "MAXLEN", "~", "0", "LIMIT", "2")
+        # Without LIMIT, `~` deletes at most a hundred blocks' worth.
+        both(k, r, "CONFIG", "SET", "stream-node-max-entries", "1")
+        for _ in range(102):
+            k.execute_command("XADD", "capped", "*", "xitem", "v")
+            r.execute_command("XADD", "capped", "*", "xitem", "v")
+        assert both(k, r, "XTRIM", "capped", "MAXLEN", "~", "1") == ("ok", 100)
+        both(k, r, "XLEN", "capped")
         both(k, r, "CONFIG", "SET", "stream-node-max-entries", "0", "stream-node-max-bytes", "0")
         for _ in range(300):
             k.execute_command("XADD", "one-block", "*", "f", "v")
@@ -101,7 +108,7 @@ def test_node_limits_from_config_set_shape_approximate_trims(clients):
     finally:
         for c in (k, r):
             c.execute_command("CONFIG", "SET", "stream-node-max-entries", "100", "stream-node-max-bytes", "4096")
-            c.delete("nodes", "few", "one-block")
+            c.delete("nodes", "few", "one-block", "capped")
 
 
 def test_xadd_errors_have_redis_texts(clients):

@@ -322,6 +322,13 @@ def test_bcast_prefixes(keel, ref):
             w.call("MSET", "{t}user:9", "a", "{t}obj:9", "b", "{t}x", "c")
             msgs = c4.drain()
             got.append((len(msgs), sorted(invalidated_keys(msgs))))
+            # A transaction's keys: one message per prefix, after EXEC.
+            w.call("MULTI")
+            for k in ("{t}user:1", "{t}user:2", "{t}obj:1", "{t}obj:2", "{t}x"):
+                w.call("INCR", k)
+            w.call("EXEC")
+            msgs = c4.drain()
+            got.append(sorted(sorted(invalidated_keys([m])) for m in msgs))
             c4.close()
             return got
         finally:
@@ -331,6 +338,29 @@ def test_bcast_prefixes(keel, ref):
 
     got = both(keel, ref, scenario)
     assert got[4] == ["user:1"] and got[6] == ["obj:1", "obj:2", "user:list"]
+    assert got[-1] == [["{t}obj:1", "{t}obj:2"], ["{t}user:1", "{t}user:2"]]
+
+
+def test_own_invalidation_follows_exec_reply(keel, ref):
+    """A transaction that changes a key its own client tracks: the EXEC
+    reply comes first, then the invalidation, never inside the reply."""
+
+    def scenario(s):
+        c = Client(s, resp3=True)
+        try:
+            c.call("CLIENT", "TRACKING", "ON")
+            c.call("MSET", "{t}a", "1", "{t}b", "2")
+            c.call("GET", "{t}a")
+            c.call("MULTI")
+            c.call("INCR", "{t}a")
+            c.call("GET", "{t}b")
+            c.c.send("EXEC")
+            return [c.c.read_any(), c.c.read_any()]
+        finally:
+            c.close()
+
+    got = both(keel, ref, scenario)
+    assert got[0][0] == "array" and got[1][0] == "push"
 
 
 def test_optin_optout(keel, ref):

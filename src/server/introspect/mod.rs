@@ -197,8 +197,21 @@ pub fn after(
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;
     }
-    reply_mode(conn, out, mark);
+    let pushing = spec.is_some_and(|s| PUSHING.contains(&s.name));
+    reply_mode(conn, out, mark, pushing);
 }
+
+/// Commands whose whole answer is pub/sub notifications: Redis delivers
+/// them even under CLIENT REPLY OFF or SKIP, in RESP2 as in RESP3, so a
+/// client that silenced its replies still learns what it subscribed to.
+const PUSHING: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+];
 
 /// A blocking command's answer was appended to `out` from `mark` on: the
 /// slow log entry for it, and CLIENT REPLY's silence.
@@ -210,23 +223,41 @@ pub fn blocked_done(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
             slowlog::record(&argv, us, w);
         }
     }
-    reply_mode(conn, out, mark);
+    reply_mode(conn, out, mark, false);
 }
 
-/// CLIENT REPLY OFF and SKIP drop the reply just appended.
-fn reply_mode(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
+/// CLIENT REPLY OFF and SKIP drop the reply just appended, but never a
+/// push: `pushing` commands keep their whole answer, and RESP3 push frames
+/// (invalidations, keyspace messages) that came out with a reply stay.
+fn reply_mode(conn: &mut Conn, out: &mut Vec<u8>, mark: usize, pushing: bool) {
     match conn.intro.reply {
-        ReplyMode::On => {}
-        ReplyMode::Off => out.truncate(mark),
-        ReplyMode::Skip => {
-            out.truncate(mark);
-            conn.intro.reply = ReplyMode::SkipNext;
-        }
-        ReplyMode::SkipNext => {
-            out.truncate(mark);
-            conn.intro.reply = ReplyMode::On;
-        }
+        ReplyMode::On => return,
+        ReplyMode::Off => {}
+        ReplyMode::Skip => conn.intro.reply = ReplyMode::SkipNext,
+        ReplyMode::SkipNext => conn.intro.reply = ReplyMode::On,
     }
+    if !pushing {
+        keep_pushes(out, mark);
+    }
+}
+
+/// Drops every frame after `mark` but RESP3 pushes (`>`).
+fn keep_pushes(out: &mut Vec<u8>, mark: usize) {
+    let mut read = mark;
+    let mut write = mark;
+    while read < out.len() {
+        let end = match crate::resp::frame::reply_len(&out[read..]) {
+            Ok(Some(n)) => read + n,
+            // Our own output is whole; if it is not, silence all of it.
+            _ => break,
+        };
+        if out[read] == b'>' {
+            out.copy_within(read..end, write);
+            write += end - read;
+        }
+        read = end;
+    }
+    out.truncate(write);
 }
 
 /// Commands whose first argument names a subcommand.

@@ -186,11 +186,10 @@ struct Block {
 }
 
 /// Where one entry sits in its block.
-struct Slot<'a> {
+struct Slot {
     id: StreamId,
     start: usize,
     end: usize,
-    fields: Vec<(&'a [u8], &'a [u8])>,
 }
 
 struct Walk<'a> {
@@ -319,16 +318,15 @@ impl Block {
     }
 
     /// Every entry of the block, in id order.
-    fn slots(&self, master: StreamId) -> Vec<Slot<'_>> {
+    fn slots(&self, master: StreamId) -> Vec<Slot> {
         let mut it = self.walk(master);
         let mut out = Vec::with_capacity(self.live as usize);
         while let Some((id, start, flags)) = it.next_id() {
-            let fields = it.fields(flags);
+            it.skip(flags);
             out.push(Slot {
                 id,
                 start,
                 end: it.c.at,
-                fields,
             });
         }
         out
@@ -675,19 +673,31 @@ impl Stream {
         if start > end {
             return out;
         }
+        // Per block, the ids first (no field is decoded to be skipped),
+        // then the fields of the entries wanted, newest first: XREVRANGE
+        // COUNT 1 and "is there anything new" read one entry, not a block.
+        let mut ids = Vec::new();
         for (&master, b) in self.0.blocks.range(..=end).rev() {
             if b.last < start {
                 break;
             }
-            for s in b.slots(master).into_iter().rev() {
-                if s.id < start {
+            let mut it = b.walk(master);
+            ids.clear();
+            while let Some((id, _, flags)) = it.next_id() {
+                if id > end {
+                    break;
+                }
+                ids.push((id, it.c.at, flags));
+                it.skip(flags);
+            }
+            for &(id, at, flags) in ids.iter().rev() {
+                if id < start {
                     return out;
                 }
-                if s.id <= end {
-                    out.push((s.id, s.fields));
-                    if count != 0 && out.len() >= count {
-                        return out;
-                    }
+                it.c.at = at;
+                out.push((id, it.fields(flags)));
+                if count != 0 && out.len() >= count {
+                    return out;
                 }
             }
         }

@@ -235,14 +235,23 @@ pub fn try_or_register(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>, 
     let ctx = ctx_for(db);
     let mut s = ls.shard(shard);
     let found = s.peek(db, &key, ctx.now_ms).map(|e| e.value().type_name());
-    if found.is_some_and(|t| t != w.op.value_type()) {
+    // Stream reads already ran once (`start_stream`): what changed since
+    // is judged as for a client already blocked. XREAD keeps waiting on a
+    // key that became something else; XREADGROUP is told its key or group
+    // is gone (it would otherwise wait for a group that no longer exists).
+    let stream = matches!(w.op, BlockOp::XRead { .. } | BlockOp::XReadGroup { .. });
+    if !stream && found.is_some_and(|t| t != w.op.value_type()) {
         // A key of another type is an error at once, as in Redis.
         if !w.claim.swap(true, Ordering::SeqCst) {
             w.send(Reply::Error(CmdError::WrongType.to_string().into()));
         }
         return;
     }
-    if found.is_some() && w.op.ready(&mut s, &ctx, &key) && !w.claim.swap(true, Ordering::SeqCst) {
+    let group = matches!(w.op, BlockOp::XReadGroup { .. });
+    if (found.is_some() || group)
+        && w.op.ready(&mut s, &ctx, &key)
+        && !w.claim.swap(true, Ordering::SeqCst)
+    {
         if let Some(r) = w.op.attempt(&mut s, &ctx, &key) {
             w.send(r);
         }

@@ -369,3 +369,23 @@ def test_blocked_xreadgroup_learns_its_stream_is_gone(keel, ref, how):
             got[name] = waiter.read_reply()
     assert got["keel"] == got["redis"], got
     assert got["keel"][0] == "error"
+
+
+def test_xreadgroup_racing_a_delete_never_waits_forever(keel):
+    """XREADGROUP BLOCK sent just before another connection deletes its
+    stream: whether the delete lands before the read, between its first
+    try and its registration, or after it blocked, the reader is answered
+    with an error, never left waiting on a group that no longer exists."""
+    outcomes = set()
+    with keel.raw() as c:
+        for i in range(60):
+            key = f"race{i}"
+            c.call("XGROUP", "CREATE", key, "g", "$", "MKSTREAM")
+            with keel.raw() as waiter:
+                waiter.send("XREADGROUP", "GROUP", "g", "alice", "BLOCK", "0", "STREAMS", key, ">")
+                c.call("DEL", key)
+                waiter.sock.settimeout(10)
+                r = waiter.read_reply()
+            assert r[0] == "error", r
+            outcomes.add(r[1].split()[0])
+    assert outcomes <= {b"NOGROUP", b"UNBLOCKED"}, outcomes

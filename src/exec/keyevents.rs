@@ -100,6 +100,13 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
     } else if args.len() > 2 && args[0].eq_ignore_ascii_case(b"xadd") {
         // XADD reports `xtrim` too when its MAXLEN/MINID removed entries.
         int_reply(&crate::cmd::streams::xlen(s, ctx, &[b"xlen", args[1]]))
+    } else if let Some((group, consumer)) = names_consumer(args) {
+        // XREADGROUP, XCLAIM and XAUTOCLAIM create their consumer: bit j
+        // set when it is missing from the group of the j-th key.
+        out.iter().enumerate().fold(0, |bits, (j, &(i, _))| {
+            let missing = consumer_missing(s, ctx, args[i], group, consumer);
+            bits | (i64::from(missing && j < 63) << j)
+        })
     } else {
         0
     };
@@ -109,6 +116,27 @@ pub fn before(s: &mut Shard, ctx: &Ctx, args: &[&[u8]]) -> Option<Before> {
         seq: s.seq(),
         implicit: s.implicit_writes(),
     })
+}
+
+/// The group and consumer of a command that creates its consumer.
+fn names_consumer<'a>(args: &[&'a [u8]]) -> Option<(&'a [u8], &'a [u8])> {
+    let name = args.first()?;
+    if name.eq_ignore_ascii_case(b"xclaim") || name.eq_ignore_ascii_case(b"xautoclaim") {
+        return Some((*args.get(2)?, *args.get(3)?));
+    }
+    if name.eq_ignore_ascii_case(b"xreadgroup") && args.get(1)?.eq_ignore_ascii_case(b"group") {
+        return Some((*args.get(2)?, *args.get(3)?));
+    }
+    None
+}
+
+fn consumer_missing(s: &mut Shard, ctx: &Ctx, key: &[u8], group: &[u8], consumer: &[u8]) -> bool {
+    match s.peek(ctx.db, key, ctx.now_ms).map(|e| e.value()) {
+        Some(keel_shards::ValueRef::Stream(x)) => x
+            .group(group)
+            .is_some_and(|g| g.consumer(consumer).is_none()),
+        _ => false,
+    }
 }
 
 /// One event to note: class, name, argv index of the key (or an explicit
@@ -393,6 +421,16 @@ pub fn after(b: Before, s: &mut Shard, ctx: &Ctx, args: &[&[u8]], r: &CmdResult)
             events.push(ev(n::STREAM, "xdel", key(1)))
         }
         "xsetid" => events.push(ev(n::STREAM, "xsetid", key(1))),
+        "xreadgroup" | "xclaim" | "xautoclaim" if b.aux != 0 => {
+            if let Some((group, consumer)) = names_consumer(args) {
+                for (j, &(i, _)) in b.keys.iter().enumerate().take(63) {
+                    if b.aux & (1 << j) != 0 && !consumer_missing(s, ctx, args[i], group, consumer)
+                    {
+                        events.push(ev(n::STREAM, "xgroup-createconsumer", key(i)));
+                    }
+                }
+            }
+        }
         "xgroup" => {
             let done = !matches!(reply, Reply::Int(0));
             let event = match String::from_utf8_lossy(args[1]).to_lowercase().as_str() {

@@ -243,6 +243,15 @@ SCRIPTS = {
         ("XGROUP", "CREATECONSUMER", "x", "g", "c"), ("XGROUP", "DELCONSUMER", "x", "g", "c"),
         ("XGROUP", "DESTROY", "x", "g"), ("XGROUP", "DESTROY", "x", "g"), ("DEL", "y"),
     ],
+    # Consumers created by reads and claims (Redis's stream events test).
+    "stream_consumers": [
+        ("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"), ("XGROUP", "CREATECONSUMER", "s", "g", "Bob"),
+        ("XADD", "s", "1", "f", "A"), ("XREADGROUP", "GROUP", "g", "Alice", "STREAMS", "s", ">"),
+        ("XREADGROUP", "GROUP", "g", "Alice", "STREAMS", "s", ">"), ("XREADGROUP", "GROUP", "g", "Zed", "STREAMS", "s", ">"),
+        ("XCLAIM", "s", "g", "Mike", "0", "1-0", "FORCE"), ("XGROUP", "DELCONSUMER", "s", "g", "Lee"),
+        ("XAUTOCLAIM", "s", "g", "Bob", "0", "1-0"), ("XAUTOCLAIM", "s", "g", "Ann", "0", "1-0"),
+        ("XGROUP", "DELCONSUMER", "s", "g", "Bob"),
+    ],
     "errors_and_reads": [
         ("SET", "s", "v"), ("LPUSH", "s", "x"), ("GET", "s"), ("GET", "nope"), ("HSET", "s", "a", "b"),
         ("INCR", "s"), ("LLEN", "s"), ("EXISTS", "s"), ("TTL", "s"),

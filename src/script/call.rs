@@ -73,6 +73,15 @@ thread_local! {
     /// The running script reached past the shards it holds before writing
     /// anything: it is stopped and run again holding every shard.
     static ESCALATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The running script called a read-only command for a tracking client.
+    static TRACKED_READ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the script that just ran read anything for a tracking client:
+/// then its caller is told of changes to every key the script declared,
+/// as Redis remembers a script's KEYS, not the keys its commands named.
+pub fn take_tracked_read() -> bool {
+    TRACKED_READ.with(|t| t.replace(false))
 }
 
 /// Whether the script that just ran must run again holding every shard.
@@ -462,8 +471,13 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
         max_string: active.max_string,
         no_touch: false,
         client: active.client,
-        track: active.track,
+        // (the script's declared keys are remembered instead, see
+        // `take_tracked_read`)
+        track: false,
     };
+    if active.track && spec.has(flags::READONLY) {
+        TRACKED_READ.with(|t| t.set(true));
+    }
     let mut mode = Mode::of(spec);
     if active.allow_oom {
         mode.deny_oom = false;

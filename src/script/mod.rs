@@ -211,9 +211,9 @@ async fn invoke(
     if let Some(tx) = conn.tx {
         // Inside EXEC, which holds every shard for a script.
         let all: Vec<usize> = (0..router.shards).collect();
-        return Ok(run_in_tx(
-            conn, tx, all, true, &script, &keys, &args, &setting,
-        ));
+        let reply = run_in_tx(conn, tx, all, true, &script, &keys, &args, &setting);
+        remember_keys(conn, tx, &keys, &setting).await?;
+        return Ok(reply);
     }
 
     let mut shards: Vec<usize> = keys.iter().map(|k| router.shard_of(k)).collect();
@@ -268,6 +268,9 @@ async fn locked_run(
     conn.tx = Some(tx);
     let reply = run_in_tx(conn, tx, shards.clone(), all, script, keys, args, setting);
     let escalate = call::take_escalation();
+    if !escalate {
+        remember_keys(conn, tx, keys, setting).await?;
+    }
     conn.tx = None;
     router.end(tx, &shards);
     router.local.run_deferred();
@@ -289,6 +292,12 @@ fn run_on_shard(
     note_function(script, setting);
     let reply = engine::run(script.target(), keys, args, setting.active(Home::Shard(s)));
     let escalate = call::take_escalation();
+    if call::take_tracked_read() && !escalate {
+        let mut shard = ls.shard(s);
+        for k in keys {
+            shard.tracking.remember(k, setting.client);
+        }
+    }
     let wrote = ls.shard(s).unit_wrote();
     let commit = match (wrote, engine::core()) {
         (true, Some(core)) => core.router.next_commit(),
@@ -297,6 +306,30 @@ fn run_on_shard(
     ls.shard(s).unit_end(commit, &[s as u64]);
     serve_blocked(ls, s);
     (!escalate).then_some(reply)
+}
+
+/// After a script that read for a tracking client, under the transaction
+/// `tx` that still holds its shards: its caller now tracks every declared
+/// key.
+async fn remember_keys(
+    conn: &Conn,
+    tx: u64,
+    keys: &[Vec<u8>],
+    setting: &Setting,
+) -> Result<(), CmdError> {
+    if !call::take_tracked_read() {
+        return Ok(());
+    }
+    let client = setting.client;
+    for k in keys {
+        let key = k.clone();
+        conn.router
+            .on_shard(conn.router.shard_of(k), Some(tx), move |s| {
+                s.tracking.remember(&key, client)
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

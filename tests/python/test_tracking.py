@@ -557,6 +557,34 @@ def test_scripts_reads_are_tracked_for_the_caller(keel, ref):
     assert got[0] == ["sk", "{t}b"] and got[1] == ["own"] and got[3] == []
 
 
+def test_a_script_that_reads_tracks_its_declared_keys(keel, ref):
+    """A script that calls a read-only command makes its caller track the
+    keys it declared (not the keys its commands named); one that only
+    writes or pings tracks nothing — as Redis 7.0 does."""
+
+    def scenario(s):
+        c, w = Client(s, resp3=True), Client(s)
+        got = []
+        try:
+            c.call("CLIENT", "TRACKING", "ON")
+            for cmd, script in (
+                ("EVAL", "redis.call('set', 'k3{t}', 'bar')"),
+                ("EVAL", "redis.call('get', 'k3{t}')"),
+                ("EVAL_RO", "redis.call('ping')"),
+                ("EVAL_RO", "redis.call('get', 'k1{t}')"),
+            ):
+                c.call(cmd, script, "2", "k1{t}", "k2{t}")
+                w.call("MSET", "k2{t}", "2", "k1{t}", "2", "k3{t}", "2")
+                got.append(invalidated_keys(c.drain()))
+            return got
+        finally:
+            c.close()
+            w.close()
+
+    got = both(keel, ref, scenario)
+    assert got == [[], ["k2{t}", "k1{t}"], [], ["k2{t}", "k1{t}"]]
+
+
 def test_resp2_without_redirect_gets_nothing(keel, ref):
     def scenario(s):
         c, w = Client(s), Client(s)

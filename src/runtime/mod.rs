@@ -236,6 +236,8 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let shards = config.shards.unwrap_or(cpus.len()).max(1);
     let executors = shards.min(cpus.len()).max(1);
     let state = Arc::new(ServerState::new(config.clone(), shards, executors));
+    // Redis's default tracking table size.
+    keel_shards::tracking::set_max_keys(1_000_000);
     // What an earlier CONFIG REWRITE saved, before anything reads the
     // configuration.
     crate::server::commands::apply_saved(&state, &config.redis_saved)

@@ -156,17 +156,20 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "clients" => {
                 let _ = write!(
                     w,
-                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
+                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n",
                     st.connected_clients.load(Ordering::Relaxed),
                     config.maxclients,
-                    st.blocked_clients.load(Ordering::Relaxed)
+                    st.blocked_clients.load(Ordering::Relaxed),
+                    st.tracking.counts().0,
                 );
             }
             "memory" => {
+                // keel frees values where they are dropped: no object ever
+                // waits for a background free (lazyfree_* stay 0).
                 let rss = rss_bytes();
                 let _ = write!(
                     w,
-                    "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\n",
+                    "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\nmem_not_counted_for_evict:0\r\n",
                     human(used as u64),
                     human(rss),
                     config.maxmemory,
@@ -209,7 +212,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "stats" => {
                 let _ = write!(
                     w,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\npipeline_batches:{}\r\npipeline_batched_commands:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\npipeline_batches:{}\r\npipeline_batched_commands:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n",
                     st.total_connections.load(Ordering::Relaxed),
                     cmd.total_commands,
                     cmd.net_input_bytes,
@@ -225,6 +228,9 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                     cmd.error_replies,
                     cmd.batches,
                     cmd.batched_commands,
+                    keel_shards::tracking::total_keys(),
+                    keel_shards::tracking::total_items(),
+                    st.tracking.counts().1,
                 );
             }
             "replication" => {

@@ -101,6 +101,22 @@ impl Directory {
         self.inner.lock().ok().map(|mut d| f(&mut d))
     }
 
+    /// (tracking clients, distinct BCAST prefixes), for INFO.
+    pub fn counts(&self) -> (usize, usize) {
+        self.with(|d| {
+            let mut prefixes: Vec<&[u8]> = d
+                .trackers
+                .values()
+                .filter(|t| t.bcast)
+                .flat_map(|t| t.prefixes.iter().map(|p| &p[..]))
+                .collect();
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            (d.trackers.len(), prefixes.len())
+        })
+        .unwrap_or_default()
+    }
+
     /// Notes the message queue of connection `id`.
     pub fn register(&self, id: u64, out: Outbox) {
         self.with(|d| d.outboxes.insert(id, out));

@@ -601,3 +601,43 @@ def test_resp2_without_redirect_gets_nothing(keel, ref):
 
     got = both(keel, ref, scenario)
     assert got[-1] == []
+
+
+def test_tracking_table_limit_and_info(keel, ref):
+    """tracking-table-max-keys holds over the whole server (every shard's
+    keys together): lowering it lets exactly the excess go, each key with
+    an invalidation; INFO's tracking_* fields count as Redis counts."""
+
+    def info(s):
+        c = s.client()
+        i = c.info()
+        return {k: i[k] for k in ("tracking_clients", "tracking_total_keys",
+                                  "tracking_total_items", "tracking_total_prefixes")}
+
+    def scenario(s):
+        got = []
+        c, w = Client(s, resp3=True), Client(s)
+        b = Client(s, resp3=True)
+        try:
+            c.call("CLIENT", "TRACKING", "ON")
+            for i in range(120):
+                c.call("GET", f"key{i}")
+            got.append(info(s))
+            b.call("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "p:", "PREFIX", "q:")
+            got.append(info(s))
+            got.append(w.call("CONFIG", "SET", "tracking-table-max-keys", "5"))
+            msgs = c.drain()
+            got.append(len(invalidated_keys(msgs)))
+            got.append(info(s)["tracking_total_keys"])
+            # A new key past the limit lets another one go.
+            c.call("GET", "newcomer")
+            got.append(len(invalidated_keys(c.drain())))
+            got.append(info(s)["tracking_total_keys"])
+            return got
+        finally:
+            w.call("CONFIG", "SET", "tracking-table-max-keys", "1000000")
+            for x in (c, w, b):
+                x.close()
+
+    got = both(keel, ref, scenario)
+    assert got[0]["tracking_total_keys"] == 120 and got[3] == 115 and got[4] == 5

@@ -418,6 +418,9 @@ fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
         }
         _ => {
             crate::server::introspect::config_changed(p.name, v);
+            if p.name == "tracking-table-max-keys" {
+                keel_shards::tracking::set_max_keys(usize::try_from(n).unwrap_or(usize::MAX));
+            }
             if p.name == "hll-sparse-max-bytes" {
                 config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
             }
@@ -479,6 +482,22 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         "set" if a.len() >= 4 => {
             config_set(conn, &a[2..])?;
             apply_memory_limits(conn).await?;
+            if a[2..]
+                .iter()
+                .step_by(2)
+                .any(|p| p.eq_ignore_ascii_case(b"tracking-table-max-keys"))
+            {
+                // A lowered limit lets keys go now, with their invalidations.
+                conn.router
+                    .broadcast(|ls| {
+                        for id in ls.ids() {
+                            if ls.shard(id).tracking.trim() {
+                                ls.kick_log(id);
+                            }
+                        }
+                    })
+                    .await?;
+            }
             Ok(Reply::Ok)
         }
         "resetstat" if a.len() == 2 => {

@@ -103,13 +103,16 @@ impl Tracking {
         self.evict(None)
     }
 
-    /// Lets keys go, sparing `keep`, while the process holds more than the
-    /// limit: their clients are told to drop them, as after a write (Redis
+    /// Lets keys go, sparing `keep` while others remain, as long as the
+    /// process holds more than the limit: their clients are told to drop them, as after a write (Redis
     /// evicts from its tracking table the same way).
     fn evict(&mut self, keep: Option<&[u8]>) -> bool {
         let mut any = false;
         while claim_eviction() {
-            let Some(key) = self.table.keys().find(|k| Some(&k[..]) != keep).cloned() else {
+            // Another key first; the one just read if it is our only one
+            // (its reader is told at once: the limit holds server-wide).
+            let other = self.table.keys().find(|k| Some(&k[..]) != keep);
+            let Some(key) = other.or_else(|| self.table.keys().next()).cloned() else {
                 // Nothing of ours to let go: the claim goes back.
                 TOTAL_KEYS.fetch_add(1, Ordering::Relaxed);
                 break;
@@ -186,6 +189,14 @@ impl Tracking {
     /// How many keys are remembered.
     pub fn keys(&self) -> usize {
         self.table.len()
+    }
+}
+
+impl Drop for Tracking {
+    /// A table dropped whole (a scratch shard a cross-shard command ran
+    /// on) leaves the process-wide counts.
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

@@ -313,7 +313,8 @@ async fn tracking(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     }
     if is(a[2], "off") {
         conn.subs.tracking = None;
-        conn.subs.listening = false;
+        // (a RESP3 connection stays a possible REDIRECT target)
+        conn.subs.listening = conn.proto == crate::resp::Protocol::Resp3;
         conn.state.tracking.set_tracker(conn.id(), None);
         return Ok(Reply::Ok);
     }

@@ -641,3 +641,28 @@ def test_tracking_table_limit_and_info(keel, ref):
 
     got = both(keel, ref, scenario)
     assert got[0]["tracking_total_keys"] == 120 and got[3] == 115 and got[4] == 5
+
+
+def test_redirect_to_a_resp3_connection_that_never_subscribed(keel, ref):
+    """A RESP3 connection is a REDIRECT target as it is: the invalidation
+    arrives as a push, even with its replies silenced."""
+
+    def scenario(s):
+        target, c, w = Client(s, resp3=True), Client(s, resp3=True), Client(s)
+        try:
+            got = [c.call("CLIENT", "TRACKING", "ON", "REDIRECT", target.id)]
+            w.call("SET", "foo", "bar")
+            c.call("GET", "foo")
+            target.c.send("CLIENT", "REPLY", "OFF")
+            w.call("SET", "foo", "bar2")
+            got.append(target.c.read_any())
+            target.c.send("CLIENT", "REPLY", "ON")
+            got.append(target.c.read_any())
+            got.append(target.call("PING"))
+            return got
+        finally:
+            for x in (target, c, w):
+                x.close()
+
+    got = both(keel, ref, scenario)
+    assert got[1] == ("push", [("bulk", b"invalidate"), ("array", [("bulk", b"foo")])])

@@ -94,6 +94,15 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     if let Some(n) = name {
         conn.info.borrow_mut().name = String::from_utf8_lossy(n).into_owned();
     }
+    if proto == Protocol::Resp3 && conn.proto != Protocol::Resp3 {
+        // A RESP3 connection may be a tracking client's REDIRECT target
+        // without subscribing: invalidations reach it as pushes.
+        let out = conn.subs.outbox();
+        conn.state.tracking.register(conn.id(), out);
+        conn.subs.listening = true;
+    } else if proto != Protocol::Resp3 {
+        conn.subs.listening = conn.subs.tracking.is_some();
+    }
     conn.proto = proto;
     let s = |t: &'static str| Reply::bulk(t);
     Ok(Reply::Map(vec![

@@ -31,6 +31,10 @@ pub const HIDDEN: u8 = 4;
 pub const APPLIED: u8 = 8;
 /// keel's own parameter, not Redis's.
 pub const KEEL: u8 = 16;
+/// Settable in Redis, fixed in keel once it runs: CONFIG SET to the value
+/// it has already is accepted as the no-op it is (a client that writes
+/// back every value it read, as Redis's own suite does, keeps working).
+pub const FIXED_HERE: u8 = 32;
 
 const INT_MAX: i128 = i32::MAX as i128;
 const INT_MIN: i128 = i32::MIN as i128;
@@ -217,10 +221,10 @@ pub const MAXMEMORY_POLICIES: &[(&str, u32)] = &[
 /// them), keel's own last. CONFIG GET * answers in this order.
 pub static PARAMS: &[Param] = &[
     // Network and clients.
-    param("bind", Kind::Fixed, "* -::*").with(IMMUTABLE | APPLIED),
+    param("bind", Kind::Fixed, "* -::*").with(IMMUTABLE | APPLIED | FIXED_HERE),
     string("bind-source-addr", ""),
     boolean("protected-mode", "yes"),
-    int("port", "6379", 0, 65535).with(IMMUTABLE | APPLIED),
+    int("port", "6379", 0, 65535).with(IMMUTABLE | APPLIED | FIXED_HERE),
     int("tcp-backlog", "511", 0, INT_MAX).with(IMMUTABLE),
     string("unixsocket", "").with(IMMUTABLE),
     uint("unixsocketperm", "0", 0, 0o777).with(IMMUTABLE),
@@ -337,7 +341,7 @@ pub static PARAMS: &[Param] = &[
     int("repl-timeout", "60", 1, INT_MAX).with(APPLIED),
     boolean("repl-disable-tcp-nodelay", "no"),
     // keel keeps a backlog per shard, sized once at start.
-    mem("repl-backlog-size", "1048576", 1, LONG_MAX).with(IMMUTABLE | APPLIED),
+    mem("repl-backlog-size", "1048576", 1, LONG_MAX).with(IMMUTABLE | APPLIED | FIXED_HERE),
     int("repl-backlog-ttl", "3600", 0, LONG_MAX),
     int("replica-priority", "100", 0, INT_MAX).alias("slave-priority"),
     boolean("replica-announced", "yes"),
@@ -410,7 +414,7 @@ pub static PARAMS: &[Param] = &[
     ),
     int("shutdown-timeout", "10", 0, INT_MAX),
     // Append-only file.
-    boolean("appendonly", "no").with(IMMUTABLE | APPLIED),
+    boolean("appendonly", "no").with(IMMUTABLE | APPLIED | FIXED_HERE),
     string("appendfilename", "appendonly.aof").with(IMMUTABLE),
     string("appenddirname", "appendonlydir").with(IMMUTABLE),
     choice(
@@ -513,9 +517,10 @@ pub static PARAMS: &[Param] = &[
     int("tls-session-cache-size", "20480", 0, INT_MAX),
     int("tls-session-cache-timeout", "300", 0, INT_MAX),
     // keel's own.
-    param("shards", Kind::KeelInt, "").with(KEEL | IMMUTABLE | APPLIED),
-    param("max-multibulk-len", Kind::KeelInt, "").with(KEEL | IMMUTABLE | APPLIED),
-    param("cross-core-queue-depth", Kind::KeelInt, "").with(KEEL | IMMUTABLE | APPLIED),
+    param("shards", Kind::KeelInt, "").with(KEEL | IMMUTABLE | APPLIED | FIXED_HERE),
+    param("max-multibulk-len", Kind::KeelInt, "").with(KEEL | IMMUTABLE | APPLIED | FIXED_HERE),
+    param("cross-core-queue-depth", Kind::KeelInt, "")
+        .with(KEEL | IMMUTABLE | APPLIED | FIXED_HERE),
     param("read-max-lag", Kind::KeelInt, "").with(KEEL | APPLIED),
     param("lua-memory-limit", Kind::KeelMemory, "").with(KEEL | APPLIED),
 ];
@@ -637,12 +642,21 @@ pub fn plan_set(
     current: &dyn Fn(&'static Param) -> String,
 ) -> Result<Vec<Change>, SetError> {
     let mut found: Vec<Entry> = Vec::with_capacity(pairs.len());
-    for (name, _) in pairs {
+    let mut unchanged: Vec<usize> = Vec::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
         let spelled = || String::from_utf8_lossy(name).into_owned();
         let Some(e) = lookup(name) else {
             return Err(SetError::Unknown(spelled()));
         };
-        let why = if e.param.has(IMMUTABLE) {
+        let same = || {
+            let now = current(e.param);
+            canonical(e.param, value, &now).map_or(*value == now.as_bytes(), |v| v == now)
+        };
+        let fixed_but_same = e.param.has(FIXED_HERE) && same();
+        if fixed_but_same {
+            unchanged.push(i);
+        }
+        let why = if e.param.has(IMMUTABLE) && !fixed_but_same {
             Some("can't set immutable config")
         } else if e.param.has(PROTECTED) {
             Some("can't set protected config")
@@ -660,7 +674,10 @@ pub fn plan_set(
         found.push(e);
     }
     let mut changes = Vec::with_capacity(pairs.len());
-    for (entry, (_, value)) in found.into_iter().zip(pairs) {
+    for (i, (entry, (_, value))) in found.into_iter().zip(pairs).enumerate() {
+        if unchanged.contains(&i) {
+            continue;
+        }
         let value = canonical(entry.param, value, &current(entry.param)).map_err(|why| {
             SetError::Failed {
                 name: entry.name().into(),

@@ -427,9 +427,16 @@ def test_keel_parameters(k):
         "argument couldn't be parsed into an integer")
     for name in ("shards", "cross-core-queue-depth", "max-multibulk-len", "port", "bind",
                  "appendonly", "repl-backlog-size"):
-        assert cset(k, name, "1") == (
+        now = cget(k, name)[name]
+        other = "yes" if now == "no" else "2" if now in ("1", "1mb") else "1"
+        assert cset(k, name, other) == (
             f"error: CONFIG SET failed (possibly related to argument '{name}') - "
             "can't set immutable config"), name
+        # The value it has is the no-op it is (Redis's "CONFIG sanity").
+        assert cset(k, name, now) is True, name
+        assert cget(k, name) == {name: now}
+    # Immutable in Redis too: refused whatever the value.
+    assert cset(k, "daemonize", "no").startswith("error:")
 
 
 @pytest.mark.skipif(TARGET != "keel", reason="keel's TOML configuration file")

@@ -389,3 +389,26 @@ def test_xreadgroup_racing_a_delete_never_waits_forever(keel):
             assert r[0] == "error", r
             outcomes.add(r[1].split()[0])
     assert outcomes <= {b"NOGROUP", b"UNBLOCKED"}, outcomes
+
+
+def test_a_blocked_read_failing_counts_in_errorstats(keel, ref):
+    """XREADGROUP woken by XGROUP DESTROY fails: INFO counts one failed
+    call, one NOGROUP error and one error reply, as redis-server does."""
+    got = {}
+    for name, server in (("keel", keel), ("redis", ref)):
+        with server.raw() as c, server.raw() as waiter:
+            c.call("DEL", "es")
+            c.call("XGROUP", "CREATE", "es", "g", "$", "MKSTREAM")
+            c.call("CONFIG", "RESETSTAT")
+            waiter.send("XREADGROUP", "GROUP", "g", "alice", "BLOCK", "0", "STREAMS", "es", ">")
+            time.sleep(0.2)
+            c.call("XGROUP", "DESTROY", "es", "g")
+            waiter.sock.settimeout(5)
+            reply = waiter.read_reply()
+            text = c.call("INFO", "all")[1].decode()
+        info = dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+        got[name] = (reply[0], info["errorstat_NOGROUP"], info["total_error_replies"],
+                     info["cmdstat_xreadgroup"].split(",usec=")[0],
+                     info["cmdstat_xreadgroup"].split(",", 3)[3])
+    assert got["keel"] == got["redis"], got
+    assert got["keel"][1:3] == ("count=1", "1")

@@ -222,6 +222,16 @@ pub fn blocked_done(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
             let w = who(conn);
             slowlog::record(&argv, us, w);
         }
+        // Woken with an error (its key or group gone, CLIENT UNBLOCK
+        // ERROR): a failed call in INFO commandstats and errorstats.
+        if out.get(mark) == Some(&b'-') {
+            let mut stats = conn.router.local.stats.borrow_mut();
+            stats.note_error(&out[mark..]);
+            stats.error_replies += 1;
+            if let Some(spec) = argv.first().and_then(|n| crate::exec::command::lookup(n)) {
+                stats.by_command[crate::exec::command::index_of(spec)].failed += 1;
+            }
+        }
     }
     reply_mode(conn, out, mark, false);
 }

@@ -52,10 +52,10 @@ for server in redis keel; do
     # shellcheck disable=SC2086 # a command line, split on purpose
     [ -z "$SETUP_AFTER" ] || redis-cli -p "$port" $SETUP_AFTER >/dev/null
     load "$measured" 10 "$keymax" # warm: first-time work (consumers...) done
-    callgrind_control -i on "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null 2>&1
     load "$measured" "$N" "$keymax"
-    callgrind_control -i off "$pid" >/dev/null
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
     sleep 1
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

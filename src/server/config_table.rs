@@ -19,7 +19,7 @@ use crate::cmd::numbers::{parse_double, parse_i64};
 
 /// Refused at runtime with "can't set immutable config": immutable in Redis,
 /// or settable in Redis but fixed in keel once it runs (port, bind,
-/// appendonly, repl-backlog-size and keel's own sizing parameters).
+/// appendonly and keel's own sizing parameters).
 pub const IMMUTABLE: u8 = 1;
 /// Refused with "can't set protected config" (Redis refuses these unless
 /// `enable-protected-configs` allows them, which is off and immutable).
@@ -341,7 +341,7 @@ pub static PARAMS: &[Param] = &[
     int("repl-timeout", "60", 1, INT_MAX).with(APPLIED),
     boolean("repl-disable-tcp-nodelay", "no"),
     // keel keeps a backlog per shard, sized once at start.
-    mem("repl-backlog-size", "1048576", 1, LONG_MAX).with(IMMUTABLE | APPLIED | FIXED_HERE),
+    mem("repl-backlog-size", "1048576", 1, LONG_MAX).with(APPLIED),
     int("repl-backlog-ttl", "3600", 0, LONG_MAX),
     int("replica-priority", "100", 0, INT_MAX).alias("slave-priority"),
     boolean("replica-announced", "yes"),

@@ -426,7 +426,7 @@ def test_keel_parameters(k):
         "error: CONFIG SET failed (possibly related to argument 'read-max-lag') - "
         "argument couldn't be parsed into an integer")
     for name in ("shards", "cross-core-queue-depth", "max-multibulk-len", "port", "bind",
-                 "appendonly", "repl-backlog-size"):
+                 "appendonly"):
         now = cget(k, name)[name]
         other = "yes" if now == "no" else "2" if now in ("1", "1mb") else "1"
         assert cset(k, name, other) == (
@@ -437,6 +437,11 @@ def test_keel_parameters(k):
         assert cget(k, name) == {name: now}
     # Immutable in Redis too: refused whatever the value.
     assert cset(k, "daemonize", "no").startswith("error:")
+    # The replication backlog's cap changes at runtime, as in Redis.
+    before = cget(k, "repl-backlog-size")["repl-backlog-size"]
+    assert cset(k, "repl-backlog-size", "2mb") is True
+    assert cget(k, "repl-backlog-size") == {"repl-backlog-size": str(2 << 20)}
+    assert cset(k, "repl-backlog-size", before) is True
 
 
 @pytest.mark.skipif(TARGET != "keel", reason="keel's TOML configuration file")

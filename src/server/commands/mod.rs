@@ -401,6 +401,9 @@ fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
         "maxclients" => state.update_config(|c| c.maxclients = n),
         "loglevel" => state.update_config(|c| c.loglevel = v.to_string()),
         "repl-timeout" => state.update_config(|c| c.repl_timeout = n),
+        // Each shard's backlog takes the new cap after the CONFIG SET (see
+        // `apply_backlog_size`); backlogs made later read it here.
+        "repl-backlog-size" => state.update_config(|c| c.repl_backlog_size = n),
         "read-max-lag" => state.update_config(|c| c.read_max_lag = n),
         "busy-reply-threshold" => {
             state.update_config(|c| c.busy_reply_threshold = n);
@@ -482,6 +485,20 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         "set" if a.len() >= 4 => {
             config_set(conn, &a[2..])?;
             apply_memory_limits(conn).await?;
+            if a[2..]
+                .iter()
+                .step_by(2)
+                .any(|p| p.eq_ignore_ascii_case(b"repl-backlog-size"))
+            {
+                let cap = conn.state.config().repl_backlog_size as usize;
+                conn.router
+                    .broadcast(move |ls| {
+                        for r in ls.repl.borrow_mut().iter_mut() {
+                            r.backlog.set_cap(cap);
+                        }
+                    })
+                    .await?;
+            }
             if a[2..]
                 .iter()
                 .step_by(2)

@@ -369,6 +369,13 @@ impl Conn {
                 out,
             );
         }
+        if self.multi.is_some() && matches!(spec.name, "save" | "shutdown") {
+            // Redis's no-multi commands: refused, and EXEC will abort.
+            return self.reply_err(
+                CmdError::other("Command not allowed inside a transaction"),
+                out,
+            );
+        }
         if let Some(m) = &mut self.multi {
             if !matches!(
                 spec.name,

@@ -214,6 +214,21 @@ def test_monitor_inside_multi_is_refused_as_redis(keel, redis_ref):
     same(keel, redis_ref, "MONITOR", "x")
 
 
+@pytest.mark.parametrize("cmd", ["SAVE", "SHUTDOWN"])
+def test_save_and_shutdown_inside_multi_are_refused_as_redis(keel, redis_ref, cmd):
+    """Redis's no-multi commands: refused when queued, and EXEC aborts
+    (SAVE inside EXEC would otherwise wait for shards the EXEC holds)."""
+    got = []
+    for s in (keel, redis_ref):
+        with s.raw() as c:
+            c.call("DEL", "nm")
+            c.call("MULTI")
+            c.call("SET", "nm", "bar")
+            got.append((c.call(cmd), c.call("EXEC")[0], c.call("GET", "nm")))
+    assert got[0] == got[1], got
+    assert got[0][0] == ("error", b"ERR Command not allowed inside a transaction")
+
+
 # -- CLIENT --------------------------------------------------------------------
 
 CLIENT_ERRORS = [

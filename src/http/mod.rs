@@ -11,6 +11,7 @@
 
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod rest;
 
 use std::rc::Rc;
@@ -47,7 +48,7 @@ impl Response {
         }
     }
 
-    fn text(status: u16, body: &str) -> Response {
+    pub fn text(status: u16, body: &str) -> Response {
         Response {
             status,
             body: body.to_string(),
@@ -195,7 +196,8 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
         ("OPTIONS", _) => Response::preflight(),
         ("GET" | "HEAD", "/health") => health::health(&router, &state, false).await,
         ("GET" | "HEAD", "/health/primary") => health::health(&router, &state, true).await,
-        (_, "/health" | "/health/primary") => Response::text(405, "GET or HEAD\n"),
+        ("GET" | "HEAD", "/metrics") => metrics::metrics(&router, &state).await,
+        (_, "/health" | "/health/primary" | "/metrics") => Response::text(405, "GET or HEAD\n"),
         _ => {
             let mut token = req.bearer.clone();
             let mut params = Vec::new();

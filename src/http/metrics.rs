@@ -1,0 +1,207 @@
+//! `GET /metrics`: the node in Prometheus's text format, for scraping.
+//!
+//! Nothing here is recorded on the data path: every figure is a counter or
+//! gauge the shards and executors keep anyway (the ones INFO prints), read
+//! on each executor and summed at scrape time, so a scrape costs one
+//! message per core and recording costs no lock and no cross-core traffic.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::Response;
+use crate::exec::command::COMMANDS;
+use crate::exec::router::Router;
+use crate::server::client::CommandStats;
+use crate::server::state::ServerState;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One shard's figures, read on its executor.
+struct ShardFigures {
+    id: usize,
+    keys: usize,
+    used: usize,
+    seq: u64,
+    stats: keel_shards::ShardStats,
+}
+
+fn gauge_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn counter_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub async fn metrics(router: &Router, state: &ServerState) -> Response {
+    let parts = match router
+        .broadcast(|ls| {
+            let shards: Vec<ShardFigures> = ls
+                .ids()
+                .map(|id| {
+                    let s = ls.shard(id);
+                    ShardFigures {
+                        id,
+                        keys: s.keys(),
+                        used: s.used_memory(),
+                        seq: s.seq(),
+                        stats: s.stats,
+                    }
+                })
+                .collect();
+            (shards, ls.stats.borrow().clone())
+        })
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return Response::text(503, &format!("{e}\n")),
+    };
+    let mut shards = Vec::new();
+    let mut cmd = CommandStats::default();
+    for (s, c) in parts {
+        shards.extend(s);
+        cmd.merge(&c);
+    }
+    shards.sort_by_key(|s| s.id);
+
+    let mut reg = Registry::with_prefix("keel");
+    let keys = gauge_family(
+        &mut reg,
+        "shard_keys",
+        "Keys held by the shard, all databases",
+    );
+    let used = gauge_family(
+        &mut reg,
+        "shard_used_memory_bytes",
+        "Memory the shard accounts for its data",
+    );
+    let seq = counter_family(
+        &mut reg,
+        "shard_write_seq",
+        "The shard's write sequence number",
+    );
+    let expired = counter_family(&mut reg, "shard_expired_keys", "Keys the shard expired");
+    let evicted = counter_family(
+        &mut reg,
+        "shard_evicted_keys",
+        "Keys the shard evicted for memory",
+    );
+    let hits = counter_family(
+        &mut reg,
+        "shard_keyspace_hits",
+        "Key lookups that found the key",
+    );
+    let misses = counter_family(
+        &mut reg,
+        "shard_keyspace_misses",
+        "Key lookups that did not",
+    );
+    for s in &shards {
+        let l: Labels = vec![("shard", s.id.to_string())];
+        keys.get_or_create(&l).set(to_i64(s.keys));
+        used.get_or_create(&l).set(to_i64(s.used));
+        seq.get_or_create(&l).inc_by(s.seq);
+        expired.get_or_create(&l).inc_by(s.stats.expired_keys);
+        evicted.get_or_create(&l).inc_by(s.stats.evicted_keys);
+        hits.get_or_create(&l).inc_by(s.stats.keyspace_hits);
+        misses.get_or_create(&l).inc_by(s.stats.keyspace_misses);
+    }
+
+    // Commands by family (Redis's command groups: string, hash, stream...).
+    let calls = counter_family(&mut reg, "commands", "Commands run, by command family");
+    let failed = counter_family(
+        &mut reg,
+        "command_errors",
+        "Commands answered with an error, by command family",
+    );
+    let usec = counter_family(
+        &mut reg,
+        "command_usec",
+        "Microseconds spent running commands, by command family",
+    );
+    for (spec, stat) in COMMANDS.iter().zip(&cmd.by_command) {
+        if stat.calls == 0 && stat.failed == 0 && stat.rejected == 0 {
+            continue;
+        }
+        let l: Labels = vec![("family", spec.group.to_string())];
+        calls.get_or_create(&l).inc_by(stat.calls);
+        failed.get_or_create(&l).inc_by(stat.failed + stat.rejected);
+        usec.get_or_create(&l).inc_by(stat.usec);
+    }
+
+    use std::sync::atomic::Ordering::Relaxed;
+    gauge(
+        &mut reg,
+        "connected_clients",
+        "Client connections open now",
+        to_i64(state.connected_clients.load(Relaxed)),
+    );
+    counter(
+        &mut reg,
+        "connections_received",
+        "Client connections accepted",
+        state.total_connections.load(Relaxed),
+    );
+    counter(
+        &mut reg,
+        "net_input_bytes",
+        "Bytes read from clients",
+        cmd.net_input_bytes,
+    );
+    counter(
+        &mut reg,
+        "net_output_bytes",
+        "Bytes written to clients",
+        cmd.net_output_bytes,
+    );
+
+    if state.cluster.is_active() {
+        let v = state.cluster.view();
+        gauge(
+            &mut reg,
+            "cluster_term",
+            "The cluster's term as this node knows it",
+            i64::try_from(v.term).unwrap_or(i64::MAX),
+        );
+        gauge(
+            &mut reg,
+            "cluster_writes_paused",
+            "1 while writes are paused for want of an eligible replica",
+            i64::from(v.writes_paused),
+        );
+        let role = gauge_family(&mut reg, "cluster_role", "1 for this node's role now");
+        role.get_or_create(&vec![("role", v.role.to_string())])
+            .set(1);
+    }
+
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &reg) {
+        return Response::text(500, &format!("{e}\n"));
+    }
+    let mut r = Response::text(200, &body);
+    r.content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    r
+}

@@ -178,6 +178,9 @@ pub async fn metrics(router: &Router, state: &ServerState) -> Response {
         cmd.net_output_bytes,
     );
 
+    replication(&mut reg, router).await;
+    persistence(&mut reg, router).await;
+
     if state.cluster.is_active() {
         let v = state.cluster.view();
         gauge(
@@ -204,4 +207,118 @@ pub async fn metrics(router: &Router, state: &ServerState) -> Response {
     let mut r = Response::text(200, &body);
     r.content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     r
+}
+
+/// Per shard: what it sent to each backup and how far behind the backup
+/// is; as a backup, how far behind the primary it is and how it synced.
+async fn replication(reg: &mut Registry, router: &Router) {
+    let Ok(views) = crate::server::commands::replication::gather_views(router).await else {
+        return;
+    };
+    let lag_seq = gauge_family(
+        reg,
+        "repl_link_lag_records",
+        "Sequence numbers a backup's acknowledgements trail the shard by",
+    );
+    let lag_bytes = gauge_family(
+        reg,
+        "repl_link_lag_bytes",
+        "Backlog bytes a backup has yet to acknowledge",
+    );
+    let lag_ms = gauge_family(
+        reg,
+        "repl_link_lag_ms",
+        "Age of the oldest record a backup has yet to acknowledge",
+    );
+    let payload = counter_family(
+        reg,
+        "repl_link_payload_bytes",
+        "Record bytes sent to a backup, before compression",
+    );
+    let wire = counter_family(
+        reg,
+        "repl_link_wire_bytes",
+        "Bytes sent to a backup on the wire",
+    );
+    let behind = gauge_family(
+        reg,
+        "repl_lag_ms",
+        "As a backup: how far behind its primary the shard is",
+    );
+    let syncs = counter_family(
+        reg,
+        "repl_syncs",
+        "Syncs this shard made as a backup, by kind",
+    );
+    for v in &views {
+        let shard = v.id.to_string();
+        for l in &v.links {
+            let labels: Labels = vec![
+                ("shard", shard.clone()),
+                ("backup", l.link.backup.clone()),
+                ("zone", l.link.zone.clone()),
+            ];
+            lag_seq
+                .get_or_create(&labels)
+                .set(i64::try_from(v.seq.saturating_sub(l.link.acked)).unwrap_or(i64::MAX));
+            lag_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(l.lag_bytes).unwrap_or(i64::MAX));
+            lag_ms
+                .get_or_create(&labels)
+                .set(i64::try_from(l.lag_ms).unwrap_or(i64::MAX));
+            payload
+                .get_or_create(&labels)
+                .inc_by(l.link.stats.payload_bytes);
+            wire.get_or_create(&labels).inc_by(l.link.stats.wire_bytes);
+        }
+        let one: Labels = vec![("shard", shard.clone())];
+        behind
+            .get_or_create(&one)
+            .set(i64::try_from(v.lag_ms).unwrap_or(i64::MAX));
+        for (kind, n) in [("full", v.full_syncs), ("partial", v.partial_syncs)] {
+            syncs
+                .get_or_create(&vec![("shard", shard.clone()), ("kind", kind.to_string())])
+                .inc_by(n);
+        }
+    }
+}
+
+/// The write logs and snapshots of every shard together.
+async fn persistence(reg: &mut Registry, router: &Router) {
+    let Ok(f) = crate::server::commands::persistence::gather(router).await else {
+        return;
+    };
+    gauge(
+        reg,
+        "log_bytes",
+        "Bytes in the shards' write logs and snapshots",
+        i64::try_from(f.log_bytes + f.base_bytes).unwrap_or(i64::MAX),
+    );
+    gauge(
+        reg,
+        "snapshot_running",
+        "1 while a snapshot is being written",
+        i64::from(f.running),
+    );
+    gauge(
+        reg,
+        "last_snapshot_ok",
+        "1 if the last snapshot succeeded",
+        i64::from(f.last_ok),
+    );
+    gauge(
+        reg,
+        "log_write_ok",
+        "1 while the write logs can be written",
+        i64::from(f.write_ok),
+    );
+    if f.last_save_secs != 0 && f.last_save_secs != u64::MAX {
+        gauge(
+            reg,
+            "last_snapshot_time_seconds",
+            "Unix time of the oldest shard's last snapshot",
+            i64::try_from(f.last_save_secs).unwrap_or(i64::MAX),
+        );
+    }
 }

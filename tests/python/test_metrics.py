@@ -44,7 +44,7 @@ def total(samples, name, **labels):
 def node(tmp_path_factory):
     http = free_port()
     s = start_keel(tmp_path_factory.mktemp("keel-metrics"), shards=2,
-                   extra_args=["--http-port", str(http)])
+                   extra_args=["--http-port", str(http), "--appendonly", "yes"])
     s.http_port = http
     yield s
     _checked_stop(s)
@@ -104,3 +104,19 @@ def test_metrics_wants_get(node):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 405
+
+
+def test_metrics_show_the_logs_and_snapshots(node):
+    c = redis.Redis(host="127.0.0.1", port=node.port)
+    for i in range(50):
+        c.set(f"logged:{i}", "x" * 100)
+    assert c.save() is True
+    after, _ = scrape(node.http_port)
+    assert total(after, "keel_log_bytes") > 50 * 100
+    assert total(after, "keel_log_write_ok") == 1
+    assert total(after, "keel_last_snapshot_ok") == 1
+    assert abs(total(after, "keel_last_snapshot_time_seconds") - c.lastsave().timestamp()) <= 1
+    # A node with no primary: every shard reports itself caught up.
+    lags = {dict(ls)["shard"]: v for (n, ls), v in after.items() if n == "keel_repl_lag_ms"}
+    assert sorted(lags) == ["0", "1"] and set(lags.values()) == {0}
+    c.close()

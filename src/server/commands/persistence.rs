@@ -129,8 +129,12 @@ impl Facts {
 }
 
 pub async fn facts(conn: &Conn) -> Result<Facts, CmdError> {
-    let per = conn
-        .router
+    gather(&conn.router).await
+}
+
+/// Every shard's persistence facts, merged (for INFO, LASTSAVE, /metrics).
+pub async fn gather(router: &crate::exec::router::Router) -> Result<Facts, CmdError> {
+    let per = router
         .broadcast(|ls| {
             let disks = ls.disks.shards.borrow();
             disks

@@ -82,18 +82,21 @@ pub struct Tracking {
 impl Tracking {
     /// Remembers that `client` read `key`.
     pub fn remember(&mut self, key: &[u8], client: u64) {
-        let list = match self.table.get_mut(key) {
-            Some(list) => list,
+        let (list, new_key) = match self.table.get_mut(key) {
+            Some(list) => (list, false),
             None => {
                 TOTAL_KEYS.fetch_add(1, Ordering::Relaxed);
-                self.table.entry(key.into()).or_default()
+                (self.table.entry(key.into()).or_default(), true)
             }
         };
         if !list.contains(&client) {
             list.push(client);
             TOTAL_ITEMS.fetch_add(1, Ordering::Relaxed);
         }
-        self.evict(Some(key));
+        // Only a new key can take the server past the limit.
+        if new_key {
+            self.evict(Some(key));
+        }
     }
 
     /// Brings the process within `tracking-table-max-keys` (after the
@@ -196,7 +199,9 @@ impl Drop for Tracking {
     /// A table dropped whole (a scratch shard a cross-shard command ran
     /// on) leaves the process-wide counts.
     fn drop(&mut self) {
-        self.clear();
+        if !self.table.is_empty() {
+            self.clear();
+        }
     }
 }
 

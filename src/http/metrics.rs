@@ -14,19 +14,9 @@ use prometheus_client::registry::Registry;
 use super::Response;
 use crate::exec::command::COMMANDS;
 use crate::exec::router::Router;
-use crate::server::client::CommandStats;
 use crate::server::state::ServerState;
 
 type Labels = Vec<(&'static str, String)>;
-
-/// One shard's figures, read on its executor.
-struct ShardFigures {
-    id: usize,
-    keys: usize,
-    used: usize,
-    seq: u64,
-    stats: keel_shards::ShardStats,
-}
 
 fn gauge_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
     let f = Family::<Labels, Gauge>::default();
@@ -57,35 +47,10 @@ fn to_i64(n: usize) -> i64 {
 }
 
 pub async fn metrics(router: &Router, state: &ServerState) -> Response {
-    let parts = match router
-        .broadcast(|ls| {
-            let shards: Vec<ShardFigures> = ls
-                .ids()
-                .map(|id| {
-                    let s = ls.shard(id);
-                    ShardFigures {
-                        id,
-                        keys: s.keys(),
-                        used: s.used_memory(),
-                        seq: s.seq(),
-                        stats: s.stats,
-                    }
-                })
-                .collect();
-            (shards, ls.stats.borrow().clone())
-        })
-        .await
-    {
-        Ok(p) => p,
+    let (shards, cmd) = match crate::server::info::gather(router).await {
+        Ok(g) => g,
         Err(e) => return Response::text(503, &format!("{e}\n")),
     };
-    let mut shards = Vec::new();
-    let mut cmd = CommandStats::default();
-    for (s, c) in parts {
-        shards.extend(s);
-        cmd.merge(&c);
-    }
-    shards.sort_by_key(|s| s.id);
 
     let mut reg = Registry::with_prefix("keel");
     let keys = gauge_family(

@@ -29,13 +29,50 @@ const ALL: &[&str] = &[
 ];
 
 /// One shard's figures, gathered from its executor.
-struct ShardFacts {
-    id: usize,
-    seq: u64,
-    keys: usize,
-    used: usize,
-    stats: ShardStats,
-    dbs: Vec<(usize, usize)>,
+pub(crate) struct ShardFacts {
+    pub id: usize,
+    pub seq: u64,
+    pub keys: usize,
+    pub used: usize,
+    pub stats: ShardStats,
+    /// Per database: keys, and keys with a TTL.
+    pub dbs: Vec<(usize, usize)>,
+}
+
+/// Every shard's figures in shard order, and the command counters of every
+/// executor summed (for INFO and `/metrics`): one message per core.
+pub(crate) async fn gather(
+    router: &crate::exec::router::Router,
+) -> Result<(Vec<ShardFacts>, CommandStats), crate::cmd::error::CmdError> {
+    let parts = router
+        .broadcast(|ls| {
+            let shards: Vec<ShardFacts> = ls
+                .ids()
+                .map(|id| {
+                    let s = ls.shard(id);
+                    ShardFacts {
+                        id,
+                        seq: s.seq(),
+                        keys: s.keys(),
+                        used: s.used_memory(),
+                        stats: s.stats,
+                        dbs: (0..DATABASES)
+                            .map(|d| (s.db_len(d), s.db_volatile(d)))
+                            .collect(),
+                    }
+                })
+                .collect();
+            (shards, ls.stats.borrow().clone())
+        })
+        .await?;
+    let mut shards = Vec::new();
+    let mut cmd = CommandStats::default();
+    for (s, c) in parts {
+        shards.extend(s);
+        cmd.merge(&c);
+    }
+    shards.sort_by_key(|s| s.id);
+    Ok((shards, cmd))
 }
 
 pub(crate) fn rss_bytes() -> u64 {
@@ -87,35 +124,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             .filter(|s| asked.iter().any(|a| a == s))
             .collect()
     };
-    let parts = conn
-        .router
-        .broadcast(|ls| {
-            let shards: Vec<ShardFacts> = ls
-                .ids()
-                .map(|id| {
-                    let s = ls.shard(id);
-                    ShardFacts {
-                        id,
-                        seq: s.seq(),
-                        keys: s.keys(),
-                        used: s.used_memory(),
-                        stats: s.stats,
-                        dbs: (0..DATABASES)
-                            .map(|d| (s.db_len(d), s.db_volatile(d)))
-                            .collect(),
-                    }
-                })
-                .collect();
-            (shards, ls.stats.borrow().clone())
-        })
-        .await?;
-    let mut shards = Vec::new();
-    let mut cmd = CommandStats::default();
-    for (s, c) in parts {
-        shards.extend(s);
-        cmd.merge(&c);
-    }
-    shards.sort_by_key(|s| s.id);
+    let (shards, cmd) = gather(&conn.router).await?;
     let st = &conn.state;
     let config = st.config();
     let used: usize = shards.iter().map(|s| s.used).sum();

@@ -6,6 +6,7 @@ format, as a Prometheus server would."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import pytest
@@ -87,7 +88,6 @@ def test_metrics_sees_expiry_and_other_cores_clients(node):
     clients = [redis.Redis(host="127.0.0.1", port=node.port) for _ in range(6)]
     for i, x in enumerate(clients):
         x.set(f"short:{i}", "v", px=1)
-    import time
     time.sleep(0.05)
     for i in range(6):
         assert c.get(f"short:{i}") is None

@@ -485,11 +485,14 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         "set" if a.len() >= 4 => {
             config_set(conn, &a[2..])?;
             apply_memory_limits(conn).await?;
-            if a[2..]
-                .iter()
-                .step_by(2)
-                .any(|p| p.eq_ignore_ascii_case(b"repl-backlog-size"))
-            {
+            // Parameters whose new value the executors must take now.
+            let named = |name: &[u8]| {
+                a[2..]
+                    .iter()
+                    .step_by(2)
+                    .any(|p| p.eq_ignore_ascii_case(name))
+            };
+            if named(b"repl-backlog-size") {
                 let cap = conn.state.config().repl_backlog_size as usize;
                 conn.router
                     .broadcast(move |ls| {
@@ -499,11 +502,7 @@ async fn config(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                     })
                     .await?;
             }
-            if a[2..]
-                .iter()
-                .step_by(2)
-                .any(|p| p.eq_ignore_ascii_case(b"tracking-table-max-keys"))
-            {
+            if named(b"tracking-table-max-keys") {
                 // A lowered limit lets keys go now, with their invalidations.
                 conn.router
                     .broadcast(|ls| {

@@ -197,8 +197,7 @@ pub fn after(
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;
     }
-    let pushing = spec.is_some_and(|s| PUSHING.contains(&s.name));
-    reply_mode(conn, out, mark, pushing);
+    reply_mode(conn, out, mark, spec);
 }
 
 /// Commands whose whole answer is pub/sub notifications: Redis delivers
@@ -233,20 +232,21 @@ pub fn blocked_done(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
             }
         }
     }
-    reply_mode(conn, out, mark, false);
+    reply_mode(conn, out, mark, None);
 }
 
 /// CLIENT REPLY OFF and SKIP drop the reply just appended, but never a
-/// push: `pushing` commands keep their whole answer, and RESP3 push frames
-/// (invalidations, keyspace messages) that came out with a reply stay.
-fn reply_mode(conn: &mut Conn, out: &mut Vec<u8>, mark: usize, pushing: bool) {
+/// push: [`PUSHING`] commands keep their whole answer, and RESP3 push
+/// frames (invalidations, keyspace messages) that came out with a reply
+/// stay.
+fn reply_mode(conn: &mut Conn, out: &mut Vec<u8>, mark: usize, spec: Option<&'static Spec>) {
     match conn.intro.reply {
         ReplyMode::On => return,
         ReplyMode::Off => {}
         ReplyMode::Skip => conn.intro.reply = ReplyMode::SkipNext,
         ReplyMode::SkipNext => conn.intro.reply = ReplyMode::On,
     }
-    if !pushing {
+    if !spec.is_some_and(|s| PUSHING.contains(&s.name)) {
         keep_pushes(out, mark);
     }
 }

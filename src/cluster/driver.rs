@@ -32,7 +32,7 @@ use super::bus::Bus;
 use super::file::ClusterFile;
 use super::topology::Topology;
 use super::{ClusterView, Command, ElectionView, MemberView};
-use crate::control::{Action, Input, Node, Output, Progress, Reason, Role, Term};
+use crate::control::{Action, Input, Node, Output, Progress, Role, Term};
 use crate::server::state::{now_ms, ServerState};
 
 const TICK: Duration = Duration::from_millis(10);
@@ -155,6 +155,10 @@ struct Driver {
     election: Option<ElectionView>,
     elections_won: u64,
     failovers_seen: u64,
+    /// Elections this node saw start (its own or heard of), and how long
+    /// each took until a primary opened, in milliseconds.
+    elections_seen: u64,
+    election_ms: crate::server::histogram::Histogram,
     /// Booted open (first primary, no file): writes wait until a majority
     /// of voters were heard from, so a stale first primary learns the term.
     boot_gate: bool,
@@ -235,6 +239,8 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
         election: None,
         elections_won: 0,
         failovers_seen: 0,
+        elections_seen: 0,
+        election_ms: Default::default(),
         boot_gate: false,
         heard: BTreeSet::new(),
         announced: None,
@@ -471,10 +477,15 @@ impl Driver {
             }
             Action::StartElection { term, reason } => {
                 tracing::info!(term, "cluster: standing for election ({reason:?})");
-                self.note_election(term, reason, "");
+                self.note_election(term, &format!("{reason:?}").to_lowercase(), "");
             }
             Action::Voted { term, candidate } => {
                 tracing::info!(term, "cluster: voted for {}", self.name(candidate));
+                // A voter sees the election start with its vote: it times it
+                // from here to the primary it then follows.
+                if self.election.as_ref().is_none_or(|e| e.term < term) {
+                    self.note_election(term, "voted", &self.name(candidate));
+                }
             }
             Action::Won { term } => {
                 tracing::info!(
@@ -561,13 +572,13 @@ impl Driver {
                     p.client.1
                 );
                 self.following = Some((primary, term, repl.epoch.load(Ordering::SeqCst)));
-                if let Some(e) = &mut self.election {
-                    if e.term == term {
+                let known = self.election.as_ref().is_some_and(|e| e.term == term);
+                if known {
+                    if let Some(e) = &mut self.election {
                         e.winner = p.name.clone();
-                        e.took_ms
-                            .get_or_insert(now_ms().saturating_sub(e.started_ms));
                     }
-                } else {
+                    self.election_done();
+                } else if self.election.as_ref().is_none_or(|e| e.term < term) {
                     self.election = Some(ElectionView {
                         term,
                         reason: "heard".into(),
@@ -738,10 +749,23 @@ impl Driver {
         }
     }
 
-    fn note_election(&mut self, term: Term, reason: Reason, winner: &str) {
+    /// The election in view ended (a primary opened): its duration joins
+    /// the histogram once.
+    fn election_done(&mut self) {
+        if let Some(e) = &mut self.election {
+            if e.took_ms.is_none() {
+                let took = now_ms().saturating_sub(e.started_ms);
+                e.took_ms = Some(took);
+                self.election_ms.record(took);
+            }
+        }
+    }
+
+    fn note_election(&mut self, term: Term, reason: &str, winner: &str) {
+        self.elections_seen += 1;
         self.election = Some(ElectionView {
             term,
-            reason: format!("{reason:?}").to_lowercase(),
+            reason: reason.to_string(),
             winner: winner.to_string(),
             started_ms: now_ms(),
             took_ms: None,
@@ -794,9 +818,7 @@ impl Driver {
         let out = self.node.handle(self.now(), Input::TookOver(took));
         self.apply(out);
         self.state.repl.set_hold(false);
-        if let Some(e) = &mut self.election {
-            e.took_ms = Some(now_ms().saturating_sub(e.started_ms));
-        }
+        self.election_done();
         tracing::info!(term, "cluster: primary of term {term}, open for writes");
     }
 
@@ -893,6 +915,8 @@ impl Driver {
             last_election: self.election.clone(),
             elections_won: self.elections_won,
             failovers_seen: self.failovers_seen,
+            elections_seen: self.elections_seen,
+            election_ms: self.election_ms,
             bus_sent: stats.sent.load(Ordering::Relaxed),
             bus_received: stats.received.load(Ordering::Relaxed),
             bus_dropped: stats.dropped.load(Ordering::Relaxed),

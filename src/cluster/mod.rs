@@ -98,6 +98,9 @@ pub struct ClusterView {
     pub last_election: Option<ElectionView>,
     pub elections_won: u64,
     pub failovers_seen: u64,
+    pub elections_seen: u64,
+    /// How long elections took until a primary opened, in milliseconds.
+    pub election_ms: crate::server::histogram::Histogram,
     pub bus_sent: u64,
     pub bus_received: u64,
     pub bus_dropped: u64,

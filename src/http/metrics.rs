@@ -5,15 +5,20 @@
 //! on each executor and summed at scrape time, so a scrape costs one
 //! message per core and recording costs no lock and no cross-core traffic.
 
+use std::sync::Mutex;
+
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use super::Response;
 use crate::exec::command::COMMANDS;
 use crate::exec::router::Router;
+use crate::server::histogram::Histogram;
 use crate::server::state::ServerState;
 
 type Labels = Vec<(&'static str, String)>;
@@ -40,6 +45,52 @@ fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
     let c = Counter::<u64>::default();
     c.inc_by(v);
     reg.register(name, help, c);
+}
+
+/// One of our power-of-two histograms as a Prometheus histogram, in
+/// seconds. (prometheus-client's own histogram records observations one by
+/// one; ours are already bucketed by the cores that timed the runs.)
+#[derive(Debug, Default)]
+struct Seconds(Mutex<(Histogram, f64)>);
+
+impl Seconds {
+    /// `unit`: the histogram's unit in seconds (1e-6 for microseconds).
+    fn add(&self, h: &Histogram, unit: f64) {
+        if let Ok(mut g) = self.0.lock() {
+            g.0.merge(h);
+            g.1 = unit;
+        }
+    }
+}
+
+impl TypedMetric for Seconds {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Seconds {
+    fn encode(&self, mut e: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (h, unit) = *self.0.lock().map_err(|_| std::fmt::Error)?;
+        // Per-bucket counts (the encoder makes them cumulative), up to the
+        // highest used, then +Inf.
+        let last = h.buckets.iter().rposition(|&n| n > 0).unwrap_or(0);
+        let mut buckets: Vec<(f64, u64)> = h.buckets[..=last]
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| ((1u64 << k) as f64 * unit, n))
+            .collect();
+        buckets.push((f64::INFINITY, 0));
+        e.encode_histogram::<NoLabelSet>(h.sum as f64 * unit, h.calls, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn seconds(reg: &mut Registry, name: &str, help: &str, h: &Histogram, unit: f64) {
+    let m = Seconds::default();
+    m.add(h, unit);
+    reg.register(name, help, m);
 }
 
 fn to_i64(n: usize) -> i64 {
@@ -116,6 +167,26 @@ pub async fn metrics(router: &Router, state: &ServerState) -> Response {
         failed.get_or_create(&l).inc_by(stat.failed + stat.rejected);
         usec.get_or_create(&l).inc_by(stat.usec);
     }
+    let took = Family::<Labels, Seconds>::default();
+    reg.register(
+        "command_duration_seconds",
+        "How long commands ran, by command family",
+        took.clone(),
+    );
+    for (spec, h) in COMMANDS.iter().zip(&cmd.latency) {
+        if let Some(h) = h {
+            took.get_or_create(&vec![("family", spec.group.to_string())])
+                .add(h, 1e-6);
+        }
+    }
+    // Container commands' runs are kept per subcommand (`client|list`).
+    for (name, h) in &cmd.sub_latency {
+        let parent = name.split('|').next().unwrap_or(name);
+        if let Some(spec) = crate::exec::command::lookup(parent.as_bytes()) {
+            took.get_or_create(&vec![("family", spec.group.to_string())])
+                .add(h, 1e-6);
+        }
+    }
 
     use std::sync::atomic::Ordering::Relaxed;
     gauge(
@@ -163,6 +234,7 @@ pub async fn metrics(router: &Router, state: &ServerState) -> Response {
         let role = gauge_family(&mut reg, "cluster_role", "1 for this node's role now");
         role.get_or_create(&vec![("role", v.role.to_string())])
             .set(1);
+        cluster(&mut reg, &v);
     }
 
     let mut body = String::new();
@@ -249,6 +321,95 @@ async fn replication(reg: &mut Registry, router: &Router) {
     }
 }
 
+/// The members as this node sees them, and the elections it saw.
+fn cluster(reg: &mut Registry, v: &crate::cluster::ClusterView) {
+    let state = gauge_family(
+        reg,
+        "cluster_member_state",
+        "1 for the state this node sees each member in (myself, ok, suspected, failed)",
+    );
+    let heard = gauge_family(
+        reg,
+        "cluster_member_heard_ms_ago",
+        "Milliseconds since this node last heard from the member",
+    );
+    let serving = gauge_family(
+        reg,
+        "cluster_member_serving",
+        "1 if the member serves reads, by its latest ping",
+    );
+    let progress = gauge_family(
+        reg,
+        "cluster_member_write_progress",
+        "The member's writes applied, summed over its shards, by its latest ping",
+    );
+    for m in &v.members {
+        let who = |extra: Option<(&'static str, String)>| {
+            let mut l: Labels = vec![("member", m.name.clone()), ("zone", m.zone.clone())];
+            l.extend(extra);
+            l
+        };
+        // Every state is listed, 0 or 1, so a panel can graph each one.
+        for s in ["myself", "ok", "suspected", "failed"] {
+            state
+                .get_or_create(&who(Some(("state", s.to_string()))))
+                .set(i64::from(m.state == s));
+        }
+        if let Some(ms) = m.heard_ms_ago {
+            heard
+                .get_or_create(&who(None))
+                .set(i64::try_from(ms).unwrap_or(i64::MAX));
+        }
+        serving.get_or_create(&who(None)).set(i64::from(m.serving));
+        if let Some(seq) = m.total_seq {
+            progress
+                .get_or_create(&who(None))
+                .set(i64::try_from(seq).unwrap_or(i64::MAX));
+        }
+    }
+    counter(
+        reg,
+        "cluster_elections",
+        "Elections this node saw start, its own or others'",
+        v.elections_seen,
+    );
+    counter(
+        reg,
+        "cluster_elections_won",
+        "Elections this node won",
+        v.elections_won,
+    );
+    counter(
+        reg,
+        "cluster_failovers_seen",
+        "Times this node saw its primary declared failed",
+        v.failovers_seen,
+    );
+    counter(
+        reg,
+        "cluster_forced_failovers",
+        "Forced failovers this node ran",
+        v.forced_failovers,
+    );
+    seconds(
+        reg,
+        "cluster_election_duration_seconds",
+        "From an election's start to a primary open for writes, as this node saw it",
+        &v.election_ms,
+        1e-3,
+    );
+    let bus = counter_family(reg, "cluster_bus_messages", "Cluster bus messages, by fate");
+    for (fate, n) in [
+        ("sent", v.bus_sent),
+        ("received", v.bus_received),
+        ("dropped", v.bus_dropped),
+        ("refused", v.bus_refused),
+    ] {
+        bus.get_or_create(&vec![("fate", fate.to_string())])
+            .inc_by(n);
+    }
+}
+
 /// The write logs and snapshots of every shard together.
 async fn persistence(reg: &mut Registry, router: &Router) {
     let Ok(f) = crate::server::commands::persistence::gather(router).await else {
@@ -277,6 +438,13 @@ async fn persistence(reg: &mut Registry, router: &Router) {
         "log_write_ok",
         "1 while the write logs can be written",
         i64::from(f.write_ok),
+    );
+    seconds(
+        reg,
+        "fsync_duration_seconds",
+        "How long the write logs' fsyncs took",
+        &f.fsync_us,
+        1e-6,
     );
     if f.last_save_secs != 0 && f.last_save_secs != u64::MAX {
         gauge(

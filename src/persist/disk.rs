@@ -75,6 +75,8 @@ pub struct ShardDisk {
     kick: Option<mpsc::Sender<()>>,
     /// The log's last write or fsync error, while it lasts.
     pub error: Option<String>,
+    /// How long each fsync took, in microseconds (for `/metrics`).
+    pub fsync_us: crate::server::histogram::Histogram,
     /// Bytes in the current log, and in the base it grew from (the last
     /// snapshot's size, for automatic rewrites).
     pub log_bytes: u64,
@@ -124,6 +126,7 @@ impl ShardDisk {
             waiters: Vec::new(),
             kick: None,
             error: None,
+            fsync_us: Default::default(),
             log_bytes: 0,
             base_bytes,
             replaced_bytes: 0,
@@ -402,6 +405,7 @@ async fn log_task(
         // one long write.
         let mut done = 0;
         let mut error = None;
+        let write_began = Instant::now();
         while done < pending.len() {
             let end = (done + APPEND_CHUNK).min(pending.len());
             match file.append(&pending[done..end]).await {
@@ -429,7 +433,9 @@ async fn log_task(
             unsynced = true;
         }
         if file.dsync && done > 0 {
-            // O_DSYNC: the write was the fsync.
+            // O_DSYNC: the write was the fsync (and is timed as one).
+            let us = write_began.elapsed().as_micros() as u64;
+            ls.disks.shards.borrow_mut()[i].fsync_us.record(us);
             unsynced = false;
             last_sync = Instant::now();
         }
@@ -438,10 +444,13 @@ async fn log_task(
                 || stopping
                 || (p.fsync == Fsync::EverySec && last_sync.elapsed() >= Duration::from_secs(1)));
         if sync_now {
+            let t = Instant::now();
             if let Err(e) = file.sync().await {
                 failed(&ls, &state, i, &mut failing, describe(&e));
                 continue;
             }
+            let us = t.elapsed().as_micros() as u64;
+            ls.disks.shards.borrow_mut()[i].fsync_us.record(us);
             unsynced = false;
             last_sync = Instant::now();
         }

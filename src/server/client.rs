@@ -136,28 +136,7 @@ pub struct CommandStats {
     pub sub_latency: std::collections::BTreeMap<String, Histogram>,
 }
 
-/// A command's run times in power-of-two microsecond buckets: bucket `k`
-/// counts the runs that took at most 2^k µs (and more than 2^(k-1)).
-#[derive(Debug, Clone, Default)]
-pub struct Histogram {
-    pub calls: u64,
-    pub buckets: [u64; 32],
-}
-
-impl Histogram {
-    pub fn record(&mut self, us: u64) {
-        let k = (64 - us.max(1).saturating_sub(1).leading_zeros()) as usize;
-        self.buckets[k.min(31)] += 1;
-        self.calls += 1;
-    }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        self.calls += other.calls;
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-    }
-}
+pub use super::histogram::Histogram;
 
 impl Default for CommandStats {
     fn default() -> Self {

@@ -11,6 +11,7 @@ pub mod config_rewrite;
 pub mod config_table;
 pub mod conn;
 pub mod front_door;
+pub mod histogram;
 pub mod info;
 pub mod introspect;
 pub mod pipeline;

@@ -120,3 +120,45 @@ def test_metrics_show_the_logs_and_snapshots(node):
     lags = {dict(ls)["shard"]: v for (n, ls), v in after.items() if n == "keel_repl_lag_ms"}
     assert sorted(lags) == ["0", "1"] and set(lags.values()) == {0}
     c.close()
+
+
+def buckets(samples, name, **labels):
+    """[(le, cumulative count)] of one histogram, in order of `le`."""
+    want = set(labels.items())
+    out = []
+    for (n, ls), v in samples.items():
+        if n == name + "_bucket" and want <= set(ls):
+            le = dict(ls)["le"]
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+def test_metrics_time_commands_and_fsyncs_in_histograms(tmp_path):
+    http = free_port()
+    s = start_keel(tmp_path, shards=2, extra_args=["--http-port", str(http), "--appendonly", "yes",
+                                                   "--appendfsync", "always"])
+    try:
+        c = redis.Redis(host="127.0.0.1", port=s.port)
+        before, _ = scrape(http)
+        for i in range(40):
+            c.set(f"t:{i}", i)
+        c.client_list()  # a container command: timed per subcommand, counted in its family
+        after, _ = scrape(http)
+        name = "keel_command_duration_seconds"
+        runs = total(after, name + "_count", family="string") - total(before, name + "_count", family="string")
+        assert runs == 40
+        assert total(after, name + "_count", family="connection") >= 1
+        b = buckets(after, name, family="string")
+        les = [le for le, _ in b]
+        # Power-of-two microsecond bounds, ending with +Inf; counts cumulative.
+        assert les[-1] == float("inf") and all(abs(le * 1e6 - 2 ** k) < 1e-3 for k, le in enumerate(les[:-1]))
+        assert all(x <= y for (_, x), (_, y) in zip(b, b[1:]))
+        assert b[-1][1] == total(after, name + "_count", family="string")
+        assert total(after, name + "_sum", family="string") > 0
+        # Every acknowledged write under `always` waited for an fsync.
+        syncs = total(after, "keel_fsync_duration_seconds_count") - total(before, "keel_fsync_duration_seconds_count")
+        assert 1 <= syncs <= 40
+        assert buckets(after, "keel_fsync_duration_seconds")[-1][1] == total(after, "keel_fsync_duration_seconds_count")
+        c.close()
+    finally:
+        _checked_stop(s)

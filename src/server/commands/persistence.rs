@@ -81,6 +81,8 @@ pub struct Facts {
     pub steps: u64,
     pub slow_steps: u64,
     pub cow_entries: u64,
+    /// fsync durations of every shard's log, in microseconds.
+    pub fsync_us: crate::server::histogram::Histogram,
 }
 
 impl Facts {
@@ -107,6 +109,7 @@ impl Facts {
             steps: d.steps,
             slow_steps: d.slow_steps,
             cow_entries,
+            fsync_us: d.fsync_us,
         }
     }
 
@@ -124,6 +127,7 @@ impl Facts {
         self.steps += o.steps;
         self.slow_steps += o.slow_steps;
         self.cow_entries += o.cow_entries;
+        self.fsync_us.merge(&o.fsync_us);
         self
     }
 }

@@ -250,7 +250,7 @@ async fn histogram(conn: &Conn, names: &[&[u8]]) -> CmdResult {
     let mut picked: Vec<(String, Histogram)> = Vec::new();
     let take = |name: &str, h: &Histogram, picked: &mut Vec<(String, Histogram)>| {
         if h.calls > 0 && !picked.iter().any(|(n, _)| n == name) {
-            picked.push((name.to_string(), h.clone()));
+            picked.push((name.to_string(), *h));
         }
     };
     if names.is_empty() {

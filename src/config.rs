@@ -58,6 +58,45 @@ pub struct Flags {
     /// The primary's requirepass, which this node presents as a backup.
     #[arg(long)]
     pub masterauth: Option<String>,
+    /// TLS: the port for clients over TLS (0: none).
+    #[arg(long = "tls-port")]
+    pub tls_port: Option<u16>,
+    /// TLS: this node's certificate (PEM), for clients and other nodes.
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS: the certificate's private key (PEM).
+    #[arg(long = "tls-key-file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// TLS: what this node presents when it connects to another node;
+    /// default tls-cert-file.
+    #[arg(long = "tls-client-cert-file")]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// TLS: tls-client-cert-file's private key.
+    #[arg(long = "tls-client-key-file")]
+    pub tls_client_key_file: Option<PathBuf>,
+    /// TLS: the CA that signs client and node certificates (PEM).
+    #[arg(long = "tls-ca-cert-file")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// TLS: a directory of CA certificates (*.pem, *.crt).
+    #[arg(long = "tls-ca-cert-dir")]
+    pub tls_ca_cert_dir: Option<PathBuf>,
+    /// TLS: clients must present a certificate: yes, no or optional.
+    #[arg(long = "tls-auth-clients")]
+    pub tls_auth_clients: Option<String>,
+    /// TLS: links between nodes (replication, cluster bus) in mutual TLS:
+    /// yes or no.
+    #[arg(long = "tls-replication")]
+    pub tls_replication: Option<String>,
+    /// TLS: the HTTP port speaks HTTPS: yes or no.
+    #[arg(long = "http-tls")]
+    pub http_tls: Option<String>,
+    /// TLS: protocol versions allowed, e.g. "TLSv1.2 TLSv1.3".
+    #[arg(long = "tls-protocols")]
+    pub tls_protocols: Option<String>,
+    /// TLS: cipher suites allowed (IANA or OpenSSL names); default all
+    /// of rustls's.
+    #[arg(long = "tls-ciphersuites", alias = "tls-ciphers")]
+    pub tls_ciphersuites: Option<String>,
     /// Memory limit for data (bytes, or with a unit: 100mb, 2gb); 0 means none.
     #[arg(long)]
     pub maxmemory: Option<String>,
@@ -194,6 +233,19 @@ struct FileConfig {
     shards: Option<usize>,
     requirepass: Option<String>,
     masterauth: Option<String>,
+    tls_port: Option<u16>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_cert_file: Option<PathBuf>,
+    tls_client_key_file: Option<PathBuf>,
+    tls_ca_cert_file: Option<PathBuf>,
+    tls_ca_cert_dir: Option<PathBuf>,
+    tls_auth_clients: Option<toml::Value>,
+    tls_replication: Option<toml::Value>,
+    http_tls: Option<toml::Value>,
+    tls_protocols: Option<String>,
+    #[serde(alias = "tls-ciphers")]
+    tls_ciphersuites: Option<String>,
     maxmemory: Option<toml::Value>,
     maxmemory_policy: Option<String>,
     dir: Option<PathBuf>,
@@ -292,6 +344,7 @@ pub struct Config {
     pub shards: Option<usize>,
     pub requirepass: Option<String>,
     pub masterauth: Option<String>,
+    pub tls: crate::security::tls::TlsSettings,
     pub maxmemory: u64,
     pub maxmemory_policy: EvictionPolicy,
     pub dir: PathBuf,
@@ -509,6 +562,44 @@ impl Config {
                     None => None,
                 },
             };
+        let yes_no = |name: &'static str, text: String| {
+            if text.is_empty() {
+                return Ok(false);
+            }
+            parse_yes_no(&text).ok_or_else(|| ConfigError::Invalid {
+                name,
+                value: text.clone(),
+                why: "expected yes or no".into(),
+            })
+        };
+        let auth_text = pick_text!(flags.tls_auth_clients, tls_auth_clients);
+        let tls = crate::security::tls::TlsSettings {
+            port: pick!(flags.tls_port, tls_port).unwrap_or(0),
+            cert_file: pick!(flags.tls_cert_file, tls_cert_file),
+            key_file: pick!(flags.tls_key_file, tls_key_file),
+            client_cert_file: pick!(flags.tls_client_cert_file, tls_client_cert_file),
+            client_key_file: pick!(flags.tls_client_key_file, tls_client_key_file),
+            ca_cert_file: pick!(flags.tls_ca_cert_file, tls_ca_cert_file),
+            ca_cert_dir: pick!(flags.tls_ca_cert_dir, tls_ca_cert_dir),
+            auth_clients: if auth_text.is_empty() {
+                Default::default()
+            } else {
+                crate::security::tls::AuthClients::parse(&auth_text).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        name: "tls-auth-clients",
+                        value: auth_text.clone(),
+                        why: "expected yes, no or optional".into(),
+                    }
+                })?
+            },
+            replication: yes_no(
+                "tls-replication",
+                pick_text!(flags.tls_replication, tls_replication),
+            )?,
+            http: yes_no("http-tls", pick_text!(flags.http_tls, http_tls))?,
+            protocols: pick!(flags.tls_protocols, tls_protocols).unwrap_or_default(),
+            ciphersuites: pick!(flags.tls_ciphersuites, tls_ciphersuites).unwrap_or_default(),
+        };
         Ok(Config {
             node_id: node_id.clone(),
             zone: pick!(flags.zone, zone)
@@ -571,6 +662,7 @@ impl Config {
             shards,
             requirepass,
             masterauth: pick!(flags.masterauth, masterauth).filter(|p| !p.is_empty()),
+            tls,
             maxmemory: memory("maxmemory", &pick_text!(flags.maxmemory, maxmemory))?,
             maxmemory_policy,
             dir: pick!(flags.dir, dir).unwrap_or_else(|| ".".into()),

@@ -64,6 +64,7 @@ pub mod repl;
 pub mod resp;
 pub mod runtime;
 pub mod script;
+pub mod security;
 pub mod server;
 
 /// The Redis version keel answers to in INFO and HELLO: the release whose

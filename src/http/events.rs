@@ -17,11 +17,11 @@
 //! it, as it reaches RESP subscribers.
 
 use futures::future::Either;
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, StreamExt};
 
 use crate::exec::pubsub;
 use crate::resp::reply::Reply;
-use crate::server::conn::Conn;
+use crate::server::conn::{send, Conn, Transport};
 
 /// The subscription a request asks for: (patterns?, names).
 pub fn subscription(method: &str, path: &str) -> Option<(bool, Vec<Vec<u8>>)> {
@@ -80,14 +80,16 @@ fn reply_event(r: &Reply) -> Option<Vec<u8>> {
 
 /// Subscribes `conn` and streams events to `stream` until the client
 /// closes it; unsubscribes at the end.
-pub async fn stream<S>(stream: &mut S, conn: &mut Conn, patterns: bool, names: &[Vec<u8>])
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn stream<S: Transport>(
+    stream: &mut S,
+    conn: &mut Conn,
+    patterns: bool,
+    names: &[Vec<u8>],
+) {
     if names.is_empty() {
         let resp =
             super::Response::json(400, r#"{"error":"ERR no channel to subscribe to"}"#.into());
-        let _ = stream.write_all(&resp.encode(false, false)).await;
+        let _ = send(stream, &resp.encode(false, false)).await;
         return;
     }
     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\naccess-control-allow-origin: *\r\naccess-control-expose-headers: upstash-sync-token\r\n\r\n";
@@ -106,7 +108,7 @@ where
     for r in pubsub::subscribe(conn, &argv, space) {
         out.extend(reply_event(&r).unwrap_or_default());
     }
-    if stream.write_all(&out).await.is_ok() {
+    if send(stream, &out).await.is_ok() {
         let mut scratch = [0u8; 1024];
         while let Some(inbox) = conn.subs.inbox.as_mut() {
             let read = stream.read(&mut scratch);
@@ -119,7 +121,7 @@ where
                     let Some(e) = reply_event(&m.reply()) else {
                         continue;
                     };
-                    if stream.write_all(&e).await.is_err() {
+                    if send(stream, &e).await.is_err() {
                         break;
                     }
                 }

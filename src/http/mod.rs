@@ -18,11 +18,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::AsyncReadExt;
 
 use crate::exec::router::Router;
 use crate::server::client::ClientInfo;
-use crate::server::conn::Conn;
+use crate::server::conn::{send, Conn, Transport};
 use crate::server::state::ServerState;
 
 /// The largest request head (request line and headers) accepted.
@@ -237,16 +237,31 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
 
 /// Serves one HTTP connection until it closes, errs or idles. Its REST
 /// commands run as one client of the node.
+/// With `http-tls`, the TLS handshake comes first (bounded in time; a
+/// failed one is logged at info level and ends the connection).
 pub async fn serve(stream: crate::runtime::TcpStream, router: Rc<Router>, state: Arc<ServerState>) {
     let info = ClientInfo::accepted(&state, &stream);
+    let acceptor = state
+        .tls
+        .as_ref()
+        .filter(|_| state.config().tls.http)
+        .and_then(|t| t.http_acceptor());
+    let peer = info.addr.clone();
     let conn = Conn::new(router, state, Rc::new(std::cell::RefCell::new(info)), true);
-    serve_with(stream, conn).await
+    match acceptor {
+        None => serve_with(stream, conn).await,
+        Some(a) => {
+            let handshake = a.accept(crate::security::stream::Queued(stream));
+            match crate::runtime::timeout(Duration::from_secs(10), handshake).await {
+                Some(Ok(s)) => serve_with(s, conn).await,
+                Some(Err(e)) => tracing::info!("HTTPS handshake with {peer} failed: {e}"),
+                None => tracing::info!("HTTPS handshake with {peer} timed out"),
+            }
+        }
+    }
 }
 
-async fn serve_with<S>(mut stream: S, mut conn: Conn)
-where
-    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
-{
+async fn serve_with<S: Transport>(mut stream: S, mut conn: Conn) {
     let max_body = conn.state.config().http_max_body as usize;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = vec![0u8; 16 << 10];
@@ -254,7 +269,7 @@ where
         let parsed = match parse(&buf) {
             Ok(p) => p,
             Err(resp) => {
-                let _ = stream.write_all(&resp.encode(false, false)).await;
+                let _ = send(&mut stream, &resp.encode(false, false)).await;
                 return;
             }
         };
@@ -264,7 +279,7 @@ where
                     413,
                     format!("{{\"error\":\"ERR the body is larger than http-max-body ({max_body} bytes)\"}}"),
                 );
-                let _ = stream.write_all(&resp.encode(false, false)).await;
+                let _ = send(&mut stream, &resp.encode(false, false)).await;
                 // Closing with unread bytes would reset the connection, and
                 // the client might lose the answer: read (and drop) what is
                 // on its way, a bounded amount for a bounded time.
@@ -302,7 +317,7 @@ where
         };
         buf.drain(..used + req.body_len);
         let out = resp.encode(req.keep_alive, req.method == "HEAD");
-        if stream.write_all(&out).await.is_err() || !req.keep_alive {
+        if send(&mut stream, &out).await.is_err() || !req.keep_alive {
             return;
         }
     }

@@ -160,8 +160,9 @@ static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// them down at once, so a connection made after SIGTERM is refused rather
 /// than accepted by a server about to cut it. An executor clears its entry
 /// before its listener closes.
-static CLIENT_FDS: [std::sync::atomic::AtomicI32; MAX_EXECUTORS] =
-    [const { std::sync::atomic::AtomicI32::new(-1) }; MAX_EXECUTORS];
+/// (Plain listeners first, then the TLS ones.)
+static CLIENT_FDS: [std::sync::atomic::AtomicI32; 2 * MAX_EXECUTORS] =
+    [const { std::sync::atomic::AtomicI32::new(-1) }; 2 * MAX_EXECUTORS];
 const MAX_EXECUTORS: usize = 1024;
 
 /// Shuts every registered client listener down (new connections refused).
@@ -235,7 +236,14 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let cpus = allowed_cpus();
     let shards = config.shards.unwrap_or(cpus.len()).max(1);
     let executors = shards.min(cpus.len()).max(1);
-    let state = Arc::new(ServerState::new(config.clone(), shards, executors));
+    let tls = if config.tls.wanted() {
+        let t = crate::security::tls::Tls::new(&config.tls)
+            .map_err(|e| RuntimeError::Config(format!("TLS: {e}")))?;
+        Some(t)
+    } else {
+        None
+    };
+    let state = Arc::new(ServerState::new(config.clone(), shards, executors, tls));
     // Redis's default tracking table size.
     keel_shards::tracking::set_max_keys(1_000_000);
     // What an earlier CONFIG REWRITE saved, before anything reads the
@@ -644,57 +652,27 @@ async fn executor_main(
             sleep(Duration::from_millis(50)).await;
         }
     };
-    let accept = async {
-        loop {
-            let stream = match listener.accept().await {
-                Ok(s) => s,
-                Err(_)
-                    if state.shutdown.load(Ordering::SeqCst)
-                        || SIGNALLED.load(Ordering::SeqCst) =>
-                {
-                    // The socket was shut down: keel is stopping.
-                    sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
+    let tls_listener = match (&state.tls, state.config().tls.port) {
+        (Some(_), port) if port != 0 => {
+            let tls_addr = SocketAddr::new(addr.ip(), port);
+            match bind_client(tls_addr) {
+                Ok((l, fd)) => Some((l, ShutOnSignal::register(MAX_EXECUTORS + me, fd))),
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    sleep(Duration::from_millis(10)).await;
-                    continue;
+                    tracing::warn!("cannot listen for TLS clients on {tls_addr}: {e}");
+                    None
                 }
-            };
-            let connected = state.connected_clients.fetch_add(1, Ordering::SeqCst) + 1;
-            state.total_connections.fetch_add(1, Ordering::Relaxed);
-            let config = state.config();
-            if connected as u64 > config.maxclients {
-                state.connected_clients.fetch_sub(1, Ordering::SeqCst);
-                state.rejected_connections.fetch_add(1, Ordering::Relaxed);
-                let mut s = stream;
-                let _ = futures::AsyncWriteExt::write_all(
-                    &mut s,
-                    b"-ERR max number of clients reached\r\n",
-                )
-                .await;
-                continue;
             }
-            let _ = stream.set_nodelay(true);
-            let info = Rc::new(std::cell::RefCell::new(ClientInfo::accepted(
-                &state, &stream,
-            )));
-            local.clients.borrow_mut().push(info.clone());
-            let conn = Conn::new(
-                router.clone(),
-                state.clone(),
-                info.clone(),
-                config.requirepass.is_none(),
-            );
-            let (state, local) = (state.clone(), local.clone());
-            spawn(async move {
-                conn::serve(stream, conn).await;
-                local.clients.borrow_mut().retain(|c| !Rc::ptr_eq(c, &info));
-                state.connected_clients.fetch_sub(1, Ordering::SeqCst);
-            });
+        }
+        _ => None,
+    };
+    let accept = accept_clients(&listener, false, &router, &state, &local);
+    let accept_tls = async {
+        match &tls_listener {
+            Some((l, _)) => accept_clients(l, true, &router, &state, &local).await,
+            None => futures::future::pending().await,
         }
     };
+    let accept = futures::future::select(Box::pin(accept), Box::pin(accept_tls));
     futures::pin_mut!(stop);
     futures::pin_mut!(accept);
     futures::future::select(stop, accept).await;
@@ -706,6 +684,92 @@ async fn executor_main(
         t.await;
     }
 }
+
+/// Takes client connections from `listener` until keel stops; with `tls`,
+/// each one's handshake runs first (on this core, bounded in time) and a
+/// client that fails it is dropped with a line at info level: a port
+/// scanner or a client without the right certificate is no server error.
+async fn accept_clients(
+    listener: &TcpListener,
+    tls: bool,
+    router: &Rc<Router>,
+    state: &Arc<ServerState>,
+    local: &Rc<LocalShards>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) if state.shutdown.load(Ordering::SeqCst) || SIGNALLED.load(Ordering::SeqCst) => {
+                // The socket was shut down: keel is stopping.
+                sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let connected = state.connected_clients.fetch_add(1, Ordering::SeqCst) + 1;
+        state.total_connections.fetch_add(1, Ordering::Relaxed);
+        let config = state.config();
+        if connected as u64 > config.maxclients {
+            state.connected_clients.fetch_sub(1, Ordering::SeqCst);
+            state.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            if !tls {
+                let mut s = stream;
+                let _ = futures::AsyncWriteExt::write_all(
+                    &mut s,
+                    b"-ERR max number of clients reached\r\n",
+                )
+                .await;
+            }
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let info = Rc::new(std::cell::RefCell::new(ClientInfo::accepted(
+            state, &stream,
+        )));
+        let conn = Conn::new(
+            router.clone(),
+            state.clone(),
+            info.clone(),
+            config.requirepass.is_none(),
+        );
+        let acceptor = if tls {
+            state.tls.as_ref().and_then(|t| t.acceptor())
+        } else {
+            None
+        };
+        let (state, local) = (state.clone(), local.clone());
+        spawn(async move {
+            match acceptor {
+                None => {
+                    local.clients.borrow_mut().push(info.clone());
+                    conn::serve(stream, conn).await;
+                    local.clients.borrow_mut().retain(|c| !Rc::ptr_eq(c, &info));
+                }
+                Some(a) => {
+                    let peer = info.borrow().addr.clone();
+                    let handshake = a.accept(crate::security::stream::Queued(stream));
+                    match timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Some(Ok(s)) => {
+                            local.clients.borrow_mut().push(info.clone());
+                            conn::serve(s, conn).await;
+                            local.clients.borrow_mut().retain(|c| !Rc::ptr_eq(c, &info));
+                        }
+                        Some(Err(e)) => tracing::info!("TLS handshake with {peer} failed: {e}"),
+                        None => tracing::info!("TLS handshake with {peer} timed out"),
+                    }
+                }
+            }
+            state.connected_clients.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests;

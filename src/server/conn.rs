@@ -547,10 +547,29 @@ impl Conn {
 }
 
 /// Serves one client until it disconnects, misbehaves or says QUIT.
-pub async fn serve<S>(mut stream: S, mut conn: Conn)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// A client connection's byte stream: a socket, or a TLS session on one.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Written bytes may wait in the stream (a TLS session's records when
+    /// the socket's queue is full) until it is flushed.
+    const BUFFERS: bool = false;
+}
+
+impl Transport for crate::runtime::TcpStream {}
+
+impl Transport for crate::security::stream::TlsClient {
+    const BUFFERS: bool = true;
+}
+
+/// Writes `bytes` whole, flushed if the stream buffers (TLS).
+pub async fn send<S: Transport>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    if S::BUFFERS {
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+pub async fn serve<S: Transport>(mut stream: S, mut conn: Conn) {
     let config = conn.state.config();
     let limits = Limits {
         max_bulk_len: config.proto_max_bulk_len,
@@ -939,13 +958,16 @@ pub async fn finish_replies(conn: &mut Conn, out: &mut Vec<u8>) -> std::io::Resu
     Ok(())
 }
 
-async fn write_out<S: AsyncWrite + Unpin>(
+async fn write_out<S: Transport>(
     stream: &mut S,
     out: &mut Vec<u8>,
     conn: &mut Conn,
 ) -> std::io::Result<()> {
     finish_replies(conn, out).await?;
     stream.write_all(out).await?;
+    if S::BUFFERS {
+        stream.flush().await?;
+    }
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;
     out.clear();
     if out.capacity() > 4 * FLUSH_AT {

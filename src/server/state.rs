@@ -59,6 +59,9 @@ pub struct ServerState {
     /// The parameters CONFIG SET changed since start: what CONFIG REWRITE
     /// saves to the configuration file.
     pub config_changed: Mutex<std::collections::BTreeSet<&'static str>>,
+    /// TLS, when the configuration asks for it at start (its port and
+    /// whether links use it are fixed; its certificates reload).
+    pub tls: Option<crate::security::tls::Tls>,
 }
 
 pub fn now_ms() -> u64 {
@@ -69,7 +72,12 @@ pub fn now_ms() -> u64 {
 }
 
 impl ServerState {
-    pub fn new(config: Config, shards: usize, executors: usize) -> Self {
+    pub fn new(
+        config: Config,
+        shards: usize,
+        executors: usize,
+        tls: Option<crate::security::tls::Tls>,
+    ) -> Self {
         let started_ms = now_ms();
         // A run id only needs to differ between runs: mix time and pid.
         let mut x = started_ms ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
@@ -117,6 +125,7 @@ impl ServerState {
             fsync_always: AtomicBool::new(fsync_always),
             config_stored: Mutex::new(Default::default()),
             config_changed: Mutex::new(Default::default()),
+            tls,
         }
     }
 

@@ -353,8 +353,53 @@ fn applied_value(state: &ServerState, c: &Config, stored: &Stored, p: &Param) ->
         "cross-core-queue-depth" => c.cross_core_queue_depth.to_string(),
         "read-max-lag" => c.read_max_lag.to_string(),
         "lua-memory-limit" => c.lua_memory_limit.to_string(),
+        name if name.starts_with("tls-") => tls_value(&c.tls, name)?,
         _ => return None,
     })
+}
+
+/// CONFIG GET of a TLS parameter keel applies (None: kept as set).
+fn tls_value(t: &crate::security::tls::TlsSettings, name: &str) -> Option<String> {
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    Some(match name {
+        "tls-port" => t.port.to_string(),
+        "tls-cert-file" => path(&t.cert_file),
+        "tls-key-file" => path(&t.key_file),
+        "tls-client-cert-file" => path(&t.client_cert_file),
+        "tls-client-key-file" => path(&t.client_key_file),
+        "tls-ca-cert-file" => path(&t.ca_cert_file),
+        "tls-ca-cert-dir" => path(&t.ca_cert_dir),
+        "tls-auth-clients" => t.auth_clients.name().to_string(),
+        "tls-replication" => if t.replication { "yes" } else { "no" }.to_string(),
+        "tls-protocols" => t.protocols.clone(),
+        "tls-ciphers" | "tls-ciphersuites" => t.ciphersuites.clone(),
+        _ => return None,
+    })
+}
+
+/// One checked CONFIG SET value into TLS settings.
+fn set_tls(t: &mut crate::security::tls::TlsSettings, name: &str, v: &str) {
+    let path = || Some(std::path::PathBuf::from(v)).filter(|_| !v.is_empty());
+    match name {
+        "tls-cert-file" => t.cert_file = path(),
+        "tls-key-file" => t.key_file = path(),
+        "tls-client-cert-file" => t.client_cert_file = path(),
+        "tls-client-key-file" => t.client_key_file = path(),
+        "tls-ca-cert-file" => t.ca_cert_file = path(),
+        "tls-ca-cert-dir" => t.ca_cert_dir = path(),
+        "tls-auth-clients" => {
+            if let Some(a) = crate::security::tls::AuthClients::parse(v) {
+                t.auth_clients = a;
+            }
+        }
+        "tls-protocols" => t.protocols = v.to_string(),
+        "tls-ciphers" | "tls-ciphersuites" => t.ciphersuites = v.to_string(),
+        _ => {}
+    }
 }
 
 /// keel's eviction policy for a `maxmemory-policy` word. keel has no LFU
@@ -567,6 +612,33 @@ fn set_params(state: &ServerState, pairs: &[(&[u8], &[u8])]) -> Result<(), Strin
         Ok(c) => c,
         Err(poisoned) => poisoned.into_inner(),
     };
+    // TLS settings change together, and only if the new certificates load.
+    if changes
+        .iter()
+        .any(|ch| tls_value(&c.tls, ch.entry.param.name).is_some())
+    {
+        let mut t = c.tls.clone();
+        for ch in &changes {
+            set_tls(&mut t, ch.entry.param.name, &ch.value);
+        }
+        if let Some(tls) = state.tls.as_ref().filter(|_| t.wanted()) {
+            if let Err(e) = tls.reload(&t) {
+                let name = changes
+                    .iter()
+                    .map(|ch| ch.entry.param.name)
+                    .find(|n| n.starts_with("tls-"))
+                    .unwrap_or("tls");
+                tracing::warn!("CONFIG SET {name}: the TLS configuration stays as it was: {e}");
+                return Err(config_table::SetError::Failed {
+                    name: name.into(),
+                    why: format!("Unable to update TLS configuration: {e}"),
+                }
+                .to_string());
+            }
+            tracing::info!("TLS configuration reloaded");
+        }
+        state.update_config(|c| c.tls = t.clone());
+    }
     for change in changes {
         apply(state, &mut stored, change.entry.param, &change.value);
         changed.insert(change.entry.param.name);

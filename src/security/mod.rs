@@ -1,0 +1,4 @@
+//! Security: TLS configuration and the streams it wraps.
+
+pub mod stream;
+pub mod tls;

@@ -51,6 +51,9 @@
 //!   backlog, snapshots, acks, backpressure), the backup's side, the barrier
 //!   that keeps cross-shard transactions whole, link frames, and the merge
 //!   of a split brain's loser ([`repl::merge`]).
+//! - [`http`]: REST, `/health`, `/metrics`; [`script`]: Lua.
+//! - [`security`]: TLS (rustls) for the client and HTTP ports and for the
+//!   links between nodes, and the streams it wraps.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
 pub mod cluster;

@@ -31,6 +31,7 @@ use std::time::Duration;
 use super::topology::Topology;
 use super::wire::{self, Hello, WireError};
 use crate::control::{Message, NodeId};
+use crate::security::stream::{BlockingPeer, BusTlsSource};
 
 /// Messages queued per outbound link before new ones are dropped.
 const QUEUE: usize = 64;
@@ -97,6 +98,7 @@ pub fn start(
     database: &str,
     requirepass: Option<String>,
     masterauth: Option<String>,
+    tls: BusTlsSource,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<Bus> {
     let listener = TcpListener::bind(bind)?;
@@ -109,11 +111,16 @@ pub fn start(
     };
     let (in_tx, inbox) = sync_channel(INBOX);
     {
-        let (topo, creds, stats, shutdown) =
-            (topo.clone(), creds.clone(), stats.clone(), shutdown.clone());
+        let (topo, creds, stats, shutdown, tls) = (
+            topo.clone(),
+            creds.clone(),
+            stats.clone(),
+            shutdown.clone(),
+            tls.clone(),
+        );
         std::thread::Builder::new()
             .name("keel-bus-accept".into())
-            .spawn(move || accept_loop(listener, topo, creds, in_tx, stats, shutdown))?;
+            .spawn(move || accept_loop(listener, topo, creds, tls, in_tx, stats, shutdown))?;
     }
     let mut out = Vec::new();
     for p in &topo.peers {
@@ -122,16 +129,17 @@ pub fn start(
             continue;
         }
         let (tx, rx) = sync_channel(QUEUE);
-        let (addr, creds, stats, shutdown) = (
+        let (addr, creds, stats, shutdown, tls) = (
             p.bus.clone(),
             creds.clone(),
             stats.clone(),
             shutdown.clone(),
+            tls.clone(),
         );
         let name = p.name.clone();
         std::thread::Builder::new()
             .name(format!("keel-bus-{name}"))
-            .spawn(move || writer_loop(name, addr, creds, rx, stats, shutdown))?;
+            .spawn(move || writer_loop(name, addr, creds, tls, rx, stats, shutdown))?;
         out.push(Some(tx));
     }
     Ok(Bus { out, inbox, stats })
@@ -141,6 +149,7 @@ fn writer_loop(
     peer: String,
     addr: (String, u16),
     creds: Credentials,
+    tls: BusTlsSource,
     rx: Receiver<Message>,
     stats: Arc<BusStats>,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
@@ -150,7 +159,15 @@ fn writer_loop(
     while !shutdown.load(Ordering::Relaxed) {
         let conn = resolve(&addr)
             .ok_or_else(|| std::io::Error::other("cannot resolve"))
-            .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)));
+            .and_then(|a| {
+                let s = TcpStream::connect_timeout(&a, Duration::from_millis(500))?;
+                let _ = s.set_nodelay(true);
+                // A peer that stops reading (or never finishes a TLS
+                // handshake) must not hold this thread for long.
+                let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                BlockingPeer::connect(s, tls().as_ref(), a)
+            });
         let mut s = match conn {
             Ok(s) => s,
             Err(e) => {
@@ -170,15 +187,12 @@ fn writer_loop(
         stats.connects.fetch_add(1, Ordering::Relaxed);
         logged = false;
         backoff = Duration::from_millis(50);
-        let _ = s.set_nodelay(true);
-        // A peer that stops reading must not hold this thread for long.
-        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
         let hello = wire::encode_hello(&Hello {
             database: creds.database.clone(),
             node: creds.me.clone(),
             auth: creds.present.clone(),
         });
-        if s.write_all(&hello).is_err() {
+        if s.write_all(&hello).and_then(|_| s.flush()).is_err() {
             continue;
         }
         let mut counter = 1u64;
@@ -198,7 +212,7 @@ fn writer_loop(
                 counter += 1;
                 buf.extend_from_slice(&wire::encode_message(counter, &m));
             }
-            if let Err(e) = s.write_all(&buf) {
+            if let Err(e) = s.write_all(&buf).and_then(|_| s.flush()) {
                 tracing::debug!("bus: link to {peer} lost: {e}");
                 break;
             }
@@ -211,6 +225,7 @@ fn accept_loop(
     listener: TcpListener,
     topo: Topology,
     creds: Credentials,
+    tls: BusTlsSource,
     inbox: SyncSender<(NodeId, Message)>,
     stats: Arc<BusStats>,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
@@ -229,13 +244,22 @@ fn accept_loop(
             continue;
         }
         stats.inbound.fetch_add(1, Ordering::Relaxed);
-        let (topo, creds, inbox, stats2) =
-            (topo.clone(), creds.clone(), inbox.clone(), stats.clone());
+        let (topo, creds, inbox, stats2, tls) = (
+            topo.clone(),
+            creds.clone(),
+            inbox.clone(),
+            stats.clone(),
+            tls.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name("keel-bus-in".into())
             .spawn(move || {
                 let who = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                if let Err(e) = read_loop(s, &topo, &creds, &inbox, &stats2) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                let linked = BlockingPeer::accept(s, tls().as_ref())
+                    .map_err(|e| InboundError::Refused(format!("TLS: {e}")));
+                if let Err(e) = linked.and_then(|s| read_loop(s, &topo, &creds, &inbox, &stats2)) {
                     stats2.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("bus: refused a link from {who}: {e}");
                 }
@@ -256,7 +280,7 @@ enum InboundError {
 }
 
 /// Reads one frame's body; Ok(None) at a clean end of the stream.
-fn next_body(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, InboundError> {
+fn next_body(s: &mut BlockingPeer, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, InboundError> {
     let mut chunk = [0u8; 16 << 10];
     loop {
         if let Some((body, used)) = wire::split_frame(buf)? {
@@ -275,13 +299,13 @@ fn next_body(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, In
 }
 
 fn read_loop(
-    mut s: TcpStream,
+    mut s: BlockingPeer,
     topo: &Topology,
     creds: &Credentials,
     inbox: &SyncSender<(NodeId, Message)>,
     stats: &BusStats,
 ) -> Result<(), InboundError> {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.tcp().set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::new();
     let Some(body) = next_body(&mut s, &mut buf)? else {
         return Ok(());
@@ -316,7 +340,7 @@ fn read_loop(
         }
     };
     // Pings come every 100 ms: a link silent for long is dead.
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = s.tcp().set_read_timeout(Some(Duration::from_secs(30)));
     let mut counter = 1u64;
     while let Some(body) = next_body(&mut s, &mut buf)? {
         counter += 1;

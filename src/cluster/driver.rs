@@ -209,6 +209,7 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
         &config.database_name,
         config.requirepass.clone(),
         config.masterauth.clone(),
+        crate::security::stream::bus_tls(state.clone()),
         shutdown.clone(),
     )
     .map_err(|e| format!("cannot listen on the cluster bus port {ip}:{port}: {e}"))?;

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::TcpStream;
+use crate::security::stream::PeerStream;
 use futures::channel::{mpsc, oneshot};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 
@@ -290,10 +290,9 @@ async fn session(
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| ForwardError::Unreachable(format!("cannot resolve {}", target.0)))?;
-    let mut c = TcpStream::connect_timeout(addr, Duration::from_secs(2))
+    let mut c = PeerStream::connect(state, addr, Duration::from_secs(2))
         .await
         .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
-    let _ = c.set_nodelay(true);
     // Authenticate as a peer (masterauth) and speak the clients' protocol.
     let mut hello = Vec::new();
     let mut expect = 0;
@@ -309,6 +308,9 @@ async fn session(
     let mut buf = Vec::new();
     if expect > 0 {
         c.write_all(&hello)
+            .await
+            .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+        c.flush()
             .await
             .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
         let mut chunk = vec![0u8; 16 << 10];
@@ -380,7 +382,7 @@ async fn session(
                     None
                 };
             }
-            if wr.write_all(&out).await.is_err() {
+            if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
                 return Err(ForwardError::Lost);
             }
         }

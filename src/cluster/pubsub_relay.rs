@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::TcpStream;
+use crate::security::stream::PeerStream;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 use crate::exec::router::Router;
@@ -61,7 +61,7 @@ async fn relay(
         .ok()
         .and_then(|mut a| a.next())
         .ok_or("cannot resolve")?;
-    let mut c = TcpStream::connect_timeout(addr, Duration::from_secs(2))
+    let mut c = PeerStream::connect(state, addr, Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
     let mut hello = Vec::new();
@@ -74,6 +74,7 @@ async fn relay(
     hello.extend_from_slice(b"*2\r\n$8\r\nREPLCONF\r\n$11\r\nshard-relay\r\n");
     hello.extend_from_slice(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$1\r\n*\r\n");
     c.write_all(&hello).await.map_err(|e| e.to_string())?;
+    c.flush().await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
     loop {

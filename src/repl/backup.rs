@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::TcpStream;
+use crate::security::stream::PeerStream;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use keel_shards::record::{decode_frame, Frame};
 use keel_shards::snapshot::Loader;
@@ -163,7 +163,7 @@ fn promote(ls: &LocalShards, state: &ServerState, id: usize) {
 async fn offer(
     ls: &LocalShards,
     id: usize,
-    c: &mut TcpStream,
+    c: &mut PeerStream,
     after: u64,
 ) -> Result<(), FollowError> {
     let i = ls.local_index(id);
@@ -203,25 +203,32 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, FollowError> {
         .ok_or_else(|| FollowError::Connect(format!("{host}:{port}"), "cannot resolve".into()))
 }
 
-async fn connect(addr: SocketAddr, secs: u64) -> Result<TcpStream, FollowError> {
-    let c = TcpStream::connect_timeout(addr, Duration::from_secs(secs));
-    c.await
+/// A link to the primary (in TLS with `tls-replication yes`).
+async fn connect(
+    state: &ServerState,
+    addr: SocketAddr,
+    secs: u64,
+) -> Result<PeerStream, FollowError> {
+    PeerStream::connect(state, addr, Duration::from_secs(secs))
+        .await
         .map_err(|e| FollowError::Connect(addr.to_string(), e.to_string()))
 }
 
 /// Asks the primary's client port for its replication ports.
 async fn peer_ports(
+    state: &ServerState,
     addr: SocketAddr,
     secs: u64,
     auth: Option<&str>,
 ) -> Result<(usize, Vec<u16>), FollowError> {
-    let mut c = connect(addr, secs).await?;
+    let mut c = connect(state, addr, secs).await?;
     let mut ask = Vec::new();
     if let Some(pw) = auth {
         ask.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).as_bytes());
     }
     ask.extend_from_slice(b"*2\r\n$8\r\nREPLCONF\r\n$4\r\nPEER\r\n");
     c.write_all(&ask).await.map_err(LinkError::from)?;
+    c.flush().await.map_err(LinkError::from)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     // "$len\r\n<text>\r\n" or an error line; a few hundred bytes at most.
@@ -275,12 +282,13 @@ async fn with_timeout<T>(
         .ok_or(FollowError::Timeout(secs))
 }
 
-async fn send(c: &mut TcpStream, msg: &Msg<'_>) -> Result<(), LinkError> {
+async fn send(c: &mut PeerStream, msg: &Msg<'_>) -> Result<(), LinkError> {
     let mut payload = Vec::new();
     msg.encode(&mut payload);
     let mut out = Vec::new();
     encode_frame(&mut out, &payload, false, &mut LinkStats::default());
     c.write_all(&out).await?;
+    c.flush().await?;
     Ok(())
 }
 
@@ -304,7 +312,7 @@ async fn link(
     let secs = config.repl_timeout;
     set_state(ls, id, "connect");
     let addr = resolve(host, port)?;
-    let (shards, ports) = peer_ports(addr, secs, config.masterauth.as_deref()).await?;
+    let (shards, ports) = peer_ports(state, addr, secs, config.masterauth.as_deref()).await?;
     if shards != state.shards {
         return Err(FollowError::Shards {
             primary: shards,
@@ -312,8 +320,7 @@ async fn link(
         });
     }
     let peer = SocketAddr::new(addr.ip(), *ports.get(id).ok_or(FollowError::Unexpected)?);
-    let mut c = connect(peer, secs).await?;
-    let _ = c.set_nodelay(true);
+    let mut c = connect(state, peer, secs).await?;
     set_state(ls, id, "handshake");
     let hello = {
         let s = ls.shard(id);
@@ -454,7 +461,7 @@ async fn load_snapshot(
     state: &Arc<ServerState>,
     router: &Rc<Router>,
     id: usize,
-    c: &mut TcpStream,
+    c: &mut PeerStream,
     reader: &mut FrameReader,
     history: u64,
     secs: u64,

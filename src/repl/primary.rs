@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::{TcpListener, TcpStream};
+use crate::runtime::TcpListener;
+use crate::security::stream::PeerStream;
 use futures::channel::mpsc;
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use futures::StreamExt;
@@ -70,6 +71,13 @@ pub async fn listen(
                 .peer_addr()
                 .map(|a| a.ip().to_string())
                 .unwrap_or_default();
+            let stream = match PeerStream::accept(&state, stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(shard = id, backup = %addr, "replication link refused: {e}");
+                    return;
+                }
+            };
             if let Err(e) = serve(ls, state, id, stream, addr.clone()).await {
                 tracing::info!(shard = id, backup = %addr, "replication link closed: {e}");
             }
@@ -78,7 +86,7 @@ pub async fn listen(
 }
 
 async fn send(
-    w: &mut WriteHalf<TcpStream>,
+    w: &mut WriteHalf<PeerStream>,
     msg: &Msg<'_>,
     compress: bool,
     stats: &mut LinkStats,
@@ -88,13 +96,14 @@ async fn send(
     let mut out = Vec::with_capacity(payload.len() + 16);
     encode_frame(&mut out, &payload, compress, stats);
     w.write_all(&out).await?;
+    w.flush().await?;
     Ok(())
 }
 
 /// Reads one message within `secs` seconds.
 async fn recv(
     reader: &mut FrameReader,
-    r: &mut ReadHalf<TcpStream>,
+    r: &mut ReadHalf<PeerStream>,
     secs: u64,
 ) -> Result<Vec<u8>, StreamError> {
     match crate::runtime::timeout(Duration::from_secs(secs), reader.next(r)).await {
@@ -136,7 +145,7 @@ async fn serve(
     ls: Rc<LocalShards>,
     state: Arc<ServerState>,
     id: usize,
-    stream: TcpStream,
+    stream: PeerStream,
     addr: String,
 ) -> Result<(), StreamError> {
     let (mut rd, mut wr) = stream.split();
@@ -278,8 +287,8 @@ async fn merge_from(
     state: &Arc<ServerState>,
     id: usize,
     hello: &Hello,
-    rd: &mut ReadHalf<TcpStream>,
-    wr: &mut WriteHalf<TcpStream>,
+    rd: &mut ReadHalf<PeerStream>,
+    wr: &mut WriteHalf<PeerStream>,
     reader: &mut FrameReader,
     stats: &mut LinkStats,
 ) -> Result<String, StreamError> {
@@ -374,8 +383,8 @@ async fn stream_to(
     hello: &Hello,
     refusal: Option<String>,
     link: Rc<RefCell<LinkInfo>>,
-    rd: &mut ReadHalf<TcpStream>,
-    wr: &mut WriteHalf<TcpStream>,
+    rd: &mut ReadHalf<PeerStream>,
+    wr: &mut WriteHalf<PeerStream>,
     reader: &mut FrameReader,
     kick: &mut mpsc::Receiver<()>,
 ) -> Result<(), StreamError> {
@@ -472,6 +481,7 @@ async fn stream_to(
                     l.stats.frames_shared += 1;
                 }
                 wr.write_all(&bytes).await.map_err(LinkError::from)?;
+                wr.flush().await.map_err(LinkError::from)?;
                 after = last;
                 pin_after(ls, id, &pin, after);
                 continue;
@@ -536,6 +546,7 @@ async fn stream_to(
                 out
             };
             wr.write_all(&out).await.map_err(LinkError::from)?;
+            wr.flush().await.map_err(LinkError::from)?;
             after = last.max(after);
             pin_after(ls, id, &pin, after);
         }
@@ -574,7 +585,7 @@ async fn send_snapshot(
     why: &str,
     history: u64,
     term: u64,
-    wr: &mut WriteHalf<TcpStream>,
+    wr: &mut WriteHalf<PeerStream>,
 ) -> Result<u64, StreamError> {
     // One snapshotter per shard: wait for a running one (a BGSAVE, another
     // backup's sync) and for no transaction to hold the shard.

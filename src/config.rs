@@ -222,6 +222,11 @@ pub struct Flags {
     /// The largest REST request body (e.g. 10mb).
     #[arg(long = "http-max-body")]
     pub http_max_body: Option<String>,
+    /// Check FILE (settings and [[nodes]] topology, with the other flags
+    /// applied) without starting anything: print a summary and every
+    /// problem, exit non-zero if there is one.
+    #[arg(long = "check-config", value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
 }
 
 /// The settings as a file spells them.

@@ -6,6 +6,9 @@ use keel::config::{Config, Flags};
 
 fn main() {
     let flags = Flags::parse();
+    if let Some(path) = flags.check_config.clone() {
+        std::process::exit(keel::cluster::check::run(flags, &path));
+    }
     let config = match Config::load(flags) {
         Ok(c) => c,
         Err(e) => {

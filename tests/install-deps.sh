@@ -6,12 +6,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 
 need_apt=()
-for bin in redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools; do
+# prometheus: test_grafana_dashboard.py runs the dashboard's queries on it.
+for bin in redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools \
+    prometheus:prometheus; do
     command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
 if ((${#need_apt[@]})); then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    # Keep Debian's postinst from starting a system redis on port 6379.
+    # Keep Debian's postinst from starting a system redis on port 6379 (or a
+    # system Prometheus).
     policy_created=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
@@ -19,7 +22,7 @@ if ((${#need_apt[@]})); then
         policy_created=1
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
     [ "$policy_created" -eq 0 ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
 

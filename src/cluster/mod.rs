@@ -32,8 +32,10 @@
 //! - [`bus`]: the links, on threads of their own.
 //! - [`file`](mod@file): the cluster file (term, vote, primary, history).
 //! - [`driver`]: the loop that ties them to the control plane.
+//! - [`check`]: `--check-config`, a topology checked before any start.
 
 pub mod bus;
+pub mod check;
 pub mod driver;
 pub mod file;
 pub mod forward;

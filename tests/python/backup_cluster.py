@@ -11,7 +11,8 @@ The cluster: one `[[nodes]]` topology file shared by the three nodes, `a`
 127.0.0.1. Every port is chosen up front (a node's topology entry names its
 client and bus ports, and it is started with `--peer-port P`: shard i
 replicates on P + i, so each node needs SHARDS consecutive free ports). HTTP
-is off (`--http-port 0`): one port fewer to race for. Should a port be taken
+is off (`--http-port 0`: one port fewer to race for) unless `http=True`
+(then each node's `http_port` is chosen up front too). Should a port be taken
 between choosing it and the node binding it, the whole cluster is started
 again on new ports (bounded).
 
@@ -81,16 +82,17 @@ class ClusterNode(Server):
     """One member of the cluster: fixed ports (they are in the topology file)."""
 
     def __init__(self, node_id: str, zone: str, workdir: Path, topology: Path, port: int, bus_port: int,
-                 peer_port: int, shards: int):
+                 peer_port: int, shards: int, http_port: int = 0):
         super().__init__("keel", f"keel[via-backup node {node_id}]", workdir, [], shards)
         self.node_id, self.zone = node_id, zone
         self.topology = topology
         self.port, self.bus_port, self.peer_port = port, bus_port, peer_port
+        self.http_port = http_port  # 0: HTTP off
 
     def argv(self) -> list[str]:
         return [KEEL_BIN, str(self.topology), "--node-id", self.node_id, "--port", str(self.port),
                 "--bind", HOST, "--dir", str(self.dir), "--shards", str(self.shards),
-                "--peer-port", str(self.peer_port), "--http-port", "0"]
+                "--peer-port", str(self.peer_port), "--http-port", str(self.http_port)]
 
     def launch(self):
         log = open(self.log_path, "ab")
@@ -120,9 +122,10 @@ class BackupCluster:
     host = HOST
     password = None
 
-    def __init__(self, workdir: Path, shards: int = SHARDS):
+    def __init__(self, workdir: Path, shards: int = SHARDS, http: bool = False):
         self.dir = workdir
         self.shards = shards
+        self.http = http
         self.name = f"keel[via-backup shards={shards}]"
         self.nodes: dict[str, ClusterNode] = {}
         self.attempt = 0
@@ -168,10 +171,15 @@ class BackupCluster:
             taken.add(bus)
             peer = free_port_block(self.shards, taken)
             taken.update(range(peer, peer + self.shards))
-            ports[node_id] = (client, bus, peer)
+            http = 0
+            while self.http and (http in taken or http == 0):
+                http = free_port()
+            if http:
+                taken.add(http)
+            ports[node_id] = (client, bus, peer, http)
         lines = [f'primary = "{PRIMARY}"', ""]
         for node_id, zone in NODES:
-            client, bus, _ = ports[node_id]
+            client, bus, _, _ = ports[node_id]
             lines += ["[[nodes]]", f'id = "{node_id}"', f'client = "{HOST}:{client}"',
                       f'bus = "{HOST}:{bus}"', f'zone = "{zone}"', ""]
         topology = root / "topology.toml"
@@ -180,8 +188,8 @@ class BackupCluster:
         for node_id, zone in NODES:
             d = root / node_id
             d.mkdir()
-            client, bus, peer = ports[node_id]
-            self.nodes[node_id] = ClusterNode(node_id, zone, d, topology, client, bus, peer, self.shards)
+            client, bus, peer, http = ports[node_id]
+            self.nodes[node_id] = ClusterNode(node_id, zone, d, topology, client, bus, peer, self.shards, http)
         for n in self.nodes.values():
             n.launch()
 
@@ -277,5 +285,5 @@ class BackupCluster:
         return f"<{self.name} " + " ".join(f"{n.node_id}={n.port}" for n in self.nodes.values()) + ">"
 
 
-def start_backup_cluster(workdir: Path, shards: int = SHARDS) -> BackupCluster:
-    return BackupCluster(workdir, shards).start()
+def start_backup_cluster(workdir: Path, shards: int = SHARDS, http: bool = False) -> BackupCluster:
+    return BackupCluster(workdir, shards, http).start()

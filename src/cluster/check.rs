@@ -190,7 +190,15 @@ pub fn check(mut flags: Flags, path: &Path, cpus: usize) -> Report {
     let loaded = Config::load(flags);
     let nodes = read_nodes(&table, &mut r);
     let settings = match loaded {
-        Ok(c) => Settings::from_config(&c, node_id),
+        Ok(c) => {
+            // TLS files load as they would at start (certificate, key, CA).
+            if c.tls.wanted() {
+                if let Err(e) = crate::security::tls::Tls::new(&c.tls) {
+                    r.problem(format!("TLS: {e}"));
+                }
+            }
+            Settings::from_config(&c, node_id)
+        }
         Err(e) => {
             // A bad [[nodes]] entry is already reported, in its own words.
             let e = e.to_string();

@@ -275,3 +275,17 @@ def test_https_on_the_http_port(tmp_path, certs):
         assert "panicked" not in s.log_tail(200)
     finally:
         _checked_stop(s)
+
+
+@pytest.mark.skipif(TARGET != "keel", reason="keel --check-config")
+def test_check_config_loads_the_tls_files(tmp_path, certs):
+    good = tmp_path / "good.toml"
+    good.write_text(f'tls-port = 6390\ntls-cert-file = "{certs / "server.crt"}"\n'
+                    f'tls-key-file = "{certs / "server.key"}"\ntls-ca-cert-file = "{certs / "ca.crt"}"\n')
+    p = subprocess.run([KEEL_BIN, "--check-config", str(good)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'tls-port = 6390\ntls-cert-file = "{certs / "server.crt"}"\n'
+                   f'tls-key-file = "{certs / "client.key"}"\ntls-ca-cert-file = "{certs / "ca.crt"}"\n')
+    p = subprocess.run([KEEL_BIN, "--check-config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "TLS" in p.stdout + p.stderr, p.stdout + p.stderr

@@ -69,6 +69,10 @@ struct Credentials {
     expect: Option<String>,
     /// What we present (`masterauth`).
     present: String,
+    /// Our member list's digest, which peers must share.
+    members: u32,
+    /// Our member list, for the log line that refuses a peer's.
+    member_list: String,
 }
 
 impl Bus {
@@ -108,6 +112,8 @@ pub fn start(
         me: topo.me().name.clone(),
         expect: requirepass,
         present: masterauth.unwrap_or_default(),
+        members: topo.digest(),
+        member_list: topo.member_list(),
     };
     let (in_tx, inbox) = sync_channel(INBOX);
     {
@@ -191,6 +197,7 @@ fn writer_loop(
             database: creds.database.clone(),
             node: creds.me.clone(),
             auth: creds.present.clone(),
+            members: creds.members,
         });
         if s.write_all(&hello).and_then(|_| s.flush()).is_err() {
             continue;
@@ -324,6 +331,12 @@ fn read_loop(
                 hello.node
             )));
         }
+    }
+    if hello.members != creds.members {
+        return Err(InboundError::Refused(format!(
+            "node {:?} lists other members than this node's ({}): every node needs the same [[nodes]] ids, zones, regions and arbiters",
+            hello.node, creds.member_list
+        )));
     }
     let from = match topo.by_name(&hello.node) {
         Some(p) if p.name != creds.me => p.id,

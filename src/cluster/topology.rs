@@ -136,6 +136,38 @@ impl Topology {
         self.peers.iter().find(|p| p.name == name)
     }
 
+    /// A digest of what every node must agree on about the members: their
+    /// names (which number them), zones, regions and whether they are
+    /// arbiters. Addresses are left out: a node may reach a peer by another
+    /// address than the peer lists for itself.
+    pub fn digest(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        for p in &self.peers {
+            for field in [p.name.as_str(), &p.zone, &p.region] {
+                h.update(&(field.len() as u64).to_le_bytes());
+                h.update(field.as_bytes());
+            }
+            h.update(&[u8::from(p.arbiter)]);
+        }
+        h.finalize()
+    }
+
+    /// The members' names, as a log line shows them.
+    pub fn member_list(&self) -> String {
+        self.peers
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}@{}{}",
+                    p.name,
+                    p.zone,
+                    if p.arbiter { "(arbiter)" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn me(&self) -> &Peer {
         &self.peers[self.me as usize]
     }

@@ -16,7 +16,7 @@ use crate::control::progress::Progress;
 use crate::control::NodeId;
 
 /// The bus protocol's version: a peer speaking another is refused.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The largest body a peer may send (a ping of 1024 shards is ~20 KiB).
 pub const MAX_BODY: usize = 256 << 10;
 /// Most shards, suspects or commit points one message may list.
@@ -49,6 +49,13 @@ pub struct Hello {
     pub node: String,
     /// The caller's `masterauth` (empty: none); checked against `requirepass`.
     pub auth: String,
+    /// The digest of the caller's member list ([`Topology::digest`]): the
+    /// control plane numbers members by their place in that list, so two
+    /// nodes that list different members would misread each other's
+    /// messages, and their links are refused.
+    ///
+    /// [`Topology::digest`]: super::topology::Topology::digest
+    pub members: u32,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -203,6 +210,7 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
     put_text(&mut b, &h.database);
     put_text(&mut b, &h.node);
     put_text(&mut b, &h.auth);
+    put_varint(&mut b, u64::from(h.members));
     let mut out = Vec::new();
     frame(&mut out, &b);
     out
@@ -284,6 +292,7 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, WireError> {
         database: r.text()?,
         node: r.text()?,
         auth: r.text()?,
+        members: u32::try_from(r.varint()?).map_err(|_| WireError::Field("members"))?,
     };
     r.end()?;
     Ok(h)
@@ -421,6 +430,7 @@ mod tests {
             database: "keel".into(),
             node: "a".into(),
             auth: "pw".into(),
+            members: 0xdead_beef,
         };
         let f = encode_hello(&h);
         let (body, _) = split_frame(&f).unwrap().unwrap();

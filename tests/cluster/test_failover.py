@@ -954,12 +954,27 @@ def bus_frame(body: bytes, crc: int | None = None) -> bytes:
 
 
 # The cluster bus protocol's version (src/cluster/wire.rs VERSION).
-BUS_VERSION = 2
+BUS_VERSION = 3
+
+
+def members_digest(zones: dict[str, str], region: str = "r1", arbiters=()) -> int:
+    """What a hello must carry (src/cluster/topology.rs Topology::digest):
+    crc32 over the members in name order, each name, zone and region with
+    its length (u64 LE) first, then 1 for an arbiter or 0."""
+    crc = 0
+    for name in sorted(zones):
+        for field in (name, zones[name], region):
+            b = field.encode()
+            crc = zlib.crc32(struct.pack("<Q", len(b)) + b, crc)
+        crc = zlib.crc32(bytes([1 if name in arbiters else 0]), crc)
+    return crc
 
 
 def hello_body(node: str, database: str = "keel", password: str = "",
-               version: int = BUS_VERSION) -> bytes:
-    return bytes([version]) + _varint(1) + b"H" + _text(database) + _text(node) + _text(password)
+               version: int = BUS_VERSION, members: int | None = None) -> bytes:
+    members = members_digest(ZONES) if members is None else members
+    return (bytes([version]) + _varint(1) + b"H" + _text(database) + _text(node) + _text(password)
+            + _varint(members))
 
 
 def closed_by_peer(s: socket.socket, timeout: float) -> bool:
@@ -1002,6 +1017,8 @@ def test_bad_bus_input_is_refused():
             ("hello with another protocol version",
              [bus_frame(hello_body("h2", version=BUS_VERSION + 1))]),
             ("a frame with a bad crc", [bus_frame(hello_body("h2"), crc=zlib.crc32(hello_body("h2")) ^ 1)]),
+            ("hello as h2 listing other members",
+             [bus_frame(hello_body("h2", members=members_digest({**ZONES, "h4": "z1"})))]),
             ("frame 5 right after a valid hello as h2", [bus_frame(hello_body("h2")), bus_frame(ping)]),
         ]
         outcome = []
@@ -1028,6 +1045,7 @@ def test_bad_bus_input_is_refused():
             outcome.append(f"{what}: closed in {closed_in * 1000:.0f} ms, refused {n0}->{refused()}")
         lines = [ln for ln in c.hosts[target].log_path.read_text(errors="replace").splitlines()
                  if "bus: refused a link" in ln]
+        check(c, any("lists other members" in ln for ln in lines), "the member-list refusal names its reason")
         print("[bad-bus-input] " + "; ".join(outcome))
         print("[bad-bus-input] log:\n  " + "\n  ".join(ln.split("WARN", 1)[-1].strip() for ln in lines))
         # The real links are untouched: the cluster still replicates and agrees.

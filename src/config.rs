@@ -97,6 +97,15 @@ pub struct Flags {
     /// of rustls's.
     #[arg(long = "tls-ciphersuites", alias = "tls-ciphers")]
     pub tls_ciphersuites: Option<String>,
+    /// TLS: the server's cipher order wins: yes or no.
+    #[arg(long = "tls-prefer-server-ciphers")]
+    pub tls_prefer_server_ciphers: Option<String>,
+    /// TLS: clients may resume sessions: yes or no (default yes).
+    #[arg(long = "tls-session-caching")]
+    pub tls_session_caching: Option<String>,
+    /// TLS: sessions kept for resumption (default 20480).
+    #[arg(long = "tls-session-cache-size")]
+    pub tls_session_cache_size: Option<usize>,
     /// Memory limit for data (bytes, or with a unit: 100mb, 2gb); 0 means none.
     #[arg(long)]
     pub maxmemory: Option<String>,
@@ -251,6 +260,9 @@ struct FileConfig {
     tls_protocols: Option<String>,
     #[serde(alias = "tls-ciphers")]
     tls_ciphersuites: Option<String>,
+    tls_prefer_server_ciphers: Option<toml::Value>,
+    tls_session_caching: Option<toml::Value>,
+    tls_session_cache_size: Option<usize>,
     maxmemory: Option<toml::Value>,
     maxmemory_policy: Option<String>,
     dir: Option<PathBuf>,
@@ -604,6 +616,16 @@ impl Config {
             http: yes_no("http-tls", pick_text!(flags.http_tls, http_tls))?,
             protocols: pick!(flags.tls_protocols, tls_protocols).unwrap_or_default(),
             ciphersuites: pick!(flags.tls_ciphersuites, tls_ciphersuites).unwrap_or_default(),
+            prefer_server_ciphers: yes_no(
+                "tls-prefer-server-ciphers",
+                pick_text!(flags.tls_prefer_server_ciphers, tls_prefer_server_ciphers),
+            )?,
+            session_caching: {
+                let t = pick_text!(flags.tls_session_caching, tls_session_caching);
+                t.is_empty() || yes_no("tls-session-caching", t)?
+            },
+            session_cache_size: pick!(flags.tls_session_cache_size, tls_session_cache_size)
+                .unwrap_or(20480),
         };
         Ok(Config {
             node_id: node_id.clone(),

@@ -60,7 +60,7 @@ impl AuthClients {
 }
 
 /// The TLS settings, as the config file, the flags and CONFIG SET name them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     /// The TLS client port; 0: none.
     pub port: u16,
@@ -84,6 +84,34 @@ pub struct TlsSettings {
     /// `tls-ciphers` for TLS 1.2 and `tls-ciphersuites` for 1.3; both
     /// feed this list.)
     pub ciphersuites: String,
+    /// The server's order of suites wins over the client's.
+    pub prefer_server_ciphers: bool,
+    /// Clients may resume sessions (one handshake's keys reused by the next
+    /// connection), from a cache of `session_cache_size` entries.
+    pub session_caching: bool,
+    pub session_cache_size: usize,
+}
+
+impl Default for TlsSettings {
+    fn default() -> TlsSettings {
+        TlsSettings {
+            port: 0,
+            cert_file: None,
+            key_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            ca_cert_file: None,
+            ca_cert_dir: None,
+            auth_clients: AuthClients::Yes,
+            replication: false,
+            http: false,
+            protocols: String::new(),
+            ciphersuites: String::new(),
+            prefer_server_ciphers: false,
+            session_caching: true,
+            session_cache_size: 20480,
+        }
+    }
 }
 
 impl TlsSettings {
@@ -347,11 +375,19 @@ fn build(s: &TlsSettings) -> Result<Built, TlsError> {
             clients_builder.with_client_cert_verifier(v)
         }
     };
-    let clients = clients_builder.with_single_cert(certs.clone(), key_der.clone_key())?;
-    let http = ServerConfig::builder_with_provider(provider.clone())
+    let mut clients = clients_builder.with_single_cert(certs.clone(), key_der.clone_key())?;
+    let mut http = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)?
         .with_no_client_auth()
         .with_single_cert(certs.clone(), key_der.clone_key())?;
+    for c in [&mut clients, &mut http] {
+        c.ignore_client_order = s.prefer_server_ciphers;
+        c.session_storage = if s.session_caching && s.session_cache_size > 0 {
+            rustls::server::ServerSessionMemoryCache::new(s.session_cache_size)
+        } else {
+            Arc::new(rustls::server::NoServerSessionStorage {})
+        };
+    }
 
     // Between nodes: always mutual, whatever tls-auth-clients says.
     let (peers_in, peers_out) = match &roots {

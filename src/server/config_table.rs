@@ -515,9 +515,9 @@ pub static PARAMS: &[Param] = &[
     string("tls-protocols", "").with(APPLIED),
     string("tls-ciphers", "").with(APPLIED),
     string("tls-ciphersuites", "").with(APPLIED),
-    boolean("tls-prefer-server-ciphers", "no"),
-    boolean("tls-session-caching", "yes"),
-    int("tls-session-cache-size", "20480", 0, INT_MAX),
+    boolean("tls-prefer-server-ciphers", "no").with(APPLIED),
+    boolean("tls-session-caching", "yes").with(APPLIED),
+    int("tls-session-cache-size", "20480", 0, INT_MAX).with(APPLIED),
     int("tls-session-cache-timeout", "300", 0, INT_MAX),
     // keel's own.
     param("shards", Kind::KeelInt, "").with(KEEL | IMMUTABLE | APPLIED | FIXED_HERE),

@@ -360,6 +360,7 @@ fn applied_value(state: &ServerState, c: &Config, stored: &Stored, p: &Param) ->
 
 /// CONFIG GET of a TLS parameter keel applies (None: kept as set).
 fn tls_value(t: &crate::security::tls::TlsSettings, name: &str) -> Option<String> {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
             .map(|p| p.display().to_string())
@@ -374,9 +375,12 @@ fn tls_value(t: &crate::security::tls::TlsSettings, name: &str) -> Option<String
         "tls-ca-cert-file" => path(&t.ca_cert_file),
         "tls-ca-cert-dir" => path(&t.ca_cert_dir),
         "tls-auth-clients" => t.auth_clients.name().to_string(),
-        "tls-replication" => if t.replication { "yes" } else { "no" }.to_string(),
+        "tls-replication" => yes(t.replication),
         "tls-protocols" => t.protocols.clone(),
         "tls-ciphers" | "tls-ciphersuites" => t.ciphersuites.clone(),
+        "tls-prefer-server-ciphers" => yes(t.prefer_server_ciphers),
+        "tls-session-caching" => yes(t.session_caching),
+        "tls-session-cache-size" => t.session_cache_size.to_string(),
         _ => return None,
     })
 }
@@ -398,6 +402,9 @@ fn set_tls(t: &mut crate::security::tls::TlsSettings, name: &str, v: &str) {
         }
         "tls-protocols" => t.protocols = v.to_string(),
         "tls-ciphers" | "tls-ciphersuites" => t.ciphersuites = v.to_string(),
+        "tls-prefer-server-ciphers" => t.prefer_server_ciphers = v == "yes",
+        "tls-session-caching" => t.session_caching = v == "yes",
+        "tls-session-cache-size" => t.session_cache_size = v.parse().unwrap_or(20480),
         _ => {}
     }
 }

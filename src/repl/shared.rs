@@ -19,6 +19,9 @@ pub struct Peers {
     pub sync: Option<String>,
     /// Zones of connected backups: true when in this node's zone.
     pub same_zone: HashMap<String, bool>,
+    /// The configured sync backup (`sync-backup`), if any and not this
+    /// node itself.
+    pub configured: Option<String>,
 }
 
 pub struct ReplShared {
@@ -63,8 +66,6 @@ pub struct ReplShared {
     /// connection was closed instead of acknowledging them).
     pub strong_timeouts: AtomicU64,
     pub barrier: Barrier,
-    /// The configured sync backup, if any.
-    pub sync_backup: Option<String>,
     /// Backpressure: the most a write waits, and the lag that costs half.
     pub max_delay_us: u64,
     pub half_delay_lag: u64,
@@ -123,7 +124,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl ReplShared {
     pub fn new(shards: usize, c: &crate::config::Config) -> Self {
         let master = c.replicaof.clone();
-        let sync_backup = c.sync_backup.clone();
+        // A node whose configuration names itself (every node shares one
+        // config, and the sync backup may be elected primary) has no
+        // configured sync backup while it is primary: it picks one as an
+        // unconfigured primary does, or its strong writes would wait for a
+        // link from itself forever.
+        let sync_backup = c.sync_backup.clone().filter(|s| *s != c.node_id);
         ReplShared {
             following: AtomicBool::new(master.is_some()),
             master: Mutex::new(master),
@@ -145,10 +151,12 @@ impl ReplShared {
             fwd_reads_own_write: AtomicU64::new(0),
             reads_local: AtomicU64::new(0),
             delay_us: (0..shards).map(|_| AtomicU64::new(0)).collect(),
-            peers: Mutex::new(Peers::default()),
+            peers: Mutex::new(Peers {
+                configured: sync_backup,
+                ..Peers::default()
+            }),
             strong_timeouts: AtomicU64::new(0),
             barrier: Barrier::default(),
-            sync_backup,
             max_delay_us: c.repl_backpressure_max_us,
             half_delay_lag: c.repl_backpressure_lag,
             strong: c.consistency == crate::config::Consistency::Strong,
@@ -313,8 +321,8 @@ impl ReplShared {
             .as_ref()
             .is_some_and(|s| p.same_zone.get(s).copied().unwrap_or(false));
         if p.sync.is_none() {
-            p.sync = Some(self.sync_backup.clone().unwrap_or_else(|| id.to_string()));
-        } else if self.sync_backup.is_none() && sync_same && !same_zone {
+            p.sync = Some(p.configured.clone().unwrap_or_else(|| id.to_string()));
+        } else if p.configured.is_none() && sync_same && !same_zone {
             // The sync backup is this node's pair in another zone: a zone
             // that goes dark must not take both copies of a strong write.
             p.sync = Some(id.to_string());
@@ -332,8 +340,7 @@ impl ReplShared {
         }
         // An elected (not configured) sync backup that is wholly gone hands
         // over to a backup still connected.
-        if self.sync_backup.is_none() && p.sync.as_deref() == Some(id) && !p.links.contains_key(id)
-        {
+        if p.configured.is_none() && p.sync.as_deref() == Some(id) && !p.links.contains_key(id) {
             // Another zone's backup first, then the lowest id.
             let zone_of = |b: &String| p.same_zone.get(b).copied().unwrap_or(false);
             p.sync = p
@@ -346,6 +353,38 @@ impl ReplShared {
 
     pub fn sync_backup(&self) -> Option<String> {
         lock(&self.peers).sync.clone()
+    }
+
+    /// CONFIG SET sync-backup: `id` (a connected backup) becomes the one
+    /// strong-mode writes wait for, from the next write on; None goes back
+    /// to choosing one (another zone's first). Each write waits for the
+    /// sync backup to acknowledge its own seq, which covers every record
+    /// before it, so the switch needs no pause. `me` (this node's id) is
+    /// never its own sync backup.
+    pub fn set_sync_backup(&self, id: Option<&str>, me: &str) -> Result<(), String> {
+        let mut p = lock(&self.peers);
+        match id.filter(|i| *i != me) {
+            Some(i) if !p.links.contains_key(i) => {
+                Err(format!("no backup named '{i}' is connected to this node"))
+            }
+            Some(i) => {
+                p.configured = Some(i.to_string());
+                p.sync = Some(i.to_string());
+                Ok(())
+            }
+            None => {
+                p.configured = None;
+                if !p.sync.as_ref().is_some_and(|s| p.links.contains_key(s)) {
+                    let zone_of = |b: &String| p.same_zone.get(b).copied().unwrap_or(false);
+                    p.sync = p
+                        .links
+                        .keys()
+                        .min_by_key(|b| (zone_of(b), (*b).clone()))
+                        .cloned();
+                }
+                Ok(())
+            }
+        }
     }
 
     /// As primary: whether the copies are placed across zones — `ok`, or

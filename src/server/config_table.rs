@@ -525,6 +525,9 @@ pub static PARAMS: &[Param] = &[
     param("cross-core-queue-depth", Kind::KeelInt, "")
         .with(KEEL | IMMUTABLE | APPLIED | FIXED_HERE),
     param("read-max-lag", Kind::KeelInt, "").with(KEEL | APPLIED),
+    // The backup strong-mode writes wait for (a connected backup's id; empty:
+    // chosen, another zone's first). Set on the primary.
+    string("sync-backup", "").with(KEEL | APPLIED),
     param("lua-memory-limit", Kind::KeelMemory, "").with(KEEL | APPLIED),
 ];
 

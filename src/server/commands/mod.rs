@@ -352,6 +352,7 @@ fn applied_value(state: &ServerState, c: &Config, stored: &Stored, p: &Param) ->
         "max-multibulk-len" => c.max_multibulk_len.to_string(),
         "cross-core-queue-depth" => c.cross_core_queue_depth.to_string(),
         "read-max-lag" => c.read_max_lag.to_string(),
+        "sync-backup" => c.sync_backup.clone().unwrap_or_default(),
         "lua-memory-limit" => c.lua_memory_limit.to_string(),
         name if name.starts_with("tls-") => tls_value(&c.tls, name)?,
         _ => return None,
@@ -457,6 +458,7 @@ fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
         // `apply_backlog_size`); backlogs made later read it here.
         "repl-backlog-size" => state.update_config(|c| c.repl_backlog_size = n),
         "read-max-lag" => state.update_config(|c| c.read_max_lag = n),
+        "sync-backup" => state.update_config(|c| c.sync_backup = text()),
         "busy-reply-threshold" => {
             state.update_config(|c| c.busy_reply_threshold = n);
             state
@@ -645,6 +647,20 @@ fn set_params(state: &ServerState, pairs: &[(&[u8], &[u8])]) -> Result<(), Strin
             tracing::info!("TLS configuration reloaded");
         }
         state.update_config(|c| c.tls = t.clone());
+    }
+    // A new sync backup must be connected, or strong writes would wait.
+    if let Some(ch) = changes
+        .iter()
+        .find(|ch| ch.entry.param.name == "sync-backup")
+    {
+        let id = Some(ch.value.as_str()).filter(|v| !v.is_empty());
+        if let Err(why) = state.repl.set_sync_backup(id, &c.node_id) {
+            return Err(config_table::SetError::Failed {
+                name: "sync-backup".into(),
+                why,
+            }
+            .to_string());
+        }
     }
     for change in changes {
         apply(state, &mut stored, change.entry.param, &change.value);

@@ -69,7 +69,7 @@ struct Credentials {
     expect: Option<String>,
     /// What we present (`masterauth`).
     present: String,
-    /// Our member list's digest, which peers must share.
+    /// Our member list's digest (names and arbiters), which peers must share.
     members: u32,
     /// Our member list, for the log line that refuses a peer's.
     member_list: String,
@@ -334,7 +334,7 @@ fn read_loop(
     }
     if hello.members != creds.members {
         return Err(InboundError::Refused(format!(
-            "node {:?} lists other members than this node's ({}): every node needs the same [[nodes]] ids, zones, regions and arbiters",
+            "node {:?} lists other members than this node's ({}): every node needs the same [[nodes]] ids and arbiters",
             hello.node, creds.member_list
         )));
     }

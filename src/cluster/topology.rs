@@ -137,16 +137,15 @@ impl Topology {
     }
 
     /// A digest of what every node must agree on about the members: their
-    /// names (which number them), zones, regions and whether they are
-    /// arbiters. Addresses are left out: a node may reach a peer by another
-    /// address than the peer lists for itself.
+    /// names (which number them in the control plane's messages) and which
+    /// are arbiters (which hold data and how many vote). Zones, regions and
+    /// addresses are left out: they steer placement and routing, not how a
+    /// message reads, so a rolling restart may change them node by node.
     pub fn digest(&self) -> u32 {
         let mut h = crc32fast::Hasher::new();
         for p in &self.peers {
-            for field in [p.name.as_str(), &p.zone, &p.region] {
-                h.update(&(field.len() as u64).to_le_bytes());
-                h.update(field.as_bytes());
-            }
+            h.update(&(p.name.len() as u64).to_le_bytes());
+            h.update(p.name.as_bytes());
             h.update(&[u8::from(p.arbiter)]);
         }
         h.finalize()
@@ -170,5 +169,55 @@ impl Topology {
 
     pub fn me(&self) -> &Peer {
         &self.peers[self.me as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(members: &[(&str, &str, bool)]) -> Topology {
+        let c = Config::load(crate::config::Flags {
+            node_id: Some(members[0].0.into()),
+            ..Default::default()
+        })
+        .map(|mut c| {
+            c.nodes = members
+                .iter()
+                .enumerate()
+                .map(|(i, (id, zone, arbiter))| NodeSpec {
+                    id: id.to_string(),
+                    client: format!("10.0.0.{}:6379", i + 1),
+                    peer: None,
+                    zone: zone.to_string(),
+                    region: "r".into(),
+                    bus: None,
+                    arbiter: *arbiter,
+                })
+                .collect();
+            c
+        })
+        .expect("defaults load");
+        Topology::from_config(&c, 1)
+            .expect("a valid topology")
+            .expect("nodes listed")
+    }
+
+    #[test]
+    fn the_digest_covers_names_and_arbiters_not_zones() {
+        let base = topo(&[("a", "z1", false), ("b", "z2", false), ("c", "z3", false)]);
+        let moved = topo(&[("a", "z1", false), ("b", "z4", false), ("c", "z3", false)]);
+        let reordered = topo(&[("c", "z3", false), ("a", "z1", false), ("b", "z2", false)]);
+        let added = topo(&[
+            ("a", "z1", false),
+            ("b", "z2", false),
+            ("c", "z3", false),
+            ("d", "z1", false),
+        ]);
+        let arbiter = topo(&[("a", "z1", false), ("b", "z2", false), ("c", "z3", true)]);
+        assert_eq!(base.digest(), moved.digest());
+        assert_eq!(base.digest(), reordered.digest());
+        assert_ne!(base.digest(), added.digest());
+        assert_ne!(base.digest(), arbiter.digest());
     }
 }

@@ -957,15 +957,14 @@ def bus_frame(body: bytes, crc: int | None = None) -> bytes:
 BUS_VERSION = 3
 
 
-def members_digest(zones: dict[str, str], region: str = "r1", arbiters=()) -> int:
+def members_digest(names, arbiters=()) -> int:
     """What a hello must carry (src/cluster/topology.rs Topology::digest):
-    crc32 over the members in name order, each name, zone and region with
-    its length (u64 LE) first, then 1 for an arbiter or 0."""
+    crc32 over the members in name order, each name with its length (u64
+    LE) first, then 1 for an arbiter or 0."""
     crc = 0
-    for name in sorted(zones):
-        for field in (name, zones[name], region):
-            b = field.encode()
-            crc = zlib.crc32(struct.pack("<Q", len(b)) + b, crc)
+    for name in sorted(names):
+        b = name.encode()
+        crc = zlib.crc32(struct.pack("<Q", len(b)) + b, crc)
         crc = zlib.crc32(bytes([1 if name in arbiters else 0]), crc)
     return crc
 

@@ -30,6 +30,7 @@
 //! first by every later run.
 
 mod records;
+mod repl_frames;
 mod resp;
 
 use proptest::prelude::*;

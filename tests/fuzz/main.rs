@@ -29,6 +29,7 @@
 //! found and is saved under `proptest-regressions/fuzz/`, to be replayed
 //! first by every later run.
 
+mod bus;
 mod records;
 mod repl_frames;
 mod resp;

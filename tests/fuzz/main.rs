@@ -33,6 +33,7 @@ mod bus;
 mod records;
 mod repl_frames;
 mod resp;
+mod rest_json;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};

@@ -22,9 +22,9 @@
 //! limit.
 //!
 //! # Running
-//! `KEEL_FUZZ_CASES` sets the cases per property (default 64, a few
-//! seconds for all of them in a debug build); `PROPTEST_RNG_SEED` fixes the
-//! seed. `tests/fuzz.sh [seconds-per-target]` runs each target for a bounded
+//! `KEEL_FUZZ_CASES` sets the cases per property (default 256: about ten
+//! seconds for all of them in a debug build on two cores);
+//! `PROPTEST_RNG_SEED` fixes the seed. `tests/fuzz.sh [seconds-per-target]` runs each target for a bounded
 //! time with fresh seeds. A failure prints the smallest input proptest
 //! found and is saved under `proptest-regressions/fuzz/`, to be replayed
 //! first by every later run.
@@ -39,7 +39,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
 /// Cases per property unless `KEEL_FUZZ_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 64;
+const DEFAULT_CASES: u32 = 256;
 
 /// The configuration of every property of one target: its case count, and
 /// its regressions file (relative to the package root, where `cargo test`

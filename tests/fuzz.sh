@@ -21,7 +21,18 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 seed="${FUZZ_SEED:-$(date +%s)}"
 
-cargo test -q --test fuzz --no-run
+# Built once and copied: edits and builds made meanwhile do not change what
+# runs. (Run from the package root: the regressions files are relative.)
+built="$(cargo test --test fuzz --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*fuzz-[0-9a-f]*\)).*/\1/p' | tail -1)"
+if [ ! -x "$built" ]; then
+    echo "fuzz.sh: could not build the fuzz targets (cargo test --test fuzz --no-run)" >&2
+    exit 2
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+bin="$work/fuzz"
+log="$work/log"
+cp "$built" "$bin"
 for t in "${targets[@]}"; do
     if [ ! -f "tests/fuzz/$t.rs" ]; then
         echo "fuzz.sh: no target '$t' (tests/fuzz/$t.rs)" >&2
@@ -32,9 +43,8 @@ for t in "${targets[@]}"; do
     rounds=0
     total=0
     while [ "$SECONDS" -lt "$end" ]; do
-        if ! KEEL_FUZZ_CASES="$cases" PROPTEST_RNG_SEED="$seed" \
-            cargo test -q --test fuzz -- "$t::" >"/tmp/keel-fuzz-$t.log" 2>&1; then
-            cat "/tmp/keel-fuzz-$t.log"
+        if ! KEEL_FUZZ_CASES="$cases" PROPTEST_RNG_SEED="$seed" "$bin" -q "$t::" >"$log" 2>&1; then
+            cat "$log"
             echo "fuzz.sh: target $t FAILED at seed $seed, $cases cases; replay with:" >&2
             echo "  KEEL_FUZZ_CASES=$cases PROPTEST_RNG_SEED=$seed cargo test --test fuzz -- $t::" >&2
             exit 1

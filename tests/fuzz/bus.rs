@@ -8,7 +8,7 @@ use keel::cluster::wire::{
 use keel::control::{Message, Ping, Progress, Reason};
 use proptest::prelude::*;
 
-use crate::{bytes, config, cuts, mutate, mutations};
+use crate::{bytes, config, cuts, largest_allocation, mutate, mutations};
 
 fn progress() -> impl Strategy<Value = Progress> {
     (any::<u64>(), prop::collection::vec(any::<u64>(), 0..6))
@@ -147,12 +147,27 @@ fn framed(body: &[u8]) -> Vec<u8> {
 /// What must hold of any body a peer sends as frame `counter`: a message
 /// whose own encoding is no longer and decodes to it, or a refusal.
 fn check_body(body: &[u8], counter: u64) -> Result<(), TestCaseError> {
-    if let Ok(h) = decode_hello(body) {
+    let most = 64 + 16 * body.len();
+    let (hello, big) = largest_allocation(|| decode_hello(body));
+    prop_assert!(
+        big <= most,
+        "{} bytes allocated at once for {} bytes",
+        big,
+        body.len()
+    );
+    let (message, big) = largest_allocation(|| decode_message(body, counter));
+    prop_assert!(
+        big <= most,
+        "{} bytes allocated at once for {} bytes",
+        big,
+        body.len()
+    );
+    if let Ok(h) = hello {
         let again = encode_hello(&h);
         prop_assert!(again.len() - 8 <= body.len());
         prop_assert_eq!(decode_hello(&again[8..]), Ok(h));
     }
-    if let Ok(m) = decode_message(body, counter) {
+    if let Ok(m) = message {
         // Every listed item took a byte at least.
         let lists = match &m {
             Message::Ping(p) => p.progress.seqs.len() + p.commit.len() + p.suspects.len(),

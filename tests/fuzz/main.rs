@@ -35,8 +35,58 @@ mod repl_frames;
 mod resp;
 mod rest_json;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
+
+/// The system allocator, noting the largest single allocation each thread
+/// makes: how "no length prefix makes a decoder allocate more than its
+/// input or its limit backs" is checked, without allocating it for real
+/// first when the limit is what broke.
+struct Watch;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: every call goes to the system allocator with the same arguments;
+// the only addition is a thread-local counter, which allocates nothing.
+unsafe impl GlobalAlloc for Watch {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static WATCH: Watch = Watch;
+
+/// Runs `f`; its result and the largest single allocation it made.
+pub fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|l| l.set(0));
+    let r = f();
+    (r, LARGEST.with(Cell::get))
+}
 
 /// Cases per property unless `KEEL_FUZZ_CASES` says otherwise.
 const DEFAULT_CASES: u32 = 256;

@@ -11,7 +11,7 @@ use keel_shards::snapshot::Loader;
 use keel_shards::{Digest, Entry, Shard, Value};
 use proptest::prelude::*;
 
-use crate::{bytes, config, cuts, mutate, mutations};
+use crate::{bytes, config, cuts, largest_allocation, mutate, mutations};
 
 /// A record's fields, owned (a [`Record`] borrows its bytes).
 #[derive(Debug, Clone)]
@@ -182,7 +182,16 @@ fn framed(body: &[u8]) -> Vec<u8> {
 /// What must hold of any frame decoded from any bytes: it used bytes that
 /// are there, and encoding it again gives bytes that decode to it.
 fn check_decoded(buf: &[u8]) -> Result<(), TestCaseError> {
-    match decode_frame(buf) {
+    let (decoded, big) = largest_allocation(|| decode_frame(buf));
+    // (a record per byte, at most)
+    let most = 64 + std::mem::size_of::<Record>() * buf.len();
+    prop_assert!(
+        big <= most,
+        "{} bytes allocated at once for {} bytes",
+        big,
+        buf.len()
+    );
+    match decoded {
         Ok((f, n)) => {
             prop_assert!(n > FRAME_HEADER && n <= buf.len());
             let mut again = Vec::new();

@@ -12,7 +12,7 @@ use keel_shards::hlc::Hlc;
 use keel_shards::record::{encode_record, walk, Frame, Op, Record, Tail};
 use proptest::prelude::*;
 
-use crate::{bytes, config, cuts, mutate, mutations};
+use crate::{bytes, config, cuts, largest_allocation, mutate, mutations};
 
 /// A stream that hands out `data` in pieces ending at `cuts`.
 struct Pieces {
@@ -94,7 +94,15 @@ fn check_frame(buf: &[u8]) -> Result<(), TestCaseError> {
     let announced = buf
         .get(..8)
         .map(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize);
-    match decode_frame(buf) {
+    let (decoded, big) = largest_allocation(|| decode_frame(buf));
+    // (lz4 makes at most 255 bytes of one)
+    prop_assert!(
+        big <= 64 + 256 * buf.len(),
+        "{} bytes allocated at once for {} bytes",
+        big,
+        buf.len()
+    );
+    match decoded {
         Ok(Some((p, n))) => {
             prop_assert_eq!(Some(n - 8), announced);
             prop_assert!(n <= buf.len() && p.len() <= MAX_FRAME);

@@ -9,7 +9,7 @@ use keel::resp::reply::Reply;
 use keel::resp::{encode, parse, Limits, Parsed, Protocol, ProtocolError, Source};
 use proptest::prelude::*;
 
-use crate::{bytes, config, cuts, mutate, mutations};
+use crate::{bytes, config, cuts, largest_allocation, mutate, mutations};
 
 type Args = Vec<Vec<u8>>;
 
@@ -17,15 +17,15 @@ type Args = Vec<Vec<u8>>;
 fn run(buf: &[u8], limits: &Limits) -> Result<(Parsed, Args), ProtocolError> {
     let mut ranges = Vec::new();
     let mut scratch = Vec::new();
-    let p = parse(buf, limits, &mut ranges, &mut scratch)?;
+    let (p, big) = largest_allocation(|| parse(buf, limits, &mut ranges, &mut scratch));
     // However many arguments a header announces, room is made for at most
     // 1024 before they arrive.
     assert!(
-        ranges.capacity() <= 1024.max(2 * ranges.len()),
-        "{} slots reserved for {} arguments",
-        ranges.capacity(),
-        ranges.len()
+        big <= 16 * 1024 + 16 * buf.len(),
+        "{big} bytes allocated at once for {} bytes of input",
+        buf.len()
     );
+    let p = p?;
     // The ranges mean something only with a request.
     let base = match p {
         Parsed::Request {
@@ -395,8 +395,11 @@ proptest! {
         let mut longer = buf.clone();
         longer.extend_from_slice(&tail);
         // (a pub/sub reader looks at the items of any complete reply)
-        let _ = items(&buf);
-        match reply_len(&buf) {
+        let (_, big) = largest_allocation(|| items(&buf));
+        prop_assert!(big <= 64 + 16 * buf.len(), "{} bytes allocated at once", big);
+        let (framed, big) = largest_allocation(|| reply_len(&buf));
+        prop_assert_eq!(big, 0);
+        match framed {
             Ok(Some(n)) => {
                 prop_assert!(n > 0 && n <= buf.len());
                 prop_assert_eq!(reply_len(&buf[..n]), Ok(Some(n)));

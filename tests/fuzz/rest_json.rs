@@ -9,7 +9,7 @@ use keel::resp::reply::Reply;
 use keel::resp::{encode, Protocol};
 use proptest::prelude::*;
 
-use crate::{bytes, config, mutate, mutations};
+use crate::{bytes, config, largest_allocation, mutate, mutations};
 
 /// A JSON document as written, numbers as their literal text.
 #[derive(Debug, Clone)]
@@ -127,7 +127,22 @@ fn space() -> impl Strategy<Value = &'static str> {
 /// What must hold of any body: a command whose arguments, sent back as
 /// JSON strings, give it again; or an error a client can read.
 fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
-    match command_of(body) {
+    let most = 1024 + 32 * body.len();
+    let (command, big) = largest_allocation(|| command_of(body));
+    prop_assert!(
+        big <= most,
+        "{} bytes allocated at once for {} bytes",
+        big,
+        body.len()
+    );
+    let (_, big) = largest_allocation(|| commands_of(body));
+    prop_assert!(
+        big <= most,
+        "{} bytes allocated at once for {} bytes",
+        big,
+        body.len()
+    );
+    match command {
         Ok(args) => {
             prop_assert!(!args.is_empty());
             let strings: Vec<String> = args

@@ -394,3 +394,32 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config("proptest-regressions/fuzz/records.txt"))]
+
+    /// A snapshot with one frame damaged under a good crc (a writer's bug):
+    /// loaded, with no more keys than it holds, or refused; never a panic.
+    #[test]
+    fn damaged_snapshots_load_or_are_refused(
+        values in prop::collection::vec(bytes(100), 0..4),
+        which in any::<prop::sample::Index>(),
+        muts in mutations(3),
+    ) {
+        let snap = snapshot(9, 1, &values);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < snap.len() {
+            let (_, n) = decode_frame(&snap[at..]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            frames.push(snap[at + FRAME_HEADER..at + n].to_vec());
+            at += n;
+        }
+        let i = which.index(frames.len());
+        mutate(&mut frames[i], &muts);
+        let damaged: Vec<u8> = frames.iter().flat_map(|b| framed(b)).collect();
+        match load(&damaged, &[damaged.len()]) {
+            Ok((keys, _)) => prop_assert!(keys <= values.len()),
+            Err(e) => prop_assert!(!e.is_empty()),
+        }
+    }
+}

@@ -209,8 +209,6 @@ fn loader_refuses_bad_streams() {
     assert_eq!(contents(&t), contents(&s));
 }
 
-/// A step over a large table does bounded work whatever the budget, and
-/// a small budget bounds the output.
 /// Found by the fuzz target (tests/fuzz/records.rs): a snapshot read in
 /// pieces failed as "zero padding" when a piece ended one byte into a frame
 /// whose body is 256 bytes long (its head starts with a zero byte), as a
@@ -239,6 +237,8 @@ fn a_piece_ending_in_zero_head_bytes_waits_for_more() {
     assert_eq!(contents(&t), contents(&s));
 }
 
+/// A step over a large table does bounded work whatever the budget, and
+/// a small budget bounds the output.
 #[test]
 fn steps_over_a_large_shard_are_bounded() {
     let mut s = Shard::new(0);

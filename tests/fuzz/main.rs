@@ -12,6 +12,9 @@
 //! - [`bus`]: cluster bus frames and control-plane messages.
 //! - [`rest_json`]: the REST API's JSON command bodies, and its reader of
 //!   the replies it turns into JSON.
+//! - [`commands`]: a live server fed commands from its own COMMAND table
+//!   with arguments commands treat specially: one well-formed reply each,
+//!   Redis-style errors, and the server still serving.
 //!
 //! Every target checks, where they apply: arbitrary bytes give a value,
 //! "need more" or a typed error, inside the input; encode then decode gives
@@ -30,6 +33,9 @@
 //! first by every later run.
 
 mod bus;
+mod commands;
+#[path = "../common/mod.rs"]
+mod common;
 mod records;
 mod repl_frames;
 mod resp;

@@ -5,11 +5,11 @@
 #
 #   tests/fuzz.sh [seconds-per-target] [target...]
 #
-# Targets: resp records repl_frames bus rest_json commands (default: all), 60 s each
-# by default. FUZZ_SEED sets the first round's seed (default: the time);
-# each failure prints the smallest input found, the command that replays
-# it, and is saved under proptest-regressions/fuzz/. Exits non-zero on the
-# first failure.
+# Targets: resp records repl_frames bus rest_json dump commands (default:
+# all), 60 s each by default. FUZZ_SEED sets the first round's seed
+# (default: the time); each failure prints the smallest input found, the
+# command that replays it, and is saved under proptest-regressions/fuzz/.
+# Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,7 +17,7 @@ per="${1:-60}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(resp records repl_frames bus rest_json commands)
+    targets=(resp records repl_frames bus rest_json dump commands)
 fi
 seed="${FUZZ_SEED:-$(date +%s)}"
 

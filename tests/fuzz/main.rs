@@ -10,6 +10,7 @@
 //! - [`repl_frames`]: replication link frames (crc, lz4) and the messages
 //!   inside them.
 //! - [`bus`]: cluster bus frames and control-plane messages.
+//! - [`dump`]: DUMP payloads, as RESTORE reads them.
 //! - [`rest_json`]: the REST API's JSON command bodies, and its reader of
 //!   the replies it turns into JSON.
 //! - [`commands`]: a live server fed commands from its own COMMAND table
@@ -36,6 +37,7 @@ mod bus;
 mod commands;
 #[path = "../common/mod.rs"]
 mod common;
+mod dump;
 mod records;
 mod repl_frames;
 mod resp;

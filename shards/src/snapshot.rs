@@ -506,6 +506,9 @@ impl Loader {
                     at += n;
                 }
                 Err(FrameError::Truncated { .. }) => break,
+                // Under a whole head, zeros are the start of a frame whose
+                // length's low bytes are zero (a 256-byte body), not padding.
+                Err(FrameError::Padding) if buf.len() - at < crate::record::FRAME_HEADER => break,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -27,6 +27,7 @@
 //! SUBSCRIBE, SELECT...) are refused, as Upstash refuses them.
 
 use base64::Engine as _;
+use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
 
 use super::Response;
@@ -183,9 +184,11 @@ const REFUSED: &[&str] = &[
     "wait",
 ];
 
-/// One command's arguments from its JSON array.
-fn args_of(v: &Json) -> Result<Vec<Vec<u8>>, String> {
-    let Json::Array(items) = v else {
+/// One command's arguments from its JSON array. Each is read from its
+/// raw text, so a number reaches the command exactly as written (`1E5`,
+/// `1.50`, `0e0`: a parsed number would come back as `1e+5`).
+fn args_of(v: &RawValue) -> Result<Vec<Vec<u8>>, String> {
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(v.get()) else {
         return Err("ERR a command is a JSON array of its name and arguments".into());
     };
     if items.is_empty() {
@@ -193,12 +196,17 @@ fn args_of(v: &Json) -> Result<Vec<Vec<u8>>, String> {
     }
     items
         .iter()
-        .map(|a| match a {
-            Json::String(s) => Ok(s.as_bytes().to_vec()),
-            // With arbitrary_precision the literal text is kept.
-            Json::Number(n) => Ok(n.to_string().into_bytes()),
-            Json::Bool(b) => Ok(b.to_string().into_bytes()),
-            _ => Err("ERR arguments must be strings, numbers or booleans".to_string()),
+        .map(|a| {
+            let text = a.get();
+            match text.as_bytes().first() {
+                Some(b'"') => serde_json::from_str::<String>(text)
+                    .map(String::into_bytes)
+                    .map_err(|e| format!("ERR the body is not valid JSON: {e}")),
+                // A number's or a boolean's literal (raw values are valid
+                // JSON: `t`/`f` start only `true`/`false`).
+                Some(b'-' | b'0'..=b'9' | b't' | b'f') => Ok(text.as_bytes().to_vec()),
+                _ => Err("ERR arguments must be strings, numbers or booleans".to_string()),
+            }
         })
         .collect()
 }
@@ -339,17 +347,14 @@ async fn serve(conn: &mut Conn, call: Call<'_>) -> Response {
     let enc = call.encoding;
     match (call.method, call.path) {
         ("POST", "/") => {
-            let cmd = match parse_body(call.body).and_then(|v| args_of(&v)) {
+            let cmd = match command_of(call.body) {
                 Ok(c) => c,
                 Err(e) => return error(400, &e),
             };
             single(conn, cmd, call.access, enc).await
         }
         ("POST", "/pipeline") | ("POST", "/multi-exec") => {
-            let cmds = match parse_body(call.body).and_then(|v| match v {
-                Json::Array(items) if !items.is_empty() => items.iter().map(args_of).collect(),
-                _ => Err("ERR the body must be a non-empty JSON array of commands".into()),
-            }) {
+            let cmds = match commands_of(call.body) {
                 Ok(c) => c,
                 Err(e) => return error(400, &e),
             };
@@ -383,8 +388,23 @@ async fn serve(conn: &mut Conn, call: Call<'_>) -> Response {
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<Json, String> {
+fn parse_body(body: &[u8]) -> Result<&RawValue, String> {
     serde_json::from_slice(body).map_err(|e| format!("ERR the body is not valid JSON: {e}"))
+}
+
+/// The command in a `POST /` body (a non-empty array of its name and
+/// arguments), or the error a 400 carries.
+pub fn command_of(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    parse_body(body).and_then(args_of)
+}
+
+/// The commands in a `/pipeline` or `/multi-exec` body (a non-empty array
+/// of commands), or the error a 400 carries.
+pub fn commands_of(body: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, String> {
+    match serde_json::from_str::<Vec<&RawValue>>(parse_body(body)?.get()) {
+        Ok(items) if !items.is_empty() => items.into_iter().map(args_of).collect(),
+        _ => Err("ERR the body must be a non-empty JSON array of commands".into()),
+    }
 }
 
 async fn single(conn: &mut Conn, cmd: Vec<Vec<u8>>, access: Access, enc: Encoding) -> Response {
@@ -498,11 +518,12 @@ mod tests {
 
     #[test]
     fn arguments_keep_their_literal_text() {
-        let v: Json = serde_json::from_str(
-            r#"["SET", "k", 1.50, 1e+21, 123456789012345678901234567890, true]"#,
+        // (`1E5` and `0e0` found by the fuzz target, tests/fuzz/rest_json.rs:
+        // they came back as `1e+5` and `0e+0`)
+        let args = command_of(
+            br#"["SET", "k\u00e9", 1.50, 1e+21, 123456789012345678901234567890, true, 1E5, 0e0, -0]"#,
         )
         .unwrap();
-        let args = args_of(&v).unwrap();
         let text: Vec<&str> = args
             .iter()
             .map(|a| std::str::from_utf8(a).unwrap())
@@ -511,16 +532,29 @@ mod tests {
             text,
             [
                 "SET",
-                "k",
+                "k\u{e9}",
                 "1.50",
                 "1e+21",
                 "123456789012345678901234567890",
-                "true"
+                "true",
+                "1E5",
+                "0e0",
+                "-0"
             ]
         );
-        assert!(args_of(&serde_json::from_str(r#"["SET", null]"#).unwrap()).is_err());
-        assert!(args_of(&serde_json::from_str(r#"{"SET": 1}"#).unwrap()).is_err());
-        assert!(args_of(&serde_json::from_str("[]").unwrap()).is_err());
+        assert!(command_of(br#"["SET", null]"#).is_err());
+        assert!(command_of(br#"["SET", [1]]"#).is_err());
+        assert!(command_of(br#"{"SET": 1}"#).is_err());
+        assert!(command_of(b"[]").is_err());
+        assert_eq!(
+            commands_of(br#" [ ["SET", "a", 1E1], ["GET", "a"] ] "#),
+            Ok(vec![
+                vec![b"SET".to_vec(), b"a".to_vec(), b"1E1".to_vec()],
+                vec![b"GET".to_vec(), b"a".to_vec()]
+            ])
+        );
+        assert!(commands_of(b"[]").is_err());
+        assert!(commands_of(br#"[["GET", "a"], []]"#).is_err());
     }
 
     #[test]

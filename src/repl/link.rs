@@ -29,6 +29,9 @@ const COMPRESSED: u8 = 1;
 /// Bytes of the uncompressed size before lz4 data.
 const SIZE_PREFIX: usize = 4;
 
+/// The most output one byte of lz4 data can make.
+const LZ4_MAX_RATIO: usize = 255;
+
 /// Payloads shorter than this are sent raw: lz4 rarely wins on them and the
 /// attempt costs more than the bytes it could save.
 const MIN_COMPRESS: usize = 64;
@@ -188,6 +191,15 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, LinkError> {
         block::uncompressed_size(data).map_err(|e| LinkError::Decompress(e.to_string()))?;
     if size > MAX_FRAME {
         return Err(LinkError::TooLarge(size));
+    }
+    // No lz4 block makes more than 255 bytes of one (a match grows by 255
+    // per byte of length): a size beyond that is refused before it is
+    // allocated, or a 13-byte frame could make a reader allocate 64 MiB.
+    if size > lz4.len().saturating_mul(LZ4_MAX_RATIO) {
+        return Err(LinkError::Decompress(format!(
+            "{size} bytes announced for {} of lz4 data",
+            lz4.len()
+        )));
     }
     let mut out = vec![0; size];
     let n =
@@ -492,6 +504,24 @@ mod tests {
             matches!(e, LinkError::TooLarge(n) if n == MAX_FRAME + 1),
             "{e:?}"
         );
+    }
+
+    /// Found by the fuzz target (tests/fuzz/repl_frames.rs): a damaged size
+    /// prefix made the reader allocate whatever it announced, up to 64 MiB.
+    #[test]
+    fn sizes_lz4_cannot_reach_are_refused_and_the_best_ratios_pass() {
+        for n in [64, 1000, 70_000, 1 << 20, 4 << 20] {
+            let zeros = vec![0u8; n];
+            let f = frame(&zeros, true);
+            assert_eq!(f[HEAD], COMPRESSED);
+            let lz4 = f.len() - HEAD - 1 - SIZE_PREFIX;
+            assert!(n <= lz4 * LZ4_MAX_RATIO, "{n} bytes from {lz4}");
+            assert_eq!(decode_frame(&f).unwrap().unwrap().0, zeros);
+        }
+        let mut data = (1u32 << 20).to_le_bytes().to_vec();
+        data.extend_from_slice(&[0x1f, 0, 1, 0, 0xff, 0xff]);
+        let e = decode_frame(&raw_frame(COMPRESSED, &data)).unwrap_err();
+        assert!(matches!(e, LinkError::Decompress(_)), "{e:?}");
     }
 
     #[test]

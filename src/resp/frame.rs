@@ -18,13 +18,13 @@ pub enum FrameError {
     Depth,
 }
 
+/// The line at `at` and the index after its CRLF. A line ends at CRLF
+/// only, as clients read it: a bare LF is part of the line (waiting for a
+/// CRLF after it would wait forever).
 fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(at..)?;
-    let end = memchr::memchr(b'\n', rest)?;
-    if end == 0 || rest[end - 1] != b'\r' {
-        return None;
-    }
-    Some((&rest[..end - 1], at + end + 1))
+    let end = memchr::memmem::find(rest, b"\r\n")?;
+    Some((&rest[..end], at + end + 2))
 }
 
 fn number(s: &[u8]) -> Result<i64, FrameError> {
@@ -48,8 +48,6 @@ fn value_end(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, Frame
         return Ok(None);
     };
     let Some((head, next)) = line(buf, at + 1) else {
-        // A line not yet ended; a line with a bare \n is malformed only
-        // once it is complete, so wait.
         return Ok(None);
     };
     match t {
@@ -102,7 +100,8 @@ pub fn items(frame: &[u8]) -> Option<Vec<Vec<u8>>> {
         return None;
     }
     let n = number(head).ok()?;
-    let mut out = Vec::with_capacity(n.max(0) as usize);
+    // (each item takes 3 bytes at least: a count cannot reserve more)
+    let mut out = Vec::with_capacity((n.max(0) as usize).min(frame.len() / 3));
     for _ in 0..n {
         let t = *frame.get(at)?;
         let (h, next) = line(frame, at + 1)?;
@@ -189,5 +188,17 @@ mod tests {
         assert_eq!(reply_len(b"$1\r\nabXX"), Err(FrameError::Length));
         let deep = "*1\r\n".repeat(100);
         assert_eq!(reply_len(deep.as_bytes()), Err(FrameError::Depth));
+    }
+
+    /// Found by the fuzz target (tests/fuzz/resp.rs): a line holding a
+    /// bare LF was waited on forever, and a count announcing more items
+    /// than the frame could hold was reserved for (an abort).
+    #[test]
+    fn a_bare_lf_is_line_content_and_counts_reserve_no_more_than_the_bytes() {
+        assert_eq!(reply_len(b"+OK\nmore\r\n:1\r\n"), Ok(Some(10)));
+        assert_eq!(reply_len(b"*1\r\n-ERR a\nb\r\n"), Ok(Some(14)));
+        assert_eq!(reply_len(b"+OK\n"), Ok(None));
+        assert_eq!(items(b"*6491346299213890800\r\n:1\r\n"), None);
+        assert_eq!(items(b"*1\r\n+a\nb\r\n"), Some(vec![b"a\nb".to_vec()]));
     }
 }

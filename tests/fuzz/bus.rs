@@ -86,10 +86,13 @@ fn message() -> impl Strategy<Value = Message> {
 }
 
 fn hello() -> impl Strategy<Value = Hello> {
-    (".{0,10}", ".{0,10}", ".{0,10}").prop_map(|(database, node, auth)| Hello {
-        database,
-        node,
-        auth,
+    (".{0,10}", ".{0,10}", ".{0,10}", any::<u32>()).prop_map(|(database, node, auth, members)| {
+        Hello {
+            database,
+            node,
+            auth,
+            members,
+        }
     })
 }
 

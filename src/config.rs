@@ -183,6 +183,10 @@ pub struct Flags {
     /// The largest REST request body (e.g. 10mb).
     #[arg(long = "http-max-body")]
     pub http_max_body: Option<String>,
+    /// The ACL file: users loaded at start and by ACL LOAD, written by
+    /// ACL SAVE (`user <name> <rules>` lines, as ACL LIST prints them).
+    #[arg(long)]
+    pub aclfile: Option<PathBuf>,
 }
 
 /// The settings as a file spells them.
@@ -229,6 +233,7 @@ struct FileConfig {
     http_token: Option<String>,
     http_readonly_token: Option<String>,
     http_max_body: Option<toml::Value>,
+    aclfile: Option<PathBuf>,
     /// Redis parameters saved by CONFIG REWRITE, applied at start as
     /// CONFIG SET (see `server::config_rewrite`).
     redis: Option<toml::Table>,
@@ -340,6 +345,8 @@ pub struct Config {
     pub http_token: Option<String>,
     pub http_readonly_token: Option<String>,
     pub http_max_body: u64,
+    /// The ACL file (`--aclfile`), if any.
+    pub aclfile: Option<PathBuf>,
 }
 
 /// Parses "host port" (or "host:port") as REPLICAOF takes it.
@@ -561,6 +568,7 @@ impl Config {
                 .or_else(|| requirepass.clone()),
             http_readonly_token: pick!(flags.http_readonly_token, http_readonly_token)
                 .filter(|t| !t.is_empty()),
+            aclfile: pick!(flags.aclfile, aclfile).filter(|p| !p.as_os_str().is_empty()),
             http_max_body: memory(
                 "http-max-body",
                 &pick_text!(flags.http_max_body, http_max_body),

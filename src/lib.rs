@@ -51,8 +51,10 @@
 //!   backlog, snapshots, acks, backpressure), the backup's side, the barrier
 //!   that keeps cross-shard transactions whole, link frames, and the merge
 //!   of a split brain's loser ([`repl::merge`]).
+//! - [`acl`]: ACL users (rules, checks, the user table, ACL file and log).
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
+pub mod acl;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

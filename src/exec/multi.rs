@@ -48,7 +48,7 @@ pub struct Watch {
 /// no shard locks inside EXEC.
 const CONNECTION_ONLY: &[&str] = &[
     "ping", "echo", "select", "time", "client", "command", "config", "hello", "auth", "lastsave",
-    "unwatch",
+    "unwatch", "acl",
 ];
 
 pub fn multi(conn: &mut Conn) -> CmdResult {

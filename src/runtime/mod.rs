@@ -242,6 +242,7 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     // configuration.
     crate::server::commands::apply_saved(&state, &config.redis_saved)
         .map_err(RuntimeError::Config)?;
+    state.acl.load_file().map_err(RuntimeError::Config)?;
     let config = state.config();
     install_signal_handlers();
     // Before any executor starts: a node the cluster holds must never take
@@ -685,7 +686,7 @@ async fn executor_main(
                 router.clone(),
                 state.clone(),
                 info.clone(),
-                config.requirepass.is_none(),
+                state.acl.auto_login(),
             );
             let (state, local) = (state.clone(), local.clone());
             spawn(async move {

@@ -66,6 +66,9 @@ pub struct Active {
     /// remembered for client-side caching.
     pub client: u64,
     pub track: bool,
+    /// The caller's ACL user (None: it may run everything): a script's
+    /// commands run with its caller's permissions.
+    pub acl: Option<crate::acl::gate::ScriptAcl>,
 }
 
 thread_local! {
@@ -447,6 +450,9 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
         return Err(err(
             "ERR Wrong number of args calling Redis command from script",
         ));
+    }
+    if let Some(acl) = &active.acl {
+        acl.check(spec, argv)?;
     }
     let allowed = match spec.kind {
         Kind::Keyed(..) => true,

@@ -59,6 +59,8 @@ pub struct ServerState {
     /// The parameters CONFIG SET changed since start: what CONFIG REWRITE
     /// saves to the configuration file.
     pub config_changed: Mutex<std::collections::BTreeSet<&'static str>>,
+    /// ACL users and log (see `crate::acl`).
+    pub acl: Arc<crate::acl::Acl>,
 }
 
 pub fn now_ms() -> u64 {
@@ -96,6 +98,10 @@ impl ServerState {
                 config.busy_reply_threshold,
                 config.lua_memory_limit,
             ),
+            acl: Arc::new(crate::acl::Acl::new(
+                config.requirepass.as_deref(),
+                config.aclfile.clone(),
+            )),
             config: RwLock::new(config),
             shards,
             executors,

@@ -250,3 +250,56 @@ impl ScriptAcl {
         }
     }
 }
+
+/// What a REST bearer token says about ACL users.
+pub enum RestToken {
+    /// Not `user:password` of a user: the REST tokens decide.
+    NotAUser,
+    /// `user:password` of this user: the request runs as it.
+    User(Arc<User>),
+    /// `user:password` of a user, with a wrong password (or the user off).
+    Refused,
+}
+
+/// REST: a token `user:password` naming an ACL user logs the request in
+/// as that user (a failed one is logged in ACL LOG as a failed AUTH).
+pub fn rest_token(conn: &mut Conn, token: Option<&str>) -> RestToken {
+    let Some((name, pass)) = token.and_then(|t| t.split_once(':')) else {
+        return RestToken::NotAUser;
+    };
+    if conn.state.acl.store.get(name).is_none() {
+        return RestToken::NotAUser;
+    }
+    match authenticate(conn, b"AUTH", name.as_bytes(), pass.as_bytes()) {
+        Ok(u) => RestToken::User(u),
+        Err(_) => RestToken::Refused,
+    }
+}
+
+/// REST requests authorised by the REST tokens (or none) run as
+/// `default`.
+pub fn login_default(conn: &mut Conn) {
+    if conn.acl.user.name != "default" {
+        let default = conn
+            .state
+            .acl
+            .store
+            .get("default")
+            .unwrap_or_else(|| Arc::new(User::default_user()));
+        login(conn, default);
+    }
+}
+
+/// REST event streams (`/subscribe/...`, `/psubscribe/...`): the NOPERM
+/// text when the user may not subscribe to all of `names`.
+pub fn subscribe_refused(conn: &mut Conn, patterns: bool, names: &[Vec<u8>]) -> Option<String> {
+    let verb: &[u8] = if patterns {
+        b"psubscribe"
+    } else {
+        b"subscribe"
+    };
+    let spec = command::lookup(verb)?;
+    let mut argv: Vec<&[u8]> = vec![verb];
+    argv.extend(names.iter().map(|n| n.as_slice()));
+    check(conn, spec, &argv).map(|e| e.to_string())
+}

@@ -187,6 +187,29 @@ pub fn raw_table(lua: &Lua) -> mlua::Result<Table> {
             })
         })?,
     )?;
+    raw.set(
+        "acl_check",
+        lua.create_function(|_, args: mlua::Variadic<Value>| {
+            // redis.acl_check_cmd: whether the caller's user may run it.
+            let owned: Vec<Vec<u8>> = args
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Integer(i) => i.to_string().into_bytes(),
+                    Value::Number(n) => number_arg(*n).into_bytes(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let argv: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+            let Some(spec) = argv.first().and_then(|n| command::lookup(n)) else {
+                return Ok(None);
+            };
+            Ok(Some(ACTIVE.with(|a| match a.borrow().as_ref() {
+                Some(Active { acl: Some(acl), .. }) => acl.user.check(spec, &argv).is_ok(),
+                _ => true,
+            })))
+        })?,
+    )?;
     raw.set("version", crate::REDIS_VERSION)?;
     let num = crate::REDIS_VERSION
         .split('.')

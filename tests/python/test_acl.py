@@ -523,6 +523,14 @@ def test_scripts_run_with_their_callers_permissions(srv, admin):
     assert admin.get("k1") == b"v"
     # The declared keys are checked before the script runs.
     assert noperm(c, "EVAL", "return 1", "1", "other") in key_denied(srv)
+    # redis.acl_check_cmd asks without running.
+    assert c.eval("return redis.acl_check_cmd('get', 'k1')", 0) == 1
+    assert c.eval("return redis.acl_check_cmd('set', 'k1', 'v')", 0) is None
+    assert c.eval("return redis.acl_check_cmd('get', 'other')", 0) is None
+    assert admin.eval("return redis.acl_check_cmd('set', 'k1', 'v')", 0) == 1
+    with pytest.raises(redis.exceptions.ResponseError) as e:
+        c.eval("return redis.acl_check_cmd('nosuch')", 0)
+    assert "Invalid command passed to redis.acl_check_cmd()" in str(e.value)
     # The same script from the default user writes.
     assert admin.eval("return redis.call('set', KEYS[1], 'x')", 1, "k1") == b"OK"
     c.close()
@@ -634,3 +642,77 @@ def test_aclfile_save_and_load_across_a_restart(tmp_path):
 
 def test_config_get_aclfile(srv, admin):
     assert admin.config_get("aclfile")["aclfile"] == str(srv.aclfile)
+
+
+# -- REST ------------------------------------------------------------------------------
+
+def rest_call(port, token, body, path="/"):
+    """POST a JSON body to keel's REST API; (status, decoded JSON)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 method="POST")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.skipif(TARGET != "keel", reason="REST is served by keel only")
+def test_rest_tokens_run_as_acl_users(tmp_path):
+    from conftest import free_port
+
+    port = free_port()
+    s = start_keel(tmp_path, shards=2, extra_args=["--requirepass", "full-token",
+                                                   "--http-port", str(port)])
+    try:
+        c = s.client()
+        c.execute_command("ACL", "SETUSER", "web", "on", ">webpw", "+@read", "+set", "+subscribe", "~web:*",
+                          "resetchannels", "&web.*")
+        # The full token runs as default: everything.
+        assert rest_call(port, "full-token", ["SET", "other", "1"]) == (200, {"result": "OK"})
+        # A user's token runs with its permissions.
+        assert rest_call(port, "web:webpw", ["SET", "web:1", "x"]) == (200, {"result": "OK"})
+        assert rest_call(port, "web:webpw", ["GET", "web:1"]) == (200, {"result": "x"})
+        assert rest_call(port, "web:webpw", ["GET", "other"]) == (
+            403, {"error": "NOPERM No permissions to access a key"})
+        assert rest_call(port, "web:webpw", ["DEL", "web:1"]) == (
+            403, {"error": "NOPERM User web has no permissions to run the 'del' command"})
+        status, out = rest_call(port, "web:webpw", [["GET", "web:1"], ["DEL", "web:1"]],
+                                path="/pipeline")
+        assert status == 200
+        assert out == [{"result": "x"},
+                       {"error": "NOPERM User web has no permissions to run the 'del' command"}]
+        # A wrong password is a 401, and a failed login in ACL LOG.
+        assert rest_call(port, "web:nope", ["GET", "web:1"])[0] == 401
+        entry = as_dict(c.execute_command("ACL", "LOG", "1")[0])
+        assert (text(entry["reason"]), text(entry["username"])) == ("auth", "web")
+        # Requests on one HTTP connection may come with different tokens.
+        import http.client
+        import json
+
+        h = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for token, expect in [("web:webpw", 403), ("full-token", 200), ("web:webpw", 403)]:
+            h.request("POST", "/", json.dumps(["DEL", "nothing"]),
+                      {"Authorization": f"Bearer {token}"})
+            r = h.getresponse()
+            r.read()
+            assert r.status == expect, token
+        h.close()
+        # Event streams check channels too.
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/subscribe/other", method="POST")
+        req.add_header("Authorization", "Bearer web:webpw")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 403
+        assert json.loads(e.value.read()) == {"error": "NOPERM No permissions to access a channel"}
+        c.close()
+    finally:
+        _checked_stop(s)

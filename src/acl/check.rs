@@ -78,6 +78,54 @@ fn key_allowed(sel: &Selector, key: &[u8], read: bool, write: bool) -> bool {
         .any(|k| k.flags & need == need && glob::matches(&k.pattern, key))
 }
 
+/// Commands that only look at whether a key exists, its type, length or
+/// expiry, or a member's presence: Redis's key specs do not mark them as
+/// reading the value, so a read or a write pattern (any pattern) allows
+/// them.
+const NOT_ACCESS: &[&str] = &[
+    "exists",
+    "touch",
+    "type",
+    "ttl",
+    "pttl",
+    "expiretime",
+    "pexpiretime",
+    "memory",
+    "strlen",
+    "hlen",
+    "llen",
+    "scard",
+    "zcard",
+    "xlen",
+    "hexists",
+    "hstrlen",
+    "sismember",
+    "smismember",
+];
+
+/// The keys of a request and whether each is read and written. As
+/// COMMAND GETKEYSANDFLAGS says, except where the arguments decide: SET
+/// with GET also reads; BITFIELD with only GET reads, and else reads and
+/// writes; and [`NOT_ACCESS`].
+fn key_permissions(spec: &Spec, argv: &[&[u8]]) -> Vec<(usize, bool, bool)> {
+    let mut keys = acl_keys(spec, argv);
+    let has = |word: &str, from: usize| {
+        argv.iter()
+            .skip(from)
+            .any(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    match spec.name {
+        "set" if has("get", 3) => keys.iter_mut().for_each(|k| k.1 = true),
+        "bitfield" => {
+            let writes = has("set", 2) || has("incrby", 2);
+            keys.iter_mut().for_each(|k| *k = (k.0, true, writes));
+        }
+        name if NOT_ACCESS.contains(&name) => keys.iter_mut().for_each(|k| k.1 = false),
+        _ => {}
+    }
+    keys
+}
+
 /// The request's keys with their permissions, found once for every
 /// selector that needs them.
 type Keys = Option<Vec<(usize, bool, bool)>>;
@@ -104,7 +152,7 @@ fn check_selector(
         }
     }
     if !sel.all_keys {
-        let keys = keys.get_or_insert_with(|| acl_keys(spec, argv));
+        let keys = keys.get_or_insert_with(|| key_permissions(spec, argv));
         for &(pos, read, write) in keys.iter() {
             if !key_allowed(sel, argv[pos], read, write) {
                 return Err(Denied::Key(pos));
@@ -238,6 +286,15 @@ mod tests {
         assert_eq!(check(&u, "set ro:1 v"), Err(Denied::Key(1)));
         assert_eq!(check(&u, "set wo:1 v"), Ok(()));
         assert_eq!(check(&u, "get wo:1"), Err(Denied::Key(1)));
+        // SET ... GET also reads; BITFIELD GET only reads.
+        assert_eq!(check(&u, "set wo:1 v get"), Err(Denied::Key(1)));
+        assert_eq!(check(&u, "set wo:1 get"), Ok(()));
+        assert_eq!(check(&u, "bitfield ro:1 get u4 0"), Ok(()));
+        assert_eq!(
+            check(&u, "bitfield ro:1 get u4 0 set u4 0 1"),
+            Err(Denied::Key(1))
+        );
+        assert_eq!(check(&u, "bitfield wo:1 set u4 0 1"), Err(Denied::Key(1)));
         // INCR reads and writes: needs both.
         assert_eq!(check(&u, "incr wo:1"), Err(Denied::Key(1)));
         // The failing key is the one named.

@@ -70,6 +70,30 @@ fn refused(conn: &mut Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<CmdEr
     sort_patterns(&user, spec, argv)
 }
 
+/// EXEC checks each queued command again (the user may have changed since
+/// it was queued); a refused one answers in its place, as in Redis.
+pub fn recheck_at_exec(conn: &mut Conn, spec: &'static Spec, argv: &[&[u8]]) -> Option<CmdError> {
+    let epoch = conn.state.acl.store.epoch();
+    if epoch != conn.acl.epoch {
+        refresh(conn, epoch);
+    }
+    if conn.acl.user.unrestricted {
+        return None;
+    }
+    let user = conn.acl.user.clone();
+    let d = user.check(spec, argv).err()?;
+    let info = conn.info.borrow().line(now_ms());
+    log_denied(&conn.state.acl, d, Context::Multi, &user, spec, argv, info);
+    let reason = match d {
+        Denied::Command => "no permission to execute the command or subcommand",
+        Denied::Key(_) => "no permission to touch the specified keys",
+        Denied::Channel(_) => "no permission to access one of the channels used as arguments",
+    };
+    Some(CmdError::Raw(format!(
+        "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {reason}"
+    )))
+}
+
 /// SORT's BY and GET patterns may read any key: Redis allows them only to
 /// users that may read every key.
 fn sort_patterns(user: &User, spec: &'static Spec, argv: &[&[u8]]) -> Option<CmdError> {

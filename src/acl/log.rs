@@ -3,6 +3,7 @@
 //! entries. Written only when something is refused, so a mutex is fine.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::resp::reply::Reply;
@@ -48,6 +49,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Log {
     inner: Mutex<(VecDeque<Entry>, u64)>,
+    /// Refusals by reason since start (INFO stats `acl_access_denied_*`),
+    /// in `Reason` order.
+    denied: [AtomicU64; 4],
 }
 
 impl Log {
@@ -59,6 +63,7 @@ impl Log {
     }
 
     pub fn add(&self, event: Event, now_ms: u64, max_len: usize) {
+        self.denied[event.reason as usize].fetch_add(1, Ordering::Relaxed);
         let mut g = self.lock();
         let (entries, next_id) = &mut *g;
         let similar = entries.iter().take(GROUPING_SCAN).position(|e| {
@@ -86,6 +91,19 @@ impl Log {
         });
         *next_id += 1;
         entries.truncate(max_len);
+    }
+
+    /// INFO stats' ACL lines.
+    pub fn info_stats(&self, w: &mut impl std::fmt::Write) {
+        let n = |r: Reason| self.denied[r as usize].load(Ordering::Relaxed);
+        let _ = write!(
+            w,
+            "acl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\n",
+            n(Reason::Auth),
+            n(Reason::Command),
+            n(Reason::Key),
+            n(Reason::Channel),
+        );
     }
 
     pub fn reset(&self) {

@@ -354,7 +354,7 @@ mod tests {
         let hash = hash_password(b"pw");
         assert_eq!(
             String::from_utf8(u.line()).unwrap(),
-            format!("user u on #{hash} ~foo* %R~r* %W~w* resetchannels &ch* -@all +get +set (~x* resetchannels -@all +del)")
+            format!("user u on sanitize-payload #{hash} ~foo* %R~r* %W~w* resetchannels &ch* -@all +get +set (~x* resetchannels -@all +del)")
         );
         // A later rule on the same command replaces the earlier one; a
         // whole command replaces its subcommand rules.

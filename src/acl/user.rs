@@ -212,13 +212,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl User {
     /// A new user as ACL SETUSER creates it: off, no password, nothing
-    /// allowed.
+    /// allowed (and `sanitize-payload`, as Redis 7.2 shows new users).
     pub fn new(name: &str) -> User {
         User {
             name: name.to_string(),
             enabled: false,
             nopass: false,
-            sanitize: None,
+            sanitize: Some(true),
             passwords: Vec::new(),
             root: Selector::empty(),
             selectors: Vec::new(),
@@ -333,7 +333,7 @@ mod tests {
         assert!(d.unrestricted);
         assert_eq!(
             String::from_utf8(d.line()).unwrap(),
-            "user default on nopass ~* &* +@all"
+            "user default on nopass sanitize-payload ~* &* +@all"
         );
     }
 }

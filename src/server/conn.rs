@@ -242,11 +242,13 @@ impl Conn {
             Some(spec)
                 if spec.name == "memory"
                     && self.authenticated
-                    && self.acl.unrestricted(&self.state.acl)
                     && self.multi.is_none()
                     && !self.subs.active()
                     && !self.state.scripts.busy() =>
             {
+                if let Some(e) = crate::acl::gate::check(self, spec, argv) {
+                    return self.reply_err(e, out);
+                }
                 match introspect::memory::memory(self, argv).await {
                     Some(r) => {
                         let failed = r.is_err();

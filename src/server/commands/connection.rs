@@ -41,15 +41,11 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         i = 2;
     }
     let mut name = None;
-    let mut authed = None;
+    let mut auth = None;
     while i < a.len() {
         if is(a[i], "auth") && i + 2 < a.len() {
-            authed = Some(crate::acl::gate::authenticate(
-                conn,
-                a[0],
-                a[i + 1],
-                a[i + 2],
-            )?);
+            // The last AUTH given is the one tried, as in Redis.
+            auth = Some((a[i + 1], a[i + 2]));
             i += 3;
         } else if is(a[i], "setname") && i + 1 < a.len() {
             if !valid_name(a[i + 1]) {
@@ -66,7 +62,8 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             )));
         }
     }
-    if let Some(user) = authed {
+    if let Some((user, pass)) = auth {
+        let user = crate::acl::gate::authenticate(conn, a[0], user, pass)?;
         crate::acl::gate::login(conn, user);
     }
     if !conn.authenticated {

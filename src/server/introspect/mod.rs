@@ -191,7 +191,13 @@ pub fn after(
     if spec.is_some_and(|s| {
         matches!(
             s.name,
-            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "reset"
+            "subscribe"
+                | "psubscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
+                | "reset"
         )
     }) {
         let on = conn.subs.active();

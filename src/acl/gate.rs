@@ -211,14 +211,9 @@ pub fn reset(conn: &mut Conn) {
     conn.authenticated = auto;
 }
 
-/// Closes every connection (on every core) logged in as one of `names`
-/// (only the subscribed ones with `subscribers`); the calling connection
-/// gets its reply first.
-pub async fn disconnect_users(
-    conn: &Conn,
-    names: Vec<String>,
-    subscribers: bool,
-) -> Result<(), CmdError> {
+/// Closes every connection (on every core) logged in as one of `names`;
+/// the calling connection gets its reply first.
+pub async fn disconnect_users(conn: &Conn, names: Vec<String>) -> Result<(), CmdError> {
     use crate::server::introspect::clients::Wake;
     if names.is_empty() {
         return Ok(());
@@ -227,7 +222,56 @@ pub async fn disconnect_users(
         .broadcast(move |ls| {
             for c in ls.clients.borrow().iter() {
                 let c = c.borrow();
-                if names.contains(&c.user) && (c.pubsub || !subscribers) && !c.signal.killed() {
+                if names.contains(&c.user) && !c.signal.killed() {
+                    c.signal.raise(Wake::Killed);
+                }
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// After a subscription change: a client whose user's channels are
+/// restricted keeps a copy of its subscriptions where other cores can see
+/// them (so that narrowing the user's channels closes only the
+/// subscribers it no longer allows). Unrestricted users keep none.
+pub fn note_subscriptions(conn: &Conn) {
+    let restricted = !conn.acl.user.all_selectors().any(|s| s.all_channels);
+    let s = &conn.subs;
+    let list = (restricted && s.active()).then(|| {
+        s.channels
+            .iter()
+            .chain(&s.shard_channels)
+            .map(|c| (c.clone(), false))
+            .chain(s.patterns.iter().map(|p| (p.clone(), true)))
+            .collect()
+    });
+    conn.info.borrow_mut().subscribed = list;
+}
+
+/// Closes the subscribed connections of `user` (every core) whose
+/// subscriptions it no longer allows, as Redis does when channel
+/// permissions are revoked. A subscriber whose subscriptions were not
+/// kept (its user could use every channel then) is closed.
+pub async fn disconnect_revoked_subscribers(conn: &Conn, user: Arc<User>) -> Result<(), CmdError> {
+    use crate::server::introspect::clients::Wake;
+    if user.all_selectors().any(|s| s.all_channels) {
+        return Ok(());
+    }
+    conn.router
+        .broadcast(move |ls| {
+            for c in ls.clients.borrow().iter() {
+                let c = c.borrow();
+                if c.user != user.name || !c.pubsub || c.signal.killed() {
+                    continue;
+                }
+                let allowed = c.subscribed.as_ref().is_some_and(|subs| {
+                    subs.iter().all(|(name, pattern)| {
+                        user.all_selectors()
+                            .any(|s| super::check::channel_allowed(s, name, *pattern))
+                    })
+                });
+                if !allowed {
                     c.signal.raise(Wake::Killed);
                 }
             }

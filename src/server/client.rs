@@ -29,6 +29,9 @@ pub struct ClientInfo {
     pub monitor: bool,
     /// The ACL user the client runs as.
     pub user: String,
+    /// Its subscriptions (name, is a pattern), kept only while its user's
+    /// channels are restricted (see `acl::gate::note_subscriptions`).
+    pub subscribed: Option<Vec<(Vec<u8>, bool)>>,
     /// How CLIENT KILL and CLIENT UNBLOCK reach the connection.
     pub signal: std::rc::Rc<crate::server::introspect::clients::Signal>,
 }
@@ -64,6 +67,7 @@ impl ClientInfo {
             pubsub: false,
             monitor: false,
             user: "default".into(),
+            subscribed: None,
             signal: Default::default(),
         }
     }

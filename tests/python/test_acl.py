@@ -643,6 +643,9 @@ def test_revoked_channels_close_subscribers(srv, admin):
         sub.read_reply()
         other.call("AUTH", "ps", "pw")
         other.call("CLIENT", "SETNAME", "bystander")
+        # Channels kept (and more given): the subscriber stays.
+        acl(admin, "SETUSER", "ps", "&more")
+        assert "deathrow" in admin.execute_command("CLIENT", "LIST").decode()
         acl(admin, "SETUSER", "ps", "resetchannels")
         assert sub.read_until_closed(timeout=5) == b""
         names = admin.execute_command("CLIENT", "LIST").decode()

@@ -98,7 +98,7 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let n = acl.store.del_user(&refs);
             // Their connections close (this one after its reply).
-            disconnect_users(conn, existing, false).await?;
+            disconnect_users(conn, existing).await?;
             Ok(Reply::Int(n as i64))
         }
         ("getuser", _) => {
@@ -127,7 +127,7 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 .collect();
             acl.load_file().map_err(CmdError::other)?;
             // As in Redis, connections of the users replaced close.
-            disconnect_users(conn, before, false).await?;
+            disconnect_users(conn, before).await?;
             Ok(Reply::Ok)
         }
         ("save", _) => {
@@ -220,30 +220,12 @@ async fn setuser(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             set_user(base, &a[3..])
         })
         .map_err(CmdError::other)?;
-    if let Some(old) = old {
-        if channels_narrowed(&old, &new) {
-            // Subscribers whose channels may no longer be allowed close,
-            // as Redis closes them.
-            disconnect_users(conn, vec![name], true).await?;
-        }
+    if old.is_some() {
+        // Subscribers whose channels are no longer allowed close, as in
+        // Redis.
+        crate::acl::gate::disconnect_revoked_subscribers(conn, new).await?;
     }
     Ok(Reply::Ok)
-}
-
-/// Whether some channel the old user could use may now be refused.
-fn channels_narrowed(old: &User, new: &User) -> bool {
-    let grants = |u: &User| -> Vec<(bool, Vec<Vec<u8>>)> {
-        u.all_selectors()
-            .map(|s| (s.all_channels, s.channels.clone()))
-            .collect()
-    };
-    if new.all_selectors().any(|s| s.all_channels) {
-        return false;
-    }
-    let (o, n) = (grants(old), grants(new));
-    // Every pattern the old user had must still be there.
-    o.iter()
-        .any(|(all, pats)| *all || pats.iter().any(|p| !n.iter().any(|(_, np)| np.contains(p))))
 }
 
 fn selector_fields(s: &Selector) -> Vec<(Reply, Reply)> {

@@ -371,3 +371,49 @@ pub fn subscribe_refused(conn: &mut Conn, patterns: bool, names: &[Vec<u8>]) -> 
     argv.extend(names.iter().map(|n| n.as_slice()));
     check(conn, spec, &argv).map(|e| e.to_string())
 }
+
+/// What a blocked command needs to be checked again when it is served:
+/// Redis refuses a blocked command whose user changed meanwhile.
+pub struct BlockedAcl {
+    acl: Arc<Acl>,
+    user: String,
+    epoch: u64,
+    spec: Option<&'static Spec>,
+    argv: Vec<Vec<u8>>,
+    client_info: String,
+}
+
+impl BlockedAcl {
+    pub fn of(conn: &Conn, name: &str, argv: &[&[u8]]) -> Arc<BlockedAcl> {
+        Arc::new(BlockedAcl {
+            acl: conn.state.acl.clone(),
+            user: conn.acl.user.name.clone(),
+            epoch: conn.acl.epoch,
+            spec: command::lookup(name.as_bytes()),
+            argv: argv.iter().map(|a| a.to_vec()).collect(),
+            client_info: conn.info.borrow().line(now_ms()),
+        })
+    }
+
+    /// The error to answer instead of serving, if the user may no longer
+    /// run the command (nothing to do while the user table is unchanged).
+    pub fn recheck(&self) -> Option<Reply> {
+        if self.acl.store.epoch() == self.epoch {
+            return None;
+        }
+        let spec = self.spec?;
+        let user = self
+            .acl
+            .store
+            .get(&self.user)
+            .unwrap_or_else(|| Arc::new(User::new(&self.user)));
+        let argv: Vec<&[u8]> = self.argv.iter().map(|a| a.as_slice()).collect();
+        let d = user.check(spec, &argv).err()?;
+        let context = Context::Toplevel;
+        let info = self.client_info.clone();
+        log_denied(&self.acl, d, context, &user, spec, &argv, info);
+        Some(Reply::Error(
+            format!("NOPERM {}", message(d, &user.name, spec, &argv)).into(),
+        ))
+    }
+}

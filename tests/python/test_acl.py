@@ -528,6 +528,25 @@ def test_exec_checks_queued_commands_again(srv, admin):
     assert (text(entry["context"]), text(entry["object"])) == ("multi", "incr")
 
 
+@pytest.mark.skipif(TARGET != "keel", reason="Redis 7.2's behaviour (7.0 serves the command)")
+def test_a_blocked_command_is_checked_again_when_served(srv, admin):
+    acl(admin, "SETUSER", "blk", "on", ">pw", "+@all", "allkeys")
+    with srv.raw() as raw:
+        raw.call("AUTH", "blk", "pw")
+        raw.send("BLPOP", "list1", "0")
+        deadline = time.monotonic() + 10
+        while admin.info("clients")["blocked_clients"] < 1:
+            assert time.monotonic() < deadline, "BLPOP never blocked"
+            time.sleep(0.01)
+        acl(admin, "SETUSER", "blk", "resetkeys")
+        admin.lpush("list1", "foo")
+        reply = raw.read_reply()
+        assert reply[0] == "error"
+        assert reply[1].decode()[len("NOPERM "):] in key_denied(srv)
+        assert raw.call("PING") == ("simple", b"PONG")
+    assert admin.lrange("list1", 0, -1) == [b"foo"], "nothing was popped"
+
+
 def test_set_get_and_bitfield_key_permissions(srv, admin):
     acl(admin, "SETUSER", "bits", "on", ">pw", "+@all", "%R~r*", "%W~w*")
     b = login(srv, "bits", "pw")

@@ -10,8 +10,10 @@
 //!   change, an epoch counter that connections compare).
 //! - [`file`]: the `aclfile` (ACL LOAD / ACL SAVE).
 //! - [`log`]: ACL LOG.
-//! - [`gate`]: where a connection meets all this: login, the check before
-//!   every command (and every command a script calls), the log entries.
+//! - [`gate`]: where a client connection meets all this: login, the check
+//!   before every command, the log entries.
+//! - [`paths`]: the other ways a command runs, checked as Redis does:
+//!   EXEC, scripts, blocked commands, REST.
 //!
 //! The `default` user mirrors `requirepass`: setting one sets the other's
 //! password, as in Redis. Its cost on the data path, when it may run
@@ -24,6 +26,7 @@ pub mod gate;
 pub mod ids;
 pub mod log;
 pub mod parse;
+pub mod paths;
 pub mod store;
 pub mod user;
 

@@ -111,17 +111,19 @@ impl Store {
         n
     }
 
-    /// Replaces the whole table (ACL LOAD, start): a table without a
-    /// `default` user gets a fresh one.
+    /// Replaces the whole table (ACL LOAD, start). A table without a
+    /// `default` user keeps the current one (Redis would make a fresh one
+    /// with no password: keel does not open a server that way).
     pub fn load_all(&self, list: Vec<User>) {
         let _w = self.lock();
+        let current = self.snapshot().get("default").cloned();
         let mut users = Users::new();
         for u in list {
             users.insert(u.name.clone(), Arc::new(u));
         }
         users
             .entry("default".into())
-            .or_insert_with(|| Arc::new(User::default_user()));
+            .or_insert_with(|| current.unwrap_or_else(|| Arc::new(User::default_user())));
         self.replace(users);
     }
 }
@@ -139,7 +141,14 @@ mod tests {
         assert!(s.get("a").is_some());
         assert_eq!(s.del_user(&["a", "default", "nobody"]), 1);
         assert!(s.get("default").is_some());
+        let mut locked = User::default_user();
+        locked.nopass = false;
+        s.set_user(locked);
         s.load_all(vec![User::new("b")]);
+        assert!(
+            !s.get("default").unwrap().nopass,
+            "the default user is kept"
+        );
         assert_eq!(
             s.snapshot().keys().cloned().collect::<Vec<_>>(),
             vec!["b", "default"]

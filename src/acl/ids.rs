@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use crate::exec::command::{flags, Spec, COMMANDS};
 use crate::server::commands::command_info::{
-    categories, container, subcommand_categories, CATEGORY_ORDER,
+    acl_keys, categories, container, movable, subcommand_categories, CATEGORY_ORDER,
 };
 
 /// One command or subcommand as ACL rules see it.
@@ -27,6 +27,21 @@ pub struct Entry {
     pub parent: Option<usize>,
     /// AUTH, HELLO, QUIT, RESET: every user may run them.
     pub no_auth: bool,
+    /// A command with one key at a fixed place: whether it reads and
+    /// whether it writes it, worked out once (see `check::key_permissions`).
+    pub single_key: Option<(bool, bool)>,
+}
+
+/// The read/write permissions of a one-key command's key.
+fn single_key(s: &Spec) -> Option<(bool, bool)> {
+    if s.first_key <= 0 || s.first_key != s.last_key || movable(s) {
+        return None;
+    }
+    let argv: Vec<&[u8]> = vec![b"k"; s.first_key as usize + 1];
+    match acl_keys(s, &argv).as_slice() {
+        [(_, read, write)] => Some((*read, *write)),
+        _ => None,
+    }
 }
 
 pub struct Ids {
@@ -60,6 +75,7 @@ fn build() -> Ids {
             subs: Vec::new(),
             parent: None,
             no_auth: s.has(flags::NOAUTH),
+            single_key: single_key(s),
         })
         .collect();
     let mut by_name: HashMap<String, usize, ahash::RandomState> = entries
@@ -79,6 +95,7 @@ fn build() -> Ids {
             subs: Vec::new(),
             parent,
             no_auth: false,
+            single_key: None,
         });
         by_name.insert(name.to_string(), id);
     }

@@ -857,7 +857,8 @@ fn info_of(name: &[u8]) -> Reply {
         .map_or(Reply::NilArray, sub_info)
 }
 
-fn movable(s: &Spec) -> bool {
+/// Whether a command's keys move with its arguments (a count, an option).
+pub fn movable(s: &Spec) -> bool {
     NUMKEYS.iter().any(|(n, _)| *n == s.name) || MOVABLE_OTHERS.contains(&s.name)
 }
 

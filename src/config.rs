@@ -236,6 +236,10 @@ pub struct Flags {
     /// problem, exit non-zero if there is one.
     #[arg(long = "check-config", value_name = "FILE")]
     pub check_config: Option<PathBuf>,
+    /// The ACL file: users loaded at start and by ACL LOAD, written by
+    /// ACL SAVE (`user <name> <rules>` lines, as ACL LIST prints them).
+    #[arg(long)]
+    pub aclfile: Option<PathBuf>,
 }
 
 /// The settings as a file spells them.
@@ -298,6 +302,7 @@ struct FileConfig {
     http_token: Option<String>,
     http_readonly_token: Option<String>,
     http_max_body: Option<toml::Value>,
+    aclfile: Option<PathBuf>,
     /// Redis parameters saved by CONFIG REWRITE, applied at start as
     /// CONFIG SET (see `server::config_rewrite`).
     redis: Option<toml::Table>,
@@ -410,6 +415,8 @@ pub struct Config {
     pub http_token: Option<String>,
     pub http_readonly_token: Option<String>,
     pub http_max_body: u64,
+    /// The ACL file (`--aclfile`), if any.
+    pub aclfile: Option<PathBuf>,
 }
 
 /// Parses "host port" (or "host:port") as REPLICAOF takes it.
@@ -679,6 +686,7 @@ impl Config {
                 .or_else(|| requirepass.clone()),
             http_readonly_token: pick!(flags.http_readonly_token, http_readonly_token)
                 .filter(|t| !t.is_empty()),
+            aclfile: pick!(flags.aclfile, aclfile).filter(|p| !p.as_os_str().is_empty()),
             http_max_body: memory(
                 "http-max-body",
                 &pick_text!(flags.http_max_body, http_max_body),

@@ -54,8 +54,10 @@
 //! - [`http`]: REST, `/health`, `/metrics`; [`script`]: Lua.
 //! - [`security`]: TLS (rustls) for the client and HTTP ports and for the
 //!   links between nodes, and the streams it wraps.
+//! - [`acl`]: ACL users (rules, checks, the user table, ACL file and log).
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
+pub mod acl;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

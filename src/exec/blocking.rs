@@ -201,6 +201,8 @@ pub struct Waiter {
     pub claim: Arc<AtomicBool>,
     pub reply: Arc<Mutex<Option<oneshot::Sender<Reply>>>>,
     pub op: BlockOp,
+    /// The client's ACL user, checked again if users changed meanwhile.
+    pub acl: Arc<crate::acl::paths::BlockedAcl>,
 }
 
 impl Waiter {
@@ -312,6 +314,12 @@ fn serve_key(ls: &LocalShards, shard: usize, db: usize, key: Vec<u8>) {
         w.claim.store(true, Ordering::SeqCst);
         drop(blocked);
         s.unblock(db, &map_key.2);
+        // Users changed since it blocked: it may no longer run (the key
+        // stays for the next waiter).
+        if let Some(refused) = w.acl.recheck() {
+            w.send(refused);
+            continue;
+        }
         if let Some(r) = w.op.attempt(&mut s, &ctx, &map_key.2) {
             w.send(r);
         }
@@ -510,7 +518,8 @@ pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         timeout_reply.clone()
     };
     let waits = keys.into_iter().map(|k| (k, op.clone())).collect();
-    wait_on(conn, waits, timeout, timeout_reply, nil_in_tx).await
+    let acl = crate::acl::paths::BlockedAcl::of(conn, name, a);
+    wait_on(conn, waits, timeout, timeout_reply, nil_in_tx, acl).await
 }
 
 /// Leaves a waiter for each (key, operation), answering at once when a key
@@ -521,6 +530,7 @@ async fn wait_on(
     timeout: Option<Duration>,
     timeout_reply: Reply,
     nil_in_tx: Reply,
+    acl: Arc<crate::acl::paths::BlockedAcl>,
 ) -> Start {
     let router = conn.router.clone();
     let claim = Arc::new(AtomicBool::new(false));
@@ -534,6 +544,7 @@ async fn wait_on(
             claim: claim.clone(),
             reply: reply.clone(),
             op,
+            acl: acl.clone(),
         };
         let k = key.clone();
         if router
@@ -658,7 +669,8 @@ pub async fn start_stream(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         })
         .collect();
     let timeout = r.block.filter(|ms| *ms > 0).map(Duration::from_millis);
-    wait_on(conn, waits, timeout, Reply::NilArray, Reply::NilArray).await
+    let acl = crate::acl::paths::BlockedAcl::of(conn, name, a);
+    wait_on(conn, waits, timeout, Reply::NilArray, Reply::NilArray, acl).await
 }
 
 /// Removes a finished waiter's registrations from every shard.

@@ -368,6 +368,7 @@ pub static COMMANDS: &[Spec] = &[
     conn!("quit", -1, FAST | NOAUTH | STALE | LOADING, "connection", "Closes the connection."),
     conn!("reset", 1, FAST | NOAUTH | STALE | LOADING, "connection", "Resets the connection."),
     conn!("client", -2, ADMIN | STALE | LOADING, "connection", "A container for client connection commands."),
+    conn!("acl", -2, ADMIN | STALE | LOADING, "server", "A container for Access List Control commands."),
     // blocking list and sorted-set pops
     conn!("blpop", -3, WRITE, 1, -2, 1, "list", "Removes and returns the first element in a list. Blocks until an element is available otherwise."),
     conn!("brpop", -3, WRITE, 1, -2, 1, "list", "Removes and returns the last element in a list. Blocks until an element is available otherwise."),

@@ -48,7 +48,7 @@ pub struct Watch {
 /// no shard locks inside EXEC.
 const CONNECTION_ONLY: &[&str] = &[
     "ping", "echo", "select", "time", "client", "command", "config", "hello", "auth", "lastsave",
-    "unwatch",
+    "unwatch", "acl",
 ];
 
 pub fn multi(conn: &mut Conn) -> CmdResult {
@@ -152,6 +152,11 @@ async fn run_locked(conn: &mut Conn, state: MultiState, now: u64) -> CmdResult {
     let mut replies = Vec::with_capacity(state.queued.len());
     for q in state.queued {
         let args: Vec<&[u8]> = q.args.iter().map(|a| &a[..]).collect();
+        // The user's permissions may have changed since it was queued.
+        if let Some(e) = crate::acl::paths::recheck_at_exec(conn, q.spec, &args) {
+            replies.push(Reply::Error(e.to_string().into()));
+            continue;
+        }
         let started = std::time::Instant::now();
         let memory = if q.spec.name == "memory" {
             // MEMORY STATS, DOCTOR...: server-wide, not on a key's shard.

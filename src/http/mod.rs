@@ -208,13 +208,30 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
                     params.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
                 }
             }
-            let (full, read_only) = state.http_tokens();
-            let access =
-                match rest::authorize(token.as_deref(), full.as_deref(), read_only.as_deref()) {
-                    Ok(a) => a,
-                    Err(r) => return Routed::Respond(r),
-                };
+            // A token `user:password` runs the request as that ACL user
+            // (see `crate::acl::paths::rest_token`); the REST tokens run it
+            // as `default`.
+            use crate::acl::{gate, paths, paths::RestToken};
+            let access = match paths::rest_token(conn, token.as_deref()) {
+                RestToken::User(user) => {
+                    gate::login(conn, user);
+                    rest::Access::Full
+                }
+                RestToken::Refused => return Routed::Respond(rest::unauthorized()),
+                RestToken::NotAUser => {
+                    paths::login_default(conn);
+                    let (full, read_only) = state.http_tokens();
+                    match rest::authorize(token.as_deref(), full.as_deref(), read_only.as_deref()) {
+                        Ok(a) => a,
+                        Err(r) => return Routed::Respond(r),
+                    }
+                }
+            };
             if let Some((patterns, names)) = events::subscription(&req.method, path) {
+                if let Some(e) = paths::subscribe_refused(conn, patterns, &names) {
+                    let body = serde_json::json!({ "error": e }).to_string();
+                    return Routed::Respond(Response::json(403, body));
+                }
                 return Routed::Subscribe { patterns, names };
             }
             let call = rest::Call {

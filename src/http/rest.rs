@@ -19,6 +19,9 @@
 //! - `Authorization: Bearer <token>` or `?_token=`: the full token
 //!   (`--http-token`, default the `requirepass` password) or the read-only
 //!   one (`--http-readonly-token`); with neither set no token is asked.
+//!   Those run as the ACL user `default`. A token `<user>:<password>`
+//!   naming an ACL user runs the request as that user, with its
+//!   permissions (a refusal is a 403 with Redis's `NOPERM` error).
 //!
 //! Each HTTP connection runs its commands as one client ([`Conn`]) of the
 //! node, through the same path as RESP: forwarding to the primary from a
@@ -141,6 +144,11 @@ pub fn authorize(
         Some(t) if read_only.is_some_and(|r| same(t, r)) => Ok(Access::ReadOnly),
         _ => Err(error(401, "Unauthorized")),
     }
+}
+
+/// The 401 of a token that authorises nothing.
+pub fn unauthorized() -> Response {
+    error(401, "Unauthorized")
 }
 
 fn error(status: u16, msg: &str) -> Response {
@@ -413,6 +421,10 @@ async fn single(conn: &mut Conn, cmd: Vec<Vec<u8>>, access: Access, enc: Encodin
     }
     match run(conn, &[cmd]).await {
         Ok(replies) => match replies.first() {
+            // An ACL refusal is a 403, as a read-only token's is.
+            Some(r @ Resp::Error(e)) if e.starts_with("NOPERM") => {
+                Response::json(403, outcome(r, enc).to_string())
+            }
             Some(r @ Resp::Error(_)) => Response::json(400, outcome(r, enc).to_string()),
             Some(r) => Response::json(200, outcome(r, enc).to_string()),
             None => error(500, "ERR no reply"),

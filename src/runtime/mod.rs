@@ -250,6 +250,7 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     // configuration.
     crate::server::commands::apply_saved(&state, &config.redis_saved)
         .map_err(RuntimeError::Config)?;
+    state.acl.load_file().map_err(RuntimeError::Config)?;
     let config = state.config();
     install_signal_handlers();
     // Before any executor starts: a node the cluster holds must never take
@@ -734,7 +735,7 @@ async fn accept_clients(
             router.clone(),
             state.clone(),
             info.clone(),
-            config.requirepass.is_none(),
+            state.acl.auto_login(),
         );
         let acceptor = if tls {
             state.tls.as_ref().and_then(|t| t.acceptor())

@@ -66,6 +66,9 @@ pub struct Active {
     /// remembered for client-side caching.
     pub client: u64,
     pub track: bool,
+    /// The caller's ACL user (None: it may run everything): a script's
+    /// commands run with its caller's permissions.
+    pub acl: Option<crate::acl::paths::ScriptAcl>,
 }
 
 thread_local! {
@@ -182,6 +185,29 @@ pub fn raw_table(lua: &Lua) -> mlua::Result<Table> {
                 Value::String(s) => command::lookup(&s.as_bytes()).is_some(),
                 _ => false,
             })
+        })?,
+    )?;
+    raw.set(
+        "acl_check",
+        lua.create_function(|_, args: mlua::Variadic<Value>| {
+            // redis.acl_check_cmd: whether the caller's user may run it.
+            let owned: Vec<Vec<u8>> = args
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Integer(i) => i.to_string().into_bytes(),
+                    Value::Number(n) => number_arg(*n).into_bytes(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let argv: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+            let Some(spec) = argv.first().and_then(|n| command::lookup(n)) else {
+                return Ok(None);
+            };
+            Ok(Some(ACTIVE.with(|a| match a.borrow().as_ref() {
+                Some(Active { acl: Some(acl), .. }) => acl.user.check(spec, &argv).is_ok(),
+                _ => true,
+            })))
         })?,
     )?;
     raw.set("version", crate::REDIS_VERSION)?;
@@ -447,6 +473,9 @@ fn dispatch(active: &mut Active, argv: &[&[u8]]) -> CmdResult {
         return Err(err(
             "ERR Wrong number of args calling Redis command from script",
         ));
+    }
+    if let Some(acl) = &active.acl {
+        acl.check(spec, argv)?;
     }
     let allowed = match spec.kind {
         Kind::Keyed(..) => true,

@@ -70,6 +70,8 @@ struct Setting {
     /// client-side caching (as Redis remembers a script's reads for it).
     client: u64,
     track: bool,
+    /// The caller's ACL user, when it may not run everything.
+    acl: Option<crate::acl::paths::ScriptAcl>,
 }
 
 impl Setting {
@@ -84,6 +86,7 @@ impl Setting {
             resp3: false,
             client: self.client,
             track: self.track,
+            acl: self.acl.clone(),
         }
     }
 }
@@ -205,6 +208,7 @@ async fn invoke(
         allow_oom: flags.allow_oom,
         client: conn.id(),
         track: conn.ctx(now).track,
+        acl: crate::acl::paths::ScriptAcl::of(conn),
     };
     let router = conn.router.clone();
 

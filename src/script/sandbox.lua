@@ -128,11 +128,12 @@ local redis = {
     return false
   end,
   debug = function() end,
-  acl_check_cmd = function(name, ...)
-    if not raw.command_exists(name) then
+  acl_check_cmd = function(...)
+    local allowed = raw.acl_check(...)
+    if allowed == nil then
       error({ err = 'ERR Invalid command passed to redis.acl_check_cmd()' })
     end
-    return true
+    return allowed
   end,
   REDIS_VERSION = raw.version,
   REDIS_VERSION_NUM = raw.version_num,

@@ -27,6 +27,11 @@ pub struct ClientInfo {
     pub pubsub: bool,
     /// In MONITOR mode.
     pub monitor: bool,
+    /// The ACL user the client runs as.
+    pub user: String,
+    /// Its subscriptions (name, is a pattern), kept only while its user's
+    /// channels are restricted (see `acl::gate::note_subscriptions`).
+    pub subscribed: Option<Vec<(Vec<u8>, bool)>>,
     /// How CLIENT KILL and CLIENT UNBLOCK reach the connection.
     pub signal: std::rc::Rc<crate::server::introspect::clients::Signal>,
 }
@@ -61,6 +66,8 @@ impl ClientInfo {
             qbuf: 0,
             pubsub: false,
             monitor: false,
+            user: "default".into(),
+            subscribed: None,
             signal: Default::default(),
         }
     }
@@ -88,7 +95,7 @@ impl ClientInfo {
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
     pub fn line(&self, now_ms: u64) -> String {
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -99,6 +106,7 @@ impl ClientInfo {
             self.db,
             self.qbuf,
             if self.last_cmd.is_empty() { "NULL" } else { &self.last_cmd },
+            self.user,
             if self.proto == Protocol::Resp3 { 3 } else { 2 },
             self.lib_name,
             self.lib_ver,

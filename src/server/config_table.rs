@@ -359,7 +359,7 @@ pub static PARAMS: &[Param] = &[
     ),
     // Security.
     string("requirepass", "").with(APPLIED),
-    string("aclfile", "").with(IMMUTABLE),
+    string("aclfile", "").with(IMMUTABLE | APPLIED),
     int("acllog-max-len", "128", 0, LONG_MAX),
     choice(
         "acl-pubsub-default",

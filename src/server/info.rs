@@ -241,6 +241,7 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
                     keel_shards::tracking::total_items(),
                     st.tracking.counts().1,
                 );
+                st.acl.log.info_stats(w);
             }
             "replication" => {
                 crate::server::commands::replication::info_section(conn, w).await?;

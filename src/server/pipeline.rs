@@ -107,6 +107,7 @@ impl Conn {
         // One core: nothing is ever batched.
         if self.router.executors() == 1
             || !self.authenticated
+            || !self.acl.unrestricted(&self.state.acl)
             || self.multi.is_some()
             || self.subs.active()
             || self.subs.tracking.is_some()

@@ -62,6 +62,8 @@ pub struct ServerState {
     /// TLS, when the configuration asks for it at start (its port and
     /// whether links use it are fixed; its certificates reload).
     pub tls: Option<crate::security::tls::Tls>,
+    /// ACL users and log (see `crate::acl`).
+    pub acl: Arc<crate::acl::Acl>,
 }
 
 pub fn now_ms() -> u64 {
@@ -104,6 +106,10 @@ impl ServerState {
                 config.busy_reply_threshold,
                 config.lua_memory_limit,
             ),
+            acl: Arc::new(crate::acl::Acl::new(
+                config.requirepass.as_deref(),
+                config.aclfile.clone(),
+            )),
             config: RwLock::new(config),
             shards,
             executors,

@@ -29,7 +29,7 @@ use crate::resp::reply::Reply;
 /// Commands with subcommands: Redis reports them with no flags and no keys.
 const CONTAINERS: &[&str] = &[
     "object", "memory", "client", "config", "pubsub", "script", "function", "xgroup", "xinfo",
-    "slowlog", "latency",
+    "slowlog", "latency", "acl",
 ];
 
 /// Commands whose keys follow a `numkeys` argument: (name, index of the
@@ -186,6 +186,92 @@ const fn sub(
 /// subcommand adds its line here): name, arity, flags, key positions,
 /// ACL categories.
 const SUBCOMMANDS: &[Sub] = &[
+    // ACL (src/acl)
+    sub(
+        "acl|cat",
+        -2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
+    sub(
+        "acl|deluser",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|dryrun",
+        -4,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|genpass",
+        -2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
+    sub(
+        "acl|getuser",
+        3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub("acl|help", 2, &["loading", "stale"], (0, 0, 0), &["@slow"]),
+    sub(
+        "acl|list",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|load",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|log",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|save",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|setuser",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|users",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    sub(
+        "acl|whoami",
+        2,
+        &["noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["@slow"],
+    ),
     sub(
         "object|encoding",
         3,
@@ -728,6 +814,12 @@ const SUBCOMMANDS: &[Sub] = &[
     ),
 ];
 
+/// Every subcommand keel describes, with its ACL categories: what ACL
+/// rules such as `+config|get` and `+@admin` name (see `crate::acl::ids`).
+pub fn subcommand_categories() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    SUBCOMMANDS.iter().map(|x| (x.name, x.categories))
+}
+
 fn subcommands_of(parent: &str) -> impl Iterator<Item = &'static Sub> + '_ {
     SUBCOMMANDS
         .iter()
@@ -765,11 +857,12 @@ fn info_of(name: &[u8]) -> Reply {
         .map_or(Reply::NilArray, sub_info)
 }
 
-fn movable(s: &Spec) -> bool {
+/// Whether a command's keys move with its arguments (a count, an option).
+pub fn movable(s: &Spec) -> bool {
     NUMKEYS.iter().any(|(n, _)| *n == s.name) || MOVABLE_OTHERS.contains(&s.name)
 }
 
-fn container(s: &Spec) -> bool {
+pub fn container(s: &Spec) -> bool {
     CONTAINERS.contains(&s.name)
 }
 
@@ -808,7 +901,7 @@ fn flag_names(s: &Spec) -> Vec<&'static str> {
 }
 
 /// Redis's ACL categories, in the order it lists them.
-const CATEGORY_ORDER: &[&str] = &[
+pub const CATEGORY_ORDER: &[&str] = &[
     "@keyspace",
     "@read",
     "@write",
@@ -1035,6 +1128,31 @@ const HELP: &[&str] = &[
     "HELP",
     "    Print this help.",
 ];
+
+/// The keys of a command as ACL checks them: each key's position in
+/// `args` and whether the command reads it and whether it writes it (from
+/// the key flags GETKEYSANDFLAGS reports: `access` reads; `insert`,
+/// `delete` and `update` write). Arguments that do not say (a bad count)
+/// give no keys: the command itself refuses them.
+pub fn acl_keys(s: &Spec, args: &[&[u8]]) -> Vec<(usize, bool, bool)> {
+    if !has_keys(s) {
+        return Vec::new();
+    }
+    let Some((keys, store)) = key_positions(s, args) else {
+        return Vec::new();
+    };
+    keys.into_iter()
+        .filter(|&p| p < args.len())
+        .map(|p| {
+            let f = key_flags(s, p, &store);
+            let read = f.contains(&"access");
+            let write = f
+                .iter()
+                .any(|x| matches!(*x, "insert" | "delete" | "update"));
+            (p, read, write)
+        })
+        .collect()
+}
 
 /// Whether a command names keys at all.
 fn has_keys(s: &Spec) -> bool {

@@ -18,30 +18,9 @@ pub fn ping(a: &[&[u8]]) -> CmdResult {
     }
 }
 
-/// Checks a password against `requirepass` (user "default" only).
-fn check_password(conn: &Conn, user: Option<&[u8]>, pass: &[u8]) -> Result<(), CmdError> {
-    if user.is_some_and(|u| u != b"default") {
-        return Err(CmdError::WrongPass);
-    }
-    match conn.state.config().requirepass {
-        None if user.is_none() => Err(CmdError::other(
-            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        )),
-        None => Ok(()),
-        Some(p) if p.as_bytes() == pass => Ok(()),
-        Some(_) => Err(CmdError::WrongPass),
-    }
-}
-
+/// AUTH [user] password, against the ACL users (`crate::acl::gate`).
 pub fn auth(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
-    let (user, pass) = match a.len() {
-        2 => (None, a[1]),
-        3 => (Some(a[1]), a[2]),
-        _ => return Err(CmdError::Syntax),
-    };
-    check_password(conn, user, pass)?;
-    conn.authenticated = true;
-    Ok(Reply::Ok)
+    crate::acl::gate::auth(conn, a)
 }
 
 fn valid_name(name: &[u8]) -> bool {
@@ -62,11 +41,11 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         i = 2;
     }
     let mut name = None;
-    let mut authed = false;
+    let mut auth = None;
     while i < a.len() {
         if is(a[i], "auth") && i + 2 < a.len() {
-            check_password(conn, Some(a[i + 1]), a[i + 2])?;
-            authed = true;
+            // The last AUTH given is the one tried, as in Redis.
+            auth = Some((a[i + 1], a[i + 2]));
             i += 3;
         } else if is(a[i], "setname") && i + 1 < a.len() {
             if !valid_name(a[i + 1]) {
@@ -83,8 +62,9 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             )));
         }
     }
-    if authed {
-        conn.authenticated = true;
+    if let Some((user, pass)) = auth {
+        let user = crate::acl::gate::authenticate(conn, a[0], user, pass)?;
+        crate::acl::gate::login(conn, user);
     }
     if !conn.authenticated {
         return Err(CmdError::Raw(
@@ -134,7 +114,7 @@ pub async fn reset(conn: &mut Conn) -> CmdResult {
     crate::exec::multi::unwatch_all(conn).await;
     conn.db = 0;
     conn.proto = Protocol::Resp2;
-    conn.authenticated = conn.state.config().requirepass.is_none();
+    crate::acl::gate::reset(conn);
     crate::server::introspect::leave(conn);
     conn.intro.reply = Default::default();
     conn.intro.no_touch = false;

@@ -12,6 +12,7 @@
 //! - [`replication`]: REPLICAOF, ROLE, WAIT, REPLCONF, INFO replication.
 //! - [`persistence`]: SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE, INFO persistence.
 
+pub mod acl;
 pub mod command_info;
 pub mod connection;
 pub mod persistence;
@@ -50,6 +51,7 @@ pub async fn run(
         "shutdown" => return persistence::shutdown(conn, a).await,
         "reset" => connection::reset(conn).await,
         "client" => connection::client(conn, a).await,
+        "acl" => acl::acl(conn, a).await,
         "keys" => keys(conn, a, now).await,
         "scan" => scan(conn, a, now).await,
         "randomkey" => randomkey(conn, now).await,
@@ -331,6 +333,11 @@ fn applied_value(state: &ServerState, c: &Config, stored: &Stored, p: &Param) ->
             .unwrap_or_default(),
         "masterauth" => c.masterauth.clone().unwrap_or_default(),
         "requirepass" => c.requirepass.clone().unwrap_or_default(),
+        "aclfile" => c
+            .aclfile
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         "repl-timeout" => c.repl_timeout.to_string(),
         "repl-backlog-size" => c.repl_backlog_size.to_string(),
         "maxclients" => c.maxclients.to_string(),
@@ -435,7 +442,11 @@ fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
                 stored.remove(p.name);
             }
         }
-        "requirepass" => state.update_config(|c| c.requirepass = text()),
+        "requirepass" => {
+            state.update_config(|c| c.requirepass = text());
+            // The default user's password, as in Redis.
+            state.acl.set_default_password(text().as_deref());
+        }
         "masterauth" => state.update_config(|c| c.masterauth = text()),
         "appendfsync" => {
             state.update_config(|c| c.appendfsync = v.to_string());
@@ -477,6 +488,11 @@ fn apply(state: &ServerState, stored: &mut Stored, p: &'static Param, v: &str) {
             crate::server::introspect::config_changed(p.name, v);
             if p.name == "tracking-table-max-keys" {
                 keel_shards::tracking::set_max_keys(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            if p.name == "acllog-max-len" {
+                state
+                    .acl
+                    .set_log_max(usize::try_from(n).unwrap_or(usize::MAX));
             }
             if p.name == "hll-sparse-max-bytes" {
                 config_table::set_hll_sparse_max_bytes(usize::try_from(n).unwrap_or(usize::MAX));

@@ -61,7 +61,7 @@ impl std::fmt::Debug for Signal {
 }
 
 impl Signal {
-    fn raise(&self, w: Wake) {
+    pub(crate) fn raise(&self, w: Wake) {
         // A kill outranks an unblock.
         if self.wake.get() != Some(Wake::Killed) {
             self.wake.set(Some(w));
@@ -174,6 +174,8 @@ struct Filter {
     kind: Option<&'static str>,
     maxage: Option<u64>,
     skipme: bool,
+    /// USER: clients logged in as this ACL user.
+    user: Option<String>,
 }
 
 fn client_kind(c: &ClientInfo) -> &'static str {
@@ -193,6 +195,7 @@ impl Filter {
             && self
                 .maxage
                 .is_none_or(|age| now.saturating_sub(c.created_ms) / 1000 >= age)
+            && self.user.as_ref().is_none_or(|u| c.user == *u)
             && !(self.skipme && c.id == me)
     }
 }
@@ -235,10 +238,7 @@ fn parse_kill(a: &[&[u8]]) -> Result<Filter, CmdError> {
         } else if is(a[i], "laddr") {
             f.laddr = Some(text(v));
         } else if is(a[i], "user") {
-            // keel has one user.
-            if *v != b"default" {
-                return Err(CmdError::other(format!("No such user '{}'", text(v))));
-            }
+            f.user = Some(text(v));
         } else if is(a[i], "skipme") {
             f.skipme = if is(v, "yes") {
                 true
@@ -298,6 +298,11 @@ pub async fn kill(conn: &Conn, a: &[&[u8]]) -> CmdResult {
         };
     }
     let f = parse_kill(a)?;
+    if let Some(u) = &f.user {
+        if conn.state.acl.store.get(u).is_none() {
+            return Err(CmdError::other(format!("No such user '{u}'")));
+        }
+    }
     Ok(Reply::Int(kill_matching(conn, f).await? as i64))
 }
 

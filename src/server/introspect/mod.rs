@@ -191,11 +191,18 @@ pub fn after(
     if spec.is_some_and(|s| {
         matches!(
             s.name,
-            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "reset"
+            "subscribe"
+                | "psubscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
+                | "reset"
         )
     }) {
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;
+        crate::acl::gate::note_subscriptions(conn);
     }
     reply_mode(conn, out, mark, spec);
 }

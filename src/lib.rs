@@ -52,12 +52,12 @@
 //!   that keeps cross-shard transactions whole, link frames, and the merge
 //!   of a split brain's loser ([`repl::merge`]).
 //! - [`http`]: REST, `/health`, `/metrics`; [`script`]: Lua.
-//! - [`security`]: TLS (rustls) for the client and HTTP ports and for the
-//!   links between nodes, and the streams it wraps.
-//! - [`acl`]: ACL users (rules, checks, the user table, ACL file and log).
+//! - [`security`]: [`security::acl`], ACL users (rules, checks, the user
+//!   table, ACL file and log); [`security::tls`], TLS (rustls) for the
+//!   client and HTTP ports and the links between nodes, and the streams it
+//!   wraps.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
-pub mod acl;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

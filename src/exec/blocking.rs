@@ -202,7 +202,7 @@ pub struct Waiter {
     pub reply: Arc<Mutex<Option<oneshot::Sender<Reply>>>>,
     pub op: BlockOp,
     /// The client's ACL user, checked again if users changed meanwhile.
-    pub acl: Arc<crate::acl::paths::BlockedAcl>,
+    pub acl: Arc<crate::security::acl::paths::BlockedAcl>,
 }
 
 impl Waiter {
@@ -518,7 +518,7 @@ pub async fn start(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         timeout_reply.clone()
     };
     let waits = keys.into_iter().map(|k| (k, op.clone())).collect();
-    let acl = crate::acl::paths::BlockedAcl::of(conn, name, a);
+    let acl = crate::security::acl::paths::BlockedAcl::of(conn, name, a);
     wait_on(conn, waits, timeout, timeout_reply, nil_in_tx, acl).await
 }
 
@@ -530,7 +530,7 @@ async fn wait_on(
     timeout: Option<Duration>,
     timeout_reply: Reply,
     nil_in_tx: Reply,
-    acl: Arc<crate::acl::paths::BlockedAcl>,
+    acl: Arc<crate::security::acl::paths::BlockedAcl>,
 ) -> Start {
     let router = conn.router.clone();
     let claim = Arc::new(AtomicBool::new(false));
@@ -669,7 +669,7 @@ pub async fn start_stream(conn: &mut Conn, name: &str, a: &[&[u8]]) -> Start {
         })
         .collect();
     let timeout = r.block.filter(|ms| *ms > 0).map(Duration::from_millis);
-    let acl = crate::acl::paths::BlockedAcl::of(conn, name, a);
+    let acl = crate::security::acl::paths::BlockedAcl::of(conn, name, a);
     wait_on(conn, waits, timeout, Reply::NilArray, Reply::NilArray, acl).await
 }
 

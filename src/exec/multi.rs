@@ -153,7 +153,7 @@ async fn run_locked(conn: &mut Conn, state: MultiState, now: u64) -> CmdResult {
     for q in state.queued {
         let args: Vec<&[u8]> = q.args.iter().map(|a| &a[..]).collect();
         // The user's permissions may have changed since it was queued.
-        if let Some(e) = crate::acl::paths::recheck_at_exec(conn, q.spec, &args) {
+        if let Some(e) = crate::security::acl::paths::recheck_at_exec(conn, q.spec, &args) {
             replies.push(Reply::Error(e.to_string().into()));
             continue;
         }

@@ -209,9 +209,9 @@ async fn route(req: &Request, body: &[u8], conn: &mut Conn) -> Routed {
                 }
             }
             // A token `user:password` runs the request as that ACL user
-            // (see `crate::acl::paths::rest_token`); the REST tokens run it
+            // (see `crate::security::acl::paths::rest_token`); the REST tokens run it
             // as `default`.
-            use crate::acl::{gate, paths, paths::RestToken};
+            use crate::security::acl::{gate, paths, paths::RestToken};
             let access = match paths::rest_token(conn, token.as_deref()) {
                 RestToken::User(user) => {
                     gate::login(conn, user);

@@ -68,7 +68,7 @@ pub struct Active {
     pub track: bool,
     /// The caller's ACL user (None: it may run everything): a script's
     /// commands run with its caller's permissions.
-    pub acl: Option<crate::acl::paths::ScriptAcl>,
+    pub acl: Option<crate::security::acl::paths::ScriptAcl>,
 }
 
 thread_local! {

@@ -71,7 +71,7 @@ struct Setting {
     client: u64,
     track: bool,
     /// The caller's ACL user, when it may not run everything.
-    acl: Option<crate::acl::paths::ScriptAcl>,
+    acl: Option<crate::security::acl::paths::ScriptAcl>,
 }
 
 impl Setting {
@@ -208,7 +208,7 @@ async fn invoke(
         allow_oom: flags.allow_oom,
         client: conn.id(),
         track: conn.ctx(now).track,
-        acl: crate::acl::paths::ScriptAcl::of(conn),
+        acl: crate::security::acl::paths::ScriptAcl::of(conn),
     };
     let router = conn.router.clone();
 

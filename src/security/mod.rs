@@ -1,4 +1,6 @@
-//! Security: TLS configuration and the streams it wraps.
+//! Security: ACL users ([`acl`]), TLS configuration ([`tls`]) and the
+//! streams TLS wraps ([`stream`]).
 
+pub mod acl;
 pub mod stream;
 pub mod tls;

@@ -113,8 +113,8 @@ pub struct Conn {
     pub routed: bool,
     /// MONITOR, CLIENT REPLY, NO-TOUCH (see `server::introspect`).
     pub intro: crate::server::introspect::ConnIntro,
-    /// The ACL user this connection runs as (see `crate::acl`).
-    pub acl: crate::acl::ConnAcl,
+    /// The ACL user this connection runs as (see `crate::security::acl`).
+    pub acl: crate::security::acl::ConnAcl,
 }
 
 /// The -MISCONF error naming what the log write failed with.
@@ -137,7 +137,7 @@ impl Conn {
         authenticated: bool,
     ) -> Conn {
         let max_string = state.config().proto_max_bulk_len as usize;
-        let acl = crate::acl::ConnAcl::new(&state.acl);
+        let acl = crate::security::acl::ConnAcl::new(&state.acl);
         Conn {
             acl,
             router,
@@ -246,7 +246,7 @@ impl Conn {
                     && !self.subs.active()
                     && !self.state.scripts.busy() =>
             {
-                if let Some(e) = crate::acl::gate::check(self, spec, argv) {
+                if let Some(e) = crate::security::acl::gate::check(self, spec, argv) {
                     return self.reply_err(e, out);
                 }
                 match introspect::memory::memory(self, argv).await {
@@ -309,7 +309,7 @@ impl Conn {
         if !self.authenticated && !spec.has(flags::NOAUTH) {
             return self.reply_err(CmdError::NoAuth, out);
         }
-        if let Some(e) = crate::acl::gate::check(self, spec, argv) {
+        if let Some(e) = crate::security::acl::gate::check(self, spec, argv) {
             return self.reply_err(e, out);
         }
         if self.subs.tracking.is_some() {

@@ -62,8 +62,8 @@ pub struct ServerState {
     /// TLS, when the configuration asks for it at start (its port and
     /// whether links use it are fixed; its certificates reload).
     pub tls: Option<crate::security::tls::Tls>,
-    /// ACL users and log (see `crate::acl`).
-    pub acl: Arc<crate::acl::Acl>,
+    /// ACL users and log (see `crate::security::acl`).
+    pub acl: Arc<crate::security::acl::Acl>,
 }
 
 pub fn now_ms() -> u64 {
@@ -106,7 +106,7 @@ impl ServerState {
                 config.busy_reply_threshold,
                 config.lua_memory_limit,
             ),
-            acl: Arc::new(crate::acl::Acl::new(
+            acl: Arc::new(crate::security::acl::Acl::new(
                 config.requirepass.as_deref(),
                 config.aclfile.clone(),
             )),

@@ -1,18 +1,18 @@
 //! ACL and its subcommands (SETUSER GETUSER DELUSER LIST USERS WHOAMI CAT
-//! GENPASS LOG DRYRUN SAVE LOAD HELP), over the user table of `crate::acl`.
+//! GENPASS LOG DRYRUN SAVE LOAD HELP), over the user table of `crate::security::acl`.
 
 use std::io::Read;
 
-use crate::acl::check::verbose_message;
-use crate::acl::gate::disconnect_users;
-use crate::acl::ids::{self, ids};
-use crate::acl::parse::{has_spaces, set_user};
-use crate::acl::user::{Selector, User};
 use crate::cmd::error::{CmdError, CmdResult};
 use crate::cmd::is;
 use crate::cmd::numbers::parse_i64;
 use crate::exec::command;
 use crate::resp::reply::Reply;
+use crate::security::acl::check::verbose_message;
+use crate::security::acl::gate::disconnect_users;
+use crate::security::acl::ids::{self, ids};
+use crate::security::acl::parse::{has_spaces, set_user};
+use crate::security::acl::user::{Selector, User};
 use crate::server::conn::Conn;
 use crate::server::state::now_ms;
 
@@ -135,7 +135,7 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 return Err(CmdError::other(NO_FILE));
             };
             let users = acl.store.snapshot();
-            crate::acl::file::save(path, users.values().map(|u| &**u)).map_err(|e| {
+            crate::security::acl::file::save(path, users.values().map(|u| &**u)).map_err(|e| {
                 tracing::warn!("ACL SAVE to {}: {e}", path.display());
                 CmdError::other("There was an error trying to save the ACLs. Please check the server logs for more information")
             })?;
@@ -186,7 +186,7 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             if !spec.arity_ok(argv.len()) {
                 return Err(CmdError::other(format!(
                     "wrong number of arguments for '{}' command",
-                    crate::acl::check::command_name(spec, argv)
+                    crate::security::acl::check::command_name(spec, argv)
                 )));
             }
             match user.check(spec, argv) {
@@ -223,7 +223,7 @@ async fn setuser(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
     if old.is_some() {
         // Subscribers whose channels are no longer allowed close, as in
         // Redis.
-        crate::acl::gate::disconnect_revoked_subscribers(conn, new).await?;
+        crate::security::acl::gate::disconnect_revoked_subscribers(conn, new).await?;
     }
     Ok(Reply::Ok)
 }

@@ -186,7 +186,7 @@ const fn sub(
 /// subcommand adds its line here): name, arity, flags, key positions,
 /// ACL categories.
 const SUBCOMMANDS: &[Sub] = &[
-    // ACL (src/acl)
+    // ACL (src/security/acl)
     sub(
         "acl|cat",
         -2,
@@ -815,7 +815,7 @@ const SUBCOMMANDS: &[Sub] = &[
 ];
 
 /// Every subcommand keel describes, with its ACL categories: what ACL
-/// rules such as `+config|get` and `+@admin` name (see `crate::acl::ids`).
+/// rules such as `+config|get` and `+@admin` name (see `crate::security::acl::ids`).
 pub fn subcommand_categories() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
     SUBCOMMANDS.iter().map(|x| (x.name, x.categories))
 }

@@ -18,9 +18,9 @@ pub fn ping(a: &[&[u8]]) -> CmdResult {
     }
 }
 
-/// AUTH [user] password, against the ACL users (`crate::acl::gate`).
+/// AUTH [user] password, against the ACL users (`crate::security::acl::gate`).
 pub fn auth(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
-    crate::acl::gate::auth(conn, a)
+    crate::security::acl::gate::auth(conn, a)
 }
 
 fn valid_name(name: &[u8]) -> bool {
@@ -63,8 +63,8 @@ pub fn hello(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         }
     }
     if let Some((user, pass)) = auth {
-        let user = crate::acl::gate::authenticate(conn, a[0], user, pass)?;
-        crate::acl::gate::login(conn, user);
+        let user = crate::security::acl::gate::authenticate(conn, a[0], user, pass)?;
+        crate::security::acl::gate::login(conn, user);
     }
     if !conn.authenticated {
         return Err(CmdError::Raw(
@@ -114,7 +114,7 @@ pub async fn reset(conn: &mut Conn) -> CmdResult {
     crate::exec::multi::unwatch_all(conn).await;
     conn.db = 0;
     conn.proto = Protocol::Resp2;
-    crate::acl::gate::reset(conn);
+    crate::security::acl::gate::reset(conn);
     crate::server::introspect::leave(conn);
     conn.intro.reply = Default::default();
     conn.intro.no_touch = false;

@@ -202,7 +202,7 @@ pub fn after(
     }) {
         let on = conn.subs.active();
         conn.info.borrow_mut().pubsub = on;
-        crate::acl::gate::note_subscriptions(conn);
+        crate::security::acl::gate::note_subscriptions(conn);
     }
     reply_mode(conn, out, mark, spec);
 }

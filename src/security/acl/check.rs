@@ -243,8 +243,8 @@ pub fn verbose_message(d: Denied, user: &str, spec: &'static Spec, argv: &[&[u8]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::parse::set_user;
     use crate::exec::command::lookup;
+    use crate::security::acl::parse::set_user;
 
     fn user(rules: &str) -> User {
         let args: Vec<&[u8]> = rules.split(' ').map(str::as_bytes).collect();

@@ -99,7 +99,7 @@ pub fn save<'a>(path: &Path, users: impl Iterator<Item = &'a User>) -> std::io::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::parse::set_user;
+    use crate::security::acl::parse::set_user;
 
     #[test]
     fn saved_users_load_back_the_same() {

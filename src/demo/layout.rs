@@ -138,7 +138,12 @@ impl State {
 
     /// The node called `id`, or a usage error that lists the valid ids.
     pub fn node(&self, id: &str) -> Result<&NodeState, DemoError> {
-        self.nodes.iter().find(|n| n.id == id).ok_or_else(|| {
+        Ok(&self.nodes[self.index(id)?])
+    }
+
+    /// The position of node `id` in [`State::nodes`].
+    pub fn index(&self, id: &str) -> Result<usize, DemoError> {
+        self.nodes.iter().position(|n| n.id == id).ok_or_else(|| {
             let ids: Vec<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
             DemoError::Usage(format!("no node {id:?}: the nodes are {}", ids.join(", ")))
         })

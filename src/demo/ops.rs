@@ -96,7 +96,8 @@ pub fn kill(dir: &Path, id: &str) -> Result<(), DemoError> {
                 "{p} is the primary now (term {term}), elected {:.1} s after the kill",
                 killed.elapsed().as_secs_f64()
             );
-            return Ok(());
+            let backups: Vec<&NodeState> = others.iter().copied().filter(|n| n.id != p).collect();
+            return follow(&backups, &p, term, killed);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -105,6 +106,47 @@ pub fn kill(dir: &Path, id: &str) -> Result<(), DemoError> {
         SETTLE_TIMEOUT.as_secs(),
         dir.display()
     )))
+}
+
+/// Waits until each of `backups` is a ready backup of `primary` in `term`
+/// and says how it resynced: the end of the failover.
+fn follow(
+    backups: &[&NodeState],
+    primary: &str,
+    term: u64,
+    since: Instant,
+) -> Result<(), DemoError> {
+    for n in backups {
+        loop {
+            match probe::view(n.port) {
+                Some(v)
+                    if v.ready && v.role == "backup" && v.primary == primary && v.term >= term =>
+                {
+                    println!(
+                        "{} follows it, ready {:.1} s after the kill; it resynced: {}",
+                        n.id,
+                        since.elapsed().as_secs_f64(),
+                        if v.last_sync.is_empty() {
+                            "-"
+                        } else {
+                            &v.last_sync
+                        }
+                    );
+                    break;
+                }
+                _ if since.elapsed() > SETTLE_TIMEOUT => {
+                    return Err(DemoError::Failed(format!(
+                        "{} is not a ready backup of {primary} after {} s; see {}",
+                        n.id,
+                        SETTLE_TIMEOUT.as_secs(),
+                        n.log.display()
+                    )))
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    Ok(())
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -139,14 +181,12 @@ pub fn pause(dir: &Path, id: &str, seconds: u64) -> Result<(), DemoError> {
 /// running node is stopped first), then waits until it serves.
 pub fn restart(dir: &Path, id: &str) -> Result<(), DemoError> {
     let mut state = require_state(dir)?;
-    let k = state
-        .nodes
-        .iter()
-        .position(|n| n.id == id)
-        .ok_or_else(|| state.node(id).err().unwrap_or(DemoError::Usage(id.into())))?;
+    let k = state.index(id)?;
     let node = state.nodes[k].clone();
     if node.running() {
         signal(&node, libc::SIGTERM)?;
+        // A paused node must run to handle SIGTERM.
+        signal(&node, libc::SIGCONT)?;
         if !wait_gone(&node, STOP_TIMEOUT) {
             return Err(DemoError::Failed(format!(
                 "node {id} (pid {}) did not stop within {} s",

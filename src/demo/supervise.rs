@@ -55,12 +55,14 @@ pub fn run(dir: &Path, base_port: u16, shards: Option<usize>) -> Result<(), Demo
     // A node's data holds a fixed number of shards: a reused directory keeps
     // the count it was created with.
     let shards = match (&previous, shards) {
-        (Some(prev), Some(s)) if s != prev.shards => return Err(DemoError::Usage(format!(
+        (Some(prev), Some(s)) if s != prev.shards => {
+            return Err(DemoError::Usage(format!(
             "{} holds data of {} shard(s) per node; start with --shards {} or use another --dir",
             dir.display(),
             prev.shards,
             prev.shards
-        ))),
+        )))
+        }
         (Some(prev), _) => prev.shards,
         (None, Some(s)) => s,
         (None, None) => layout::pick_shards(),

@@ -11,7 +11,9 @@ does. In the ```console blocks there:
   the background here, and its expected output is read from its stdout as
   it comes.
 - A block that starts with a line other than `$ ` goes on with that first
-  terminal's output; `^C` in it is Ctrl-C (SIGINT to `keel demo`).
+  terminal's output; `^C` in it is Ctrl-C typed there (`keel demo` runs on
+  a pseudo-terminal it controls, so the terminal turns it into SIGINT and
+  echoes the `^C`, as a user's does).
 - `...` in an expected line stands for any text (what differs from run to
   run); runs of spaces compare as one space.
 
@@ -25,6 +27,7 @@ test (`KEEL_BIN`), first on PATH.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import random
@@ -33,6 +36,7 @@ import signal
 import socket
 import subprocess
 import time
+import termios
 import tomllib
 from pathlib import Path
 
@@ -95,11 +99,30 @@ class Demo:
                               text=True, timeout=timeout)
 
     def start(self):
+        """`keel demo` in a terminal of its own (a pseudo-terminal it
+        controls), as a user starts it: Ctrl-C there is the terminal's."""
         assert self.proc is None, "the demo is already running"
         self.buf = b""
-        self.proc = subprocess.Popen([KEEL_BIN, "demo"], env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.master, slave = pty.openpty()
+
+        def controlling_tty():  # after setsid: this terminal is the session's
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen([KEEL_BIN, "demo"], env=self.env, stdin=slave, stdout=slave,
+                                     stderr=slave, start_new_session=True, preexec_fn=controlling_tty)
+        os.close(slave)
+        os.set_blocking(self.master, False)
+
+    def _read(self) -> bool:
+        """Appends what the terminal shows to the buffer; False at its end."""
+        try:
+            chunk = os.read(self.master, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:  # EIO: the demo closed the terminal (it exited)
+            return False
+        self.buf += chunk.replace(b"\r\n", b"\n")
+        return bool(chunk)
 
     def read_lines(self, n: int, timeout: float = STEP_TIMEOUT) -> list[str]:
         """The next n lines `keel demo` prints."""
@@ -107,25 +130,26 @@ class Demo:
         while self.buf.count(b"\n") < n:
             if time.monotonic() > deadline:
                 raise AssertionError(f"keel demo printed only {self.buf!r} in {timeout} s")
-            chunk = self.proc.stdout.read()
-            if chunk:
-                self.buf += chunk
-            elif self.proc.poll() is not None and not self.proc.stdout.read():
-                raise AssertionError(f"keel demo exited ({self.proc.returncode}) after {self.buf!r}")
-            else:
-                time.sleep(0.05)
+            if not self._read():
+                raise AssertionError(f"keel demo exited ({self.proc.poll()}) after {self.buf!r}")
+            time.sleep(0.02)
         lines = self.buf.split(b"\n")
         self.buf = b"\n".join(lines[n:])
         return [ln.decode(errors="replace") for ln in lines[:n]]
 
     def interrupt(self) -> int:
-        """Ctrl-C: SIGINT to `keel demo`; its exit code."""
-        self.proc.send_signal(signal.SIGINT)
+        """Ctrl-C typed in the demo's terminal; its exit code. The buffer then
+        holds the rest of what the terminal showed."""
+        os.write(self.master, b"\x03")
         rc = self.proc.wait(timeout=STEP_TIMEOUT)
-        rest = self.proc.stdout.read() or b""
-        self.buf += rest
-        self.proc = None
+        while self._read():
+            pass
+        self.stop_reading()
         return rc
+
+    def stop_reading(self):
+        self.proc = None
+        os.close(self.master)
 
     def state(self) -> dict:
         return tomllib.loads((self.dir / "demo.toml").read_text())
@@ -137,7 +161,7 @@ class Demo:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-            self.proc = None
+            self.stop_reading()
         if (self.dir / "demo.toml").exists():
             self.keel("stop")
             for pid in self.pids().values():
@@ -245,9 +269,9 @@ def test_readme_walkthrough(demo):
                 pids = demo.pids()
                 assert demo.interrupt() == 0
                 assert not any(running(p) for p in pids.values()), f"nodes left running: {pids}"
-                # The demo starts a new line after the terminal's echoed `^C`.
-                after = demo.buf.decode(errors="replace").removeprefix("\n")
-                check_output("keel demo after Ctrl-C", expected, after.rstrip("\n").split("\n"))
+                # The terminal echoed the ^C; the demo went on from a new line.
+                after = demo.buf.decode(errors="replace")
+                check_output("keel demo after Ctrl-C", ["^C", *expected], after.rstrip("\n").split("\n"))
             else:
                 rc, out = run_in_terminal(demo.subst(cmd), demo.env)
                 assert rc == 0, f"{cmd!r} exited {rc}: {out}"
@@ -328,9 +352,11 @@ def test_second_run_reuses_data_and_pause_and_stop(demo):
     assert r.returncode == 0 and r.stdout.strip() == "stopped a, b, c", r
     assert not any(running(p) for p in pids.values())
     assert demo.proc.wait(timeout=20) == 0
-    tail = (demo.buf + (demo.proc.stdout.read() or b"")).decode().splitlines()
+    while demo._read():
+        pass
+    demo.stop_reading()
+    tail = demo.buf.decode().splitlines()
     assert tail[-1] == "no node of the demo runs any more: the demo ends", tail
-    demo.proc = None
 
 
 def test_commands_without_a_demo_say_how_to_start_one(demo):

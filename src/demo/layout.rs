@@ -96,6 +96,7 @@ impl State {
                     id: id.to_string(),
                     zone: zone.to_string(),
                     port: base_port + k,
+                    // keel's defaults for a client port: the nodes get no flag.
                     http_port: base_port + 1000 + k,
                     bus_port: base_port + 20000 + k,
                     peer_port: base_port + 10000 + PEER_SPAN * k,
@@ -210,5 +211,80 @@ impl NodeState {
         };
         let dir = self.dir.to_string_lossy();
         cmdline.split(|&b| b == 0).any(|arg| arg == dir.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn no_two_listeners_share_a_port_at_any_shard_count() {
+        for shards in 1..=PEER_SPAN as usize {
+            let s = State::plan(Path::new("/d"), 6379, shards).unwrap();
+            let mut ports: Vec<u16> = s.ports().into_iter().map(|(p, _)| p).collect();
+            let n = ports.len();
+            assert_eq!(n, 3 * (3 + shards));
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), n, "shards {shards}: a port is used twice");
+        }
+    }
+
+    #[test]
+    fn ports_out_of_range_and_shards_beyond_the_span_are_refused() {
+        assert!(State::plan(Path::new("/d"), 45532, 1).is_ok());
+        assert!(matches!(
+            State::plan(Path::new("/d"), 45533, 1),
+            Err(DemoError::Usage(_))
+        ));
+        assert!(matches!(
+            State::plan(Path::new("/d"), 80, 1),
+            Err(DemoError::Usage(_))
+        ));
+        assert!(matches!(
+            State::plan(Path::new("/d"), 6379, 0),
+            Err(DemoError::Usage(_))
+        ));
+        assert!(matches!(
+            State::plan(Path::new("/d"), 6379, PEER_SPAN as usize + 1),
+            Err(DemoError::Usage(_))
+        ));
+    }
+
+    /// keel's own `--check-config` accepts each node's topology and flags:
+    /// three zones, one region, no listener twice.
+    #[test]
+    fn every_node_passes_check_config() {
+        let dir = std::env::temp_dir().join(format!("keel-demo-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shards = 2;
+        let state = State::plan(&dir, 6379, shards).unwrap();
+        let topology = dir.join("topology.toml");
+        std::fs::write(&topology, state.topology()).unwrap();
+        for n in &state.nodes {
+            let argv = crate::demo::supervise::node_argv("keel", &topology, n, shards);
+            let flags = crate::config::Flags::try_parse_from(&argv).unwrap();
+            let report = crate::cluster::check::check(flags, &topology, 6);
+            assert!(report.problems.is_empty(), "{}", report.render());
+            assert!(report.warnings.is_empty(), "{}", report.render());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn state_survives_a_save_and_load() {
+        let dir = std::env::temp_dir().join(format!("keel-demo-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = State::plan(&dir, 7000, 3).unwrap();
+        s.nodes[1].pid = 4242;
+        s.nodes[1].argv = vec!["keel".into(), "--port".into(), "7001".into()];
+        s.save(&dir).unwrap();
+        assert_eq!(State::load(&dir).unwrap(), Some(s));
+        std::fs::write(state_path(&dir), "base_port = \"x\"").unwrap();
+        assert!(matches!(State::load(&dir), Err(DemoError::State(..))));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(State::load(&dir).unwrap(), None);
     }
 }

@@ -142,7 +142,13 @@ fn link_lag(key: &str, value: &str) -> Option<(String, Lag)> {
 /// Asks one node for its view; `None` when it does not answer (down,
 /// paused, starting).
 pub fn view(port: u16) -> Option<NodeView> {
-    let f = info(port, &["cluster", "replication", "stats"]).ok()?;
+    info(port, &["cluster", "replication", "stats"])
+        .ok()
+        .map(|f| view_of(&f))
+}
+
+/// The view from INFO's cluster, replication and stats fields.
+fn view_of(f: &HashMap<String, String>) -> NodeView {
     let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let role = f.get("cluster_role").cloned().unwrap_or_default();
     let is_primary = role == "primary";
@@ -160,7 +166,7 @@ pub fn view(port: u16) -> Option<NodeView> {
         .map(|(_, v)| v.split(':').next().unwrap_or_default().trim().to_string())
         .collect();
     let mut links: HashMap<String, Lag> = HashMap::new();
-    for (k, v) in &f {
+    for (k, v) in f {
         if let Some((backup, lag)) = link_lag(k, v) {
             let e = links.entry(backup).or_default();
             e.ms = e.ms.max(lag.ms);
@@ -168,7 +174,7 @@ pub fn view(port: u16) -> Option<NodeView> {
         }
     }
     kinds.dedup();
-    Some(NodeView {
+    NodeView {
         term: num("cluster_term"),
         primary: f.get("cluster_primary").cloned().unwrap_or_default(),
         lag_ms: if is_primary { 0 } else { num("replica_lag_ms") },
@@ -181,5 +187,55 @@ pub fn view(port: u16) -> Option<NodeView> {
         },
         links,
         role,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> HashMap<String, String> {
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_primary_sums_each_backups_lag_over_shards() {
+        let v = view_of(&fields(
+            "cluster_role:primary\ncluster_term:3\ncluster_primary:b\ntotal_commands_processed:17\n\
+             shard0_link_a:state=online,sync=partial,acked=9,lag_records=2,lag_bytes=10,lag_ms=4,compress=1\n\
+             shard1_link_a:state=online,sync=partial,acked=9,lag_records=3,lag_bytes=10,lag_ms=7,compress=1\n\
+             shard1_link_a_why:backlog\n\
+             shard0_link_c:state=online,sync=full,acked=9,lag_records=0,lag_bytes=0,lag_ms=0,compress=1\n",
+        ));
+        assert_eq!(
+            (v.role.as_str(), v.term, v.primary.as_str()),
+            ("primary", 3, "b")
+        );
+        assert!(v.ready);
+        assert_eq!(v.commands, 17);
+        assert_eq!(v.links["a"], Lag { ms: 7, records: 5 });
+        assert_eq!(v.links["c"], Lag { ms: 0, records: 0 });
+        assert_eq!(v.links.len(), 2);
+        assert_eq!(v.last_sync, "");
+    }
+
+    #[test]
+    fn a_backup_reports_readiness_lag_and_how_it_synced() {
+        let v = view_of(&fields(
+            "cluster_role:backup\ncluster_term:2\ncluster_primary:b\nreplica_ready:1\nreplica_lag_ms:12\n\
+             shard1_last_sync:full: the backup has no history yet\nshard0_last_sync:partial\n",
+        ));
+        assert!(v.ready);
+        assert_eq!(v.lag_ms, 12);
+        assert_eq!(v.last_sync, "partial,full");
+        let not_ready = view_of(&fields("cluster_role:backup\nreplica_ready:0\n"));
+        assert!(!not_ready.ready);
+        let same = view_of(&fields(
+            "cluster_role:backup\nshard0_last_sync:partial\nshard1_last_sync:partial\n",
+        ));
+        assert_eq!(same.last_sync, "partial");
+    }
 }

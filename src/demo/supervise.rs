@@ -158,6 +158,9 @@ fn check_ports(state: &State) -> Result<(), DemoError> {
 }
 
 /// The command line of one node (the state file keeps it for `restart`).
+/// The bus port is in the topology; the HTTP port is keel's default (the
+/// client port + 1000), which the plan follows, so `--check-config` sees
+/// each node's own.
 pub fn node_argv(exe: &str, topology: &Path, n: &NodeState, shards: usize) -> Vec<String> {
     let mut argv = vec![exe.to_string(), topology.to_string_lossy().into_owned()];
     for (flag, value) in [
@@ -165,8 +168,6 @@ pub fn node_argv(exe: &str, topology: &Path, n: &NodeState, shards: usize) -> Ve
         ("--bind", "127.0.0.1".to_string()),
         ("--port", n.port.to_string()),
         ("--peer-port", n.peer_port.to_string()),
-        ("--bus-port", n.bus_port.to_string()),
-        ("--http-port", n.http_port.to_string()),
         ("--shards", shards.to_string()),
         ("--zone", n.zone.clone()),
         ("--region", layout::REGION.to_string()),

@@ -252,17 +252,33 @@ pub fn stop(dir: &Path) -> Result<(), DemoError> {
 }
 
 /// Stops every running node of `state` with SIGTERM (SIGKILL for one that
-/// outlasts [`STOP_TIMEOUT`], or one paused by SIGSTOP that SIGCONT does not
-/// wake), collecting the supervisor's own `children`. Returns the ids stopped.
+/// outlasts [`STOP_TIMEOUT`]), collecting the supervisor's own `children`.
+/// The backups go first, then the primary: a primary that stopped first
+/// would leave the backups time to hold an election while they stop.
+/// (At the next start they elect anyway: a returning primary waits to hear
+/// who leads rather than assume it still does.) Returns the ids stopped.
 pub fn stop_nodes(state: &State, children: &mut Vec<(String, Child)>) -> Vec<String> {
     let running: Vec<&NodeState> = state.nodes.iter().filter(|n| n.running()).collect();
-    for n in &running {
-        // A paused node must run to handle SIGTERM.
+    let (primaries, backups): (Vec<&NodeState>, Vec<&NodeState>) = running
+        .iter()
+        .partition(|n| probe::view(n.port).is_some_and(|v| v.role == "primary"));
+    stop_group(&backups, children);
+    stop_group(&primaries, children);
+    for (_, c) in children.iter_mut() {
+        let _ = c.wait();
+    }
+    children.clear();
+    running.iter().map(|n| n.id.clone()).collect()
+}
+
+/// SIGTERM to every node of `group` at once, then waits for each.
+fn stop_group(group: &[&NodeState], children: &mut [(String, Child)]) {
+    for n in group {
         let _ = signal(n, libc::SIGTERM);
+        // A paused node must run to handle SIGTERM.
         let _ = signal(n, libc::SIGCONT);
     }
-    let mut stopped = Vec::new();
-    for n in running {
+    for n in group {
         let start = Instant::now();
         loop {
             // Collect it if it is our child: a zombie does not count as running.
@@ -284,11 +300,5 @@ pub fn stop_nodes(state: &State, children: &mut Vec<(String, Child)>) -> Vec<Str
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        stopped.push(n.id.clone());
     }
-    for (_, c) in children.iter_mut() {
-        let _ = c.wait();
-    }
-    children.clear();
-    stopped
 }

@@ -313,10 +313,10 @@ def call(port: int, *args):
 
 
 def test_second_run_reuses_data_and_pause_and_stop(demo):
-    """A second `keel demo` on the same directory starts from the first's data
-    (and its term); `pause` freezes a node and lets it go on; a running demo is
-    not started twice; `keel demo stop` stops every node and the supervisor
-    then ends by itself."""
+    """A second `keel demo` on the same directory starts from the first's data;
+    `pause` freezes a node and lets it go on; `watch --count 2` prints two
+    plain tables; a running demo is not started twice; `keel demo stop` stops
+    every node and the supervisor then ends by itself."""
     demo.start()
     demo.read_lines(18)
     a, b = demo.base, demo.base + 1
@@ -336,7 +336,8 @@ def test_second_run_reuses_data_and_pause_and_stop(demo):
     for port in (a, a + 1, a + 2):
         assert call(port, "GET", "kept") == ("bulk", b"across runs")
         assert call(port, "DEBUG", "DIGEST") == digest
-    assert int(info(a, "cluster")["cluster_term"]) >= 1
+    roles = [line.split()[2] for line in screen[4:7]]
+    assert sorted(roles) == ["backup", "backup", "primary"], screen
 
     r = demo.keel("pause", "c", "2")
     assert r.returncode == 0, r
@@ -346,6 +347,18 @@ def test_second_run_reuses_data_and_pause_and_stop(demo):
         assert time.monotonic() < deadline, "c did not become ready again after the pause"
         time.sleep(0.1)
     assert call(a + 2, "GET", "kept") == ("bulk", b"across runs")
+
+    # Two tables a second apart, in a pipe: plain text, a blank line between.
+    r = demo.keel("watch", "--count", "2")
+    assert r.returncode == 0, r
+    tables = r.stdout.rstrip("\n").split("\n\n")
+    assert len(tables) == 2 and "\x1b" not in r.stdout, r.stdout
+    for t in tables:
+        rows = [line.split() for line in t.splitlines()]
+        assert rows[0][:4] == ["node", "zone", "port", "role"], t
+        assert [row[0] for row in rows[1:]] == ["a", "b", "c"], t
+        assert sorted(row[3] for row in rows[1:]) == ["backup", "backup", "primary"], t
+        assert all(row[7] == "yes" for row in rows[1:]), t  # ready
 
     pids = demo.pids()
     r = demo.keel("stop")

@@ -82,7 +82,11 @@ class Demo:
         self.dir = tmp / "demo"
         self.base = free_base()
         self.env = dict(os.environ)
-        self.env["PATH"] = f"{Path(KEEL_BIN).resolve().parent}:{self.env.get('PATH', '')}"
+        # `keel` on PATH is the binary under test, whatever KEEL_BIN is called.
+        bin_dir = tmp / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "keel").symlink_to(Path(KEEL_BIN).resolve())
+        self.env["PATH"] = f"{bin_dir}:{self.env.get('PATH', '')}"
         self.env["KEEL_DEMO_DIR"] = str(self.dir)
         self.env["KEEL_DEMO_PORT"] = str(self.base)
         self.env.pop("XDG_STATE_HOME", None)

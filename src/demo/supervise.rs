@@ -37,6 +37,7 @@ fn install_stop_handlers() {
 
 /// `keel demo`: runs until Ctrl-C.
 pub fn run(dir: &Path, base_port: u16, shards: Option<usize>) -> Result<(), DemoError> {
+    layout::check_base_port(base_port)?;
     std::fs::create_dir_all(dir).map_err(|e| DemoError::Io(dir.to_path_buf(), e))?;
     let dir = dir
         .canonicalize()

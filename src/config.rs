@@ -34,7 +34,13 @@ pub enum ConfigError {
 
 /// keel: a Redis-compatible, highly available key-value server.
 #[derive(Debug, Parser, Default)]
-#[command(name = "keel", version, about, long_about = None)]
+#[command(
+    name = "keel",
+    version,
+    about,
+    long_about = None,
+    after_help = "Try it: `keel demo` starts a three-zone database on this machine (ports 6379-6381)\nand shows how to fail it over; `keel demo --help` for its commands."
+)]
 pub struct Flags {
     /// TOML configuration file (like redis-server's first argument).
     #[arg(value_name = "CONFIG")]

@@ -56,12 +56,15 @@
 //!   table, ACL file and log); [`security::tls`], TLS (rustls) for the
 //!   client and HTTP ports and the links between nodes, and the streams it
 //!   wraps.
+//! - [`demo`]: `keel demo`, three nodes on one machine and the faults
+//!   (kill, pause, restart) and live view that show a failover.
 //! - The storage engine is the `keel-shards` crate (no I/O).
 
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod exec;
 pub mod http;
 pub mod persist;

@@ -5,6 +5,12 @@ use clap::Parser;
 use keel::config::{Config, Flags};
 
 fn main() {
+    // `keel demo ...` has its own flags; it goes before the server's are
+    // parsed so a config file named as the first argument keeps working.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "demo") {
+        std::process::exit(keel::demo::main(args[1..].to_vec()));
+    }
     let flags = Flags::parse();
     if let Some(path) = flags.check_config.clone() {
         std::process::exit(keel::cluster::check::run(flags, &path));

@@ -7,8 +7,9 @@ PY="${PYTHON:-python3}"
 
 need_apt=()
 # prometheus: test_grafana_dashboard.py runs the dashboard's queries on it.
+# curl: the README's demo walkthrough (test_demo.py) asks /health with it.
 for bin in redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools \
-    prometheus:prometheus; do
+    prometheus:prometheus curl:curl; do
     command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
 if ((${#need_apt[@]})); then

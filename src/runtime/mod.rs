@@ -584,6 +584,15 @@ async fn executor_main(
         });
     }
 
+    // The database's ACL set, loaded whenever the data changes it (on the
+    // executor that owns it).
+    if router.executor_of(router.shard_of(crate::security::acl::shared::ACL_KEY)) == me {
+        spawn(crate::security::acl::shared::watch(
+            router.clone(),
+            state.clone(),
+        ));
+    }
+
     // Active expiry, ten times a second, as Redis's default hz.
     let expiry_local = local.clone();
     spawn(async move {

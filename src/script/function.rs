@@ -12,15 +12,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use keel_shards::{META_DB, META_EPOCH};
+use keel_shards::META_EPOCH;
 
 use crate::cmd::error::{CmdError, CmdResult};
-use crate::cmd::{is, Ctx};
-use crate::exec::command::{self, Kind};
+use crate::cmd::is;
 use crate::exec::local::LocalShards;
-use crate::exec::router::{apply, serve_blocked, Mode};
 use crate::resp::reply::Reply;
 use crate::script::engine;
 use crate::script::library::{self, Catalog, Library, META_KEY};
@@ -67,7 +64,7 @@ fn refresh(
 
 /// The library sources in the stored hash.
 fn stored(ls: &LocalShards, s: usize) -> Result<Vec<String>, CmdError> {
-    let reply = meta_command(ls, s, &[b"hvals", META_KEY], false)?;
+    let reply = crate::exec::meta::command(ls, s, &[b"hvals", META_KEY], false)?;
     let Reply::Array(items) = reply else {
         return Ok(Vec::new());
     };
@@ -78,34 +75,6 @@ fn stored(ls: &LocalShards, s: usize) -> Result<Vec<String>, CmdError> {
             _ => None,
         })
         .collect())
-}
-
-/// Runs one command on `META_DB` of shard `s` (this core's), recorded
-/// like any write.
-fn meta_command(ls: &LocalShards, s: usize, argv: &[&[u8]], write: bool) -> CmdResult {
-    let spec =
-        command::lookup(argv[0]).ok_or_else(|| CmdError::other("internal: no such command"))?;
-    let Kind::Keyed(f, _) = spec.kind else {
-        return Err(CmdError::other("internal: not a keyed command"));
-    };
-    let ctx = Ctx {
-        db: META_DB,
-        now_ms: now_ms(),
-        max_string: usize::MAX,
-        no_touch: false,
-        client: 0,
-        track: false,
-    };
-    let mode = if write { Mode::WRITE } else { Mode::of(spec) };
-    let mut shard = ls.shard(s);
-    apply(f, mode, &mut shard, &ctx, argv)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Parses and runs a library's code: the library, or Redis's error.
@@ -200,27 +169,11 @@ fn change(state: &ServerState, ls: &LocalShards, s: usize, change: Change) -> Cm
             Reply::Ok
         }
     };
-    ls.shard(s).unit_begin();
-    let mut failed = None;
-    for argv in &writes {
-        let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-        if let Err(e) = meta_command(ls, s, &argv, true) {
-            failed = Some(e);
-            break;
-        }
-    }
-    let wrote = ls.shard(s).unit_wrote();
-    let commit = match (wrote, engine::core()) {
-        (true, Some(core)) => core.router.next_commit(),
-        _ => 0,
-    };
-    ls.shard(s).unit_end(commit, &[s as u64]);
-    // Hands the records to the log (and wakes anything they unblock).
-    serve_blocked(ls, s);
-    if let Some(e) = failed {
-        // The catalog is rebuilt from what was written.
-        return Err(e);
-    }
+    let written = crate::exec::meta::write_unit(ls, s, &writes, || {
+        engine::core().map_or(0, |core| core.router.next_commit())
+    });
+    // On failure the catalog is rebuilt from what was written.
+    written?;
     state
         .functions
         .set(META_EPOCH.load(Ordering::Acquire), next);

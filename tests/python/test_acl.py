@@ -800,3 +800,49 @@ def test_rest_tokens_run_as_acl_users(tmp_path):
         c.close()
     finally:
         _checked_stop(s)
+
+
+@pytest.mark.skipif(TARGET != "keel", reason="keel keeps the ACL set with the data")
+def test_users_are_kept_with_the_data_across_a_restart(tmp_path):
+    """The ACL set is the database's, kept with the data (replicated, logged):
+    with no aclfile, users survive a restart through the log; once a set was
+    published, it wins over an aclfile at start."""
+    args = ["--appendonly", "yes"]
+    s = start_keel(tmp_path, shards=2, extra_args=args)
+    try:
+        c = s.client()
+        c.execute_command("ACL", "SETUSER", "gina", "on", ">ginapw", "+@read", "~g:*")
+        c.execute_command("ACL", "SETUSER", "hank", "on", ">hankpw", "+ping")
+        assert c.execute_command("ACL", "DELUSER", "hank") == 1
+        listed = c.execute_command("ACL", "LIST")
+        c.close()
+    finally:
+        _checked_stop(s)
+    aclfile = tmp_path / "users.acl"
+    aclfile.write_text("user ivan on nopass +@all ~*\n")
+    s = start_keel(tmp_path, shards=2, extra_args=args + ["--aclfile", str(aclfile)])
+    try:
+        c = s.client()
+        deadline = time.monotonic() + 10
+        while c.execute_command("ACL", "LIST") != listed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.execute_command("ACL", "LIST") == listed
+        gina = login(s, "gina", "ginapw")
+        assert gina.get("g:1") is None
+        assert "has no permissions to run the 'set' command" in noperm(gina, "SET", "g:1", "x")
+        # ACL LOAD makes the file's users the database's.
+        assert c.execute_command("ACL", "LOAD") == b"OK"
+        assert sorted(c.execute_command("ACL", "USERS")) == [b"default", b"ivan"]
+        c.close()
+    finally:
+        _checked_stop(s)
+    s = start_keel(tmp_path, shards=2, extra_args=args)
+    try:
+        c = s.client()
+        deadline = time.monotonic() + 10
+        while sorted(c.execute_command("ACL", "USERS")) != [b"default", b"ivan"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(c.execute_command("ACL", "USERS")) == [b"default", b"ivan"]
+        c.close()
+    finally:
+        _checked_stop(s)

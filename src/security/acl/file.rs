@@ -14,6 +14,13 @@ pub fn load(path: &Path) -> Result<Vec<User>, String> {
     let name = path.display().to_string();
     let text = std::fs::read(path)
         .map_err(|e| format!("Error loading ACLs, opening file '{name}': {e}"))?;
+    parse(&text, &name)
+}
+
+/// Every user `text` defines (`user <name> <rules>` lines), or the errors
+/// found, each prefixed with `name` and the line number: the ACL file's
+/// format, also the form the database-wide set is kept in (`shared`).
+pub fn parse(text: &[u8], name: &str) -> Result<Vec<User>, String> {
     let mut users: Vec<User> = Vec::new();
     let mut errors = String::new();
     for (i, line) in text.split(|&c| c == b'\n').enumerate() {

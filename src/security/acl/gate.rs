@@ -191,12 +191,15 @@ pub fn reset(conn: &mut Conn) {
 
 /// Closes every connection (on every core) logged in as one of `names`;
 /// the calling connection gets its reply first.
-pub async fn disconnect_users(conn: &Conn, names: Vec<String>) -> Result<(), CmdError> {
+pub async fn disconnect_users(
+    router: &crate::exec::router::Router,
+    names: Vec<String>,
+) -> Result<(), CmdError> {
     use crate::server::introspect::clients::Wake;
     if names.is_empty() {
         return Ok(());
     }
-    conn.router
+    router
         .broadcast(move |ls| {
             for c in ls.clients.borrow().iter() {
                 let c = c.borrow();

@@ -9,6 +9,8 @@
 //! - [`store`]: the user table every core reads (an `Arc` replaced on
 //!   change, an epoch counter that connections compare).
 //! - [`file`]: the `aclfile` (ACL LOAD / ACL SAVE).
+//! - [`shared`]: the set as the database's: kept with the data, so it
+//!   reaches every backup and survives a failover.
 //! - [`log`]: ACL LOG.
 //! - [`gate`]: where a client connection meets all this: login, the check
 //!   before every command, the log entries.
@@ -27,6 +29,7 @@ pub mod ids;
 pub mod log;
 pub mod parse;
 pub mod paths;
+pub mod shared;
 pub mod store;
 pub mod user;
 

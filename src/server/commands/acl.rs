@@ -80,7 +80,11 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
         return Err(CmdError::Arity(format!("acl|{sub}")));
     }
     let acl = conn.state.acl.clone();
-    match (sub.as_str(), a.len()) {
+    if matches!(sub.as_str(), "setuser" | "deluser" | "load") {
+        // The set is the database's: changed on the primary only.
+        crate::security::acl::shared::refuse_on_backup(conn)?;
+    }
+    let r = match (sub.as_str(), a.len()) {
         ("setuser", _) => setuser(conn, a).await,
         ("deluser", _) => {
             if a[2..].iter().any(|n| *n == b"default") {
@@ -98,7 +102,7 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let n = acl.store.del_user(&refs);
             // Their connections close (this one after its reply).
-            disconnect_users(conn, existing).await?;
+            disconnect_users(&conn.router, existing).await?;
             Ok(Reply::Int(n as i64))
         }
         ("getuser", _) => {
@@ -127,7 +131,7 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
                 .collect();
             acl.load_file().map_err(CmdError::other)?;
             // As in Redis, connections of the users replaced close.
-            disconnect_users(conn, before).await?;
+            disconnect_users(&conn.router, before).await?;
             Ok(Reply::Ok)
         }
         ("save", _) => {
@@ -201,7 +205,11 @@ pub async fn acl(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {
             "unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",
             String::from_utf8_lossy(a[1])
         ))),
+    };
+    if r.is_ok() && matches!(sub.as_str(), "setuser" | "deluser" | "load") {
+        crate::security::acl::shared::publish(conn).await?;
     }
+    r
 }
 
 async fn setuser(conn: &mut Conn, a: &[&[u8]]) -> CmdResult {

@@ -17,7 +17,7 @@ per="${1:-60}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(resp records repl_frames bus rest_json dump commands)
+    targets=(resp records repl_frames bus rest_json dump commands acl)
 fi
 seed="${FUZZ_SEED:-$(date +%s)}"
 

@@ -9,6 +9,7 @@
 //! - [`records`]: write-record frames (logs, snapshots, backlog).
 //! - [`repl_frames`]: replication link frames (crc, lz4) and the messages
 //!   inside them.
+//! - [`acl`]: the ACL rule language (SETUSER, the ACL file, the stored set).
 //! - [`bus`]: cluster bus frames and control-plane messages.
 //! - [`dump`]: DUMP payloads, as RESTORE reads them.
 //! - [`rest_json`]: the REST API's JSON command bodies, and its reader of
@@ -36,6 +37,7 @@
 //! One test binary holds every target: linking the server into one binary
 //! rather than seven keeps the ordinary build fast.
 
+mod acl;
 mod bus;
 mod commands;
 #[path = "../common/mod.rs"]

@@ -846,3 +846,24 @@ def test_users_are_kept_with_the_data_across_a_restart(tmp_path):
         c.close()
     finally:
         _checked_stop(s)
+
+
+@pytest.mark.skipif(TARGET != "keel", reason="keel writes %RW~* so that a saved file loads")
+def test_a_read_write_star_pattern_is_saved_so_that_it_loads(tmp_path):
+    """`%RW~*` is a pattern, not the `allkeys` flag (a pattern may follow
+    it); written as `~*` it would read back as the flag and the saved file
+    would be refused (found by the ACL fuzz target)."""
+    aclfile = tmp_path / "users.acl"
+    aclfile.write_text("")
+    s = start_keel(tmp_path, shards=1, extra_args=["--aclfile", str(aclfile)])
+    try:
+        c = s.client()
+        c.execute_command("ACL", "SETUSER", "rw", "on", "nopass", "%RW~*", "~?", "+get")
+        line = [x for x in c.execute_command("ACL", "LIST") if x.startswith(b"user rw ")][0]
+        assert b"%RW~* ~?" in line
+        assert c.execute_command("ACL", "SAVE") == b"OK"
+        assert c.execute_command("ACL", "LOAD") == b"OK"
+        assert [x for x in c.execute_command("ACL", "LIST") if x.startswith(b"user rw ")] == [line]
+        c.close()
+    finally:
+        _checked_stop(s)

@@ -19,10 +19,15 @@ pub struct KeyPattern {
 }
 
 impl KeyPattern {
-    /// `~p`, `%R~p` or `%W~p`.
+    /// `~p`, `%R~p` or `%W~p`. A read-write pattern `*` (made by `%RW~*`)
+    /// is written `%RW~*`: as `~*` it would read back as the `allkeys`
+    /// flag, which refuses any pattern after it, and a saved file (or the
+    /// database's stored set) would no longer load. (Redis writes `~*`
+    /// there and its own ACL LOAD then refuses the file.)
     pub fn describe(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(match self.flags {
-            f if f == READ | WRITE => b"~".as_slice(),
+            f if f == READ | WRITE && self.pattern == b"*" => b"%RW~".as_slice(),
+            f if f == READ | WRITE => b"~",
             READ => b"%R~",
             _ => b"%W~",
         });

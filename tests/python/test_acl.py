@@ -531,6 +531,8 @@ def test_exec_checks_queued_commands_again(srv, admin):
 @pytest.mark.skipif(TARGET != "keel", reason="Redis 7.2's behaviour (7.0 serves the command)")
 def test_a_blocked_command_is_checked_again_when_served(srv, admin):
     acl(admin, "SETUSER", "blk", "on", ">pw", "+@all", "allkeys")
+    stats = lambda: admin.info("commandstats").get("cmdstat_blpop", {})  # noqa: E731
+    before = stats()
     with srv.raw() as raw:
         raw.call("AUTH", "blk", "pw")
         raw.send("BLPOP", "list1", "0")
@@ -545,6 +547,10 @@ def test_a_blocked_command_is_checked_again_when_served(srv, admin):
         assert reply[1].decode()[len("NOPERM "):] in key_denied(srv)
         assert raw.call("PING") == ("simple", b"PONG")
     assert admin.lrange("list1", 0, -1) == [b"foo"], "nothing was popped"
+    # Refused before it ran: a rejected call, not a failed one (Redis 7.2).
+    after = stats()
+    assert after.get("rejected_calls", 0) == before.get("rejected_calls", 0) + 1
+    assert after.get("failed_calls", 0) == before.get("failed_calls", 0)
 
 
 def test_set_get_and_bitfield_key_permissions(srv, admin):

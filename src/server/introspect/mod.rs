@@ -229,13 +229,20 @@ pub fn blocked_done(conn: &mut Conn, out: &mut Vec<u8>, mark: usize) {
             slowlog::record(&argv, us, w);
         }
         // Woken with an error (its key or group gone, CLIENT UNBLOCK
-        // ERROR): a failed call in INFO commandstats and errorstats.
+        // ERROR): a failed call in INFO commandstats and errorstats; one
+        // its user may no longer run (ACL changed while it waited) was
+        // refused before it ran: a rejected call, as Redis 7.2 counts it.
         if out.get(mark) == Some(&b'-') {
             let mut stats = conn.router.local.stats.borrow_mut();
             stats.note_error(&out[mark..]);
             stats.error_replies += 1;
             if let Some(spec) = argv.first().and_then(|n| crate::exec::command::lookup(n)) {
-                stats.by_command[crate::exec::command::index_of(spec)].failed += 1;
+                let c = &mut stats.by_command[crate::exec::command::index_of(spec)];
+                if out[mark..].starts_with(b"-NOPERM") {
+                    c.rejected += 1;
+                } else {
+                    c.failed += 1;
+                }
             }
         }
     }

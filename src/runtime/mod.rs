@@ -617,6 +617,14 @@ async fn executor_main(
             }
             let ms = started.elapsed().as_millis() as u64;
             crate::server::introspect::latency::add_if_needed("expire-cycle", ms);
+            // INFO's instantaneous figures: this core's counters now.
+            let mut stats = expiry_local.stats.borrow_mut();
+            let (c, i, o) = (
+                stats.total_commands,
+                stats.net_input_bytes,
+                stats.net_output_bytes,
+            );
+            stats.rates.sample(now, c, i, o);
         }
     });
 

@@ -142,6 +142,11 @@ pub struct CommandStats {
     /// (`client|list`), which the table does not list.
     pub latency: Vec<Option<Box<Histogram>>>,
     pub sub_latency: std::collections::BTreeMap<String, Histogram>,
+    /// This core's recent command and byte counts (INFO's instantaneous
+    /// figures; see `server::rates`).
+    pub rates: super::rates::Rates,
+    /// The rates of the cores merged into this total ([`CommandStats::merge`]).
+    pub instant: super::rates::PerSecond,
 }
 
 pub use super::histogram::Histogram;
@@ -159,12 +164,15 @@ impl Default for CommandStats {
             errors: Default::default(),
             latency: vec![None; crate::exec::command::COMMANDS.len()],
             sub_latency: Default::default(),
+            rates: Default::default(),
+            instant: Default::default(),
         }
     }
 }
 
 impl CommandStats {
     pub fn merge(&mut self, other: &CommandStats) {
+        self.instant = self.instant + other.instant + other.rates.per_second();
         for (e, s) in self.by_command.iter_mut().zip(&other.by_command) {
             e.calls += s.calls;
             e.usec += s.usec;

@@ -221,11 +221,14 @@ pub async fn info(conn: &Conn, a: &[&[u8]]) -> CmdResult {
             "stats" => {
                 let _ = write!(
                     w,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\npipeline_batches:{}\r\npipeline_batched_commands:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\ntotal_error_replies:{}\r\npipeline_batches:{}\r\npipeline_batched_commands:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n",
                     st.total_connections.load(Ordering::Relaxed),
                     cmd.total_commands,
+                    cmd.instant.ops.round() as u64,
                     cmd.net_input_bytes,
                     cmd.net_output_bytes,
+                    cmd.instant.input_bytes / 1024.0,
+                    cmd.instant.output_bytes / 1024.0,
                     st.rejected_connections.load(Ordering::Relaxed),
                     st.repl.sync_full.load(Ordering::Relaxed),
                     st.repl.sync_partial_ok.load(Ordering::Relaxed),

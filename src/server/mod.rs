@@ -15,5 +15,6 @@ pub mod histogram;
 pub mod info;
 pub mod introspect;
 pub mod pipeline;
+pub mod rates;
 pub mod state;
 pub mod tracking;

@@ -5,6 +5,8 @@ errors in Redis's words."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conftest import _checked_stop, start_keel
@@ -108,3 +110,27 @@ def test_listpack_thresholds_apply_as_in_redis(tmp_path, ref_redis):
                 c.config_set("zset-max-listpack-value", 64)
     finally:
         _checked_stop(keel)
+
+
+def test_instantaneous_rates_follow_the_load(keel, ref_redis):
+    """INFO stats' instantaneous_ops_per_sec and _kbps: above zero while
+    commands flow, back to zero once they stop (a window of about 1.6 s)."""
+    for server in (keel, ref_redis):
+        c = server.client()
+        busy = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            p = c.pipeline(transaction=False)
+            for i in range(200):
+                p.set(f"rate:{i}", "x" * 100)
+            p.execute()
+            busy.append(c.info("stats"))
+        assert max(s["instantaneous_ops_per_sec"] for s in busy) > 0, server.name
+        assert max(s["instantaneous_input_kbps"] for s in busy) > 0, server.name
+        assert max(s["instantaneous_output_kbps"] for s in busy) > 0, server.name
+        deadline = time.monotonic() + 10
+        # (the INFO calls themselves are a few commands a second)
+        while c.info("stats")["instantaneous_ops_per_sec"] > 20:
+            assert time.monotonic() < deadline, f"{server.name}: the rate never fell"
+            time.sleep(0.2)
+        c.close()

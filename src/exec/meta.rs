@@ -14,9 +14,11 @@ use crate::exec::command::{self, Kind};
 use crate::exec::local::LocalShards;
 use crate::exec::router::{apply, serve_blocked, Mode};
 
-/// Runs one command on `META_DB` of shard `s` (this core's), recorded
-/// like any write when `write`.
-pub fn command(ls: &LocalShards, s: usize, argv: &[&[u8]], write: bool) -> CmdResult {
+/// Runs one command on `META_DB` of shard `s` (this core's): a write is
+/// recorded like any write; a read is keel's own, so it counts in no
+/// keyspace hit or miss (and no write is refused for memory: what keel
+/// keeps for itself is small and must not fail).
+pub fn command(ls: &LocalShards, s: usize, argv: &[&[u8]]) -> CmdResult {
     let spec =
         command::lookup(argv[0]).ok_or_else(|| CmdError::other("internal: no such command"))?;
     let Kind::Keyed(f, _) = spec.kind else {
@@ -30,9 +32,8 @@ pub fn command(ls: &LocalShards, s: usize, argv: &[&[u8]], write: bool) -> CmdRe
         client: 0,
         track: false,
     };
-    let mode = if write { Mode::WRITE } else { Mode::of(spec) };
     let mut shard = ls.shard(s);
-    apply(f, mode, &mut shard, &ctx, argv)
+    apply(f, Mode::WRITE, &mut shard, &ctx, argv)
 }
 
 /// Runs `writes` on `META_DB` of shard `s` (this core's) as one unit of
@@ -48,7 +49,7 @@ pub fn write_unit(
     let mut failed = None;
     for argv in writes {
         let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-        if let Err(e) = command(ls, s, &argv, true) {
+        if let Err(e) = command(ls, s, &argv) {
             failed = Some(e);
             break;
         }

@@ -64,7 +64,7 @@ fn refresh(
 
 /// The library sources in the stored hash.
 fn stored(ls: &LocalShards, s: usize) -> Result<Vec<String>, CmdError> {
-    let reply = crate::exec::meta::command(ls, s, &[b"hvals", META_KEY], false)?;
+    let reply = crate::exec::meta::command(ls, s, &[b"hvals", META_KEY])?;
     let Reply::Array(items) = reply else {
         return Ok(Vec::new());
     };

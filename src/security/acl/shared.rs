@@ -155,7 +155,7 @@ pub async fn watch(router: Rc<Router>, state: Arc<ServerState>) {
         seen = epoch;
         let read = router
             .on_local(s, None, move |ls| {
-                meta::command(ls, s, &[b"hgetall", ACL_KEY], false)
+                meta::command(ls, s, &[b"hgetall", ACL_KEY])
             })
             .await;
         let Ok(Ok(reply)) = read else {

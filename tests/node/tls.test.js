@@ -1,8 +1,9 @@
 'use strict'
-// ioredis and node-redis over TLS: keel started with --tls-port and a test CA
-// (examples/test_certs.rs), client certificates required (tls-auth-clients
-// yes, the default). keel only: the stand-in redis-server and the backup
-// cluster are started without TLS.
+// ioredis and node-redis over TLS, and @upstash/redis over HTTPS: keel
+// started with --tls-port, --http-tls and a test CA (examples/test_certs.rs),
+// client certificates required on the TLS port (tls-auth-clients yes, the
+// default). keel only: the stand-in redis-server and the backup cluster are
+// started without TLS.
 
 const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
@@ -15,7 +16,7 @@ const { createClient } = require('redis')
 const { startServer, within, freePort, TARGET, KEEL_BIN, HOST } = require('./server')
 
 const skip = TARGET !== 'keel' && `keel's TLS port (target ${TARGET})`
-let server, tlsPort, certDir
+let server, tlsPort, httpPort, certDir
 const clients = []
 
 function tlsOptions (cert = 'client') {
@@ -30,9 +31,11 @@ before(async () => {
   certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'keel-node-certs-'))
   execFileSync(path.join(path.dirname(KEEL_BIN), 'examples', 'test_certs'), [certDir])
   tlsPort = await freePort()
+  httpPort = await freePort()
   server = await startServer({
     args: ['--tls-port', String(tlsPort), '--tls-cert-file', path.join(certDir, 'server.crt'),
-      '--tls-key-file', path.join(certDir, 'server.key'), '--tls-ca-cert-file', path.join(certDir, 'ca.crt')]
+      '--tls-key-file', path.join(certDir, 'server.key'), '--tls-ca-cert-file', path.join(certDir, 'ca.crt'),
+      '--http-port', String(httpPort), '--http-tls', 'yes', '--http-token', 'full-token']
   })
 })
 
@@ -80,6 +83,41 @@ describe('TLS', { skip, timeout: 60000 }, () => {
     await within(5000, c.connect(), 'node-redis tls connect')
     await c.hSet('{tls}h', { a: '1', b: 'two' })
     assert.deepEqual({ ...(await c.hGetAll('{tls}h')) }, { a: '1', b: 'two' })
+  })
+
+  it('@upstash/redis over HTTPS, as an ACL user and with the REST token', async () => {
+    // The SDK uses fetch, which trusts the test CA only through
+    // NODE_EXTRA_CA_CERTS, read when node starts: so a child node runs it.
+    const admin = new Redis({ host: HOST, port: tlsPort, tls: tlsOptions(), lazyConnect: true })
+    clients.push(admin)
+    await admin.connect()
+    assert.equal(await admin.call('ACL', 'SETUSER', 'webapp', 'on', '>web-pw', '~web:*', '+@read', '+@write'), 'OK')
+    const script = `
+      const { Redis } = require('@upstash/redis')
+      const url = process.argv[1]
+      const out = {}
+      ;(async () => {
+        const user = new Redis({ url, token: 'webapp:web-pw', enableTelemetry: false })
+        out.set = await user.set('web:greeting', 'hello over https')
+        out.get = await user.get('web:greeting')
+        try { await user.set('other', 'x'); out.denied = 'no' } catch (e) { out.denied = String(e.message) }
+        const full = new Redis({ url, token: 'full-token', enableTelemetry: false })
+        out.full = await full.get('web:greeting')
+        console.log(JSON.stringify(out))
+      })().catch(e => { console.log(JSON.stringify({ error: String(e) })); process.exit(1) })
+    `
+    const { execFileSync } = require('node:child_process')
+    const stdout = execFileSync(process.execPath, ['-e', script, `https://localhost:${httpPort}`], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(certDir, 'ca.crt') },
+      cwd: __dirname,
+      timeout: 30000
+    }).toString()
+    const out = JSON.parse(stdout.trim().split('\n').pop())
+    assert.equal(out.set, 'OK')
+    assert.equal(out.get, 'hello over https')
+    assert.match(out.denied, /NOPERM/)
+    assert.equal(out.full, 'hello over https')
+    assert.equal(await admin.get('web:greeting'), 'hello over https')
   })
 
   it('a client without a certificate, or with one from another CA, is refused', async () => {

@@ -24,6 +24,18 @@ pub struct Peers {
     pub configured: Option<String>,
 }
 
+impl Peers {
+    /// The sync backup an unconfigured primary picks among the connected
+    /// backups: another zone's first, then the lowest id.
+    fn choose(&self) -> Option<String> {
+        let zone_of = |b: &String| self.same_zone.get(b).copied().unwrap_or(false);
+        self.links
+            .keys()
+            .min_by_key(|b| (zone_of(b), (*b).clone()))
+            .cloned()
+    }
+}
+
 pub struct ReplShared {
     /// The primary this node follows (its client address), if any.
     master: Mutex<Option<(String, u16)>>,
@@ -341,13 +353,7 @@ impl ReplShared {
         // An elected (not configured) sync backup that is wholly gone hands
         // over to a backup still connected.
         if p.configured.is_none() && p.sync.as_deref() == Some(id) && !p.links.contains_key(id) {
-            // Another zone's backup first, then the lowest id.
-            let zone_of = |b: &String| p.same_zone.get(b).copied().unwrap_or(false);
-            p.sync = p
-                .links
-                .keys()
-                .min_by_key(|b| (zone_of(b), (*b).clone()))
-                .cloned();
+            p.sync = p.choose();
         }
     }
 
@@ -375,12 +381,7 @@ impl ReplShared {
             None => {
                 p.configured = None;
                 if !p.sync.as_ref().is_some_and(|s| p.links.contains_key(s)) {
-                    let zone_of = |b: &String| p.same_zone.get(b).copied().unwrap_or(false);
-                    p.sync = p
-                        .links
-                        .keys()
-                        .min_by_key(|b| (zone_of(b), (*b).clone()))
-                        .cloned();
+                    p.sync = p.choose();
                 }
                 Ok(())
             }

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
 use crate::common::Keel;
-use crate::config;
+use crate::{config, multibulk};
 
 /// Commands left out: they stop or reconfigure the server, open
 /// connections elsewhere, change the connection's mode (silenced or pushed
@@ -193,16 +193,6 @@ fn arg() -> impl Strategy<Value = Vec<u8>> {
         1 => prop::collection::vec(any::<u8>(), 0..8),
         1 => (0usize..300).prop_map(|n| vec![b'x'; n]),
     ]
-}
-
-fn multibulk(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// A client that reads exactly one reply per request.

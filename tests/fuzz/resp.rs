@@ -9,7 +9,7 @@ use keel::resp::reply::Reply;
 use keel::resp::{encode, parse, Limits, Parsed, Protocol, ProtocolError, Source};
 use proptest::prelude::*;
 
-use crate::{bytes, config, cuts, largest_allocation, mutate, mutations};
+use crate::{bytes, config, cuts, largest_allocation, multibulk, mutate, mutations};
 
 type Args = Vec<Vec<u8>>;
 
@@ -47,16 +47,6 @@ fn run(buf: &[u8], limits: &Limits) -> Result<(Parsed, Args), ProtocolError> {
         })
         .collect();
     Ok((p, args))
-}
-
-fn multibulk(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// The requests a connection gets from `input` arriving in pieces that end

@@ -25,13 +25,12 @@ DBSIZE is 0, so the next test starts from an empty keyspace everywhere.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from conftest import (HOST, KEEL_BIN, START_TIMEOUT, Server, ServerStartError, _die_with_parent,
-                      _live_servers, free_port)
+                      _live_servers, free_port, port_free)
 from respclient import RespConnection
 
 # Shards per node: 4, as the shards4 variant, so keys of one test land on
@@ -42,15 +41,6 @@ PRIMARY, FRONT = "a", "b"
 READY_TIMEOUT = 20.0  # s for the cluster to elect `a` and stream to both backups
 FLUSH_TIMEOUT = 10.0  # s for a FLUSHALL to reach every node
 START_ATTEMPTS = 3  # whole-cluster starts (new ports each time) when a port was taken
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port_block(n: int, avoid: set[int]) -> int:
@@ -64,7 +54,7 @@ def free_port_block(n: int, avoid: set[int]) -> int:
         block = range(base, base + n)
         if base + n - 1 > 65535 or any(p in avoid for p in block):
             continue
-        if all(_port_free(p) for p in block):
+        if all(port_free(p) for p in block):
             return base
     raise ServerStartError(f"found no {n} consecutive free ports")
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOST, KEEL_BIN, REPO
+from conftest import HOST, KEEL_BIN, REPO, port_free
 from respclient import RespConnection
 
 README = REPO / "README.md"
@@ -54,22 +54,13 @@ PORT_OFFSETS = [0, 1, 2, 1000, 1001, 1002, 20000, 20001, 20002] + list(range(100
 STEP_TIMEOUT = 60.0  # s for one README command or one block of `keel demo` output
 
 
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_base() -> int:
     """A base port whose every demo port is free. Bases from 10000 to 12000 keep
     all of them (up to base + 20002) below the kernel's ephemeral range, where
     the other tests' ports come from."""
     for _ in range(500):
         base = random.randrange(10000, 12000)
-        if all(_free(base + off) for off in PORT_OFFSETS):
+        if all(port_free(base + off) for off in PORT_OFFSETS):
             return base
     raise RuntimeError("no free block of demo ports")
 
@@ -301,7 +292,7 @@ def test_port_taken_is_refused(demo):
     assert "keel demo --port" in r.stderr
     assert not (demo.dir / "demo.toml").exists()
     assert not (demo.dir / "a").exists()
-    assert all(_free(demo.base + off) for off in (0, 2, 1000, 20000))
+    assert all(port_free(demo.base + off) for off in (0, 2, 1000, 20000))
 
 
 def info(port: int, section: str) -> dict[str, str]:

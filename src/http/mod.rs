@@ -269,7 +269,8 @@ pub async fn serve(stream: crate::runtime::TcpStream, router: Rc<Router>, state:
         None => serve_with(stream, conn).await,
         Some(a) => {
             let handshake = a.accept(crate::security::stream::Queued(stream));
-            match crate::runtime::timeout(Duration::from_secs(10), handshake).await {
+            match crate::runtime::timeout(crate::security::tls::HANDSHAKE_TIMEOUT, handshake).await
+            {
                 Some(Ok(s)) => serve_with(s, conn).await,
                 Some(Err(e)) => tracing::info!("HTTPS handshake with {peer} failed: {e}"),
                 None => tracing::info!("HTTPS handshake with {peer} timed out"),

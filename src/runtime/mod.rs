@@ -770,7 +770,7 @@ async fn accept_clients(
                 Some(a) => {
                     let peer = info.borrow().addr.clone();
                     let handshake = a.accept(crate::security::stream::Queued(stream));
-                    match timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                    match timeout(crate::security::tls::HANDSHAKE_TIMEOUT, handshake).await {
                         Some(Ok(s)) => {
                             local.clients.borrow_mut().push(info.clone());
                             conn::serve(s, conn).await;
@@ -785,9 +785,6 @@ async fn accept_clients(
         });
     }
 }
-
-/// How long a TLS client has to finish its handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests;

@@ -91,7 +91,7 @@ impl PeerStream {
             return Ok(PeerStream::Plain(s));
         };
         let handshake = acceptor.accept(Queued(s));
-        match crate::runtime::timeout(std::time::Duration::from_secs(10), handshake).await {
+        match crate::runtime::timeout(super::tls::HANDSHAKE_TIMEOUT, handshake).await {
             Some(Ok(t)) => Ok(PeerStream::Tls(Box::new(
                 futures_rustls::TlsStream::Server(t),
             ))),

@@ -29,6 +29,9 @@ use futures_rustls::rustls::{
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use thiserror::Error;
 
+/// How long a client or a peer has to finish a TLS handshake it started.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Whether clients of the TLS port must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthClients {

@@ -556,7 +556,6 @@ impl Conn {
     }
 }
 
-/// Serves one client until it disconnects, misbehaves or says QUIT.
 /// A client connection's byte stream: a socket, or a TLS session on one.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Written bytes may wait in the stream (a TLS session's records when
@@ -579,6 +578,7 @@ pub async fn send<S: Transport>(stream: &mut S, bytes: &[u8]) -> std::io::Result
     Ok(())
 }
 
+/// Serves one client until it disconnects, misbehaves or says QUIT.
 pub async fn serve<S: Transport>(mut stream: S, mut conn: Conn) {
     let config = conn.state.config();
     let limits = Limits {
@@ -974,10 +974,7 @@ async fn write_out<S: Transport>(
     conn: &mut Conn,
 ) -> std::io::Result<()> {
     finish_replies(conn, out).await?;
-    stream.write_all(out).await?;
-    if S::BUFFERS {
-        stream.flush().await?;
-    }
+    send(stream, out).await?;
     conn.router.local.stats.borrow_mut().net_output_bytes += out.len() as u64;
     out.clear();
     if out.capacity() > 4 * FLUSH_AT {

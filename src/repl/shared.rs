@@ -376,19 +376,30 @@ impl ReplShared {
 
     /// The membership changed: `eligible` may be the sync backup from now
     /// on. A sync backup no longer eligible (removed, say) hands over to a
-    /// connected one that is, as when its links close.
+    /// connected one that is, as when its links close; a configured one
+    /// that is no longer eligible is forgotten.
     pub fn set_sync_eligible(&self, eligible: std::collections::HashSet<String>) {
         let mut p = lock(&self.peers);
         p.eligible = Some(eligible);
         if p.configured.as_deref().is_some_and(|c| !p.may_sync(c)) {
             p.configured = None;
         }
-        let keep = p
-            .sync
-            .as_deref()
-            .is_some_and(|s| p.may_sync(s) && p.links.contains_key(s));
-        if !keep && p.configured.is_none() {
-            p.sync = p.choose();
+        if p.configured.is_some() {
+            return;
+        }
+        // Placement is re-evaluated with the members: a sync backup that
+        // left or stopped voting hands over, and one in this node's zone
+        // gives way to a voter in another zone (a new one, say).
+        let keep = p.sync.as_deref().is_some_and(|s| {
+            let other_zone = p.same_zone.get(s) == Some(&false);
+            p.may_sync(s) && p.links.contains_key(s) && other_zone
+        });
+        if !keep {
+            if let Some(better) = p.choose() {
+                p.sync = Some(better);
+            } else if !p.sync.as_deref().is_some_and(|s| p.may_sync(s)) {
+                p.sync = None;
+            }
         }
     }
 

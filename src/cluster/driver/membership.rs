@@ -263,10 +263,41 @@ impl Driver {
             list.version,
             topo.member_list()
         );
-        self.topo = topo;
+        let moved = topo
+            .peers
+            .iter()
+            .any(|p| self.topo.by_name(&p.name).is_some_and(|o| o.id != p.id));
+        let old = std::mem::replace(&mut self.topo, topo);
+        if moved {
+            // Only a node that started from another `[[nodes]]` than the
+            // database's numbers members otherwise: start its control
+            // state afresh, keeping the term and its vote.
+            tracing::info!("cluster: members are numbered otherwise in the database's list; control state rebuilt");
+            let by_name = |id: Option<NodeId>| {
+                id.and_then(|i| old.peer(i))
+                    .and_then(|p| self.topo.by_name(&p.name))
+                    .map(|p| p.id)
+            };
+            // Who leads is learned again from the next ping (a Follow).
+            let vote = by_name(self.node.voted_for());
+            let mut node = Node::new(
+                self.topo.me,
+                self.topo.cluster.clone(),
+                control_config(&self.state.config()),
+                seed(),
+                self.now(),
+                self.node.term(),
+                None,
+            );
+            node.restore_vote(vote);
+            self.node = node;
+            self.following = None;
+            self.heard.clear();
+        } else {
+            self.node.set_cluster(self.topo.cluster.clone());
+        }
         self.persist();
         self.bus.set_peers(&self.topo);
-        self.node.set_cluster(self.topo.cluster.clone());
         self.members_changed();
     }
 

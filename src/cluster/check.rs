@@ -13,13 +13,14 @@
 //!   HTTP port, of every member on that host;
 //! - every member has a zone and a region; the primary and the sync backup
 //!   are data nodes (an arbiter votes but holds no data);
-//! - `node-id`, when given, names a member;
+//! - `node-id`, when given, names a member (else a warning: such a node
+//!   starts waiting to be added online, `KEEL NODE ADD`);
 //! - losing any one zone leaves a majority of voters and a data node (else a
 //!   warning: the database would not survive that zone's outage);
 //! - `shards` suits this machine.
 //!
 //! A *problem* is something a start would refuse or that cannot work (a
-//! port clash, an unknown node-id); a *warning* is a layout that works but
+//! port clash); a *warning* is a layout that works but
 //! is fragile. Every problem is listed, not just the first; the exit code is
 //! 0 when there is none.
 //!
@@ -419,8 +420,10 @@ fn topology(nodes: &[NodeSpec], s: &Settings, shards: usize, r: &mut Report) {
     }
     let me = s.node_id.as_deref();
     match me {
-        Some(id) if !seen.contains_key(id) => r.problem(format!(
-            "node-id {id:?} is not in [[nodes]] ({})",
+        // A node started outside the list waits to be added online: a
+        // typo looks the same, so it is said, not refused.
+        Some(id) if !seen.contains_key(id) => r.warn(format!(
+            "node-id {id:?} is not in [[nodes]] ({}): it will start waiting to be added by the primary (KEEL NODE ADD {id} ...); if that is not meant, fix the id",
             names(nodes.iter())
         )),
         Some(_) => {}

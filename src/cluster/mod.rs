@@ -27,11 +27,14 @@
 //! - `PauseWrites` / `ResumeWrites` → the safety check's `-CLUSTERDOWN`.
 //!
 //! # Layout
-//! - [`topology`]: members, their numbers and addresses.
+//! - [`members`]: the versioned member list, and how it changes online.
+//! - [`topology`]: the list seen from this node: numbers and addresses.
 //! - [`wire`]: bus frames (crc32, version, per-link counter) and messages.
 //! - [`bus`]: the links, on threads of their own.
 //! - [`file`](mod@file): the cluster file (term, vote, primary, history).
-//! - [`driver`]: the loop that ties them to the control plane.
+//! - [`driver`]: the loop that ties them to the control plane; its
+//!   `membership` part adopts newer lists and, on the primary, takes the
+//!   steps of a membership change.
 //! - [`check`]: `--check-config`, a topology checked before any start.
 
 pub mod bus;

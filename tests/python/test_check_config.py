@@ -96,11 +96,13 @@ def test_every_problem_is_listed_and_the_exit_code_says_so(tmp_path):
         + node("c", "bad host:7", "z1")                # not HOST:PORT
         + node("d", "127.0.0.1:7200", "", "")          # no zone, no region
         + node("e", "127.0.0.1:7300", "z2", extra='colour = "red"'))  # unknown key
-    rc, out, problems, _ = check(f)
+    rc, out, problems, warnings = check(f)
     assert rc != 0, out
+    # A node-id outside [[nodes]] starts waiting to be added: said, not refused.
+    assert any(w.startswith("node-id \"nobody\" is not in [[nodes]]") and "KEEL NODE ADD" in w
+               for w in warnings), f"{warnings}\n{out}"
     want = [
         "2 [[nodes]] entries share the id \"a\"",
-        "node-id \"nobody\" is not in [[nodes]]",
         "primary \"x\" is not in [[nodes]]",
         "node \"c\": client address \"bad host:7\" is not HOST:PORT",
         "node \"d\" has no zone",

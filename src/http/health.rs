@@ -39,12 +39,14 @@ pub async fn health(router: &Router, state: &ServerState, primary_only: bool) ->
     let backup_ready = replication::is_ready(state, &views);
     let (role, term, majority, paused) = if state.cluster.is_active() {
         let v = state.cluster.view();
-        let ok = v
-            .members
-            .iter()
+        // The majority that matters is of the voters (a learner still
+        // copying does not count either way).
+        let voters = v.members.iter().filter(|m| m.voter);
+        let ok = voters
+            .clone()
             .filter(|m| matches!(m.state, "myself" | "ok"))
             .count();
-        (v.role, v.term, ok > v.members.len() / 2, v.writes_paused)
+        (v.role, v.term, ok > voters.count() / 2, v.writes_paused)
     } else {
         let role = if state.repl.is_backup() {
             "backup"

@@ -343,6 +343,11 @@ fn cluster(reg: &mut Registry, v: &crate::cluster::ClusterView) {
         "cluster_member_write_progress",
         "The member's writes applied, summed over its shards, by its latest ping",
     );
+    let voter = gauge_family(
+        reg,
+        "cluster_member_voter",
+        "1 if the member votes, 0 for a learner still copying",
+    );
     for m in &v.members {
         let who = |extra: Option<(&'static str, String)>| {
             let mut l: Labels = vec![("member", m.name.clone()), ("zone", m.zone.clone())];
@@ -361,12 +366,19 @@ fn cluster(reg: &mut Registry, v: &crate::cluster::ClusterView) {
                 .set(i64::try_from(ms).unwrap_or(i64::MAX));
         }
         serving.get_or_create(&who(None)).set(i64::from(m.serving));
+        voter.get_or_create(&who(None)).set(i64::from(m.voter));
         if let Some(seq) = m.total_seq {
             progress
                 .get_or_create(&who(None))
                 .set(i64::try_from(seq).unwrap_or(i64::MAX));
         }
     }
+    gauge(
+        reg,
+        "cluster_members_version",
+        "Version of the member list this node holds (0: the configuration's)",
+        i64::try_from(v.members_version).unwrap_or(i64::MAX),
+    );
     counter(
         reg,
         "cluster_elections",

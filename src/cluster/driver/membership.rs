@@ -502,3 +502,73 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(version: u64, names: &[&str], zone: &str) -> MemberList {
+        MemberList {
+            version,
+            term: version,
+            next_id: names.len() as NodeId,
+            members: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Entry {
+                    id: i as NodeId,
+                    name: n.to_string(),
+                    zone: zone.into(),
+                    region: "r".into(),
+                    client: ("10.0.0.1".into(), 6379 + i as u16),
+                    bus: ("10.0.0.1".into(), 26379 + i as u16),
+                    arbiter: false,
+                    voter: true,
+                    replaces: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn file(recorded: MemberList, config_digest: u32) -> ClusterFile {
+        ClusterFile {
+            term: 3,
+            list: Some(recorded),
+            config_digest,
+            ..ClusterFile::default()
+        }
+    }
+
+    fn names(w: &[Wanted]) -> Vec<String> {
+        w.iter()
+            .map(|w| match w {
+                Wanted::Add(e) => format!("+{}", e.name),
+                Wanted::Remove(n) => format!("-{n}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_recorded_list_wins_and_only_a_changed_configuration_asks_for_changes() {
+        let abc = list(0, &["a", "b", "c"], "z1");
+        // No file: the configuration.
+        assert_eq!(boot_list(&abc, None).0, abc);
+        // A version-0 file of the same members: the configuration's zones.
+        let moved = list(0, &["a", "b", "c"], "z9");
+        let (l, w) = boot_list(&moved, Some(&file(abc.clone(), abc.digest())));
+        assert_eq!((l, w.len()), (moved.clone(), 0));
+        // Members changed online (version 2): an unchanged configuration
+        // asks for nothing, whatever it lists.
+        let online = list(2, &["a", "b", "d"], "z1");
+        let (l, w) = boot_list(&abc, Some(&file(online.clone(), abc.digest())));
+        assert_eq!((l, w.len()), (online.clone(), 0));
+        // An edited configuration asks for its difference with the list.
+        let abce = list(0, &["a", "b", "c", "e"], "z1");
+        let (l, w) = boot_list(&abce, Some(&file(online.clone(), abc.digest())));
+        assert_eq!(l, online);
+        assert_eq!(names(&w), ["+c", "+e", "-d"]);
+        // A version-0 file the configuration no longer matches: the file.
+        let (l, w) = boot_list(&abce, Some(&file(abc.clone(), abc.digest())));
+        assert_eq!((l, names(&w)), (abc, vec!["+e".to_string()]));
+    }
+}

@@ -23,12 +23,22 @@
 //! elected in the middle of a change finishes it.
 //!
 //! # Which list wins
-//! Lists are ordered by (version, term of the primary that made them): a
-//! primary elected after a step that never committed makes its own next
-//! version in a higher term, which wins over the lost one. Every frame on
-//! the bus carries its sender's [`Ident`]; a node interprets only frames of
-//! its own list (so it votes and counts only within one membership) and
-//! sends its list to a peer it hears on an older one.
+//! Lists are ordered by (term of the primary that made them, version), as
+//! Raft orders logs by their last entry: the list of the latest primary
+//! wins, and a step that never committed under an older primary is
+//! overwritten by whatever the newer one makes. Every frame on the bus
+//! carries its sender's [`Ident`]; a node interprets only frames of its own
+//! list (so it votes and counts only within one membership) and sends its
+//! list to a peer it hears on an older one.
+//!
+//! A primary takes its first step only after it has *re-stamped* the list
+//! it inherited — the same members as a new version made in its own term —
+//! and seen that committed (Raft's rule that a leader commits an entry of
+//! its term before a configuration change). Without it, a step made by an
+//! older primary that reached only a minority could, once its holders meet
+//! members still on the list before it, win them over (it is newer) and
+//! form a majority of its own beside the one the current primary's steps
+//! committed with.
 
 use crate::config::{parse_host_port, Config};
 use crate::control::{NodeId, Term};
@@ -66,9 +76,10 @@ pub struct Ident {
 }
 
 impl Ident {
-    /// Whether `self` is a later list than `other`.
+    /// Whether `self` is a later list than `other`: made by a later
+    /// primary, or later by the same one.
     pub fn newer_than(&self, other: &Ident) -> bool {
-        (self.version, self.term) > (other.version, other.term)
+        (self.term, self.version) > (other.term, other.version)
     }
 }
 
@@ -194,6 +205,12 @@ impl MemberList {
             term,
             ..self.clone()
         }
+    }
+
+    /// The same members as a new version made in `term` (see the module
+    /// doc: a primary's first step).
+    pub fn restamped(&self, term: Term) -> MemberList {
+        self.next(term)
     }
 
     /// The next version with `e` added as a learner (an arbiter, which has
@@ -445,12 +462,18 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_term_wins_at_one_version() {
+    fn the_latest_primary_s_list_wins() {
         let l0 = three();
         let lost = l0.with_learner(2, entry("d", "z1")).unwrap();
         let won = l0.with_learner(3, entry("e", "z1")).unwrap();
         assert!(won.ident().newer_than(&lost.ident()));
         assert!(!lost.ident().newer_than(&won.ident()));
+        // Two steps of an older primary lose to one re-stamp of a newer one.
+        let older = lost.with_voter(2, "d").unwrap();
+        let restamped = l0.restamped(3);
+        assert_eq!(restamped.members, l0.members);
+        assert!(restamped.ident().newer_than(&older.ident()));
+        assert!(older.ident().newer_than(&l0.ident()));
     }
 
     #[test]

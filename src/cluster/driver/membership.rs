@@ -159,6 +159,8 @@ pub struct Coordinator {
     pub removed: bool,
     /// Said once: the primary cannot remove itself.
     said_self: bool,
+    /// An operator's change waiting for this primary's re-stamp to commit.
+    queued: Option<MemberCommand>,
 }
 
 impl Coordinator {
@@ -170,6 +172,7 @@ impl Coordinator {
             wanted,
             removed: false,
             said_self: false,
+            queued: None,
         }
     }
 }
@@ -335,6 +338,9 @@ impl Driver {
                 self.topo.list.version
             ));
         }
+        if let Some(c) = &self.members.queued {
+            return Some(format!("{c:?} waits for this primary's list"));
+        }
         if let Some(l) = self.topo.peers.iter().find(|p| !p.voter) {
             return Some(format!("{} copying as a learner", l.name));
         }
@@ -401,6 +407,10 @@ impl Driver {
             return;
         }
         let term = self.node.term();
+        if let Some(c) = self.members.queued.take() {
+            self.member_command(c);
+            return;
+        }
         // A learner that serves reads (every shard copied and caught up,
         // on our list) votes from now on; an arbiter once it is heard.
         let ready = self.topo.peers.iter().find(|p| {
@@ -411,6 +421,9 @@ impl Driver {
         });
         if let Some(p) = ready {
             let name = p.name.clone();
+            if self.restamp(term) {
+                return;
+            }
             if let Ok(l) = self.topo.list.with_voter(term, &name) {
                 self.propose(l, &format!("{name} copied every shard: it votes"));
             }
@@ -433,6 +446,9 @@ impl Driver {
                 }
                 return;
             }
+            if self.restamp(term) {
+                return;
+            }
             if let Ok(l) = self.topo.list.without(term, &old) {
                 self.propose(l, &format!("{old} leaves, replaced by {new}"));
             }
@@ -442,6 +458,9 @@ impl Driver {
             return;
         }
         // What the configuration asks for, one step at a time.
+        if !self.members.wanted.is_empty() && self.restamp(term) {
+            return;
+        }
         while let Some(w) = self.members.wanted.first().cloned() {
             self.members.wanted.remove(0);
             let r = match &w {
@@ -469,6 +488,21 @@ impl Driver {
         }
     }
 
+    /// Before this primary's first step: its inherited list, re-stamped in
+    /// its term, must commit first (see `members`' module doc). True when
+    /// the re-stamp was proposed now (the step waits for it).
+    fn restamp(&mut self, term: crate::control::Term) -> bool {
+        if self.topo.list.term >= term {
+            return false;
+        }
+        let l = self.topo.list.restamped(term);
+        self.propose(
+            l,
+            &format!("list re-stamped in term {term} before a change"),
+        );
+        true
+    }
+
     /// KEEL NODE ADD / REMOVE / REPLACE, checked again here (the command
     /// checked what the view showed a moment ago).
     pub(super) fn member_command(&mut self, c: MemberCommand) {
@@ -480,6 +514,11 @@ impl Driver {
             return refuse(format!("a change is in progress ({busy})"));
         }
         let term = self.node.term();
+        if self.restamp(term) {
+            // Taken again by `coordinate` once the re-stamp committed.
+            self.members.queued = Some(c);
+            return;
+        }
         let me = self.topo.me().name.clone();
         let r = match &c {
             MemberCommand::Add(e) => self

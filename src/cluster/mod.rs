@@ -122,6 +122,9 @@ pub struct ClusterView {
     pub members_version: u64,
     /// The membership change in progress ("idle" when none).
     pub membership: String,
+    /// A step is being committed: no other change may start, not even
+    /// the removal of a learner that never catches up.
+    pub membership_busy: bool,
 }
 
 /// A pub/sub message the driver asks every executor to deliver to its own

@@ -115,7 +115,11 @@ fn check(v: &ClusterView, cmd: &MemberCommand) -> Result<(), CmdError> {
             None => "membership changes run on the primary, and none is known now".into(),
         }));
     }
-    if !v.membership.is_empty() && v.membership != "idle" {
+    // A removal may undo a learner that never catches up; anything else
+    // waits for the change in progress to end.
+    let removal = matches!(cmd, MemberCommand::Remove(_));
+    let busy = v.membership_busy || v.membership == "change requested";
+    if (busy || !removal) && !v.membership.is_empty() && v.membership != "idle" {
         return Err(err(format!(
             "a membership change is in progress ({}); wait until INFO cluster shows cluster_membership:idle",
             v.membership

@@ -330,6 +330,11 @@ impl Driver {
         holding >= self.topo.list.majority()
     }
 
+    /// A step is being committed (or waits for this primary's re-stamp).
+    pub(super) fn membership_busy(&self) -> bool {
+        !self.committed() || self.members.queued.is_some()
+    }
+
     /// The step in progress, as INFO says it; None when idle.
     pub(super) fn change_in_progress(&self) -> Option<String> {
         if !self.committed() {
@@ -510,7 +515,13 @@ impl Driver {
         if self.node.open_term().is_none() {
             return refuse("this node is not the open primary".into());
         }
-        if let Some(busy) = self.change_in_progress() {
+        // A learner that never catches up (or a replacement that stalls)
+        // must not block its own removal: only a step being committed does.
+        let busy = match &c {
+            MemberCommand::Remove(_) if !self.membership_busy() => None,
+            _ => self.change_in_progress(),
+        };
+        if let Some(busy) = busy {
             return refuse(format!("a change is in progress ({busy})"));
         }
         let term = self.node.term();

@@ -1018,6 +1018,7 @@ impl Driver {
             bus_refused: stats.refused.load(Ordering::Relaxed),
             members_version: self.topo.list.version,
             membership: self.change_in_progress().unwrap_or_else(|| "idle".into()),
+            membership_busy: self.membership_busy(),
         };
         if let Ok(mut g) = self.state.cluster.view.lock() {
             *g = v;

@@ -13,23 +13,8 @@ use crate::control::{Cluster, Member, NodeId};
 
 pub use super::members::default_bus_port;
 
-/// One member: its names and where to reach it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    pub id: NodeId,
-    pub name: String,
-    pub zone: String,
-    pub region: String,
-    /// Client address ("host", port): what backups follow and clients use.
-    pub client: (String, u16),
-    /// Bus address.
-    pub bus: (String, u16),
-    pub arbiter: bool,
-    /// Votes (a learner does not yet).
-    pub voter: bool,
-    /// Once a voter, the member of this name is removed.
-    pub replaces: Option<String>,
-}
+/// One member: its names and where to reach it (the list's own entry).
+pub type Peer = Entry;
 
 /// The membership, with this node's place in it.
 #[derive(Clone, Debug)]
@@ -52,17 +37,6 @@ impl Topology {
                 zones.push(&e.zone);
             }
         }
-        let peer = |e: &Entry| Peer {
-            id: e.id,
-            name: e.name.clone(),
-            zone: e.zone.clone(),
-            region: e.region.clone(),
-            client: e.client.clone(),
-            bus: e.bus.clone(),
-            arbiter: e.arbiter,
-            voter: e.voter,
-            replaces: e.replaces.clone(),
-        };
         let cluster = Cluster {
             members: list
                 .members
@@ -78,7 +52,7 @@ impl Topology {
         };
         Some(Topology {
             me,
-            peers: list.members.iter().map(peer).collect(),
+            peers: list.members.clone(),
             cluster,
             list: list.clone(),
         })

@@ -168,6 +168,9 @@ pub enum MemberCommand {
 pub struct ClusterState {
     /// A topology is configured and the bus runs.
     pub active: AtomicBool,
+    /// This node is not a member of the database (waiting to be added, or
+    /// removed): its copy is empty or no longer kept, so it serves no data.
+    pub outside: AtomicBool,
     pub view: Mutex<ClusterView>,
     /// Strong mode: this primary holds a majority lease (checked before a
     /// strong-mode write is acknowledged). True when not in a cluster.
@@ -192,6 +195,7 @@ impl ClusterState {
     pub fn new() -> Self {
         ClusterState {
             active: AtomicBool::new(false),
+            outside: AtomicBool::new(false),
             view: Mutex::new(ClusterView::default()),
             lease_ok: AtomicBool::new(true),
             notices: Mutex::new(std::collections::VecDeque::new()),

@@ -34,6 +34,10 @@ use crate::server::commands;
 use crate::server::pipeline::Route;
 use crate::server::state::{now_ms, ServerState};
 
+/// What a node outside the database answers for data (Redis's word for a
+/// replica that cannot serve its data; clients retry elsewhere).
+const NOT_A_MEMBER: &str = "MASTERDOWN This node is not a member of the database (waiting to be added with KEEL NODE ADD, or removed): connect to a member";
+
 /// Replies are flushed early when a batch's output grows past this.
 const FLUSH_AT: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
@@ -317,6 +321,11 @@ impl Conn {
         }
         if self.state.scripts.busy() && !crate::script::allowed_while_busy(spec.name, argv) {
             return self.reply_err(CmdError::Raw(crate::script::BUSY.into()), out);
+        }
+        if self.state.cluster.outside.load(Ordering::Relaxed)
+            && (spec.has(flags::WRITE) || crate::cluster::route::routed_read(spec))
+        {
+            return self.reply_err(CmdError::Raw(NOT_A_MEMBER.into()), out);
         }
         if spec.has(flags::WRITE) || spec.name == "exec" {
             // A log that cannot be written refuses writes (reads go on), as

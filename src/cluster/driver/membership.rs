@@ -112,6 +112,7 @@ pub fn wait_to_join(
             tracing::warn!("cluster: cannot write the cluster file: {e}");
         }
         bus.set_peers(&topo);
+        state.cluster.outside.store(false, Ordering::SeqCst);
         let config = state.config();
         let now = clock.elapsed().as_millis() as u64;
         let node = Node::new(
@@ -245,7 +246,7 @@ impl Driver {
         }
         let Some(topo) = Topology::new(&list, &me, self.state.shards) else {
             tracing::warn!(
-                "cluster: this node was removed from the database (list version {}); it takes no writes and stops taking part — shut it down",
+                "cluster: this node was removed from the database (list version {}); it serves no data and stops taking part — shut it down",
                 list.version
             );
             self.file.list = Some(list.clone());
@@ -253,10 +254,13 @@ impl Driver {
             if let Err(e) = self.file.store(&self.dir) {
                 tracing::warn!("cluster: cannot write the cluster file: {e}");
             }
+            // Its copy is no longer kept: the primary's links to it close.
             let repl = &self.state.repl;
             repl.set_hold(true);
+            repl.set_master(None);
             self.state.cluster.lease_ok.store(false, Ordering::Relaxed);
             self.members.removed = true;
+            self.state.cluster.outside.store(true, Ordering::SeqCst);
             publish_waiting(&self.state, "removed", &list);
             return;
         };

@@ -113,6 +113,7 @@ pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
         );
         repl.set_hold(true);
         repl.set_master(None);
+        state.cluster.outside.store(true, Ordering::SeqCst);
         return Ok(Some(Boot {
             member: None,
             list,

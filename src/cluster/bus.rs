@@ -16,20 +16,28 @@
 //!   numbered from 2. On any error: close, back off (50 ms doubling to
 //!   250 ms), reconnect; what was queued meanwhile is dropped as stale.
 //! - Inbound: the first frame must be a hello naming this database, a
-//!   member of the topology other than this node, and the right password
-//!   (`requirepass`, which peers present as `masterauth`). Then each frame
-//!   must carry the next number. Anything else is logged and closes the
-//!   link; nothing of it reaches the control plane.
+//!   member of this node's list other than this node, and the right
+//!   password (`requirepass`, which peers present as `masterauth`). Then
+//!   each frame must carry the next number. Anything else is logged and
+//!   closes the link; nothing of it reaches the control plane.
+//! - The links follow the member list: the driver adds a writer for a new
+//!   member and drops the writer of a removed one ([`Bus::set_peers`]); a
+//!   list for a node that has no link (one waiting to be added, one just
+//!   removed) goes on a connection of its own ([`Bus::push`]).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::members::{Ident, MemberList};
 use super::topology::Topology;
-use super::wire::{self, Hello, WireError};
+use super::wire::{self, Carried, Hello, WireError};
 use crate::control::{Message, NodeId};
 use crate::security::stream::{BlockingPeer, BusTlsSource};
 
@@ -53,11 +61,38 @@ pub struct BusStats {
     inbound: AtomicUsize,
 }
 
+/// What a link's writer sends: a frame's content and the sender's list.
+type Outgoing = (Ident, Carried);
+
+/// A frame from a peer, by the name its hello gave.
+pub struct Inbound {
+    pub from: String,
+    pub ident: Ident,
+    pub carried: Carried,
+}
+
+/// One outbound link.
+struct Link {
+    name: String,
+    addr: (String, u16),
+    tx: SyncSender<Outgoing>,
+}
+
 /// What the driver holds: a queue per peer and the inbox.
 pub struct Bus {
-    out: Vec<Option<SyncSender<Message>>>,
-    pub inbox: Receiver<(NodeId, Message)>,
+    out: BTreeMap<NodeId, Link>,
+    pub inbox: Receiver<Inbound>,
     pub stats: Arc<BusStats>,
+    creds: Credentials,
+    tls: BusTlsSource,
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The member list as the links check it: shared with the readers.
+#[derive(Default)]
+struct Roster {
+    ident: Ident,
+    names: Vec<String>,
 }
 
 /// Who may talk to us, and what we present.
@@ -69,24 +104,103 @@ struct Credentials {
     expect: Option<String>,
     /// What we present (`masterauth`).
     present: String,
-    /// Our member list's digest (names and arbiters), which peers must share.
-    members: u32,
-    /// Our member list, for the log line that refuses a peer's.
-    member_list: String,
+    /// Our member list now.
+    roster: Arc<Mutex<Roster>>,
+}
+
+impl Credentials {
+    fn ident(&self) -> Ident {
+        self.roster.lock().map(|r| r.ident).unwrap_or_default()
+    }
 }
 
 impl Bus {
-    /// Sends `m` to `to` if its link has room; never blocks.
-    pub fn send(&self, to: NodeId, m: Message) {
-        let Some(Some(q)) = self.out.get(to as usize) else {
-            return;
-        };
+    /// Sends `m` to `to`, from a node holding the list `ident`, if its link
+    /// has room; never blocks.
+    pub fn send(&self, to: NodeId, ident: Ident, m: Message) {
+        if let Some(l) = self.out.get(&to) {
+            self.queue(&l.tx, (ident, Carried::Control(m)));
+        }
+    }
+
+    fn queue(&self, q: &SyncSender<Outgoing>, m: Outgoing) {
         match q.try_send(m) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Makes the links follow `topo`: a writer for each member but this
+    /// node, none for a member that left (its thread ends with its queue).
+    pub fn set_peers(&mut self, topo: &Topology) {
+        if let Ok(mut r) = self.creds.roster.lock() {
+            r.ident = topo.list.ident();
+            r.names = topo.peers.iter().map(|p| p.name.clone()).collect();
+        }
+        self.out.retain(|id, l| {
+            topo.peer(*id)
+                .is_some_and(|p| p.id != topo.me && p.name == l.name && p.bus == l.addr)
+        });
+        for p in &topo.peers {
+            if p.id == topo.me || self.out.contains_key(&p.id) {
+                continue;
+            }
+            match self.writer(&p.name, &p.bus) {
+                Ok(tx) => {
+                    self.out.insert(
+                        p.id,
+                        Link {
+                            name: p.name.clone(),
+                            addr: p.bus.clone(),
+                            tx,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!("bus: cannot start a link to {}: {e}", p.name),
+            }
+        }
+    }
+
+    /// Sends `list` to the node `name` at `addr`: on its link if it has
+    /// one, else on a connection of its own that closes once sent.
+    pub fn push(&self, name: &str, addr: &(String, u16), ident: Ident, list: &MemberList) {
+        let m = (ident, Carried::Members(list.clone()));
+        if let Some(l) = self.out.values().find(|l| l.name == name) {
+            self.queue(&l.tx, m);
+            return;
+        }
+        let (tx, rx) = sync_channel(1);
+        let _ = tx.try_send(m);
+        drop(tx);
+        let (name, addr, creds, tls, stats, shutdown) = (
+            name.to_string(),
+            addr.clone(),
+            self.creds.clone(),
+            self.tls.clone(),
+            self.stats.clone(),
+            self.shutdown.clone(),
+        );
+        let _ = std::thread::Builder::new()
+            .name(format!("keel-bus-push-{name}"))
+            .spawn(move || writer_loop(name, addr, creds, tls, rx, stats, shutdown));
+    }
+
+    fn writer(&self, name: &str, addr: &(String, u16)) -> std::io::Result<SyncSender<Outgoing>> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let (addr, creds, stats, shutdown, tls) = (
+            addr.clone(),
+            self.creds.clone(),
+            self.stats.clone(),
+            self.shutdown.clone(),
+            self.tls.clone(),
+        );
+        let peer = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("keel-bus-{name}"))
+            .spawn(move || writer_loop(peer, addr, creds, tls, rx, stats, shutdown))?;
+        Ok(tx)
     }
 }
 
@@ -95,9 +209,14 @@ fn resolve(addr: &(String, u16)) -> Option<SocketAddr> {
 }
 
 /// Starts the listener and a writer per peer. `bind` is the bus address
-/// this node listens on.
+/// this node listens on; `me` its name; `list` the members it knows and
+/// `topo` its place among them (None for a node waiting to be added: it
+/// listens, and links come with the list that adds it).
+#[allow(clippy::too_many_arguments)]
 pub fn start(
-    topo: &Topology,
+    me: &str,
+    topo: Option<&Topology>,
+    list: &MemberList,
     bind: SocketAddr,
     database: &str,
     requirepass: Option<String>,
@@ -109,46 +228,34 @@ pub fn start(
     let stats = Arc::new(BusStats::default());
     let creds = Credentials {
         database: database.to_string(),
-        me: topo.me().name.clone(),
+        me: me.to_string(),
         expect: requirepass,
         present: masterauth.unwrap_or_default(),
-        members: topo.digest(),
-        member_list: topo.member_list(),
+        roster: Arc::new(Mutex::new(Roster {
+            ident: list.ident(),
+            names: list.members.iter().map(|e| e.name.clone()).collect(),
+        })),
     };
     let (in_tx, inbox) = sync_channel(INBOX);
     {
-        let (topo, creds, stats, shutdown, tls) = (
-            topo.clone(),
-            creds.clone(),
-            stats.clone(),
-            shutdown.clone(),
-            tls.clone(),
-        );
+        let (creds, stats, shutdown, tls) =
+            (creds.clone(), stats.clone(), shutdown.clone(), tls.clone());
         std::thread::Builder::new()
             .name("keel-bus-accept".into())
-            .spawn(move || accept_loop(listener, topo, creds, tls, in_tx, stats, shutdown))?;
+            .spawn(move || accept_loop(listener, creds, tls, in_tx, stats, shutdown))?;
     }
-    let mut out = Vec::new();
-    for p in &topo.peers {
-        if p.id == topo.me {
-            out.push(None);
-            continue;
-        }
-        let (tx, rx) = sync_channel(QUEUE);
-        let (addr, creds, stats, shutdown, tls) = (
-            p.bus.clone(),
-            creds.clone(),
-            stats.clone(),
-            shutdown.clone(),
-            tls.clone(),
-        );
-        let name = p.name.clone();
-        std::thread::Builder::new()
-            .name(format!("keel-bus-{name}"))
-            .spawn(move || writer_loop(name, addr, creds, tls, rx, stats, shutdown))?;
-        out.push(Some(tx));
+    let mut bus = Bus {
+        out: BTreeMap::new(),
+        inbox,
+        stats,
+        creds,
+        tls,
+        shutdown,
+    };
+    if let Some(t) = topo {
+        bus.set_peers(t);
     }
-    Ok(Bus { out, inbox, stats })
+    Ok(bus)
 }
 
 fn writer_loop(
@@ -156,7 +263,7 @@ fn writer_loop(
     addr: (String, u16),
     creds: Credentials,
     tls: BusTlsSource,
-    rx: Receiver<Message>,
+    rx: Receiver<Outgoing>,
     stats: Arc<BusStats>,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -181,8 +288,15 @@ fn writer_loop(
                     tracing::debug!("bus: cannot reach {peer} at {}:{}: {e}", addr.0, addr.1);
                     logged = true;
                 }
-                // What queued while the peer was away is stale now.
-                while rx.try_recv().is_ok() {}
+                // What queued while the peer was away is stale now; a
+                // link whose member left ends here.
+                loop {
+                    match rx.try_recv() {
+                        Ok(_) => continue,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return,
+                    }
+                }
                 std::thread::sleep(backoff);
                 // Capped low: a member that comes back must hear the
                 // current term within a few pings, before it does harm.
@@ -197,7 +311,7 @@ fn writer_loop(
             database: creds.database.clone(),
             node: creds.me.clone(),
             auth: creds.present.clone(),
-            members: creds.members,
+            ident: creds.ident(),
         });
         if s.write_all(&hello).and_then(|_| s.flush()).is_err() {
             continue;
@@ -207,17 +321,17 @@ fn writer_loop(
             if shutdown.load(Ordering::Relaxed) {
                 return;
             }
-            let m = match rx.recv_timeout(Duration::from_millis(200)) {
+            let (ident, m) = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             counter += 1;
-            let mut buf = wire::encode_message(counter, &m);
+            let mut buf = wire::encode_message(counter, &ident, &m);
             // Send what else is queued in the same write.
-            while let Ok(m) = rx.try_recv() {
+            while let Ok((ident, m)) = rx.try_recv() {
                 counter += 1;
-                buf.extend_from_slice(&wire::encode_message(counter, &m));
+                buf.extend_from_slice(&wire::encode_message(counter, &ident, &m));
             }
             if let Err(e) = s.write_all(&buf).and_then(|_| s.flush()) {
                 tracing::debug!("bus: link to {peer} lost: {e}");
@@ -230,14 +344,12 @@ fn writer_loop(
 
 fn accept_loop(
     listener: TcpListener,
-    topo: Topology,
     creds: Credentials,
     tls: BusTlsSource,
-    inbox: SyncSender<(NodeId, Message)>,
+    inbox: SyncSender<Inbound>,
     stats: Arc<BusStats>,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let topo = Arc::new(topo);
     for conn in listener.incoming() {
         if shutdown.load(Ordering::Relaxed) {
             return;
@@ -251,13 +363,8 @@ fn accept_loop(
             continue;
         }
         stats.inbound.fetch_add(1, Ordering::Relaxed);
-        let (topo, creds, inbox, stats2, tls) = (
-            topo.clone(),
-            creds.clone(),
-            inbox.clone(),
-            stats.clone(),
-            tls.clone(),
-        );
+        let (creds, inbox, stats2, tls) =
+            (creds.clone(), inbox.clone(), stats.clone(), tls.clone());
         let spawned = std::thread::Builder::new()
             .name("keel-bus-in".into())
             .spawn(move || {
@@ -266,7 +373,7 @@ fn accept_loop(
                 let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
                 let linked = BlockingPeer::accept(s, tls().as_ref())
                     .map_err(|e| InboundError::Refused(format!("TLS: {e}")));
-                if let Err(e) = linked.and_then(|s| read_loop(s, &topo, &creds, &inbox, &stats2)) {
+                if let Err(e) = linked.and_then(|s| read_loop(s, &creds, &inbox, &stats2)) {
                     stats2.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("bus: refused a link from {who}: {e}");
                 }
@@ -307,9 +414,8 @@ fn next_body(s: &mut BlockingPeer, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>,
 
 fn read_loop(
     mut s: BlockingPeer,
-    topo: &Topology,
     creds: &Credentials,
-    inbox: &SyncSender<(NodeId, Message)>,
+    inbox: &SyncSender<Inbound>,
     stats: &BusStats,
 ) -> Result<(), InboundError> {
     let _ = s.tcp().set_read_timeout(Some(Duration::from_secs(5)));
@@ -332,34 +438,47 @@ fn read_loop(
             )));
         }
     }
-    if hello.members != creds.members {
+    if hello.node == creds.me {
+        return Err(InboundError::Refused(
+            "a link from this node's own id".into(),
+        ));
+    }
+    let (mine, known) = creds
+        .roster
+        .lock()
+        .map(|r| (r.ident, r.names.contains(&hello.node)))
+        .unwrap_or_default();
+    // Two lists still from the configuration must be the same list: each
+    // numbers members by its own sorted names. (Lists changed online carry
+    // their numbers with them, and the newer one is sent to the other.)
+    if hello.ident.version == 0 && mine.version == 0 && hello.ident.digest != mine.digest {
         return Err(InboundError::Refused(format!(
-            "node {:?} lists other members than this node's ({}): every node needs the same [[nodes]] ids and arbiters",
-            hello.node, creds.member_list
+            "node {:?} lists other members than this node's [[nodes]]: every node needs the same [[nodes]] ids and arbiters",
+            hello.node
         )));
     }
-    let from = match topo.by_name(&hello.node) {
-        Some(p) if p.name != creds.me => p.id,
-        Some(_) => {
-            return Err(InboundError::Refused(
-                "a link from this node's own id".into(),
-            ))
-        }
-        None => {
-            return Err(InboundError::Refused(format!(
-                "node {:?} is not a member of the topology",
-                hello.node
-            )))
-        }
-    };
+    // A node not in our list may still bring a newer one (we may be the
+    // last to hear of its addition); anything else from it is dropped by
+    // the driver, which knows the list of the moment.
+    if !known && !hello.ident.newer_than(&mine) {
+        return Err(InboundError::Refused(format!(
+            "node {:?} is not a member of this database",
+            hello.node
+        )));
+    }
     // Pings come every 100 ms: a link silent for long is dead.
     let _ = s.tcp().set_read_timeout(Some(Duration::from_secs(30)));
     let mut counter = 1u64;
     while let Some(body) = next_body(&mut s, &mut buf)? {
         counter += 1;
-        let m = wire::decode_message(&body, counter)?;
+        let (ident, carried) = wire::decode_message(&body, counter)?;
         stats.received.fetch_add(1, Ordering::Relaxed);
-        if inbox.try_send((from, m)).is_err() {
+        let m = Inbound {
+            from: hello.node.clone(),
+            ident,
+            carried,
+        };
+        if inbox.try_send(m).is_err() {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -1,8 +1,9 @@
 //! The cluster file: what a node must remember of the membership across a
 //! restart — the term, its vote in it, who was primary, the history it
-//! holds — and, for the operator, the members it knew and each shard's
-//! replication history id (the shards' MANIFESTs are authoritative for
-//! those). `cluster` in the data directory, a few `key value` lines.
+//! holds, the member list (which wins over the configuration's `[[nodes]]`
+//! once the membership changed online) — and, for the operator, each
+//! shard's replication history id (the shards' MANIFESTs are authoritative
+//! for those). `cluster` in the data directory, a few `key value` lines.
 //!
 //! Written whole at every change (new file, fsync, rename, directory fsync),
 //! so a crash leaves the old or the new one, never a mix. Once it exists it
@@ -14,6 +15,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::members::MemberList;
 use crate::control::Term;
 
 /// The persistent part of a member's control state.
@@ -26,10 +28,14 @@ pub struct ClusterFile {
     pub primary: Option<String>,
     /// The history (a term) this node's data follows.
     pub history: Term,
-    /// The members' names, as the topology had them.
-    pub members: Vec<String>,
+    /// The member list this node holds; None in a file written before
+    /// lists were recorded (the configuration's `[[nodes]]` then).
+    pub list: Option<MemberList>,
     /// Each shard's replication history id.
     pub histories: Vec<u64>,
+    /// The digest of the configuration's `[[nodes]]` when this node last
+    /// started: a different one at the next start is a change to apply.
+    pub config_digest: u32,
 }
 
 pub fn path(dir: &Path) -> PathBuf {
@@ -62,16 +68,26 @@ impl ClusterFile {
                     seen_term = true;
                 }
                 "history" => f.history = num(v)?,
+                "config-members" => {
+                    f.config_digest =
+                        u32::from_str_radix(v, 16).map_err(|_| format!("{k}: {v:?}"))?
+                }
                 "voted-for" => f.voted_for = Some(v.to_string()).filter(|s| !s.is_empty()),
                 "primary" => f.primary = Some(v.to_string()).filter(|s| !s.is_empty()),
-                "members" => f.members = v.split_whitespace().map(str::to_string).collect(),
+                // Older files listed the names only; the list now says more.
+                "members" => {}
                 "histories" => {
                     f.histories = v
                         .split_whitespace()
                         .map(|h| u64::from_str_radix(h, 16).map_err(|_| format!("{k}: {h:?}")))
                         .collect::<Result<_, _>>()?
                 }
-                _ => return Err(format!("unknown line {line:?}")),
+                _ => {
+                    let list = f.list.get_or_insert_with(MemberList::default);
+                    if !list.parse_line(k, v)? {
+                        return Err(format!("unknown line {line:?}"));
+                    }
+                }
             }
         }
         if !seen_term {
@@ -83,13 +99,14 @@ impl ClusterFile {
     pub fn render(&self) -> String {
         let histories: Vec<String> = self.histories.iter().map(|h| format!("{h:016x}")).collect();
         format!(
-            "term {}\nvoted-for {}\nprimary {}\nhistory {}\nmembers {}\nhistories {}\n",
+            "term {}\nvoted-for {}\nprimary {}\nhistory {}\nhistories {}\nconfig-members {:08x}\n{}",
             self.term,
             self.voted_for.as_deref().unwrap_or(""),
             self.primary.as_deref().unwrap_or(""),
             self.history,
-            self.members.join(" "),
-            histories.join(" ")
+            histories.join(" "),
+            self.config_digest,
+            self.list.as_ref().map(MemberList::render).unwrap_or_default()
         )
     }
 
@@ -121,8 +138,14 @@ mod tests {
             voted_for: Some("b".into()),
             primary: None,
             history: 3,
-            members: vec!["a".into(), "b".into()],
+            list: Some(MemberList {
+                version: 2,
+                term: 4,
+                next_id: 3,
+                members: vec![],
+            }),
             histories: vec![0xfeed, 1],
+            config_digest: 0xabc,
         };
         f.store(&dir).unwrap();
         assert_eq!(ClusterFile::load(&dir).unwrap(), Some(f));

@@ -39,6 +39,7 @@ pub mod check;
 pub mod driver;
 pub mod file;
 pub mod forward;
+pub mod members;
 pub mod pubsub_relay;
 pub mod route;
 pub mod topology;
@@ -57,7 +58,14 @@ pub struct MemberView {
     /// Client address, as the topology gives it.
     pub client: (String, u16),
     pub zone: String,
+    pub region: String,
+    /// Bus address.
+    pub bus: (String, u16),
     pub arbiter: bool,
+    /// Votes (a learner, still copying, does not).
+    pub voter: bool,
+    /// Once a voter, this member replaces the one named.
+    pub replaces: Option<String>,
     /// "myself", "ok", "suspected" or "failed".
     pub state: &'static str,
     pub heard_ms_ago: Option<u64>,
@@ -107,6 +115,10 @@ pub struct ClusterView {
     pub bus_received: u64,
     pub bus_dropped: u64,
     pub bus_refused: u64,
+    /// The member list's version (0: the configuration's).
+    pub members_version: u64,
+    /// The membership change in progress ("idle" when none).
+    pub membership: String,
 }
 
 /// A pub/sub message the driver asks every executor to deliver to its own
@@ -132,6 +144,17 @@ pub enum Command {
     Abort,
     /// Make this node primary now, skipping eligibility (logged, in INFO).
     Force,
+    /// KEEL NODE ADD / REMOVE / REPLACE, on the primary.
+    Member(MemberCommand),
+}
+
+/// A membership change an operator asks the primary for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberCommand {
+    /// Add a member as a learner (with `replaces` set: a REPLACE).
+    Add(members::Entry),
+    /// Remove the member of that name.
+    Remove(String),
 }
 
 /// Shared between the driver thread and the executors.
@@ -360,6 +383,16 @@ pub fn info_section(state: &ServerState, w: &mut String) {
         v.bus_dropped,
         v.bus_refused,
     );
+    let _ = write!(
+        w,
+        "cluster_members_version:{}\r\ncluster_membership:{}\r\n",
+        v.members_version,
+        if v.membership.is_empty() {
+            "idle"
+        } else {
+            v.membership.as_str()
+        }
+    );
     let commit: Vec<String> = v.commit.iter().map(|c| c.to_string()).collect();
     let _ = write!(w, "cluster_commit:{}\r\n", commit.join(","));
     let r = &state.repl;
@@ -385,10 +418,11 @@ pub fn info_section(state: &ServerState, w: &mut String) {
     for (i, m) in v.members.iter().enumerate() {
         let _ = write!(
             w,
-            "member{i}:name={},zone={},arbiter={},state={},serving={},heard_ms_ago={}\r\n",
+            "member{i}:name={},zone={},arbiter={},voter={},state={},serving={},heard_ms_ago={}\r\n",
             m.name,
             m.zone,
             m.arbiter as u8,
+            m.voter as u8,
             m.state,
             m.serving as u8,
             m.heard_ms_ago.map_or("-".to_string(), |x| x.to_string()),

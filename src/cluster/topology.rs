@@ -1,12 +1,17 @@
-//! The database's members as the bus and the control plane see them.
+//! The database's members as the bus and the control plane see them: a
+//! [`MemberList`] with this node's place in it.
 //!
-//! The control plane numbers members (`NodeId`); the configuration names
-//! them. Numbers are positions in the ids sorted by name, so every node
-//! numbers its peers alike whatever order its `[[nodes]]` list has — and
-//! "the lowest node id" of the election's tiebreak is the first by name.
+//! The control plane numbers members (`NodeId`); the list names them and
+//! keeps each number for good (see [`members`](super::members)). A list
+//! born from the configuration numbers members by their place in the ids
+//! sorted by name, so "the lowest node id" of the election's tiebreak is
+//! the first by name among the founding members, and later members rank
+//! after them in the order they joined.
 
-use crate::config::{parse_host_port, Config, NodeSpec};
+use super::members::{Entry, MemberList};
 use crate::control::{Cluster, Member, NodeId};
+
+pub use super::members::default_bus_port;
 
 /// One member: its names and where to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +25,10 @@ pub struct Peer {
     /// Bus address.
     pub bus: (String, u16),
     pub arbiter: bool,
+    /// Votes (a learner does not yet).
+    pub voter: bool,
+    /// Once a voter, the member of this name is removed.
+    pub replaces: Option<String>,
 }
 
 /// The membership, with this node's place in it.
@@ -28,104 +37,55 @@ pub struct Topology {
     pub me: NodeId,
     pub peers: Vec<Peer>,
     pub cluster: Cluster,
-    /// The configured first primary.
-    pub first_primary: Option<NodeId>,
-}
-
-/// The bus port a node uses when its entry names none: the client port
-/// + 20000 (replication takes + 10000, as Redis Cluster's bus does).
-pub fn default_bus_port(client_port: u16) -> u16 {
-    client_port.checked_add(20000).unwrap_or(0)
-}
-
-fn bus_addr(n: &NodeSpec, client: &(String, u16)) -> Result<(String, u16), String> {
-    match &n.bus {
-        Some(b) => {
-            parse_host_port(b).ok_or_else(|| format!("node {}: bad bus address {b:?}", n.id))
-        }
-        None => Ok((client.0.clone(), default_bus_port(client.1))),
-    }
+    /// The list this topology is, as the bus and the cluster file hold it.
+    pub list: MemberList,
 }
 
 impl Topology {
-    /// The topology of `[[nodes]]`, or None for a node with no topology
-    /// (a single node, or replication set up with `replicaof` alone: no bus).
-    pub fn from_config(c: &Config, shards: usize) -> Result<Option<Topology>, String> {
-        if c.nodes.is_empty() {
-            return Ok(None);
-        }
-        let mut specs: Vec<&NodeSpec> = c.nodes.iter().collect();
-        specs.sort_by(|a, b| a.id.cmp(&b.id));
-        if specs.windows(2).any(|w| w[0].id == w[1].id) {
-            return Err("two [[nodes]] share an id".into());
-        }
+    /// `list` seen from member `me`; None when `me` is not a member (a
+    /// node waiting to be added, or one that was removed).
+    pub fn new(list: &MemberList, me: &str, shards: usize) -> Option<Topology> {
+        let me = list.by_name(me)?.id;
         let mut zones: Vec<&str> = Vec::new();
-        let mut peers = Vec::new();
-        for (i, n) in specs.iter().enumerate() {
-            let client = parse_host_port(&n.client)
-                .ok_or_else(|| format!("node {}: bad client address {:?}", n.id, n.client))?;
-            let bus = bus_addr(n, &client)?;
-            if !zones.contains(&n.zone.as_str()) {
-                zones.push(&n.zone);
+        for e in &list.members {
+            if !zones.contains(&e.zone.as_str()) {
+                zones.push(&e.zone);
             }
-            peers.push(Peer {
-                id: i as NodeId,
-                name: n.id.clone(),
-                zone: n.zone.clone(),
-                region: n.region.clone(),
-                client,
-                bus,
-                arbiter: n.arbiter,
-            });
         }
-        let me = peers
-            .iter()
-            .find(|p| p.name == c.node_id)
-            .map(|p| p.id)
-            .ok_or_else(|| {
-                format!(
-                    "node-id {:?} is not in [[nodes]] ({})",
-                    c.node_id,
-                    peers
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
-        let first_primary = match &c.primary {
-            Some(name) => Some(
-                peers
-                    .iter()
-                    .find(|p| &p.name == name)
-                    .filter(|p| !p.arbiter)
-                    .map(|p| p.id)
-                    .ok_or_else(|| format!("primary {name:?} is not a data node in [[nodes]]"))?,
-            ),
-            None => None,
+        let peer = |e: &Entry| Peer {
+            id: e.id,
+            name: e.name.clone(),
+            zone: e.zone.clone(),
+            region: e.region.clone(),
+            client: e.client.clone(),
+            bus: e.bus.clone(),
+            arbiter: e.arbiter,
+            voter: e.voter,
+            replaces: e.replaces.clone(),
         };
         let cluster = Cluster {
-            members: peers
+            members: list
+                .members
                 .iter()
-                .map(|p| Member {
-                    id: p.id,
-                    zone: zones.iter().position(|z| *z == p.zone).unwrap_or(0) as u16,
-                    voter: true,
-                    holds_data: !p.arbiter,
+                .map(|e| Member {
+                    id: e.id,
+                    zone: zones.iter().position(|z| *z == e.zone).unwrap_or(0) as u16,
+                    voter: e.voter,
+                    holds_data: !e.arbiter,
                 })
                 .collect(),
             shards,
         };
-        Ok(Some(Topology {
+        Some(Topology {
             me,
-            peers,
+            peers: list.members.iter().map(peer).collect(),
             cluster,
-            first_primary,
-        }))
+            list: list.clone(),
+        })
     }
 
     pub fn peer(&self, id: NodeId) -> Option<&Peer> {
-        self.peers.get(id as usize)
+        self.peers.iter().find(|p| p.id == id)
     }
 
     pub fn name(&self, id: NodeId) -> &str {
@@ -136,31 +96,17 @@ impl Topology {
         self.peers.iter().find(|p| p.name == name)
     }
 
-    /// A digest of what every node must agree on about the members: their
-    /// names (which number them in the control plane's messages) and which
-    /// are arbiters (which hold data and how many vote). Zones, regions and
-    /// addresses are left out: they steer placement and routing, not how a
-    /// message reads, so a rolling restart may change them node by node.
-    pub fn digest(&self) -> u32 {
-        let mut h = crc32fast::Hasher::new();
-        for p in &self.peers {
-            h.update(&(p.name.len() as u64).to_le_bytes());
-            h.update(p.name.as_bytes());
-            h.update(&[u8::from(p.arbiter)]);
-        }
-        h.finalize()
-    }
-
     /// The members' names, as a log line shows them.
     pub fn member_list(&self) -> String {
         self.peers
             .iter()
             .map(|p| {
                 format!(
-                    "{}@{}{}",
+                    "{}@{}{}{}",
                     p.name,
                     p.zone,
-                    if p.arbiter { "(arbiter)" } else { "" }
+                    if p.arbiter { "(arbiter)" } else { "" },
+                    if p.voter { "" } else { "(learner)" }
                 )
             })
             .collect::<Vec<_>>()
@@ -168,15 +114,17 @@ impl Topology {
     }
 
     pub fn me(&self) -> &Peer {
-        &self.peers[self.me as usize]
+        self.peer(self.me)
+            .expect("a topology is only built with its own member in it")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, NodeSpec};
 
-    fn topo(members: &[(&str, &str, bool)]) -> Topology {
+    fn list(members: &[(&str, &str, bool)]) -> MemberList {
         let c = Config::load(crate::config::Flags {
             node_id: Some(members[0].0.into()),
             ..Default::default()
@@ -198,26 +146,34 @@ mod tests {
             c
         })
         .expect("defaults load");
-        Topology::from_config(&c, 1)
-            .expect("a valid topology")
-            .expect("nodes listed")
+        MemberList::from_config(&c).expect("a valid list")
     }
 
     #[test]
     fn the_digest_covers_names_and_arbiters_not_zones() {
-        let base = topo(&[("a", "z1", false), ("b", "z2", false), ("c", "z3", false)]);
-        let moved = topo(&[("a", "z1", false), ("b", "z4", false), ("c", "z3", false)]);
-        let reordered = topo(&[("c", "z3", false), ("a", "z1", false), ("b", "z2", false)]);
-        let added = topo(&[
+        let base = list(&[("a", "z1", false), ("b", "z2", false), ("c", "z3", false)]);
+        let moved = list(&[("a", "z1", false), ("b", "z4", false), ("c", "z3", false)]);
+        let reordered = list(&[("c", "z3", false), ("a", "z1", false), ("b", "z2", false)]);
+        let added = list(&[
             ("a", "z1", false),
             ("b", "z2", false),
             ("c", "z3", false),
             ("d", "z1", false),
         ]);
-        let arbiter = topo(&[("a", "z1", false), ("b", "z2", false), ("c", "z3", true)]);
+        let arbiter = list(&[("a", "z1", false), ("b", "z2", false), ("c", "z3", true)]);
         assert_eq!(base.digest(), moved.digest());
         assert_eq!(base.digest(), reordered.digest());
         assert_ne!(base.digest(), added.digest());
         assert_ne!(base.digest(), arbiter.digest());
+    }
+
+    #[test]
+    fn ids_are_sorted_names_and_a_non_member_has_no_topology() {
+        let l = list(&[("c", "z3", false), ("a", "z1", false), ("b", "z2", true)]);
+        let t = Topology::new(&l, "b", 2).expect("b is a member");
+        assert_eq!(t.me, 1);
+        assert_eq!(t.by_name("c").map(|p| p.id), Some(2));
+        assert!(!t.cluster.holds_data(1));
+        assert!(Topology::new(&l, "d", 2).is_none());
     }
 }

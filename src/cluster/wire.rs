@@ -1,7 +1,9 @@
 //! Bus frames and the control-plane messages inside them.
 //!
 //! A frame is `len u32 | crc32 u32 | body` (little-endian, `len` counts the
-//! body), and a body is `version u8 | counter varint | kind u8 | fields`.
+//! body), and a body is `version u8 | counter varint | kind u8 | fields`;
+//! after the hello every body's fields start with the sender's member-list
+//! [`Ident`], so the receiver knows which membership the message speaks of.
 //! The counter numbers the frames of one connection from 1: a frame that
 //! does not carry the next number (a replay, a duplicate, a lost frame) is
 //! refused and the link closed. The first frame of a connection is a
@@ -11,12 +13,14 @@
 //! checked, and any error closes the link — the bus never panics on a bad
 //! frame and never hands the control plane half a message.
 
+use super::members::{Entry, Ident, MemberList, MAX_MEMBERS};
+use crate::config::parse_host_port;
 use crate::control::messages::{Message, Ping, Reason};
 use crate::control::progress::Progress;
 use crate::control::NodeId;
 
 /// The bus protocol's version: a peer speaking another is refused.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// The largest body a peer may send (a ping of 1024 shards is ~20 KiB).
 pub const MAX_BODY: usize = 256 << 10;
 /// Most shards, suspects or commit points one message may list.
@@ -49,13 +53,20 @@ pub struct Hello {
     pub node: String,
     /// The caller's `masterauth` (empty: none); checked against `requirepass`.
     pub auth: String,
-    /// The digest of the caller's member list ([`Topology::digest`]): the
-    /// control plane numbers members by their place in that list, so two
-    /// nodes that list different members would misread each other's
-    /// messages, and their links are refused.
-    ///
-    /// [`Topology::digest`]: super::topology::Topology::digest
-    pub members: u32,
+    /// The caller's member list when it called: two nodes that both still
+    /// hold their configuration's list (version 0) must list the same
+    /// members, or they would number them differently — such a link is
+    /// refused.
+    pub ident: Ident,
+}
+
+/// What a frame after the hello carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Carried {
+    /// A control-plane message.
+    Control(Message),
+    /// The sender's member list, for a peer that holds an older one.
+    Members(MemberList),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -85,6 +96,33 @@ fn put_opt(out: &mut Vec<u8>, v: Option<u64>) {
             out.push(1);
             put_varint(out, x);
         }
+    }
+}
+
+fn put_ident(out: &mut Vec<u8>, i: &Ident) {
+    put_varint(out, i.version);
+    put_varint(out, i.term);
+    put_varint(out, u64::from(i.digest));
+}
+
+fn put_addr(out: &mut Vec<u8>, a: &(String, u16)) {
+    put_text(out, &format!("{}:{}", a.0, a.1));
+}
+
+fn put_members(out: &mut Vec<u8>, l: &MemberList) {
+    put_varint(out, l.version);
+    put_varint(out, l.term);
+    put_varint(out, u64::from(l.next_id));
+    put_varint(out, l.members.len() as u64);
+    for e in &l.members {
+        put_varint(out, u64::from(e.id));
+        put_text(out, &e.name);
+        put_text(out, &e.zone);
+        put_text(out, &e.region);
+        put_addr(out, &e.client);
+        put_addr(out, &e.bus);
+        out.push(u8::from(e.arbiter) | u8::from(e.voter) << 1);
+        put_text(out, e.replaces.as_deref().unwrap_or(""));
     }
 }
 
@@ -155,6 +193,62 @@ impl<'a> Reader<'a> {
         NodeId::try_from(self.varint()?).map_err(|_| WireError::Field("node id"))
     }
 
+    fn ident(&mut self) -> Result<Ident, WireError> {
+        Ok(Ident {
+            version: self.varint()?,
+            term: self.varint()?,
+            digest: u32::try_from(self.varint()?).map_err(|_| WireError::Field("digest"))?,
+        })
+    }
+
+    fn addr(&mut self) -> Result<(String, u16), WireError> {
+        parse_host_port(&self.text()?).ok_or(WireError::Field("address"))
+    }
+
+    fn members(&mut self) -> Result<MemberList, WireError> {
+        let version = self.varint()?;
+        let term = self.varint()?;
+        let next_id = self.node()?;
+        let n = self.varint()?;
+        if n > MAX_MEMBERS as u64 || n > self.b.len() as u64 {
+            return Err(WireError::Field("member count"));
+        }
+        let mut members: Vec<Entry> = Vec::new();
+        for _ in 0..n {
+            let id = self.node()?;
+            let name = self.text()?;
+            let (zone, region) = (self.text()?, self.text()?);
+            let (client, bus) = (self.addr()?, self.addr()?);
+            let flags = self.u8()?;
+            if flags > 3 {
+                return Err(WireError::Field("member flags"));
+            }
+            let replaces = Some(self.text()?).filter(|r| !r.is_empty());
+            if id >= next_id || members.iter().any(|e| e.id >= id || e.name == name) {
+                return Err(WireError::Field("member ids out of order or repeated"));
+            }
+            let e = Entry {
+                id,
+                name,
+                zone,
+                region,
+                client,
+                bus,
+                arbiter: flags & 1 != 0,
+                voter: flags & 2 != 0,
+                replaces,
+            };
+            e.check().map_err(WireError::Field)?;
+            members.push(e);
+        }
+        Ok(MemberList {
+            version,
+            term,
+            next_id,
+            members,
+        })
+    }
+
     fn progress(&mut self) -> Result<Progress, WireError> {
         Ok(Progress {
             history: self.varint()?,
@@ -210,18 +304,31 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
     put_text(&mut b, &h.database);
     put_text(&mut b, &h.node);
     put_text(&mut b, &h.auth);
-    put_varint(&mut b, u64::from(h.members));
+    put_ident(&mut b, &h.ident);
     let mut out = Vec::new();
     frame(&mut out, &b);
     out
 }
 
-/// The frame of message number `counter` on its connection.
-pub fn encode_message(counter: u64, m: &Message) -> Vec<u8> {
+/// The frame of message number `counter` on its connection, sent by a
+/// node holding the list `ident`.
+pub fn encode_message(counter: u64, ident: &Ident, c: &Carried) -> Vec<u8> {
     let mut b;
+    let m = match c {
+        Carried::Control(m) => m,
+        Carried::Members(l) => {
+            b = head(counter, b'M');
+            put_ident(&mut b, ident);
+            put_members(&mut b, l);
+            let mut out = Vec::new();
+            frame(&mut out, &b);
+            return out;
+        }
+    };
     match m {
         Message::Ping(p) => {
             b = head(counter, b'P');
+            put_ident(&mut b, ident);
             put_varint(&mut b, p.term);
             put_varint(&mut b, p.sent_at);
             put_opt(&mut b, p.echo);
@@ -241,6 +348,7 @@ pub fn encode_message(counter: u64, m: &Message) -> Vec<u8> {
             reason,
         } => {
             b = head(counter, b'R');
+            put_ident(&mut b, ident);
             put_varint(&mut b, *term);
             b.push(*pre as u8);
             put_progress(&mut b, progress);
@@ -253,6 +361,7 @@ pub fn encode_message(counter: u64, m: &Message) -> Vec<u8> {
             progress,
         } => {
             b = head(counter, b'V');
+            put_ident(&mut b, ident);
             put_varint(&mut b, *term);
             b.push(*pre as u8);
             b.push(*granted as u8);
@@ -260,6 +369,7 @@ pub fn encode_message(counter: u64, m: &Message) -> Vec<u8> {
         }
         Message::Handover { term } => {
             b = head(counter, b'F');
+            put_ident(&mut b, ident);
             put_varint(&mut b, *term);
         }
     }
@@ -292,15 +402,25 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, WireError> {
         database: r.text()?,
         node: r.text()?,
         auth: r.text()?,
-        members: u32::try_from(r.varint()?).map_err(|_| WireError::Field("members"))?,
+        ident: r.ident()?,
     };
     r.end()?;
     Ok(h)
 }
 
-/// Decodes the body of frame number `counter` on its connection.
-pub fn decode_message(body: &[u8], counter: u64) -> Result<Message, WireError> {
+/// Decodes the body of frame number `counter` on its connection: the
+/// sender's list and what the frame carries.
+pub fn decode_message(body: &[u8], counter: u64) -> Result<(Ident, Carried), WireError> {
     let (kind, mut r) = open(body, counter)?;
+    if !b"PRVFM".contains(&kind) {
+        return Err(WireError::Kind(kind));
+    }
+    let ident = r.ident()?;
+    if kind == b'M' {
+        let l = r.members()?;
+        r.end()?;
+        return Ok((ident, Carried::Members(l)));
+    }
     let m = match kind {
         b'P' => Message::Ping(Ping {
             term: r.varint()?,
@@ -339,7 +459,7 @@ pub fn decode_message(body: &[u8], counter: u64) -> Result<Message, WireError> {
         k => return Err(WireError::Kind(k)),
     };
     r.end()?;
-    Ok(m)
+    Ok((ident, Carried::Control(m)))
 }
 
 /// Splits the next frame off `buf`: `Ok(None)` while it is incomplete,
@@ -367,7 +487,48 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, WireError> {
 mod tests {
     use super::*;
 
-    fn samples() -> Vec<Message> {
+    const ID: Ident = Ident {
+        version: 3,
+        term: 9,
+        digest: 0xfeed,
+    };
+
+    fn samples() -> Vec<Carried> {
+        let list = MemberList {
+            version: 3,
+            term: 9,
+            next_id: 5,
+            members: vec![
+                Entry {
+                    id: 0,
+                    name: "a".into(),
+                    zone: "z1".into(),
+                    region: "r".into(),
+                    client: ("10.0.0.1".into(), 6379),
+                    bus: ("10.0.0.1".into(), 26379),
+                    arbiter: false,
+                    voter: true,
+                    replaces: None,
+                },
+                Entry {
+                    id: 4,
+                    name: "e".into(),
+                    zone: "z3".into(),
+                    region: "".into(),
+                    client: ("host.example".into(), 7000),
+                    bus: ("host.example".into(), 27000),
+                    arbiter: true,
+                    voter: false,
+                    replaces: Some("c".into()),
+                },
+            ],
+        };
+        let mut v: Vec<Carried> = control().into_iter().map(Carried::Control).collect();
+        v.push(Carried::Members(list));
+        v
+    }
+
+    fn control() -> Vec<Message> {
         vec![
             Message::Ping(Ping {
                 term: 7,
@@ -421,16 +582,16 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         for (i, m) in samples().into_iter().enumerate() {
-            let f = encode_message(i as u64 + 2, &m);
+            let f = encode_message(i as u64 + 2, &ID, &m);
             let (body, used) = split_frame(&f).unwrap().unwrap();
             assert_eq!(used, f.len());
-            assert_eq!(decode_message(body, i as u64 + 2).unwrap(), m);
+            assert_eq!(decode_message(body, i as u64 + 2).unwrap(), (ID, m));
         }
         let h = Hello {
             database: "keel".into(),
             node: "a".into(),
             auth: "pw".into(),
-            members: 0xdead_beef,
+            ident: ID,
         };
         let f = encode_hello(&h);
         let (body, _) = split_frame(&f).unwrap().unwrap();
@@ -440,7 +601,7 @@ mod tests {
     #[test]
     fn a_replayed_or_skipped_frame_is_refused() {
         let m = &samples()[0];
-        let f = encode_message(5, m);
+        let f = encode_message(5, &ID, m);
         let (body, _) = split_frame(&f).unwrap().unwrap();
         assert_eq!(
             decode_message(body, 6),
@@ -455,7 +616,7 @@ mod tests {
     #[test]
     fn every_bit_flip_and_truncation_is_refused_never_a_panic() {
         for m in samples() {
-            let f = encode_message(3, &m);
+            let f = encode_message(3, &ID, &m);
             for cut in 0..f.len() {
                 assert!(matches!(split_frame(&f[..cut]), Ok(None)));
             }
@@ -466,7 +627,7 @@ mod tests {
                     // Only a flip in the length can pass the crc (a shorter
                     // body): then it must not decode to the message.
                     if let Ok(Some((body, _))) = split_frame(&g) {
-                        assert_ne!(decode_message(body, 3).ok(), Some(m.clone()));
+                        assert_ne!(decode_message(body, 3).ok(), Some((ID, m.clone())));
                     }
                 }
             }

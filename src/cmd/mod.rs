@@ -17,6 +17,7 @@ pub mod introspect;
 pub mod keys;
 pub mod lcs;
 pub mod lists;
+pub mod membership;
 pub mod numbers;
 pub mod sentinel;
 pub mod sets;

@@ -50,6 +50,18 @@ impl FailureDetector {
         }
     }
 
+    /// The members are now `ids`: new ones count as heard at `now`, gone
+    /// ones are forgotten with their reports.
+    pub fn set_members(&mut self, ids: &BTreeSet<NodeId>, now: Millis) {
+        self.last_heard.retain(|id, _| ids.contains(id));
+        self.reports.retain(|id, _| ids.contains(id));
+        for id in ids {
+            if *id != self.me {
+                self.last_heard.entry(*id).or_insert(now);
+            }
+        }
+    }
+
     /// Any message from `from` proves it alive.
     pub fn heard(&mut self, from: NodeId, now: Millis) {
         let e = self.last_heard.entry(from).or_insert(now);

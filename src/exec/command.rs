@@ -426,6 +426,7 @@ pub static COMMANDS: &[Spec] = &[
     conn!("replconf", -2, ADMIN | LOADING | STALE, "server", "An internal command for configuring the replication stream."),
     // failover and discovery (every node answers as its database's Sentinel)
     conn!("failover", -1, ADMIN | STALE, "server", "Starts a coordinated failover from this primary to one of its replicas."),
+    conn!("keel", -2, ADMIN | STALE, "server", "keel's own administration: KEEL NODES, KEEL NODE ADD|REMOVE|REPLACE change the database's members online."),
     conn!("sentinel", -2, LOADING | STALE, "sentinel", "Sentinel discovery: where the primary, replicas and other members of this database are."),
 ];
 

@@ -22,6 +22,11 @@ pub struct Peers {
     /// The configured sync backup (`sync-backup`), if any and not this
     /// node itself.
     pub configured: Option<String>,
+    /// In a cluster: the backups that may be the sync backup — the members
+    /// that vote and hold data. A learner still copying, or a node removed
+    /// from the database, may hold a link but could never be elected, so a
+    /// commit point it alone acknowledged would stop every election.
+    pub eligible: Option<std::collections::HashSet<String>>,
 }
 
 impl Peers {
@@ -31,8 +36,13 @@ impl Peers {
         let zone_of = |b: &String| self.same_zone.get(b).copied().unwrap_or(false);
         self.links
             .keys()
+            .filter(|b| self.may_sync(b))
             .min_by_key(|b| (zone_of(b), (*b).clone()))
             .cloned()
+    }
+
+    fn may_sync(&self, id: &str) -> bool {
+        self.eligible.as_ref().is_none_or(|e| e.contains(id))
     }
 }
 
@@ -332,6 +342,9 @@ impl ReplShared {
             .sync
             .as_ref()
             .is_some_and(|s| p.same_zone.get(s).copied().unwrap_or(false));
+        if !p.may_sync(id) {
+            return;
+        }
         if p.sync.is_none() {
             p.sync = Some(p.configured.clone().unwrap_or_else(|| id.to_string()));
         } else if p.configured.is_none() && sync_same && !same_zone {
@@ -361,6 +374,24 @@ impl ReplShared {
         lock(&self.peers).sync.clone()
     }
 
+    /// The membership changed: `eligible` may be the sync backup from now
+    /// on. A sync backup no longer eligible (removed, say) hands over to a
+    /// connected one that is, as when its links close.
+    pub fn set_sync_eligible(&self, eligible: std::collections::HashSet<String>) {
+        let mut p = lock(&self.peers);
+        p.eligible = Some(eligible);
+        if p.configured.as_deref().is_some_and(|c| !p.may_sync(c)) {
+            p.configured = None;
+        }
+        let keep = p
+            .sync
+            .as_deref()
+            .is_some_and(|s| p.may_sync(s) && p.links.contains_key(s));
+        if !keep && p.configured.is_none() {
+            p.sync = p.choose();
+        }
+    }
+
     /// CONFIG SET sync-backup: `id` (a connected backup) becomes the one
     /// strong-mode writes wait for, from the next write on; None goes back
     /// to choosing one (another zone's first). Each write waits for the
@@ -373,6 +404,9 @@ impl ReplShared {
             Some(i) if !p.links.contains_key(i) => {
                 Err(format!("no backup named '{i}' is connected to this node"))
             }
+            Some(i) if !p.may_sync(i) => Err(format!(
+                "'{i}' does not vote (a learner still copying): it cannot be the sync backup yet"
+            )),
             Some(i) => {
                 p.configured = Some(i.to_string());
                 p.sync = Some(i.to_string());

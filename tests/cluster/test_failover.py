@@ -957,26 +957,29 @@ def bus_frame(body: bytes, crc: int | None = None) -> bytes:
 
 
 # The cluster bus protocol's version (src/cluster/wire.rs VERSION).
-BUS_VERSION = 3
+BUS_VERSION = 4
 
 
 def members_digest(names, arbiters=()) -> int:
-    """What a hello must carry (src/cluster/topology.rs Topology::digest):
-    crc32 over the members in name order, each name with its length (u64
-    LE) first, then 1 for an arbiter or 0."""
+    """The digest of a member list born from the configuration
+    (src/cluster/members.rs MemberList::digest): crc32 over the members in
+    name order, each with its number (u32 LE, its place in that order), its
+    name's length (u64 LE), its name, then 1/0 for arbiter and 1 for voter."""
     crc = 0
-    for name in sorted(names):
+    for i, name in enumerate(sorted(names)):
         b = name.encode()
-        crc = zlib.crc32(struct.pack("<Q", len(b)) + b, crc)
-        crc = zlib.crc32(bytes([1 if name in arbiters else 0]), crc)
+        crc = zlib.crc32(struct.pack("<I", i) + struct.pack("<Q", len(b)) + b, crc)
+        crc = zlib.crc32(bytes([1 if name in arbiters else 0, 1]), crc)
     return crc
 
 
 def hello_body(node: str, database: str = "keel", password: str = "",
                version: int = BUS_VERSION, members: int | None = None) -> bytes:
+    """A hello from a node holding the configuration's list (version 0,
+    term 0) with digest `members`."""
     members = members_digest(ZONES) if members is None else members
     return (bytes([version]) + _varint(1) + b"H" + _text(database) + _text(node) + _text(password)
-            + _varint(members))
+            + _varint(0) + _varint(0) + _varint(members))
 
 
 def closed_by_peer(s: socket.socket, timeout: float) -> bool:

@@ -1,9 +1,10 @@
 //! The cluster bus: frames (length, crc32), the numbered messages of a
 //! connection, and the control-plane messages inside them.
 
+use keel::cluster::members::Ident;
 use keel::cluster::wire::{
-    decode_hello, decode_message, encode_hello, encode_message, split_frame, Hello, WireError,
-    MAX_BODY, VERSION,
+    decode_hello, decode_message, encode_hello, encode_message, split_frame, Carried, Hello,
+    WireError, MAX_BODY, VERSION,
 };
 use keel::control::{Message, Ping, Progress, Reason};
 use proptest::prelude::*;
@@ -85,15 +86,42 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
-fn hello() -> impl Strategy<Value = Hello> {
-    (".{0,10}", ".{0,10}", ".{0,10}", any::<u32>()).prop_map(|(database, node, auth, members)| {
-        Hello {
-            database,
-            node,
-            auth,
-            members,
-        }
+fn ident() -> impl Strategy<Value = Ident> {
+    (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(version, term, digest)| Ident {
+        version,
+        term,
+        digest,
     })
+}
+
+fn hello() -> impl Strategy<Value = Hello> {
+    (".{0,10}", ".{0,10}", ".{0,10}", ident()).prop_map(|(database, node, auth, ident)| Hello {
+        database,
+        node,
+        auth,
+        ident,
+    })
+}
+
+/// The list every control message below is sent from.
+const IDENT: Ident = Ident {
+    version: 7,
+    term: 3,
+    digest: 0xabcd,
+};
+
+fn enc(counter: u64, m: &Message) -> Vec<u8> {
+    encode_message(counter, &IDENT, &Carried::Control(m.clone()))
+}
+
+/// A control message, or the error that refused the body (a list is
+/// not a control message).
+fn dec(body: &[u8], counter: u64) -> Result<Message, WireError> {
+    match decode_message(body, counter)? {
+        (i, Carried::Control(m)) if i == IDENT => Ok(m),
+        (_, Carried::Control(_)) => Err(WireError::Field("ident")),
+        (_, Carried::Members(_)) => Err(WireError::Kind(b'M')),
+    }
 }
 
 /// A connection's frames: its hello, then messages numbered from 2.
@@ -101,7 +129,7 @@ fn connection(h: &Hello, msgs: &[Message]) -> (Vec<u8>, Vec<usize>) {
     let mut out = encode_hello(h);
     let mut ends = vec![out.len()];
     for (i, m) in msgs.iter().enumerate() {
-        out.extend_from_slice(&encode_message(i as u64 + 2, m));
+        out.extend_from_slice(&enc(i as u64 + 2, m));
         ends.push(out.len());
     }
     (out, ends)
@@ -128,7 +156,7 @@ fn read_link(input: &[u8], cuts: &[usize]) -> (Option<Hello>, Vec<Message>, Opti
             let decoded = if counter == 1 {
                 decode_hello(&body).map(|h| hello = Some(h))
             } else {
-                decode_message(&body, counter).map(|m| msgs.push(m))
+                dec(&body, counter).map(|m| msgs.push(m))
             };
             if let Err(e) = decoded {
                 return (hello, msgs, Some(e));
@@ -170,7 +198,18 @@ fn check_body(body: &[u8], counter: u64) -> Result<(), TestCaseError> {
         prop_assert!(again.len() - 8 <= body.len());
         prop_assert_eq!(decode_hello(&again[8..]), Ok(h));
     }
-    if let Ok(m) = message {
+    if let Ok((ident, Carried::Members(l))) = &message {
+        // Every member took a few bytes at least; the list re-encodes to
+        // itself in no more bytes.
+        prop_assert!(l.members.len() * 8 <= body.len());
+        let again = encode_message(counter, ident, &Carried::Members(l.clone()));
+        prop_assert!(again.len() - 8 <= body.len());
+        prop_assert_eq!(
+            decode_message(&again[8..], counter),
+            Ok((*ident, Carried::Members(l.clone())))
+        );
+    }
+    if let Ok((ident, Carried::Control(m))) = message {
         // Every listed item took a byte at least.
         let lists = match &m {
             Message::Ping(p) => p.progress.seqs.len() + p.commit.len() + p.suspects.len(),
@@ -180,16 +219,19 @@ fn check_body(body: &[u8], counter: u64) -> Result<(), TestCaseError> {
             Message::Handover { .. } => 0,
         };
         prop_assert!(lists <= body.len());
-        let again = encode_message(counter, &m);
+        let again = encode_message(counter, &ident, &Carried::Control(m.clone()));
         prop_assert!(again.len() - 8 <= body.len());
-        prop_assert_eq!(decode_message(&again[8..], counter), Ok(m));
+        prop_assert_eq!(
+            decode_message(&again[8..], counter),
+            Ok((ident, Carried::Control(m)))
+        );
     }
     Ok(())
 }
 
 /// Bodies that get past the version and the counter often.
 fn body_soup() -> impl Strategy<Value = Vec<u8>> {
-    (prop::sample::select(b"HPRVFx".to_vec()), bytes(60)).prop_map(|(kind, rest)| {
+    (prop::sample::select(b"HPRVFMx".to_vec()), bytes(60)).prop_map(|(kind, rest)| {
         let mut b = vec![VERSION, 3, kind];
         b.extend_from_slice(&rest);
         b
@@ -207,12 +249,12 @@ proptest! {
         counter in 2u64..u64::MAX,
         other in any::<u64>(),
     ) {
-        let f = encode_message(counter, &m);
+        let f = enc(counter, &m);
         let (body, used) = split_frame(&f).ok().flatten().ok_or_else(|| TestCaseError::fail("no frame"))?;
         prop_assert_eq!(used, f.len());
-        prop_assert_eq!(decode_message(body, counter), Ok(m));
+        prop_assert_eq!(dec(body, counter), Ok(m));
         if other != counter {
-            prop_assert_eq!(decode_message(body, other), Err(WireError::Counter { got: counter, want: other }));
+            prop_assert_eq!(dec(body, other), Err(WireError::Counter { got: counter, want: other }));
         }
     }
 
@@ -272,7 +314,7 @@ proptest! {
         hello_first in any::<bool>(),
         muts in mutations(3),
     ) {
-        let (f, counter) = if hello_first { (encode_hello(&h), 1) } else { (encode_message(5, &m), 5) };
+        let (f, counter) = if hello_first { (encode_hello(&h), 1) } else { (enc(5, &m), 5) };
         let mut body = f[8..].to_vec();
         mutate(&mut body, &muts);
         check_body(&body, counter)?;

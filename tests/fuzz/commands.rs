@@ -29,6 +29,7 @@ const LEFT_OUT: &[&str] = &[
     "replicaof",
     "slaveof",
     "failover",
+    "keel",
     "cluster",
     "sentinel",
     "migrate",

@@ -189,6 +189,39 @@ impl Node {
         }
     }
 
+    /// The membership changed (online, one step at a time): members that
+    /// left are forgotten, new ones start as just heard (as at a restart,
+    /// nobody is suspected on arrival); everything else — term, vote, role,
+    /// the lease from members that stay — carries on.
+    pub fn set_cluster(&mut self, cluster: Cluster) {
+        let ids: BTreeSet<NodeId> = cluster.members.iter().map(|m| m.id).collect();
+        self.detector.set_members(&ids, self.now);
+        self.peers.retain(|id, _| ids.contains(id));
+        self.echo_from.retain(|id, _| ids.contains(id));
+        self.lease.retain(|id, _| ids.contains(id));
+        self.failed_reported.retain(|id| ids.contains(id));
+        self.loser_merges.retain(|id, _| ids.contains(id));
+        if self.primary.is_some_and(|p| !ids.contains(&p)) {
+            self.primary = None;
+        }
+        if let Role::Candidate(c) = &mut self.role {
+            c.votes.retain(|id, _| cluster.is_voter(*id));
+        }
+        self.voters = cluster.voters();
+        self.cluster = cluster;
+    }
+
+    /// Whether `id` may become primary: a member that holds data and votes.
+    /// A learner (holds data, does not vote yet) is still copying: it never
+    /// stands and no voter waits for it to.
+    fn is_candidate(&self, id: NodeId) -> bool {
+        self.cluster.holds_data(id) && self.cluster.is_voter(id)
+    }
+
+    fn may_stand(&self) -> bool {
+        self.is_candidate(self.me)
+    }
+
     pub fn id(&self) -> NodeId {
         self.me
     }
@@ -303,7 +336,7 @@ impl Node {
                 self.catch_up(&mut out);
             }
             Input::ForceFailover => {
-                if self.cluster.holds_data(self.me) && self.role == Role::Follower {
+                if self.may_stand() && self.role == Role::Follower {
                     self.stand(Reason::Forced, &mut out);
                 }
             }
@@ -318,7 +351,7 @@ impl Node {
                 }
             }
             Input::HandOver { to } => {
-                if self.open_term().is_some() && to != self.me && self.cluster.holds_data(to) {
+                if self.open_term().is_some() && to != self.me && self.is_candidate(to) {
                     out.sends.push(Envelope {
                         to,
                         msg: Message::Handover { term: self.term },
@@ -434,7 +467,7 @@ impl Node {
     }
 
     fn check_failover(&mut self) {
-        if !self.cluster.holds_data(self.me) || self.role != Role::Follower {
+        if !self.may_stand() || self.role != Role::Follower {
             return;
         }
         let need = match self.primary {
@@ -480,7 +513,7 @@ impl Node {
         // down by itself, so two primaries that hear each other resolve at once;
         // the check is for views that only a third member can compare.
         if found.is_some()
-            && self.cluster.holds_data(self.me)
+            && self.may_stand()
             && self.election_at.is_none()
             && self.role == Role::Follower
         {
@@ -512,7 +545,7 @@ impl Node {
             _ => None,
         };
         let mut v = Vec::new();
-        if self.cluster.holds_data(self.me) {
+        if self.may_stand() {
             v.push(Ranked {
                 id: self.me,
                 progress: &self.progress,
@@ -520,7 +553,7 @@ impl Node {
             });
         }
         for (id, pv) in &self.peers {
-            if self.cluster.holds_data(*id)
+            if self.is_candidate(*id)
                 && !self.detector.suspects(*id, self.now)
                 && Some(*id) != failed_primary
             {
@@ -689,7 +722,7 @@ impl Node {
                 if term == self.term
                     && self.primary == Some(from)
                     && self.role == Role::Follower
-                    && self.cluster.holds_data(self.me)
+                    && self.may_stand()
                 {
                     self.stand(Reason::Handover, out);
                 }
@@ -842,7 +875,8 @@ impl Node {
             };
             vote_rule(&req, &view)
         };
-        let granted = decision.is_ok();
+        // A learner never stands; a request from one is a confused peer.
+        let granted = decision.is_ok() && self.is_candidate(from);
         if !pre {
             self.adopt_term(term, None, out);
             if granted && self.voted_for != Some(from) {

@@ -247,3 +247,81 @@ fn a_handover_opens_the_target_within_a_few_pings_and_only_the_primary_can_ask()
     assert_eq!(b.nodes[0].primary(), Some(2), "the old primary follows");
     assert!(b.nodes[0].open_term().is_none());
 }
+
+/// Node `id` as a learner: holds data, no vote.
+fn with_learner(mut c: Cluster, id: NodeId) -> Cluster {
+    c.members.push(Member {
+        id,
+        zone: (id % 3) as u16,
+        voter: false,
+        holds_data: true,
+    });
+    c
+}
+
+#[test]
+fn a_learner_never_stands_even_when_it_holds_the_most() {
+    let mut b = Bench::new(3);
+    let c = with_learner(cluster(3), 3);
+    for n in &mut b.nodes {
+        n.set_cluster(c.clone());
+    }
+    b.nodes
+        .push(Node::new(3, c, Config::default(), 1, 0, 1, Some(0)));
+    b.up.push(true);
+    b.set_seqs(1, &[4, 4]);
+    b.set_seqs(2, &[5, 5]);
+    b.set_seqs(3, &[9, 9]);
+    b.run(500);
+    b.up[0] = false;
+    b.run(3000);
+    // The best voter wins (and then pulls from the learner); writes never
+    // pause waiting for a learner that will not stand.
+    assert_eq!(b.opened(), vec![(2, 2)]);
+    assert_eq!(b.nodes[3].primary(), Some(2));
+    assert!(!b.actions.iter().any(|(_, a)| *a == Action::PauseWrites));
+}
+
+#[test]
+fn after_a_promotion_and_a_removal_the_new_voters_elect() {
+    let mut b = Bench::new(3);
+    b.run(300);
+    // Add 3 as a learner, promote it, then remove 2 (which is gone).
+    let learner = with_learner(cluster(3), 3);
+    for n in &mut b.nodes {
+        n.set_cluster(learner.clone());
+    }
+    b.nodes.push(Node::new(
+        3,
+        learner.clone(),
+        Config::default(),
+        1,
+        b.now,
+        1,
+        Some(0),
+    ));
+    b.up.push(true);
+    b.run(300);
+    let mut promoted = learner;
+    promoted.members[3].voter = true;
+    for n in &mut b.nodes {
+        n.set_cluster(promoted.clone());
+    }
+    b.run(300);
+    let mut without_2 = promoted;
+    without_2.members.retain(|m| m.id != 2);
+    b.up[2] = false;
+    for (i, n) in b.nodes.iter_mut().enumerate() {
+        if i != 2 {
+            n.set_cluster(without_2.clone());
+        }
+    }
+    b.run(2000);
+    assert!(b.opened().is_empty(), "no election while the primary lives");
+    // Voters 0, 1, 3: with 0 gone, 1 and 3 are a majority.
+    b.up[0] = false;
+    b.run(3000);
+    let opened = b.opened();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(matches!(opened[0], (1, 2) | (3, 2)), "{opened:?}");
+}

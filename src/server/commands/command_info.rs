@@ -126,6 +126,7 @@ const NOSCRIPT: &[&str] = &[
     "wait",
     "replconf",
     "failover",
+    "keel",
 ];
 
 const ALLOW_BUSY: &[&str] = &[

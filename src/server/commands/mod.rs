@@ -118,6 +118,7 @@ pub async fn run(
         )),
         "sentinel" => crate::cmd::sentinel::sentinel(&conn.state, a),
         "failover" => crate::cmd::failover::failover(&conn.state, a),
+        "keel" => crate::cmd::membership::keel(&conn.state, a),
         "save" => persistence::snapshot(conn, SnapshotKind::Save, false).await,
         "bgsave" => persistence::snapshot(conn, SnapshotKind::Save, true).await,
         "bgrewriteaof" => persistence::snapshot(conn, SnapshotKind::Rewrite, true).await,

@@ -28,8 +28,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod membership;
+
 use super::bus::Bus;
 use super::file::ClusterFile;
+use super::members::MemberList;
 use super::topology::Topology;
 use super::{ClusterView, Command, ElectionView, MemberView};
 use crate::control::{Action, Input, Node, Output, Progress, Role, Term};
@@ -40,47 +43,84 @@ const TICK: Duration = Duration::from_millis(10);
 /// What the driver starts from; made before the executors start, so that
 /// a node that must not take writes never does, from its first instant.
 pub struct Boot {
-    topo: Topology,
+    /// None: this node is not in the list (waiting to be added).
+    member: Option<(Topology, Node)>,
+    list: MemberList,
     dir: PathBuf,
     file: ClusterFile,
-    node: Node,
+    /// Changes the configuration asks for (its `[[nodes]]` changed since
+    /// this node last started), applied when this node is the primary.
+    wanted: Vec<membership::Wanted>,
+}
+
+/// The control plane's timings from the configuration.
+fn control_config(config: &crate::config::Config) -> crate::control::Config {
+    crate::control::Config {
+        node_timeout: config.node_timeout,
+        failover_max_lag: config.failover_max_lag,
+        ..crate::control::Config::default()
+    }
+}
+
+fn seed() -> u64 {
+    now_ms() ^ (u64::from(std::process::id()) << 20)
 }
 
 /// Reads the cluster file and sets replication's starting state. None when
 /// the configuration has no topology (no bus, no failover).
 pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
     let config = state.config();
-    let Some(topo) = Topology::from_config(&config, state.shards)? else {
+    if config.nodes.is_empty() {
         return Ok(None);
-    };
+    }
+    let configured = MemberList::from_config(&config)?;
     let dir = config.dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let loaded = ClusterFile::load(&dir)?;
     let fresh = loaded.is_none();
-    let members: Vec<String> = topo.peers.iter().map(|p| p.name.clone()).collect();
-    if let Some(f) = loaded
-        .as_ref()
-        .filter(|f| !f.members.is_empty() && f.members != members)
-    {
-        tracing::warn!(
-            "cluster: the topology's members ({}) differ from the cluster file's ({}); the topology is used",
-            members.join(" "),
-            f.members.join(" ")
-        );
-    }
-    let file = loaded.unwrap_or(ClusterFile {
+    let (list, wanted) = membership::boot_list(&configured, loaded.as_ref());
+    let first_primary = match &config.primary {
+        Some(name) if list.by_name(name).is_some_and(|e| !e.arbiter) => Some(name.clone()),
+        Some(name) if list.version == 0 => {
+            return Err(format!("primary {name:?} is not a data node in [[nodes]]"))
+        }
+        _ => None,
+    };
+    let mut file = loaded.unwrap_or(ClusterFile {
         term: 1,
         voted_for: None,
-        primary: topo.first_primary.map(|p| topo.name(p).to_string()),
+        primary: first_primary,
         history: 1,
-        members: members.clone(),
+        list: None,
         histories: Vec::new(),
+        config_digest: configured.digest(),
     });
-    if fresh {
-        // From now on the file, not the config, says who leads.
-        file.store(&dir)
-            .map_err(|e| format!("cannot write the cluster file in {}: {e}", dir.display()))?;
-    }
+    file.list = Some(list.clone());
+    file.config_digest = configured.digest();
+    // From now on the file, not the config, says who leads and who is a
+    // member.
+    file.store(&dir)
+        .map_err(|e| format!("cannot write the cluster file in {}: {e}", dir.display()))?;
+    let repl = &state.repl;
+    state.cluster.active.store(true, Ordering::SeqCst);
+    let Some(topo) = Topology::new(&list, &config.node_id, state.shards) else {
+        tracing::warn!(
+            "cluster: this node ({}) is not a member of the database's list (version {}: {}); it waits until the primary adds it (KEEL NODE ADD {} <client> <bus> <zone> <region>)",
+            config.node_id,
+            list.version,
+            list.members.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+            config.node_id
+        );
+        repl.set_hold(true);
+        repl.set_master(None);
+        return Ok(Some(Boot {
+            member: None,
+            list,
+            dir,
+            file,
+            wanted,
+        }));
+    };
     let me = topo.me;
     let mut primary = file
         .primary
@@ -95,13 +135,15 @@ pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
         );
         primary = None;
     }
-    let cfg = crate::control::Config {
-        node_timeout: config.node_timeout,
-        failover_max_lag: config.failover_max_lag,
-        ..crate::control::Config::default()
-    };
-    let seed = now_ms() ^ (u64::from(std::process::id()) << 20);
-    let mut node = Node::new(me, topo.cluster.clone(), cfg, seed, 0, file.term, primary);
+    let mut node = Node::new(
+        me,
+        topo.cluster.clone(),
+        control_config(&config),
+        seed(),
+        0,
+        file.term,
+        primary,
+    );
     node.restore_vote(
         file.voted_for
             .as_deref()
@@ -112,7 +154,6 @@ pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
     // a fresh database; otherwise follow whoever the file names, or hold.
     // Even the first primary of a fresh database holds writes until a
     // majority answered (see `Driver::boot_gate`).
-    let repl = &state.repl;
     if node.open_term().is_some() {
         repl.set_gate(true);
         repl.set_master(None);
@@ -124,12 +165,12 @@ pub fn prepare(state: &ServerState) -> Result<Option<Boot>, String> {
             .map(|p| p.client.clone());
         repl.set_master(target);
     }
-    state.cluster.active.store(true, Ordering::SeqCst);
     Ok(Some(Boot {
-        topo,
+        member: Some((topo, node)),
+        list,
         dir,
         file,
-        node,
+        wanted,
     }))
 }
 
@@ -167,6 +208,9 @@ struct Driver {
     announced: Option<u32>,
     switchover: Option<Switchover>,
     forced_failovers: u64,
+    /// Membership changes: what this node knows of its peers' lists and,
+    /// as primary, the steps it drives.
+    members: membership::Coordinator,
 }
 
 /// A planned switchover (FAILOVER) this primary is running.
@@ -188,11 +232,18 @@ pub const HANDOVER_WAIT_MS: u64 = 3000;
 /// Starts the bus and the driver thread.
 pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
     let config = state.config();
-    let me = boot.topo.me();
-    let port = if config.bus_port != 0 {
-        config.bus_port
-    } else {
-        me.bus.1
+    let Boot {
+        member,
+        list,
+        dir,
+        file,
+        wanted,
+    } = boot;
+    let me_name = config.node_id.clone();
+    let port = match (config.bus_port, &member) {
+        (0, Some((t, _))) => t.me().bus.1,
+        (0, None) => super::members::default_bus_port(config.port),
+        (p, _) => p,
     };
     let ip: std::net::IpAddr = if config.bind.is_empty() {
         std::net::Ipv4Addr::UNSPECIFIED.into()
@@ -204,7 +255,9 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
     };
     let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bus = super::bus::start(
-        &boot.topo,
+        &me_name,
+        member.as_ref().map(|(t, _)| t),
+        &list,
         std::net::SocketAddr::new(ip, port),
         &config.database_name,
         config.requirepass.clone(),
@@ -214,49 +267,28 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot listen on the cluster bus port {ip}:{port}: {e}"))?;
     tracing::info!(
-        "cluster: member {} of {} ({} members), bus on {ip}:{port}, term {}",
-        me.name,
+        "cluster: {me_name} {} {} ({} members, list version {}), bus on {ip}:{port}, term {}",
+        if member.is_some() {
+            "is a member of"
+        } else {
+            "waits to be added to"
+        },
         config.database_name,
-        boot.topo.peers.len(),
-        boot.file.term
+        list.members.len(),
+        list.version,
+        file.term
     );
-    let history = boot.file.history;
-    let shards = state.shards;
-    let mut d = Driver {
-        topo: boot.topo,
-        node: boot.node,
-        bus,
-        state: state.clone(),
-        start: Instant::now(),
-        dir: boot.dir,
-        file: boot.file,
-        history,
-        following: None,
-        opening: None,
-        last_progress: Progress::empty(history, shards),
-        last_commit: vec![0; shards],
-        serving: false,
-        merges_noted: BTreeSet::new(),
-        election: None,
-        elections_won: 0,
-        failovers_seen: 0,
-        elections_seen: 0,
-        election_ms: Default::default(),
-        boot_gate: false,
-        heard: BTreeSet::new(),
-        announced: None,
-        switchover: None,
-        forced_failovers: 0,
-    };
-    d.announced = d.node.primary();
-    d.boot_gate = d.node.open_term().is_some();
-    if let Some(p) = d.node.primary().filter(|p| *p != d.topo.me) {
-        d.following = Some((p, d.node.term(), state.repl.epoch.load(Ordering::SeqCst)));
-    }
     std::thread::Builder::new()
         .name("keel-cluster".into())
         .spawn(move || {
-            d.run();
+            let clock = Instant::now();
+            let joined = match member {
+                Some(m) => Some((m, file, bus)),
+                None => membership::wait_to_join(&state, &me_name, clock, &dir, file, bus),
+            };
+            if let Some(((topo, node), file, bus)) = joined {
+                Driver::new(topo, node, bus, state, clock, dir, file, wanted).run();
+            }
             shutdown.store(true, Ordering::SeqCst);
         })
         .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
@@ -264,6 +296,55 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        topo: Topology,
+        node: Node,
+        bus: Bus,
+        state: Arc<ServerState>,
+        start: Instant,
+        dir: PathBuf,
+        file: ClusterFile,
+        wanted: Vec<membership::Wanted>,
+    ) -> Driver {
+        let history = file.history;
+        let shards = state.shards;
+        let mut d = Driver {
+            topo,
+            node,
+            bus,
+            state: state.clone(),
+            start,
+            dir,
+            file,
+            history,
+            following: None,
+            opening: None,
+            last_progress: Progress::empty(history, shards),
+            last_commit: vec![0; shards],
+            serving: false,
+            merges_noted: BTreeSet::new(),
+            election: None,
+            elections_won: 0,
+            failovers_seen: 0,
+            elections_seen: 0,
+            election_ms: Default::default(),
+            boot_gate: false,
+            heard: BTreeSet::new(),
+            announced: None,
+            switchover: None,
+            forced_failovers: 0,
+            members: membership::Coordinator::new(wanted),
+        };
+        d.announced = d.node.primary();
+        d.boot_gate = d.node.open_term().is_some();
+        if let Some(p) = d.node.primary().filter(|p| *p != d.topo.me) {
+            d.following = Some((p, d.node.term(), state.repl.epoch.load(Ordering::SeqCst)));
+        }
+        d.members_changed();
+        d
+    }
+
     fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -274,10 +355,15 @@ impl Driver {
             let now = self.now();
             let wait = Duration::from_millis(next_tick.saturating_sub(now));
             match self.bus.inbox.recv_timeout(wait) {
-                Ok((from, msg)) => {
-                    self.heard.insert(from);
-                    let out = self.node.handle(self.now(), Input::Receive { from, msg });
-                    self.apply(out);
+                Ok(m) => {
+                    if let Some((from, msg)) = self.inbound(m) {
+                        self.heard.insert(from);
+                        let out = self.node.handle(self.now(), Input::Receive { from, msg });
+                        self.apply(out);
+                    }
+                    if self.members.removed {
+                        return;
+                    }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
@@ -320,6 +406,7 @@ impl Driver {
         self.drive_switchover();
         self.finish_opening();
         self.open_boot_gate();
+        self.coordinate();
         let reachable = self
             .node
             .primary()
@@ -450,8 +537,9 @@ impl Driver {
     }
 
     fn apply(&mut self, out: Output) {
+        let ident = self.topo.list.ident();
         for e in out.sends {
-            self.bus.send(e.to, e.msg);
+            self.bus.send(e.to, ident, e.msg);
         }
         for a in out.actions {
             self.act(a);
@@ -652,6 +740,7 @@ impl Driver {
                     }
                 }
             }
+            Command::Member(m) => self.member_command(m),
             Command::Force => {
                 tracing::warn!(
                     term = self.node.term(),
@@ -829,7 +918,8 @@ impl Driver {
             voted_for: self.node.voted_for().map(|v| self.name(v)),
             primary: self.node.primary().map(|p| self.name(p)),
             history: self.history,
-            members: self.topo.peers.iter().map(|p| p.name.clone()).collect(),
+            list: Some(self.topo.list.clone()),
+            config_digest: self.file.config_digest,
             histories: self
                 .state
                 .repl
@@ -865,7 +955,11 @@ impl Driver {
                 name: p.name.clone(),
                 client: p.client.clone(),
                 zone: p.zone.clone(),
+                region: p.region.clone(),
+                bus: p.bus.clone(),
                 arbiter: p.arbiter,
+                voter: p.voter,
+                replaces: p.replaces.clone(),
                 state: if p.id == self.topo.me {
                     "myself"
                 } else if self.node.is_failed(p.id) {
@@ -922,6 +1016,8 @@ impl Driver {
             bus_received: stats.received.load(Ordering::Relaxed),
             bus_dropped: stats.dropped.load(Ordering::Relaxed),
             bus_refused: stats.refused.load(Ordering::Relaxed),
+            members_version: self.topo.list.version,
+            membership: self.change_in_progress().unwrap_or_else(|| "idle".into()),
         };
         if let Ok(mut g) = self.state.cluster.view.lock() {
             *g = v;

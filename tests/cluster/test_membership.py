@@ -195,6 +195,7 @@ def test_add_a_replica_and_remove_another_under_load(consistency):
     with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
         extra = ("--consistency", consistency)
         topo = start_members(c, *extra)
+        preload(c, "h1", 2000, 2048)  # 4 MB for h4 to copy while the writers go on
         everyone = [*FIRST, "h4"]
         for h in FIRST:
             v = info(c, h)

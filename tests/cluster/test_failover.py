@@ -173,8 +173,11 @@ def wait_one_primary(c: Cluster, hosts, timeout: float, what: str, not_=None) ->
     return until(c, ok, timeout, what)
 
 
-def wait_healthy(c: Cluster, primary: str, term: int, arbiters=(), timeout: float = 20.0) -> None:
-    hosts = list(c.hosts)
+def wait_healthy(c: Cluster, primary: str, term: int, arbiters=(), timeout: float = 20.0,
+                 hosts=None) -> None:
+    """`primary` leads `term` on every one of `hosts` (default: all of the
+    cluster's), and every data backup among them streams every shard from it."""
+    hosts = list(hosts or c.hosts)
     data_backups = [h for h in hosts if h != primary and h not in arbiters]
 
     def ok():

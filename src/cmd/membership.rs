@@ -115,9 +115,15 @@ fn check(v: &ClusterView, cmd: &MemberCommand) -> Result<(), CmdError> {
             None => "membership changes run on the primary, and none is known now".into(),
         }));
     }
-    // A removal may undo a learner that never catches up; anything else
-    // waits for the change in progress to end.
-    let removal = matches!(cmd, MemberCommand::Remove(_));
+    // Removing the learner (or the replacement) that does not catch up
+    // cancels the change in progress; anything else waits for it to end.
+    let removal = match cmd {
+        MemberCommand::Remove(n) => v
+            .members
+            .iter()
+            .any(|m| &m.name == n && (!m.voter || m.replaces.is_some())),
+        MemberCommand::Add(_) => false,
+    };
     let busy = v.membership_busy || v.membership == "change requested";
     if (busy || !removal) && !v.membership.is_empty() && v.membership != "idle" {
         return Err(err(format!(

@@ -20,6 +20,7 @@ ADD makes the node a learner (it copies the data, does not vote); once it is
 synced and caught up the primary promotes it to voter by itself. REPLACE
 does the same and then removes the old node. INFO cluster shows
 `cluster_members_version` (0 for the configured list, +1 per committed step:
+a primary's re-stamp of the list in its term before its first change,
 add-learner, promote, remove), `cluster_membership` (`idle` or what is
 running) and `voter=0|1` on every `memberN` line. h4 is named by its relay
 address (client `<relay ip>:6379`, bus `<relay ip>:26379`), as the topology
@@ -209,7 +210,7 @@ def test_add_a_replica_and_remove_another_under_load(consistency):
         t_add = time.monotonic()
         r = node_cmd(c, "h1", "ADD", *spec(c, "h4"))
         check(c, r == "OK", f"KEEL NODE ADD h4 answered {r!r}")
-        wait_members(c, everyone, {h: "1" for h in everyone}, 2, JOIN_BOUND, "h4 a voter on every node")
+        wait_members(c, everyone, {h: "1" for h in everyone}, 3, JOIN_BOUND, "h4 a voter on every node")
         t_joined = time.monotonic()
         v4 = info(c, "h4")
         check(c, v4.get("cluster_role") == "backup" and v4.get("cluster_primary") == "h1",
@@ -223,7 +224,7 @@ def test_add_a_replica_and_remove_another_under_load(consistency):
         t_remove = time.monotonic()
         r = node_cmd(c, primary, "REMOVE", gone)
         check(c, r == "OK", f"KEEL NODE REMOVE {gone} answered {r!r}")
-        wait_members(c, rest, {h: "1" for h in rest}, 3, STEP_BOUND, f"{gone} gone from every list")
+        wait_members(c, rest, {h: "1" for h in rest}, 4, STEP_BOUND, f"{gone} gone from every list")
         until(c, lambda: info(c, gone).get("cluster_role") == "removed", STEP_BOUND,
               f"{gone} to say cluster_role:removed")
         t_left = time.monotonic()
@@ -269,7 +270,7 @@ def test_primary_killed_while_a_node_joins_strong():
         r = node_cmd(c, "h1", "ADD", *spec(c, "h4"))
         check(c, r == "OK", f"KEEL NODE ADD h4 answered {r!r}")
         learner = {"h1": "1", "h2": "1", "h3": "1", "h4": "0"}
-        wait_members(c, ["h2", "h3"], learner, 1, STEP_BOUND, "h4 listed as a learner on h2 and h3")
+        wait_members(c, ["h2", "h3"], learner, 2, STEP_BOUND, "h4 listed as a learner on h2 and h3")
         v1 = info(c, "h1")
         check(c, members(v1).get("h4", {}).get("voter") == "0",
               f"h4 was promoted before the kill; the test needs it mid-change: {members(v1)}")
@@ -279,7 +280,8 @@ def test_primary_killed_while_a_node_joins_strong():
 
         new, term = wait_one_primary(c, ["h2", "h3"], FAILOVER_BOUND, "a new primary among h2, h3", not_="h1")
         after = {"h1": "1", "h2": "1", "h3": "1", "h4": "1"}
-        wait_members(c, ["h2", "h3", "h4"], after, 2, JOIN_BOUND, f"h4 a voter, promoted by the new primary {new}")
+        # The new primary re-stamps the list in its term (3), then promotes (4).
+        wait_members(c, ["h2", "h3", "h4"], after, 4, JOIN_BOUND, f"h4 a voter, promoted by the new primary {new}")
         t_joined = time.monotonic()
         v4 = info(c, "h4")
         check(c, v4.get("cluster_role") == "backup" and v4.get("cluster_primary") == new,
@@ -293,7 +295,7 @@ def test_primary_killed_while_a_node_joins_strong():
 
         # The old primary comes back with the file that does not list h4.
         c.start("h1", node_args(topo, "h1", *extra))
-        wait_members(c, ["h1", "h2", "h3", "h4"], after, 2, STEP_BOUND, "h1 to adopt the current member list")
+        wait_members(c, ["h1", "h2", "h3", "h4"], after, 4, STEP_BOUND, "h1 to adopt the current member list")
         wait_healthy(c, new, term, timeout=STEP_BOUND)
         v1 = info(c, "h1")
         check(c, v1.get("cluster_role") == "backup", f"h1 after its restart: {v1.get('cluster_role')}")
@@ -337,7 +339,7 @@ def test_replace_a_failed_node_strong():
             c.resume("h4")
 
         voters = {"h1": "1", "h2": "1", "h4": "1"}
-        wait_members(c, ["h1", "h2", "h4"], voters, 3, JOIN_BOUND, "h4 a voter and h3 gone from every list")
+        wait_members(c, ["h1", "h2", "h4"], voters, 4, JOIN_BOUND, "h4 a voter and h3 gone from every list")
         t_replaced = time.monotonic()
         table = nodes_table(c, "h1")
         check(c, sorted(table) == ["h1", "h2", "h4"] and table["h4"][5] == "voter", f"KEEL NODES on h1: {table}")
@@ -408,7 +410,7 @@ def test_refusals_nodes_listing_and_restart_of_a_joined_node():
         finally:
             c.resume("h4")
         everyone = [*FIRST, "h4"]
-        wait_members(c, everyone, {h: "1" for h in everyone}, 2, JOIN_BOUND, "h4 a voter on every node")
+        wait_members(c, everyone, {h: "1" for h in everyone}, 3, JOIN_BOUND, "h4 a voter on every node")
 
         # KEEL NODES: one line per member, its addresses, zone, region, kind, state.
         table = nodes_table(c, "h1")
@@ -428,9 +430,41 @@ def test_refusals_nodes_listing_and_restart_of_a_joined_node():
         text = (c.hosts["h4"].data_dir / "cluster").read_text()
         check(c, "h4" in text, f"h4's cluster file does not record the members: {text!r}")
         c.restart("h4")
-        wait_members(c, everyone, {h: "1" for h in everyone}, 2, STEP_BOUND, "h4 back with the same list")
+        wait_members(c, everyone, {h: "1" for h in everyone}, 3, STEP_BOUND, "h4 back with the same list")
         wait_healthy(c, "h1", 1, hosts=everyone, timeout=STEP_BOUND)
         assert c.call("h1", "h1", "SET", "after", "restart") == "OK"
         wait_converged(c, everyone)
         check(c, c.call("h4", "h4", "GET", "after") == "restart", "h4 lacks a write made after its restart")
         report("membership-errors", "; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+# --------------------------------------------------------------------------
+# e. a learner that never catches up is removed: the join is cancelled
+# --------------------------------------------------------------------------
+
+def test_a_learner_that_never_catches_up_can_be_removed():
+    with Cluster(ZONES, delay_ms=DELAY_MS, ports=PORTS) as c:
+        topo = start_members(c)
+        start_joiner(c, topo, "h4")
+        c.pause("h4")  # a new machine that died, or a wrong address
+        try:
+            check(c, node_cmd(c, "h1", "ADD", *spec(c, "h4")) == "OK", "KEEL NODE ADD h4")
+            until(c, lambda: members(info(c, "h1")).get("h4", {}).get("voter") == "0", STEP_BOUND,
+                  "h4 a learner on h1")
+            # Another change waits; removing the stalled learner does not.
+            err = refusal(c, "h1", "KEEL", "NODE", "REMOVE", "h3")
+            check(c, err is not None and IN_PROGRESS in err, f"REMOVE h3 during the join: {err!r}")
+            until(c, lambda: node_cmd(c, "h1", "REMOVE", "h4") == "OK", STEP_BOUND,
+                  "REMOVE h4 accepted once the learner's step committed")
+            # Re-stamp (1), learner (2), removal (3).
+            wait_members(c, FIRST, {h: "1" for h in FIRST}, 3, STEP_BOUND, "h4 gone from every list")
+            check(c, info(c, "h1").get("cluster_membership") == "idle", f"h1: {info(c, 'h1')}")
+        finally:
+            c.resume("h4")
+        # h4 is no member: it serves no data, whatever it heard.
+        until(c, lambda: info(c, "h4").get("cluster_role") in ("joining", "removed"), STEP_BOUND,
+              "h4 outside the database")
+        err = refusal(c, "h4", "GET", "k")
+        check(c, err is not None and err.startswith("MASTERDOWN"), f"GET on the cancelled h4: {err!r}")
+        assert c.call("h1", "h1", "SET", "still", "writable") == "OK"
+        report("membership-cancel", "a stalled learner removed; the database idle with h1..h3")

@@ -520,9 +520,15 @@ impl Driver {
             return refuse("this node is not the open primary".into());
         }
         // A learner that never catches up (or a replacement that stalls)
-        // must not block its own removal: only a step being committed does.
+        // must not block its own removal, which cancels the change: only a
+        // step being committed does.
+        let cancels = |n: &str| {
+            self.topo
+                .by_name(n)
+                .is_some_and(|p| !p.voter || p.replaces.is_some())
+        };
         let busy = match &c {
-            MemberCommand::Remove(_) if !self.membership_busy() => None,
+            MemberCommand::Remove(n) if cancels(n) && !self.membership_busy() => None,
             _ => self.change_in_progress(),
         };
         if let Some(busy) = busy {

@@ -246,6 +246,14 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
         (0, None) => super::members::default_bus_port(config.port),
         (p, _) => p,
     };
+    if port == 0 {
+        // Client port + 20000 passes 65535: binding port 0 would take a
+        // random one nobody can name in KEEL NODE ADD.
+        return Err(format!(
+            "no cluster bus port: the client port {} + 20000 passes 65535; set bus-port",
+            config.port
+        ));
+    }
     let ip: std::net::IpAddr = if config.bind.is_empty() {
         std::net::Ipv4Addr::UNSPECIFIED.into()
     } else {

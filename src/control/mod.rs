@@ -57,6 +57,10 @@
 //!   the fork point reach the winner: the winner asks for them
 //!   ([`Action::MergeFrom`]) in its catch-up or as soon as it sees a member on a
 //!   diverged history, and the loser offers them before it resyncs.
+//! - Membership may change while the database runs ([`Node::set_cluster`]),
+//!   one voter at a time, driven by the cluster layer (`cluster::members`).
+//!   A *learner* — a member that holds data but does not vote yet, still
+//!   copying — never stands and is never waited for as a better candidate.
 //! - Requirements this puts on the replication layer (the simulator models them):
 //!   a backup applies a stream only from the member it believes is primary; a
 //!   backup whose log is not a prefix of its primary's offers its extra records for

@@ -9,7 +9,8 @@ topology lists every node by its TLS port, so nodes reach each other only
 in TLS, with certificates from one test CA (examples/test_certs.rs). What
 is checked: data replicates and a failover elects a new primary with TLS
 links alone; a peer speaking plain TCP to the bus or a replication port is
-refused; a backup forwards a write over its TLS link.
+refused; a backup forwards a write over its TLS link; a node added online
+(KEEL NODE ADD) joins, copies and votes over TLS links alone.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def make_certs(c: Cluster) -> Path:
     return d
 
 
-def write_topology(c: Cluster) -> Path:
+def write_topology(c: Cluster, hosts=None) -> Path:
     lines = ['primary = "h1"', ""]
-    for h in c.hosts:
+    for h in hosts or c.hosts:
         ip, _ = c.relay_addr(h)
         lines += ["[[nodes]]", f'id = "{h}"', f'client = "{ip}:{TLS_PORT}"', f'bus = "{ip}:{BUS_PORT}"',
                   f'zone = "{c.zone(h)}"', 'region = "r1"', ""]
@@ -113,3 +114,37 @@ def test_a_cluster_with_tls_links_replicates_and_fails_over():
         check(c, c.call(other, other, "GET", "k:299") == "v299" * 20, "data from before the failover kept")
         log = c.log_tail(new, 400) + c.log_tail(other, 400)
         check(c, "panicked" not in log, "a node panicked")
+
+
+def test_a_node_added_online_joins_over_tls_links():
+    with Cluster({**ZONES, "h4": "z3"}, delay_ms=DELAY_MS, ports=PORTS) as c:
+        certs = make_certs(c)
+        first = ["h1", "h2", "h3"]
+        topo = write_topology(c, first)
+        for h in c.hosts:
+            c.start(h, tls_node_args(topo, h, certs))
+        wait_healthy(c, "h1", term=1, hosts=first)
+        until(c, lambda: info(c, "h4").get("cluster_role") == "joining", 10, "h4 waiting to be added")
+        with c.connect("h1", "h1", direct=True) as r:
+            for i in range(200):
+                r.send("SET", f"k:{i}", f"v{i}")
+            for _ in range(200):
+                assert r.read() == "OK"
+        ip, _ = c.relay_addr("h4")
+        r = c.call("h1", "h1", "KEEL", "NODE", "ADD", "h4", f"{ip}:{TLS_PORT}", f"{ip}:{BUS_PORT}", "z3", "r1")
+        check(c, r == "OK", f"KEEL NODE ADD h4: {r!r}")
+
+        def voter_everywhere():
+            for h in c.hosts:
+                lines = [v for k, v in info(c, h).items() if k.startswith("member")]
+                if not any("name=h4," in v and "voter=1" in v for v in lines):
+                    return False
+            return True
+
+        until(c, voter_everywhere, 30, "h4 a voter on every node")
+        until(c, lambda: c.call("h4", "h4", "GET", "k:199") == "v199", 15, "h4 holds the data")
+        with c.connect("h4", "h4", direct=True) as r:
+            assert r.call("SET", "via-h4", "yes") == "OK"
+        check(c, c.call("h1", "h1", "GET", "via-h4") == "yes", "h4 forwards a write to h1 over TLS")
+        log = c.log_tail("h4", 400)
+        check(c, "panicked" not in log, "h4 panicked")

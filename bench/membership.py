@@ -37,7 +37,9 @@ baseline); then a fresh redis-server r3 (same settings, started and
 answering PING before the clock starts, as n3 is) is sent `REPLICAOF r1`
 and its INFO replication polled every 20 ms until `master_link_status:up`
 and `master_sync_in_progress:0`, with DBSIZE at least the keys loaded: the
-time to a ready replica, and the longest write pause meanwhile. Redis 7's
+time to a ready replica (split, from the replica's log, into the RDB's transfer
+and its load), and the longest write pause meanwhile (with r1's
+`latest_fork_usec`). Redis 7's
 defaults sync diskless (`repl-diskless-sync yes`) after waiting
 `repl-diskless-sync-delay 5` s for more replicas, so a second fresh replica
 r4 then joins the same way after `CONFIG SET repl-diskless-sync-delay 0` on
@@ -213,6 +215,24 @@ class RedisNode:
 
     def info(self, section: str) -> dict[str, str]:
         return parse_info(self.call("INFO", section))
+
+
+def redis_sync_phases(logfile: Path) -> tuple[float, float]:
+    """From a replica's log, its last full sync: seconds from `Full resync
+    from master` to `Loading DB in memory` (the RDB's transfer, written to
+    disk), and from there to `Finished with success` (loading it)."""
+    marks: dict[str, float] = {}
+    for line in logfile.read_text(errors="replace").splitlines():
+        for key, text in (("resync", "Full resync from master"), ("load", "sync: Loading DB in memory"),
+                          ("done", "sync: Finished with success")):
+            if text in line:
+                # "pid:S 03 Dec 2026 21:32:18.383 * ..."
+                stamp = " ".join(line.split()[1:5])
+                t = time.strptime(stamp.split(".")[0], "%d %b %Y %H:%M:%S")
+                marks[key] = time.mktime(t) + float("0." + stamp.split(".")[1])
+    if len(marks) < 3:
+        return float("nan"), float("nan")
+    return marks["load"] - marks["resync"], marks["done"] - marks["load"]
 
 
 def wait(cond, timeout: float, what: str, interval: float = POLL):
@@ -474,12 +494,16 @@ def run_redis(a, count: int) -> tuple[dict, dict]:
             wait(ready, max(120.0, 900 * a.gb), f"{j.name} to be a ready replica")
             t1 = time.monotonic()
             at_ready = j.call("DBSIZE")
-            log(f"{j.name} ready {t1 - t0:.2f}s after REPLICAOF (diskless delay {delay} s), holding {at_ready} keys")
+            fork_ms = int(r1.info("stats").get("latest_fork_usec", "0")) / 1000
+            transfer_s, rdb_load_s = redis_sync_phases(j.dir / "redis.log")
+            log(f"{j.name} ready {t1 - t0:.2f}s after REPLICAOF (diskless delay {delay} s; RDB transfer "
+                f"{transfer_s:.2f}s, load {rdb_load_s:.2f}s; r1's fork {fork_ms:.1f} ms), holding {at_ready} keys")
             per[j.name] = {
                 "diskless_sync_delay": delay, "to_ready_s": t1 - t0,
                 "s_per_gb": (t1 - t0) / payload_gb if payload_gb else float("nan"),
                 "gap_join_ms": writer.gap(t0, t1) * 1000, "keys_at_ready": at_ready,
                 "first_seen_syncing_s": marks.get("syncing", t1) - t0,
+                "rdb_transfer_s": transfer_s, "rdb_load_s": rdb_load_s, "primary_fork_ms": fork_ms,
             }
             time.sleep(1.0)
         writer.stop_ev.set()
@@ -554,7 +578,9 @@ def main() -> int:
     for name, d in rper.items():
         print(f"| redis | {name} (REPLICAOF → up; diskless delay {d['diskless_sync_delay']} s) "
               f"| {rcommon['payload_gb']:.2f} GB | {rcommon['used_memory_gb']:.2f} GB | {d['to_ready_s']:.2f} s "
-              f"| {d['s_per_gb']:.1f} s/GB | {rcommon['gap_baseline_ms']:.0f} / {d['gap_join_ms']:.0f} / no leave "
+              f"| {d['s_per_gb']:.1f} s/GB (RDB transfer {d['rdb_transfer_s']:.1f} s, load {d['rdb_load_s']:.1f} s) "
+              f"| {rcommon['gap_baseline_ms']:.0f} / {d['gap_join_ms']:.0f} / no leave "
+              f"(r1's fork {d['primary_fork_ms']:.0f} ms) "
               f"| {d['missing']} |")
     return 0 if ok else 1
 

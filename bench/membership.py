@@ -27,8 +27,26 @@ as a joiner. The steps:
 
 Figures: seconds from ADD to learner and to voter, seconds per GB, the
 longest gap between two consecutive acks during the baseline, the join and
-the leave, and the keys missing on n3 (must be 0). Prints a summary and a
-Markdown fragment on stdout; progress on stderr.
+the leave, and the keys missing on n3 (must be 0).
+
+Then the same with redis-server (unless --no-redis), once keel has stopped:
+a primary r1 and a replica r2 (`--replicaof`, synced before loading, as n2
+is), both with redis's defaults plus `--save "" --appendonly no`; the same
+keys loaded into r1 until r2 holds them; the same writer on r1 (3 s of
+baseline); then a fresh redis-server r3 (same settings, started and
+answering PING before the clock starts, as n3 is) is sent `REPLICAOF r1`
+and its INFO replication polled every 20 ms until `master_link_status:up`
+and `master_sync_in_progress:0`, with DBSIZE at least the keys loaded: the
+time to a ready replica (split, from the replica's log, into the RDB's transfer
+and its load), and the longest write pause meanwhile (with r1's
+`latest_fork_usec`). Redis 7's
+defaults sync diskless (`repl-diskless-sync yes`) after waiting
+`repl-diskless-sync-delay 5` s for more replicas, so a second fresh replica
+r4 then joins the same way after `CONFIG SET repl-diskless-sync-delay 0` on
+r1: the time without that wait. Redis has no membership to leave: no leave
+figure. Every write the writer had acknowledged is read back on r3 and r4.
+
+Prints a summary and a Markdown fragment on stdout; progress on stderr.
 """
 
 from __future__ import annotations
@@ -167,6 +185,56 @@ class Node:
         return parse_info(self.call("INFO", section))
 
 
+class RedisNode:
+    """A redis-server on loopback with its own port and dir; duck-types Node
+    for `load`, `Writer` and `wait`."""
+
+    def __init__(self, name: str, work: Path, binary: str, avoid: set[int], extra: list[str]):
+        self.name, self.binary = name, binary
+        self.dir = work / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(avoid)
+        self.argv = [binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir),
+                     "--logfile", str(self.dir / "redis.log"), "--daemonize", "no", *extra]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        wait(lambda: self.call("PING", timeout=0.5) == "PONG", 30, f"{self.name} to answer PING")
+
+    stop = Node.stop
+    connect = Node.connect
+
+    def call(self, *args, timeout: float = 5.0):
+        if self.proc is not None and self.proc.poll() is not None:
+            raise SystemExit(f"redis-server {self.name} exited with {self.proc.returncode}; "
+                             f"see {self.dir / 'redis.log'}")
+        with self.connect(timeout) as c:
+            return c.call(*args)
+
+    def info(self, section: str) -> dict[str, str]:
+        return parse_info(self.call("INFO", section))
+
+
+def redis_sync_phases(logfile: Path) -> tuple[float, float]:
+    """From a replica's log, its last full sync: seconds from `Full resync
+    from master` to `Loading DB in memory` (the RDB's transfer, written to
+    disk), and from there to `Finished with success` (loading it)."""
+    marks: dict[str, float] = {}
+    for line in logfile.read_text(errors="replace").splitlines():
+        for key, text in (("resync", "Full resync from master"), ("load", "sync: Loading DB in memory"),
+                          ("done", "sync: Finished with success")):
+            if text in line:
+                # "pid:S 03 Dec 2026 21:32:18.383 * ..."
+                stamp = " ".join(line.split()[1:5])
+                t = time.strptime(stamp.split(".")[0], "%d %b %Y %H:%M:%S")
+                marks[key] = time.mktime(t) + float("0." + stamp.split(".")[1])
+    if len(marks) < 3:
+        return float("nan"), float("nan")
+    return marks["load"] - marks["resync"], marks["done"] - marks["load"]
+
+
 def wait(cond, timeout: float, what: str, interval: float = POLL):
     deadline = time.monotonic() + timeout
     last = None
@@ -249,16 +317,20 @@ class Writer(threading.Thread):
         return max((b - a for a, b in zip(seq, seq[1:])), default=0.0)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--keel", required=True)
-    ap.add_argument("--work", required=True, type=Path)
-    ap.add_argument("--gb", type=float, default=1.0, help="payload to load, in GB (10^9 bytes of values)")
-    ap.add_argument("--value-size", type=int, default=1024)
-    ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--pace", type=float, default=0.001, help="s between the writer's SETs")
-    a = ap.parse_args()
+def read_back(node, keys: list[str], marks: dict) -> bool:
+    """Every key in `keys` exists on `node` (pipelined EXISTS, 1000 a trip)."""
+    with node.connect(timeout=30) as c:
+        missing = 0
+        for at in range(0, len(keys), 1000):
+            chunk = keys[at:at + 1000]
+            for k in chunk:
+                c.send("EXISTS", k)
+            missing += sum(1 for _ in chunk if c.read() != 1)
+    marks["missing"] = missing
+    return missing == 0
 
+
+def run_keel(a, count: int) -> dict:
     avoid: set[int] = set()
     nodes = [Node(n, z, a.work, a.keel, a.shards, avoid) for n, z in NODES]
     joiner = Node(*JOINER, a.work, a.keel, a.shards, avoid)
@@ -281,8 +353,7 @@ def main() -> int:
             return all(rep.get(f"shard{s}_link_n2", "").startswith("state=online") for s in range(a.shards))
         wait(healthy, 30, "n1 primary, n2 streaming from it")
 
-        count = int(a.gb * 1e9 / a.value_size)
-        log(f"loading {count} keys of {a.value_size} B ({count * a.value_size / 1e9:.2f} GB of values)")
+        log(f"keel: loading {count} keys of {a.value_size} B ({count * a.value_size / 1e9:.2f} GB of values)")
         t = time.monotonic()
         load(n1, count, a.value_size)
         load_s = time.monotonic() - t
@@ -301,7 +372,9 @@ def main() -> int:
         time.sleep(3.0)
         t_base = time.monotonic()
 
-        # join
+        # join (the list's version: +1 for the learner, +1 for the promotion,
+        # and +1 first if the primary re-stamps the list in its term)
+        v0 = int(n1.info().get("cluster_members_version", "0"))
         t_add = time.monotonic()
         r = n1.call("KEEL", "NODE", "ADD", joiner.name, joiner.client_addr, joiner.bus_addr, joiner.zone, REGION)
         if r != "OK":
@@ -314,7 +387,7 @@ def main() -> int:
             if m is not None and "learner" not in marks:
                 marks["learner"] = time.monotonic()
             return (m is not None and m.get("voter") == "1" and v.get("cluster_membership") == "idle"
-                    and v.get("cluster_members_version") == "2")
+                    and int(v.get("cluster_members_version", "0")) >= v0 + 2)
         wait(joined, max(120.0, 900 * a.gb), "n3 to become a voter")
         t_voter = time.monotonic()
         # Promoted only once it holds the data: its key count right then.
@@ -339,25 +412,14 @@ def main() -> int:
 
         # every acknowledged write on the new voter
         keys = [k for _, k in writer.acks]
-
-        def n3_has_all() -> bool:
-            with joiner.connect(timeout=30) as c:
-                missing = 0
-                for at in range(0, len(keys), 1000):
-                    chunk = keys[at:at + 1000]
-                    for k in chunk:
-                        c.send("EXISTS", k)
-                    missing += sum(1 for _ in chunk if c.read() != 1)
-            marks["missing"] = missing
-            return missing == 0
         try:
-            wait(n3_has_all, 30, "n3 to hold every acknowledged write", interval=0.5)
+            wait(lambda: read_back(joiner, keys, marks), 30, "n3 to hold every acknowledged write", interval=0.5)
         except SystemExit as e:
             log(str(e))
         missing = marks.get("missing", -1)
 
         join_s = t_voter - t_add
-        fig = {
+        return {
             "payload_gb": payload_gb, "used_memory_gb": used / 1e9, "load_s": load_s,
             "to_learner_s": marks.get("learner", t_voter) - t_add, "to_voter_s": join_s,
             "s_per_gb": join_s / payload_gb if payload_gb else float("nan"),
@@ -374,21 +436,153 @@ def main() -> int:
         for n in (*nodes, joiner):
             n.stop()
 
+
+REDIS_SETTINGS = ["--save", "", "--appendonly", "no"]
+
+
+def run_redis(a, count: int) -> tuple[dict, dict]:
+    """r1 primary, r2 its replica; then r3 joins (defaults), r4 joins
+    (repl-diskless-sync-delay 0). Returns (common figures, {r3: .., r4: ..})."""
+    avoid: set[int] = set()
+    r1 = RedisNode("r1", a.work, a.redis, avoid, REDIS_SETTINGS)
+    r2 = RedisNode("r2", a.work, a.redis, avoid, REDIS_SETTINGS + ["--replicaof", HOST, str(r1.port)])
+    joiners = [RedisNode(n, a.work, a.redis, avoid, REDIS_SETTINGS) for n in ("r3", "r4")]
+    writer = None
+    try:
+        r1.start()
+        r2.start()
+
+        def linked(node: RedisNode) -> bool:
+            v = node.info("replication")
+            return v.get("master_link_status") == "up" and v.get("master_sync_in_progress") == "0"
+        wait(lambda: linked(r2), 30, "r2 to replicate r1")
+        settings = r1.call("CONFIG", "GET", "repl-diskless-*")
+        log(f"redis: loading {count} keys of {a.value_size} B; r1 {dict(zip(settings[::2], settings[1::2]))}")
+        t = time.monotonic()
+        load(r1, count, a.value_size)
+        load_s = time.monotonic() - t
+        wait(lambda: r2.call("DBSIZE") >= count, 600, "r2 to hold every key")
+        used = int(r1.info("memory").get("used_memory", 0))
+        log(f"loaded in {load_s:.1f}s; r1 used_memory {used / 1e9:.2f} GB; r2 caught up")
+        for j in joiners:
+            j.start()
+
+        writer = Writer(r1, a.pace)
+        writer.start()
+        time.sleep(3.0)
+        t_base = time.monotonic()
+        payload_gb = count * a.value_size / 1e9
+        per: dict[str, dict] = {}
+        for j in joiners:
+            if j.name == "r4":
+                if r1.call("CONFIG", "SET", "repl-diskless-sync-delay", "0") != "OK":
+                    raise SystemExit("CONFIG SET repl-diskless-sync-delay 0 refused")
+                time.sleep(1.0)
+            delay = r1.call("CONFIG", "GET", "repl-diskless-sync-delay")[1]
+            t0 = time.monotonic()
+            r = j.call("REPLICAOF", HOST, str(r1.port))
+            if r != "OK":
+                raise SystemExit(f"REPLICAOF answered {r!r}")
+            marks: dict[str, float] = {}
+
+            def ready():
+                v = j.info("replication")
+                if v.get("master_sync_in_progress") == "1" and "syncing" not in marks:
+                    marks["syncing"] = time.monotonic()
+                return (v.get("master_link_status") == "up" and v.get("master_sync_in_progress") == "0"
+                        and j.call("DBSIZE") >= count)
+            wait(ready, max(120.0, 900 * a.gb), f"{j.name} to be a ready replica")
+            t1 = time.monotonic()
+            at_ready = j.call("DBSIZE")
+            fork_ms = int(r1.info("stats").get("latest_fork_usec", "0")) / 1000
+            transfer_s, rdb_load_s = redis_sync_phases(j.dir / "redis.log")
+            log(f"{j.name} ready {t1 - t0:.2f}s after REPLICAOF (diskless delay {delay} s; RDB transfer "
+                f"{transfer_s:.2f}s, load {rdb_load_s:.2f}s; r1's fork {fork_ms:.1f} ms), holding {at_ready} keys")
+            per[j.name] = {
+                "diskless_sync_delay": delay, "to_ready_s": t1 - t0,
+                "s_per_gb": (t1 - t0) / payload_gb if payload_gb else float("nan"),
+                "gap_join_ms": writer.gap(t0, t1) * 1000, "keys_at_ready": at_ready,
+                "first_seen_syncing_s": marks.get("syncing", t1) - t0,
+                "rdb_transfer_s": transfer_s, "rdb_load_s": rdb_load_s, "primary_fork_ms": fork_ms,
+            }
+            time.sleep(1.0)
+        writer.stop_ev.set()
+        writer.join(10)
+        keys = [k for _, k in writer.acks]
+        for j in joiners:
+            marks = {}
+            try:
+                wait(lambda: read_back(j, keys, marks), 30, f"{j.name} to hold every acknowledged write", interval=0.5)
+            except SystemExit as e:
+                log(str(e))
+            per[j.name]["missing"] = marks.get("missing", -1)
+        common = {
+            "payload_gb": payload_gb, "used_memory_gb": used / 1e9, "load_s": load_s,
+            "gap_baseline_ms": writer.gap(t_base - 3.0, t_base) * 1000,
+            "acks": len(keys), "errors": writer.errors,
+        }
+        return common, per
+    finally:
+        if writer is not None:
+            writer.stop_ev.set()
+        for n in (r1, r2, *joiners):
+            n.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keel", required=True)
+    ap.add_argument("--work", required=True, type=Path)
+    ap.add_argument("--gb", type=float, default=1.0, help="payload to load, in GB (10^9 bytes of values)")
+    ap.add_argument("--value-size", type=int, default=1024)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--pace", type=float, default=0.001, help="s between the writer's SETs")
+    ap.add_argument("--redis", default="redis-server", help="redis-server binary for the comparison")
+    ap.add_argument("--no-redis", action="store_true", help="skip the redis-server comparison")
+    a = ap.parse_args()
+
+    count = int(a.gb * 1e9 / a.value_size)
+    fig = run_keel(a, count)
     for k, v in fig.items():
-        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+        print(f"keel_{k}: {v:.3f}" if isinstance(v, float) else f"keel_{k}: {v}")
+    ok = fig["missing_on_n3"] == 0 and fig["n3_keys_at_voter"] >= count
+
+    rcommon, rper, version = None, {}, ""
+    if not a.no_redis:
+        version = subprocess.run([a.redis, "--version"], capture_output=True, text=True).stdout.split()
+        version = next((w[2:] for w in version if w.startswith("v=")), "?")
+        rcommon, rper = run_redis(a, count)
+        for k, v in rcommon.items():
+            print(f"redis_{k}: {v:.3f}" if isinstance(v, float) else f"redis_{k}: {v}")
+        for name, d in rper.items():
+            for k, v in d.items():
+                print(f"redis_{name}_{k}: {v:.3f}" if isinstance(v, float) else f"redis_{name}_{k}: {v}")
+            ok = ok and d["missing"] == 0 and d["keys_at_ready"] >= count
+
     cpu = platform.processor() or platform.machine()
     print()
-    print(f"Membership changes on loopback ({os.cpu_count()} cores, {cpu}; `--shards {a.shards}`, "
-          f"values of {a.value_size} random bytes, one writer SETting every {a.pace * 1000:.0f} ms):")
+    print(f"Membership changes on loopback ({os.cpu_count()} cores, {cpu}; values of {a.value_size} random bytes, "
+          f"{count} keys, one writer SETting every {a.pace * 1000:.0f} ms). keel: `--shards {a.shards}`, "
+          f"defaults otherwise (appendonly no); a joining node is added with KEEL NODE ADD and is ready once a voter."
+          + ("" if a.no_redis else
+             f" redis-server {version}: defaults plus `--save \"\" --appendonly no`; a fresh replica is sent "
+             f"REPLICAOF and is ready at master_link_status:up, master_sync_in_progress:0."))
     print()
-    print("| data (values) | n1 used_memory | ADD → learner | ADD → voter | per GB | REMOVE → gone "
-          "| longest write pause: baseline / join / leave | acked writes missing on n3 |")
+    print("| server | joiner | data (values) | primary used_memory | join → ready | per GB "
+          "| longest write pause: baseline / join / leave | acked writes missing on the joiner |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {fig['payload_gb']:.2f} GB | {fig['used_memory_gb']:.2f} GB | {fig['to_learner_s']:.2f} s "
-          f"| {fig['to_voter_s']:.2f} s | {fig['s_per_gb']:.1f} s/GB | {fig['leave_s']:.2f} s "
+    print(f"| keel | n3 (ADD → voter; → learner {fig['to_learner_s']:.2f} s) | {fig['payload_gb']:.2f} GB "
+          f"| {fig['used_memory_gb']:.2f} GB | {fig['to_voter_s']:.2f} s | {fig['s_per_gb']:.1f} s/GB "
           f"| {fig['gap_baseline_ms']:.0f} / {fig['gap_join_ms']:.0f} / {fig['gap_leave_ms']:.0f} ms "
-          f"| {fig['missing_on_n3']} |")
-    return 0 if missing == 0 and at_voter >= count else 1
+          f"(REMOVE → gone {fig['leave_s']:.2f} s) | {fig['missing_on_n3']} |")
+    for name, d in rper.items():
+        print(f"| redis | {name} (REPLICAOF → up; diskless delay {d['diskless_sync_delay']} s) "
+              f"| {rcommon['payload_gb']:.2f} GB | {rcommon['used_memory_gb']:.2f} GB | {d['to_ready_s']:.2f} s "
+              f"| {d['s_per_gb']:.1f} s/GB (RDB transfer {d['rdb_transfer_s']:.1f} s, load {d['rdb_load_s']:.1f} s) "
+              f"| {rcommon['gap_baseline_ms']:.0f} / {d['gap_join_ms']:.0f} / no leave "
+              f"(r1's fork {d['primary_fork_ms']:.0f} ms) "
+              f"| {d['missing']} |")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

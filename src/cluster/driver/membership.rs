@@ -97,6 +97,7 @@ pub fn wait_to_join(
         }
         known = list;
         let Some(topo) = Topology::new(&known, me, state.shards) else {
+            publish_waiting(state, "joining", &known);
             continue;
         };
         tracing::info!(
@@ -112,7 +113,6 @@ pub fn wait_to_join(
             tracing::warn!("cluster: cannot write the cluster file: {e}");
         }
         bus.set_peers(&topo);
-        state.cluster.outside.store(false, Ordering::SeqCst);
         let config = state.config();
         let now = clock.elapsed().as_millis() as u64;
         let node = Node::new(
@@ -306,6 +306,24 @@ impl Driver {
         self.persist();
         self.bus.set_peers(&self.topo);
         self.members_changed();
+    }
+
+    /// A node that joined serves data once its shards follow the primary
+    /// (before that its empty copy would look ready); called every tick.
+    pub(super) fn settle_join(&mut self) {
+        let outside = &self.state.cluster.outside;
+        if !outside.load(Ordering::Relaxed) || self.members.removed {
+            return;
+        }
+        let following = self
+            .state
+            .repl
+            .published
+            .iter()
+            .all(|f| f.follower.load(Ordering::Relaxed));
+        if following || self.node.open_term().is_some() {
+            outside.store(false, Ordering::SeqCst);
+        }
     }
 
     /// What follows a new list outside the control plane: who may be the

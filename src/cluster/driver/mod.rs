@@ -416,6 +416,7 @@ impl Driver {
         self.finish_opening();
         self.open_boot_gate();
         self.coordinate();
+        self.settle_join();
         let reachable = self
             .node
             .primary()

@@ -93,6 +93,9 @@ pub struct Bus {
 struct Roster {
     ident: Ident,
     names: Vec<String>,
+    /// Removed members: their links are taken so that one calling on an
+    /// old list can be told (the driver answers with the list).
+    departed: Vec<String>,
 }
 
 /// Who may talk to us, and what we present.
@@ -160,6 +163,13 @@ impl Bus {
                 }
                 Err(e) => tracing::warn!("bus: cannot start a link to {}: {e}", p.name),
             }
+        }
+    }
+
+    /// Removed members whose links are still taken (see [`Roster`]).
+    pub fn set_departed(&self, names: Vec<String>) {
+        if let Ok(mut r) = self.creds.roster.lock() {
+            r.departed = names;
         }
     }
 
@@ -234,6 +244,7 @@ pub fn start(
         roster: Arc::new(Mutex::new(Roster {
             ident: list.ident(),
             names: list.members.iter().map(|e| e.name.clone()).collect(),
+            departed: Vec::new(),
         })),
     };
     let (in_tx, inbox) = sync_channel(INBOX);
@@ -446,7 +457,10 @@ fn read_loop(
     let (mine, known) = creds
         .roster
         .lock()
-        .map(|r| (r.ident, r.names.contains(&hello.node)))
+        .map(|r| {
+            let known = r.names.contains(&hello.node) || r.departed.contains(&hello.node);
+            (r.ident, known)
+        })
         .unwrap_or_default();
     // Two lists still from the configuration must be the same list: each
     // numbers members by its own sorted names. (Lists changed online carry

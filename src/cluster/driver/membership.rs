@@ -20,8 +20,10 @@ use crate::server::state::ServerState;
 
 /// How often a peer on an older list is sent ours (ms).
 const PUSH_EVERY_MS: u64 = 300;
-/// How long a removed member keeps being told it was removed (ms).
+/// How long a removed member keeps being told it was removed unasked (ms).
 const FAREWELL_MS: u64 = 10_000;
+/// Removed members remembered, to answer one that calls on an old list.
+const MAX_DEPARTED: usize = 64;
 
 /// A change the configuration asks for.
 #[derive(Clone, Debug)]
@@ -69,10 +71,12 @@ pub fn boot_list(configured: &MemberList, file: Option<&ClusterFile>) -> (Member
     (recorded.clone(), wanted)
 }
 
-/// A node not in the list waits here for a list that adds it. Returns its
-/// topology and control state then, or None at shutdown.
+/// A node not in the list (`role`: "joining", or "removed") waits here
+/// for a list that adds it. Returns its topology and control state then,
+/// or None at shutdown.
 pub fn wait_to_join(
     state: &ServerState,
+    role: &'static str,
     me: &str,
     clock: Instant,
     dir: &Path,
@@ -81,7 +85,7 @@ pub fn wait_to_join(
 ) -> Option<((Topology, Node), ClusterFile, Bus)> {
     let mut bus = bus;
     let mut known = file.list.clone().unwrap_or_default();
-    publish_waiting(state, "joining", &known);
+    publish_waiting(state, role, &known);
     while !state.shutdown.load(Ordering::Relaxed) {
         let Ok(m) = bus
             .inbox
@@ -97,7 +101,7 @@ pub fn wait_to_join(
         }
         known = list;
         let Some(topo) = Topology::new(&known, me, state.shards) else {
-            publish_waiting(state, "joining", &known);
+            publish_waiting(state, role, &known);
             continue;
         };
         tracing::info!(
@@ -152,7 +156,10 @@ pub struct Coordinator {
     holds: BTreeMap<String, Ident>,
     /// When each node was last sent our list (driver clock).
     pushed: BTreeMap<String, u64>,
-    /// Removed members still told so, until a deadline (driver clock).
+    /// Removed members: (name, bus address, farewell deadline). Each is
+    /// sent the list unasked until the deadline, and whenever it is heard
+    /// on an older list after it (a removed primary that was away must
+    /// learn it left, or it would stay open on its old list).
     departed: Vec<(String, (String, u16), u64)>,
     /// Changes the configuration asks for, applied as primary.
     wanted: Vec<Wanted>,
@@ -239,14 +246,24 @@ impl Driver {
         let t = self.now();
         for p in &self.topo.peers {
             if list.by_name(&p.name).is_none() && p.name != me {
+                self.members.departed.retain(|d| d.0 != p.name);
                 self.members
                     .departed
                     .push((p.name.clone(), p.bus.clone(), t + FAREWELL_MS));
             }
         }
+        // A member back in the list is no longer departed; the oldest
+        // departures are forgotten past a bound.
+        self.members
+            .departed
+            .retain(|d| list.by_name(&d.0).is_none());
+        let excess = self.members.departed.len().saturating_sub(MAX_DEPARTED);
+        self.members.departed.drain(..excess);
+        self.bus
+            .set_departed(self.members.departed.iter().map(|d| d.0.clone()).collect());
         let Some(topo) = Topology::new(&list, &me, self.state.shards) else {
             tracing::warn!(
-                "cluster: this node was removed from the database (list version {}); it serves no data and stops taking part — shut it down",
+                "cluster: this node was removed from the database (list version {}); it serves no data and takes no part — shut it down (it rejoins only if a newer list names it again)",
                 list.version
             );
             self.file.list = Some(list.clone());
@@ -406,9 +423,11 @@ impl Driver {
     /// open primary take the next step once the last one committed.
     pub(super) fn coordinate(&mut self) {
         let t = self.now();
-        self.members.departed.retain(|d| d.2 > t);
         let mine = self.topo.list.ident();
         let me = self.topo.me().name.clone();
+        // Members on an older list, and members never heard from (a joiner
+        // that missed the push that added it sends nothing until it has the
+        // list), are sent ours; removed ones during their farewell.
         let behind: Vec<String> = self
             .topo
             .peers
@@ -418,10 +437,16 @@ impl Driver {
                 self.members
                     .holds
                     .get(&p.name)
-                    .is_some_and(|i| mine.newer_than(i))
+                    .is_none_or(|i| mine.newer_than(i))
             })
             .map(|p| p.name.clone())
-            .chain(self.members.departed.iter().map(|d| d.0.clone()))
+            .chain(
+                self.members
+                    .departed
+                    .iter()
+                    .filter(|d| d.2 > t)
+                    .map(|d| d.0.clone()),
+            )
             .collect();
         for n in behind {
             self.push_to(&n, false);

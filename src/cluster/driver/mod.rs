@@ -291,12 +291,33 @@ pub fn start(boot: Boot, state: Arc<ServerState>) -> Result<(), String> {
         .name("keel-cluster".into())
         .spawn(move || {
             let clock = Instant::now();
-            let joined = match member {
+            let mut joined = match member {
                 Some(m) => Some((m, file, bus)),
-                None => membership::wait_to_join(&state, &me_name, clock, &dir, file, bus),
+                None => {
+                    membership::wait_to_join(&state, "joining", &me_name, clock, &dir, file, bus)
+                }
             };
-            if let Some(((topo, node), file, bus)) = joined {
-                Driver::new(topo, node, bus, state, clock, dir, file, wanted).run();
+            let mut wanted = wanted;
+            // A removed node waits as a joiner: the step that removed it may
+            // be overwritten by a newer primary's list that still names it.
+            while let Some(((topo, node), file, bus)) = joined.take() {
+                let mut d = Driver::new(
+                    topo,
+                    node,
+                    bus,
+                    state.clone(),
+                    clock,
+                    dir.clone(),
+                    file,
+                    std::mem::take(&mut wanted),
+                );
+                d.run();
+                if !d.members.removed {
+                    break;
+                }
+                let Driver { bus, file, .. } = d;
+                joined =
+                    membership::wait_to_join(&state, "removed", &me_name, clock, &dir, file, bus);
             }
             shutdown.store(true, Ordering::SeqCst);
         })

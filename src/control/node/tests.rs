@@ -325,3 +325,27 @@ fn after_a_promotion_and_a_removal_the_new_voters_elect() {
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert!(matches!(opened[0], (1, 2) | (3, 2)), "{opened:?}");
 }
+
+#[test]
+fn a_voter_whose_primary_a_new_list_drops_still_waits_out_its_silence() {
+    // A list made elsewhere (by a primary of a later term) drops the primary
+    // that 1 and 2 follow; it still runs, and may hold a lease on their last
+    // echoes. Its messages no longer count, but neither may vote it out
+    // before `node_timeout` of silence, as if it were still a member.
+    let mut b = Bench::new(3);
+    b.run(300);
+    let mut without_0 = cluster(3);
+    without_0.members.retain(|m| m.id != 0);
+    for n in &mut b.nodes[1..] {
+        n.set_cluster(without_0.clone());
+    }
+    b.run(800);
+    let elections = b
+        .actions
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::StartElection { .. }))
+        .count();
+    assert_eq!(elections, 0, "{:?}", b.actions);
+    b.run(3000);
+    assert!(matches!(b.opened()[..], [(1 | 2, 2)]), "{:?}", b.opened());
+}

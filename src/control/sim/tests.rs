@@ -1,5 +1,7 @@
 //! Seeded runs: every nemesis, eventual and strong mode, 3 and 5 nodes, and a
 //! two-zone layout with an arbiter. `KEEL_SIM_SEEDS` sets seeds per scenario.
+//! Then membership changes (`KEEL_SIM_MEMBERSHIP_SEEDS`), and the runs that
+//! fail under keel's driver rules where the model runs a fix.
 
 use super::*;
 

@@ -3,10 +3,14 @@
 //!
 //! ```text
 //! cargo run --release --example sim_soak -- --seeds 2000
-//! cargo run --release --example sim_soak -- --replay 1234 --nodes 3 --nemesis Mixed [--strong]
+//! cargo run --release --example sim_soak -- --replay 1234 --nodes 3 --nemesis Mixed [--strong] [--arbiter]
+//! cargo run --release --example sim_soak -- --seeds 500 --nemesis Membership [--keel-rule restamp|...|all]
 //! ```
+//!
+//! `--keel-rule` runs one membership rule (or all) as keel's driver has it
+//! instead of the fix the simulator models (see `MembershipRules`).
 
-use keel::control::sim::{run_seed, FailoverTimes, Nemesis, SimConfig};
+use keel::control::sim::{run_seed, FailoverTimes, MembershipRules, Nemesis, SimConfig};
 
 struct Args {
     seeds: u64,
@@ -14,6 +18,8 @@ struct Args {
     nodes: u32,
     nemesis: Option<Nemesis>,
     strong: bool,
+    arbiter: bool,
+    rules: MembershipRules,
 }
 
 fn parse() -> Args {
@@ -23,6 +29,8 @@ fn parse() -> Args {
         nodes: 3,
         nemesis: None,
         strong: false,
+        arbiter: false,
+        rules: MembershipRules::default(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -32,9 +40,30 @@ fn parse() -> Args {
             "--seeds" => a.seeds = val.parse().unwrap_or(a.seeds),
             "--replay" => a.replay = val.parse().ok(),
             "--nodes" => a.nodes = val.parse().unwrap_or(3),
-            "--nemesis" => a.nemesis = Nemesis::ALL.into_iter().find(|n| format!("{n:?}") == val),
+            "--keel-rule" => match val.as_str() {
+                "all" => a.rules = MembershipRules::KEEL,
+                "push_unheard" => a.rules.push_unheard = false,
+                "answer_non_members" => a.rules.answer_non_members = false,
+                "rejoin" => a.rules.rejoin = false,
+                "restamp" => a.rules.restamp = false,
+                other => {
+                    eprintln!("unknown rule {other}");
+                    std::process::exit(2);
+                }
+            },
+            "--nemesis" => {
+                a.nemesis = Nemesis::ALL
+                    .into_iter()
+                    .chain([Nemesis::Membership])
+                    .find(|n| format!("{n:?}") == val)
+            }
             "--strong" => {
                 a.strong = true;
+                i += 1;
+                continue;
+            }
+            "--arbiter" => {
+                a.arbiter = true;
                 i += 1;
                 continue;
             }
@@ -75,8 +104,13 @@ fn summary(name: &str, v: &mut [u64]) {
 fn main() {
     let a = parse();
     if let Some(seed) = a.replay {
-        let mut cfg =
-            SimConfig::three_zones(a.nodes, a.nemesis.unwrap_or(Nemesis::Mixed), a.strong);
+        let nemesis = a.nemesis.unwrap_or(Nemesis::Mixed);
+        let mut cfg = if a.arbiter {
+            SimConfig::two_zones_with_arbiter(nemesis, a.strong)
+        } else {
+            SimConfig::three_zones(a.nodes, nemesis, a.strong)
+        };
+        cfg.rules = a.rules;
         cfg.trace = true;
         match run_seed(seed, &cfg) {
             Ok(r) => {
@@ -84,8 +118,8 @@ fn main() {
                     println!("{l}");
                 }
                 println!(
-                    "seed {seed}: ok elections={} failover={:?} heals={:?}",
-                    r.elections, r.failover, r.heals
+                    "seed {seed}: ok elections={} failover={:?} heals={:?} lists={} removed={} removed_writes={}",
+                    r.elections, r.failover, r.heals, r.list_changes, r.removed, r.removed_writes
                 );
             }
             Err(v) => {
@@ -116,12 +150,15 @@ fn main() {
     let mut split = 0u64;
     let mut loser = 0u64;
     let mut refused = 0u64;
+    // Membership: lists made, nodes removed, back in, writes dropped with them.
+    let mut lists = [0u64; 4];
     let mut per_nemesis: Vec<(Nemesis, u64, u64, u64)> = Vec::new();
     for nemesis in &nemeses {
         let (mut n_runs, mut n_fail, mut n_elections) = (0, 0, 0);
         for strong in [false, true] {
             for (li, (_, make)) in layouts.iter().enumerate() {
-                let cfg = make(*nemesis, strong);
+                let mut cfg = make(*nemesis, strong);
+                cfg.rules = a.rules;
                 for seed in 0..a.seeds {
                     runs += 1;
                     n_runs += 1;
@@ -143,6 +180,10 @@ fn main() {
                             split += r.split_brain_elections;
                             loser += r.loser_merges;
                             refused += r.hlc_refused;
+                            lists[0] += r.list_changes;
+                            lists[1] += r.removed;
+                            lists[2] += r.rejoined;
+                            lists[3] += r.removed_writes;
                             if matches!(nemesis, Nemesis::CrashPrimary | Nemesis::ZoneOutage) {
                                 fo.extend(r.failover);
                                 fo_by_layout[li].1.extend(r.failover.map(|f| f.total()));
@@ -204,6 +245,12 @@ fn main() {
     println!("merges asked by an open primary of a diverged member: {loser}");
     println!("remote HLCs refused for drift: {refused}");
     println!("safety-check write pauses: {pauses}; strong acks outside the guarantee (every holder down): {unprotected}");
+    if lists[0] > 0 {
+        println!(
+            "member lists made: {}; nodes removed: {}, back in a newer list: {}; eventual writes left only on removed nodes: {}",
+            lists[0], lists[1], lists[2], lists[3]
+        );
+    }
     if failures > 0 {
         std::process::exit(1);
     }

@@ -24,8 +24,14 @@
 //! # Testing
 //! - `cargo test -p keel --lib control`: unit and transcript tests, then the
 //!   simulator over every nemesis, both consistency modes, 3 and 5 nodes and the
-//!   arbiter layout — 500 seeds per sweep by default (2500 runs, about 110 s in
-//!   debug on 2 cores); `KEEL_SIM_SEEDS=n` changes it.
+//!   arbiter layout — 500 seeds per sweep by default (2500 runs) — and the
+//!   membership sweeps (`Nemesis::Membership`: 3 and 5 starting voters and two
+//!   joiners, strong and eventual mode alternating) at half that (500 runs);
+//!   about 55 s in debug on 2 cores, 15 s of it membership. `KEEL_SIM_SEEDS=n`
+//!   changes both, `KEEL_SIM_MEMBERSHIP_SEEDS=n` the latter alone. The tests
+//!   also pin, per membership rule the simulator found wanting in keel's
+//!   driver, a run that fails with keel's rule and passes with the fix
+//!   (`sim::MembershipRules`).
 //! - `cargo test --test control_model`: stateright over the real `Node`s, four
 //!   3-node scenarios for `KEEL_MC_SECS` (default 15) seconds each; the 5-node
 //!   check is `--ignored`.
@@ -67,6 +73,13 @@
 //!   merge before resyncing; a strong-mode write is acknowledged only once a
 //!   majority of voters know a commit point covering it (the stream and the pings
 //!   carry commit points); a history id is kept per shard.
+//! - Requirements on membership changes (the simulator models them): a member
+//!   takes control messages only from senders on its own list; each committed
+//!   step changes at most one voter, and a new primary's first step is its list
+//!   again in its own term (else an older primary's uncommitted step and the
+//!   new primary's can both commit, two voters apart); a voter whose primary
+//!   leaves its list still waits out that primary's silence before it votes.
+//!   `sim::MembershipRules` lists where keel's driver still differs.
 
 pub mod detector;
 pub mod election;

@@ -10,6 +10,9 @@
 //!    primary's stream); ask every member on another history for its records since
 //!    the fork point ([`Action::MergeFrom`]) — merging a prefix is a no-op, so
 //!    asking too often is harmless.
+//!    Merges are asked only once every pull is applied: a pull is judged done by
+//!    the shard's seq, which only a pull of a prefix may move — a merge applied
+//!    first would lengthen the log by other records and pass for the pull.
 //! 3. Re-ask every two pings until applied; re-plan if a source becomes suspected.
 //! 4. Open only when every pull and merge is applied and, for split-brain or forced
 //!    elections, one lease has passed since the win.
@@ -111,14 +114,17 @@ impl Node {
             self.emit_requests(&cu, out);
         } else {
             let seqs = &self.progress.seqs;
+            let pulling = !cu.pulls.is_empty();
             cu.pulls
                 .retain(|(s, _, up_to)| seqs.get(*s).copied().unwrap_or(0) < *up_to);
             let lost_source = cu.pulls.iter().any(|(_, src, _)| !live.contains(src));
             cu.merges.retain(|m| live.contains(m));
+            let pulled = pulling && cu.pulls.is_empty();
             if lost_source {
                 cu.planned = false;
                 cu.won_at = now.saturating_sub(self.cfg.catchup_wait);
-            } else if now.saturating_sub(cu.last_request) >= 2 * self.cfg.ping_interval {
+            } else if pulled || now.saturating_sub(cu.last_request) >= 2 * self.cfg.ping_interval {
+                // The last pull just landed: the merges may go now.
                 cu.last_request = now;
                 self.emit_requests(&cu, out);
             }
@@ -148,6 +154,9 @@ impl Node {
                 from: *from,
                 up_to: *up_to,
             });
+        }
+        if !cu.pulls.is_empty() {
+            return;
         }
         for m in &cu.merges {
             out.actions.push(Action::MergeFrom { from: *m });

@@ -115,6 +115,9 @@ pub struct Node {
     takeover: Vec<u64>,
     /// As open primary: when each diverged member was last asked to merge.
     loser_merges: BTreeMap<NodeId, Millis>,
+    /// When the primary this node followed was last heard, if a new list
+    /// dropped it: it may still hold a lease on this node's echoes.
+    left_primary: Option<Millis>,
 }
 
 impl Node {
@@ -144,6 +147,7 @@ impl Node {
             prior_history: term,
             takeover: Vec::new(),
             loser_merges: BTreeMap::new(),
+            left_primary: None,
             cluster,
             rng: SeededRng::new(seed ^ (u64::from(me) << 32)),
             now,
@@ -187,14 +191,24 @@ impl Node {
         if self.role == Role::Follower && self.primary == Some(self.me) {
             self.primary = None;
         }
+        // A restart hears nobody: the silence of a primary that left starts
+        // afresh, as every member's does.
+        if self.left_primary.is_some() {
+            self.left_primary = Some(now);
+        }
     }
 
     /// The membership changed (online, one step at a time): members that
     /// left are forgotten, new ones start as just heard (as at a restart,
     /// nobody is suspected on arrival); everything else — term, vote, role,
-    /// the lease from members that stay — carries on.
+    /// the lease from members that stay — carries on. A primary that left
+    /// is forgotten too, but not its silence: a failover vote still waits
+    /// `node_timeout` from when it was last heard (see `primary_failed`).
     pub fn set_cluster(&mut self, cluster: Cluster) {
         let ids: BTreeSet<NodeId> = cluster.members.iter().map(|m| m.id).collect();
+        if let Some(p) = self.primary.filter(|p| !ids.contains(p) && *p != self.me) {
+            self.left_primary = Some(self.detector.last_heard(p).unwrap_or(self.now));
+        }
         self.detector.set_members(&ids, self.now);
         self.peers.retain(|id, _| ids.contains(id));
         self.echo_from.retain(|id, _| ids.contains(id));
@@ -439,6 +453,17 @@ impl Node {
             .values()
             .any(|v| v.open && self.now.saturating_sub(v.heard_at) < self.cfg.node_timeout);
         if open_heard {
+            return false;
+        }
+        // The lease argument needs this node silent from its old primary for
+        // `node_timeout` before it helps elect another, whether or not the
+        // old primary is still in our list: a list can drop it (one made by
+        // a primary this node never followed) while its lease still counts
+        // this node's last echo.
+        if self
+            .left_primary
+            .is_some_and(|h| self.now.saturating_sub(h) < self.cfg.node_timeout)
+        {
             return false;
         }
         match self.primary {

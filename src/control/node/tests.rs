@@ -25,6 +25,8 @@ struct Bench {
     cut: Vec<(NodeId, NodeId)>,
     now: Millis,
     actions: Vec<(NodeId, Action)>,
+    /// Pulls are never answered (they complete at once otherwise).
+    hang_pulls: bool,
 }
 
 impl Bench {
@@ -38,12 +40,17 @@ impl Bench {
             cut: Vec::new(),
             now: 0,
             actions: Vec::new(),
+            hang_pulls: false,
         }
     }
 
     fn set_seqs(&mut self, id: usize, seqs: &[u64]) {
+        self.set_progress(id, 1, seqs);
+    }
+
+    fn set_progress(&mut self, id: usize, history: Term, seqs: &[u64]) {
         let p = Progress {
-            history: 1,
+            history,
             seqs: seqs.to_vec(),
         };
         let out = self.nodes[id].handle(self.now, Input::Progress(p));
@@ -64,6 +71,10 @@ impl Bench {
                     up_to,
                 } = &a
                 {
+                    if self.hang_pulls {
+                        self.actions.push((i as NodeId, a));
+                        continue;
+                    }
                     // Pulls complete at once in this bench.
                     let mut p = self.nodes[i].progress().clone();
                     p.seqs[*shard] =
@@ -324,4 +335,65 @@ fn after_a_promotion_and_a_removal_the_new_voters_elect() {
     let opened = b.opened();
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert!(matches!(opened[0], (1, 2) | (3, 2)), "{opened:?}");
+}
+
+#[test]
+fn a_voter_whose_primary_a_new_list_drops_still_waits_out_its_silence() {
+    // A list made elsewhere (by a primary of a later term) drops the primary
+    // that 1 and 2 follow; it still runs, and may hold a lease on their last
+    // echoes. Its messages no longer count, but neither may vote it out
+    // before `node_timeout` of silence, as if it were still a member.
+    let mut b = Bench::new(3);
+    b.run(300);
+    let mut without_0 = cluster(3);
+    without_0.members.retain(|m| m.id != 0);
+    for n in &mut b.nodes[1..] {
+        n.set_cluster(without_0.clone());
+    }
+    b.run(800);
+    let elections = b
+        .actions
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::StartElection { .. }))
+        .count();
+    assert_eq!(elections, 0, "{:?}", b.actions);
+    b.run(3000);
+    assert!(matches!(b.opened()[..], [(1 | 2, 2)]), "{:?}", b.opened());
+}
+
+#[test]
+fn the_winner_merges_only_once_its_pulls_landed() {
+    // 1 wins; it lacks shard 1 records that 2 holds (a pull) and 3 is on
+    // another history (a merge). A pull is judged done by the shard's seq:
+    // a merge applied first would lengthen the log and pass for it.
+    let mut b = Bench::new(4);
+    b.set_seqs(1, &[9, 3]);
+    b.set_seqs(2, &[2, 4]);
+    b.set_progress(3, 7, &[1, 1]);
+    b.run(500);
+    b.up[0] = false;
+    b.hang_pulls = true;
+    b.run(3000);
+    let asked = |b: &Bench, merge: bool| {
+        b.actions.iter().any(|(n, a)| {
+            *n == 1
+                && if merge {
+                    matches!(a, Action::MergeFrom { from: 3 })
+                } else {
+                    matches!(
+                        a,
+                        Action::Pull {
+                            shard: 1,
+                            from: 2,
+                            ..
+                        }
+                    )
+                }
+        })
+    };
+    assert!(asked(&b, false), "{:?}", b.actions);
+    assert!(!asked(&b, true), "a merge went out before the pull landed");
+    b.hang_pulls = false;
+    b.run(500);
+    assert!(asked(&b, true), "{:?}", b.actions);
 }

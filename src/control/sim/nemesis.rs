@@ -6,6 +6,7 @@
 
 use super::super::rng::SeededRng;
 use super::super::NodeId;
+use super::membership::Change;
 
 /// One fault (or its repair).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub enum Fault {
     /// Cut / restore the link between two nodes.
     Cut(NodeId, NodeId),
     Uncut(NodeId, NodeId),
+    /// An operator asks the open primary for a membership change (retried
+    /// until a primary free to take it accepts it).
+    Ask(Change),
 }
 
 /// The families of schedules the tests and the soak run.
@@ -52,6 +56,14 @@ pub enum Nemesis {
     Flapping,
     /// A random mix of all of the above, overlapping.
     Mixed,
+    /// Membership changes asked of the primary at random times (add a
+    /// joiner, remove a voter, replace a voter), the primary crashed right
+    /// after some of them, among partitions, pauses and flapping links.
+    /// Not in [`Nemesis::ALL`]: it needs joiners ([`SimConfig::joiners`]) and
+    /// has its own sweeps.
+    ///
+    /// [`SimConfig::joiners`]: super::SimConfig::joiners
+    Membership,
 }
 
 impl Nemesis {
@@ -179,6 +191,45 @@ pub fn schedule(
                     out.push((t, Fault::Crash(id)));
                     out.push((rng.range(t + 100, end.max(t + 101)), Fault::Restart(id)));
                 }
+            }
+        }
+        Nemesis::Membership => {
+            // Requests spread over the fault window, the last a second before
+            // its end so the steps it starts can commit.
+            for _ in 0..rng.range(3, 6) {
+                let t = rng.range(start, end.saturating_sub(1000).max(start));
+                let c = match rng.range(0, 9) {
+                    0..=3 => Change::AddJoiner,
+                    4..=6 => Change::RemoveVoter {
+                        pick: rng.next_u64(),
+                    },
+                    _ => Change::Replace {
+                        pick: rng.next_u64(),
+                    },
+                };
+                out.push((t, Fault::Ask(c)));
+                if rng.chance(0.3) {
+                    // The primary crashes mid-change: whoever wins next finds
+                    // the pending work in the list and finishes it.
+                    let c = t + rng.range(10, 600);
+                    out.push((c, Fault::CrashPrimary { fallback: any(rng) }));
+                    out.push((
+                        rng.range(c + 300, end.max(c + 301)),
+                        Fault::Restart(u32::MAX),
+                    ));
+                }
+            }
+            let kinds = [
+                Nemesis::Partitions,
+                Nemesis::ShortPauses,
+                Nemesis::LongPauses,
+                Nemesis::ZoneOutage,
+                Nemesis::Flapping,
+            ];
+            for _ in 0..rng.range(1, 2) {
+                let k = kinds[rng.range(0, kinds.len() as u64 - 1) as usize];
+                let s = rng.range(start, (start + end) / 2);
+                out.extend(schedule(k, rng, n, node_timeout, s, end));
             }
         }
     }

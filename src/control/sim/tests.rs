@@ -1,5 +1,7 @@
 //! Seeded runs: every nemesis, eventual and strong mode, 3 and 5 nodes, and a
 //! two-zone layout with an arbiter. `KEEL_SIM_SEEDS` sets seeds per scenario.
+//! Then membership changes (`KEEL_SIM_MEMBERSHIP_SEEDS`), and the runs that
+//! fail under keel's driver rules where the model runs a fix.
 
 use super::*;
 
@@ -147,4 +149,161 @@ fn two_zones_with_an_arbiter() {
     sweep("2 zones + arbiter", |s| {
         SimConfig::two_zones_with_arbiter(nemesis_of(s), s % 2 == 0)
     });
+}
+
+/// Seeds per membership sweep: `KEEL_SIM_MEMBERSHIP_SEEDS`, else half of
+/// `KEEL_SIM_SEEDS` (membership runs carry two joiners more: at 250 seeds
+/// the two sweeps add about 20 s to the suite in debug on 2 cores).
+fn membership_seeds() -> u64 {
+    std::env::var("KEEL_SIM_MEMBERSHIP_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(seeds() / 2)
+}
+
+/// The `Membership` nemesis over `voters` starting voters, strong mode on
+/// even seeds, eventual on odd ones.
+fn membership_sweep(name: &str, voters: u32) {
+    let n = membership_seeds();
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2u64)
+            .map(|lane| {
+                s.spawn(move || {
+                    let mut bad = Vec::new();
+                    for seed in (lane..n).step_by(2) {
+                        let cfg =
+                            SimConfig::three_zones(voters, Nemesis::Membership, seed % 2 == 0);
+                        if let Err(v) = run_seed(seed, &cfg) {
+                            let mut t = cfg.clone();
+                            t.trace = true;
+                            let again = run_seed(seed, &t).err().map(|v| v.to_string());
+                            bad.push(again.unwrap_or_else(|| format!("{v} (did not replay!)")));
+                        }
+                        if bad.len() >= 2 {
+                            break;
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{name}: {} failing seeds\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn three_voters_membership_changes() {
+    membership_sweep("3 voters, membership", 3);
+}
+
+#[test]
+fn five_voters_membership_changes() {
+    membership_sweep("5 voters, membership", 5);
+}
+
+#[test]
+fn a_replacement_and_an_addition_complete_without_faults() {
+    // Replace a voter (learner, promotion, removal), then add a joiner
+    // (learner, promotion): after the first primary's re-stamp, five steps.
+    let mut cfg = SimConfig::three_zones(3, Nemesis::Calm, true);
+    cfg.joiners = 2;
+    cfg.script = vec![
+        (1_000, Fault::Ask(Change::Replace { pick: 1 })),
+        (2_000, Fault::Ask(Change::AddJoiner)),
+    ];
+    let r = run_seed(3, &cfg).unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!((r.list_changes, r.removed), (6, 1), "{r:?}");
+    assert!(r.acked > 0);
+}
+
+/// Runs `cfg` with one of keel's driver rules in place of the model's fix:
+/// the run must fail with a violation starting `expect`, and pass with the fix.
+fn keel_rule_fails(
+    seed: u64,
+    mut cfg: SimConfig,
+    keel: impl Fn(&mut MembershipRules),
+    expect: &str,
+) {
+    run_seed(seed, &cfg).unwrap_or_else(|v| panic!("with the fix: {v}"));
+    keel(&mut cfg.rules);
+    match run_seed(seed, &cfg) {
+        Err(v) => assert!(v.what.starts_with(expect), "{v}"),
+        Ok(_) => panic!("seed {seed} passes with keel's rule: no longer a counterexample"),
+    }
+}
+
+#[test]
+fn keel_push_rule_strands_a_joiner_that_missed_its_push() {
+    // keel sends the list only to members heard on an older one: the joiner
+    // (never heard) that missed the one push made when it was added waits
+    // forever, and its learner entry blocks every later change.
+    let cfg = SimConfig::three_zones(3, Nemesis::Membership, false);
+    keel_rule_fails(
+        7,
+        cfg,
+        |r| r.push_unheard = false,
+        "I6: replicas did not converge",
+    );
+}
+
+#[test]
+fn keel_farewell_misses_a_removed_primary_that_was_away() {
+    // n0, the primary, is cut off; n1 wins and removes it; n1 restarts
+    // (its in-memory farewell to n0 gone) and n0 comes back still open on
+    // its old list, taking eventual writes, told by nobody.
+    let cfg = SimConfig::three_zones(3, Nemesis::Membership, false);
+    keel_rule_fails(
+        32,
+        cfg,
+        |r| r.answer_non_members = false,
+        "I6: replicas did not converge",
+    );
+}
+
+#[test]
+fn keel_stops_a_node_removed_by_a_list_that_then_lost() {
+    // A removal made by an older primary reaches a node, which stops for
+    // good; a list made in a later term from the same version wins and
+    // still has it as a voter, which never comes back.
+    let cfg = SimConfig::three_zones(5, Nemesis::Membership, false);
+    keel_rule_fails(
+        5,
+        cfg,
+        |r| r.rejoin = false,
+        "I6: replicas did not converge",
+    );
+}
+
+#[test]
+fn keel_without_a_restamp_commits_two_removals_and_loses_a_strong_write() {
+    // Four voters n0..n3, n0 primary of term 1, strong mode.
+    // - n0 is cut off and removes n3: list (1,1) = {0,1,2}, held by n0 only;
+    // - n1 wins term 2 on the version-0 list and, once n0 is cut off with n2
+    //   instead, removes n0: list (1,2) = {1,2,3}, committed by n1 and n3;
+    // - n2 takes (1,1) from n0 (newer than version 0), and n0 and n2, a
+    //   majority of (1,1), elect n0 in term 3 while n1 and n3, a majority of
+    //   (1,2), acknowledge strong writes: the two majorities do not meet.
+    // L1 fails first; without it, n0 opens without a write acknowledged in
+    // term 2. With the re-stamp, n1's first step is (2,2) = version 0 again,
+    // committed before the second cut: n2 never takes (2,1), and n0 and n2
+    // are no majority of (2,2).
+    let mut cfg = SimConfig::three_zones(4, Nemesis::Calm, true);
+    cfg.script = vec![
+        (1_000, Fault::Partition(vec![1, 0, 0, 0])),
+        (1_050, Fault::Ask(Change::RemoveVoter { pick: 2 })),
+        (2_590, Fault::Partition(vec![0, 1, 0, 1])),
+        (2_600, Fault::Ask(Change::RemoveVoter { pick: 0 })),
+    ];
+    keel_rule_fails(1, cfg.clone(), |r| r.restamp = false, "L1:");
+    cfg.list_checks = false;
+    keel_rule_fails(1, cfg, |r| r.restamp = false, "I2:");
 }

@@ -15,8 +15,17 @@
 //!   primary's log holds all of them;
 //! - strong mode acknowledges a write once a backup in another zone applied it and
 //!   the primary still holds its lease.
+//!
+//! Membership (the rules of `cluster::members` and the driver's coordinator,
+//! modelled in `world/coordinator.rs`): every node holds a member list; every control
+//! message carries its sender's list [`Ident`]; a node hands a control message to
+//! its [`Node`] only when the sender holds its own list. Nodes may start outside
+//! the list (*joiners*: they ignore everything until a list that adds them
+//! arrives) and a node that learns it was removed stops taking part. Replication,
+//! the strong-mode ack rule and the checks use the list in force at the node
+//! concerned, never the starting configuration.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use keel_shards::hlc::{Hlc, HlcClock};
@@ -24,16 +33,25 @@ use keel_shards::hlc::{Hlc, HlcClock};
 use super::super::messages::{Action, Input, Message, Output, Reason};
 use super::super::node::Role;
 use super::super::rng::SeededRng;
-use super::super::{Cluster, Node, NodeId, Progress, Term};
+use super::super::{Cluster, Member, Node, NodeId, Progress, Term};
 use super::invariants::Checker;
+use super::membership::{Change, Ident, MemberList};
 use super::nemesis::{schedule, Fault};
 use super::network::Network;
 use super::{Report, SimConfig, Violation};
 
+mod coordinator;
+
 /// What travels between simulated nodes.
 #[derive(Clone, Debug)]
 pub enum SimMsg {
-    Control(Message),
+    /// A control-plane message and the list its sender held when it sent it.
+    Control {
+        ident: Ident,
+        msg: Message,
+    },
+    /// A member list, sent to a node on an older one (or told it was removed).
+    Members(Rc<MemberList>),
     Repl {
         term: Term,
         shard: usize,
@@ -94,11 +112,36 @@ pub struct SimNode {
     hlc_held: Hlc,
     /// Per shard: (length, last id) of the log when its HLCs were last folded in.
     hlc_scanned: Vec<(usize, u64)>,
+    /// The member list this node holds (kept across restarts: the cluster
+    /// file). A joiner not yet added keeps here the newest list it heard.
+    pub list: Rc<MemberList>,
+    /// In the list: false for a joiner until a list that adds it arrives.
+    pub joined: bool,
+    /// Learned it was removed: it stops taking part (for good under keel's
+    /// rules; see [`MembershipRules::rejoin`](super::MembershipRules::rejoin)).
+    pub gone: bool,
+    /// The list each peer's latest frame carried (driver memory: lost on a crash).
+    holds: BTreeMap<NodeId, Ident>,
+    /// When each node was last sent our list (this node's clock).
+    pushed: BTreeMap<NodeId, u64>,
+    /// Removed members still told so, until a deadline (this node's clock).
+    departed: Vec<(NodeId, u64)>,
+    /// Members whose control messages reached the node since it started.
+    heard: BTreeSet<NodeId>,
+    /// keel's boot gate: a node that restarts as the open primary takes no
+    /// membership step until it has heard a majority of its list's voters
+    /// (by then a newer term would have made it step down).
+    boot_gate: bool,
 }
 
 impl SimNode {
     pub fn running(&self, t: u64) -> bool {
-        self.up && self.paused_until.is_none_or(|p| p <= t)
+        self.up && !self.gone && self.paused_until.is_none_or(|p| p <= t)
+    }
+
+    /// A member taking part: added (not a joiner still waiting) and not removed.
+    pub fn taking_part(&self) -> bool {
+        self.joined && !self.gone
     }
 
     pub fn all_ids(&self) -> HashSet<u64> {
@@ -127,9 +170,17 @@ pub struct World {
     next_id: u64,
     /// Every write acknowledged to a client.
     pub acked: HashSet<u64>,
-    pub strong_acked: HashSet<u64>,
+    /// Strong-mode acknowledged writes, with the term of the primary that
+    /// acknowledged each.
+    pub strong_acked: HashMap<u64, Term>,
     /// The HLC each write was given, indexed by write id.
     write_hlc: Vec<Hlc>,
+    /// Nodes that start outside the list, in the order they are added.
+    joiners: Vec<Member>,
+    /// Joiners some list has added (ids are never reused: never added twice).
+    added: BTreeSet<NodeId>,
+    /// Membership changes asked of the primary and not yet accepted.
+    asked: VecDeque<Change>,
     pub checker: Checker,
     pub report: Report,
     trace: Vec<String>,
@@ -165,20 +216,34 @@ impl World {
             members: cfg.members.clone(),
             shards: cfg.shards,
         };
-        let zones: Vec<u16> = cfg.members.iter().map(|m| m.zone).collect();
+        let initial = Rc::new(MemberList::initial(cfg.members.clone()));
+        // Joiners take the ids after the members', as keel's `next_id` would.
+        let first = cfg.members.len() as NodeId;
+        let joiners: Vec<Member> = (first..first + cfg.joiners)
+            .map(|id| Member {
+                id,
+                zone: (id % 3) as u16,
+                voter: false,
+                holds_data: true,
+            })
+            .collect();
+        let everyone: Vec<Member> = cfg.members.iter().chain(&joiners).cloned().collect();
+        let zones: Vec<u16> = everyone.iter().map(|m| m.zone).collect();
         let first_primary = cfg
             .members
             .iter()
             .find(|m| m.holds_data)
             .map(|m| m.id)
             .unwrap_or(0);
-        let nodes = cfg
-            .members
+        let nodes = everyone
             .iter()
             .map(|m| {
                 let offset = rng.range(0, cfg.max_clock_offset);
                 let drift = rng.range(0, 2 * cfg.max_drift_ppm) as i64 - cfg.max_drift_ppm as i64;
+                let joined = m.id < first;
                 SimNode {
+                    // A joiner's node is rebuilt from the list that adds it;
+                    // until then it is never fed.
                     node: Node::new(
                         m.id,
                         cluster.clone(),
@@ -193,7 +258,7 @@ impl World {
                     up: true,
                     paused_until: None,
                     logs: (0..cfg.shards).map(|_| Rc::new(Vec::new())).collect(),
-                    histories: vec![1; cfg.shards],
+                    histories: vec![u64::from(joined); cfg.shards],
                     offset,
                     drift_ppm: drift,
                     pending: Vec::new(),
@@ -203,11 +268,23 @@ impl World {
                     hlc_held: Hlc::ZERO,
                     hlc_scanned: vec![(0, 0); cfg.shards],
                     disturbed_at: 0,
+                    list: if joined {
+                        initial.clone()
+                    } else {
+                        Rc::new(MemberList::initial(Vec::new()))
+                    },
+                    joined,
+                    gone: false,
+                    holds: BTreeMap::new(),
+                    pushed: BTreeMap::new(),
+                    departed: Vec::new(),
+                    heard: BTreeSet::new(),
+                    boot_gate: false,
                 }
             })
             .collect();
-        let n = cfg.members.len() as u32;
-        let faults = schedule(
+        let n = everyone.len() as u32;
+        let mut faults = schedule(
             cfg.nemesis,
             &mut rng,
             n,
@@ -215,10 +292,14 @@ impl World {
             cfg.fault_start,
             cfg.fault_end,
         );
+        if !cfg.script.is_empty() {
+            faults.extend(cfg.script.iter().cloned());
+            faults.sort_by_key(|(t, _)| *t);
+        }
         let net = Network::new(cfg.link.clone(), zones);
         World {
             t: 0,
-            checker: Checker::new(&cfg),
+            checker: Checker::new(&cfg, &initial),
             cfg,
             seed,
             rng,
@@ -229,8 +310,11 @@ impl World {
             last_primary_crashed: None,
             next_id: 1,
             acked: HashSet::new(),
-            strong_acked: HashSet::new(),
+            strong_acked: HashMap::new(),
             write_hlc: vec![Hlc::ZERO],
+            joiners,
+            added: BTreeSet::new(),
+            asked: VecDeque::new(),
             report: Report::default(),
             trace: Vec::new(),
         }
@@ -270,8 +354,9 @@ impl World {
             self.step().map_err(|w| self.fail(w))?;
             self.t += 1;
         }
-        self.checker.final_check(&self).map_err(|w| self.fail(w))?;
+        let removed_writes = self.checker.final_check(&self).map_err(|w| self.fail(w))?;
         let mut report = self.report;
+        report.removed_writes = removed_writes;
         report.acked = self.acked.len() as u64;
         report.trace = self.trace;
         Ok(report)
@@ -287,6 +372,12 @@ impl World {
             if self.t < self.cfg.fault_end {
                 self.apply_fault(f);
             }
+        }
+        // Requests wait for an open primary that is free to take them, as an
+        // operator retries a refused KEEL NODE command; none is taken after
+        // the faults end, so the heal phase only finishes what was started.
+        if self.t < self.cfg.fault_end && self.t.is_multiple_of(10) {
+            self.offer_change()?;
         }
         while let Some(m) = self.net.pop_due(self.t) {
             let to = m.to as usize;
@@ -310,8 +401,12 @@ impl World {
                     self.nodes[i].disturbed_at = self.t;
                 }
             }
+            if !self.nodes[i].joined {
+                continue;
+            }
             if (self.t + i as u64).is_multiple_of(self.cfg.tick_every) {
                 self.feed(i, Input::Tick)?;
+                self.coordinate(i)?;
             }
             if (self.t + i as u64).is_multiple_of(self.cfg.repl_every) {
                 self.replicate(i);
@@ -370,7 +465,10 @@ impl World {
 
     fn open_primary(&self) -> Option<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].up && self.nodes[*i].node.open_term().is_some())
+            .filter(|i| {
+                let s = &self.nodes[*i];
+                s.up && s.taking_part() && s.node.open_term().is_some()
+            })
             .max_by_key(|i| self.nodes[*i].node.open_term())
     }
 
@@ -381,7 +479,12 @@ impl World {
         s.paused_until = None;
         s.disturbed_at = self.t;
         s.pending.clear();
+        s.holds.clear();
+        s.pushed.clear();
+        s.departed.clear();
+        s.heard.clear();
         s.node.restart(now);
+        s.boot_gate = s.node.open_term().is_some();
         self.log(|| format!("restart n{i}"));
     }
 
@@ -443,6 +546,7 @@ impl World {
                 self.net.cut.retain(|c| *c != k);
                 self.checker.link_changed(k, self.t);
             }
+            Fault::Ask(c) => self.asked.push_back(c),
         }
     }
 
@@ -511,8 +615,9 @@ impl World {
     }
 
     fn carry_out(&mut self, i: usize, out: Output) -> Result<(), String> {
+        let ident = self.nodes[i].list.ident();
         for e in out.sends {
-            self.send(i, e.to, SimMsg::Control(e.msg));
+            self.send(i, e.to, SimMsg::Control { ident, msg: e.msg });
         }
         for a in out.actions {
             self.log(|| format!("n{i} {a:?}"));
@@ -552,7 +657,7 @@ impl World {
 
     fn client_writes(&mut self) -> Result<(), String> {
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].running(self.t) {
+            if !self.nodes[i].running(self.t) || !self.nodes[i].joined {
                 continue;
             }
             let now = self.local(i);
@@ -598,8 +703,12 @@ impl World {
         let Some(term) = self.nodes[i].node.open_term() else {
             return;
         };
-        for j in 0..self.nodes.len() {
-            if j == i || !self.nodes[j].holds_data {
+        // To the data members of the primary's own list: learners copy like
+        // any backup; a node outside it is no backup of this primary.
+        let list = self.nodes[i].list.clone();
+        for m in list.members.iter().filter(|m| m.holds_data) {
+            let j = m.id as usize;
+            if j == i {
                 continue;
             }
             for shard in 0..self.cfg.shards {
@@ -621,8 +730,22 @@ impl World {
 
     fn deliver(&mut self, from: NodeId, to: NodeId, msg: SimMsg) -> Result<(), String> {
         let (f, i) = (from as usize, to as usize);
+        if !self.nodes[i].taking_part() {
+            // A joiner, or a removed node, listens only for a list that
+            // adds it (a removed one may answer an older list: see
+            // `on_outsider_frame`).
+            return match msg {
+                SimMsg::Members(list) => self.on_members(i, from, list),
+                SimMsg::Control { ident, .. } => {
+                    self.on_outsider_frame(i, from, ident);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+        }
         match msg {
-            SimMsg::Control(m) => self.feed(i, Input::Receive { from, msg: m })?,
+            SimMsg::Control { ident, msg } => self.on_control(i, from, ident, msg)?,
+            SimMsg::Members(list) => self.on_members(i, from, list)?,
             SimMsg::Repl {
                 term,
                 shard,
@@ -742,7 +865,11 @@ impl World {
             .entry(from as NodeId)
             .or_insert_with(|| vec![0; shards]);
         k[shard] = k[shard].max(knows);
-        if self.nodes[from].zone != self.nodes[i].zone && seq > self.nodes[i].commit[shard] {
+        // Only a voter of the primary's list may be the sync backup (keel picks
+        // it among voters): a learner's copy makes no commit point.
+        let voter = self.nodes[i].list.is_voter(from as NodeId);
+        if voter && self.nodes[from].zone != self.nodes[i].zone && seq > self.nodes[i].commit[shard]
+        {
             let log = &self.nodes[i].logs[shard];
             if seq as usize <= log.len() {
                 self.nodes[i].commit[shard] = seq;
@@ -758,24 +885,29 @@ impl World {
         if !self.nodes[i].node.can_accept_strong(now) {
             return Ok(());
         }
-        // How far a majority of voters know the commit point.
-        let mut knowledge: Vec<u64> = self
-            .cfg
-            .members
+        let term = self.nodes[i].node.open_term().unwrap_or(0);
+        // How far a majority of voters know the commit point, among the voters
+        // of this primary's own list (its lease counts in the same list). A
+        // committed step changes one voter, so a majority of the next list
+        // still holds a voter that knows the commit point and refuses a
+        // candidate missing it; past one step this relies on the stream and
+        // the pings having carried the commit point to the newer voters
+        // meanwhile (each step waits at least a round of frames). I2 checks it.
+        let voters = self.nodes[i].list.voters();
+        let mut knowledge: Vec<u64> = voters
             .iter()
-            .filter(|m| m.voter)
-            .map(|m| {
-                if m.id as usize == i {
+            .map(|v| {
+                if *v as usize == i {
                     return self.nodes[i].commit[shard];
                 }
                 let via_stream = self.nodes[i]
                     .known
-                    .get(&m.id)
+                    .get(v)
                     .and_then(|v| v.get(shard).copied())
                     .unwrap_or(0);
                 let via_ping = self.nodes[i]
                     .node
-                    .peer_commit(m.id)
+                    .peer_commit(*v)
                     .and_then(|v| v.get(shard).copied())
                     .unwrap_or(0);
                 via_stream.max(via_ping)
@@ -800,7 +932,7 @@ impl World {
         }
         for id in newly {
             self.acked.insert(id);
-            self.strong_acked.insert(id);
+            self.strong_acked.insert(id, term);
         }
         self.checker.on_strong_ack(self, i)
     }
@@ -816,7 +948,10 @@ impl World {
     /// Node ids of members currently open as primary.
     pub fn open_nodes(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].up && self.nodes[*i].node.open_term().is_some())
+            .filter(|i| {
+                let s = &self.nodes[*i];
+                s.up && s.taking_part() && s.node.open_term().is_some()
+            })
             .collect()
     }
 

@@ -4,11 +4,11 @@
 //! ```text
 //! cargo run --release --example sim_soak -- --seeds 2000
 //! cargo run --release --example sim_soak -- --replay 1234 --nodes 3 --nemesis Mixed [--strong] [--arbiter]
-//! cargo run --release --example sim_soak -- --seeds 500 --nemesis Membership [--keel-rule restamp|...|all]
+//! cargo run --release --example sim_soak -- --seeds 500 --nemesis Membership [--draft-rule restamp|...|all]
 //! ```
 //!
-//! `--keel-rule` runs one membership rule (or all) as keel's driver has it
-//! instead of the fix the simulator models (see `MembershipRules`).
+//! `--draft-rule` runs one membership rule (or all) as the first draft of
+//! keel's driver had it instead of the fix (see `MembershipRules`).
 
 use keel::control::sim::{run_seed, FailoverTimes, MembershipRules, Nemesis, SimConfig};
 
@@ -40,8 +40,8 @@ fn parse() -> Args {
             "--seeds" => a.seeds = val.parse().unwrap_or(a.seeds),
             "--replay" => a.replay = val.parse().ok(),
             "--nodes" => a.nodes = val.parse().unwrap_or(3),
-            "--keel-rule" => match val.as_str() {
-                "all" => a.rules = MembershipRules::KEEL,
+            "--draft-rule" => match val.as_str() {
+                "all" => a.rules = MembershipRules::FIRST_DRAFT,
                 "push_unheard" => a.rules.push_unheard = false,
                 "answer_non_members" => a.rules.answer_non_members = false,
                 "rejoin" => a.rules.rejoin = false,

@@ -29,9 +29,9 @@
 //!   joiners, strong and eventual mode alternating) at half that (500 runs);
 //!   about 55 s in debug on 2 cores, 15 s of it membership. `KEEL_SIM_SEEDS=n`
 //!   changes both, `KEEL_SIM_MEMBERSHIP_SEEDS=n` the latter alone. The tests
-//!   also pin, per membership rule the simulator found wanting in keel's
-//!   driver, a run that fails with keel's rule and passes with the fix
-//!   (`sim::MembershipRules`).
+//!   also pin, per membership rule the simulator found wanting in the first
+//!   draft of keel's driver, a run that fails with the draft's rule and passes
+//!   with the fix the driver now follows (`sim::MembershipRules`).
 //! - `cargo test --test control_model`: stateright over the real `Node`s, four
 //!   3-node scenarios for `KEEL_MC_SECS` (default 15) seconds each; the 5-node
 //!   check is `--ignored`.
@@ -79,7 +79,8 @@
 //!   again in its own term (else an older primary's uncommitted step and the
 //!   new primary's can both commit, two voters apart); a voter whose primary
 //!   leaves its list still waits out that primary's silence before it votes.
-//!   `sim::MembershipRules` lists where keel's driver still differs.
+//!   `sim::MembershipRules` lists the rules the simulator found wanting in
+//!   the driver's first draft, now fixed in the driver.
 
 pub mod detector;
 pub mod election;

@@ -562,6 +562,12 @@ impl Driver {
         if self.node.open_term().is_none() {
             return refuse("this node is not the open primary".into());
         }
+        if self.opening.is_some() || self.boot_gate || self.switchover.is_some() {
+            // Not yet (or no longer quite) taking writes: `coordinate` takes
+            // it once this primary is open, as it takes every step.
+            self.members.queued = Some(c);
+            return;
+        }
         // A learner that never catches up (or a replacement that stalls)
         // must not block its own removal, which cancels the change: only a
         // step being committed does.

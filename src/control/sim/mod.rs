@@ -29,9 +29,10 @@
 //! asked by an edited configuration, arbiters joining, a primary replacing
 //! itself (it waits for a failover, as keel's does, but no operator moves the
 //! primary), and the data a learner copies beyond what the stream and pulls
-//! carry (no snapshot transfer). Where keel's driver rule was found wanting,
-//! the model runs a fix; [`MembershipRules`] names each, and the tests pin a
-//! counterexample for keel's rule.
+//! carry (no snapshot transfer). Four rules of the driver's first draft were
+//! found wanting here (one unsafe, three stuck); the driver now follows the
+//! fixes the model runs by default. [`MembershipRules`] names each, and the
+//! tests pin a counterexample for each draft rule, so a return to it fails.
 //!
 //! # Layout
 //! - [`network`]: the message queue and link faults.
@@ -140,10 +141,11 @@ impl SimConfig {
     }
 }
 
-/// Where the modelled membership rules may depart from keel's driver
-/// (`cluster/driver/membership.rs`). Each `true` is a fix the simulator found
-/// needed; the default models the fixes, and [`MembershipRules::KEEL`] the
-/// driver as it is, whose counterexamples the tests pin.
+/// The membership rules the simulator found wanting in the first draft of
+/// keel's driver (`cluster/driver/membership.rs`). Each `true` is a fix the
+/// simulator found needed; the default models the fixes — which the driver
+/// now follows — and [`MembershipRules::FIRST_DRAFT`] the draft, whose
+/// counterexamples the tests pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MembershipRules {
     /// Every tick, also send the list to members never heard since this
@@ -177,8 +179,8 @@ pub struct MembershipRules {
 }
 
 impl MembershipRules {
-    /// The driver's rules as they are.
-    pub const KEEL: MembershipRules = MembershipRules {
+    /// The driver's first draft (to f18bf7d), as the pinned runs replay it.
+    pub const FIRST_DRAFT: MembershipRules = MembershipRules {
         push_unheard: false,
         answer_non_members: false,
         rejoin: false,

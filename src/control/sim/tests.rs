@@ -1,7 +1,8 @@
 //! Seeded runs: every nemesis, eventual and strong mode, 3 and 5 nodes, and a
 //! two-zone layout with an arbiter. `KEEL_SIM_SEEDS` sets seeds per scenario.
 //! Then membership changes (`KEEL_SIM_MEMBERSHIP_SEEDS`), and the runs that
-//! fail under keel's driver rules where the model runs a fix.
+//! fail under the first draft of keel's driver rules where the model (and
+//! now the driver) runs a fix.
 
 use super::*;
 
@@ -225,9 +226,9 @@ fn a_replacement_and_an_addition_complete_without_faults() {
     assert!(r.acked > 0);
 }
 
-/// Runs `cfg` with one of keel's driver rules in place of the model's fix:
+/// Runs `cfg` with one of the driver's first-draft rules in place of the fix:
 /// the run must fail with a violation starting `expect`, and pass with the fix.
-fn keel_rule_fails(
+fn draft_rule_fails(
     seed: u64,
     mut cfg: SimConfig,
     keel: impl Fn(&mut MembershipRules),
@@ -237,17 +238,17 @@ fn keel_rule_fails(
     keel(&mut cfg.rules);
     match run_seed(seed, &cfg) {
         Err(v) => assert!(v.what.starts_with(expect), "{v}"),
-        Ok(_) => panic!("seed {seed} passes with keel's rule: no longer a counterexample"),
+        Ok(_) => panic!("seed {seed} passes with the draft's rule: no longer a counterexample"),
     }
 }
 
 #[test]
-fn keel_push_rule_strands_a_joiner_that_missed_its_push() {
+fn draft_push_rule_strands_a_joiner_that_missed_its_push() {
     // keel sends the list only to members heard on an older one: the joiner
     // (never heard) that missed the one push made when it was added waits
     // forever, and its learner entry blocks every later change.
     let cfg = SimConfig::three_zones(3, Nemesis::Membership, false);
-    keel_rule_fails(
+    draft_rule_fails(
         7,
         cfg,
         |r| r.push_unheard = false,
@@ -256,12 +257,12 @@ fn keel_push_rule_strands_a_joiner_that_missed_its_push() {
 }
 
 #[test]
-fn keel_farewell_misses_a_removed_primary_that_was_away() {
+fn draft_farewell_misses_a_removed_primary_that_was_away() {
     // n0, the primary, is cut off; n1 wins and removes it; n1 restarts
     // (its in-memory farewell to n0 gone) and n0 comes back still open on
     // its old list, taking eventual writes, told by nobody.
     let cfg = SimConfig::three_zones(3, Nemesis::Membership, false);
-    keel_rule_fails(
+    draft_rule_fails(
         32,
         cfg,
         |r| r.answer_non_members = false,
@@ -270,12 +271,12 @@ fn keel_farewell_misses_a_removed_primary_that_was_away() {
 }
 
 #[test]
-fn keel_stops_a_node_removed_by_a_list_that_then_lost() {
+fn draft_stops_a_node_removed_by_a_list_that_then_lost() {
     // A removal made by an older primary reaches a node, which stops for
     // good; a list made in a later term from the same version wins and
     // still has it as a voter, which never comes back.
     let cfg = SimConfig::three_zones(5, Nemesis::Membership, false);
-    keel_rule_fails(
+    draft_rule_fails(
         5,
         cfg,
         |r| r.rejoin = false,
@@ -284,7 +285,7 @@ fn keel_stops_a_node_removed_by_a_list_that_then_lost() {
 }
 
 #[test]
-fn keel_without_a_restamp_commits_two_removals_and_loses_a_strong_write() {
+fn draft_without_a_restamp_commits_two_removals_and_loses_a_strong_write() {
     // Four voters n0..n3, n0 primary of term 1, strong mode.
     // - n0 is cut off and removes n3: list (1,1) = {0,1,2}, held by n0 only;
     // - n1 wins term 2 on the version-0 list and, once n0 is cut off with n2
@@ -303,7 +304,7 @@ fn keel_without_a_restamp_commits_two_removals_and_loses_a_strong_write() {
         (2_590, Fault::Partition(vec![0, 1, 0, 1])),
         (2_600, Fault::Ask(Change::RemoveVoter { pick: 0 })),
     ];
-    keel_rule_fails(1, cfg.clone(), |r| r.restamp = false, "L1:");
+    draft_rule_fails(1, cfg.clone(), |r| r.restamp = false, "L1:");
     cfg.list_checks = false;
-    keel_rule_fails(1, cfg, |r| r.restamp = false, "I2:");
+    draft_rule_fails(1, cfg, |r| r.restamp = false, "I2:");
 }

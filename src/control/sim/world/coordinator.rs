@@ -15,7 +15,8 @@
 //!   voters, itself included, last spoke from it).
 //!
 //! Where [`MembershipRules`] asks for it, the model runs a fix in place of
-//! keel's rule (each is named there, with what goes wrong without it).
+//! the driver's first-draft rule (each is named there, with what goes wrong
+//! without it).
 //!
 //! [`MembershipRules`]: super::super::MembershipRules
 

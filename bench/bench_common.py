@@ -26,3 +26,13 @@ def med(xs):
     """Median of the figures present (None: missing), NaN when none."""
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
+
+
+def parse_info(text):
+    """INFO text -> {field: value} (section headers and blank lines skipped)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            k, v = line.split(":", 1)
+            out[k] = v.strip()
+    return out

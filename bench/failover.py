@@ -66,7 +66,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 sys.path.insert(0, str(HERE))
 
-from bench_common import sh  # noqa: E402
+from bench_common import parse_info, sh  # noqa: E402
 from harness import Cluster, HarnessError, RespError  # noqa: E402
 
 NODES = ("h1", "h2", "h3")
@@ -97,15 +97,6 @@ def log(msg: str) -> None:
 
 class RoundFailure(Exception):
     """A round whose cluster did not do what it must (no primary, no convergence)."""
-
-
-def parse_info(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            k, v = line.split(":", 1)
-            out[k] = v.strip()
-    return out
 
 
 def pairs(reply) -> dict:

@@ -67,6 +67,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "cluster"))
 
 from harness import Conn, RespError  # noqa: E402 — the harness's RESP2 client, no namespaces used
+from bench_common import parse_info  # noqa: E402
 
 HOST = "127.0.0.1"
 NODES = (("n1", "z1"), ("n2", "z2"))
@@ -111,15 +112,6 @@ def free_block(n: int, avoid: set[int]) -> int:
             avoid.update(block)
             return base
     raise SystemExit("no block of free ports")
-
-
-def parse_info(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            k, v = line.split(":", 1)
-            out[k] = v.strip()
-    return out
 
 
 def members(v: dict[str, str]) -> dict[str, dict[str, str]]:
